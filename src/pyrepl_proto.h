@@ -1,0 +1,189 @@
+/*
+ * pyrepl_proto.h: the wire protocol between nginx workers, the supervisor
+ * and session processes.  This header is the single definition of every
+ * frame type and every field; the codec (pyrepl_proto.c) derives its tables
+ * from the X-macros below, so the type list cannot drift from the decoder.
+ *
+ * A frame is a 4-byte big-endian payload length followed by one msgpack map
+ * whose keys are the field names below and whose "t" key names the type.
+ * A frame longer than the receiver's cap is a protocol error that closes
+ * that connection only.  Unknown keys are ignored (forward compatibility);
+ * a known key with a value of the wrong msgpack type is an error.
+ *
+ * The codec is plain C (msgpack-c only) so that the nginx module, the
+ * worker binaries, the unit tests and the fuzz target all share it.
+ */
+
+#ifndef PYREPL_PROTO_H
+#define PYREPL_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+
+
+#define PR_HEADER_LEN        4
+#define PR_DEFAULT_MAX_FRAME (16 * 1024 * 1024)
+
+
+/*
+ * Frame types: X(enum suffix, wire name, direction and meaning).
+ *
+ * Data plane, nginx worker <-> session process (one connection per run):
+ *   run            worker->session  code, timeout_ms: execute code
+ *   stdout/stderr  session->worker  text: output as produced
+ *   result         session->worker  text (repr), count: final expression
+ *   error          session->worker  ename, evalue, traceback: exception
+ *   input_request  session->worker  prompt, password: code called input()
+ *   input          worker->session  text: the answer to input_request
+ *   interrupt      worker->session  raise KeyboardInterrupt in the run
+ *   complete       session->worker  status, count, ms: the run ended
+ *
+ * Control plane, nginx worker <-> supervisor (one connection per request):
+ *   create         worker->super    id, lang: start a session process
+ *   kill           worker->super    id: kill a session and remove its files
+ *   ok             super->worker    id, pid: the request succeeded
+ *   fail           either way       code, message: the request failed
+ */
+#define PR_TYPES(X)                                                          \
+    X(RUN,           "run")                                                  \
+    X(STDOUT,        "stdout")                                               \
+    X(STDERR,        "stderr")                                               \
+    X(RESULT,        "result")                                               \
+    X(ERROR,         "error")                                                \
+    X(INPUT_REQUEST, "input_request")                                        \
+    X(INPUT,         "input")                                                \
+    X(INTERRUPT,     "interrupt")                                            \
+    X(COMPLETE,      "complete")                                             \
+    X(CREATE,        "create")                                               \
+    X(KILL,          "kill")                                                 \
+    X(OK,            "ok")                                                   \
+    X(FAIL,          "fail")
+
+typedef enum {
+    PR_T_NONE = 0,
+#define PR_TYPE_ENUM(name, wire)  PR_T_##name,
+    PR_TYPES(PR_TYPE_ENUM)
+#undef PR_TYPE_ENUM
+    PR_T_MAX
+} pr_type_t;
+
+
+/*
+ * Fields: X(member and wire key, kind, meaning).  A kind is STR (msgpack
+ * str or bin), INT (msgpack int) or STRS (array of str).
+ */
+#define PR_FIELDS(X)                                                         \
+    X(id,          STR,  "session id")                                       \
+    X(lang,        STR,  "session language: python or bash")                \
+    X(code,        STR,  "source to run")                                    \
+    X(text,        STR,  "output text, a result's repr, an input answer")    \
+    X(prompt,      STR,  "the prompt input() printed")                       \
+    X(status,      STR,  "run status: ok error interrupted timeout crashed") \
+    X(ename,       STR,  "exception class name")                             \
+    X(evalue,      STR,  "str() of the exception")                           \
+    X(errcode,     STR,  "machine-readable failure code (fail frames)")      \
+    X(message,     STR,  "human-readable failure message (fail frames)")     \
+    X(count,       INT,  "execution_count after the run")                    \
+    X(ms,          INT,  "duration of the run in milliseconds")              \
+    X(timeout_ms,  INT,  "run deadline in milliseconds, 0 for none")         \
+    X(pid,         INT,  "process id of a session process")                  \
+    X(password,    INT,  "1 when input should not be echoed")                \
+    X(traceback,   STRS, "formatted traceback, one entry per frame")
+
+typedef enum {
+#define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,
+    PR_FIELDS(PR_FIELD_ENUM)
+#undef PR_FIELD_ENUM
+    PR_F_MAX
+} pr_field_t;
+
+
+typedef struct {
+    const char      *data;
+    size_t           len;
+} pr_str_t;
+
+typedef struct {
+    pr_str_t        *items;
+    uint32_t         n;
+} pr_strs_t;
+
+#define PR_KIND_STR_T   pr_str_t
+#define PR_KIND_INT_T   int64_t
+#define PR_KIND_STRS_T  pr_strs_t
+
+/*
+ * A decoded or to-be-encoded frame.  "has" holds one bit per field
+ * (1 << PR_F_x) telling which members are present.  Decoded strings point
+ * into the input buffer or the decoder's zone: they live as long as both.
+ */
+typedef struct {
+    pr_type_t        type;
+    uint32_t         has;
+#define PR_FIELD_MEMBER(name, kind, doc)  PR_KIND_##kind##_T name;
+    PR_FIELDS(PR_FIELD_MEMBER)
+#undef PR_FIELD_MEMBER
+} pr_frame_t;
+
+
+#define pr_has(f, name)        ((f)->has & (1u << PR_F_##name))
+
+#define pr_set_str(f, name, p, n)                                            \
+    do { (f)->name.data = (const char *) (p); (f)->name.len = (n);           \
+         (f)->has |= 1u << PR_F_##name; } while (0)
+
+#define pr_set_cstr(f, name, s)  pr_set_str(f, name, s, strlen(s))
+
+#define pr_set_int(f, name, v)                                               \
+    do { (f)->name = (v); (f)->has |= 1u << PR_F_##name; } while (0)
+
+
+/* Return codes of the codec. */
+#define PR_OK          0
+#define PR_AGAIN       1    /* not enough bytes yet */
+#define PR_TOO_LARGE  -1    /* length prefix above the cap */
+#define PR_INVALID    -2    /* not a msgpack map of known shape */
+
+
+/*
+ * pr_frame_peek: look at the start of a receive buffer.  Returns PR_AGAIN
+ * until a whole frame is there, PR_TOO_LARGE if the length prefix exceeds
+ * max, else PR_OK with *frame_len set to header plus payload.
+ */
+int pr_frame_peek(const uint8_t *buf, size_t len, size_t max,
+    size_t *frame_len);
+
+/*
+ * pr_frame_decode: decode one payload (without the 4-byte header) into f.
+ * The caller owns "up" (msgpack_unpacked_init before, msgpack_unpacked_destroy
+ * after using f).  Returns PR_OK or PR_INVALID with *err describing why.
+ */
+int pr_frame_decode(const uint8_t *payload, size_t len, msgpack_unpacked *up,
+    pr_frame_t *f, const char **err);
+
+/*
+ * pr_frame_encode: append one whole frame (header and payload) for f to sb.
+ * Returns PR_OK, or PR_INVALID if f->type is not a known type or the
+ * payload would not fit a 32-bit length.
+ */
+int pr_frame_encode(const pr_frame_t *f, msgpack_sbuffer *sb);
+
+const char *pr_type_name(pr_type_t type);
+pr_type_t pr_type_from_name(const char *name, size_t len);
+
+/*
+ * pr_utf8_boundary: the length of the longest prefix of p[0..len) that
+ * ends on a UTF-8 character boundary, given that p may end in the middle
+ * of a character that the next read completes.  Used by output forwarders
+ * that must not split a character across two frames.
+ */
+size_t pr_utf8_boundary(const uint8_t *p, size_t len);
+
+/*
+ * pr_utf8_sanitize: copy src to dst replacing every invalid UTF-8 sequence
+ * with U+FFFD.  dst must hold 3 * len bytes; returns the bytes written.
+ */
+size_t pr_utf8_sanitize(const uint8_t *src, size_t len, uint8_t *dst);
+
+#endif /* PYREPL_PROTO_H */
