@@ -1,0 +1,70 @@
+/*
+ * wk_log.c: the logger declared in wk_log.h.  Formats into a stack buffer
+ * and writes the whole line at once, so lines from concurrent processes
+ * sharing nginx's error log do not interleave.  Safe to call in a forked
+ * child (the pid is looked up on every call).
+ */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wk_log.h"
+
+
+#define WK_LOG_LINE  2048
+
+
+static const char  *wk_log_role = "worker";
+
+
+void
+wk_log_init(const char *role)
+{
+    wk_log_role = role;
+}
+
+
+void
+wk_log(const char *fmt, ...)
+{
+    int      n, m, saved;
+    size_t   len;
+    ssize_t  w;
+    va_list  args;
+    char     line[WK_LOG_LINE];
+
+    saved = errno;
+
+    n = snprintf(line, sizeof(line), "pyrepl-%s[%ld]: ", wk_log_role,
+                 (long) getpid());
+    if (n < 0 || (size_t) n >= sizeof(line)) {
+        goto done;
+    }
+
+    va_start(args, fmt);
+    m = vsnprintf(line + n, sizeof(line) - n, fmt, args);
+    va_end(args);
+
+    if (m < 0) {
+        goto done;
+    }
+
+    /* keep room for the newline; a truncated message ends in "..." */
+    len = (size_t) n + (size_t) m;
+    if (len > sizeof(line) - 1) {
+        len = sizeof(line) - 1;
+        memcpy(line + len - 3, "...", 3);
+    }
+
+    line[len++] = '\n';
+
+    w = write(STDERR_FILENO, line, len);
+    (void) w;   /* nowhere left to report a failed log write */
+
+done:
+
+    errno = saved;
+}
