@@ -1,0 +1,874 @@
+"""
+Tests of pyrepl-supervisor on its own, without the Python session binary.
+
+The supervisor is started from $PYREPL_BIN_DIR (default
+/work/main/build/bin) with --python pointing at a small fake session
+written per test: it records what it was given (argv, cwd, descriptors,
+process group, signal state) in report.json in its working directory,
+starts a grandchild (sleep) in its process group, and answers every
+connection on its listening socket (fd 3) with "hello <id>".  The tests
+speak the control protocol like an nginx worker: 4-byte big-endian length,
+then a msgpack map with "t".
+
+Run: /usr/bin/python3 -m pytest t/test_supervisor.py
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import tempfile
+import time
+
+import msgpack
+import pytest
+
+
+BIN_DIR = os.environ.get("PYREPL_BIN_DIR", "/work/main/build/bin")
+SUPERVISOR = os.path.join(BIN_DIR, "pyrepl-supervisor")
+DEADLINE = 10.0
+MAX_REQUEST = 64 * 1024
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+
+# The shell records the signal state the supervisor handed over (Python
+# changes it at start-up) with builtins only, then runs the Python part
+# with the same descriptors.
+FAKE_WRAPPER = r'''#!/bin/sh
+while read -r k v; do
+    case "$k" in SigBlk:|SigIgn:) echo "$k $v" ;; esac
+done < /proc/self/status > sigstate
+exec /usr/bin/python3 "$0.py" "$@"
+'''
+
+FAKE_SESSION = r'''
+import json, os, socket, subprocess, sys
+
+fds = []
+for fd in range(1024):
+    try:
+        os.fstat(fd)
+    except OSError:
+        continue
+    fds.append(fd)
+
+mode = os.environ.get("FAKE_MODE", "")
+if mode.startswith("exit"):
+    sys.exit(int(mode[4:]))
+
+status = {}
+with open("sigstate") as f:
+    for line in f:
+        k, _, v = line.partition(":")
+        status[k] = v.strip()
+
+blocking = os.get_blocking(3)
+lsock = socket.socket(fileno=3)
+child = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL)
+sid = sys.argv[sys.argv.index("--id") + 1]
+
+report = {
+    "argv": sys.argv[1:],
+    "cwd": os.getcwd(),
+    "fds": fds,
+    "pid": os.getpid(),
+    "pgid": os.getpgid(0),
+    "sigblk": int(status["SigBlk"], 16),
+    "sigign": int(status["SigIgn"], 16),
+    "stdin": os.readlink("/proc/self/fd/0"),
+    "stderr": os.readlink("/proc/self/fd/2"),
+    "listening": lsock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN),
+    "blocking": blocking,
+    "grandchild": child.pid,
+}
+with open("report.json.tmp", "w") as f:
+    json.dump(report, f)
+os.rename("report.json.tmp", "report.json")
+
+while True:
+    c, _ = lsock.accept()
+    c.sendall(b"hello " + sid.encode())
+    c.close()
+'''
+
+
+# helpers ------------------------------------------------------------------
+
+def wait_for(cond, what, timeout=DEADLINE):
+    """Poll cond() until it returns something true; fail after timeout."""
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.005)
+
+
+def proc_state(pid):
+    """The /proc state letter of pid, or None if there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    return data[data.rindex(")") + 2]
+
+
+def running(pid):
+    s = proc_state(pid)
+    return s is not None and s not in "ZX"
+
+
+def gone(pid):
+    """No process at all: exited and reaped."""
+    return proc_state(pid) is None
+
+
+def procs_under(root):
+    """Live processes started from or working in root (sessions and the
+    children they spawn)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+            cwd = os.readlink("/proc/%s/cwd" % d)
+        except OSError:
+            continue
+        if ((root.encode() in cmd or cwd.startswith(root + "/"))
+                and running(int(d))):
+            out.append(int(d))
+    return out
+
+
+def frame(msg):
+    body = msgpack.packb(msg)
+    return struct.pack(">I", len(body)) + body
+
+
+def sid(n):
+    return "%032x" % (0xabc0000000000000000000000000000 + n)
+
+
+class Client:
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(DEADLINE)
+        self.sock.connect(path)
+
+    def send(self, msg):
+        self.sock.sendall(frame(msg))
+
+    def _recv_exact(self, n):
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError("supervisor closed the connection")
+            data += chunk
+        return data
+
+    def recv(self):
+        (n,) = struct.unpack(">I", self._recv_exact(4))
+        return msgpack.unpackb(self._recv_exact(n), raw=False)
+
+    def request(self, msg):
+        self.send(msg)
+        return self.recv()
+
+    def at_eof(self):
+        """True if the supervisor closed this connection (no reply)."""
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+class Supervisor:
+    def __init__(self, root, python=None, extra=(), env=None, parent=True):
+        self.root = root
+        self.run = os.path.join(root, "run")
+        self.work = os.path.join(root, "work")
+        self.sock = os.path.join(self.run, "supervisor.sock")
+        self.logpath = os.path.join(root, "supervisor.log")
+        self.python = python or os.path.join(root, "fake-session")
+        self.extra = list(extra)
+        self.env = env
+        self.parent = parent
+        self.proc = None
+        self.wfd = None
+        self.clients = []
+
+    def args(self):
+        return [SUPERVISOR, "--socket-dir", self.run, "--workdir", self.work,
+                "--python", self.python] + self.extra
+
+    def spawn(self, args=None):
+        """Start the binary; returns the Popen (does not wait for it)."""
+        assert os.access(SUPERVISOR, os.X_OK), \
+            "build pyrepl-supervisor into %s first" % BIN_DIR
+        args = args or self.args()
+        pass_fds = ()
+        if self.parent:
+            rfd, self.wfd = os.pipe()
+            os.set_inheritable(self.wfd, False)
+            args = args + ["--parent-fd", str(rfd)]
+            pass_fds = (rfd,)
+        env = dict(os.environ)
+        env.update(self.env or {})
+        log = open(self.logpath, "ab")
+        # a descriptor nginx leaked into the supervisor: sessions must not
+        # inherit it
+        leak = os.open("/dev/null", os.O_RDONLY)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=log,
+                                     pass_fds=pass_fds + (leak,), env=env)
+        os.close(leak)
+        log.close()
+        if self.parent:
+            os.close(rfd)
+        return self.proc
+
+    def start(self):
+        self.spawn()
+        wait_for(self.serving, "the supervisor to listen")
+        return self
+
+    def serving(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("supervisor exited with %s:\n%s"
+                                 % (self.proc.returncode, self.log()))
+        try:
+            with open(os.path.join(self.run, "supervisor.pid")) as f:
+                if int(f.read()) != self.proc.pid:
+                    return False
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.sock)
+            s.close()
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def client(self):
+        c = Client(self.sock)
+        self.clients.append(c)
+        return c
+
+    def request(self, msg):
+        c = Client(self.sock)
+        try:
+            return c.request(msg)
+        finally:
+            c.close()
+
+    def create(self, id_):
+        r = self.request({"t": "create", "id": id_, "lang": "python"})
+        assert r == {"t": "ok", "id": id_, "pid": r.get("pid")}, r
+        assert isinstance(r["pid"], int) and r["pid"] > 0
+        return r["pid"]
+
+    def report(self, id_):
+        path = os.path.join(self.work, id_, "report.json")
+        wait_for(lambda: os.path.exists(path), "the session's report")
+        with open(path) as f:
+            return json.load(f)
+
+    def session_sock(self, id_):
+        return os.path.join(self.run, id_ + ".sock")
+
+    def log(self):
+        with open(self.logpath, errors="replace") as f:
+            return f.read()
+
+    def fds(self):
+        return sorted(os.listdir("/proc/%d/fd" % self.proc.pid), key=int)
+
+    def close_parent(self):
+        os.close(self.wfd)
+        self.wfd = None
+
+    def wait_exit(self):
+        try:
+            return self.proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("supervisor did not exit:\n" + self.log())
+
+    def stop(self):
+        """Shut down as nginx would; returns the exit status."""
+        for c in self.clients:
+            c.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.wfd is not None:
+            os.close(self.wfd)
+            self.wfd = None
+        return self.proc.returncode if self.proc else None
+
+
+@pytest.fixture
+def tmp():
+    root = tempfile.mkdtemp(prefix="pyrepl-")
+    path = os.path.join(root, "fake-session")
+    with open(path, "w") as f:
+        f.write(FAKE_WRAPPER)
+    os.chmod(path, 0o755)
+    with open(path + ".py", "w") as f:
+        f.write(FAKE_SESSION)
+    yield root
+    for name in os.listdir(root):
+        if name.endswith(".log"):
+            with open(os.path.join(root, name), errors="replace") as f:
+                log = f.read()
+            for bad in ("Sanitizer", "runtime error:", "AddressSanitizer"):
+                assert bad not in log, log
+    strays = procs_under(root)
+    for pid in strays:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    shutil.rmtree(root, ignore_errors=True)
+    assert not strays, "processes left behind: %s" % strays
+
+
+@pytest.fixture
+def sup(tmp):
+    s = Supervisor(tmp).start()
+    yield s
+    assert s.stop() == 0, s.log()
+    assert os.listdir(s.work) == [], "workdirs left after shutdown"
+
+
+# start-up -----------------------------------------------------------------
+
+def test_start_layout(sup):
+    run = os.lstat(sup.run)
+    assert stat.S_IMODE(run.st_mode) == 0o700
+    work = os.lstat(sup.work)
+    assert stat.S_IMODE(work.st_mode) == 0o711
+    st = os.lstat(sup.sock)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    with open(os.path.join(sup.run, "supervisor.pid")) as f:
+        assert f.read() == "%d\n" % sup.proc.pid
+    assert 'listening on "%s"' % sup.sock in sup.log()
+
+
+def test_stale_socket_is_replaced(tmp):
+    run = os.path.join(tmp, "run")
+    os.mkdir(run, 0o700)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(os.path.join(run, "supervisor.sock"))
+    stale.close()
+    s = Supervisor(tmp).start()
+    try:
+        pid = s.create(sid(1))
+        assert running(pid)
+    finally:
+        s.stop()
+
+
+def test_second_supervisor_refuses_a_live_socket(sup):
+    other = Supervisor(sup.root, parent=False)
+    other.logpath = os.path.join(sup.root, "other.log")
+    p = other.spawn()
+    try:
+        assert p.wait(DEADLINE) == 1
+    finally:
+        other.stop()
+    assert "is in use by a live process" in other.log()
+    # the first one is untouched and still serves
+    assert sup.create(sid(2)) > 0
+
+
+@pytest.mark.parametrize("case", [
+    "long_socket_dir", "python_not_executable", "socket_dir_is_file",
+    "missing_python", "bad_number", "stray_argument"])
+def test_startup_failures_exit_1(tmp, case):
+    s = Supervisor(tmp, parent=False)
+    args = s.args()
+    expect = None
+    if case == "long_socket_dir":
+        longdir = os.path.join(tmp, "d" * 80)
+        args[args.index("--socket-dir") + 1] = longdir
+        expect = "is too long for Unix socket paths"
+    elif case == "python_not_executable":
+        path = os.path.join(tmp, "not-exec")
+        open(path, "w").close()
+        args[args.index("--python") + 1] = path
+        expect = "is not executable"
+    elif case == "socket_dir_is_file":
+        open(s.run, "w").close()
+        expect = "exists and is not a directory"
+    elif case == "missing_python":
+        i = args.index("--python")
+        del args[i:i + 2]
+        expect = "--socket-dir, --workdir and --python are required"
+    elif case == "bad_number":
+        args += ["--max-frame", "12x"]
+        expect = 'invalid --max-frame "12x"'
+    elif case == "stray_argument":
+        args += ["extra"]
+        expect = 'unexpected argument "extra"'
+    p = s.spawn(args)
+    assert p.wait(DEADLINE) == 1
+    assert expect in s.log()
+    assert not os.path.exists(s.sock)
+
+
+# create -------------------------------------------------------------------
+
+def test_create_starts_a_session(sup):
+    base_fds = sup.fds()
+    id_ = sid(3)
+    pid = sup.create(id_)
+    rep = sup.report(id_)
+
+    assert rep["pid"] == pid
+    assert rep["argv"] == ["--listen-fd", "3", "--id", id_,
+                           "--max-frame", str(DEFAULT_MAX_FRAME)]
+    assert rep["cwd"] == os.path.join(sup.work, id_)
+    assert rep["fds"] == [0, 1, 2, 3]
+    assert rep["stdin"] == "/dev/null"
+    assert rep["stderr"] == sup.logpath
+    assert rep["pgid"] == pid
+    assert rep["sigblk"] == 0 and rep["sigign"] == 0
+    assert rep["listening"] == 1 and rep["blocking"] is True
+    assert os.getpgid(rep["grandchild"]) == pid
+
+    st = os.lstat(os.path.join(sup.work, id_))
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+    st = os.lstat(sup.session_sock(id_))
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+
+    # the socket nginx will connect to is the one the session listens on
+    c = Client(sup.session_sock(id_))
+    assert c.sock.recv(100) == b"hello " + id_.encode()
+    c.close()
+
+    # nothing leaks into the supervisor from the create
+    wait_for(lambda: sup.fds() == base_fds, "supervisor fds back to "
+             "%s (now %s)" % (base_fds, sup.fds()))
+    assert "session %s started, pid %d" % (id_, pid) in sup.log()
+
+
+def test_max_frame_is_passed_on(tmp):
+    s = Supervisor(tmp, extra=["--max-frame", "100000"]).start()
+    try:
+        s.create(sid(4))
+        assert s.report(sid(4))["argv"][-2:] == ["--max-frame", "100000"]
+    finally:
+        s.stop()
+
+
+def test_duplicate_create_conflicts(sup):
+    id_ = sid(5)
+    pid = sup.create(id_)
+    r = sup.request({"t": "create", "id": id_, "lang": "python"})
+    assert r["t"] == "fail" and r["errcode"] == "conflict", r
+    assert running(pid)
+    # after a kill the id can be used again
+    assert sup.request({"t": "kill", "id": id_}) == {"t": "ok", "id": id_}
+    pid2 = sup.create(id_)
+    assert pid2 != pid
+    assert sup.report(id_)["pid"] == pid2
+
+
+def test_create_failure_is_unavailable_and_cleans_up(sup):
+    # WORKDIR replaced by a file: the session directory cannot be made
+    id_ = sid(6)
+    moved = sup.work + ".moved"
+    os.rename(sup.work, moved)
+    open(sup.work, "w").close()
+    try:
+        r = sup.request({"t": "create", "id": id_, "lang": "python"})
+    finally:
+        os.unlink(sup.work)
+        os.rename(moved, sup.work)
+    assert r["t"] == "fail" and r["errcode"] == "unavailable", r
+    assert "working directory" in r["message"]
+    assert not os.path.exists(sup.session_sock(id_))
+    # and it serves the next one
+    assert sup.create(id_) > 0
+
+
+def test_leftover_workdir_conflicts(sup):
+    id_ = sid(7)
+    os.mkdir(os.path.join(sup.work, id_))
+    r = sup.request({"t": "create", "id": id_, "lang": "python"})
+    assert r["t"] == "fail" and r["errcode"] == "conflict", r
+    assert not os.path.exists(sup.session_sock(id_))
+    # it is not the supervisor's: only a kill removes it
+    assert os.path.isdir(os.path.join(sup.work, id_))
+    assert sup.request({"t": "kill", "id": id_})["t"] == "ok"
+    assert not os.path.exists(os.path.join(sup.work, id_))
+
+
+def test_leftover_socket_conflicts_and_is_not_removed(sup):
+    id_ = sid(8)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(sup.session_sock(id_))
+    r = sup.request({"t": "create", "id": id_, "lang": "python"})
+    stale.close()
+    assert r["t"] == "fail" and r["errcode"] == "conflict", r
+    assert os.path.exists(sup.session_sock(id_))
+    assert not os.path.exists(os.path.join(sup.work, id_))
+
+
+# kill ---------------------------------------------------------------------
+
+def test_kill_removes_the_session(sup):
+    id_ = sid(9)
+    pid = sup.create(id_)
+    rep = sup.report(id_)
+    with open(os.path.join(sup.work, id_, "data.txt"), "w") as f:
+        f.write("x")
+
+    assert sup.request({"t": "kill", "id": id_}) == {"t": "ok", "id": id_}
+
+    assert not os.path.exists(sup.session_sock(id_))
+    assert not os.path.exists(os.path.join(sup.work, id_))
+    wait_for(lambda: gone(pid), "the session process to be reaped")
+    wait_for(lambda: not running(rep["grandchild"]),
+             "the session's own child to die with its group")
+    with pytest.raises(FileNotFoundError):
+        Client(sup.session_sock(id_))
+
+    # idempotent
+    assert sup.request({"t": "kill", "id": id_}) == {"t": "ok", "id": id_}
+
+
+def test_kill_unknown_id_removes_leftovers(sup, tmp):
+    id_ = sid(10)
+    wd = os.path.join(sup.work, id_)
+    os.makedirs(os.path.join(wd, "a", "b"))
+    with open(os.path.join(wd, "a", "b", "f"), "w") as f:
+        f.write("x")
+    outside = os.path.join(tmp, "outside")
+    os.mkdir(outside)
+    with open(os.path.join(outside, "keep"), "w") as f:
+        f.write("keep")
+    os.symlink(outside, os.path.join(wd, "link"))
+    os.symlink(os.path.join(outside, "keep"), os.path.join(wd, "a", "flink"))
+    open(sup.session_sock(id_), "w").close()
+
+    assert sup.request({"t": "kill", "id": id_}) == {"t": "ok", "id": id_}
+
+    assert not os.path.lexists(wd)
+    assert not os.path.lexists(sup.session_sock(id_))
+    # symlinks were removed, never followed
+    with open(os.path.join(outside, "keep")) as f:
+        assert f.read() == "keep"
+
+
+# bad requests -------------------------------------------------------------
+
+@pytest.mark.parametrize("msg", [
+    {"t": "create", "id": "ABC0000000000000000000000000000A",
+     "lang": "python"},
+    {"t": "create", "id": "abc", "lang": "python"},
+    {"t": "create", "id": "../../../../../../../../../../tmp/",
+     "lang": "python"},
+    {"t": "create", "id": "0" * 33, "lang": "python"},
+    {"t": "create", "lang": "python"},
+    {"t": "create", "id": "0" * 32},
+    {"t": "create", "id": "0" * 32, "lang": "bash"},
+    {"t": "kill", "id": "zz" * 16},
+    {"t": "kill"},
+    {"t": "run", "code": "1"},
+    {"t": "ok"},
+])
+def test_bad_request_fails_and_keeps_the_connection(sup, msg):
+    c = sup.client()
+    r = c.request(msg)
+    assert r["t"] == "fail" and r["errcode"] == "bad_request", r
+    assert r["message"]
+    # the same connection still serves
+    assert c.request({"t": "kill", "id": sid(11)}) == \
+        {"t": "ok", "id": sid(11)}
+    assert os.listdir(sup.work) == []
+
+
+@pytest.mark.parametrize("raw", [
+    struct.pack(">I", 3) + b"\xc1\xc1\xc1",              # not msgpack
+    struct.pack(">I", 1) + b"\x90",                      # not a map
+    frame({"id": sid(12)}),                              # no "t"
+    frame({"t": "teleport"}),                            # unknown type
+    frame({"t": "kill", "id": 12}),                      # wrong field type
+    struct.pack(">I", MAX_REQUEST + 1),                  # oversized
+    struct.pack(">I", 0xffffffff) + b"x" * 100,          # huge
+])
+def test_bad_frame_closes_only_that_connection(sup, raw):
+    bystander = sup.client()
+    bad = sup.client()
+    bad.sock.sendall(raw)
+    assert bad.at_eof()
+    assert bystander.request({"t": "kill", "id": sid(13)}) == \
+        {"t": "ok", "id": sid(13)}
+    assert running(sup.proc.pid)
+    assert "closing control connection" in sup.log()
+
+
+def test_largest_allowed_frame_is_accepted(sup):
+    c = sup.client()
+    msg = {"t": "kill", "id": sid(14), "code": ""}
+    pad = MAX_REQUEST - len(msgpack.packb(msg)) - 2   # str16 header grows
+    msg["code"] = "x" * pad
+    assert len(msgpack.packb(msg)) == MAX_REQUEST
+    assert c.request(msg) == {"t": "ok", "id": sid(14)}
+
+
+# connection handling ------------------------------------------------------
+
+def test_byte_at_a_time(sup):
+    c = sup.client()
+    data = frame({"t": "create", "id": sid(15), "lang": "python"})
+    for i in range(len(data)):
+        c.sock.send(data[i:i + 1])
+        time.sleep(0.001)   # let the supervisor see each byte on its own
+    r = c.recv()
+    assert r["t"] == "ok" and r["id"] == sid(15)
+
+
+def test_pipelined_requests_answer_in_order(sup):
+    c = sup.client()
+    ids = [sid(16 + i) for i in range(5)]
+    data = b"".join(frame({"t": "create", "id": i, "lang": "python"})
+                    for i in ids)
+    data += b"".join(frame({"t": "kill", "id": i}) for i in ids)
+    c.sock.sendall(data)
+    replies = [c.recv() for _ in range(10)]
+    assert [r["id"] for r in replies] == ids + ids
+    assert all(r["t"] == "ok" for r in replies)
+    pids = [r["pid"] for r in replies[:5]]
+    for pid in pids:
+        wait_for(lambda: gone(pid), "killed session %d reaped" % pid)
+    assert os.listdir(sup.work) == []
+
+
+def test_half_closed_client_gets_its_reply(sup):
+    c = sup.client()
+    c.send({"t": "create", "id": sid(21), "lang": "python"})
+    c.sock.shutdown(socket.SHUT_WR)
+    r = c.recv()
+    assert r["t"] == "ok" and r["id"] == sid(21)
+    assert c.at_eof()
+
+
+def test_many_clients_at_once(sup):
+    base_fds = sup.fds()
+    clients = [sup.client() for _ in range(20)]
+    for i, c in enumerate(clients):
+        c.send({"t": "create", "id": sid(100 + i), "lang": "python"})
+    replies = [c.recv() for c in clients]
+    assert [r["id"] for r in replies] == [sid(100 + i) for i in range(20)]
+    pids = {r["pid"] for r in replies}
+    assert len(pids) == 20 and all(running(p) for p in pids)
+    for i, c in enumerate(clients):
+        c.send({"t": "kill", "id": sid(100 + i)})
+    assert all(c.recv()["t"] == "ok" for c in clients)
+    for c in clients:
+        c.close()
+    for p in pids:
+        wait_for(lambda: gone(p), "session %d reaped" % p)
+    wait_for(lambda: sup.fds() == base_fds, "supervisor fds back to "
+             "%s (now %s)" % (base_fds, sup.fds()))
+
+
+def test_sighup_and_sigpipe_are_ignored(sup):
+    os.kill(sup.proc.pid, signal.SIGHUP)
+    os.kill(sup.proc.pid, signal.SIGPIPE)
+    # a client that goes away before its reply must not kill it either
+    c = Client(sup.sock)
+    c.send({"t": "create", "id": sid(22), "lang": "python"})
+    c.close()
+    assert sup.create(sid(23)) > 0
+    assert sup.proc.poll() is None
+
+
+# crashes ------------------------------------------------------------------
+
+def test_crashed_session_loses_its_socket_keeps_its_workdir(sup):
+    id_ = sid(24)
+    pid = sup.create(id_)
+    rep = sup.report(id_)
+    os.kill(pid, signal.SIGKILL)
+
+    wait_for(lambda: not os.path.exists(sup.session_sock(id_)),
+             "the crashed session's socket to be unlinked")
+    wait_for(lambda: gone(pid), "the crashed session to be reaped")
+    wait_for(lambda: not running(rep["grandchild"]),
+             "the crashed session's child to be killed")
+    assert os.path.isdir(os.path.join(sup.work, id_))
+    wait_for(lambda: "session %s (pid %d) crashed: killed by signal 9"
+             % (id_, pid) in sup.log(), "the crash in the log")
+    with pytest.raises(FileNotFoundError):
+        Client(sup.session_sock(id_))
+
+    # the id stays taken until nginx deletes the session
+    r = sup.request({"t": "create", "id": id_, "lang": "python"})
+    assert r["t"] == "fail" and r["errcode"] == "conflict", r
+    assert sup.request({"t": "kill", "id": id_}) == {"t": "ok", "id": id_}
+    assert not os.path.exists(os.path.join(sup.work, id_))
+    assert sup.create(id_) > 0
+
+
+def test_session_exit_status_is_logged(tmp):
+    s = Supervisor(tmp, env={"FAKE_MODE": "exit3"}).start()
+    try:
+        id_ = sid(25)
+        pid = s.create(id_)
+        wait_for(lambda: "session %s (pid %d) exited with status 3"
+                 % (id_, pid) in s.log(), "the exit in the log")
+        assert not os.path.exists(s.session_sock(id_))
+        assert gone(pid)
+    finally:
+        s.stop()
+
+
+def test_exec_failure_is_a_crashed_session(tmp):
+    path = os.path.join(tmp, "broken")
+    with open(path, "w") as f:
+        f.write("#!/nonexistent/interpreter\n")
+    os.chmod(path, 0o755)
+    s = Supervisor(tmp, python=path).start()
+    try:
+        id_ = sid(26)
+        pid = s.create(id_)
+        wait_for(lambda: "exited with status 127" in s.log(),
+                 "the failed exec in the log")
+        assert 'execv("%s") failed' % path in s.log()
+        assert not os.path.exists(s.session_sock(id_))
+        assert gone(pid)
+        assert running(s.proc.pid)
+    finally:
+        s.stop()
+
+
+# shutdown -----------------------------------------------------------------
+
+def shutdown_check(s, how):
+    pids, kids = [], []
+    for i in range(3):
+        pids.append(s.create(sid(30 + i)))
+        kids.append(s.report(sid(30 + i))["grandchild"])
+    # one already crashed, one killed: both must be cleaned up too
+    os.kill(pids[0], signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(s.session_sock(sid(30))),
+             "the crash to be noticed")
+    c = s.client()   # an idle client must not hold the supervisor up
+
+    how(s)
+
+    assert s.wait_exit() == 0, s.log()
+    for p in pids + kids:
+        wait_for(lambda: not running(p), "process %d to die" % p)
+    assert os.listdir(s.run) == []
+    assert os.listdir(s.work) == []
+    assert c.at_eof()
+    assert s.log().rstrip().endswith("exiting")
+
+
+def test_parent_pipe_eof_shuts_everything_down(tmp):
+    s = Supervisor(tmp).start()
+    try:
+        shutdown_check(s, lambda s: s.close_parent())
+        assert "nginx is gone" in s.log()
+    finally:
+        s.stop()
+
+
+def test_parent_death_shuts_everything_down(tmp):
+    # the write end held by a process that then dies, like nginx
+    s = Supervisor(tmp).start()
+    holder = subprocess.Popen(["sleep", "1000"], pass_fds=(s.wfd,))
+    os.close(s.wfd)
+    s.wfd = None
+    try:
+        shutdown_check(s, lambda s: holder.kill())
+    finally:
+        holder.kill()
+        holder.wait()
+        s.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT,
+                                 signal.SIGQUIT])
+def test_signal_shuts_everything_down(tmp, sig):
+    s = Supervisor(tmp).start()
+    try:
+        shutdown_check(s, lambda s: os.kill(s.proc.pid, sig))
+        assert "%s received, shutting down" % sig.name[3:] in s.log()
+    finally:
+        s.stop()
+
+
+def test_without_parent_fd(tmp):
+    s = Supervisor(tmp, parent=False).start()
+    try:
+        shutdown_check(s, lambda s: os.kill(s.proc.pid, signal.SIGTERM))
+    finally:
+        s.stop()
+
+
+# ownership ----------------------------------------------------------------
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown")
+def test_owner_can_connect(tmp):
+    os.chmod(tmp, 0o711)   # let the owner reach the socket directory
+    s = Supervisor(tmp, extra=["--owner-uid", str(NOBODY),
+                               "--owner-gid", str(NOBODY)]).start()
+    try:
+        for path in (s.run, s.sock):
+            st = os.lstat(path)
+            assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY), path
+        assert os.lstat(s.work).st_uid == 0
+
+        # an unprivileged process (nginx's worker user) can create
+        code = ("import socket, struct, msgpack, sys\n"
+                "s = socket.socket(socket.AF_UNIX)\n"
+                "s.connect(sys.argv[1])\n"
+                "b = msgpack.packb({'t': 'create', 'id': sys.argv[2],"
+                " 'lang': 'python'})\n"
+                "s.sendall(struct.pack('>I', len(b)) + b)\n"
+                "n = struct.unpack('>I', s.recv(4))[0]\n"
+                "print(msgpack.unpackb(s.recv(n))['t'])\n")
+        out = subprocess.run(["/usr/bin/python3", "-c", code, s.sock,
+                              sid(40)], user=NOBODY, group=NOBODY,
+                             extra_groups=[], capture_output=True,
+                             timeout=DEADLINE, check=True)
+        assert out.stdout == b"ok\n", out
+
+        st = os.lstat(s.session_sock(sid(40)))
+        assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        st = os.lstat(os.path.join(s.work, sid(40)))
+        assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)
+
+        # and nobody else can
+        other = subprocess.run(["/usr/bin/python3", "-c", code, s.sock,
+                                sid(41)], user=NOBODY + 1, group=NOBODY + 1,
+                               extra_groups=[], capture_output=True,
+                               timeout=DEADLINE)
+        assert other.returncode != 0
+        assert b"PermissionError" in other.stderr
+    finally:
+        s.stop()

@@ -1,0 +1,130 @@
+/*
+ * sup_request.c: the supervisor's control protocol.  Validates one request
+ * frame from an nginx worker and turns it into exactly one reply:
+ *
+ *   create {id, lang}  ->  ok {id, pid}  |  fail {errcode, message}
+ *   kill {id}          ->  ok {id}       (idempotent)
+ *   anything else      ->  fail {errcode: "bad_request"}
+ *
+ * errcode is "bad_request", "conflict" (the id is in use) or "unavailable"
+ * (the supervisor could not do it: out of memory, descriptors, processes).
+ * The id names files, so it is checked strictly: 32 lowercase hex digits.
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "supervisor.h"
+#include "wk_log.h"
+
+
+static int sup_request_id(const pr_frame_t *req, char *id);
+static void sup_request_fail(pr_frame_t *reply, sup_err_t *err,
+    const char *code, const char *msg);
+
+
+/* Copy a valid id from req into id (SUP_ID_LEN + 1 bytes); 0 or -1. */
+static int
+sup_request_id(const pr_frame_t *req, char *id)
+{
+    size_t  i;
+    char    c;
+
+    if (!pr_has(req, id) || req->id.len != SUP_ID_LEN) {
+        return -1;
+    }
+
+    for (i = 0; i < SUP_ID_LEN; i++) {
+        c = req->id.data[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return -1;
+        }
+
+        id[i] = c;
+    }
+
+    id[SUP_ID_LEN] = '\0';
+
+    return 0;
+}
+
+
+static void
+sup_request_fail(pr_frame_t *reply, sup_err_t *err, const char *code,
+    const char *msg)
+{
+    if (code != NULL) {
+        err->code = code;
+        (void) snprintf(err->message, sizeof(err->message), "%s", msg);
+        wk_log("bad request: %s", msg);
+    }
+
+    reply->type = PR_T_FAIL;
+    pr_set_cstr(reply, errcode, err->code);
+    pr_set_cstr(reply, message, err->message);
+}
+
+
+void
+sup_request(const sup_conf_t *conf, const pr_frame_t *req,
+    pr_frame_t *reply, sup_err_t *err)
+{
+    pid_t  pid;
+    char   id[SUP_ID_LEN + 1], msg[128];
+
+    memset(reply, 0, sizeof(pr_frame_t));
+
+    switch (req->type) {
+
+    case PR_T_CREATE:
+        if (sup_request_id(req, id) == -1) {
+            sup_request_fail(reply, err, "bad_request",
+                             "id must be 32 lowercase hex characters");
+            return;
+        }
+
+        if (!pr_has(req, lang) || req->lang.len != 6
+            || memcmp(req->lang.data, "python", 6) != 0)
+        {
+            sup_request_fail(reply, err, "bad_request",
+                             "lang must be \"python\"");
+            return;
+        }
+
+        if (sup_create(conf, id, &pid, err) == -1) {
+            wk_log("create %s failed: %s: %s", id, err->code, err->message);
+            sup_request_fail(reply, err, NULL, NULL);
+            return;
+        }
+
+        wk_log("session %s started, pid %ld", id, (long) pid);
+
+        reply->type = PR_T_OK;
+        pr_set_str(reply, id, req->id.data, req->id.len);
+        pr_set_int(reply, pid, pid);
+        return;
+
+    case PR_T_KILL:
+        if (sup_request_id(req, id) == -1) {
+            sup_request_fail(reply, err, "bad_request",
+                             "id must be 32 lowercase hex characters");
+            return;
+        }
+
+        sup_kill(conf, id);
+
+        wk_log("session %s killed", id);
+
+        reply->type = PR_T_OK;
+        pr_set_str(reply, id, req->id.data, req->id.len);
+        return;
+
+    default:
+        (void) snprintf(msg, sizeof(msg), "unexpected \"%s\" request: the "
+                        "supervisor takes create and kill",
+                        pr_type_name(req->type));
+        sup_request_fail(reply, err, "bad_request", msg);
+        return;
+    }
+}

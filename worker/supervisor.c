@@ -1,0 +1,651 @@
+/*
+ * supervisor.c: pyrepl-supervisor's entry point: the command line,
+ * start-up, signal handling, the poll(2) loop and shutdown.
+ *
+ *   pyrepl-supervisor --socket-dir DIR --workdir DIR --python PATH
+ *       [--parent-fd N] [--owner-uid UID] [--owner-gid GID]
+ *       [--max-frame BYTES]
+ *
+ * The nginx master spawns it.  It listens on DIR/supervisor.sock for
+ * create and kill requests from nginx workers (sup_request.c), writes its
+ * pid to DIR/supervisor.pid, and stays until nginx goes away: EOF or
+ * POLLHUP on --parent-fd (a pipe whose write end only nginx processes
+ * hold), or SIGTERM, SIGINT or SIGQUIT.  It then kills every session's
+ * process group, reaps them, removes their sockets and working directories
+ * and its own socket and pid file, and exits 0.  Anything that stops it
+ * from serving at start-up is logged and exits 1.
+ *
+ * Signals are taken synchronously through a signalfd; SIGHUP and SIGPIPE
+ * are ignored.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+#include "wk_log.h"
+
+
+#define SUP_ACCEPT_PAUSE_MS   100     /* after running out of descriptors */
+#define SUP_REAP_WAIT_MS      5000    /* for killed sessions at shutdown */
+#define SUP_FIXED_FDS         3       /* signalfd, parent pipe, listener */
+#define SUP_MIN_FRAME         1024
+#define SUP_SUN_PATH          sizeof(((struct sockaddr_un *) 0)->sun_path)
+
+
+typedef struct {
+    int          sigfd;
+    int          listen_fd;
+    ino_t        listen_ino;          /* to unlink only our own socket */
+    dev_t        listen_dev;
+    char         sock_path[PATH_MAX];
+    char         pid_path[PATH_MAX];
+} sup_state_t;
+
+
+static int sup_parse(int argc, char **argv, sup_conf_t *conf);
+static int sup_parse_num(const char *opt, const char *s, unsigned long max,
+    unsigned long *v);
+static int sup_std_fds(void);
+static int sup_signals(void);
+static int sup_signal_read(const sup_conf_t *conf, int sigfd);
+static int sup_parent_gone(int fd, short revents);
+static int sup_start(const sup_conf_t *conf, sup_state_t *st);
+static int sup_loop(const sup_conf_t *conf, sup_state_t *st);
+static void sup_shutdown(const sup_conf_t *conf, sup_state_t *st);
+static long sup_now_ms(void);
+
+
+static const char  sup_usage[] =
+    "usage: pyrepl-supervisor --socket-dir DIR --workdir DIR --python PATH\n"
+    "           [--parent-fd N] [--owner-uid UID] [--owner-gid GID]\n"
+    "           [--max-frame BYTES]\n";
+
+
+int
+main(int argc, char **argv)
+{
+    int          rc;
+    sup_conf_t   conf;
+    sup_state_t  st;
+
+    wk_log_init("supervisor");
+
+    if (sup_parse(argc, argv, &conf) == -1) {
+        (void) fputs(sup_usage, stderr);
+        return 1;
+    }
+
+    if (sup_start(&conf, &st) == -1) {
+        if (st.listen_fd != -1) {
+            (void) sup_fs_unlink(st.sock_path);
+        }
+
+        wk_log("cannot start, exiting");
+        return 1;
+    }
+
+    wk_log("listening on \"%s\"", st.sock_path);
+
+    rc = sup_loop(&conf, &st);
+
+    sup_shutdown(&conf, &st);
+
+    wk_log("exiting");
+
+    return rc;
+}
+
+
+static int
+sup_parse_num(const char *opt, const char *s, unsigned long max,
+    unsigned long *v)
+{
+    char  *end;
+
+    errno = 0;
+    *v = strtoul(s, &end, 10);
+
+    if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || *v > max) {
+        wk_log("invalid %s \"%s\"", opt, s);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+sup_parse(int argc, char **argv, sup_conf_t *conf)
+{
+    int            c;
+    size_t         len;
+    unsigned long  v;
+
+    static const struct option  opts[] = {
+        { "socket-dir", required_argument, NULL, 's' },
+        { "workdir",    required_argument, NULL, 'w' },
+        { "python",     required_argument, NULL, 'p' },
+        { "parent-fd",  required_argument, NULL, 'f' },
+        { "owner-uid",  required_argument, NULL, 'u' },
+        { "owner-gid",  required_argument, NULL, 'g' },
+        { "max-frame",  required_argument, NULL, 'm' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    memset(conf, 0, sizeof(sup_conf_t));
+    conf->parent_fd = -1;
+    conf->owner_uid = (uid_t) -1;
+    conf->owner_gid = (gid_t) -1;
+    conf->max_frame = PR_DEFAULT_MAX_FRAME;
+
+    opterr = 0;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+
+        case 's':
+            conf->socket_dir = optarg;
+            break;
+
+        case 'w':
+            conf->workdir = optarg;
+            break;
+
+        case 'p':
+            conf->python = optarg;
+            break;
+
+        case 'f':
+            if (sup_parse_num("--parent-fd", optarg, INT_MAX, &v) == -1) {
+                return -1;
+            }
+            conf->parent_fd = (int) v;
+            break;
+
+        case 'u':
+            if (sup_parse_num("--owner-uid", optarg, UINT_MAX - 1, &v)
+                == -1)
+            {
+                return -1;
+            }
+            conf->owner_uid = (uid_t) v;
+            break;
+
+        case 'g':
+            if (sup_parse_num("--owner-gid", optarg, UINT_MAX - 1, &v)
+                == -1)
+            {
+                return -1;
+            }
+            conf->owner_gid = (gid_t) v;
+            break;
+
+        case 'm':
+            if (sup_parse_num("--max-frame", optarg, UINT32_MAX, &v) == -1) {
+                return -1;
+            }
+
+            if (v < SUP_MIN_FRAME) {
+                wk_log("--max-frame must be at least %d bytes",
+                       SUP_MIN_FRAME);
+                return -1;
+            }
+
+            conf->max_frame = v;
+            break;
+
+        default:
+            wk_log("unknown or incomplete option \"%s\"",
+                   argv[optind - 1]);
+            return -1;
+        }
+    }
+
+    if (optind != argc) {
+        wk_log("unexpected argument \"%s\"", argv[optind]);
+        return -1;
+    }
+
+    if (conf->socket_dir == NULL || conf->workdir == NULL
+        || conf->python == NULL)
+    {
+        wk_log("--socket-dir, --workdir and --python are required");
+        return -1;
+    }
+
+    /* DIR/<id>.sock must fit in sun_path, with its NUL */
+    len = strlen(conf->socket_dir) + 1 + SUP_ID_LEN + sizeof(".sock");
+    if (len > SUP_SUN_PATH) {
+        wk_log("--socket-dir \"%s\" is too long for Unix socket paths "
+               "(at most %zu bytes)", conf->socket_dir,
+               SUP_SUN_PATH - 1 - SUP_ID_LEN - sizeof(".sock"));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* Make sure 0, 1 and 2 are open, so no socket lands on them. */
+static int
+sup_std_fds(void)
+{
+    int  fd;
+
+    for ( ;; ) {
+        fd = open("/dev/null", O_RDWR);
+        if (fd == -1) {
+            wk_log("open(\"/dev/null\") failed: %s", strerror(errno));
+            return -1;
+        }
+
+        if (fd > STDERR_FILENO) {
+            break;
+        }
+    }
+
+    if (close(fd) == -1) {
+        wk_log("close(%d) failed: %s", fd, strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* Ignore SIGHUP and SIGPIPE; return a signalfd for the others. */
+static int
+sup_signals(void)
+{
+    int               fd;
+    sigset_t          set;
+    struct sigaction  sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+
+    if (sigaction(SIGHUP, &sa, NULL) == -1
+        || sigaction(SIGPIPE, &sa, NULL) == -1)
+    {
+        wk_log("sigaction() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+
+    if (sigprocmask(SIG_SETMASK, &set, NULL) == -1) {
+        wk_log("sigprocmask() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd == -1) {
+        wk_log("signalfd() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    return fd;
+}
+
+
+/* Drain the signalfd; returns 1 if a shutdown signal came, else 0. */
+static int
+sup_signal_read(const sup_conf_t *conf, int sigfd)
+{
+    int                      stop, chld;
+    ssize_t                  n;
+    struct signalfd_siginfo  si;
+
+    stop = 0;
+    chld = 0;
+
+    for ( ;; ) {
+        n = read(sigfd, &si, sizeof(si));
+
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            if (errno != EAGAIN) {
+                wk_log("read(signalfd) failed: %s", strerror(errno));
+            }
+
+            break;
+        }
+
+        if (n != sizeof(si)) {
+            wk_log("short read(signalfd): %zd bytes", n);
+            break;
+        }
+
+        if (si.ssi_signo == SIGCHLD) {
+            chld = 1;
+
+        } else {
+            wk_log("%s received, shutting down",
+                   sigabbrev_np((int) si.ssi_signo));
+            stop = 1;
+        }
+    }
+
+    if (chld) {
+        sup_reap(conf);
+    }
+
+    return stop;
+}
+
+
+/* Whether the parent pipe says nginx is gone (EOF, hang-up, error). */
+static int
+sup_parent_gone(int fd, short revents)
+{
+    ssize_t  n;
+    char     buf[64];
+
+    if (revents & POLLNVAL) {
+        wk_log("--parent-fd %d was closed", fd);
+        return 1;
+    }
+
+    if (revents & POLLIN) {
+        n = read(fd, buf, sizeof(buf));
+
+        if (n == 0) {
+            wk_log("nginx is gone (EOF on the parent pipe), shutting down");
+            return 1;
+        }
+
+        if (n == -1 && errno != EINTR && errno != EAGAIN) {
+            wk_log("read(parent fd %d) failed: %s, shutting down", fd,
+                   strerror(errno));
+            return 1;
+        }
+
+        return 0;   /* stray bytes: nginx writes nothing here, ignore */
+    }
+
+    if (revents & (POLLHUP | POLLERR)) {
+        wk_log("nginx is gone (hang-up on the parent pipe), shutting down");
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static int
+sup_start(const sup_conf_t *conf, sup_state_t *st)
+{
+    int          flags;
+    struct stat  sb;
+
+    memset(st, 0, sizeof(sup_state_t));
+    st->sigfd = -1;
+    st->listen_fd = -1;
+
+    if (sup_std_fds() == -1) {
+        return -1;
+    }
+
+    /* everything the supervisor creates is private unless widened */
+    (void) umask(077);
+
+    if (access(conf->python, X_OK) == -1) {
+        wk_log("--python \"%s\" is not executable: %s", conf->python,
+               strerror(errno));
+        return -1;
+    }
+
+    if (conf->parent_fd != -1) {
+        flags = fcntl(conf->parent_fd, F_GETFD);
+        if (flags == -1
+            || fcntl(conf->parent_fd, F_SETFD, flags | FD_CLOEXEC) == -1)
+        {
+            wk_log("--parent-fd %d: %s", conf->parent_fd, strerror(errno));
+            return -1;
+        }
+    }
+
+    st->sigfd = sup_signals();
+    if (st->sigfd == -1) {
+        return -1;
+    }
+
+    if (sup_fs_mkdir(conf->socket_dir, 0700, conf->owner_uid,
+                     conf->owner_gid) == -1
+        || sup_fs_mkdir(conf->workdir, 0711, (uid_t) -1, (gid_t) -1) == -1)
+    {
+        return -1;
+    }
+
+    if (sup_fs_path(st->sock_path, sizeof(st->sock_path), conf->socket_dir,
+                    SUP_SOCK_NAME, "") == -1
+        || sup_fs_path(st->pid_path, sizeof(st->pid_path), conf->socket_dir,
+                       SUP_PID_NAME, "") == -1)
+    {
+        return -1;
+    }
+
+    st->listen_fd = sup_listen_unix(st->sock_path, 1, 1, conf->owner_uid,
+                                    conf->owner_gid);
+    if (st->listen_fd == -1) {
+        return -1;
+    }
+
+    if (lstat(st->sock_path, &sb) == -1) {
+        wk_log("lstat(\"%s\") failed: %s", st->sock_path, strerror(errno));
+        return -1;
+    }
+
+    st->listen_ino = sb.st_ino;
+    st->listen_dev = sb.st_dev;
+
+    if (sup_fs_write_pid(st->pid_path) == -1) {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static long
+sup_now_ms(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/* Serve until told to stop; returns the exit status. */
+static int
+sup_loop(const sup_conf_t *conf, sup_state_t *st)
+{
+    int             rc, stop, timeout;
+    long            resume;
+    size_t          i, n, cap;
+    struct pollfd  *pfd, *p;
+
+    pfd = NULL;
+    cap = 0;
+    resume = 0;
+    stop = 0;
+
+    while (!stop) {
+        n = sup_client_count();
+
+        if (SUP_FIXED_FDS + n > cap) {
+            cap = (SUP_FIXED_FDS + n) * 2;
+
+            p = realloc(pfd, cap * sizeof(struct pollfd));
+            if (p == NULL) {
+                wk_log("cannot grow the poll set to %zu entries", cap);
+                free(pfd);
+                return 1;
+            }
+
+            pfd = p;
+        }
+
+        pfd[0].fd = st->sigfd;
+        pfd[0].events = POLLIN;
+        pfd[1].fd = conf->parent_fd;
+        pfd[1].events = POLLIN;
+        pfd[2].fd = st->listen_fd;
+        pfd[2].events = POLLIN;
+
+        timeout = -1;
+
+        if (resume != 0) {
+            timeout = (int) (resume - sup_now_ms());
+
+            if (timeout <= 0) {
+                resume = 0;
+                timeout = -1;
+
+            } else {
+                pfd[2].fd = -1;
+            }
+        }
+
+        for (i = 0; i < n; i++) {
+            sup_client_pollfd(i, &pfd[SUP_FIXED_FDS + i]);
+        }
+
+        for (i = 0; i < SUP_FIXED_FDS; i++) {
+            pfd[i].revents = 0;
+        }
+
+        rc = poll(pfd, SUP_FIXED_FDS + n, timeout);
+
+        if (rc == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            wk_log("poll() failed: %s", strerror(errno));
+            free(pfd);
+            return 1;
+        }
+
+        if (pfd[0].revents) {
+            stop = sup_signal_read(conf, st->sigfd);
+        }
+
+        if (pfd[1].revents && sup_parent_gone(conf->parent_fd,
+                                              pfd[1].revents))
+        {
+            stop = 1;
+        }
+
+        if (stop) {
+            break;
+        }
+
+        for (i = 0; i < n; i++) {
+            sup_client_event(conf, i, pfd[SUP_FIXED_FDS + i].revents);
+        }
+
+        sup_client_sweep();
+
+        if ((pfd[2].revents & POLLIN)
+            && sup_client_accept(st->listen_fd) == -1)
+        {
+            resume = sup_now_ms() + SUP_ACCEPT_PAUSE_MS;
+        }
+    }
+
+    free(pfd);
+
+    return 0;
+}
+
+
+static void
+sup_shutdown(const sup_conf_t *conf, sup_state_t *st)
+{
+    int            rc;
+    long           deadline, left;
+    struct stat    sb;
+    struct pollfd  pfd;
+
+    sup_client_close_all();
+
+    if (sup_session_count() > 0) {
+        wk_log("killing %zu sessions", sup_session_count());
+    }
+
+    sup_kill_all(conf);
+
+    deadline = sup_now_ms() + SUP_REAP_WAIT_MS;
+
+    for ( ;; ) {
+        sup_reap(conf);
+
+        if (sup_unreaped() == 0) {
+            break;
+        }
+
+        left = deadline - sup_now_ms();
+        if (left <= 0) {
+            wk_log("%zu session processes did not exit after SIGKILL",
+                   sup_unreaped());
+            break;
+        }
+
+        pfd.fd = st->sigfd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+
+        rc = poll(&pfd, 1, (int) left);
+        if (rc == -1 && errno != EINTR) {
+            wk_log("poll() failed: %s", strerror(errno));
+            break;
+        }
+
+        if (rc > 0) {
+            (void) sup_signal_read(conf, st->sigfd);
+        }
+    }
+
+    sup_session_free_all();
+
+    if (st->listen_fd != -1 && close(st->listen_fd) == -1) {
+        wk_log("close(listener) failed: %s", strerror(errno));
+    }
+
+    /* unlink the socket only if it is still ours */
+    if (lstat(st->sock_path, &sb) == 0 && sb.st_ino == st->listen_ino
+        && sb.st_dev == st->listen_dev)
+    {
+        (void) sup_fs_unlink(st->sock_path);
+    }
+
+    (void) sup_fs_unlink(st->pid_path);
+
+    if (st->sigfd != -1 && close(st->sigfd) == -1) {
+        wk_log("close(signalfd) failed: %s", strerror(errno));
+    }
+}
