@@ -1,0 +1,583 @@
+/*
+ * ngx_http_pyrepl_module.c: the module's face to nginx.  It declares the
+ * pyrepl_* directives, validates them (so "nginx -t" catches mistakes),
+ * starts the supervisor from the master process, and routes requests of a
+ * "pyrepl" location to the session and run handlers by method and path.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+
+
+#ifndef PYREPL_BIN_DIR
+#define PYREPL_BIN_DIR  "/usr/lib/pyrepl"
+#endif
+
+#define PYREPL_DEFAULT_TTL      900
+#define PYREPL_DEFAULT_TTL_MAX  86400
+
+
+typedef enum {
+    PYREPL_ROUTE_COLLECTION = 0,     /* /session */
+    PYREPL_ROUTE_SESSION,            /* /session/{id} */
+    PYREPL_ROUTE_RUN                 /* /session/{id}/run */
+} ngx_http_pyrepl_route_e;
+
+
+static ngx_int_t ngx_http_pyrepl_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyrepl_parse_path(ngx_http_request_t *r,
+    ngx_uint_t *route, u_char **id);
+static char *ngx_http_pyrepl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_pyrepl_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void *ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_pyrepl_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_pyrepl_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_pyrepl_check_binary(ngx_conf_t *cf, ngx_str_t *dir,
+    const char *name);
+static ngx_int_t ngx_http_pyrepl_init_module(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_pyrepl_commands[] = {
+
+    { ngx_string("pyrepl"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyrepl,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pyrepl_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_pyrepl_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pyrepl_bin_dir"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, bin_dir),
+      NULL },
+
+    { ngx_string("pyrepl_socket_dir"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, socket_dir),
+      NULL },
+
+    { ngx_string("pyrepl_workdir"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, workdir),
+      NULL },
+
+    { ngx_string("pyrepl_max_frame"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, max_frame),
+      NULL },
+
+    { ngx_string("pyrepl_supervisor_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, supervisor_timeout),
+      NULL },
+
+    { ngx_string("pyrepl_session_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, session_ttl),
+      NULL },
+
+    { ngx_string("pyrepl_session_ttl_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, session_ttl_max),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_pyrepl_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_pyrepl_create_main_conf,      /* create main configuration */
+    ngx_http_pyrepl_init_main_conf,        /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_pyrepl_create_loc_conf,       /* create location configuration */
+    ngx_http_pyrepl_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_pyrepl_module = {
+    NGX_MODULE_V1,
+    &ngx_http_pyrepl_module_ctx,           /* module context */
+    ngx_http_pyrepl_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_pyrepl_init_module,           /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_pyrepl_handler(ngx_http_request_t *r)
+{
+    u_char      *id;
+    ngx_int_t    rc;
+    ngx_uint_t   route;
+
+    rc = ngx_http_pyrepl_parse_path(r, &route, &id);
+
+    if (rc != NGX_OK) {
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "no such route or session");
+    }
+
+    switch (route) {
+
+    case PYREPL_ROUTE_COLLECTION:
+        if (r->method == NGX_HTTP_POST) {
+            return ngx_http_pyrepl_create_handler(r);
+        }
+
+        if (r->method == NGX_HTTP_GET) {
+            return ngx_http_pyrepl_list_handler(r);
+        }
+
+        break;
+
+    case PYREPL_ROUTE_SESSION:
+        if (r->method == NGX_HTTP_GET) {
+            return ngx_http_pyrepl_get_handler(r, id);
+        }
+
+        if (r->method == NGX_HTTP_DELETE) {
+            return ngx_http_pyrepl_delete_handler(r, id);
+        }
+
+        break;
+
+    default: /* PYREPL_ROUTE_RUN */
+        if (r->method == NGX_HTTP_POST) {
+            return ngx_http_pyrepl_run_handler(r, id);
+        }
+
+        break;
+    }
+
+    ngx_http_discard_request_body(r);
+
+    return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                      "method_not_allowed",
+                                      "method not allowed on this route");
+}
+
+
+/*
+ * Split the URI below the location's prefix into a route and a session id.
+ * Returns NGX_DECLINED for anything that is not a known route; a session
+ * id must be exactly 32 lowercase hex digits, so "../" or NUL never reach
+ * a file name.
+ */
+static ngx_int_t
+ngx_http_pyrepl_parse_path(ngx_http_request_t *r, ngx_uint_t *route,
+    u_char **id)
+{
+    u_char                    *p, *last;
+    ngx_uint_t                 i;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    p = r->uri.data;
+    last = r->uri.data + r->uri.len;
+
+    if (!clcf->regex && r->uri.len >= clcf->name.len) {
+        p += clcf->name.len;
+        if (clcf->name.len && clcf->name.data[clcf->name.len - 1] == '/') {
+            p--;
+        }
+    }
+
+    if (p == last || (last - p == 1 && *p == '/')) {
+        *route = PYREPL_ROUTE_COLLECTION;
+        return NGX_OK;
+    }
+
+    if (*p++ != '/' || last - p < PYREPL_ID_LEN) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < PYREPL_ID_LEN; i++) {
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) {
+            return NGX_DECLINED;
+        }
+    }
+
+    *id = p;
+    p += PYREPL_ID_LEN;
+
+    if (p == last) {
+        *route = PYREPL_ROUTE_SESSION;
+        return NGX_OK;
+    }
+
+    if ((size_t) (last - p) == sizeof("/run") - 1
+        && ngx_strncmp(p, "/run", sizeof("/run") - 1) == 0)
+    {
+        *route = PYREPL_ROUTE_RUN;
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static char *
+ngx_http_pyrepl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pyrepl_loc_conf_t  *plcf = conf;
+
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (plcf->enable != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    plcf->enable = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_pyrepl_handler;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pyrepl_module);
+    pmcf->enabled = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pyrepl_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pyrepl_main_conf_t *pmcf = conf;
+
+    ssize_t                      size;
+    ngx_str_t                   *value;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    if (pmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid pyrepl_zone size \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_zone \"%V\" is too small: %V, "
+                           "at least %uzk", &value[1], &value[2],
+                           8 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->shm_zone = ngx_shared_memory_add(cf, &value[1], size,
+                                           &ngx_http_pyrepl_module);
+    if (pmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (pmcf->shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_zone \"%V\" is already used",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_pyrepl_zone_ctx_t));
+    if (ctx == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->shm_zone->init = ngx_http_pyrepl_table_init_zone;
+    pmcf->shm_zone->data = ctx;
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_pyrepl_main_conf_t));
+    if (pmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     pmcf->shm_zone = NULL;
+     *     pmcf->bin_dir = { 0, NULL };
+     *     pmcf->socket_dir = { 0, NULL };
+     *     pmcf->workdir = { 0, NULL };
+     *     pmcf->supervisor_sock = { 0, NULL };
+     *     pmcf->enabled = 0;
+     */
+
+    pmcf->max_frame = NGX_CONF_UNSET_SIZE;
+    pmcf->supervisor_timeout = NGX_CONF_UNSET_MSEC;
+    pmcf->session_ttl = NGX_CONF_UNSET;
+    pmcf->session_ttl_max = NGX_CONF_UNSET;
+
+    return pmcf;
+}
+
+
+/*
+ * Paths that are not set default to places the nginx master can create:
+ * as root, /run/pyrepl/<hash of the configuration file> for sockets (every
+ * nginx instance gets its own, short enough for sun_path) and
+ * /var/lib/pyrepl/<hash> for working directories; otherwise both live
+ * under the nginx prefix.
+ */
+static char *
+ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_pyrepl_main_conf_t *pmcf = conf;
+
+    u_char                  *p;
+    uint32_t                 hash;
+    ngx_uint_t               root;
+    struct sockaddr_un       sun;
+
+    ngx_conf_init_size_value(pmcf->max_frame, PR_DEFAULT_MAX_FRAME);
+    ngx_conf_init_msec_value(pmcf->supervisor_timeout, 5000);
+    ngx_conf_init_value(pmcf->session_ttl, PYREPL_DEFAULT_TTL);
+    ngx_conf_init_value(pmcf->session_ttl_max, PYREPL_DEFAULT_TTL_MAX);
+
+    if (pmcf->max_frame < 4096 || pmcf->max_frame > 1024 * 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_max_frame must be between 4k and 1g");
+        return NGX_CONF_ERROR;
+    }
+
+    if (pmcf->session_ttl < 1 || pmcf->session_ttl_max < 1
+        || pmcf->session_ttl > pmcf->session_ttl_max)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_session_ttl %T must be between 1s and "
+                           "pyrepl_session_ttl_max %T", pmcf->session_ttl,
+                           pmcf->session_ttl_max);
+        return NGX_CONF_ERROR;
+    }
+
+    if (!pmcf->enabled) {
+        return NGX_CONF_OK;
+    }
+
+    if (pmcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"pyrepl\" requires a \"pyrepl_zone\" in the "
+                           "http block, e.g. \"pyrepl_zone pyrepl 16m;\"");
+        return NGX_CONF_ERROR;
+    }
+
+    root = (geteuid() == 0);
+    hash = ngx_crc32_short(cf->cycle->conf_file.data,
+                           cf->cycle->conf_file.len);
+
+    if (pmcf->bin_dir.data == NULL) {
+        ngx_str_set(&pmcf->bin_dir, PYREPL_BIN_DIR);
+    }
+
+    if (pmcf->socket_dir.data == NULL) {
+        p = ngx_pnalloc(cf->pool, cf->cycle->prefix.len + 64);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        pmcf->socket_dir.data = p;
+        pmcf->socket_dir.len = root
+            ? (size_t) (ngx_sprintf(p, "/run/pyrepl/%08xD", hash) - p)
+            : (size_t) (ngx_sprintf(p, "%Vpyrepl/run", &cf->cycle->prefix)
+                        - p);
+    }
+
+    if (pmcf->workdir.data == NULL) {
+        p = ngx_pnalloc(cf->pool, cf->cycle->prefix.len + 64);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        pmcf->workdir.data = p;
+        pmcf->workdir.len = root
+            ? (size_t) (ngx_sprintf(p, "/var/lib/pyrepl/%08xD", hash) - p)
+            : (size_t) (ngx_sprintf(p, "%Vpyrepl/work", &cf->cycle->prefix)
+                        - p);
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &pmcf->bin_dir, 0) != NGX_OK
+        || ngx_conf_full_name(cf->cycle, &pmcf->socket_dir, 0) != NGX_OK
+        || ngx_conf_full_name(cf->cycle, &pmcf->workdir, 0) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    /* "<dir>/<32 hex>.sock" must fit a Unix socket address */
+
+    if (pmcf->socket_dir.len + 1 + PYREPL_ID_LEN + sizeof(".sock")
+        > sizeof(sun.sun_path))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_socket_dir \"%V\" is too long for Unix "
+                           "socket paths: at most %uz characters",
+                           &pmcf->socket_dir,
+                           sizeof(sun.sun_path) - 1 - PYREPL_ID_LEN
+                           - sizeof(".sock"));
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->supervisor_sock.len = pmcf->socket_dir.len
+                                + sizeof("/" PYREPL_SUPERVISOR_SOCK) - 1;
+    pmcf->supervisor_sock.data = ngx_pnalloc(cf->pool,
+                                             pmcf->supervisor_sock.len + 1);
+    if (pmcf->supervisor_sock.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(pmcf->supervisor_sock.data, "%V/" PYREPL_SUPERVISOR_SOCK "%Z",
+                &pmcf->socket_dir);
+
+    if (ngx_http_pyrepl_check_binary(cf, &pmcf->bin_dir,
+                                     PYREPL_SUPERVISOR_BIN)
+        != NGX_CONF_OK
+        || ngx_http_pyrepl_check_binary(cf, &pmcf->bin_dir,
+                                        PYREPL_PYTHON_BIN)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pyrepl_check_binary(ngx_conf_t *cf, ngx_str_t *dir,
+    const char *name)
+{
+    u_char  *path;
+
+    path = ngx_pnalloc(cf->pool, dir->len + ngx_strlen(name) + 2);
+    if (path == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(path, "%V/%s%Z", dir, name);
+
+    if (access((char *) path, X_OK) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "pyrepl worker binary \"%s\" is not executable; "
+                           "set \"pyrepl_bin_dir\" to the directory that "
+                           "holds %s", path, name);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_pyrepl_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_pyrepl_loc_conf_t  *plcf;
+
+    plcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_pyrepl_loc_conf_t));
+    if (plcf == NULL) {
+        return NULL;
+    }
+
+    plcf->enable = NGX_CONF_UNSET;
+
+    return plcf;
+}
+
+
+static char *
+ngx_http_pyrepl_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_pyrepl_loc_conf_t *prev = parent;
+    ngx_http_pyrepl_loc_conf_t *conf = child;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+
+    /*
+     * Bodies over client_max_body_size must get the JSON 413 of API.md, not
+     * nginx's HTML page, so a pyrepl location checks the limit itself.
+     */
+
+    if (conf->enable) {
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        conf->max_body_size = clcf->client_max_body_size;
+        clcf->client_max_body_size = 0;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Runs in the master process at start and on every reload (and in the
+ * process of "nginx -t", where nothing is started).  A supervisor that is
+ * already running keeps running, with its sessions, across a reload.
+ */
+static ngx_int_t
+ngx_http_pyrepl_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (ngx_test_config || ngx_process == NGX_PROCESS_SIGNALLER) {
+        return NGX_OK;
+    }
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pyrepl_module);
+
+    if (pmcf == NULL || !pmcf->enabled) {
+        return NGX_OK;
+    }
+
+    return ngx_http_pyrepl_spawn_supervisor(cycle, pmcf);
+}

@@ -1,0 +1,208 @@
+/*
+ * ngx_http_pyrepl_module.h: the types the files of the pyrepl module share:
+ * its configuration, the session record kept in shared memory, the
+ * non-blocking frame connection to worker processes, and the entry points
+ * each file offers the others.
+ *
+ *   ngx_http_pyrepl_module.c   directives, configuration, request routing
+ *   ngx_http_pyrepl_spawn.c    starting the supervisor from the nginx master
+ *   ngx_http_pyrepl_table.c    the session table in shared memory
+ *   ngx_http_pyrepl_peer.c     frame connections over nginx's event loop
+ *   ngx_http_pyrepl_reply.c    JSON bodies, errors, request body reading
+ *   ngx_http_pyrepl_session.c  create, list, get, delete
+ *   ngx_http_pyrepl_run.c      running code: SSE and JSON answers
+ */
+
+#ifndef NGX_HTTP_PYREPL_MODULE_H
+#define NGX_HTTP_PYREPL_MODULE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <jansson.h>
+
+#include "pyrepl_proto.h"
+
+
+#define PYREPL_ID_LEN            32
+#define PYREPL_SUPERVISOR_SOCK   "supervisor.sock"
+#define PYREPL_SUPERVISOR_BIN    "pyrepl-supervisor"
+#define PYREPL_PYTHON_BIN        "pyrepl-python"
+
+
+typedef enum {
+    PYREPL_STATE_STARTING = 0,
+    PYREPL_STATE_IDLE,
+    PYREPL_STATE_BUSY,
+    PYREPL_STATE_CRASHED,
+    PYREPL_STATE_TERMINATED
+} ngx_http_pyrepl_state_e;
+
+
+typedef enum {
+    PYREPL_LANG_PYTHON = 0
+} ngx_http_pyrepl_lang_e;
+
+
+/*
+ * One session as every nginx worker sees it.  Copies of it leave the zone
+ * only by value (ngx_http_pyrepl_table_get), never as pointers.
+ */
+typedef struct {
+    u_char                   id[PYREPL_ID_LEN];
+    ngx_uint_t               lang;
+    ngx_uint_t               state;
+    ngx_pid_t                pid;            /* the session process */
+    ngx_pid_t                runner;         /* nginx worker streaming a run */
+    time_t                   created;
+    time_t                   expires;
+    time_t                   last_activity;
+    ngx_uint_t               execution_count;
+} ngx_http_pyrepl_session_t;
+
+
+typedef struct {
+    ngx_rbtree_t             rbtree;
+    ngx_rbtree_node_t        sentinel;
+    ngx_queue_t              queue;          /* all sessions, newest first */
+    ngx_uint_t               count;
+} ngx_http_pyrepl_shctx_t;
+
+
+typedef struct {
+    ngx_http_pyrepl_shctx_t *sh;
+    ngx_slab_pool_t         *shpool;
+} ngx_http_pyrepl_zone_ctx_t;
+
+
+typedef struct {
+    ngx_shm_zone_t          *shm_zone;
+    ngx_str_t                bin_dir;
+    ngx_str_t                socket_dir;
+    ngx_str_t                workdir;
+    ngx_str_t                supervisor_sock;
+    size_t                   max_frame;
+    ngx_msec_t               supervisor_timeout;
+    time_t                   session_ttl;
+    time_t                   session_ttl_max;
+    ngx_flag_t               enabled;        /* some location has "pyrepl" */
+} ngx_http_pyrepl_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t               enable;
+    off_t                    max_body_size;  /* client_max_body_size */
+} ngx_http_pyrepl_loc_conf_t;
+
+
+/* frame connections (ngx_http_pyrepl_peer.c) */
+
+typedef struct ngx_http_pyrepl_peer_s  ngx_http_pyrepl_peer_t;
+
+/*
+ * Called for each frame received; the frame is valid during the call only.
+ * Returning NGX_ERROR closes the peer (after the call returns, the owner
+ * must not touch it again, the error handler is not called).
+ */
+typedef ngx_int_t (*ngx_http_pyrepl_frame_pt)(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+
+/*
+ * Called once when the connection fails: connect error, EOF, a protocol
+ * error or the read timeout.  The peer is already closed.
+ */
+typedef void (*ngx_http_pyrepl_fail_pt)(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
+
+struct ngx_http_pyrepl_peer_s {
+    ngx_peer_connection_t    pc;
+    ngx_log_t               *log;
+    void                    *data;
+    ngx_http_pyrepl_frame_pt frame_handler;
+    ngx_http_pyrepl_fail_pt  fail_handler;
+
+    u_char                  *in;             /* receive buffer (ngx_alloc) */
+    size_t                   in_len;
+    size_t                   in_cap;
+    size_t                   max_frame;
+
+    ngx_chain_t             *out;            /* bytes not yet sent */
+    ngx_msec_t               read_timeout;   /* 0: no timeout */
+
+    unsigned                 paused:1;       /* owner cannot take frames */
+    unsigned                 closed:1;
+};
+
+ngx_int_t ngx_http_pyrepl_peer_connect(ngx_http_pyrepl_peer_t *peer,
+    ngx_str_t *path, ngx_pool_t *pool);
+ngx_int_t ngx_http_pyrepl_peer_send(ngx_http_pyrepl_peer_t *peer,
+    ngx_pool_t *pool, const pr_frame_t *frame);
+void ngx_http_pyrepl_peer_pause(ngx_http_pyrepl_peer_t *peer);
+void ngx_http_pyrepl_peer_resume(ngx_http_pyrepl_peer_t *peer);
+void ngx_http_pyrepl_peer_close(ngx_http_pyrepl_peer_t *peer);
+
+
+/* the session table (ngx_http_pyrepl_table.c) */
+
+ngx_int_t ngx_http_pyrepl_table_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_int_t ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
+    ngx_http_pyrepl_session_t *s);
+ngx_int_t ngx_http_pyrepl_table_get(ngx_shm_zone_t *zone, u_char *id,
+    ngx_http_pyrepl_session_t *s);
+ngx_int_t ngx_http_pyrepl_table_set_ready(ngx_shm_zone_t *zone, u_char *id,
+    ngx_pid_t pid);
+ngx_int_t ngx_http_pyrepl_table_set_state(ngx_shm_zone_t *zone, u_char *id,
+    ngx_uint_t state);
+ngx_int_t ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
+    ngx_http_pyrepl_session_t *s);
+void ngx_http_pyrepl_table_end_run(ngx_shm_zone_t *zone, u_char *id,
+    ngx_uint_t state, ngx_uint_t execution_count);
+void ngx_http_pyrepl_table_remove(ngx_shm_zone_t *zone, u_char *id);
+ngx_array_t *ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone,
+    ngx_pool_t *pool);
+
+
+/* the supervisor process (ngx_http_pyrepl_spawn.c) */
+
+ngx_int_t ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
+    ngx_http_pyrepl_main_conf_t *pmcf);
+
+
+/* replies (ngx_http_pyrepl_reply.c) */
+
+ngx_int_t ngx_http_pyrepl_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, json_t *body);
+ngx_int_t ngx_http_pyrepl_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void ngx_http_pyrepl_finalize_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
+ngx_int_t ngx_http_pyrepl_read_body(ngx_http_request_t *r,
+    ngx_http_client_body_handler_pt handler);
+ngx_int_t ngx_http_pyrepl_read_json_body(ngx_http_request_t *r,
+    json_t **body);
+json_t *ngx_http_pyrepl_session_json(ngx_http_pyrepl_session_t *s,
+    ngx_uint_t full);
+json_t *ngx_http_pyrepl_time_json(time_t t);
+const char *ngx_http_pyrepl_state_name(ngx_uint_t state);
+
+
+/* handlers (ngx_http_pyrepl_session.c, ngx_http_pyrepl_run.c) */
+
+ngx_int_t ngx_http_pyrepl_create_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyrepl_list_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyrepl_get_handler(ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id);
+
+ngx_int_t ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,
+    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
+    ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail);
+ngx_int_t ngx_http_pyrepl_session_socket(ngx_http_request_t *r, u_char *id,
+    ngx_str_t *path);
+
+
+extern ngx_module_t  ngx_http_pyrepl_module;
+
+#endif /* NGX_HTTP_PYREPL_MODULE_H */

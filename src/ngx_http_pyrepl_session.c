@@ -1,0 +1,555 @@
+/*
+ * ngx_http_pyrepl_session.c: the session routes.  POST /session asks the
+ * supervisor for a session process and records it in the shared table;
+ * GET lists or shows sessions from the table; DELETE has the supervisor
+ * kill the session's processes and drops it from the table.  Requests to
+ * the supervisor go over a non-blocking frame connection (one per request)
+ * with pyrepl_supervisor_timeout as the deadline.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+
+#include <sys/random.h>
+
+
+typedef struct {
+    ngx_http_pyrepl_peer_t       peer;
+    ngx_http_request_t          *request;
+    ngx_http_pyrepl_session_t    session;
+} ngx_http_pyrepl_ctl_t;
+
+
+static void ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyrepl_create_parse(ngx_http_request_t *r,
+    json_t *body, ngx_http_pyrepl_session_t *s);
+static ngx_int_t ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_create_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
+static ngx_int_t ngx_http_pyrepl_deleted(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_delete_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
+static json_t *ngx_http_pyrepl_session_detail(ngx_http_request_t *r,
+    ngx_http_pyrepl_session_t *s);
+static ngx_int_t ngx_http_pyrepl_new_id(u_char *id);
+
+
+ngx_int_t
+ngx_http_pyrepl_create_handler(ngx_http_request_t *r)
+{
+    return ngx_http_pyrepl_read_body(r, ngx_http_pyrepl_create_body_handler);
+}
+
+
+static void
+ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
+{
+    json_t                       *body;
+    ngx_int_t                     rc;
+    pr_frame_t                    frame;
+    ngx_http_pyrepl_ctl_t        *ctl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (ngx_http_pyrepl_read_json_body(r, &body) != NGX_OK) {
+        return;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ctl = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_ctl_t));
+    if (ctl == NULL) {
+        json_decref(body);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    rc = ngx_http_pyrepl_create_parse(r, body, &ctl->session);
+    json_decref(body);
+
+    if (rc != NGX_OK) {
+        return;
+    }
+
+    if (ngx_http_pyrepl_new_id(ctl->session.id) != NGX_OK) {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable",
+                                       "no randomness for a session id");
+        return;
+    }
+
+    ctl->session.state = PYREPL_STATE_STARTING;
+    ctl->session.created = ngx_time();
+    ctl->session.last_activity = ctl->session.created;
+    ctl->session.expires += ctl->session.created;
+
+    rc = ngx_http_pyrepl_table_insert(pmcf->shm_zone, &ctl->session);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pyrepl: no room for a new session in pyrepl_zone");
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                       "too_many_sessions",
+                                       "the session table is full");
+        return;
+    }
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_CREATE;
+    pr_set_str(&frame, id, ctl->session.id, PYREPL_ID_LEN);
+    pr_set_cstr(&frame, lang, "python");
+
+    ctl->request = r;
+    ctl->peer.data = ctl;
+
+    rc = ngx_http_pyrepl_supervisor_request(r, &ctl->peer, &frame,
+                                            ngx_http_pyrepl_created,
+                                            ngx_http_pyrepl_create_failed);
+    if (rc != NGX_OK) {
+        ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable",
+                                       "the pyrepl supervisor is not running");
+    }
+}
+
+
+/*
+ * Validate the create body into *s (expires holds the TTL for now).
+ * Returns NGX_OK, or NGX_DONE when it answered 400 and finalized.
+ */
+static ngx_int_t
+ngx_http_pyrepl_create_parse(ngx_http_request_t *r, json_t *body,
+    ngx_http_pyrepl_session_t *s)
+{
+    json_t                       *v;
+    const char                   *unsupported[] = {
+                                      "cwd", "env", "from_checkpoint" };
+    ngx_uint_t                    i;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    s->lang = PYREPL_LANG_PYTHON;
+    s->expires = pmcf->session_ttl;
+
+    if (body == NULL) {
+        return NGX_OK;
+    }
+
+    v = json_object_get(body, "language");
+
+    if (v != NULL && !(json_is_string(v)
+                       && ngx_strcmp(json_string_value(v), "python") == 0))
+    {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                       "\"language\" must be \"python\"");
+        return NGX_DONE;
+    }
+
+    v = json_object_get(body, "ttl_seconds");
+
+    if (v != NULL) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1
+            || json_integer_value(v) > pmcf->session_ttl_max)
+        {
+            ngx_http_finalize_request(r,
+                ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_request",
+                                           "\"ttl_seconds\" must be an "
+                                           "integer from 1 to %d",
+                                           (int) pmcf->session_ttl_max));
+            return NGX_DONE;
+        }
+
+        s->expires = (time_t) json_integer_value(v);
+    }
+
+    for (i = 0; i < sizeof(unsupported) / sizeof(char *); i++) {
+        if (json_object_get(body, unsupported[i]) != NULL) {
+            ngx_http_finalize_request(r,
+                ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_request",
+                                           "\"%s\" is not supported by this "
+                                           "server yet", unsupported[i]));
+            return NGX_DONE;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_ctl_t        *ctl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    ctl = peer->data;
+    r = ctl->request;
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    if (frame->type != PR_T_OK || !pr_has(frame, pid)) {
+        ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pyrepl: supervisor refused a session: %*s",
+                      frame->message.len, frame->message.data);
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable",
+                                       "the supervisor could not start a "
+                                       "session");
+        return NGX_DONE;
+    }
+
+    ctl->session.pid = (ngx_pid_t) frame->pid;
+    ctl->session.state = PYREPL_STATE_IDLE;
+
+    if (ngx_http_pyrepl_table_set_ready(pmcf->shm_zone, ctl->session.id,
+                                        ctl->session.pid)
+        != NGX_OK)
+    {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable",
+                                       "the session was removed meanwhile");
+        return NGX_DONE;
+    }
+
+    ngx_http_finalize_request(r,
+        ngx_http_pyrepl_send_json(r, NGX_HTTP_CREATED,
+                                  ngx_http_pyrepl_session_json(&ctl->session,
+                                                               0)));
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_pyrepl_create_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_ctl_t        *ctl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    ctl = peer->data;
+    r = ctl->request;
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "pyrepl: supervisor request failed: %s", reason);
+
+    ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
+    ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "unavailable",
+                                   "the pyrepl supervisor did not answer");
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_list_handler(ngx_http_request_t *r)
+{
+    json_t                       *list, *o;
+    ngx_uint_t                    i;
+    ngx_array_t                  *sessions;
+    ngx_http_pyrepl_session_t    *s;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    sessions = ngx_http_pyrepl_table_list(pmcf->shm_zone, r->pool);
+    if (sessions == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    list = json_array();
+    if (list == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    s = sessions->elts;
+    for (i = 0; i < sessions->nelts; i++) {
+        o = ngx_http_pyrepl_session_detail(r, &s[i]);
+
+        if (o == NULL || json_array_append_new(list, o) != 0) {
+            json_decref(list);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    o = json_pack("{s:o}", "sessions", list);
+    if (o == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_pyrepl_send_json(r, NGX_HTTP_OK, o);
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_get_handler(ngx_http_request_t *r, u_char *id)
+{
+    json_t                       *o;
+    ngx_http_pyrepl_session_t     s;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "no session %*s",
+                                          PYREPL_ID_LEN, id);
+    }
+
+    o = ngx_http_pyrepl_session_detail(r, &s);
+    if (o == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_pyrepl_send_json(r, NGX_HTTP_OK, o);
+}
+
+
+/*
+ * The full session answer.  An idle session whose socket is gone has lost
+ * its process (the supervisor removes the socket of a session process that
+ * dies), so it is marked crashed here; memory_bytes is the process's RSS.
+ */
+static json_t *
+ngx_http_pyrepl_session_detail(ngx_http_request_t *r,
+    ngx_http_pyrepl_session_t *s)
+{
+    int                           fd;
+    char                          buf[128];
+    u_char                        path[64];
+    json_t                       *o;
+    ssize_t                       n;
+    ngx_str_t                     sock;
+    unsigned long                 size, resident;
+    ngx_file_info_t               fi;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    if (s->state == PYREPL_STATE_IDLE
+        && ngx_http_pyrepl_session_socket(r, s->id, &sock) == NGX_OK
+        && ngx_file_info(sock.data, &fi) == NGX_FILE_ERROR
+        && ngx_errno == NGX_ENOENT)
+    {
+        s->state = PYREPL_STATE_CRASHED;
+        ngx_http_pyrepl_table_set_state(pmcf->shm_zone, s->id,
+                                        PYREPL_STATE_CRASHED);
+    }
+
+    o = ngx_http_pyrepl_session_json(s, 1);
+    if (o == NULL) {
+        return NULL;
+    }
+
+    resident = 0;
+
+    if (s->pid > 0 && s->state != PYREPL_STATE_CRASHED) {
+        ngx_sprintf(path, "/proc/%P/statm%Z", s->pid);
+
+        fd = open((char *) path, O_RDONLY | O_CLOEXEC);
+        if (fd != -1) {
+            n = read(fd, buf, sizeof(buf) - 1);
+            close(fd);
+
+            if (n > 0) {
+                buf[n] = '\0';
+                if (sscanf(buf, "%lu %lu", &size, &resident) != 2) {
+                    resident = 0;
+                }
+            }
+        }
+    }
+
+    if (json_object_set_new(o, "memory_bytes",
+                            json_integer(resident * ngx_pagesize)))
+    {
+        json_decref(o);
+        return NULL;
+    }
+
+    return o;
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id)
+{
+    ngx_int_t                     rc;
+    pr_frame_t                    frame;
+    ngx_http_pyrepl_ctl_t        *ctl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ctl = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_ctl_t));
+    if (ctl == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &ctl->session)
+        != NGX_OK)
+    {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "no session %*s",
+                                          PYREPL_ID_LEN, id);
+    }
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_KILL;
+    pr_set_str(&frame, id, ctl->session.id, PYREPL_ID_LEN);
+
+    ctl->request = r;
+    ctl->peer.data = ctl;
+
+    rc = ngx_http_pyrepl_supervisor_request(r, &ctl->peer, &frame,
+                                            ngx_http_pyrepl_deleted,
+                                            ngx_http_pyrepl_delete_failed);
+    if (rc != NGX_OK) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "unavailable",
+                                          "the pyrepl supervisor is not "
+                                          "running");
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_deleted(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_ctl_t        *ctl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    ctl = peer->data;
+    r = ctl->request;
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    if (frame->type != PR_T_OK) {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable",
+                                       "the supervisor could not delete "
+                                       "the session");
+        return NGX_DONE;
+    }
+
+    ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
+
+    ngx_http_finalize_request(r,
+                              ngx_http_pyrepl_send_json(r, NGX_HTTP_NO_CONTENT,
+                                                        NULL));
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_pyrepl_delete_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    ngx_http_pyrepl_ctl_t  *ctl;
+
+    ctl = peer->data;
+
+    ngx_log_error(NGX_LOG_ERR, ctl->request->connection->log, 0,
+                  "pyrepl: supervisor request failed: %s", reason);
+
+    ngx_http_pyrepl_finalize_error(ctl->request, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "unavailable",
+                                   "the pyrepl supervisor did not answer");
+}
+
+
+/*
+ * Send one request frame to the supervisor; its answer goes to reply, a
+ * failure to fail.  Returns NGX_OK, or NGX_DECLINED when the supervisor
+ * cannot be reached (nothing was sent).
+ */
+ngx_int_t
+ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,
+    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
+    ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail)
+{
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    peer->log = r->connection->log;
+    peer->max_frame = pmcf->max_frame;
+    peer->read_timeout = pmcf->supervisor_timeout;
+    peer->frame_handler = reply;
+    peer->fail_handler = fail;
+
+    if (ngx_http_pyrepl_peer_connect(peer, &pmcf->supervisor_sock, r->pool)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_pyrepl_peer_send(peer, r->pool, frame) != NGX_OK) {
+        ngx_http_pyrepl_peer_close(peer);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "<socket_dir>/<id>.sock", NUL-terminated, in the request pool. */
+ngx_int_t
+ngx_http_pyrepl_session_socket(ngx_http_request_t *r, u_char *id,
+    ngx_str_t *path)
+{
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    path->len = pmcf->socket_dir.len + 1 + PYREPL_ID_LEN + sizeof(".sock") - 1;
+    path->data = ngx_pnalloc(r->pool, path->len + 1);
+    if (path->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(path->data, "%V/%*s.sock%Z", &pmcf->socket_dir,
+                (size_t) PYREPL_ID_LEN, id);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_new_id(u_char *id)
+{
+    u_char  raw[PYREPL_ID_LEN / 2];
+
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t) sizeof(raw)) {
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(id, raw, sizeof(raw));
+
+    return NGX_OK;
+}

@@ -1,0 +1,228 @@
+/*
+ * ngx_http_pyrepl_spawn.c: starting the supervisor from the nginx master.
+ *
+ * The supervisor is started detached (double fork), so the master never
+ * reaps it and a reload, which signals only the master's own children,
+ * leaves it and its sessions alone.  It learns that nginx has stopped from
+ * a pipe: the master keeps the write end (and its workers inherit it), the
+ * supervisor polls the read end, and EOF there means every nginx process
+ * is gone, so it kills its sessions and exits.  On a reload a supervisor
+ * that answers on its socket is kept; one that is gone is started again.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+
+#include <sys/wait.h>
+
+
+#define PYREPL_SPAWN_WAIT_MS  5000
+
+
+static ngx_int_t ngx_http_pyrepl_supervisor_alive(ngx_str_t *sock);
+static void ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
+    ngx_http_pyrepl_main_conf_t *pmcf, int parent_fd);
+
+
+/* the master's end of the "nginx is alive" pipe */
+static ngx_fd_t  ngx_http_pyrepl_alive_fd = -1;
+
+
+ngx_int_t
+ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
+    ngx_http_pyrepl_main_conf_t *pmcf)
+{
+    int          fds[2], status;
+    u_char       path[NGX_MAX_PATH];
+    ngx_pid_t    pid;
+    ngx_uint_t   waited;
+
+    if (ngx_http_pyrepl_supervisor_alive(&pmcf->supervisor_sock) == NGX_OK) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "pyrepl: supervisor on \"%V\" is running, kept",
+                      &pmcf->supervisor_sock);
+        return NGX_OK;
+    }
+
+    ngx_sprintf(path, "%V/%Z", &pmcf->socket_dir);
+    if (ngx_create_full_path(path, 0755) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "pyrepl: cannot create \"%s\"", path);
+        goto failed;
+    }
+
+    ngx_sprintf(path, "%V/%Z", &pmcf->workdir);
+    if (ngx_create_full_path(path, 0755) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "pyrepl: cannot create \"%s\"", path);
+        goto failed;
+    }
+
+    if (pipe2(fds, O_CLOEXEC) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "pyrepl: pipe2() failed");
+        goto failed;
+    }
+
+    pid = fork();
+
+    if (pid == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "pyrepl: fork() failed");
+        close(fds[0]);
+        close(fds[1]);
+        goto failed;
+    }
+
+    if (pid == 0) {
+        /* the intermediate child: start the supervisor and leave at once */
+
+        close(fds[1]);
+
+        if (setsid() == -1 || fork() != 0) {
+            _exit(0);
+        }
+
+        ngx_http_pyrepl_exec_supervisor(cycle, pmcf, fds[0]);
+        _exit(127);
+    }
+
+    close(fds[0]);
+
+    while (waitpid(pid, &status, 0) == -1 && ngx_errno == NGX_EINTR) {
+        /* void */
+    }
+
+    if (ngx_http_pyrepl_alive_fd != -1) {
+        close(ngx_http_pyrepl_alive_fd);
+    }
+
+    ngx_http_pyrepl_alive_fd = fds[1];
+
+    /* the first workers should find the supervisor ready to serve */
+
+    for (waited = 0; waited < PYREPL_SPAWN_WAIT_MS; waited += 5) {
+        if (ngx_http_pyrepl_supervisor_alive(&pmcf->supervisor_sock)
+            == NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                          "pyrepl: supervisor started on \"%V\"",
+                          &pmcf->supervisor_sock);
+            return NGX_OK;
+        }
+
+        ngx_msleep(5);
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                  "pyrepl: supervisor did not come up on \"%V\" within %ums, "
+                  "see the lines above", &pmcf->supervisor_sock,
+                  (ngx_uint_t) PYREPL_SPAWN_WAIT_MS);
+
+failed:
+
+    /* a reload must not take the running master down */
+    return ngx_process == NGX_PROCESS_MASTER ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * A blocking connect is fine here: this is the master at start or reload,
+ * and connect() on a Unix socket answers at once.
+ */
+static ngx_int_t
+ngx_http_pyrepl_supervisor_alive(ngx_str_t *sock)
+{
+    int                 fd, rc;
+    struct sockaddr_un  sun;
+
+    ngx_memzero(&sun, sizeof(struct sockaddr_un));
+    sun.sun_family = AF_UNIX;
+    ngx_memcpy(sun.sun_path, sock->data, sock->len);
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        return NGX_ERROR;
+    }
+
+    rc = connect(fd, (struct sockaddr *) &sun, sizeof(struct sockaddr_un));
+    close(fd);
+
+    return rc == 0 ? NGX_OK : NGX_DECLINED;
+}
+
+
+static void
+ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
+    ngx_http_pyrepl_main_conf_t *pmcf, int parent_fd)
+{
+    int               i, fd;
+    char             *argv[20];
+    u_char            bin[NGX_MAX_PATH], python[NGX_MAX_PATH];
+    u_char            sockdir[NGX_MAX_PATH], workdir[NGX_MAX_PATH];
+    u_char            uid[NGX_INT_T_LEN + 1], gid[NGX_INT_T_LEN + 1];
+    u_char            max_frame[NGX_SIZE_T_LEN + 1];
+    sigset_t          set;
+    ngx_core_conf_t  *ccf;
+
+    sigemptyset(&set);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+
+    /* the pipe becomes fd 3, and nothing else of nginx's stays open */
+
+    if (parent_fd != 3) {
+        if (dup2(parent_fd, 3) == -1) {
+            return;
+        }
+    } else if (fcntl(3, F_SETFD, 0) == -1) {
+        return;
+    }
+
+    if (close_range(4, ~0U, 0) == -1) {
+        for (fd = 4; fd < 65536; fd++) {
+            (void) close(fd);
+        }
+    }
+
+    fd = open("/dev/null", O_RDONLY);
+    if (fd != -1 && fd != STDIN_FILENO) {
+        dup2(fd, STDIN_FILENO);
+        close(fd);
+    }
+
+    ngx_sprintf(bin, "%V/" PYREPL_SUPERVISOR_BIN "%Z", &pmcf->bin_dir);
+    ngx_sprintf(python, "%V/" PYREPL_PYTHON_BIN "%Z", &pmcf->bin_dir);
+    ngx_sprintf(sockdir, "%V%Z", &pmcf->socket_dir);
+    ngx_sprintf(workdir, "%V%Z", &pmcf->workdir);
+    ngx_sprintf(max_frame, "%uz%Z", pmcf->max_frame);
+
+    i = 0;
+    argv[i++] = PYREPL_SUPERVISOR_BIN;
+    argv[i++] = "--socket-dir";
+    argv[i++] = (char *) sockdir;
+    argv[i++] = "--workdir";
+    argv[i++] = (char *) workdir;
+    argv[i++] = "--python";
+    argv[i++] = (char *) python;
+    argv[i++] = "--parent-fd";
+    argv[i++] = "3";
+    argv[i++] = "--max-frame";
+    argv[i++] = (char *) max_frame;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        ngx_sprintf(uid, "%ui%Z", (ngx_uint_t) ccf->user);
+        ngx_sprintf(gid, "%ui%Z", (ngx_uint_t) ccf->group);
+        argv[i++] = "--owner-uid";
+        argv[i++] = (char *) uid;
+        argv[i++] = "--owner-gid";
+        argv[i++] = (char *) gid;
+    }
+
+    argv[i] = NULL;
+
+    execv((char *) bin, argv);
+
+    ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                  "pyrepl: execv(\"%s\") failed", bin);
+}

@@ -1,0 +1,445 @@
+/*
+ * ngx_http_pyrepl_table.c: the session table in shared memory, so every
+ * nginx worker sees every session.  One slab pool holds an rbtree keyed by
+ * a hash of the session id (ids compared in full on collision) and a queue
+ * of all sessions for listing.  Every access holds the slab pool's mutex,
+ * which the nginx master force-unlocks if a worker dies holding it; records
+ * leave the zone only as copies.
+ *
+ * The "runner" field makes "one run at a time" hold across workers: it is
+ * the pid of the worker streaming a run, and a runner that no longer exists
+ * (a crashed worker) does not keep the session busy.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+
+
+typedef struct {
+    ngx_rbtree_node_t            node;     /* must be first */
+    ngx_queue_t                  queue;
+    ngx_http_pyrepl_session_t    s;
+} ngx_http_pyrepl_node_t;
+
+
+static void ngx_http_pyrepl_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_pyrepl_node_t *ngx_http_pyrepl_lookup(
+    ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id);
+static ngx_uint_t ngx_http_pyrepl_runner_alive(ngx_pid_t pid);
+
+
+ngx_int_t
+ngx_http_pyrepl_table_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_pyrepl_zone_ctx_t  *octx = data;
+
+    size_t                       len;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = shm_zone->data;
+
+    if (octx != NULL) {
+        /* a reload: keep the table and every session in it */
+        ctx->sh = octx->sh;
+        ctx->shpool = octx->shpool;
+        return NGX_OK;
+    }
+
+    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        ctx->sh = ctx->shpool->data;
+        return NGX_OK;
+    }
+
+    ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_pyrepl_shctx_t));
+    if (ctx->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->shpool->data = ctx->sh;
+
+    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
+                    ngx_http_pyrepl_rbtree_insert);
+    ngx_queue_init(&ctx->sh->queue);
+    ctx->sh->count = 0;
+
+    len = sizeof(" in pyrepl_zone \"\"") + shm_zone->shm.name.len;
+
+    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
+    if (ctx->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(ctx->shpool->log_ctx, " in pyrepl_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    ctx->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pyrepl_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t       **p;
+    ngx_http_pyrepl_node_t   *n, *t;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+            n = (ngx_http_pyrepl_node_t *) node;
+            t = (ngx_http_pyrepl_node_t *) temp;
+
+            p = (ngx_memcmp(n->s.id, t->s.id, PYREPL_ID_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* called with the mutex held */
+static ngx_http_pyrepl_node_t *
+ngx_http_pyrepl_lookup(ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id)
+{
+    ngx_int_t                rc;
+    uint32_t                 hash;
+    ngx_rbtree_node_t       *node, *sentinel;
+    ngx_http_pyrepl_node_t  *n;
+
+    hash = ngx_crc32_short(id, PYREPL_ID_LEN);
+
+    node = ctx->sh->rbtree.root;
+    sentinel = ctx->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        n = (ngx_http_pyrepl_node_t *) node;
+        rc = ngx_memcmp(id, n->s.id, PYREPL_ID_LEN);
+
+        if (rc == 0) {
+            return n;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Returns NGX_OK, NGX_BUSY if the id exists already, or NGX_DECLINED if the
+ * zone is out of memory.
+ */
+ngx_int_t
+ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
+    ngx_http_pyrepl_session_t *s)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (ngx_http_pyrepl_lookup(ctx, s->id) != NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    n = ngx_slab_alloc_locked(ctx->shpool, sizeof(ngx_http_pyrepl_node_t));
+    if (n == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    n->s = *s;
+    n->node.key = ngx_crc32_short(s->id, PYREPL_ID_LEN);
+
+    ngx_rbtree_insert(&ctx->sh->rbtree, &n->node);
+    ngx_queue_insert_head(&ctx->sh->queue, &n->queue);
+    ctx->sh->count++;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* Copies the session out; NGX_DECLINED if there is none. */
+ngx_int_t
+ngx_http_pyrepl_table_get(ngx_shm_zone_t *zone, u_char *id,
+    ngx_http_pyrepl_session_t *s)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (n->s.state == PYREPL_STATE_BUSY
+        && !ngx_http_pyrepl_runner_alive(n->s.runner))
+    {
+        n->s.state = PYREPL_STATE_IDLE;
+        n->s.runner = 0;
+    }
+
+    *s = n->s;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_table_set_ready(ngx_shm_zone_t *zone, u_char *id,
+    ngx_pid_t pid)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n != NULL) {
+        n->s.pid = pid;
+        n->s.state = PYREPL_STATE_IDLE;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return n ? NGX_OK : NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_table_set_state(ngx_shm_zone_t *zone, u_char *id,
+    ngx_uint_t state)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n != NULL) {
+        n->s.state = state;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return n ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * Marks the session busy for this worker.  Returns NGX_OK with a copy in
+ * *s, NGX_DECLINED if there is no such session, NGX_BUSY if another run
+ * holds it, NGX_ABORT if it is not ready to run (crashed, starting); *s is
+ * filled in every case but the first.
+ */
+ngx_int_t
+ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
+    ngx_http_pyrepl_session_t *s)
+{
+    ngx_int_t                    rc;
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (n->s.state == PYREPL_STATE_BUSY
+        && !ngx_http_pyrepl_runner_alive(n->s.runner))
+    {
+        n->s.state = PYREPL_STATE_IDLE;
+    }
+
+    switch (n->s.state) {
+
+    case PYREPL_STATE_IDLE:
+        n->s.state = PYREPL_STATE_BUSY;
+        n->s.runner = ngx_pid;
+        n->s.last_activity = ngx_time();
+        rc = NGX_OK;
+        break;
+
+    case PYREPL_STATE_BUSY:
+        rc = NGX_BUSY;
+        break;
+
+    default:
+        rc = NGX_ABORT;
+        break;
+    }
+
+    *s = n->s;
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_http_pyrepl_table_end_run(ngx_shm_zone_t *zone, u_char *id,
+    ngx_uint_t state, ngx_uint_t execution_count)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n != NULL && n->s.runner == ngx_pid) {
+        n->s.runner = 0;
+        n->s.last_activity = ngx_time();
+
+        if (n->s.state == PYREPL_STATE_BUSY) {
+            n->s.state = state;
+        }
+
+        if (execution_count > n->s.execution_count) {
+            n->s.execution_count = execution_count;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+void
+ngx_http_pyrepl_table_remove(ngx_shm_zone_t *zone, u_char *id)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n != NULL) {
+        ngx_rbtree_delete(&ctx->sh->rbtree, &n->node);
+        ngx_queue_remove(&n->queue);
+        ctx->sh->count--;
+        ngx_slab_free_locked(ctx->shpool, n);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/* Copies of every session, or NULL on allocation failure. */
+ngx_array_t *
+ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool)
+{
+    ngx_queue_t                 *q;
+    ngx_array_t                 *list;
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_session_t   *s;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    list = ngx_array_create(pool, ctx->sh->count ? ctx->sh->count : 1,
+                            sizeof(ngx_http_pyrepl_session_t));
+    if (list == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NULL;
+    }
+
+    for (q = ngx_queue_head(&ctx->sh->queue);
+         q != ngx_queue_sentinel(&ctx->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
+
+        s = ngx_array_push(list);   /* preallocated: cannot fail */
+        *s = n->s;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return list;
+}
+
+
+/*
+ * A worker that died mid-run leaves its pid as runner; kill(pid, 0) tells
+ * whether it still exists (nginx workers share a uid, so EPERM means a
+ * recycled pid of someone else's process, which is not our runner either).
+ */
+static ngx_uint_t
+ngx_http_pyrepl_runner_alive(ngx_pid_t pid)
+{
+    if (pid == 0) {
+        return 0;
+    }
+
+    if (pid == ngx_pid) {
+        return 1;
+    }
+
+    return kill(pid, 0) == 0;
+}
