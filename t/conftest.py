@@ -1,0 +1,271 @@
+"""
+conftest.py: the PyREPL test harness.  Every test module gets a real nginx
+(Debian's /usr/sbin/nginx with the module loaded) in a fresh temp prefix on
+a free loopback port; at teardown it stops nginx and fails if error.log has
+[alert] / [emerg] / sanitizer lines or if any process of that instance (the
+supervisor, a session) is left behind.
+
+Environment: PYREPL_BUILD (default <repo>/build) selects the build, e.g.
+build/san for the sanitizer build; PYREPL_WORKERS the worker count.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("PYREPL_BUILD", os.path.join(ROOT, "build"))
+MODULE = os.path.join(BUILD, "nginx", "objs", "ngx_http_pyrepl_module.so")
+BIN_DIR = os.path.join(BUILD, "bin")
+NGINX = "/usr/sbin/nginx"
+
+BAD_LOG = re.compile(r"\[(alert|emerg)\]|AddressSanitizer|LeakSanitizer|"
+                     r"runtime error:|UndefinedBehaviorSanitizer")
+
+CONF = """
+daemon off;
+worker_processes {workers};
+error_log logs/error.log {log_level};
+pid logs/nginx.pid;
+load_module {module};
+{main_extra}
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path tmp/body;
+    pyrepl_zone pyrepl {zone_size};
+    pyrepl_bin_dir {bin_dir};
+    pyrepl_socket_dir {socket_dir};
+    pyrepl_workdir {prefix}/work;
+    {http_extra}
+    server {{
+        listen 127.0.0.1:{port};
+        {server_extra}
+        location /session {{
+            pyrepl;
+        }}
+    }}
+}}
+"""
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    """Poll cond() until it returns a true value; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.01)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def processes_under(prefix):
+    """PIDs whose command line or working directory is inside prefix."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        if prefix in cmd or cwd.startswith(prefix):
+            found.append(int(pid))
+    return found
+
+
+class Nginx:
+    """One nginx instance with the module, in its own prefix."""
+
+    def __init__(self, workers=1, http_extra="", server_extra="",
+                 main_extra="", zone_size="4m", log_level="info"):
+        self.prefix = tempfile.mkdtemp(prefix="pyrepl-t-")
+        os.chmod(self.prefix, 0o755)
+        for d in ("conf", "logs", "tmp"):
+            os.mkdir(os.path.join(self.prefix, d))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.conf_path = os.path.join(self.prefix, "conf", "nginx.conf")
+        self.params = dict(workers=workers, http_extra=http_extra,
+                           server_extra=server_extra, main_extra=main_extra,
+                           zone_size=zone_size, log_level=log_level,
+                           module=MODULE, bin_dir=BIN_DIR,
+                           prefix=self.prefix, port=self.port,
+                           socket_dir=self.prefix + "/run")
+        self.write_conf()
+        self.proc = None
+        self.http = requests.Session()
+
+    def write_conf(self, **changes):
+        self.params.update(changes)
+        with open(self.conf_path, "w") as f:
+            f.write(CONF.format(**self.params))
+
+    def cmd(self, *args):
+        return [NGINX, "-p", self.prefix + "/", "-c", self.conf_path, *args]
+
+    def test_config(self):
+        return subprocess.run(self.cmd("-t"), capture_output=True, text=True)
+
+    def start(self):
+        self.proc = subprocess.Popen(self.cmd(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("nginx exited: " +
+                                     self.proc.stderr.read().decode())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(up, what="nginx to listen")
+        return self
+
+    def send(self, name):
+        subprocess.run(self.cmd("-s", name), check=True)
+
+    def worker_pids(self):
+        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid",
+                              str(self.proc.pid)], capture_output=True,
+                             text=True).stdout
+        return sorted(int(l.split()[0]) for l in out.splitlines()
+                      if "worker process" in l)
+
+    def supervisor_pid(self):
+        try:
+            with open(os.path.join(self.prefix, "run", "supervisor.pid")) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def error_log(self):
+        try:
+            with open(os.path.join(self.prefix, "logs", "error.log"),
+                      errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig=signal.SIGQUIT):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+        self.http.close()
+
+    def leftovers(self, timeout=10.0):
+        """Wait for every process of this instance to go; return the rest."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            left = processes_under(self.prefix)
+            if not left:
+                return []
+            time.sleep(0.02)
+        return processes_under(self.prefix)
+
+    def check_and_clean(self):
+        self.stop()
+        problems = []
+        left = self.leftovers()
+        if left:
+            problems.append(f"processes left behind: {left}")
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        bad = [l for l in self.error_log().splitlines() if BAD_LOG.search(l)]
+        if bad:
+            problems.append("error.log:\n" + "\n".join(bad[:20]))
+        if problems:
+            raise AssertionError("; ".join(problems) +
+                                 f" (prefix {self.prefix} kept)")
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+    # API helpers -------------------------------------------------------
+
+    def create(self, **body):
+        r = self.http.post(self.url + "/session", json=body or None)
+        assert r.status_code == 201, r.text
+        return r.json()["session_id"]
+
+    def run(self, sid, code, **extra):
+        """Run code over SSE; returns the list of (event, data) pairs."""
+        r = self.http.post(f"{self.url}/session/{sid}/run",
+                           json={"code": code, **extra}, stream=True)
+        assert r.status_code == 200, r.text
+        return list(parse_sse(r))
+
+    def run_json(self, sid, code, **extra):
+        r = self.http.post(f"{self.url}/session/{sid}/run",
+                           json={"code": code, **extra},
+                           headers={"Accept": "application/json"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def parse_sse(response):
+    """Yield (event, data) from an SSE response as lines arrive."""
+    event, data = None, []
+    for raw in response.iter_lines(decode_unicode=True):
+        if raw == "":
+            if event is not None:
+                yield event, json.loads("\n".join(data))
+            event, data = None, []
+            continue
+        if raw.startswith(":"):
+            continue
+        field, _, value = raw.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+
+
+def events_of(events, name):
+    return [d for e, d in events if e == name]
+
+
+def stdout_of(events):
+    return "".join(d["text"] for e, d in events if e == "stdout")
+
+
+@pytest.fixture(scope="module")
+def nginx():
+    n = Nginx(workers=int(os.environ.get("PYREPL_WORKERS", "2"))).start()
+    yield n
+    n.check_and_clean()
+
+
+@pytest.fixture
+def session(nginx):
+    sid = nginx.create()
+    yield sid
+    nginx.http.delete(f"{nginx.url}/session/{sid}")

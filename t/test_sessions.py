@@ -1,0 +1,161 @@
+"""Session routes: create, get, list, delete, and their JSON errors."""
+
+import re
+import time
+
+import pytest
+import requests
+
+from conftest import wait_for, processes_under
+
+
+def error_of(r):
+    body = r.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["message"]
+    return body["error"]["code"]
+
+
+def test_create_answers_201_with_a_fresh_session(nginx):
+    r = nginx.http.post(nginx.url + "/session")
+    assert r.status_code == 201
+    assert r.headers["Content-Type"] == "application/json"
+    s = r.json()
+    assert re.fullmatch(r"[0-9a-f]{32}", s["session_id"])
+    assert s["language"] == "python"
+    assert s["state"] == "idle"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s["created_at"])
+    created = time.strptime(s["created_at"], "%Y-%m-%dT%H:%M:%SZ")
+    expires = time.strptime(s["expires_at"], "%Y-%m-%dT%H:%M:%SZ")
+    assert time.mktime(expires) - time.mktime(created) == 900
+
+
+def test_ids_are_unique(nginx):
+    ids = {nginx.create() for _ in range(20)}
+    assert len(ids) == 20
+    for sid in ids:
+        assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code \
+            == 204
+
+
+def test_create_accepts_ttl_and_language(nginx):
+    r = nginx.http.post(nginx.url + "/session",
+                        json={"language": "python", "ttl_seconds": 60})
+    assert r.status_code == 201
+    s = r.json()
+    created = time.strptime(s["created_at"], "%Y-%m-%dT%H:%M:%SZ")
+    expires = time.strptime(s["expires_at"], "%Y-%m-%dT%H:%M:%SZ")
+    assert time.mktime(expires) - time.mktime(created) == 60
+
+
+@pytest.mark.parametrize("body", [
+    b"{", b"[1, 2]", b"\"x\"", b"{\"ttl_seconds\": \"10\"}",
+    b"{\"ttl_seconds\": 0}", b"{\"ttl_seconds\": 86401}",
+    b"{\"language\": \"cobol\"}", b"{\"language\": 3}",
+    b"{\"a\": 1, \"a\": 2}", b"{\"x\": \"\xff\"}",
+])
+def test_create_rejects_bad_bodies_with_400(nginx, body):
+    r = nginx.http.post(nginx.url + "/session", data=body)
+    assert r.status_code == 400
+    assert error_of(r) == "bad_request"
+
+
+def test_get_shows_the_session(nginx, session):
+    r = nginx.http.get(f"{nginx.url}/session/{session}")
+    assert r.status_code == 200
+    s = r.json()
+    assert s["session_id"] == session
+    assert s["state"] == "idle"
+    assert s["execution_count"] == 0
+    nginx.run(session, "blob = bytearray(64 * 1024 * 1024)")
+    s = nginx.http.get(f"{nginx.url}/session/{session}").json()
+    assert s["execution_count"] == 1
+    assert s["memory_bytes"] > 64 * 1024 * 1024
+    assert set(s) >= {"session_id", "language", "state", "created_at",
+                      "expires_at", "last_activity", "execution_count",
+                      "memory_bytes"}
+
+
+def test_list_shows_created_sessions(nginx, session):
+    r = nginx.http.get(nginx.url + "/session")
+    assert r.status_code == 200
+    ids = [s["session_id"] for s in r.json()["sessions"]]
+    assert session in ids
+
+
+def test_delete_kills_the_process_and_forgets_the_session(nginx):
+    sid = nginx.create()
+    pid = nginx.run_json(sid, "import os; os.getpid()")["result"]["text/plain"]
+    pid = int(pid)
+    assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
+
+    def gone():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
+    wait_for(gone, what="the session process to exit")
+    r = nginx.http.get(f"{nginx.url}/session/{sid}")
+    assert r.status_code == 404
+    assert error_of(r) == "not_found"
+    assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 404
+
+
+@pytest.mark.parametrize("path", [
+    "/session/nope",
+    "/session/" + "0" * 32,
+    "/session/" + "A" * 32,
+    "/session/" + "0" * 31,
+    "/session/" + "0" * 33,
+    "/session/" + "0" * 32 + "/nothing",
+    "/session/" + "0" * 32 + "/run/x",
+])
+def test_unknown_paths_and_ids_answer_404(nginx, path):
+    r = nginx.http.get(nginx.url + path)
+    assert r.status_code == 404
+    assert error_of(r) == "not_found"
+
+
+@pytest.mark.parametrize("path", [
+    "/session/..%2f..%2fetc%2fpasswd",
+    "/session/" + "0" * 30 + "%00a",
+])
+def test_paths_nginx_itself_refuses_harm_nothing(nginx, session, path):
+    # nginx's URI parser answers these 400 before any module sees them
+    assert nginx.http.get(nginx.url + path).status_code == 400
+    assert nginx.run_json(session, "1")["result"] == {"text/plain": "1"}
+
+
+@pytest.mark.parametrize("method,path", [
+    ("PUT", "/session"), ("DELETE", "/session"), ("PATCH", "/session"),
+    ("POST", "/session/{id}"), ("PUT", "/session/{id}"),
+    ("GET", "/session/{id}/run"),
+])
+def test_wrong_methods_answer_405(nginx, session, method, path):
+    r = nginx.http.request(method, nginx.url + path.format(id=session))
+    assert r.status_code == 405
+    assert error_of(r) == "method_not_allowed"
+
+
+def test_body_over_client_max_body_size_answers_json_413(nginx, session):
+    r = nginx.http.post(f"{nginx.url}/session/{session}/run",
+                        json={"code": "x = '" + "a" * (2 * 1024 * 1024) + "'"})
+    assert r.status_code == 413
+    assert error_of(r) == "too_large"
+    # the session is untouched
+    assert nginx.run_json(session, "1 + 1")["result"]["text/plain"] == "2"
+
+
+def test_chunked_body_over_the_limit_answers_json_413(nginx, session):
+    def chunks():
+        yield b'{"code": "'
+        for _ in range(40):
+            yield b"a" * 65536
+        yield b'"}'
+
+    r = nginx.http.post(f"{nginx.url}/session/{session}/run", data=chunks())
+    assert r.status_code == 413
+    assert error_of(r) == "too_large"
