@@ -257,23 +257,27 @@ pr_frame_decode(const uint8_t *payload, size_t len, msgpack_unpacked *up,
 }
 
 
-static void
+static int
 pr_pack_str(msgpack_packer *pk, const char *p, size_t n)
 {
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, p, n);
+    if (n > UINT32_MAX) {
+        return -1;
+    }
+
+    return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, p, n);
 }
 
 
 int
 pr_frame_encode(const pr_frame_t *f, msgpack_sbuffer *sb)
 {
-    int              k;
+    int              k, rc;
     size_t           start, n;
     uint32_t         i, nfields;
     const char      *member;
     const char      *tname;
     msgpack_packer   pk;
+    const pr_strs_t *strs;
     uint8_t          hdr[PR_HEADER_LEN] = { 0, 0, 0, 0 };
 
     if (f->type <= PR_T_NONE || f->type >= PR_T_MAX) {
@@ -288,49 +292,56 @@ pr_frame_encode(const pr_frame_t *f, msgpack_sbuffer *sb)
     }
 
     start = sb->size;
-    msgpack_sbuffer_write(sb, (const char *) hdr, PR_HEADER_LEN);
+
+    /* msgpack-c reports allocation failures as non-zero returns */
+
+    rc = msgpack_sbuffer_write(sb, (const char *) hdr, PR_HEADER_LEN);
 
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, nfields);
+    rc |= msgpack_pack_map(&pk, nfields);
 
     tname = pr_type_names[f->type];
-    pr_pack_str(&pk, "t", 1);
-    pr_pack_str(&pk, tname, strlen(tname));
+    rc |= pr_pack_str(&pk, "t", 1);
+    rc |= pr_pack_str(&pk, tname, strlen(tname));
 
-    for (k = 0; k < PR_F_MAX; k++) {
+    for (k = 0; k < PR_F_MAX && rc == 0; k++) {
         if (!(f->has & (1u << k))) {
             continue;
         }
 
-        pr_pack_str(&pk, pr_fields[k].key, pr_fields[k].key_len);
+        rc |= pr_pack_str(&pk, pr_fields[k].key, pr_fields[k].key_len);
         member = (const char *) f + pr_fields[k].offset;
 
         switch (pr_fields[k].kind) {
 
         case PR_KIND_STR:
-            pr_pack_str(&pk, ((const pr_str_t *) member)->data,
-                        ((const pr_str_t *) member)->len);
+            rc |= pr_pack_str(&pk, ((const pr_str_t *) member)->data,
+                              ((const pr_str_t *) member)->len);
             break;
 
         case PR_KIND_INT:
-            msgpack_pack_int64(&pk, *(const int64_t *) member);
+            rc |= msgpack_pack_int64(&pk, *(const int64_t *) member);
             break;
 
         default: /* PR_KIND_STRS */
-            msgpack_pack_array(&pk, ((const pr_strs_t *) member)->n);
-            for (i = 0; i < ((const pr_strs_t *) member)->n; i++) {
-                pr_pack_str(&pk, ((const pr_strs_t *) member)->items[i].data,
-                            ((const pr_strs_t *) member)->items[i].len);
+            strs = (const pr_strs_t *) member;
+            rc |= msgpack_pack_array(&pk, strs->n);
+            for (i = 0; i < strs->n; i++) {
+                rc |= pr_pack_str(&pk, strs->items[i].data,
+                                  strs->items[i].len);
             }
             break;
         }
     }
 
-    n = sb->size - start - PR_HEADER_LEN;
-    if (n > UINT32_MAX) {
-        sb->size = start;
+    if (rc != 0 || sb->size < start + PR_HEADER_LEN
+        || sb->size - start - PR_HEADER_LEN > UINT32_MAX)
+    {
+        sb->size = (sb->size < start) ? sb->size : start;
         return PR_INVALID;
     }
+
+    n = sb->size - start - PR_HEADER_LEN;
 
     sb->data[start] = (char) (n >> 24);
     sb->data[start + 1] = (char) (n >> 16);
