@@ -2,7 +2,7 @@
 Tests of pyrepl-supervisor on its own, without the Python session binary.
 
 The supervisor is started from $PYREPL_BIN_DIR (default
-/work/main/build/bin) with --python pointing at a small fake session
+<repo>/build/bin) with --python pointing at a small fake session
 written per test: it records what it was given (argv, cwd, descriptors,
 process group, signal state) in report.json in its working directory,
 starts a grandchild (sleep) in its process group, and answers every
@@ -28,7 +28,8 @@ import msgpack
 import pytest
 
 
-BIN_DIR = os.environ.get("PYREPL_BIN_DIR", "/work/main/build/bin")
+BIN_DIR = os.environ.get("PYREPL_BIN_DIR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "bin"))
 SUPERVISOR = os.path.join(BIN_DIR, "pyrepl-supervisor")
 DEADLINE = 10.0
 MAX_REQUEST = 64 * 1024
