@@ -1,0 +1,732 @@
+"""
+test_session_process.py: pyrepl-python on its own, without nginx or the
+supervisor.  Each test starts one session process on a fresh listening
+Unix socket (as the supervisor would: the socket as an inherited fd, cwd
+the session directory, stdin /dev/null, stderr a log file), talks the wire
+protocol to it (4-byte big-endian length + msgpack map) and asserts what a
+client would see.  Teardown kills and reaps the process and fails on
+sanitizer output in its log.
+
+The binary comes from $PYREPL_BIN_DIR (default: $PYREPL_BUILD/bin, else
+<repo>/build/bin).  Run with /usr/bin/python3 -m pytest.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+import msgpack
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN_DIR = os.environ.get(
+    "PYREPL_BIN_DIR",
+    os.path.join(os.environ.get("PYREPL_BUILD", os.path.join(ROOT, "build")),
+                 "bin"))
+BINARY = os.path.join(BIN_DIR, "pyrepl-python")
+SESSION_ID = "0123456789abcdef0123456789abcdef"
+
+BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|"
+                     r"UndefinedBehaviorSanitizer|Fatal Python error")
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    """Poll cond() until it returns a true value; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.01)
+
+
+class Conn:
+    """One client connection speaking frames."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.buf = bytearray()
+
+    def send(self, **frame):
+        self.send_raw(self.encode(frame))
+
+    @staticmethod
+    def encode(frame):
+        payload = msgpack.packb(frame)
+        return struct.pack(">I", len(payload)) + payload
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def recv(self, timeout=10.0):
+        """The next frame as a dict, or None on a clean EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack(">I", self.buf[:4])[0]
+                if len(self.buf) >= 4 + n:
+                    payload = bytes(self.buf[4:4 + n])
+                    del self.buf[:4 + n]
+                    # raw=False: every str must be valid UTF-8
+                    return msgpack.unpackb(payload, raw=False)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("timed out waiting for a frame")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                assert not self.buf, "EOF inside a frame"
+                return None
+            self.buf += data
+
+    def until_complete(self, timeout=10.0):
+        """Frames up to and including "complete" (or a "fail")."""
+        frames = []
+        deadline = time.monotonic() + timeout
+        while True:
+            f = self.recv(max(deadline - time.monotonic(), 0.001))
+            assert f is not None, f"EOF before complete, got {frames}"
+            frames.append(f)
+            if f["t"] in ("complete", "fail"):
+                return Run(frames)
+
+    def wait_stdout(self, text, timeout=10.0):
+        """Read frames until the stdout seen so far contains text."""
+        seen = ""
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            f = self.recv(max(deadline - time.monotonic(), 0.001))
+            assert f is not None and f["t"] == "stdout", f
+            seen += f["text"]
+        return seen
+
+    def close(self):
+        self.sock.close()
+
+
+class Run:
+    """The frames of one run, with what a user would look at."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        self.types = [f["t"] for f in frames]
+
+    def text(self, kind):
+        return "".join(f["text"] for f in self.frames if f["t"] == kind)
+
+    @property
+    def stdout(self):
+        return self.text("stdout")
+
+    @property
+    def stderr(self):
+        return self.text("stderr")
+
+    def one(self, kind):
+        found = [f for f in self.frames if f["t"] == kind]
+        assert len(found) == 1, f"expected one {kind} in {self.frames}"
+        return found[0]
+
+    @property
+    def result(self):
+        return self.one("result")
+
+    @property
+    def error(self):
+        return self.one("error")
+
+    @property
+    def complete(self):
+        assert self.frames[-1]["t"] == "complete", self.frames
+        return self.frames[-1]
+
+
+class SessionProcess:
+    """One pyrepl-python on a listening socket in a temp directory."""
+
+    def __init__(self, *extra_args, preexec_fn=None):
+        self.dir = tempfile.mkdtemp(prefix="pyrepl-")
+        self.path = os.path.join(self.dir, "s.sock")
+        self.log_path = os.path.join(self.dir, "session.log")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(64)
+        fd = self.listener.fileno()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [BINARY, "--listen-fd", str(fd), "--id", SESSION_ID,
+                 *extra_args],
+                pass_fds=(fd,), cwd=self.dir, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=log, preexec_fn=preexec_fn)
+        self.conns = []
+
+    def connect(self):
+        c = Conn(self.path)
+        self.conns.append(c)
+        return c
+
+    def run(self, code, **extra):
+        c = self.connect()
+        c.send(t="run", code=code, **extra)
+        r = c.until_complete()
+        c.close()
+        return r
+
+    def run_when_idle(self, code, timeout=10.0):
+        """Run code as soon as the session stops answering session_busy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            c = self.connect()
+            c.send(t="run", code=code)
+            r = c.until_complete()
+            c.close()
+            if r.types != ["fail"] or r.frames[0]["errcode"] != "session_busy":
+                return r
+            assert time.monotonic() < deadline, "the session stayed busy"
+            time.sleep(0.01)
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        for c in self.conns:
+            c.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.listener.close()
+        bad = [l for l in self.log().splitlines() if BAD_LOG.search(l)]
+        shutil.rmtree(self.dir, ignore_errors=True)
+        assert not bad, "session log:\n" + "\n".join(bad)
+
+
+@pytest.fixture
+def session():
+    assert os.access(BINARY, os.X_OK), f"{BINARY} is not built"
+    s = SessionProcess()
+    yield s
+    s.stop()
+
+
+# REPL semantics ---------------------------------------------------------
+
+def test_final_expression_is_the_result_and_count_increments(session):
+    r = session.run("x = 21")
+    assert r.types == ["complete"]
+    assert r.complete["status"] == "ok"
+    assert r.complete["count"] == 1
+
+    r = session.run("x * 2")
+    assert r.types == ["result", "complete"]
+    assert r.result["text"] == "42"
+    assert r.result["count"] == 2
+    assert r.complete == {"t": "complete", "status": "ok", "count": 2,
+                          "ms": r.complete["ms"]}
+    assert 0 <= r.complete["ms"] < 5000
+
+
+def test_none_and_statements_give_no_result(session):
+    assert session.run("None").types == ["complete"]
+    assert session.run("y = [1, 2]\ny.append(3)").types == ["complete"]
+    r = session.run("y")
+    assert r.result["text"] == "[1, 2, 3]"
+
+
+def test_the_namespace_is_main_with_builtins_and_no_runtime(session):
+    r = session.run("__name__")
+    assert r.result["text"] == "'__main__'"
+
+    r = session.run("'__builtins__' in globals(), len(abs.__name__)")
+    assert r.result["text"] == "(True, 3)"
+
+    r = session.run("sorted(k for k in globals() if not k.startswith('__'))")
+    assert r.result["text"] == "[]"
+
+    r = session.run("import sys; sys.argv")
+    assert r.result["text"] == "['']"
+
+
+def test_working_directory_modules_import_and_dist_packages_are_there(
+        session):
+    with open(os.path.join(session.dir, "mymod.py"), "w") as f:
+        f.write("VALUE = 'from cwd'\n")
+    r = session.run("import mymod; mymod.VALUE")
+    assert r.result["text"] == "'from cwd'"
+
+    r = session.run("import msgpack, sys; "
+                    "msgpack.__file__.startswith('/usr/lib/python3/'), "
+                    "sys.executable")
+    assert r.result["text"].startswith("(True, '/usr/bin/python3")
+
+
+# Output -------------------------------------------------------------------
+
+def test_print_streams_while_the_code_runs(session):
+    c = session.connect()
+    c.send(t="run",
+           code='print("a"); import time; time.sleep(1); print("b")')
+    arrivals = []
+    while True:
+        f = c.recv()
+        arrivals.append((time.monotonic(), f))
+        if f["t"] == "complete":
+            break
+    texts = [(t, f["text"]) for t, f in arrivals if f["t"] == "stdout"]
+    assert "".join(x for _, x in texts) == "a\nb\n"
+    assert texts[0][1] == "a\n"
+    t_a = texts[0][0]
+    t_b = [t for t, x in texts if "b" in x][0]
+    assert t_b - t_a >= 0.8, "a was not sent before the sleep"
+    assert arrivals[-1][1]["status"] == "ok"
+
+
+@pytest.mark.parametrize("code, expected", [
+    ('import os; os.write(1, b"raw\\n"); None', "raw\n"),
+    ('import subprocess; subprocess.run(["echo", "child"]); None',
+     "child\n"),
+    ('import ctypes; ctypes.CDLL(None).printf(b"c-level\\n"); None',
+     "c-level\n"),
+    ('import sys; sys.stdout.write("no newline"); None', "no newline"),
+])
+def test_fd_level_and_child_output_is_stdout(session, code, expected):
+    r = session.run(code)
+    assert r.stdout == expected
+    assert r.types[-1] == "complete" and r.complete["status"] == "ok"
+
+
+def test_output_of_several_kinds_keeps_its_order(session):
+    r = session.run("\n".join([
+        "import os, sys, subprocess, ctypes",
+        "print('1 print')",
+        "os.write(1, b'2 fd\\n')",
+        "subprocess.run(['echo', '3 child'])",
+        "ctypes.CDLL(None).printf(b'4 c\\n')",
+        "sys.stdout.write('5 write\\n')",
+        "None",
+    ]))
+    assert r.stdout == "1 print\n2 fd\n3 child\n4 c\n5 write\n"
+
+
+def test_stderr_is_its_own_stream(session):
+    r = session.run('import sys, os; sys.stderr.write("e\\n"); '
+                    'os.write(2, b"fd2\\n"); print("o"); None')
+    assert r.stderr == "e\nfd2\n"
+    assert r.stdout == "o\n"
+
+
+def test_utf8_characters_are_never_split_and_bad_bytes_are_replaced(
+        session):
+    # one byte per write, with pauses so that they are read separately
+    code = "\n".join([
+        "import os, time",
+        "data = 'é€😀'.encode() + b'\\xff!\\n'",
+        "for i in range(len(data)):",
+        "    os.write(1, data[i:i + 1])",
+        "    time.sleep(0.01)",
+    ])
+    r = session.run(code)
+    frames = [f["text"] for f in r.frames if f["t"] == "stdout"]
+    assert "".join(frames) == "é€😀\ufffd!\n"
+    assert len(frames) > 1, "the writes were not read separately"
+    assert sum(x.count("\ufffd") for x in frames) == 1
+
+
+def test_an_unfinished_character_at_the_end_of_a_run_is_replaced(session):
+    r = session.run("import os; os.write(1, b'ok \\xe2\\x82'); None")
+    assert r.stdout.startswith("ok ")
+    assert set(r.stdout[3:]) == {"\ufffd"}
+    # and it does not leak into the next run
+    assert session.run("print('next')").stdout == "next\n"
+
+
+def test_large_output_arrives_whole_in_bounded_frames(session):
+    r = session.run("import sys; sys.stdout.write('0123456789' * 50000); "
+                    "None")
+    chunks = [f["text"] for f in r.frames if f["t"] == "stdout"]
+    assert "".join(chunks) == "0123456789" * 50000
+    assert max(len(x) for x in chunks) <= 64 * 1024
+
+
+def test_output_between_runs_is_dropped(session):
+    r = session.run("\n".join([
+        "import subprocess",
+        "bg = subprocess.Popen(['sh', '-c', 'while [ ! -e go ]; do "
+        "sleep 0.01; done; echo late; touch done'])",
+    ]))
+    assert r.complete["status"] == "ok"
+    open(os.path.join(session.dir, "go"), "w").close()
+    wait_for(lambda: os.path.exists(os.path.join(session.dir, "done")),
+             what="the background child to write")
+    r = session.run("bg.wait(); print('next')")
+    assert r.stdout == "next\n"
+
+
+def test_a_reader_that_stops_reading_blocks_the_code_not_memory(session):
+    pid = session.proc.pid
+
+    def rss_kb():
+        with open(f"/proc/{pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+    assert session.run("import os, sys").complete["status"] == "ok"
+    base = rss_kb()
+
+    c = session.connect()
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.send(t="run", code="\n".join([
+        "import os, sys",
+        "progress = os.open('progress', os.O_RDWR | os.O_CREAT)",
+        "for i in range(400):",
+        "    sys.stdout.write(str(i % 10) * 100000)",
+        "    os.pwrite(progress, b'%08d' % (i + 1), 0)",
+        "'done'",
+    ]))
+    path = os.path.join(session.dir, "progress")
+
+    def progress():
+        try:
+            with open(path, "rb") as f:
+                return int(f.read(8))
+        except (OSError, ValueError):
+            return None
+
+    def blocked():
+        with open(f"/proc/{pid}/wchan") as f:
+            return "pipe_write" in f.read()
+
+    # settled: all written (no back-pressure) or blocked on a full pipe
+    # with no progress for a while
+    last = [None, time.monotonic()]
+
+    def settled():
+        n = progress()
+        if n == 400:
+            return n
+        if n is None or n != last[0] or not blocked():
+            last[:] = [n, time.monotonic()]
+            return None
+        return n if time.monotonic() - last[1] > 0.3 else None
+
+    n = wait_for(settled, what="the code to finish or block")
+    assert n < 60, f"{n} x 100 kB went out although nobody read them"
+    assert rss_kb() - base < 16 * 1024, "output piled up in the process"
+
+    r = c.until_complete(timeout=60)
+    out = r.stdout
+    assert len(out) == 400 * 100000
+    assert out == "".join(str(i % 10) * 100000 for i in range(400))
+    assert r.result["text"] == "'done'"
+
+
+# Errors -----------------------------------------------------------------
+
+def test_an_exception_gives_error_with_the_cells_traceback(session):
+    session.run("pass")
+    r = session.run("1/0")
+    assert r.types == ["error", "complete"]
+    e = r.error
+    assert e["ename"] == "ZeroDivisionError"
+    assert e["evalue"] == "division by zero"
+    tb = e["traceback"]
+    assert tb[0] == "Traceback (most recent call last):\n"
+    assert tb[1].startswith('  File "<cell 2>", line 1, in <module>\n    1/0')
+    assert tb[-1] == "ZeroDivisionError: division by zero\n"
+    assert not any("pyrepl_runtime" in x or "run_cell" in x for x in tb)
+    assert r.complete["status"] == "error"
+    assert r.complete["count"] == 2
+
+
+def test_tracebacks_show_lines_of_earlier_cells(session):
+    session.run("def f():\n    raise ValueError('boom')")
+    r = session.run("f()")
+    text = "".join(r.error["traceback"])
+    assert 'File "<cell 1>", line 2, in f\n    raise ValueError(\'boom\')' \
+        in text
+    assert 'File "<cell 2>", line 1, in <module>\n    f()' in text
+    r = session.run("import inspect; print(inspect.getsource(f))")
+    assert r.stdout == "def f():\n    raise ValueError('boom')\n\n"
+
+
+def test_a_syntax_error_shows_the_line_and_caret(session):
+    r = session.run("x = 1\n1 +")
+    e = r.error
+    assert e["ename"] == "SyntaxError"
+    assert e["traceback"] == ['  File "<cell 1>", line 2\n', "    1 +\n",
+                              "       ^\n", "SyntaxError: invalid syntax\n"]
+    assert r.complete["status"] == "error"
+    # nothing of the cell ran
+    assert session.run("'x' in globals()").result["text"] == "False"
+
+
+def test_an_error_in_repr_is_an_error(session):
+    r = session.run("class R:\n    def __repr__(self):\n        1/0\nR()")
+    assert r.error["ename"] == "ZeroDivisionError"
+    assert "<cell 1>" in "".join(r.error["traceback"])
+    assert "result" not in r.types
+
+
+def test_system_exit_does_not_end_the_session(session):
+    r = session.run("raise SystemExit(3)")
+    assert r.error["ename"] == "SystemExit"
+    assert r.error["evalue"] == "3"
+    assert r.complete["status"] == "error"
+    r = session.run("exit()")
+    assert r.error["ename"] == "SystemExit"
+    assert session.run("'alive'").result["text"] == "'alive'"
+    assert session.proc.poll() is None
+
+
+def test_big_results_and_tracebacks_fit_the_frame_limit():
+    s = SessionProcess("--max-frame", "8192")
+    try:
+        r = s.run("'y' * 100000")
+        text = r.result["text"]
+        assert text.startswith("'yyy") and text.endswith("...")
+        assert len(text.encode()) <= 8192
+        r = s.run("def f(n): return g(n + 1)\n"
+                  "def g(n): return f(n + 1)\n"
+                  "f(0)")
+        e = r.error
+        assert e["ename"] == "RecursionError"
+        assert e["traceback"][-1].startswith("RecursionError: maximum")
+        assert '"<cell 2>"' in e["traceback"][1]
+        assert sum(len(x.encode()) for x in e["traceback"]) <= 8192
+        assert s.run("1 + 1").result["text"] == "2"
+    finally:
+        s.stop()
+
+
+# Interrupts, cancellation, deadlines --------------------------------------
+
+@pytest.mark.parametrize("code", [
+    "print('started', flush=True)\nwhile True: pass",
+    "import time; print('started', flush=True); time.sleep(100)",
+])
+def test_interrupt_ends_the_run_and_the_session_goes_on(session, code):
+    c = session.connect()
+    c.send(t="run", code=code)
+    c.wait_stdout("started")
+    started = time.monotonic()
+    c.send(t="interrupt")
+    r = c.until_complete()
+    assert time.monotonic() - started < 5
+    assert r.error["ename"] == "KeyboardInterrupt"
+    assert r.error["traceback"][-1] == "KeyboardInterrupt\n"
+    assert '"<cell 1>"' in r.error["traceback"][1]
+    assert r.complete["status"] == "interrupted"
+    assert r.complete["count"] == 1
+
+    r = session.run("'next'")
+    assert r.result["text"] == "'next'"
+    assert r.complete["count"] == 2
+
+
+def test_interrupt_works_when_the_spawner_ignored_and_blocked_sigint():
+    def ignore_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    s = SessionProcess(preexec_fn=ignore_sigint)
+    try:
+        c = s.connect()
+        c.send(t="run", code="import time; print('started', flush=True); "
+                             "time.sleep(100)")
+        c.wait_stdout("started")
+        c.send(t="interrupt")
+        assert c.until_complete().complete["status"] == "interrupted"
+    finally:
+        s.stop()
+
+
+def test_interrupt_from_another_connection(session):
+    c = session.connect()
+    c.send(t="run", code="import time; print('started', flush=True); "
+                         "time.sleep(100)")
+    c.wait_stdout("started")
+    session.connect().send(t="interrupt")
+    assert c.until_complete().complete["status"] == "interrupted"
+
+
+def test_interrupt_sent_with_the_run_is_not_lost(session):
+    c = session.connect()
+    c.send_raw(Conn.encode({"t": "run", "code": "import time; "
+                                                "time.sleep(100)"})
+               + Conn.encode({"t": "interrupt"}))
+    r = c.until_complete()
+    assert r.complete["status"] == "interrupted"
+    assert r.error["ename"] == "KeyboardInterrupt"
+
+
+def test_sigint_or_interrupt_between_runs_does_not_fail_the_next(session):
+    assert session.run("1").result["text"] == "1"
+    c = session.connect()
+    c.send(t="interrupt")
+    os.kill(session.proc.pid, signal.SIGINT)
+    r = session.run("import time; time.sleep(0.2); 'ok'")
+    assert r.result["text"] == "'ok'"
+    assert r.complete["status"] == "ok"
+    assert session.proc.poll() is None
+
+
+def test_a_second_run_while_busy_is_refused(session):
+    c = session.connect()
+    c.send(t="run", code="import time; print('started', flush=True); "
+                         "time.sleep(100)")
+    c.wait_stdout("started")
+    other = session.connect()
+    other.send(t="run", code="1")
+    f = other.recv()
+    assert f["t"] == "fail" and f["errcode"] == "session_busy"
+    assert f["message"]
+    # the refused connection stays usable for an interrupt
+    other.send(t="interrupt")
+    assert c.until_complete().complete["status"] == "interrupted"
+
+
+def test_closing_the_connection_cancels_the_run(session):
+    c = session.connect()
+    c.send(t="run", code="\n".join([
+        "import time",
+        "print('started', flush=True)",
+        "try:",
+        "    time.sleep(100)",
+        "except KeyboardInterrupt:",
+        "    print('after cancel', flush=True)",
+        "    open('cancelled', 'w').close()",
+        "    raise",
+    ]))
+    c.wait_stdout("started")
+    c.close()
+    wait_for(lambda: os.path.exists(os.path.join(session.dir, "cancelled")),
+             what="the run to be interrupted")
+    r = session.run_when_idle("print('next'); 7")
+    assert r.stdout == "next\n"
+    assert r.result["text"] == "7"
+    assert r.complete["count"] == 2
+    assert "interrupting the run" in session.log()
+
+
+def test_timeout_interrupts_at_the_deadline(session):
+    r = session.run("import time; time.sleep(30)", timeout_ms=300)
+    assert r.complete["status"] == "timeout"
+    assert 250 <= r.complete["ms"] < 5000
+    assert r.error["ename"] == "KeyboardInterrupt"
+    r = session.run("import time; time.sleep(0.1); 'in time'",
+                    timeout_ms=5000)
+    assert r.complete["status"] == "ok"
+    assert r.result["text"] == "'in time'"
+
+
+# Protocol errors and the process ----------------------------------------
+
+def test_a_malformed_frame_closes_only_that_connection(session):
+    bad = session.connect()
+    bad.send_raw(b"\x00\x00\x00\x03abc")
+    f = bad.recv()
+    assert f["t"] == "fail" and f["errcode"] == "bad_request"
+    assert bad.recv() is None
+
+    unknown = session.connect()
+    unknown.send(t="no-such-type")
+    assert unknown.recv()["errcode"] == "bad_request"
+    assert unknown.recv() is None
+
+    assert session.run("'still here'").result["text"] == "'still here'"
+
+
+def test_an_oversized_frame_closes_the_connection():
+    s = SessionProcess("--max-frame", "8192")
+    try:
+        c = s.connect()
+        c.send(t="run", code="x" * 10000)
+        f = c.recv()
+        assert f["t"] == "fail" and f["errcode"] == "bad_request"
+        assert c.recv() is None
+        assert s.run("1").result["text"] == "1"
+    finally:
+        s.stop()
+
+
+def test_frames_a_session_does_not_take_are_refused(session):
+    c = session.connect()
+    c.send(t="stdout", text="x")
+    f = c.recv()
+    assert f["t"] == "fail" and f["errcode"] == "bad_request"
+    c.send(t="input", text="x")
+    assert c.recv()["errcode"] == "no_pending_input"
+    c.send(t="run")
+    assert c.recv()["errcode"] == "bad_request"
+    # the connection is still good
+    c.send(t="run", code="5")
+    assert c.until_complete().result["text"] == "5"
+
+
+def test_user_code_sees_no_session_descriptors(session):
+    r = session.run("import os\n"
+                    "fds = {}\n"
+                    "for n in os.listdir('/proc/self/fd'):\n"
+                    "    try:\n"
+                    "        fds[int(n)] = os.readlink('/proc/self/fd/' + n)\n"
+                    "    except FileNotFoundError:\n"
+                    "        pass  # the directory listing itself\n"
+                    "fds")
+    fds = eval(r.result["text"])
+    assert fds[0] == "/dev/null"
+    assert fds[1].startswith("pipe:") and fds[2].startswith("pipe:")
+    assert not any(x.startswith("socket:") for x in fds.values()), fds
+    # 0-2 and the "run finished" eventfd
+    assert len(fds) <= 4, fds
+
+
+def test_input_fails_with_eof(session):
+    r = session.run("input()")
+    assert r.error["ename"] == "EOFError"
+
+
+def test_the_process_exits_when_the_listening_socket_fails(session):
+    session.listener.shutdown(socket.SHUT_RDWR)
+    assert session.proc.wait(timeout=10) != 0
+    assert "listening socket failed" in session.log()
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["--listen-fd", "0", "--id", SESSION_ID],
+    ["--listen-fd", "3", "--id", "xyz"],
+    ["--listen-fd", "3", "--id", SESSION_ID, "--max-frame", "10"],
+    ["--listen-fd", "3", "--id", SESSION_ID, "extra"],
+])
+def test_bad_command_lines_are_refused(args):
+    p = subprocess.run([BINARY, *args], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=10)
+    assert p.returncode != 0
+    assert b"pyrepl-python[" in p.stderr
+
+
+def test_a_descriptor_that_is_not_listening_is_refused(tmp_path):
+    a, b = socket.socketpair()
+    try:
+        p = subprocess.run([BINARY, "--listen-fd", str(a.fileno()),
+                            "--id", SESSION_ID], pass_fds=(a.fileno(),),
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=10)
+    finally:
+        a.close()
+        b.close()
+    assert p.returncode != 0
+    assert b"not a listening socket" in p.stderr

@@ -1,0 +1,839 @@
+/*
+ * py_exec.c: the main thread of a session process.  It owns libpython:
+ * the isolated start-up configuration, the embedded runtime (a private
+ * module compiled from pyrepl_runtime_source whose run_cell() gives REPL
+ * semantics and formats tracebacks), the __main__ namespace every run
+ * shares, and the execution count.
+ *
+ * Code runs on this thread so that signals reach it: the I/O thread turns
+ * an interrupt into pthread_kill(SIGINT), Python's handler trips, and the
+ * running code sees KeyboardInterrupt (sleeps and blocking reads return
+ * early with EINTR).  Between runs the thread waits on the session's
+ * condition variable with the GIL released, so threads the user started
+ * keep running.  The outcome of a run is copied out of Python objects
+ * into plain malloc'd UTF-8 (py_outcome_t) for the I/O thread, which never
+ * takes the GIL.
+ */
+
+#include <Python.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "py_session.h"
+#include "wk_log.h"
+
+
+#define PY_EXEC_RUNTIME_FILE  "<pyrepl_runtime>"  /* _FILE in the runtime */
+#define PY_EXEC_FILENAME_LEN  32                  /* "<cell N>" */
+#define PY_EXEC_ENAME_MAX     1024
+#define PY_EXEC_TB_ENTRY_MAX  ((size_t) 16 * 1024) /* a traceback entry */
+#define PY_EXEC_TB_OMITTED    "    ... (traceback entries omitted)\n"
+
+#define PY_EXEC_STR(x)        #x
+#define PY_EXEC_XSTR(x)       PY_EXEC_STR(x)
+
+/*
+ * sys.executable: the interpreter matching the libpython we link, so that
+ * subprocess.run([sys.executable, ...]) and multiprocessing work.  The
+ * prefix (and so the standard library and dist-packages) is found from it.
+ */
+#ifndef PY_EXEC_EXECUTABLE
+#define PY_EXEC_EXECUTABLE                                                   \
+    "/usr/bin/python" PY_EXEC_XSTR(PY_MAJOR_VERSION) "."                     \
+    PY_EXEC_XSTR(PY_MINOR_VERSION)
+#endif
+
+
+static int py_exec_load_runtime(void);
+static int py_exec_wait(py_session_t *s, char **code, size_t *len);
+static void py_exec_run(py_session_t *s, const char *code, size_t len,
+    py_outcome_t *o);
+static int py_exec_outcome(py_session_t *s, PyObject *ret, py_outcome_t *o);
+static void py_exec_escaped(py_session_t *s, py_outcome_t *o);
+static int py_exec_text(PyObject *obj, size_t limit, pr_str_t *t);
+static int py_exec_traceback(PyObject *list, size_t budget, pr_strs_t *tb);
+static int py_exec_interrupted(py_session_t *s);
+static void py_exec_flush(void);
+static PyObject *py_exec_fetch(void);
+static void py_exec_log_error(const char *what);
+static void py_exec_log_status(const char *what, PyStatus status);
+
+
+static PyObject  *py_exec_runtime;     /* the private runtime module */
+static PyObject  *py_exec_run_cell;    /* its run_cell() */
+static PyObject  *py_exec_main_dict;   /* __main__.__dict__ (borrowed) */
+static int64_t    py_exec_count;       /* execution_count of the last run */
+
+
+int
+py_exec_init(py_session_t *s)
+{
+    PyStatus      status;
+    PyConfig      config;
+    PyPreConfig   preconfig;
+    PyObject     *main;
+
+    static char  *argv[] = { "", NULL };
+
+    /*
+     * Isolated: no PYTHON* variables, no user site directory, no current
+     * directory on sys.path from the environment.  UTF-8 mode: the locale
+     * nginx gives us is usually "C", and output must be UTF-8 anyway.
+     */
+    PyPreConfig_InitIsolatedConfig(&preconfig);
+    preconfig.utf8_mode = 1;
+
+    status = Py_PreInitialize(&preconfig);
+    if (PyStatus_Exception(status)) {
+        py_exec_log_status("Py_PreInitialize()", status);
+        return -1;
+    }
+
+    PyConfig_InitIsolatedConfig(&config);
+
+    config.install_signal_handlers = 1;    /* SIGINT -> KeyboardInterrupt */
+    config.buffered_stdio = 0;             /* print() reaches the pipe now */
+    config.site_import = 1;                /* Debian's dist-packages */
+    config.parse_argv = 0;
+
+    status = PyConfig_SetBytesArgv(&config, 1, argv);
+    if (PyStatus_Exception(status)) {
+        py_exec_log_status("PyConfig_SetBytesArgv()", status);
+        goto fail;
+    }
+
+    /* without it libpython still finds its compiled-in prefix */
+    if (access(PY_EXEC_EXECUTABLE, X_OK) == 0) {
+        status = PyConfig_SetBytesString(&config, &config.executable,
+                                         PY_EXEC_EXECUTABLE);
+        if (PyStatus_Exception(status)) {
+            py_exec_log_status("PyConfig_SetBytesString(executable)",
+                               status);
+            goto fail;
+        }
+    }
+
+    status = Py_InitializeFromConfig(&config);
+    if (PyStatus_Exception(status)) {
+        py_exec_log_status("Py_InitializeFromConfig()", status);
+        goto fail;
+    }
+
+    PyConfig_Clear(&config);
+
+    main = PyImport_AddModule("__main__");
+    if (main == NULL) {
+        py_exec_log_error("cannot get the __main__ module");
+        return -1;
+    }
+
+    py_exec_main_dict = PyModule_GetDict(main);
+
+    if (PyDict_GetItemString(py_exec_main_dict, "__builtins__") == NULL) {
+        wk_log("session %s: __main__ has no __builtins__", s->id);
+        return -1;
+    }
+
+    return py_exec_load_runtime();
+
+fail:
+
+    PyConfig_Clear(&config);
+
+    return -1;
+}
+
+
+/*
+ * Execute the embedded runtime once into a fresh module that is not in
+ * sys.modules (the user cannot reach it by import) and keep its
+ * run_cell().  Returns 0 or -1 (logged).
+ */
+static int
+py_exec_load_runtime(void)
+{
+    PyObject  *code, *dict, *ret;
+
+    code = NULL;
+    ret = NULL;
+
+    py_exec_runtime = PyModule_New("_pyrepl_runtime");
+    if (py_exec_runtime == NULL) {
+        py_exec_log_error("cannot create the runtime module");
+        goto fail;
+    }
+
+    dict = PyModule_GetDict(py_exec_runtime);
+
+    if (PyDict_SetItemString(dict, "__builtins__", PyEval_GetBuiltins())
+        != 0)
+    {
+        py_exec_log_error("cannot set the runtime's __builtins__");
+        goto fail;
+    }
+
+    code = Py_CompileString(pyrepl_runtime_source, PY_EXEC_RUNTIME_FILE,
+                            Py_file_input);
+    if (code == NULL) {
+        py_exec_log_error("cannot compile the runtime");
+        goto fail;
+    }
+
+    ret = PyEval_EvalCode(code, dict, dict);
+    if (ret == NULL) {
+        py_exec_log_error("cannot execute the runtime");
+        goto fail;
+    }
+
+    py_exec_run_cell = PyDict_GetItemString(dict, "run_cell");
+    if (py_exec_run_cell == NULL || !PyCallable_Check(py_exec_run_cell)) {
+        wk_log("the runtime has no callable run_cell()");
+        py_exec_run_cell = NULL;
+        goto fail;
+    }
+
+    Py_INCREF(py_exec_run_cell);
+    Py_DECREF(ret);
+    Py_DECREF(code);
+
+    return 0;
+
+fail:
+
+    Py_XDECREF(ret);
+    Py_XDECREF(code);
+    Py_CLEAR(py_exec_runtime);
+
+    return -1;
+}
+
+
+void
+py_exec_loop(py_session_t *s)
+{
+    int            rc;
+    char          *code;
+    size_t         len;
+    ssize_t        n;
+    uint64_t       one;
+    py_outcome_t   o;
+
+    one = 1;
+
+    for ( ;; ) {
+
+        Py_BEGIN_ALLOW_THREADS
+        rc = py_exec_wait(s, &code, &len);
+        Py_END_ALLOW_THREADS
+
+        if (rc != 0) {
+            return;
+        }
+
+        memset(&o, 0, sizeof(py_outcome_t));
+
+        py_exec_run(s, code, len, &o);
+
+        free(code);
+
+        rc = pthread_mutex_lock(&s->lock);
+        if (rc != 0) {
+            wk_log("pthread_mutex_lock() failed: %s", strerror(rc));
+            py_outcome_free(&o);
+            return;
+        }
+
+        s->outcome = o;
+        s->finished = 1;
+
+        rc = pthread_mutex_unlock(&s->lock);
+        if (rc != 0) {
+            wk_log("pthread_mutex_unlock() failed: %s", strerror(rc));
+            return;
+        }
+
+        do {
+            n = write(s->done_fd, &one, sizeof(uint64_t));
+        } while (n == -1 && errno == EINTR);
+
+        if (n != (ssize_t) sizeof(uint64_t)) {
+            wk_log("write(eventfd) failed: %s", strerror(errno));
+            return;
+        }
+    }
+}
+
+
+/*
+ * Block (GIL released) until the I/O thread hands over code; take it.
+ * Returns 0, or -1 if a pthread call failed (logged).
+ */
+static int
+py_exec_wait(py_session_t *s, char **code, size_t *len)
+{
+    int  rc;
+
+    rc = pthread_mutex_lock(&s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_lock() failed: %s", strerror(rc));
+        return -1;
+    }
+
+    while (!s->requested) {
+        rc = pthread_cond_wait(&s->cond, &s->lock);
+        if (rc != 0) {
+            wk_log("pthread_cond_wait() failed: %s", strerror(rc));
+            (void) pthread_mutex_unlock(&s->lock);
+            return -1;
+        }
+    }
+
+    *code = s->code;
+    *len = s->code_len;
+    s->code = NULL;
+    s->code_len = 0;
+    s->requested = 0;
+
+    rc = pthread_mutex_unlock(&s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_unlock() failed: %s", strerror(rc));
+        free(*code);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Run one cell: call run_cell(code, "<cell N>", __main__.__dict__), flush
+ * what the code wrote, and fill o.  Never fails: whatever goes wrong is
+ * described in o.
+ */
+static void
+py_exec_run(py_session_t *s, const char *code, size_t len, py_outcome_t *o)
+{
+    int64_t    start;
+    PyObject  *source, *filename, *args, *ret;
+    char       name[PY_EXEC_FILENAME_LEN];
+
+    args = NULL;
+    ret = NULL;
+    source = NULL;
+    filename = NULL;
+
+    o->count = ++py_exec_count;
+    start = py_msec();
+
+    /*
+     * A SIGINT that arrived between runs (an interrupt racing the end of
+     * the previous run) has only tripped Python's handler; run it now and
+     * drop its KeyboardInterrupt so this run does not fail at once.
+     */
+    if (PyErr_CheckSignals() != 0) {
+        PyErr_Clear();
+    }
+
+    /*
+     * But an interrupt meant for this run may have come before the code
+     * did (its signal is the one just dropped): raise it again.
+     */
+    if (py_exec_interrupted(s)) {
+        PyErr_SetInterrupt();
+    }
+
+    (void) snprintf(name, sizeof(name), "<cell %lld>",
+                    (long long) o->count);
+
+    /* invalid UTF-8 in code becomes U+FFFD, which the parser reports */
+    source = PyUnicode_DecodeUTF8(code, (Py_ssize_t) len, "replace");
+    if (source == NULL) {
+        goto escaped;
+    }
+
+    filename = PyUnicode_FromString(name);
+    if (filename == NULL) {
+        goto escaped;
+    }
+
+    args = PyTuple_Pack(3, source, filename, py_exec_main_dict);
+    if (args == NULL) {
+        goto escaped;
+    }
+
+    ret = PyObject_Call(py_exec_run_cell, args, NULL);
+    if (ret == NULL) {
+        goto escaped;
+    }
+
+    if (py_exec_outcome(s, ret, o) != 0) {
+        goto escaped;
+    }
+
+    goto done;
+
+escaped:
+
+    /*
+     * An exception escaped the runtime itself: a second interrupt while
+     * it formatted the first, or running out of memory.
+     */
+    py_exec_escaped(s, o);
+
+done:
+
+    Py_XDECREF(ret);
+    Py_XDECREF(args);
+    Py_XDECREF(filename);
+    Py_XDECREF(source);
+
+    py_exec_flush();
+
+    o->ms = py_msec() - start;
+}
+
+
+/*
+ * Copy run_cell()'s (status, result, ename, evalue, traceback) into o.
+ * Returns 0, or -1 with a Python exception set.
+ */
+static int
+py_exec_outcome(py_session_t *s, PyObject *ret, py_outcome_t *o)
+{
+    PyObject  *status, *result, *ename, *evalue, *tb;
+
+    if (!PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 5) {
+        PyErr_SetString(PyExc_SystemError,
+                        "pyrepl runtime: run_cell() returned a bad value");
+        return -1;
+    }
+
+    status = PyTuple_GET_ITEM(ret, 0);
+    result = PyTuple_GET_ITEM(ret, 1);
+    ename = PyTuple_GET_ITEM(ret, 2);
+    evalue = PyTuple_GET_ITEM(ret, 3);
+    tb = PyTuple_GET_ITEM(ret, 4);
+
+    if (PyUnicode_Check(status)
+        && PyUnicode_CompareWithASCIIString(status, "ok") == 0)
+    {
+        o->status = PY_RUN_OK;
+
+    } else if (PyUnicode_Check(status)
+               && PyUnicode_CompareWithASCIIString(status, "interrupted")
+                  == 0)
+    {
+        o->status = PY_RUN_INTERRUPTED;
+
+    } else {
+        o->status = PY_RUN_ERROR;
+    }
+
+    if (result != Py_None
+        && py_exec_text(result, s->max_frame - 1024, &o->result) != 0)
+    {
+        return -1;
+    }
+
+    if (ename == Py_None) {
+        return 0;
+    }
+
+    if (py_exec_text(ename, PY_EXEC_ENAME_MAX, &o->ename) != 0
+        || py_exec_text(evalue, s->max_frame / 4, &o->evalue) != 0)
+    {
+        return -1;
+    }
+
+    if (tb != Py_None && PyList_Check(tb)) {
+        return py_exec_traceback(tb, s->max_frame / 2, &o->traceback);
+    }
+
+    return 0;
+}
+
+
+/*
+ * Describe the exception that is set (and clear it): ename and evalue
+ * from the exception, a one-line traceback, status "interrupted" for a
+ * KeyboardInterrupt, else "error".  Replaces whatever o held.
+ */
+static void
+py_exec_escaped(py_session_t *s, py_outcome_t *o)
+{
+    int64_t      count;
+    size_t       n;
+    char        *line;
+    PyObject    *exc, *name;
+    const char  *fallback;
+
+    count = o->count;
+    py_outcome_free(o);
+    o->count = count;
+
+    exc = py_exec_fetch();
+
+    o->status = (exc != NULL
+                 && PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt))
+                ? PY_RUN_INTERRUPTED : PY_RUN_ERROR;
+
+    fallback = (o->status == PY_RUN_INTERRUPTED) ? "KeyboardInterrupt"
+                                                 : "SystemError";
+
+    if (exc != NULL) {
+        name = PyType_GetName(Py_TYPE(exc));
+
+        if (name == NULL
+            || py_exec_text(name, PY_EXEC_ENAME_MAX, &o->ename) != 0)
+        {
+            PyErr_Clear();
+        }
+
+        Py_XDECREF(name);
+
+        if (py_exec_text(exc, s->max_frame / 4, &o->evalue) != 0) {
+            PyErr_Clear();
+        }
+
+        Py_DECREF(exc);
+    }
+
+    if (o->ename.data == NULL) {
+        o->ename.data = strdup(fallback);
+        o->ename.len = (o->ename.data != NULL) ? strlen(fallback) : 0;
+    }
+
+    if (o->evalue.data == NULL) {
+        o->evalue.data = strdup("");
+        o->evalue.len = 0;
+    }
+
+    if (o->ename.data == NULL || o->evalue.data == NULL) {
+        wk_log("session %s: out of memory describing an error", s->id);
+        py_outcome_free(o);
+        o->status = PY_RUN_ERROR;
+        o->count = count;
+        return;
+    }
+
+    /* "Name: value\n" (or "Name\n"), as the interpreter's last line */
+    n = o->ename.len + (o->evalue.len ? 2 + o->evalue.len : 0) + 1;
+
+    o->traceback.items = malloc(sizeof(pr_str_t));
+    line = malloc(n + 1);
+
+    if (o->traceback.items == NULL || line == NULL) {
+        free(o->traceback.items);
+        free(line);
+        o->traceback.items = NULL;
+        return;
+    }
+
+    (void) snprintf(line, n + 1, "%s%s%s\n", o->ename.data,
+                    o->evalue.len ? ": " : "", o->evalue.data);
+
+    o->traceback.items[0].data = line;
+    o->traceback.items[0].len = n;
+    o->traceback.n = 1;
+}
+
+
+/*
+ * Copy str(obj) into t as malloc'd UTF-8 (unencodable surrogates become
+ * backslash escapes).  Text longer than limit bytes is cut on a character
+ * boundary and ends in "...".  Returns 0, or -1 with a Python exception
+ * set (t untouched).
+ */
+static int
+py_exec_text(PyObject *obj, size_t limit, pr_str_t *t)
+{
+    int          cut;
+    char        *data;
+    PyObject    *str, *bytes;
+    Py_ssize_t   size;
+    const char  *p;
+    size_t       n;
+
+    bytes = NULL;
+
+    str = PyObject_Str(obj);
+    if (str == NULL) {
+        return -1;
+    }
+
+    bytes = PyUnicode_AsEncodedString(str, "utf-8", "backslashreplace");
+    Py_DECREF(str);
+
+    if (bytes == NULL) {
+        return -1;
+    }
+
+    p = PyBytes_AS_STRING(bytes);
+    size = PyBytes_GET_SIZE(bytes);
+    n = (size_t) size;
+    cut = 0;
+
+    if (limit < 4) {
+        limit = 4;
+    }
+
+    if (n > limit) {
+        n = pr_utf8_boundary((const uint8_t *) p, limit - 3);
+        cut = 1;
+    }
+
+    data = malloc(n + 4);
+    if (data == NULL) {
+        Py_DECREF(bytes);
+        PyErr_NoMemory();
+        return -1;
+    }
+
+    memcpy(data, p, n);
+
+    if (cut) {
+        memcpy(data + n, "...", 3);
+        n += 3;
+    }
+
+    data[n] = '\0';
+
+    Py_DECREF(bytes);
+
+    t->data = data;
+    t->len = n;
+
+    return 0;
+}
+
+
+/*
+ * Copy a list of traceback strings into tb, each entry at most
+ * PY_EXEC_TB_ENTRY_MAX bytes.  If the whole is over budget, the middle
+ * entries give way to one "omitted" line; the first entries (where the
+ * user's cell is) and the last one (the exception) stay.  Returns 0, or
+ * -1 with a Python exception set (tb empty).
+ */
+static int
+py_exec_traceback(PyObject *list, size_t budget, pr_strs_t *tb)
+{
+    size_t       i, k, n, total, marker;
+    pr_str_t    *items;
+
+    n = (size_t) PyList_GET_SIZE(list);
+    if (n == 0) {
+        return 0;
+    }
+
+    items = calloc(n + 1, sizeof(pr_str_t));
+    if (items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+
+    total = 0;
+
+    for (i = 0; i < n; i++) {
+        if (py_exec_text(PyList_GET_ITEM(list, i), PY_EXEC_TB_ENTRY_MAX,
+                         &items[i])
+            != 0)
+        {
+            goto fail;
+        }
+
+        total += items[i].len;
+    }
+
+    if (total > budget && n > 2) {
+        marker = sizeof(PY_EXEC_TB_OMITTED) - 1;
+        total = items[n - 1].len + marker;
+
+        for (k = 0; k < n - 1 && total + items[k].len <= budget; k++) {
+            total += items[k].len;
+        }
+
+        /* items[k .. n-2] go, items[k] becomes the marker */
+        for (i = k; i < n - 1; i++) {
+            free((char *) items[i].data);
+        }
+
+        items[k].data = strdup(PY_EXEC_TB_OMITTED);
+        items[k].len = marker;
+        items[k + 1] = items[n - 1];
+        n = k + 2;
+
+        if (items[k].data == NULL) {
+            items[k].len = 0;
+            free((char *) items[k + 1].data);
+            n = k;
+            PyErr_NoMemory();
+            goto fail;
+        }
+    }
+
+    tb->items = items;
+    tb->n = (uint32_t) n;
+
+    return 0;
+
+fail:
+
+    for (k = 0; k < n; k++) {
+        free((char *) items[k].data);
+    }
+
+    free(items);
+
+    return -1;
+}
+
+
+/* Whether the I/O thread asked to interrupt the run being started. */
+static int
+py_exec_interrupted(py_session_t *s)
+{
+    int  rc, interrupt;
+
+    rc = pthread_mutex_lock(&s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_lock() failed: %s", strerror(rc));
+        return 0;
+    }
+
+    interrupt = s->interrupt;
+
+    rc = pthread_mutex_unlock(&s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_unlock() failed: %s", strerror(rc));
+    }
+
+    return interrupt;
+}
+
+
+/*
+ * Push out what the run wrote: sys.stdout and sys.stderr (whatever the
+ * code replaced them with) and C stdio.  Errors here are the code's own
+ * business (it may have closed them); they are dropped.
+ */
+static void
+py_exec_flush(void)
+{
+    int          i;
+    PyObject    *f, *ret;
+
+    static const char  *names[] = { "stdout", "stderr" };
+
+    for (i = 0; i < 2; i++) {
+        f = PySys_GetObject(names[i]);      /* borrowed */
+
+        if (f == NULL || f == Py_None) {
+            continue;
+        }
+
+        ret = PyObject_CallMethod(f, "flush", NULL);
+        if (ret == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+
+        Py_DECREF(ret);
+    }
+
+    if (fflush(NULL) == EOF) {
+        clearerr(stdout);
+        clearerr(stderr);
+    }
+}
+
+
+void
+py_outcome_free(py_outcome_t *o)
+{
+    uint32_t  i;
+
+    free((char *) o->result.data);
+    free((char *) o->ename.data);
+    free((char *) o->evalue.data);
+
+    for (i = 0; i < o->traceback.n; i++) {
+        free((char *) o->traceback.items[i].data);
+    }
+
+    free(o->traceback.items);
+
+    memset(o, 0, sizeof(py_outcome_t));
+}
+
+
+/* Take the pending exception (normalised, with its traceback) or NULL. */
+static PyObject *
+py_exec_fetch(void)
+{
+#if PY_VERSION_HEX >= 0x030c0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject  *type, *value, *tb;
+
+    PyErr_Fetch(&type, &value, &tb);
+
+    if (type == NULL) {
+        return NULL;
+    }
+
+    PyErr_NormalizeException(&type, &value, &tb);
+
+    if (value != NULL && tb != NULL) {
+        (void) PyException_SetTraceback(value, tb);
+    }
+
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+
+    return value;
+#endif
+}
+
+
+/* Log "what: Name: value" for the pending exception and clear it. */
+static void
+py_exec_log_error(const char *what)
+{
+    PyObject    *exc, *name, *str;
+    const char  *n, *v;
+
+    exc = py_exec_fetch();
+
+    if (exc == NULL) {
+        wk_log("%s", what);
+        return;
+    }
+
+    name = PyType_GetName(Py_TYPE(exc));
+    str = PyObject_Str(exc);
+
+    n = (name != NULL) ? PyUnicode_AsUTF8(name) : NULL;
+    v = (str != NULL) ? PyUnicode_AsUTF8(str) : NULL;
+
+    wk_log("%s: %s: %s", what, n ? n : "?", v ? v : "?");
+
+    PyErr_Clear();
+
+    Py_XDECREF(str);
+    Py_XDECREF(name);
+    Py_DECREF(exc);
+}
+
+
+static void
+py_exec_log_status(const char *what, PyStatus status)
+{
+    wk_log("%s failed: %s%s%s", what,
+           status.func ? status.func : "",
+           status.func ? ": " : "",
+           status.err_msg ? status.err_msg : "unknown error");
+}

@@ -1,0 +1,1018 @@
+/*
+ * py_io.c: the I/O thread of a session process.  It owns every socket and
+ * never takes the GIL: one poll(2) loop over the listening socket, the
+ * open connections (a small fixed array of wk_conn_t), the read ends of
+ * the pipes behind fds 1 and 2, and the eventfd the main thread writes
+ * when a run has finished.
+ *
+ * Per connection it answers "run" (hand the code to the main thread, or
+ * "fail session_busy"), "interrupt" (SIGINT to the main thread) and fails
+ * anything else.  While a run is active, pipe output goes to the run's
+ * connection as stdout/stderr frames, whole UTF-8 characters only (an
+ * incomplete tail waits for the next read) and invalid bytes replaced;
+ * between runs it is read and dropped.  When the run's connection holds
+ * more than PY_IO_HIGH_WATER unsent bytes the pipes are not read, so the
+ * code blocks in write() instead of this process growing.  If the run's
+ * connection goes away, the run is interrupted and its output dropped.
+ * A run's deadline (timeout_ms) interrupts it the same way and turns the
+ * "interrupted" status into "timeout".
+ *
+ * The thread runs in its own descriptor table (see py_io_start), so user
+ * code can neither see nor close these descriptors, forked children do
+ * not hold the connections open, and fd 2 here is still nginx's error
+ * log, where wk_log() writes.  A failure of the listening socket or of
+ * poll(2) ends the process with a non-zero status.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "py_session.h"
+#include "wk_conn.h"
+#include "wk_log.h"
+
+
+#define PY_IO_MAX_CONNS     16
+#define PY_IO_CHUNK         ((size_t) 64 * 1024)   /* output bytes a frame */
+#define PY_IO_RBUF          (PY_IO_CHUNK + 4)      /* + 3 carried bytes */
+#define PY_IO_HIGH_WATER    ((size_t) 1024 * 1024) /* unsent: stop pipes */
+#define PY_IO_DRAIN_MAX     ((size_t) 1024 * 1024) /* per pipe and drain */
+#define PY_IO_ACCEPT_PAUSE  100                    /* ms, on EMFILE */
+
+/* fixed slots at the start of the poll set; connections follow */
+#define PY_IO_POLL_LISTEN   0
+#define PY_IO_POLL_DONE     1
+#define PY_IO_POLL_PIPES    2               /* stdout, stderr */
+#define PY_IO_POLL_CONNS    4
+
+
+typedef struct {
+    int              fd;           /* -1 once the user closed its end */
+    pr_type_t        type;         /* PR_T_STDOUT or PR_T_STDERR */
+    uint8_t          carry[4];     /* an incomplete UTF-8 character */
+    size_t           ncarry;
+} py_io_pipe_t;
+
+
+typedef struct {
+    wk_conn_t        conn;
+    unsigned         used:1;
+} py_io_conn_t;
+
+
+typedef struct {
+    py_session_t    *s;
+    py_io_conn_t     conns[PY_IO_MAX_CONNS];
+    py_io_pipe_t     pipes[2];
+
+    unsigned         run_active:1;
+    unsigned         timed_out:1;  /* the deadline fired for this run */
+    int              run_conn;     /* slot of the run's connection, or -1 */
+    int64_t          deadline;     /* py_msec() time, 0 for none */
+    int64_t          accept_resume; /* listening paused until, 0 if not */
+
+    uint8_t          rbuf[PY_IO_RBUF];      /* raw pipe bytes */
+    uint8_t          tbuf[3 * PY_IO_RBUF];  /* the same, sanitized */
+} py_io_t;
+
+
+static void *py_io_thread(void *arg);
+static int py_io_setup(py_session_t *s);
+static int py_io_loop(void);
+static int py_io_poll_set(struct pollfd *pfds, int *map, int *timeout);
+static int py_io_accept(void);
+static void py_io_conn_event(int i, int fd, short revents);
+static void py_io_conn_frames(int i);
+static void py_io_conn_close(int i, const char *why);
+static void py_io_conn_flush(int i);
+static void py_io_send(int i, const pr_frame_t *f);
+static void py_io_fail(int i, const char *code, const char *message);
+static void py_io_run(int i, const pr_frame_t *f);
+static void py_io_interrupt(const char *why);
+static int py_io_done(void);
+static void py_io_outcome(const py_outcome_t *o);
+static ssize_t py_io_pipe_read(py_io_pipe_t *p);
+static int py_io_drain(void);
+static void py_io_forward(py_io_pipe_t *p, const uint8_t *buf, size_t len);
+static void py_io_lock(void);
+static void py_io_unlock(void);
+
+
+static py_io_t  py_io;
+
+
+int
+py_io_start(py_session_t *s)
+{
+    int        rc, err;
+    sigset_t   set, old;
+    pthread_t  tid;
+
+    /*
+     * The thread inherits the mask in force at pthread_create(): block
+     * everything but the signals the kernel sends to the faulting thread
+     * itself, so every process-directed signal lands on the main thread.
+     */
+    if (sigfillset(&set) == -1
+        || sigdelset(&set, SIGSEGV) == -1 || sigdelset(&set, SIGBUS) == -1
+        || sigdelset(&set, SIGFPE) == -1 || sigdelset(&set, SIGILL) == -1
+        || sigdelset(&set, SIGABRT) == -1 || sigdelset(&set, SIGSYS) == -1)
+    {
+        wk_log("sigset: %s", strerror(errno));
+        return -1;
+    }
+
+    rc = pthread_sigmask(SIG_BLOCK, &set, &old);
+    if (rc != 0) {
+        wk_log("pthread_sigmask() failed: %s", strerror(rc));
+        return -1;
+    }
+
+    py_io.s = s;
+
+    err = pthread_create(&tid, NULL, py_io_thread, s);
+
+    rc = pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        wk_log("pthread_sigmask() failed: %s", strerror(rc));
+        return -1;
+    }
+
+    if (err != 0) {
+        wk_log("pthread_create(I/O thread) failed: %s", strerror(err));
+        return -1;
+    }
+
+    rc = pthread_detach(tid);
+    if (rc != 0) {
+        wk_log("pthread_detach() failed: %s", strerror(rc));
+        return -1;
+    }
+
+    py_io_lock();
+
+    while (!s->io_ready && !s->io_failed) {
+        rc = pthread_cond_wait(&s->cond, &s->lock);
+        if (rc != 0) {
+            wk_log("pthread_cond_wait() failed: %s", strerror(rc));
+            _exit(EXIT_FAILURE);
+        }
+    }
+
+    err = s->io_failed;
+    py_io_unlock();
+
+    return err ? -1 : 0;
+}
+
+
+static void *
+py_io_thread(void *arg)
+{
+    int            rc;
+    py_session_t  *s;
+
+    s = arg;
+
+    rc = py_io_setup(s);
+
+    py_io_lock();
+
+    if (rc == 0) {
+        s->io_ready = 1;
+    } else {
+        s->io_failed = 1;
+    }
+
+    (void) pthread_cond_broadcast(&s->cond);
+    py_io_unlock();
+
+    if (rc != 0) {
+        return NULL;
+    }
+
+    (void) py_io_loop();
+
+    /* the loop returns only on a fatal error, already logged */
+    _exit(EXIT_FAILURE);
+}
+
+
+/*
+ * Move into a private descriptor table.  Of the inherited fds 0-2 only 2
+ * (the error log) is of use here; 0 and 1 go to /dev/null so that this
+ * table does not keep the spawner's descriptors open.  The copies of the
+ * pipes' write ends go too (the main thread's fds 1 and 2 keep them).
+ */
+static int
+py_io_setup(py_session_t *s)
+{
+    int  i, nul;
+
+    if (unshare(CLONE_FILES) == -1) {
+        wk_log("session %s: unshare(CLONE_FILES) failed: %s", s->id,
+               strerror(errno));
+        return -1;
+    }
+
+    nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nul == -1) {
+        wk_log("session %s: open(\"/dev/null\") failed: %s", s->id,
+               strerror(errno));
+        return -1;
+    }
+
+    if (dup2(nul, STDIN_FILENO) == -1 || dup2(nul, STDOUT_FILENO) == -1) {
+        wk_log("session %s: dup2(/dev/null) failed: %s", s->id,
+               strerror(errno));
+        (void) close(nul);
+        return -1;
+    }
+
+    if (close(nul) == -1 || close(s->out_wfd) == -1
+        || close(s->err_wfd) == -1)
+    {
+        wk_log("session %s: close() failed: %s", s->id, strerror(errno));
+        return -1;
+    }
+
+    for (i = 0; i < PY_IO_MAX_CONNS; i++) {
+        py_io.conns[i].conn.fd = -1;
+    }
+
+    py_io.pipes[0].fd = s->out_fd;
+    py_io.pipes[0].type = PR_T_STDOUT;
+    py_io.pipes[1].fd = s->err_fd;
+    py_io.pipes[1].type = PR_T_STDERR;
+    py_io.run_conn = -1;
+
+    return 0;
+}
+
+
+/* Serve until a fatal error (logged); returns -1 then. */
+static int
+py_io_loop(void)
+{
+    int            i, n, nfds, timeout;
+    short          ev;
+    py_session_t  *s;
+    int            map[PY_IO_MAX_CONNS];
+    struct pollfd  pfds[PY_IO_POLL_CONNS + PY_IO_MAX_CONNS];
+
+    s = py_io.s;
+
+    for ( ;; ) {
+        nfds = py_io_poll_set(pfds, map, &timeout);
+
+        n = poll(pfds, (nfds_t) nfds, timeout);
+
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            wk_log("session %s: poll() failed: %s", s->id, strerror(errno));
+            return -1;
+        }
+
+        /* the run's end first: its output and frames precede new runs */
+        if (pfds[PY_IO_POLL_DONE].revents != 0 && py_io_done() != 0) {
+            return -1;
+        }
+
+        for (i = 0; i < 2; i++) {
+            if (pfds[PY_IO_POLL_PIPES + i].revents != 0
+                && py_io.pipes[i].fd != -1
+                && py_io_pipe_read(&py_io.pipes[i]) < 0)
+            {
+                return -1;
+            }
+        }
+
+        for (i = PY_IO_POLL_CONNS; i < nfds; i++) {
+            if (pfds[i].revents != 0) {
+                py_io_conn_event(map[i - PY_IO_POLL_CONNS], pfds[i].fd,
+                                 pfds[i].revents);
+            }
+        }
+
+        ev = pfds[PY_IO_POLL_LISTEN].revents;
+
+        if (ev & (POLLERR | POLLHUP | POLLNVAL)) {
+            wk_log("session %s: the listening socket failed (revents %#x)",
+                   s->id, (unsigned) ev);
+            return -1;
+        }
+
+        if ((ev & POLLIN) && py_io_accept() != 0) {
+            return -1;
+        }
+
+        if (py_io.run_active && py_io.deadline != 0 && !py_io.timed_out
+            && py_msec() >= py_io.deadline)
+        {
+            py_io.timed_out = 1;
+            py_io_interrupt("the deadline passed");
+        }
+    }
+}
+
+
+/*
+ * Fill the poll set: listening socket (unless paused), eventfd, pipes
+ * (unless the run's connection is backed up), then every connection, with
+ * map[k] the slot of pfds[PY_IO_POLL_CONNS + k].  *timeout is the time to
+ * the nearest deadline or listening resumption, -1 if none.  Returns the
+ * number of entries.
+ */
+static int
+py_io_poll_set(struct pollfd *pfds, int *map, int *timeout)
+{
+    int            i, n, blocked;
+    int64_t        now, wake;
+    wk_conn_t     *c;
+    py_session_t  *s;
+
+    s = py_io.s;
+    now = py_msec();
+    wake = 0;
+
+    if (py_io.accept_resume != 0 && now >= py_io.accept_resume) {
+        py_io.accept_resume = 0;
+    }
+
+    pfds[PY_IO_POLL_LISTEN].fd = py_io.accept_resume ? -1 : s->listen_fd;
+    pfds[PY_IO_POLL_LISTEN].events = POLLIN;
+
+    pfds[PY_IO_POLL_DONE].fd = s->done_fd;
+    pfds[PY_IO_POLL_DONE].events = POLLIN;
+
+    blocked = py_io.run_active && py_io.run_conn >= 0
+              && wk_conn_pending(&py_io.conns[py_io.run_conn].conn)
+                 > PY_IO_HIGH_WATER;
+
+    for (i = 0; i < 2; i++) {
+        pfds[PY_IO_POLL_PIPES + i].fd = blocked ? -1 : py_io.pipes[i].fd;
+        pfds[PY_IO_POLL_PIPES + i].events = POLLIN;
+    }
+
+    n = PY_IO_POLL_CONNS;
+
+    for (i = 0; i < PY_IO_MAX_CONNS; i++) {
+        if (!py_io.conns[i].used) {
+            continue;
+        }
+
+        c = &py_io.conns[i].conn;
+
+        pfds[n].fd = c->fd;
+        pfds[n].events = POLLIN | (wk_conn_pending(c) ? POLLOUT : 0);
+        map[n - PY_IO_POLL_CONNS] = i;
+        n++;
+    }
+
+    for (i = 0; i < n; i++) {
+        pfds[i].revents = 0;
+    }
+
+    if (py_io.accept_resume != 0) {
+        wake = py_io.accept_resume;
+    }
+
+    if (py_io.run_active && py_io.deadline != 0 && !py_io.timed_out
+        && (wake == 0 || py_io.deadline < wake))
+    {
+        wake = py_io.deadline;
+    }
+
+    if (wake == 0) {
+        *timeout = -1;
+
+    } else if (wake <= now) {
+        *timeout = 0;
+
+    } else {
+        *timeout = (wake - now > 60000) ? 60000 : (int) (wake - now);
+    }
+
+    return n;
+}
+
+
+/*
+ * Accept every pending connection.  A full table closes the newcomer;
+ * running out of descriptors or memory pauses listening briefly.  Returns
+ * 0, or -1 if the listening socket is unusable (logged).
+ */
+static int
+py_io_accept(void)
+{
+    int            i, fd;
+    py_session_t  *s;
+
+    s = py_io.s;
+
+    for ( ;; ) {
+        fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+        if (fd == -1) {
+            switch (errno) {
+
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+                continue;
+
+            case EAGAIN:
+                return 0;
+
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+                wk_log("session %s: accept() failed: %s; pausing", s->id,
+                       strerror(errno));
+                py_io.accept_resume = py_msec() + PY_IO_ACCEPT_PAUSE;
+                return 0;
+
+            default:
+                wk_log("session %s: accept() failed: %s", s->id,
+                       strerror(errno));
+                return -1;
+            }
+        }
+
+        for (i = 0; i < PY_IO_MAX_CONNS; i++) {
+            if (!py_io.conns[i].used) {
+                break;
+            }
+        }
+
+        if (i == PY_IO_MAX_CONNS) {
+            wk_log("session %s: %d connections open, refusing another",
+                   s->id, PY_IO_MAX_CONNS);
+
+            if (close(fd) == -1) {
+                wk_log("close(%d) failed: %s", fd, strerror(errno));
+            }
+
+            continue;
+        }
+
+        if (wk_conn_init(&py_io.conns[i].conn, fd, s->max_frame) != WK_OK) {
+            wk_conn_close(&py_io.conns[i].conn);
+            continue;
+        }
+
+        py_io.conns[i].used = 1;
+    }
+}
+
+
+/*
+ * Handle poll events of slot i, whose descriptor was fd when the poll set
+ * was built (the slot may have been closed or reused since; stale events
+ * then only cause a harmless EAGAIN).
+ */
+static void
+py_io_conn_event(int i, int fd, short revents)
+{
+    int            rc;
+    py_io_conn_t  *c;
+
+    c = &py_io.conns[i];
+
+    if (!c->used || c->conn.fd != fd) {
+        return;
+    }
+
+    if (revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
+        rc = wk_conn_read(&c->conn);
+
+        /* frames that arrived before EOF still count ("interrupt", close) */
+        py_io_conn_frames(i);
+
+        if (!c->used) {
+            return;
+        }
+
+        if (rc == WK_EOF || rc == WK_ERROR) {
+            py_io_conn_close(i, rc == WK_EOF ? "closed by the peer"
+                                             : "failed");
+            return;
+        }
+    }
+
+    if (revents & POLLOUT) {
+        py_io_conn_flush(i);
+    }
+}
+
+
+/* Act on every whole frame buffered in slot i. */
+static void
+py_io_conn_frames(int i)
+{
+    int               rc;
+    pr_frame_t        f;
+    py_io_conn_t     *c;
+    msgpack_unpacked  up;
+
+    c = &py_io.conns[i];
+
+    msgpack_unpacked_init(&up);
+
+    while (c->used) {
+        rc = wk_conn_next(&c->conn, &up, &f);
+
+        if (rc == 0) {
+            break;
+        }
+
+        if (rc == WK_ERROR) {
+            /* logged by wk_conn_next(); say why, then hang up */
+            py_io_fail(i, "bad_request", "malformed or oversized frame");
+
+            if (c->used) {
+                (void) wk_conn_flush(&c->conn);
+                py_io_conn_close(i, "sent a bad frame");
+            }
+
+            break;
+        }
+
+        switch (f.type) {
+
+        case PR_T_RUN:
+            py_io_run(i, &f);
+            break;
+
+        case PR_T_INTERRUPT:
+            py_io_interrupt("an interrupt frame");
+            break;
+
+        case PR_T_INPUT:
+            py_io_fail(i, "no_pending_input", "no input() is waiting");
+            break;
+
+        default:
+            py_io_fail(i, "bad_request",
+                       "a session process does not take this frame type");
+            break;
+        }
+    }
+
+    msgpack_unpacked_destroy(&up);
+
+    if (c->used) {
+        py_io_conn_flush(i);
+    }
+}
+
+
+/*
+ * Close slot i.  The run's connection going away interrupts the run; its
+ * remaining output is dropped.
+ */
+static void
+py_io_conn_close(int i, const char *why)
+{
+    wk_conn_close(&py_io.conns[i].conn);
+    py_io.conns[i].used = 0;
+
+    if (i != py_io.run_conn) {
+        return;
+    }
+
+    py_io.run_conn = -1;
+
+    if (py_io.run_active) {
+        wk_log("session %s: the run's connection %s, interrupting the run",
+               py_io.s->id, why);
+        py_io_interrupt("its connection went away");
+    }
+}
+
+
+static void
+py_io_conn_flush(int i)
+{
+    if (py_io.conns[i].used
+        && wk_conn_flush(&py_io.conns[i].conn) == WK_ERROR)
+    {
+        py_io_conn_close(i, "failed to take output");
+    }
+}
+
+
+/* Queue f on slot i; a connection that cannot take it is closed. */
+static void
+py_io_send(int i, const pr_frame_t *f)
+{
+    if (i < 0 || !py_io.conns[i].used) {
+        return;
+    }
+
+    if (wk_conn_send(&py_io.conns[i].conn, f) != WK_OK) {
+        py_io_conn_close(i, "failed to queue a frame");
+    }
+}
+
+
+static void
+py_io_fail(int i, const char *code, const char *message)
+{
+    pr_frame_t  f;
+
+    memset(&f, 0, sizeof(pr_frame_t));
+    f.type = PR_T_FAIL;
+    pr_set_cstr(&f, errcode, code);
+    pr_set_cstr(&f, message, message);
+
+    py_io_send(i, &f);
+}
+
+
+/* A "run" frame on slot i: hand its code to the main thread. */
+static void
+py_io_run(int i, const pr_frame_t *f)
+{
+    int            rc;
+    char          *code;
+    py_session_t  *s;
+
+    s = py_io.s;
+
+    if (py_io.run_active) {
+        py_io_fail(i, "session_busy", "another run is in progress");
+        return;
+    }
+
+    if (!pr_has(f, code)) {
+        py_io_fail(i, "bad_request", "a run frame needs \"code\"");
+        return;
+    }
+
+    code = malloc(f->code.len + 1);
+    if (code == NULL) {
+        wk_log("session %s: cannot allocate %zu bytes of code", s->id,
+               f->code.len + 1);
+        py_io_fail(i, "unavailable", "out of memory");
+        return;
+    }
+
+    memcpy(code, f->code.data, f->code.len);
+    code[f->code.len] = '\0';
+
+    /* what background children wrote since the last run is not this run's */
+    if (py_io_drain() != 0) {
+        free(code);
+        _exit(EXIT_FAILURE);
+    }
+
+    py_io.pipes[0].ncarry = 0;
+    py_io.pipes[1].ncarry = 0;
+
+    py_io_lock();
+
+    s->code = code;
+    s->code_len = f->code.len;
+    s->requested = 1;
+    s->interrupt = 0;
+
+    rc = pthread_cond_signal(&s->cond);
+
+    py_io_unlock();
+
+    if (rc != 0) {
+        wk_log("pthread_cond_signal() failed: %s", strerror(rc));
+        _exit(EXIT_FAILURE);
+    }
+
+    py_io.run_active = 1;
+    py_io.run_conn = i;
+    py_io.timed_out = 0;
+    py_io.deadline = 0;
+
+    if (pr_has(f, timeout_ms) && f->timeout_ms > 0) {
+        py_io.deadline = py_msec() + f->timeout_ms;
+    }
+}
+
+
+/*
+ * Interrupt the active run: record it for the main thread (which checks
+ * the flag when it starts the code, in case the signal came before) and
+ * send SIGINT, which Python turns into KeyboardInterrupt.  Nothing when no
+ * run is active.
+ */
+static void
+py_io_interrupt(const char *why)
+{
+    int            rc;
+    py_session_t  *s;
+
+    if (!py_io.run_active) {
+        return;
+    }
+
+    s = py_io.s;
+
+    py_io_lock();
+    s->interrupt = 1;
+    py_io_unlock();
+
+    rc = pthread_kill(s->main_thread, SIGINT);
+    if (rc != 0) {
+        wk_log("session %s: pthread_kill(SIGINT) for %s failed: %s", s->id,
+               why, strerror(rc));
+    }
+}
+
+
+/*
+ * The main thread finished a run: drain its output, then send result,
+ * error and complete to the run's connection, if it is still there.
+ * Returns 0, or -1 on a fatal error (logged).
+ */
+static int
+py_io_done(void)
+{
+    int            i, finished;
+    ssize_t        n;
+    uint64_t       v;
+    py_session_t  *s;
+    py_outcome_t   o;
+
+    s = py_io.s;
+
+    do {
+        n = read(s->done_fd, &v, sizeof(uint64_t));
+    } while (n == -1 && errno == EINTR);
+
+    if (n == -1) {
+        if (errno == EAGAIN) {
+            return 0;
+        }
+
+        wk_log("session %s: read(eventfd) failed: %s", s->id,
+               strerror(errno));
+        return -1;
+    }
+
+    py_io_lock();
+
+    o = s->outcome;
+    finished = s->finished;
+    memset(&s->outcome, 0, sizeof(py_outcome_t));
+    s->finished = 0;
+
+    py_io_unlock();
+
+    if (!finished) {
+        return 0;
+    }
+
+    if (!py_io.run_active) {
+        wk_log("session %s: a run finished that was never started", s->id);
+        py_outcome_free(&o);
+        return 0;
+    }
+
+    /* everything the run wrote is in the pipes by now */
+    if (py_io_drain() != 0) {
+        py_outcome_free(&o);
+        return -1;
+    }
+
+    for (i = 0; i < 2; i++) {
+        if (py_io.pipes[i].ncarry != 0) {
+            /* a character the run never finished: sanitize makes it U+FFFD */
+            py_io_forward(&py_io.pipes[i], py_io.pipes[i].carry,
+                          py_io.pipes[i].ncarry);
+            py_io.pipes[i].ncarry = 0;
+        }
+    }
+
+    py_io_outcome(&o);
+
+    py_outcome_free(&o);
+
+    py_io.run_active = 0;
+    py_io.run_conn = -1;
+    py_io.deadline = 0;
+    py_io.timed_out = 0;
+
+    return 0;
+}
+
+
+/* Send result, error and complete for outcome o to the run's connection. */
+static void
+py_io_outcome(const py_outcome_t *o)
+{
+    int          i;
+    pr_frame_t   f;
+    const char  *status;
+
+    i = py_io.run_conn;
+
+    if (o->result.data != NULL) {
+        memset(&f, 0, sizeof(pr_frame_t));
+        f.type = PR_T_RESULT;
+        pr_set_str(&f, text, o->result.data, o->result.len);
+        pr_set_int(&f, count, o->count);
+        py_io_send(i, &f);
+    }
+
+    if (o->ename.data != NULL) {
+        memset(&f, 0, sizeof(pr_frame_t));
+        f.type = PR_T_ERROR;
+        pr_set_str(&f, ename, o->ename.data, o->ename.len);
+        pr_set_str(&f, evalue, o->evalue.data, o->evalue.len);
+        f.traceback = o->traceback;
+        f.has |= 1u << PR_F_traceback;
+        py_io_send(i, &f);
+    }
+
+    switch (o->status) {
+
+    case PY_RUN_OK:
+        status = "ok";
+        break;
+
+    case PY_RUN_INTERRUPTED:
+        status = py_io.timed_out ? "timeout" : "interrupted";
+        break;
+
+    default:
+        status = "error";
+        break;
+    }
+
+    memset(&f, 0, sizeof(pr_frame_t));
+    f.type = PR_T_COMPLETE;
+    pr_set_cstr(&f, status, status);
+    pr_set_int(&f, count, o->count);
+    pr_set_int(&f, ms, o->ms);
+    py_io_send(i, &f);
+
+    if (i >= 0) {
+        py_io_conn_flush(i);
+    }
+}
+
+
+/*
+ * Read once from pipe p (up to PY_IO_CHUNK bytes after its carried
+ * bytes) and forward what ends on a character boundary, or drop it all
+ * when no connection wants it.  Returns the bytes read, 0 if none were
+ * ready, or -1 on a fatal error (logged).
+ */
+static ssize_t
+py_io_pipe_read(py_io_pipe_t *p)
+{
+    size_t    total, keep;
+    ssize_t   n;
+    uint8_t  *buf;
+
+    buf = py_io.rbuf;
+
+    if (p->ncarry != 0) {
+        memcpy(buf, p->carry, p->ncarry);
+    }
+
+    do {
+        n = read(p->fd, buf + p->ncarry, PY_IO_CHUNK);
+    } while (n == -1 && errno == EINTR);
+
+    if (n == -1) {
+        if (errno == EAGAIN) {
+            return 0;
+        }
+
+        wk_log("session %s: read(%s pipe) failed: %s", py_io.s->id,
+               pr_type_name(p->type), strerror(errno));
+        return -1;
+    }
+
+    if (n == 0) {
+        /* the code closed its fd 1 or 2: nothing more can come */
+        wk_log("session %s: the %s pipe was closed by user code",
+               py_io.s->id, pr_type_name(p->type));
+
+        if (close(p->fd) == -1) {
+            wk_log("close(%d) failed: %s", p->fd, strerror(errno));
+        }
+
+        p->fd = -1;
+        p->ncarry = 0;
+        return 0;
+    }
+
+    if (!py_io.run_active || py_io.run_conn < 0) {
+        p->ncarry = 0;
+        return n;
+    }
+
+    total = p->ncarry + (size_t) n;
+    keep = pr_utf8_boundary(buf, total);
+
+    p->ncarry = total - keep;
+    if (p->ncarry != 0) {
+        memcpy(p->carry, buf + keep, p->ncarry);
+    }
+
+    py_io_forward(p, buf, keep);
+
+    return n;
+}
+
+
+/*
+ * Read both pipes until they are empty (or PY_IO_DRAIN_MAX bytes each,
+ * should a background writer keep them busy).  Returns 0 or -1 (fatal).
+ */
+static int
+py_io_drain(void)
+{
+    int      i;
+    size_t   total;
+    ssize_t  n;
+
+    for (i = 0; i < 2; i++) {
+        total = 0;
+
+        while (py_io.pipes[i].fd != -1 && total < PY_IO_DRAIN_MAX) {
+            n = py_io_pipe_read(&py_io.pipes[i]);
+
+            if (n < 0) {
+                return -1;
+            }
+
+            if (n == 0) {
+                break;
+            }
+
+            total += (size_t) n;
+        }
+    }
+
+    return 0;
+}
+
+
+/* Send len bytes of p's output as one frame of valid UTF-8. */
+static void
+py_io_forward(py_io_pipe_t *p, const uint8_t *buf, size_t len)
+{
+    size_t      n;
+    pr_frame_t  f;
+
+    if (len == 0 || !py_io.run_active || py_io.run_conn < 0) {
+        return;
+    }
+
+    n = pr_utf8_sanitize(buf, len, py_io.tbuf);
+
+    memset(&f, 0, sizeof(pr_frame_t));
+    f.type = p->type;
+    pr_set_str(&f, text, py_io.tbuf, n);
+
+    py_io_send(py_io.run_conn, &f);
+}
+
+
+/* The session lock; failing to take it leaves nothing sane to do. */
+static void
+py_io_lock(void)
+{
+    int  rc;
+
+    rc = pthread_mutex_lock(&py_io.s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_lock() failed: %s", strerror(rc));
+        _exit(EXIT_FAILURE);
+    }
+}
+
+
+static void
+py_io_unlock(void)
+{
+    int  rc;
+
+    rc = pthread_mutex_unlock(&py_io.s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_unlock() failed: %s", strerror(rc));
+        _exit(EXIT_FAILURE);
+    }
+}

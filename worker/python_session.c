@@ -1,0 +1,419 @@
+/*
+ * python_session.c: main() of pyrepl-python, one session process = one
+ * persistent Python namespace.  The supervisor execs it as
+ *
+ *     pyrepl-python --listen-fd 3 --id <32 hex> [--max-frame BYTES]
+ *
+ * with fd 3 an already-listening Unix stream socket, the session's working
+ * directory as cwd, stdin on /dev/null and stderr on nginx's error log.
+ * This file owns the start-up order; py_exec.c owns libpython and the
+ * main thread, py_io.c the I/O thread (see py_session.h).
+ *
+ * Order matters:
+ *   1. signal dispositions and mask back to defaults (SIG_IGN and blocked
+ *      signals survive exec; SIGINT must reach Python's handler), fds 0-2
+ *      open, the listening socket checked;
+ *   2. the stdout and stderr pipes and the "run finished" eventfd;
+ *   3. libpython, while fd 2 is still the error log, so a failed start-up
+ *      is logged where an operator will see it;
+ *   4. the I/O thread, which moves into its own descriptor table keeping
+ *      the original fd 2 for its log lines;
+ *   5. fds 1 and 2 of the main thread's table become the pipes (Python's
+ *      sys.stdout and sys.stderr write to fds 1 and 2 by number, so they
+ *      follow), and the descriptors that are the I/O thread's business are
+ *      closed here, so user code and its children never hold them;
+ *   6. the main thread serves runs until the supervisor kills the process.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "py_session.h"
+#include "wk_log.h"
+
+
+#define PY_SESSION_MIN_FRAME  4096
+
+
+static int py_session_args(int argc, char **argv, py_session_t *s);
+static int py_session_signals(void);
+static int py_session_std_fds(void);
+static int py_session_listen_fd(int fd);
+static int py_session_pipes(py_session_t *s);
+static int py_session_redirect(py_session_t *s);
+static void py_session_usage(void);
+
+
+static py_session_t  py_session = {
+    .listen_fd = -1,
+    .out_fd = -1,
+    .err_fd = -1,
+    .out_wfd = -1,
+    .err_wfd = -1,
+    .done_fd = -1,
+    .max_frame = PR_DEFAULT_MAX_FRAME,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .cond = PTHREAD_COND_INITIALIZER,
+};
+
+
+int
+main(int argc, char **argv)
+{
+    py_session_t  *s;
+
+    s = &py_session;
+
+    wk_log_init("python");
+
+    if (py_session_args(argc, argv, s) != 0) {
+        py_session_usage();
+        return 2;
+    }
+
+    if (py_session_signals() != 0
+        || py_session_std_fds() != 0
+        || py_session_listen_fd(s->listen_fd) != 0
+        || py_session_pipes(s) != 0)
+    {
+        return EXIT_FAILURE;
+    }
+
+    s->main_thread = pthread_self();
+
+    if (py_exec_init(s) != 0) {
+        wk_log("session %s: cannot start Python", s->id);
+        return EXIT_FAILURE;
+    }
+
+    if (py_io_start(s) != 0) {
+        return EXIT_FAILURE;
+    }
+
+    if (py_session_redirect(s) != 0) {
+        return EXIT_FAILURE;
+    }
+
+    py_exec_loop(s);
+
+    /* only a fatal error ends the loop; its log line went to fd 2 */
+    _exit(EXIT_FAILURE);
+}
+
+
+static int
+py_session_args(int argc, char **argv, py_session_t *s)
+{
+    int            c, i;
+    char          *end;
+    unsigned long  v;
+
+    static const struct option  options[] = {
+        { "listen-fd", required_argument, NULL, 'l' },
+        { "id",        required_argument, NULL, 'i' },
+        { "max-frame", required_argument, NULL, 'm' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    opterr = 0;
+
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+
+        switch (c) {
+
+        case 'l':
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+
+            if (errno != 0 || *end != '\0' || end == optarg || v < 3
+                || v > 65535)
+            {
+                wk_log("bad --listen-fd \"%s\"", optarg);
+                return -1;
+            }
+
+            s->listen_fd = (int) v;
+            break;
+
+        case 'i':
+            for (i = 0; optarg[i] != '\0'; i++) {
+                if (!((optarg[i] >= '0' && optarg[i] <= '9')
+                      || (optarg[i] >= 'a' && optarg[i] <= 'f')))
+                {
+                    break;
+                }
+            }
+
+            if (optarg[i] != '\0' || i != PY_SESSION_ID_LEN) {
+                wk_log("bad --id \"%s\": %d lowercase hex digits expected",
+                       optarg, PY_SESSION_ID_LEN);
+                return -1;
+            }
+
+            s->id = optarg;
+            break;
+
+        case 'm':
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+
+            if (errno != 0 || *end != '\0' || end == optarg
+                || v < PY_SESSION_MIN_FRAME || v > UINT32_MAX)
+            {
+                wk_log("bad --max-frame \"%s\": %d to %lu expected", optarg,
+                       PY_SESSION_MIN_FRAME, (unsigned long) UINT32_MAX);
+                return -1;
+            }
+
+            s->max_frame = v;
+            break;
+
+        default:
+            wk_log("unknown or incomplete option \"%s\"",
+                   argv[optind - 1]);
+            return -1;
+        }
+    }
+
+    if (optind != argc) {
+        wk_log("unexpected argument \"%s\"", argv[optind]);
+        return -1;
+    }
+
+    if (s->listen_fd == -1 || s->id == NULL) {
+        wk_log("--listen-fd and --id are required");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+py_session_usage(void)
+{
+    wk_log("usage: pyrepl-python --listen-fd FD --id HEX32 "
+           "[--max-frame BYTES]");
+}
+
+
+/*
+ * Every signal back to SIG_DFL and nothing blocked: what the spawner
+ * ignored or blocked would survive exec and, for SIGINT, keep Python from
+ * installing its handler at all.
+ */
+static int
+py_session_signals(void)
+{
+    int               sig;
+    sigset_t          none;
+    struct sigaction  sa;
+
+    memset(&sa, 0, sizeof(struct sigaction));
+    sa.sa_handler = SIG_DFL;
+
+    if (sigemptyset(&sa.sa_mask) == -1 || sigemptyset(&none) == -1) {
+        wk_log("sigemptyset() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    for (sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) {
+            continue;
+        }
+
+        /* EINVAL: a signal the C library reserves for itself */
+        if (sigaction(sig, &sa, NULL) == -1 && errno != EINVAL) {
+            wk_log("sigaction(%d) failed: %s", sig, strerror(errno));
+            return -1;
+        }
+    }
+
+    if (sigprocmask(SIG_SETMASK, &none, NULL) == -1) {
+        wk_log("sigprocmask() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Fds 0, 1 and 2 open (on /dev/null if the spawner left one closed), so
+ * that no descriptor opened below lands on them and Python creates its
+ * sys.std* objects.
+ */
+static int
+py_session_std_fds(void)
+{
+    int  fd, nul;
+
+    for (fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1) {
+            continue;
+        }
+
+        if (errno != EBADF) {
+            wk_log("fcntl(%d, F_GETFD) failed: %s", fd, strerror(errno));
+            return -1;
+        }
+
+        nul = open("/dev/null", O_RDWR);
+
+        if (nul == -1) {
+            wk_log("open(\"/dev/null\") failed: %s", strerror(errno));
+            return -1;
+        }
+
+        if (nul != fd) {
+            wk_log("open(\"/dev/null\") gave fd %d for fd %d", nul, fd);
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The inherited socket must be listening; it becomes non-blocking (the
+ * accept loop runs to EAGAIN) and close-on-exec.
+ */
+static int
+py_session_listen_fd(int fd)
+{
+    int        flags, on;
+    socklen_t  len;
+
+    on = 0;
+    len = sizeof(int);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == -1) {
+        wk_log("--listen-fd %d: getsockopt(SO_ACCEPTCONN) failed: %s", fd,
+               strerror(errno));
+        return -1;
+    }
+
+    if (!on) {
+        wk_log("--listen-fd %d: not a listening socket", fd);
+        return -1;
+    }
+
+    flags = fcntl(fd, F_GETFL);
+    if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
+        wk_log("--listen-fd %d: fcntl(O_NONBLOCK) failed: %s", fd,
+               strerror(errno));
+        return -1;
+    }
+
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
+        wk_log("--listen-fd %d: fcntl(FD_CLOEXEC) failed: %s", fd,
+               strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The two output pipes (read ends non-blocking, all four close-on-exec
+ * until the write ends are dup2'd onto fds 1 and 2) and the eventfd.
+ */
+static int
+py_session_pipes(py_session_t *s)
+{
+    int  out[2], err[2];
+
+    if (pipe2(out, O_CLOEXEC) == -1) {
+        wk_log("pipe2() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    if (pipe2(err, O_CLOEXEC) == -1) {
+        wk_log("pipe2() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    if (fcntl(out[0], F_SETFL, O_NONBLOCK) == -1
+        || fcntl(err[0], F_SETFL, O_NONBLOCK) == -1)
+    {
+        wk_log("fcntl(pipe, O_NONBLOCK) failed: %s", strerror(errno));
+        return -1;
+    }
+
+    s->out_fd = out[0];
+    s->out_wfd = out[1];
+    s->err_fd = err[0];
+    s->err_wfd = err[1];
+
+    s->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->done_fd == -1) {
+        wk_log("eventfd() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * In the main thread's descriptor table (the I/O thread has its own by
+ * now): the pipes become fds 1 and 2, and the listening socket and the
+ * read ends go.  C stdio's stdout, now a pipe, is line-buffered like a
+ * terminal's.  The last log line that reaches nginx's error log from this
+ * thread is a failure here.
+ */
+static int
+py_session_redirect(py_session_t *s)
+{
+    if (dup2(s->out_wfd, STDOUT_FILENO) == -1) {
+        wk_log("session %s: dup2(pipe, 1) failed: %s", s->id,
+               strerror(errno));
+        return -1;
+    }
+
+    if (dup2(s->err_wfd, STDERR_FILENO) == -1) {
+        wk_log("session %s: dup2(pipe, 2) failed: %s", s->id,
+               strerror(errno));
+        return -1;
+    }
+
+    if (close(s->out_wfd) == -1 || close(s->err_wfd) == -1
+        || close(s->out_fd) == -1 || close(s->err_fd) == -1
+        || close(s->listen_fd) == -1)
+    {
+        wk_log("session %s: close() failed: %s", s->id, strerror(errno));
+        return -1;
+    }
+
+    if (setvbuf(stdout, NULL, _IOLBF, 0) != 0) {
+        wk_log("session %s: setvbuf(stdout) failed", s->id);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int64_t
+py_msec(void)
+{
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
+        return 0;
+    }
+
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
