@@ -115,8 +115,8 @@ def proc_state(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             data = f.read()
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, ProcessLookupError):
+        return None     # gone, possibly between open() and read()
     return data[data.rindex(")") + 2]
 
 
