@@ -16,17 +16,30 @@
 #define PYREPL_DEFAULT_TTL_MAX  86400
 
 
-typedef enum {
-    PYREPL_ROUTE_COLLECTION = 0,     /* /session */
-    PYREPL_ROUTE_SESSION,            /* /session/{id} */
-    PYREPL_ROUTE_RUN                 /* /session/{id}/run */
-} ngx_http_pyrepl_route_e;
+typedef ngx_int_t (*ngx_http_pyrepl_action_pt)(ngx_http_request_t *r,
+    u_char *id);
+
+/* POST /session/{id}/<name> */
+typedef struct {
+    ngx_str_t                    name;
+    ngx_http_pyrepl_action_pt    handler;
+} ngx_http_pyrepl_action_t;
+
+
+static ngx_http_pyrepl_action_t  ngx_http_pyrepl_actions[] = {
+    { ngx_string("run"), ngx_http_pyrepl_run_handler },
+    { ngx_string("renew"), ngx_http_pyrepl_renew_handler },
+    { ngx_string("interrupt"), ngx_http_pyrepl_interrupt_handler },
+    { ngx_null_string, NULL }
+};
 
 
 static ngx_int_t ngx_http_pyrepl_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyrepl_parse_path(ngx_http_request_t *r,
-    ngx_uint_t *route, u_char **id);
+    u_char **id, ngx_http_pyrepl_action_t **action);
 static char *ngx_http_pyrepl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_pyrepl_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_pyrepl_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void *ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf);
@@ -37,6 +50,7 @@ static char *ngx_http_pyrepl_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static char *ngx_http_pyrepl_check_binary(ngx_conf_t *cf, ngx_str_t *dir,
     const char *name);
 static ngx_int_t ngx_http_pyrepl_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_pyrepl_init_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_http_pyrepl_commands[] = {
@@ -44,6 +58,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
     { ngx_string("pyrepl"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pyrepl,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pyrepl_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pyrepl_status,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -104,6 +125,27 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, session_ttl_max),
       NULL },
 
+    { ngx_string("pyrepl_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, idle_timeout),
+      NULL },
+
+    { ngx_string("pyrepl_reap_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, reap_interval),
+      NULL },
+
+    { ngx_string("pyrepl_max_sessions"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, max_sessions),
+      NULL },
+
       ngx_null_command
 };
 
@@ -130,7 +172,7 @@ ngx_module_t  ngx_http_pyrepl_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     ngx_http_pyrepl_init_module,           /* init module */
-    NULL,                                  /* init process */
+    ngx_http_pyrepl_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -142,11 +184,11 @@ ngx_module_t  ngx_http_pyrepl_module = {
 static ngx_int_t
 ngx_http_pyrepl_handler(ngx_http_request_t *r)
 {
-    u_char      *id;
-    ngx_int_t    rc;
-    ngx_uint_t   route;
+    u_char                    *id;
+    ngx_int_t                  rc;
+    ngx_http_pyrepl_action_t  *action;
 
-    rc = ngx_http_pyrepl_parse_path(r, &route, &id);
+    rc = ngx_http_pyrepl_parse_path(r, &id, &action);
 
     if (rc != NGX_OK) {
         ngx_http_discard_request_body(r);
@@ -154,9 +196,7 @@ ngx_http_pyrepl_handler(ngx_http_request_t *r)
                                           "no such route or session");
     }
 
-    switch (route) {
-
-    case PYREPL_ROUTE_COLLECTION:
+    if (id == NULL) {                                   /* /session */
         if (r->method == NGX_HTTP_POST) {
             return ngx_http_pyrepl_create_handler(r);
         }
@@ -165,9 +205,7 @@ ngx_http_pyrepl_handler(ngx_http_request_t *r)
             return ngx_http_pyrepl_list_handler(r);
         }
 
-        break;
-
-    case PYREPL_ROUTE_SESSION:
+    } else if (action == NULL) {                        /* /session/{id} */
         if (r->method == NGX_HTTP_GET) {
             return ngx_http_pyrepl_get_handler(r, id);
         }
@@ -176,14 +214,8 @@ ngx_http_pyrepl_handler(ngx_http_request_t *r)
             return ngx_http_pyrepl_delete_handler(r, id);
         }
 
-        break;
-
-    default: /* PYREPL_ROUTE_RUN */
-        if (r->method == NGX_HTTP_POST) {
-            return ngx_http_pyrepl_run_handler(r, id);
-        }
-
-        break;
+    } else if (r->method == NGX_HTTP_POST) {            /* /session/{id}/x */
+        return action->handler(r, id);
     }
 
     ngx_http_discard_request_body(r);
@@ -195,20 +227,24 @@ ngx_http_pyrepl_handler(ngx_http_request_t *r)
 
 
 /*
- * Split the URI below the location's prefix into a route and a session id.
- * Returns NGX_DECLINED for anything that is not a known route; a session
- * id must be exactly 32 lowercase hex digits, so "../" or NUL never reach
- * a file name.
+ * Split the URI below the location's prefix into a session id (NULL for
+ * the collection) and an action (NULL for the session itself).  Returns
+ * NGX_DECLINED for anything else; a session id must be exactly 32
+ * lowercase hex digits, so "../" or NUL never reach a file name.
  */
 static ngx_int_t
-ngx_http_pyrepl_parse_path(ngx_http_request_t *r, ngx_uint_t *route,
-    u_char **id)
+ngx_http_pyrepl_parse_path(ngx_http_request_t *r, u_char **id,
+    ngx_http_pyrepl_action_t **action)
 {
     u_char                    *p, *last;
     ngx_uint_t                 i;
+    ngx_http_pyrepl_action_t  *a;
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    *id = NULL;
+    *action = NULL;
 
     p = r->uri.data;
     last = r->uri.data + r->uri.len;
@@ -221,7 +257,6 @@ ngx_http_pyrepl_parse_path(ngx_http_request_t *r, ngx_uint_t *route,
     }
 
     if (p == last || (last - p == 1 && *p == '/')) {
-        *route = PYREPL_ROUTE_COLLECTION;
         return NGX_OK;
     }
 
@@ -239,15 +274,20 @@ ngx_http_pyrepl_parse_path(ngx_http_request_t *r, ngx_uint_t *route,
     p += PYREPL_ID_LEN;
 
     if (p == last) {
-        *route = PYREPL_ROUTE_SESSION;
         return NGX_OK;
     }
 
-    if ((size_t) (last - p) == sizeof("/run") - 1
-        && ngx_strncmp(p, "/run", sizeof("/run") - 1) == 0)
-    {
-        *route = PYREPL_ROUTE_RUN;
-        return NGX_OK;
+    if (*p++ != '/') {
+        return NGX_DECLINED;
+    }
+
+    for (a = ngx_http_pyrepl_actions; a->handler; a++) {
+        if ((size_t) (last - p) == a->name.len
+            && ngx_strncmp(p, a->name.data, a->name.len) == 0)
+        {
+            *action = a;
+            return NGX_OK;
+        }
     }
 
     return NGX_DECLINED;
@@ -270,6 +310,22 @@ ngx_http_pyrepl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_pyrepl_handler;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pyrepl_module);
+    pmcf->enabled = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pyrepl_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_pyrepl_status_handler;
 
     pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pyrepl_module);
     pmcf->enabled = 1;
@@ -359,6 +415,9 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->supervisor_timeout = NGX_CONF_UNSET_MSEC;
     pmcf->session_ttl = NGX_CONF_UNSET;
     pmcf->session_ttl_max = NGX_CONF_UNSET;
+    pmcf->idle_timeout = NGX_CONF_UNSET;
+    pmcf->reap_interval = NGX_CONF_UNSET_MSEC;
+    pmcf->max_sessions = NGX_CONF_UNSET_UINT;
 
     return pmcf;
 }
@@ -385,6 +444,22 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(pmcf->supervisor_timeout, 5000);
     ngx_conf_init_value(pmcf->session_ttl, PYREPL_DEFAULT_TTL);
     ngx_conf_init_value(pmcf->session_ttl_max, PYREPL_DEFAULT_TTL_MAX);
+    ngx_conf_init_value(pmcf->idle_timeout, 0);
+    ngx_conf_init_msec_value(pmcf->reap_interval, 1000);
+    ngx_conf_init_uint_value(pmcf->max_sessions, 100);
+
+    if (pmcf->reap_interval < 10) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_reap_interval must be at least 10ms");
+        return NGX_CONF_ERROR;
+    }
+
+    if (pmcf->max_sessions < 1 || pmcf->max_sessions > 1000000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_max_sessions must be between 1 and "
+                           "1000000");
+        return NGX_CONF_ERROR;
+    }
 
     if (pmcf->max_frame < 4096 || pmcf->max_frame > 1024 * 1024 * 1024) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -408,8 +483,9 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (pmcf->shm_zone == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"pyrepl\" requires a \"pyrepl_zone\" in the "
-                           "http block, e.g. \"pyrepl_zone pyrepl 16m;\"");
+                           "\"pyrepl\" and \"pyrepl_status\" require a "
+                           "\"pyrepl_zone\" in the http block, e.g. "
+                           "\"pyrepl_zone pyrepl 16m;\"");
         return NGX_CONF_ERROR;
     }
 
@@ -580,4 +656,29 @@ ngx_http_pyrepl_init_module(ngx_cycle_t *cycle)
     }
 
     return ngx_http_pyrepl_spawn_supervisor(cycle, pmcf);
+}
+
+
+/* Worker 0 reaps expired sessions for all of them. */
+static ngx_int_t
+ngx_http_pyrepl_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if ((ngx_process != NGX_PROCESS_WORKER
+         && ngx_process != NGX_PROCESS_SINGLE)
+        || ngx_worker != 0)
+    {
+        return NGX_OK;
+    }
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pyrepl_module);
+
+    if (pmcf == NULL || !pmcf->enabled) {
+        return NGX_OK;
+    }
+
+    ngx_http_pyrepl_reaper_start(cycle, pmcf);
+
+    return NGX_OK;
 }

@@ -11,6 +11,8 @@
  *   ngx_http_pyrepl_reply.c    JSON bodies, errors, request body reading
  *   ngx_http_pyrepl_session.c  create, list, get, delete
  *   ngx_http_pyrepl_run.c      running code: SSE and JSON answers
+ *   ngx_http_pyrepl_reaper.c   ending sessions past their TTL or idle time
+ *   ngx_http_pyrepl_status.c   pyrepl_status: health JSON and metrics
  */
 
 #ifndef NGX_HTTP_PYREPL_MODULE_H
@@ -44,6 +46,32 @@ typedef enum {
 } ngx_http_pyrepl_lang_e;
 
 
+/* how runs end, as execution_complete's "status" says */
+typedef enum {
+    PYREPL_RUN_OK = 0,
+    PYREPL_RUN_ERROR,
+    PYREPL_RUN_INTERRUPTED,
+    PYREPL_RUN_TIMEOUT,
+    PYREPL_RUN_CRASHED,
+    PYREPL_RUN_STATUS_MAX
+} ngx_http_pyrepl_run_status_e;
+
+/* upper bounds of the run duration histogram, in milliseconds; then +Inf */
+#define PYREPL_RUN_BUCKETS  { 1, 5, 10, 50, 100, 500, 1000, 5000, 30000 }
+#define PYREPL_RUN_NBUCKETS 10
+
+
+/* counters every worker adds to, for pyrepl_status (atomics, no lock) */
+typedef struct {
+    ngx_atomic_t             creates;
+    ngx_atomic_t             runs[PYREPL_RUN_STATUS_MAX];
+    ngx_atomic_t             run_buckets[PYREPL_RUN_NBUCKETS];
+    ngx_atomic_t             run_ms_sum;
+    ngx_atomic_t             crashes;
+    ngx_atomic_t             reaped;
+} ngx_http_pyrepl_counters_t;
+
+
 /*
  * One session as every nginx worker sees it.  Copies of it leave the zone
  * only by value (ngx_http_pyrepl_table_get), never as pointers.
@@ -66,6 +94,7 @@ typedef struct {
     ngx_rbtree_node_t        sentinel;
     ngx_queue_t              queue;          /* all sessions, newest first */
     ngx_uint_t               count;
+    ngx_http_pyrepl_counters_t  counters;
 } ngx_http_pyrepl_shctx_t;
 
 
@@ -85,6 +114,9 @@ typedef struct {
     ngx_msec_t               supervisor_timeout;
     time_t                   session_ttl;
     time_t                   session_ttl_max;
+    time_t                   idle_timeout;   /* 0: sessions never idle out */
+    ngx_msec_t               reap_interval;
+    ngx_uint_t               max_sessions;
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
 } ngx_http_pyrepl_main_conf_t;
 
@@ -114,12 +146,16 @@ typedef ngx_int_t (*ngx_http_pyrepl_frame_pt)(ngx_http_pyrepl_peer_t *peer,
 typedef void (*ngx_http_pyrepl_fail_pt)(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 
+/* Called when everything queued has been written (optional). */
+typedef void (*ngx_http_pyrepl_sent_pt)(ngx_http_pyrepl_peer_t *peer);
+
 struct ngx_http_pyrepl_peer_s {
     ngx_peer_connection_t    pc;
     ngx_log_t               *log;
     void                    *data;
     ngx_http_pyrepl_frame_pt frame_handler;
     ngx_http_pyrepl_fail_pt  fail_handler;
+    ngx_http_pyrepl_sent_pt  sent_handler;
 
     u_char                  *in;             /* receive buffer (ngx_alloc) */
     size_t                   in_len;
@@ -147,7 +183,14 @@ void ngx_http_pyrepl_peer_close(ngx_http_pyrepl_peer_t *peer);
 ngx_int_t ngx_http_pyrepl_table_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
-    ngx_http_pyrepl_session_t *s);
+    ngx_http_pyrepl_session_t *s, ngx_uint_t max);
+ngx_int_t ngx_http_pyrepl_table_renew(ngx_shm_zone_t *zone, u_char *id,
+    time_t expires);
+ngx_array_t *ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
+    time_t idle_timeout, ngx_pool_t *pool);
+void ngx_http_pyrepl_table_states(ngx_shm_zone_t *zone, ngx_uint_t *counts);
+ngx_http_pyrepl_counters_t *ngx_http_pyrepl_table_counters(
+    ngx_shm_zone_t *zone);
 ngx_int_t ngx_http_pyrepl_table_get(ngx_shm_zone_t *zone, u_char *id,
     ngx_http_pyrepl_session_t *s);
 ngx_int_t ngx_http_pyrepl_table_set_ready(ngx_shm_zone_t *zone, u_char *id,
@@ -188,12 +231,24 @@ json_t *ngx_http_pyrepl_time_json(time_t t);
 const char *ngx_http_pyrepl_state_name(ngx_uint_t state);
 
 
+/* the reaper (ngx_http_pyrepl_reaper.c) and status (ngx_http_pyrepl_status.c) */
+
+void ngx_http_pyrepl_reaper_start(ngx_cycle_t *cycle,
+    ngx_http_pyrepl_main_conf_t *pmcf);
+ngx_int_t ngx_http_pyrepl_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyrepl_supervisor_up(ngx_http_pyrepl_main_conf_t *pmcf);
+ngx_uint_t ngx_http_pyrepl_run_status(const char *status);
+
+
 /* handlers (ngx_http_pyrepl_session.c, ngx_http_pyrepl_run.c) */
 
 ngx_int_t ngx_http_pyrepl_create_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyrepl_list_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyrepl_get_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_renew_handler(ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_interrupt_handler(ngx_http_request_t *r,
+    u_char *id);
 ngx_int_t ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id);
 
 ngx_int_t ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,

@@ -8,7 +8,8 @@
  * closes it.  Its owner gets each whole frame through frame_handler and,
  * once, a failure through fail_handler.  A frame handler that returns
  * anything but NGX_OK may have freed the peer (by finalizing the request),
- * so the reader returns at once without touching it again.
+ * so the reader returns at once without touching it again; the same holds
+ * after fail_handler and the optional sent_handler.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -171,6 +172,11 @@ ngx_http_pyrepl_peer_write_handler(ngx_event_t *wev)
 
     if (ngx_handle_write_event(wev, 0) != NGX_OK) {
         ngx_http_pyrepl_peer_fail(peer, "cannot arm write event");
+        return;
+    }
+
+    if (rest == NULL && peer->sent_handler) {
+        peer->sent_handler(peer);     /* may free the peer */
     }
 }
 
@@ -284,7 +290,8 @@ ngx_http_pyrepl_peer_dispatch(ngx_http_pyrepl_peer_t *peer)
 
         pos += len;
 
-        hrc = peer->frame_handler(peer, &frame);
+        hrc = peer->frame_handler ? peer->frame_handler(peer, &frame)
+                                  : NGX_OK;
 
         msgpack_unpacked_destroy(&up);
 

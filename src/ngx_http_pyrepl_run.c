@@ -87,6 +87,8 @@ static void ngx_http_pyrepl_run_client_read(ngx_http_request_t *r);
 static void ngx_http_pyrepl_run_ping(ngx_event_t *ev);
 static void ngx_http_pyrepl_run_deadline(ngx_event_t *ev);
 static void ngx_http_pyrepl_run_cleanup(void *data);
+static void ngx_http_pyrepl_run_count(ngx_http_pyrepl_run_t *ctx,
+    const char *status, ngx_msec_t ms);
 static ngx_uint_t ngx_http_pyrepl_accepts_json(ngx_http_request_t *r);
 static json_t *ngx_http_pyrepl_json_str(pr_str_t *s);
 
@@ -551,6 +553,8 @@ ngx_http_pyrepl_run_complete(ngx_http_pyrepl_run_t *ctx, const char *status,
         ctx->ended = 1;
     }
 
+    ngx_http_pyrepl_run_count(ctx, status, ms);
+
     if (ctx->json) {
         rc = ngx_http_pyrepl_run_send_document(ctx, status, count, ms);
         ngx_http_finalize_request(r, rc);
@@ -932,6 +936,28 @@ ngx_http_pyrepl_run_cleanup(void *data)
     if (ctx->err.data) {
         ngx_free(ctx->err.data);
     }
+}
+
+
+/* The run's outcome in the counters pyrepl_status reports. */
+static void
+ngx_http_pyrepl_run_count(ngx_http_pyrepl_run_t *ctx, const char *status,
+    ngx_msec_t ms)
+{
+    ngx_uint_t                   i;
+    static const ngx_msec_t      bounds[] = PYREPL_RUN_BUCKETS;
+    ngx_http_pyrepl_counters_t  *c;
+
+    c = ngx_http_pyrepl_table_counters(ctx->pmcf->shm_zone);
+
+    ngx_atomic_fetch_add(&c->runs[ngx_http_pyrepl_run_status(status)], 1);
+    ngx_atomic_fetch_add(&c->run_ms_sum, ms);
+
+    for (i = 0; i < PYREPL_RUN_NBUCKETS - 1 && ms > bounds[i]; i++) {
+        /* void */
+    }
+
+    ngx_atomic_fetch_add(&c->run_buckets[i], 1);
 }
 
 

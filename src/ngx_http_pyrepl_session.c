@@ -33,6 +33,10 @@ static void ngx_http_pyrepl_delete_failed(ngx_http_pyrepl_peer_t *peer,
 static json_t *ngx_http_pyrepl_session_detail(ngx_http_request_t *r,
     ngx_http_pyrepl_session_t *s);
 static ngx_int_t ngx_http_pyrepl_new_id(u_char *id);
+static void ngx_http_pyrepl_renew_body_handler(ngx_http_request_t *r);
+static void ngx_http_pyrepl_interrupt_sent(ngx_http_pyrepl_peer_t *peer);
+static void ngx_http_pyrepl_interrupt_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
 
 
 ngx_int_t
@@ -83,14 +87,18 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
     ctl->session.last_activity = ctl->session.created;
     ctl->session.expires += ctl->session.created;
 
-    rc = ngx_http_pyrepl_table_insert(pmcf->shm_zone, &ctl->session);
+    rc = ngx_http_pyrepl_table_insert(pmcf->shm_zone, &ctl->session,
+                                      pmcf->max_sessions);
 
     if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "pyrepl: no room for a new session in pyrepl_zone");
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "pyrepl: session refused: pyrepl_max_sessions %ui "
+                      "reached or pyrepl_zone full", pmcf->max_sessions);
+        ngx_http_finalize_request(r,
+            ngx_http_pyrepl_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
                                        "too_many_sessions",
-                                       "the session table is full");
+                                       "at most %u sessions may exist at "
+                                       "once", (unsigned) pmcf->max_sessions));
         return;
     }
 
@@ -480,6 +488,178 @@ ngx_http_pyrepl_delete_failed(ngx_http_pyrepl_peer_t *peer,
     ngx_http_pyrepl_finalize_error(ctl->request, NGX_HTTP_SERVICE_UNAVAILABLE,
                                    "unavailable",
                                    "the pyrepl supervisor did not answer");
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_renew_handler(ngx_http_request_t *r, u_char *id)
+{
+    ngx_http_pyrepl_ctl_t  *ctl;
+
+    ctl = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_ctl_t));
+    if (ctl == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctl->session.id, id, PYREPL_ID_LEN);
+    ngx_http_set_ctx(r, ctl, ngx_http_pyrepl_module);
+
+    return ngx_http_pyrepl_read_body(r, ngx_http_pyrepl_renew_body_handler);
+}
+
+
+/* POST /session/{id}/renew {"ttl_seconds"}: a new expiry from now. */
+static void
+ngx_http_pyrepl_renew_body_handler(ngx_http_request_t *r)
+{
+    json_t                       *body, *ttl;
+    time_t                        expires;
+    ngx_http_pyrepl_ctl_t        *ctl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (ngx_http_pyrepl_read_json_body(r, &body) != NGX_OK) {
+        return;
+    }
+
+    ctl = ngx_http_get_module_ctx(r, ngx_http_pyrepl_module);
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ttl = body ? json_object_get(body, "ttl_seconds") : NULL;
+
+    if (ttl == NULL || !json_is_integer(ttl) || json_integer_value(ttl) < 1
+        || json_integer_value(ttl) > pmcf->session_ttl_max)
+    {
+        json_decref(body);
+        ngx_http_finalize_request(r,
+            ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                       "\"ttl_seconds\" must be an integer "
+                                       "from 1 to %d",
+                                       (int) pmcf->session_ttl_max));
+        return;
+    }
+
+    expires = ngx_time() + (time_t) json_integer_value(ttl);
+    json_decref(body);
+
+    if (ngx_http_pyrepl_table_renew(pmcf->shm_zone, ctl->session.id, expires)
+        != NGX_OK)
+    {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                       "no such session");
+        return;
+    }
+
+    ngx_http_finalize_request(r,
+        ngx_http_pyrepl_send_json(r, NGX_HTTP_OK,
+                                  json_pack("{s:o}", "expires_at",
+                                            ngx_http_pyrepl_time_json(
+                                                expires))));
+}
+
+
+/*
+ * POST /session/{id}/interrupt: an "interrupt" frame on a connection of
+ * its own; the session process raises KeyboardInterrupt in a running run
+ * and ignores it otherwise.  204 once the frame is written.
+ */
+ngx_int_t
+ngx_http_pyrepl_interrupt_handler(ngx_http_request_t *r, u_char *id)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     sock;
+    pr_frame_t                    frame;
+    ngx_http_pyrepl_ctl_t        *ctl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ctl = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_ctl_t));
+    if (ctl == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &ctl->session)
+        != NGX_OK)
+    {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "no session %.*s", PYREPL_ID_LEN,
+                                          (char *) id);
+    }
+
+    if (ctl->session.state != PYREPL_STATE_BUSY) {
+        return ngx_http_pyrepl_send_json(r, NGX_HTTP_NO_CONTENT, NULL);
+    }
+
+    if (ngx_http_pyrepl_session_socket(r, id, &sock) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctl->request = r;
+    ctl->peer.data = ctl;
+    ctl->peer.log = r->connection->log;
+    ctl->peer.max_frame = pmcf->max_frame;
+    ctl->peer.frame_handler = NULL;
+    ctl->peer.fail_handler = ngx_http_pyrepl_interrupt_failed;
+    ctl->peer.sent_handler = ngx_http_pyrepl_interrupt_sent;
+
+    rc = ngx_http_pyrepl_peer_connect(&ctl->peer, &sock, r->pool);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* the process is gone: there is nothing left to interrupt */
+        return ngx_http_pyrepl_send_json(r, NGX_HTTP_NO_CONTENT, NULL);
+    }
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_INTERRUPT;
+
+    if (ngx_http_pyrepl_peer_send(&ctl->peer, r->pool, &frame) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_pyrepl_interrupt_sent(ngx_http_pyrepl_peer_t *peer)
+{
+    ngx_http_pyrepl_ctl_t  *ctl;
+
+    ctl = peer->data;
+
+    ngx_http_pyrepl_peer_close(peer);
+    ngx_http_finalize_request(ctl->request,
+                              ngx_http_pyrepl_send_json(ctl->request,
+                                                        NGX_HTTP_NO_CONTENT,
+                                                        NULL));
+}
+
+
+static void
+ngx_http_pyrepl_interrupt_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    ngx_http_pyrepl_ctl_t  *ctl;
+
+    ctl = peer->data;
+
+    ngx_log_error(NGX_LOG_WARN, peer->log, 0,
+                  "pyrepl: interrupt not delivered: %s", reason);
+
+    ngx_http_finalize_request(ctl->request,
+                              ngx_http_pyrepl_send_json(ctl->request,
+                                                        NGX_HTTP_NO_CONTENT,
+                                                        NULL));
 }
 
 

@@ -18,7 +18,6 @@
 #define PYREPL_SPAWN_WAIT_MS  5000
 
 
-static ngx_int_t ngx_http_pyrepl_supervisor_alive(ngx_str_t *sock);
 static void ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf, int parent_fd);
 
@@ -36,7 +35,7 @@ ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
     ngx_pid_t    pid;
     ngx_uint_t   waited;
 
-    if (ngx_http_pyrepl_supervisor_alive(&pmcf->supervisor_sock) == NGX_OK) {
+    if (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK) {
         ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
                       "pyrepl: supervisor on \"%V\" is running, kept",
                       &pmcf->supervisor_sock);
@@ -101,9 +100,7 @@ ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
     /* the first workers should find the supervisor ready to serve */
 
     for (waited = 0; waited < PYREPL_SPAWN_WAIT_MS; waited += 5) {
-        if (ngx_http_pyrepl_supervisor_alive(&pmcf->supervisor_sock)
-            == NGX_OK)
-        {
+        if (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK) {
             ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
                           "pyrepl: supervisor started on \"%V\"",
                           &pmcf->supervisor_sock);
@@ -122,32 +119,6 @@ failed:
 
     /* a reload must not take the running master down */
     return ngx_process == NGX_PROCESS_MASTER ? NGX_OK : NGX_ERROR;
-}
-
-
-/*
- * A blocking connect is fine here: this is the master at start or reload,
- * and connect() on a Unix socket answers at once.
- */
-static ngx_int_t
-ngx_http_pyrepl_supervisor_alive(ngx_str_t *sock)
-{
-    int                 fd, rc;
-    struct sockaddr_un  sun;
-
-    ngx_memzero(&sun, sizeof(struct sockaddr_un));
-    sun.sun_family = AF_UNIX;
-    ngx_memcpy(sun.sun_path, sock->data, sock->len);
-
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        return NGX_ERROR;
-    }
-
-    rc = connect(fd, (struct sockaddr *) &sun, sizeof(struct sockaddr_un));
-    close(fd);
-
-    return rc == 0 ? NGX_OK : NGX_DECLINED;
 }
 
 

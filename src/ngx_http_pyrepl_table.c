@@ -9,6 +9,10 @@
  * The "runner" field makes "one run at a time" hold across workers: it is
  * the pid of the worker streaming a run, and a runner that no longer exists
  * (a crashed worker) does not keep the session busy.
+ *
+ * A session past its expiry, or being reaped (terminated), is gone for
+ * clients at once: lookups answer "no such session" even before the
+ * reaper has had the supervisor kill its processes.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -26,6 +30,8 @@ static void ngx_http_pyrepl_rbtree_insert(ngx_rbtree_node_t *temp,
 static ngx_http_pyrepl_node_t *ngx_http_pyrepl_lookup(
     ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id);
 static ngx_uint_t ngx_http_pyrepl_runner_alive(ngx_pid_t pid);
+static ngx_uint_t ngx_http_pyrepl_gone(ngx_http_pyrepl_session_t *s,
+    time_t now);
 
 
 ngx_int_t
@@ -159,12 +165,12 @@ ngx_http_pyrepl_lookup(ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id)
 
 
 /*
- * Returns NGX_OK, NGX_BUSY if the id exists already, or NGX_DECLINED if the
- * zone is out of memory.
+ * Returns NGX_OK, NGX_BUSY if the id exists already, or NGX_DECLINED if
+ * max sessions exist or the zone is out of memory.
  */
 ngx_int_t
 ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
-    ngx_http_pyrepl_session_t *s)
+    ngx_http_pyrepl_session_t *s, ngx_uint_t max)
 {
     ngx_http_pyrepl_node_t      *n;
     ngx_http_pyrepl_zone_ctx_t  *ctx;
@@ -172,6 +178,11 @@ ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
     ctx = zone->data;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (ctx->sh->count >= max) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_DECLINED;
+    }
 
     if (ngx_http_pyrepl_lookup(ctx, s->id) != NULL) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -190,6 +201,7 @@ ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
     ngx_rbtree_insert(&ctx->sh->rbtree, &n->node);
     ngx_queue_insert_head(&ctx->sh->queue, &n->queue);
     ctx->sh->count++;
+    ngx_atomic_fetch_add(&ctx->sh->counters.creates, 1);
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
@@ -211,7 +223,7 @@ ngx_http_pyrepl_table_get(ngx_shm_zone_t *zone, u_char *id,
 
     n = ngx_http_pyrepl_lookup(ctx, id);
 
-    if (n == NULL) {
+    if (n == NULL || ngx_http_pyrepl_gone(&n->s, ngx_time())) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -268,13 +280,145 @@ ngx_http_pyrepl_table_set_state(ngx_shm_zone_t *zone, u_char *id,
 
     n = ngx_http_pyrepl_lookup(ctx, id);
 
-    if (n != NULL) {
+    if (n != NULL && n->s.state != PYREPL_STATE_TERMINATED) {
+        if (state == PYREPL_STATE_CRASHED
+            && n->s.state != PYREPL_STATE_CRASHED)
+        {
+            ngx_atomic_fetch_add(&ctx->sh->counters.crashes, 1);
+        }
+
         n->s.state = state;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return n ? NGX_OK : NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_table_renew(ngx_shm_zone_t *zone, u_char *id, time_t expires)
+{
+    ngx_int_t                    rc;
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n == NULL || ngx_http_pyrepl_gone(&n->s, ngx_time())) {
+        rc = NGX_DECLINED;
+
+    } else {
+        n->s.expires = expires;
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * Mark every session past its expiry, or idle longer than idle_timeout
+ * (0: never), as terminated and return their ids (u_char[32] each) for the
+ * reaper to have killed; terminated sessions whose kill has not been
+ * confirmed yet are returned again.  NULL on allocation failure.
+ */
+ngx_array_t *
+ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
+    time_t idle_timeout, ngx_pool_t *pool)
+{
+    u_char                      *id;
+    ngx_queue_t                 *q;
+    ngx_array_t                 *ids;
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ids = ngx_array_create(pool, 16, PYREPL_ID_LEN);
+    if (ids == NULL) {
+        return NULL;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (q = ngx_queue_head(&ctx->sh->queue);
+         q != ngx_queue_sentinel(&ctx->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
+
+        if (n->s.state != PYREPL_STATE_TERMINATED) {
+
+            if (n->s.expires > now
+                && !(idle_timeout
+                     && n->s.state != PYREPL_STATE_BUSY
+                     && n->s.state != PYREPL_STATE_STARTING
+                     && n->s.last_activity + idle_timeout <= now))
+            {
+                continue;
+            }
+
+            n->s.state = PYREPL_STATE_TERMINATED;
+        }
+
+        id = ngx_array_push(ids);
+        if (id == NULL) {
+            break;
+        }
+
+        ngx_memcpy(id, n->s.id, PYREPL_ID_LEN);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return ids;
+}
+
+
+/* Sessions by state: counts[PYREPL_STATE_TERMINATED + 1]. */
+void
+ngx_http_pyrepl_table_states(ngx_shm_zone_t *zone, ngx_uint_t *counts)
+{
+    ngx_queue_t                 *q;
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_memzero(counts, (PYREPL_STATE_TERMINATED + 1) * sizeof(ngx_uint_t));
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (q = ngx_queue_head(&ctx->sh->queue);
+         q != ngx_queue_sentinel(&ctx->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
+
+        if (n->s.state <= PYREPL_STATE_TERMINATED) {
+            counts[n->s.state]++;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+ngx_http_pyrepl_counters_t *
+ngx_http_pyrepl_table_counters(ngx_shm_zone_t *zone)
+{
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    return &ctx->sh->counters;
 }
 
 
@@ -298,7 +442,7 @@ ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
 
     n = ngx_http_pyrepl_lookup(ctx, id);
 
-    if (n == NULL) {
+    if (n == NULL || ngx_http_pyrepl_gone(&n->s, ngx_time())) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -392,6 +536,7 @@ ngx_http_pyrepl_table_remove(ngx_shm_zone_t *zone, u_char *id)
 ngx_array_t *
 ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool)
 {
+    time_t                       now;
     ngx_queue_t                 *q;
     ngx_array_t                 *list;
     ngx_http_pyrepl_node_t      *n;
@@ -399,6 +544,7 @@ ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool)
     ngx_http_pyrepl_zone_ctx_t  *ctx;
 
     ctx = zone->data;
+    now = ngx_time();
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -414,6 +560,10 @@ ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool)
          q = ngx_queue_next(q))
     {
         n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
+
+        if (ngx_http_pyrepl_gone(&n->s, now)) {
+            continue;
+        }
 
         s = ngx_array_push(list);   /* preallocated: cannot fail */
         *s = n->s;
@@ -442,4 +592,11 @@ ngx_http_pyrepl_runner_alive(ngx_pid_t pid)
     }
 
     return kill(pid, 0) == 0;
+}
+
+
+static ngx_uint_t
+ngx_http_pyrepl_gone(ngx_http_pyrepl_session_t *s, time_t now)
+{
+    return s->state == PYREPL_STATE_TERMINATED || s->expires <= now;
 }

@@ -112,7 +112,7 @@ def test_pyrepl_without_a_zone_is_rejected(fresh):
     open(n.conf_path, "w").write(conf)
     r = n.test_config()
     assert r.returncode != 0
-    assert "requires a \"pyrepl_zone\"" in r.stderr
+    assert "require a \"pyrepl_zone\"" in r.stderr
 
 
 def test_nginx_t_accepts_the_example_and_starts_nothing(fresh):

@@ -1,0 +1,251 @@
+/*
+ * ngx_http_pyrepl_status.c: the "pyrepl_status" location, like stub_status:
+ * health as JSON (is the supervisor answering, sessions by state, counters)
+ * and, with ?format=prometheus, the same as Prometheus text metrics.  The
+ * numbers come from the shared table and its atomic counters, so any worker
+ * answers for all of them.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+
+
+static const ngx_msec_t  ngx_http_pyrepl_buckets[] = PYREPL_RUN_BUCKETS;
+
+static const char  *ngx_http_pyrepl_run_statuses[] = {
+    "ok", "error", "interrupted", "timeout", "crashed"
+};
+
+
+static ngx_int_t ngx_http_pyrepl_status_json(ngx_http_request_t *r,
+    ngx_http_pyrepl_main_conf_t *pmcf, ngx_uint_t *states,
+    ngx_http_pyrepl_counters_t *c);
+static ngx_int_t ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
+    ngx_http_pyrepl_main_conf_t *pmcf, ngx_uint_t *states,
+    ngx_http_pyrepl_counters_t *c);
+
+
+ngx_int_t
+ngx_http_pyrepl_status_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                     format;
+    ngx_uint_t                    states[PYREPL_STATE_TERMINATED + 1];
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                          "method_not_allowed",
+                                          "status answers GET only");
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ngx_http_pyrepl_table_states(pmcf->shm_zone, states);
+
+    if (ngx_http_arg(r, (u_char *) "format", sizeof("format") - 1, &format)
+        == NGX_OK
+        && format.len == sizeof("prometheus") - 1
+        && ngx_strncmp(format.data, "prometheus", format.len) == 0)
+    {
+        return ngx_http_pyrepl_status_prometheus(r, pmcf, states,
+                   ngx_http_pyrepl_table_counters(pmcf->shm_zone));
+    }
+
+    return ngx_http_pyrepl_status_json(r, pmcf, states,
+               ngx_http_pyrepl_table_counters(pmcf->shm_zone));
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_status_json(ngx_http_request_t *r,
+    ngx_http_pyrepl_main_conf_t *pmcf, ngx_uint_t *states,
+    ngx_http_pyrepl_counters_t *c)
+{
+    json_t      *o, *runs;
+    ngx_uint_t   i, up, total;
+
+    up = (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK);
+
+    runs = json_object();
+    if (runs == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < PYREPL_RUN_STATUS_MAX; i++) {
+        json_object_set_new(runs, ngx_http_pyrepl_run_statuses[i],
+                            json_integer(c->runs[i]));
+    }
+
+    total = 0;
+    for (i = PYREPL_STATE_STARTING; i <= PYREPL_STATE_CRASHED; i++) {
+        total += states[i];
+    }
+
+    o = json_pack("{s:s,s:{s:b},s:{s:I,s:I,s:I,s:I,s:I},s:I,"
+                  "s:{s:I,s:o,s:I,s:I}}",
+                  "status", up ? "ok" : "degraded",
+                  "supervisor", "up", up,
+                  "sessions",
+                  "total", (json_int_t) total,
+                  "starting", (json_int_t) states[PYREPL_STATE_STARTING],
+                  "idle", (json_int_t) states[PYREPL_STATE_IDLE],
+                  "busy", (json_int_t) states[PYREPL_STATE_BUSY],
+                  "crashed", (json_int_t) states[PYREPL_STATE_CRASHED],
+                  "max_sessions", (json_int_t) pmcf->max_sessions,
+                  "counters",
+                  "created", (json_int_t) c->creates,
+                  "runs", runs,
+                  "crashes", (json_int_t) c->crashes,
+                  "reaped", (json_int_t) c->reaped);
+
+    if (o == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_pyrepl_send_json(r, up ? NGX_HTTP_OK
+                                           : NGX_HTTP_SERVICE_UNAVAILABLE, o);
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
+    ngx_http_pyrepl_main_conf_t *pmcf, ngx_uint_t *states,
+    ngx_http_pyrepl_counters_t *c)
+{
+    size_t        size;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_uint_t    i, cumulative, count;
+    ngx_chain_t   out;
+
+    size = 4096 + PYREPL_RUN_NBUCKETS * 64;
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last,
+        "# HELP pyrepl_up Whether the pyrepl supervisor answers.\n"
+        "# TYPE pyrepl_up gauge\n"
+        "pyrepl_up %ui\n"
+        "# HELP pyrepl_sessions Sessions by state.\n"
+        "# TYPE pyrepl_sessions gauge\n"
+        "pyrepl_sessions{state=\"starting\"} %ui\n"
+        "pyrepl_sessions{state=\"idle\"} %ui\n"
+        "pyrepl_sessions{state=\"busy\"} %ui\n"
+        "pyrepl_sessions{state=\"crashed\"} %ui\n"
+        "# HELP pyrepl_sessions_max pyrepl_max_sessions.\n"
+        "# TYPE pyrepl_sessions_max gauge\n"
+        "pyrepl_sessions_max %ui\n"
+        "# HELP pyrepl_sessions_created_total Sessions created.\n"
+        "# TYPE pyrepl_sessions_created_total counter\n"
+        "pyrepl_sessions_created_total %uA\n"
+        "# HELP pyrepl_session_crashes_total Session processes that died.\n"
+        "# TYPE pyrepl_session_crashes_total counter\n"
+        "pyrepl_session_crashes_total %uA\n"
+        "# HELP pyrepl_sessions_reaped_total Sessions ended by TTL or idle "
+        "time.\n"
+        "# TYPE pyrepl_sessions_reaped_total counter\n"
+        "pyrepl_sessions_reaped_total %uA\n"
+        "# HELP pyrepl_runs_total Runs by how they ended.\n"
+        "# TYPE pyrepl_runs_total counter\n",
+        (ngx_uint_t) (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK),
+        states[PYREPL_STATE_STARTING], states[PYREPL_STATE_IDLE],
+        states[PYREPL_STATE_BUSY], states[PYREPL_STATE_CRASHED],
+        pmcf->max_sessions, c->creates, c->crashes, c->reaped);
+
+    count = 0;
+    for (i = 0; i < PYREPL_RUN_STATUS_MAX; i++) {
+        b->last = ngx_sprintf(b->last, "pyrepl_runs_total{status=\"%s\"} %uA\n",
+                              ngx_http_pyrepl_run_statuses[i], c->runs[i]);
+        count += c->runs[i];
+    }
+
+    b->last = ngx_sprintf(b->last,
+        "# HELP pyrepl_run_duration_seconds Wall time of runs.\n"
+        "# TYPE pyrepl_run_duration_seconds histogram\n");
+
+    cumulative = 0;
+    for (i = 0; i < PYREPL_RUN_NBUCKETS - 1; i++) {
+        cumulative += c->run_buckets[i];
+        b->last = ngx_sprintf(b->last,
+                              "pyrepl_run_duration_seconds_bucket{le=\"%ui.%03ui\"}"
+                              " %ui\n",
+                              ngx_http_pyrepl_buckets[i] / 1000,
+                              ngx_http_pyrepl_buckets[i] % 1000, cumulative);
+    }
+
+    b->last = ngx_sprintf(b->last,
+        "pyrepl_run_duration_seconds_bucket{le=\"+Inf\"} %ui\n"
+        "pyrepl_run_duration_seconds_sum %uA.%03uA\n"
+        "pyrepl_run_duration_seconds_count %ui\n",
+        count, c->run_ms_sum / 1000, c->run_ms_sum % 1000, count);
+
+    b->last_buf = (r == r->main);
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type, "text/plain; version=0.0.4");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * Does the supervisor accept connections?  connect() on a Unix socket
+ * answers at once, so this never blocks the worker.
+ */
+ngx_int_t
+ngx_http_pyrepl_supervisor_up(ngx_http_pyrepl_main_conf_t *pmcf)
+{
+    int                 fd, rc;
+    ngx_err_t           err;
+    struct sockaddr_un  sun;
+
+    ngx_memzero(&sun, sizeof(struct sockaddr_un));
+    sun.sun_family = AF_UNIX;
+    ngx_memcpy(sun.sun_path, pmcf->supervisor_sock.data,
+               pmcf->supervisor_sock.len);
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        return NGX_ERROR;
+    }
+
+    rc = connect(fd, (struct sockaddr *) &sun, sizeof(struct sockaddr_un));
+    err = ngx_errno;
+    close(fd);
+
+    /* a full backlog (EAGAIN) still means somebody listens */
+    return (rc == 0 || err == NGX_EAGAIN) ? NGX_OK : NGX_DECLINED;
+}
+
+
+ngx_uint_t
+ngx_http_pyrepl_run_status(const char *status)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < PYREPL_RUN_STATUS_MAX; i++) {
+        if (ngx_strcmp(status, ngx_http_pyrepl_run_statuses[i]) == 0) {
+            return i;
+        }
+    }
+
+    return PYREPL_RUN_ERROR;
+}

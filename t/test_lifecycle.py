@@ -1,0 +1,201 @@
+"""Session lifecycle: TTL and renew, the reaper, idle timeout, the session
+limit, interrupt, and the pyrepl_status endpoint."""
+
+import os
+import re
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import Nginx, wait_for, events_of, parse_sse
+
+
+@pytest.fixture(scope="module")
+def nginx():
+    n = Nginx(workers=2,
+              http_extra="pyrepl_max_sessions 6; pyrepl_reap_interval 100ms;"
+                         " pyrepl_idle_timeout 4s;",
+              server_extra="location = /status { pyrepl_status; }").start()
+    yield n
+    n.check_and_clean()
+
+
+def pid_of(nginx, sid):
+    return int(nginx.run_json(sid, "import os; os.getpid()")
+               ["result"]["text/plain"])
+
+
+def process_gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_an_expired_session_is_reaped(nginx):
+    sid = nginx.create(ttl_seconds=2)
+    pid = pid_of(nginx, sid)
+    workdir = os.path.join(nginx.prefix, "work", sid)
+    assert os.path.isdir(workdir)
+
+    def gone():
+        return nginx.http.get(f"{nginx.url}/session/{sid}").status_code == 404
+
+    wait_for(gone, timeout=5, what="the session to expire")
+    wait_for(lambda: process_gone(pid), timeout=3, what="its process to go")
+    wait_for(lambda: not os.path.exists(workdir), timeout=3,
+             what="its directory to go")
+    assert sid not in [s["session_id"] for s in
+                       nginx.http.get(nginx.url + "/session").json()
+                       ["sessions"]]
+    r = nginx.http.post(f"{nginx.url}/session/{sid}/run", json={"code": "1"})
+    assert r.status_code == 404
+
+
+def test_renew_moves_the_expiry(nginx):
+    sid = nginx.create(ttl_seconds=2)
+    r = nginx.http.post(f"{nginx.url}/session/{sid}/renew",
+                        json={"ttl_seconds": 600})
+    assert r.status_code == 200
+    expires = time.mktime(time.strptime(r.json()["expires_at"],
+                                        "%Y-%m-%dT%H:%M:%SZ"))
+    assert expires - time.mktime(time.gmtime()) > 590
+    s = nginx.http.get(f"{nginx.url}/session/{sid}").json()
+    assert s["expires_at"] == r.json()["expires_at"]
+    # still there after the original TTL would have ended it
+    nginx.run(sid, "import time; time.sleep(2.5)")
+    assert nginx.http.get(f"{nginx.url}/session/{sid}").status_code == 200
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+@pytest.mark.parametrize("body", [None, {}, {"ttl_seconds": 0},
+                                  {"ttl_seconds": "5"},
+                                  {"ttl_seconds": 86401}])
+def test_renew_rejects_bad_ttls(nginx, body):
+    sid = nginx.create()
+    r = nginx.http.post(f"{nginx.url}/session/{sid}/renew", json=body)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "bad_request"
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_renew_of_an_unknown_session_is_404(nginx):
+    r = nginx.http.post(f"{nginx.url}/session/{'a' * 32}/renew",
+                        json={"ttl_seconds": 5})
+    assert r.status_code == 404
+
+
+def test_an_idle_session_times_out_but_a_used_one_stays(nginx):
+    idle = nginx.create()
+    used = nginx.create()
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        nginx.run(used, "1")
+        time.sleep(0.5)   # a client's think time, not synchronisation
+        if nginx.http.get(f"{nginx.url}/session/{idle}").status_code == 404:
+            break
+    assert nginx.http.get(f"{nginx.url}/session/{idle}").status_code == 404
+    assert nginx.http.get(f"{nginx.url}/session/{used}").status_code == 200
+    nginx.http.delete(f"{nginx.url}/session/{used}")
+
+
+def test_a_busy_session_does_not_idle_out(nginx):
+    sid = nginx.create()
+    ev = nginx.run(sid, "import time; time.sleep(5); 'done'")
+    assert events_of(ev, "result")[0]["data"]["text/plain"] == "'done'"
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_the_session_limit_answers_429(nginx):
+    ids = []
+    while True:
+        r = nginx.http.post(nginx.url + "/session")
+        if r.status_code != 201:
+            break
+        ids.append(r.json()["session_id"])
+        assert len(ids) <= 6
+    assert r.status_code == 429
+    assert r.json()["error"]["code"] == "too_many_sessions"
+    assert len(ids) >= 1
+    nginx.http.delete(f"{nginx.url}/session/{ids.pop()}")
+    ids.append(nginx.create())
+    for sid in ids:
+        nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+@pytest.mark.parametrize("code", [
+    "while True: pass",
+    "import time\ntime.sleep(100)",
+])
+def test_interrupt_stops_a_run_and_keeps_the_namespace(nginx, code):
+    sid = nginx.create()
+    nginx.run(sid, "kept = 7")
+    s = requests.Session()
+    r = s.post(f"{nginx.url}/session/{sid}/run",
+               json={"code": "print('go', flush=True)\n" + code}, stream=True)
+    events = parse_sse(r)
+    assert next(events)[0] == "init"
+    assert next(events)[0] == "stdout"
+    i = nginx.http.post(f"{nginx.url}/session/{sid}/interrupt")
+    assert i.status_code == 204
+    rest = list(events)
+    assert events_of(rest, "error")[0]["ename"] == "KeyboardInterrupt"
+    assert events_of(rest, "execution_complete")[0]["status"] == "interrupted"
+    assert nginx.run_json(sid, "kept")["result"] == {"text/plain": "7"}
+    s.close()
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_interrupt_of_an_idle_session_is_harmless(nginx):
+    sid = nginx.create()
+    assert nginx.http.post(f"{nginx.url}/session/{sid}/interrupt"
+                           ).status_code == 204
+    assert nginx.run_json(sid, "1 + 1")["status"] == "ok"
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+    assert nginx.http.post(f"{nginx.url}/session/{sid}/interrupt"
+                           ).status_code == 404
+
+
+def test_status_reports_sessions_and_counters(nginx):
+    before = nginx.http.get(nginx.url + "/status").json()
+    sid = nginx.create()
+    nginx.run(sid, "1")
+    nginx.run(sid, "1/0")
+    st = nginx.http.get(nginx.url + "/status")
+    assert st.status_code == 200
+    st = st.json()
+    assert st["status"] == "ok"
+    assert st["supervisor"]["up"] is True
+    assert st["sessions"]["idle"] >= 1
+    assert st["max_sessions"] == 6
+    c, b = st["counters"], before["counters"]
+    assert c["created"] == b["created"] + 1
+    assert c["runs"]["ok"] == b["runs"]["ok"] + 1
+    assert c["runs"]["error"] == b["runs"]["error"] + 1
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_status_in_prometheus_format(nginx):
+    sid = nginx.create()
+    nginx.run(sid, "1")
+    r = nginx.http.get(nginx.url + "/status?format=prometheus")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/plain")
+    text = r.text
+    assert re.search(r"^pyrepl_up 1$", text, re.M)
+    assert re.search(r'^pyrepl_sessions\{state="idle"\} [1-9]', text, re.M)
+    assert re.search(r'^pyrepl_runs_total\{status="ok"\} [1-9]', text, re.M)
+    buckets = [int(v) for v in re.findall(
+        r'^pyrepl_run_duration_seconds_bucket\{le="[^"]+"\} (\d+)$', text,
+        re.M)]
+    assert buckets == sorted(buckets) and buckets[-1] >= 1
+    count = int(re.search(r"^pyrepl_run_duration_seconds_count (\d+)$", text,
+                          re.M).group(1))
+    assert count == buckets[-1]
+    for line in text.splitlines():
+        assert line.startswith("#") or re.fullmatch(
+            r'[a-z_]+(\{[a-z]+="[^"]*"\})? [0-9.]+', line), line
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
