@@ -10,7 +10,8 @@
  *   ngx_http_pyrepl_peer.c     frame connections over nginx's event loop
  *   ngx_http_pyrepl_reply.c    JSON bodies, errors, request body reading
  *   ngx_http_pyrepl_session.c  create, list, get, delete
- *   ngx_http_pyrepl_run.c      running code: SSE and JSON answers
+ *   ngx_http_pyrepl_exec.c     one run in a session, for any sink
+ *   ngx_http_pyrepl_run.c      POST .../run: the SSE and JSON answers
  *   ngx_http_pyrepl_reaper.c   ending sessions past their TTL or idle time
  *   ngx_http_pyrepl_status.c   pyrepl_status: health JSON and metrics
  */
@@ -176,6 +177,52 @@ ngx_int_t ngx_http_pyrepl_peer_send(ngx_http_pyrepl_peer_t *peer,
 void ngx_http_pyrepl_peer_pause(ngx_http_pyrepl_peer_t *peer);
 void ngx_http_pyrepl_peer_resume(ngx_http_pyrepl_peer_t *peer);
 void ngx_http_pyrepl_peer_close(ngx_http_pyrepl_peer_t *peer);
+
+
+/* one run in a session, for any sink (ngx_http_pyrepl_exec.c) */
+
+typedef struct ngx_http_pyrepl_exec_s  ngx_http_pyrepl_exec_t;
+
+/*
+ * An event for the sink (data reference stolen).  Returns NGX_OK, NGX_AGAIN
+ * when the sink paused the exec, or NGX_ERROR when the sink has failed and
+ * may have freed the exec.
+ */
+typedef ngx_int_t (*ngx_http_pyrepl_event_pt)(ngx_http_pyrepl_exec_t *ex,
+    const char *event, json_t *data);
+
+/* The run is over; called once, the exec may be freed by it. */
+typedef void (*ngx_http_pyrepl_done_pt)(ngx_http_pyrepl_exec_t *ex,
+    const char *status, ngx_uint_t count, ngx_msec_t ms);
+
+struct ngx_http_pyrepl_exec_s {
+    ngx_http_pyrepl_peer_t        peer;
+    ngx_pool_t                   *pool;
+    ngx_log_t                    *log;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+    void                         *data;       /* the sink's */
+    ngx_http_pyrepl_event_pt      event;
+    ngx_http_pyrepl_done_pt       done;
+
+    u_char                        id[PYREPL_ID_LEN];
+    u_char                        exec_id[PYREPL_ID_LEN];
+    ngx_str_t                     code;
+    ngx_msec_t                    timeout;
+    ngx_uint_t                    execution_count;
+    ngx_event_t                   deadline;
+
+    unsigned                      ended:1;    /* the table is updated */
+    unsigned                      crashed:1;  /* known dead at reserve */
+    unsigned                      timed_out:1;
+};
+
+const char *ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex,
+    json_t *body);
+ngx_int_t ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex);
+ngx_int_t ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex);
+void ngx_http_pyrepl_exec_pause(ngx_http_pyrepl_exec_t *ex);
+void ngx_http_pyrepl_exec_resume(ngx_http_pyrepl_exec_t *ex);
+ngx_int_t ngx_http_pyrepl_exec_interrupt(ngx_http_pyrepl_exec_t *ex);
 
 
 /* the session table (ngx_http_pyrepl_table.c) */

@@ -1,0 +1,492 @@
+/*
+ * ngx_http_pyrepl_exec.c: one run of code in a session, whoever asked for
+ * it.  An exec reserves the session in the shared table, connects to the
+ * session process, sends the "run" frame and turns the frames that come
+ * back into API events ("init", "stdout", "stderr", "result", "error"),
+ * handing each to its sink; at the end it releases the session, counts the
+ * outcome and calls the sink's done handler once.  The sinks are the HTTP
+ * answers (SSE and JSON, ngx_http_pyrepl_run.c) and the WebSocket.
+ *
+ * Lifetime: the exec lives in a pool its sink owns; a cleanup on that pool
+ * undoes whatever is still open (peer, timer, the session's busy mark), so
+ * a sink may simply destroy the pool (or finalize its request) at any time.
+ * A sink's event handler that returns NGX_ERROR, and its done handler, may
+ * do exactly that, so the exec touches nothing after calling them.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+
+#include <sys/random.h>
+
+
+static ngx_int_t ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
+static ngx_int_t ngx_http_pyrepl_exec_crashed(ngx_http_pyrepl_exec_t *ex,
+    const char *why);
+static ngx_int_t ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex,
+    const char *status, ngx_uint_t count, ngx_msec_t ms);
+static void ngx_http_pyrepl_exec_deadline(ngx_event_t *ev);
+static void ngx_http_pyrepl_exec_count(ngx_http_pyrepl_exec_t *ex,
+    const char *status, ngx_msec_t ms);
+static void ngx_http_pyrepl_exec_cleanup(void *data);
+static json_t *ngx_http_pyrepl_json_str(pr_str_t *s);
+
+
+static const ngx_msec_t  ngx_http_pyrepl_exec_buckets[] = PYREPL_RUN_BUCKETS;
+
+
+/*
+ * Read a run request ({"code" | "command", "timeout_ms", "tx_policy"}) into
+ * ex.  Returns NULL, or what is wrong with it for a 400.
+ */
+const char *
+ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
+{
+    json_t      *code, *v;
+    size_t       len;
+    const char  *unsupported[] = { "cwd", "env" };
+    ngx_uint_t   i;
+
+    code = body ? json_object_get(body, "code") : NULL;
+    if (code == NULL && body) {
+        code = json_object_get(body, "command");
+    }
+
+    if (code == NULL || !json_is_string(code)) {
+        return "\"code\" must be a string";
+    }
+
+    len = json_string_length(code);
+    ex->code.data = ngx_pnalloc(ex->pool, len ? len : 1);
+    if (ex->code.data == NULL) {
+        return "out of memory";
+    }
+
+    ngx_memcpy(ex->code.data, json_string_value(code), len);
+    ex->code.len = len;
+
+    v = json_object_get(body, "timeout_ms");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0
+            || json_integer_value(v) > 7 * 86400 * 1000LL)
+        {
+            return "\"timeout_ms\" must be a non-negative integer";
+        }
+
+        ex->timeout = (ngx_msec_t) json_integer_value(v);
+    }
+
+    v = json_object_get(body, "tx_policy");
+    if (v != NULL
+        && !(json_is_string(v)
+             && ngx_strcmp(json_string_value(v), "commit_always") == 0))
+    {
+        return "\"tx_policy\" must be \"commit_always\" on this server";
+    }
+
+    for (i = 0; i < sizeof(unsupported) / sizeof(char *); i++) {
+        if (json_object_get(body, unsupported[i]) != NULL) {
+            return unsupported[i][0] == 'c'
+                   ? "\"cwd\" is not supported by this server yet"
+                   : "\"env\" is not supported by this server yet";
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Reserve the session for this run.  Returns NGX_OK, NGX_DECLINED if there
+ * is no such session, NGX_BUSY if it runs something else; NGX_ERROR on
+ * allocation failure.  After NGX_OK the sink gets ready for events and
+ * calls ngx_http_pyrepl_exec_start.
+ */
+ngx_int_t
+ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
+{
+    u_char                      raw[PYREPL_ID_LEN / 2];
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_pyrepl_session_t   s;
+
+    cln = ngx_pool_cleanup_add(ex->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_pyrepl_exec_cleanup;
+    cln->data = ex;
+    ex->ended = 1;
+
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t) sizeof(raw)) {
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(ex->exec_id, raw, sizeof(raw));
+
+    rc = ngx_http_pyrepl_table_start_run(ex->pmcf->shm_zone, ex->id, &s);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_BUSY || (rc == NGX_ABORT
+                           && s.state == PYREPL_STATE_STARTING))
+    {
+        return NGX_BUSY;
+    }
+
+    ex->ended = (rc != NGX_OK);
+    ex->crashed = (rc == NGX_ABORT);
+    ex->execution_count = s.execution_count;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Emit "init" and send the code.  Returns NGX_OK while the run goes on,
+ * NGX_DONE once the sink has been told it is over (or failed), NGX_ERROR
+ * when the sink should give up (nothing was sent to it).
+ */
+ngx_int_t
+ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
+{
+    ngx_int_t    rc;
+    ngx_str_t    sock;
+    pr_frame_t   frame;
+
+    rc = ex->event(ex, "init", json_pack("{s:s%,s:s%}",
+                                         "session_id", ex->id,
+                                         (size_t) PYREPL_ID_LEN,
+                                         "execution_id", ex->exec_id,
+                                         (size_t) PYREPL_ID_LEN));
+    if (rc == NGX_ERROR) {
+        return NGX_DONE;
+    }
+
+    if (ex->crashed) {
+        return ngx_http_pyrepl_exec_crashed(ex, "the session process is gone");
+    }
+
+    ex->peer.data = ex;
+    ex->peer.log = ex->log;
+    ex->peer.max_frame = ex->pmcf->max_frame;
+    ex->peer.frame_handler = ngx_http_pyrepl_exec_frame;
+    ex->peer.fail_handler = ngx_http_pyrepl_exec_failed;
+
+    sock.len = ex->pmcf->socket_dir.len + 1 + PYREPL_ID_LEN
+               + sizeof(".sock") - 1;
+    sock.data = ngx_pnalloc(ex->pool, sock.len + 1);
+    if (sock.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(sock.data, "%V/%*s.sock%Z", &ex->pmcf->socket_dir,
+                (size_t) PYREPL_ID_LEN, ex->id);
+
+    rc = ngx_http_pyrepl_peer_connect(&ex->peer, &sock, ex->pool);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_pyrepl_exec_crashed(ex, "the session process is gone");
+    }
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_RUN;
+    pr_set_str(&frame, code, ex->code.data, ex->code.len);
+    pr_set_int(&frame, timeout_ms, (int64_t) ex->timeout);
+
+    if (ngx_http_pyrepl_peer_send(&ex->peer, ex->pool, &frame) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ex->timeout) {
+        ex->deadline.handler = ngx_http_pyrepl_exec_deadline;
+        ex->deadline.data = ex;
+        ex->deadline.log = ex->log;
+        ngx_add_timer(&ex->deadline, ex->timeout);
+    }
+
+    return NGX_OK;
+}
+
+
+/* The sink cannot take more for now: stop reading the session. */
+void
+ngx_http_pyrepl_exec_pause(ngx_http_pyrepl_exec_t *ex)
+{
+    if (!ex->peer.closed) {
+        ngx_http_pyrepl_peer_pause(&ex->peer);
+    }
+}
+
+
+void
+ngx_http_pyrepl_exec_resume(ngx_http_pyrepl_exec_t *ex)
+{
+    ngx_http_pyrepl_peer_resume(&ex->peer);
+}
+
+
+/* Ask the session to raise KeyboardInterrupt in this run. */
+ngx_int_t
+ngx_http_pyrepl_exec_interrupt(ngx_http_pyrepl_exec_t *ex)
+{
+    pr_frame_t  frame;
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_INTERRUPT;
+
+    return ngx_http_pyrepl_peer_send(&ex->peer, ex->pool, &frame);
+}
+
+
+/*
+ * One frame from the session process.  Returns NGX_OK to go on reading, or
+ * NGX_DONE once the sink is done with the exec (it may be freed).
+ */
+static ngx_int_t
+ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    u_char                   status[32];
+    json_t                  *data, *tb;
+    ngx_uint_t               i;
+    const char              *event;
+    ngx_http_pyrepl_exec_t  *ex;
+
+    ex = peer->data;
+
+    switch (frame->type) {
+
+    case PR_T_STDOUT:
+    case PR_T_STDERR:
+        event = (frame->type == PR_T_STDOUT) ? "stdout" : "stderr";
+        data = json_pack("{s:o}", "text",
+                         ngx_http_pyrepl_json_str(&frame->text));
+        break;
+
+    case PR_T_RESULT:
+        event = "result";
+        data = json_pack("{s:{s:o},s:I}",
+                         "data", "text/plain",
+                         ngx_http_pyrepl_json_str(&frame->text),
+                         "execution_count", (json_int_t) frame->count);
+        break;
+
+    case PR_T_ERROR:
+        event = "error";
+        tb = json_array();
+        for (i = 0; tb && i < frame->traceback.n; i++) {
+            json_array_append_new(tb, ngx_http_pyrepl_json_str(
+                                           &frame->traceback.items[i]));
+        }
+
+        data = json_pack("{s:o,s:o,s:o}",
+                         "ename", ngx_http_pyrepl_json_str(&frame->ename),
+                         "evalue", ngx_http_pyrepl_json_str(&frame->evalue),
+                         "traceback", tb);
+        break;
+
+    case PR_T_COMPLETE:
+        /* frame strings live in the peer's buffer: copy before closing */
+
+        if (ex->timed_out) {
+            ngx_cpystrn(status, (u_char *) "timeout", sizeof(status));
+
+        } else if (frame->status.len == 0) {
+            ngx_cpystrn(status, (u_char *) "ok", sizeof(status));
+
+        } else {
+            ngx_cpystrn(status, (u_char *) frame->status.data,
+                        ngx_min(frame->status.len + 1, sizeof(status)));
+        }
+
+        ngx_http_pyrepl_peer_close(peer);
+
+        return ngx_http_pyrepl_exec_finish(ex, (char *) status,
+                                           (ngx_uint_t) frame->count,
+                                           (ngx_msec_t) frame->ms);
+
+    case PR_T_FAIL:
+        /* the session process refused the run: another one is unwinding */
+        ngx_http_pyrepl_peer_close(peer);
+
+        data = json_pack("{s:s,s:s,s:[]}", "ename", "SessionBusy",
+                         "evalue", "the session is still finishing an "
+                         "earlier run", "traceback");
+
+        if (ex->event(ex, "error", data) == NGX_ERROR) {
+            return NGX_DONE;
+        }
+
+        return ngx_http_pyrepl_exec_finish(ex, "error", ex->execution_count,
+                                           0);
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, peer->log, 0,
+                      "pyrepl: unexpected \"%s\" frame from session %*s",
+                      pr_type_name(frame->type), (size_t) PYREPL_ID_LEN,
+                      ex->id);
+        return NGX_OK;
+    }
+
+    return ex->event(ex, event, data) == NGX_ERROR ? NGX_DONE : NGX_OK;
+}
+
+
+static void
+ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer, const char *reason)
+{
+    ngx_http_pyrepl_exec_t  *ex;
+
+    ex = peer->data;
+
+    ngx_log_error(NGX_LOG_WARN, peer->log, 0,
+                  "pyrepl: session %*s lost during a run: %s",
+                  (size_t) PYREPL_ID_LEN, ex->id, reason);
+
+    ngx_http_pyrepl_exec_crashed(ex, "the session process exited");
+}
+
+
+/*
+ * End the run as crashed: an error event and a "crashed" completion, and
+ * the session marked crashed for good.  Returns NGX_DONE.
+ */
+static ngx_int_t
+ngx_http_pyrepl_exec_crashed(ngx_http_pyrepl_exec_t *ex, const char *why)
+{
+    json_t  *data;
+
+    ngx_http_pyrepl_table_end_run(ex->pmcf->shm_zone, ex->id,
+                                  PYREPL_STATE_CRASHED, 0);
+    ngx_http_pyrepl_table_set_state(ex->pmcf->shm_zone, ex->id,
+                                    PYREPL_STATE_CRASHED);
+    ex->ended = 1;
+
+    data = json_pack("{s:s,s:s,s:[]}", "ename", "SessionCrashed",
+                     "evalue", why, "traceback");
+
+    if (ex->event(ex, "error", data) == NGX_ERROR) {
+        return NGX_DONE;
+    }
+
+    return ngx_http_pyrepl_exec_finish(ex, "crashed", ex->execution_count, 0);
+}
+
+
+/* Release the session, count the outcome, tell the sink.  NGX_DONE. */
+static ngx_int_t
+ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex, const char *status,
+    ngx_uint_t count, ngx_msec_t ms)
+{
+    if (!ex->ended) {
+        ngx_http_pyrepl_table_end_run(ex->pmcf->shm_zone, ex->id,
+                                      PYREPL_STATE_IDLE, count);
+        ex->ended = 1;
+    }
+
+    if (ex->deadline.timer_set) {
+        ngx_del_timer(&ex->deadline);
+    }
+
+    ngx_http_pyrepl_exec_count(ex, status, ms);
+
+    ex->done(ex, status, count, ms);
+
+    return NGX_DONE;
+}
+
+
+/* timeout_ms reached: interrupt the run; it completes as "timeout". */
+static void
+ngx_http_pyrepl_exec_deadline(ngx_event_t *ev)
+{
+    ngx_http_pyrepl_exec_t  *ex;
+
+    ex = ev->data;
+    ex->timed_out = 1;
+
+    if (ngx_http_pyrepl_exec_interrupt(ex) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                      "pyrepl: cannot interrupt session %*s at its deadline",
+                      (size_t) PYREPL_ID_LEN, ex->id);
+    }
+}
+
+
+/* The run's outcome in the counters pyrepl_status reports. */
+static void
+ngx_http_pyrepl_exec_count(ngx_http_pyrepl_exec_t *ex, const char *status,
+    ngx_msec_t ms)
+{
+    ngx_uint_t                   i;
+    ngx_http_pyrepl_counters_t  *c;
+
+    c = ngx_http_pyrepl_table_counters(ex->pmcf->shm_zone);
+
+    ngx_atomic_fetch_add(&c->runs[ngx_http_pyrepl_run_status(status)], 1);
+    ngx_atomic_fetch_add(&c->run_ms_sum, ms);
+
+    for (i = 0;
+         i < PYREPL_RUN_NBUCKETS - 1 && ms > ngx_http_pyrepl_exec_buckets[i];
+         i++)
+    {
+        /* void */
+    }
+
+    ngx_atomic_fetch_add(&c->run_buckets[i], 1);
+}
+
+
+static void
+ngx_http_pyrepl_exec_cleanup(void *data)
+{
+    ngx_http_pyrepl_exec_t  *ex = data;
+
+    if (!ex->ended) {
+        ngx_http_pyrepl_table_end_run(ex->pmcf->shm_zone, ex->id,
+                                      PYREPL_STATE_IDLE, 0);
+        ex->ended = 1;
+    }
+
+    if (ex->deadline.timer_set) {
+        ngx_del_timer(&ex->deadline);
+    }
+
+    ngx_http_pyrepl_peer_close(&ex->peer);
+}
+
+
+/* Session processes send valid UTF-8; anything else becomes U+FFFD. */
+static json_t *
+ngx_http_pyrepl_json_str(pr_str_t *s)
+{
+    json_t   *j;
+    uint8_t  *clean;
+    size_t    n;
+
+    j = json_stringn(s->data ? s->data : "", s->len);
+
+    if (j != NULL || s->len == 0) {
+        return j;
+    }
+
+    clean = malloc(s->len * 3);
+    if (clean == NULL) {
+        return NULL;
+    }
+
+    n = pr_utf8_sanitize((const uint8_t *) s->data, s->len, clean);
+    j = json_stringn((char *) clean, n);
+    free(clean);
+
+    return j;
+}
