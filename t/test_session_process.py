@@ -13,6 +13,7 @@ The binary comes from $PYREPL_BIN_DIR (default: $PYREPL_BUILD/bin, else
 
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -185,6 +186,19 @@ class SessionProcess:
         r = c.until_complete()
         c.close()
         return r
+
+    def run_to_eof(self, code, timeout=10.0):
+        """Frames of a run that ends the process: up to the connection's
+        EOF."""
+        c = self.connect()
+        c.send(t="run", code=code)
+        frames = []
+        deadline = time.monotonic() + timeout
+        while True:
+            f = c.recv(max(deadline - time.monotonic(), 0.001))
+            if f is None:
+                return Run(frames)
+            frames.append(f)
 
     def run_when_idle(self, code, timeout=10.0):
         """Run code as soon as the session stops answering session_busy."""
@@ -689,8 +703,12 @@ def test_user_code_sees_no_session_descriptors(session):
     assert fds[0] == "/dev/null"
     assert fds[1].startswith("pipe:") and fds[2].startswith("pipe:")
     assert not any(x.startswith("socket:") for x in fds.values()), fds
-    # 0-2 and the "run finished" eventfd
-    assert len(fds) <= 4, fds
+    # 0-2, the "run finished" eventfd, the drain and ack pipes' requesting
+    # ends and the log's copy (for the main thread's diagnostics)
+    assert len(fds) <= 7, fds
+    rest = sorted(v.split(":")[0] for k, v in fds.items() if k > 2)
+    assert rest == sorted(["anon_inode", "pipe", "pipe", session.log_path]), \
+        fds
 
 
 def test_input_fails_with_eof(session):
@@ -730,3 +748,135 @@ def test_a_descriptor_that_is_not_listening_is_refused(tmp_path):
         b.close()
     assert p.returncode != 0
     assert b"not a listening socket" in p.stderr
+
+
+# The end of the process ------------------------------------------------------
+
+# Written just before the process ends: to both streams, the last line
+# right before the end, so that it is still in the pipe when it comes.
+LAST_WORDS = ("import sys\n"
+              "sys.stderr.write('last err\\n')\n"
+              "print('bye', flush=True)\n")
+
+
+def no_core_dumps():
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def ends_with_last_words(code, status, rounds=30):
+    """Run code (which ends the process) on fresh session processes: every
+    time, the last output arrives and then EOF, without complete, and the
+    process exits with status (a Popen returncode)."""
+    for i in range(rounds):
+        s = SessionProcess(preexec_fn=no_core_dumps)
+        try:
+            r = s.run_to_eof(code)
+            assert r.stdout == "bye\n", f"round {i}: {r.frames}"
+            assert r.stderr == "last err\n", f"round {i}: {r.frames}"
+            assert set(r.types) <= {"stdout", "stderr"}, r.frames
+            assert s.proc.wait(timeout=10) == status, f"round {i}"
+        finally:
+            s.stop()
+
+
+@pytest.mark.parametrize("code", [
+    "import os\n" + LAST_WORDS + "os._exit(3)",
+    "import posix\n" + LAST_WORDS + "posix._exit(status=3)",
+    # still in C stdio's buffer (made fully buffered): os._exit() flushes
+    # it, the real _exit would not
+    "import ctypes, os\n"
+    "libc = ctypes.CDLL(None)\n"
+    "out = ctypes.c_void_p.in_dll(libc, 'stdout')\n"
+    "libc.setvbuf(out, None, 0, 4096)\n"   # 0: _IOFBF
+    + LAST_WORDS.replace("print('bye', flush=True)", "libc.printf(b'bye\\n')")
+    + "os._exit(3)",
+], ids=["os._exit", "posix._exit", "c-stdio"])
+def test_output_before_os_exit_is_never_lost(code):
+    ends_with_last_words(code, 3)
+
+
+FATAL = [
+    ("segv", "import ctypes\n" + LAST_WORDS + "ctypes.string_at(0)",
+     signal.SIGSEGV),
+    ("abort", "import os\n" + LAST_WORDS + "os.abort()", signal.SIGABRT),
+    # a low stack limit makes the overflow come at once after the print
+    ("stack-overflow", "import resource, sys\nsys.setrecursionlimit(10 ** 8)\n"
+     "def f(n):\n    return list(map(f, [n + 1]))\n" + LAST_WORDS +
+     "resource.setrlimit(resource.RLIMIT_STACK, (512 * 1024, "
+     "resource.getrlimit(resource.RLIMIT_STACK)[1]))\nf(0)",
+     signal.SIGSEGV),
+    ("segv-in-a-thread", "import ctypes, threading\n"
+     "def last():\n" + "".join("    " + x + "\n"
+                               for x in LAST_WORDS.splitlines()) +
+     "    ctypes.string_at(0)\n"
+     "t = threading.Thread(target=last)\nt.start(); t.join()",
+     signal.SIGSEGV),
+    ("sigterm", "import os, signal, time\n" + LAST_WORDS +
+     "os.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(10)",
+     signal.SIGTERM),
+    ("alarm", "import signal, time\n" + LAST_WORDS +
+     "signal.setitimer(signal.ITIMER_REAL, 1e-6)\ntime.sleep(10)",
+     signal.SIGALRM),
+]
+
+
+@pytest.mark.parametrize("code, sig", [x[1:] for x in FATAL],
+                         ids=[x[0] for x in FATAL])
+def test_output_before_a_fatal_signal_is_never_lost(code, sig):
+    ends_with_last_words(code, -sig)
+
+
+def test_os_exit_looks_and_behaves_like_the_original(session):
+    probe = ("import os, posix, inspect\n"
+             "(os._exit is posix._exit, os._exit.__name__,"
+             " os._exit.__qualname__, os._exit.__module__,"
+             " os._exit.__self__ is posix, str(inspect.signature(os._exit)),"
+             " os._exit.__doc__, repr(os._exit))")
+    expected = {}
+    exec(probe.replace("\n(", "\nresult = ("), expected)
+    assert session.run(probe).result["text"] == repr(expected["result"])
+
+    # bad arguments raise what the original raises; the session goes on
+    r = session.run("os._exit('x')")
+    assert r.error["ename"] == "TypeError"
+    assert r.error["evalue"] == \
+        "'str' object cannot be interpreted as an integer"
+    r = session.run("os._exit(stat=1)")
+    assert r.error["ename"] == "TypeError"
+
+    # a forked child exits at once, with its status
+    r = session.run("pid = os.fork()\n"
+                    "if pid == 0:\n"
+                    "    os._exit(7)\n"
+                    "os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])")
+    assert r.result["text"] == "7"
+    assert r.complete["ms"] < 1000
+
+    # the signal module still reports the default dispositions
+    r = session.run("import signal\n"
+                    "[signal.getsignal(s) is signal.SIG_DFL for s in "
+                    "(signal.SIGSEGV, signal.SIGABRT, signal.SIGTERM)]")
+    assert r.result["text"] == "[True, True, True]"
+    assert session.proc.poll() is None
+
+
+def test_diagnostics_of_the_main_thread_go_to_the_log(session):
+    # closing the drain pipe makes os._exit() log on the main thread,
+    # whose fd 2 is the user's stderr pipe
+    r = session.run_to_eof("\n".join([
+        "import os",
+        "for n in os.listdir('/proc/self/fd'):",
+        "    fd = int(n)",
+        "    try:",
+        "        link = os.readlink('/proc/self/fd/' + n)",
+        "        flags = int(open('/proc/self/fdinfo/' + n).read()"
+        ".split('flags:')[1].split()[0], 8)",
+        "    except (FileNotFoundError, OSError):",
+        "        continue",
+        "    if fd > 2 and link.startswith('pipe:') and flags & 3 == 1:",
+        "        os.close(fd)",
+        "os._exit(5)",
+    ]))
+    assert session.proc.wait(timeout=10) == 5
+    assert "drain pipes were closed or replaced" in session.log()
+    assert "pyrepl-python[" not in r.stderr

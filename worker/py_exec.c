@@ -13,6 +13,13 @@
  * keep running.  The outcome of a run is copied out of Python objects
  * into plain malloc'd UTF-8 (py_outcome_t) for the I/O thread, which never
  * takes the GIL.
+ *
+ * It also owns the replacement of os._exit (and posix._exit, the same
+ * object), which the runtime installs before any user code runs: in the
+ * session process it flushes sys.stdout, sys.stderr and C stdio and has
+ * the I/O thread send what the pipes hold (py_drain()) before calling
+ * the real _exit with the same arguments.  In a child that user code
+ * forked it only calls the real one, as such a child expects.
  */
 
 #include <Python.h>
@@ -49,6 +56,9 @@
 
 
 static int py_exec_load_runtime(void);
+static PyObject *py_exec_exit_function(void);
+static PyObject *py_exec_exit(PyObject *self, PyObject *args,
+    PyObject *kwargs);
 static int py_exec_wait(py_session_t *s, char **code, size_t *len);
 static void py_exec_run(py_session_t *s, const char *code, size_t len,
     py_outcome_t *o);
@@ -63,10 +73,23 @@ static void py_exec_log_error(const char *what);
 static void py_exec_log_status(const char *what, PyStatus status);
 
 
-static PyObject  *py_exec_runtime;     /* the private runtime module */
-static PyObject  *py_exec_run_cell;    /* its run_cell() */
-static PyObject  *py_exec_main_dict;   /* __main__.__dict__ (borrowed) */
-static int64_t    py_exec_count;       /* execution_count of the last run */
+static py_session_t  *py_exec_session;
+static PyObject      *py_exec_runtime;     /* the private runtime module */
+static PyObject      *py_exec_run_cell;    /* its run_cell() */
+static PyObject      *py_exec_main_dict;   /* __main__.__dict__ (borrowed) */
+static PyObject      *py_exec_real_exit;   /* posix._exit as it was */
+static int64_t        py_exec_count;       /* execution_count of the last
+                                              run */
+
+/* os._exit's replacement: the name, signature and text of the original */
+static PyMethodDef  py_exec_exit_def = {
+    "_exit",
+    (PyCFunction) (void (*)(void)) py_exec_exit,
+    METH_VARARGS | METH_KEYWORDS,
+    "_exit($module, /, status)\n--\n\n"
+    "Exit to the system with specified status, without normal exit "
+    "processing."
+};
 
 
 int
@@ -78,6 +101,8 @@ py_exec_init(py_session_t *s)
     PyObject     *main;
 
     static char  *argv[] = { "", NULL };
+
+    py_exec_session = s;
 
     /*
      * Isolated: no PYTHON* variables, no user site directory, no current
@@ -151,12 +176,13 @@ fail:
 /*
  * Execute the embedded runtime once into a fresh module that is not in
  * sys.modules (the user cannot reach it by import) and keep its
- * run_cell().  Returns 0 or -1 (logged).
+ * run_cell().  The runtime finds os._exit's replacement under the name
+ * "_exit_draining".  Returns 0 or -1 (logged).
  */
 static int
 py_exec_load_runtime(void)
 {
-    PyObject  *code, *dict, *ret;
+    PyObject  *code, *dict, *ret, *fn;
 
     code = NULL;
     ret = NULL;
@@ -175,6 +201,19 @@ py_exec_load_runtime(void)
         py_exec_log_error("cannot set the runtime's __builtins__");
         goto fail;
     }
+
+    fn = py_exec_exit_function();
+    if (fn == NULL) {
+        goto fail;
+    }
+
+    if (PyDict_SetItemString(dict, "_exit_draining", fn) != 0) {
+        py_exec_log_error("cannot give the runtime os._exit's replacement");
+        Py_DECREF(fn);
+        goto fail;
+    }
+
+    Py_DECREF(fn);
 
     code = Py_CompileString(pyrepl_runtime_source, PY_EXEC_RUNTIME_FILE,
                             Py_file_input);
@@ -209,6 +248,97 @@ fail:
     Py_CLEAR(py_exec_runtime);
 
     return -1;
+}
+
+
+/*
+ * Keep posix._exit and make its replacement: a builtin bound to the posix
+ * module like the original, so that its repr, __module__, __self__ and
+ * signature are the original's.  Returns a new reference, or NULL
+ * (logged).
+ */
+static PyObject *
+py_exec_exit_function(void)
+{
+    PyObject  *posix, *name, *fn;
+
+    posix = PyImport_ImportModule("posix");
+    if (posix == NULL) {
+        py_exec_log_error("cannot import posix");
+        return NULL;
+    }
+
+    py_exec_real_exit = PyObject_GetAttrString(posix, "_exit");
+    if (py_exec_real_exit == NULL) {
+        py_exec_log_error("cannot get posix._exit");
+        Py_DECREF(posix);
+        return NULL;
+    }
+
+    fn = NULL;
+
+    name = PyModule_GetNameObject(posix);
+    if (name != NULL) {
+        fn = PyCFunction_NewEx(&py_exec_exit_def, posix, name);
+        Py_DECREF(name);
+    }
+
+    Py_DECREF(posix);
+
+    if (fn == NULL) {
+        py_exec_log_error("cannot make os._exit's replacement");
+        Py_CLEAR(py_exec_real_exit);
+    }
+
+    return fn;
+}
+
+
+/*
+ * os._exit(status): send the session's pending output, then the real
+ * _exit, which parses the arguments (and, if they are bad, raises what it
+ * would have raised: the output went out early, nothing else happened).
+ * The GIL stays held, so no other Python thread writes in between.
+ */
+static PyObject *
+py_exec_exit(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    int            rc;
+    py_session_t  *s;
+
+    s = py_exec_session;
+
+    if (getpid() == s->pid) {
+        py_exec_flush();
+
+        rc = py_drain(s, PY_DRAIN_EXIT, PY_DRAIN_EXIT_MS);
+
+        switch (rc) {
+
+        case PY_DRAIN_OK:
+        case PY_DRAIN_NOT_HERE:
+            break;
+
+        case PY_DRAIN_NOT_OURS:
+            wk_log("session %s: os._exit(): the drain pipes were closed or "
+                   "replaced by the code; its last output may be lost",
+                   s->id);
+            break;
+
+        case PY_DRAIN_TIMEOUT:
+            wk_log("session %s: os._exit(): no answer from the I/O thread "
+                   "in %d ms; the last output may be lost", s->id,
+                   PY_DRAIN_EXIT_MS);
+            break;
+
+        default:
+            wk_log("session %s: os._exit(): cannot ask the I/O thread to "
+                   "send the last output: %s", s->id, strerror(errno));
+            break;
+        }
+    }
+
+    return PyObject_Call(py_exec_real_exit, args, kwargs);
 }
 
 

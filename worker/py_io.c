@@ -17,11 +17,17 @@
  * A run's deadline (timeout_ms) interrupts it the same way and turns the
  * "interrupted" status into "timeout".
  *
+ * A byte on the drain pipe means another thread is about to end the
+ * process (py_fatal.c): the thread empties both output pipes into the
+ * run's connection and writes it out, waiting for a slow peer up to
+ * PY_DRAIN_SEND_MS (this is the one place it blocks on a single
+ * connection), then answers with one byte per request on the ack pipe.
+ *
  * The thread runs in its own descriptor table (see py_io_start), so user
- * code can neither see nor close these descriptors, forked children do
- * not hold the connections open, and fd 2 here is still nginx's error
- * log, where wk_log() writes.  A failure of the listening socket or of
- * poll(2) ends the process with a non-zero status.
+ * code can neither see nor close these descriptors, and forked children
+ * do not hold the connections open.  Its signals are all blocked.  A
+ * failure of the listening socket or of poll(2) ends the process with a
+ * non-zero status.
  */
 
 #include <errno.h>
@@ -49,8 +55,9 @@
 /* fixed slots at the start of the poll set; connections follow */
 #define PY_IO_POLL_LISTEN   0
 #define PY_IO_POLL_DONE     1
-#define PY_IO_POLL_PIPES    2               /* stdout, stderr */
-#define PY_IO_POLL_CONNS    4
+#define PY_IO_POLL_DRAIN    2
+#define PY_IO_POLL_PIPES    3               /* stdout, stderr */
+#define PY_IO_POLL_CONNS    5
 
 
 typedef struct {
@@ -71,6 +78,8 @@ typedef struct {
     py_session_t    *s;
     py_io_conn_t     conns[PY_IO_MAX_CONNS];
     py_io_pipe_t     pipes[2];
+
+    int              drain_fd;     /* -1 once the user closed its end */
 
     unsigned         run_active:1;
     unsigned         timed_out:1;  /* the deadline fired for this run */
@@ -100,6 +109,9 @@ static int py_io_done(void);
 static void py_io_outcome(const py_outcome_t *o);
 static ssize_t py_io_pipe_read(py_io_pipe_t *p);
 static int py_io_drain(void);
+static int py_io_last_words(void);
+static int py_io_send_all(void);
+static void py_io_flush_carry(void);
 static void py_io_forward(py_io_pipe_t *p, const uint8_t *buf, size_t len);
 static void py_io_lock(void);
 static void py_io_unlock(void);
@@ -117,14 +129,13 @@ py_io_start(py_session_t *s)
 
     /*
      * The thread inherits the mask in force at pthread_create(): block
-     * everything but the signals the kernel sends to the faulting thread
-     * itself, so every process-directed signal lands on the main thread.
+     * everything, so that every process-directed signal lands on a thread
+     * that can run Python's handler or drain the pipes before dying.  A
+     * fault of the thread's own still kills the process (the kernel
+     * forces a blocked SIGSEGV and friends through at SIG_DFL), and
+     * abort() unblocks SIGABRT itself.
      */
-    if (sigfillset(&set) == -1
-        || sigdelset(&set, SIGSEGV) == -1 || sigdelset(&set, SIGBUS) == -1
-        || sigdelset(&set, SIGFPE) == -1 || sigdelset(&set, SIGILL) == -1
-        || sigdelset(&set, SIGABRT) == -1 || sigdelset(&set, SIGSYS) == -1)
-    {
+    if (sigfillset(&set) == -1) {
         wk_log("sigset: %s", strerror(errno));
         return -1;
     }
@@ -207,9 +218,11 @@ py_io_thread(void *arg)
 
 /*
  * Move into a private descriptor table.  Of the inherited fds 0-2 only 2
- * (the error log) is of use here; 0 and 1 go to /dev/null so that this
- * table does not keep the spawner's descriptors open.  The copies of the
- * pipes' write ends go too (the main thread's fds 1 and 2 keep them).
+ * (the error log, where a sanitizer reports) is kept; 0 and 1 go to
+ * /dev/null so that this table does not keep the spawner's descriptors
+ * open.  The copies of the output pipes' write ends go too (the main
+ * thread's fds 1 and 2 keep them), and so do the requesters' ends of the
+ * drain and ack pipes.
  */
 static int
 py_io_setup(py_session_t *s)
@@ -237,7 +250,8 @@ py_io_setup(py_session_t *s)
     }
 
     if (close(nul) == -1 || close(s->out_wfd) == -1
-        || close(s->err_wfd) == -1)
+        || close(s->err_wfd) == -1 || close(s->drain_wfd) == -1
+        || close(s->ack_fd) == -1)
     {
         wk_log("session %s: close() failed: %s", s->id, strerror(errno));
         return -1;
@@ -252,6 +266,10 @@ py_io_setup(py_session_t *s)
     py_io.pipes[1].fd = s->err_fd;
     py_io.pipes[1].type = PR_T_STDERR;
     py_io.run_conn = -1;
+    py_io.drain_fd = s->drain_fd;
+
+    /* published to py_drain() by the io_ready handshake */
+    s->io_tid = gettid();
 
     return 0;
 }
@@ -285,6 +303,11 @@ py_io_loop(void)
 
         /* the run's end first: its output and frames precede new runs */
         if (pfds[PY_IO_POLL_DONE].revents != 0 && py_io_done() != 0) {
+            return -1;
+        }
+
+        if (pfds[PY_IO_POLL_DRAIN].revents != 0 && py_io_last_words() != 0)
+        {
             return -1;
         }
 
@@ -354,6 +377,9 @@ py_io_poll_set(struct pollfd *pfds, int *map, int *timeout)
 
     pfds[PY_IO_POLL_DONE].fd = s->done_fd;
     pfds[PY_IO_POLL_DONE].events = POLLIN;
+
+    pfds[PY_IO_POLL_DRAIN].fd = py_io.drain_fd;
+    pfds[PY_IO_POLL_DRAIN].events = POLLIN;
 
     blocked = py_io.run_active && py_io.run_conn >= 0
               && wk_conn_pending(&py_io.conns[py_io.run_conn].conn)
@@ -673,7 +699,7 @@ py_io_run(int i, const pr_frame_t *f)
     code[f->code.len] = '\0';
 
     /* what background children wrote since the last run is not this run's */
-    if (py_io_drain() != 0) {
+    if (py_io_drain() < 0) {
         free(code);
         _exit(EXIT_FAILURE);
     }
@@ -746,7 +772,7 @@ py_io_interrupt(const char *why)
 static int
 py_io_done(void)
 {
-    int            i, finished;
+    int            finished;
     ssize_t        n;
     uint64_t       v;
     py_session_t  *s;
@@ -788,19 +814,12 @@ py_io_done(void)
     }
 
     /* everything the run wrote is in the pipes by now */
-    if (py_io_drain() != 0) {
+    if (py_io_drain() < 0) {
         py_outcome_free(&o);
         return -1;
     }
 
-    for (i = 0; i < 2; i++) {
-        if (py_io.pipes[i].ncarry != 0) {
-            /* a character the run never finished: sanitize makes it U+FFFD */
-            py_io_forward(&py_io.pipes[i], py_io.pipes[i].carry,
-                          py_io.pipes[i].ncarry);
-            py_io.pipes[i].ncarry = 0;
-        }
-    }
+    py_io_flush_carry();
 
     py_io_outcome(&o);
 
@@ -939,19 +958,28 @@ py_io_pipe_read(py_io_pipe_t *p)
 
 /*
  * Read both pipes until they are empty (or PY_IO_DRAIN_MAX bytes each,
- * should a background writer keep them busy).  Returns 0 or -1 (fatal).
+ * should a background writer keep them busy).  Returns 0 when both were
+ * found empty (or closed), 1 when one still had bytes at the cap, -1 on a
+ * fatal error (logged).
  */
 static int
 py_io_drain(void)
 {
-    int      i;
+    int      i, rc;
     size_t   total;
     ssize_t  n;
+
+    rc = 0;
 
     for (i = 0; i < 2; i++) {
         total = 0;
 
-        while (py_io.pipes[i].fd != -1 && total < PY_IO_DRAIN_MAX) {
+        while (py_io.pipes[i].fd != -1) {
+            if (total >= PY_IO_DRAIN_MAX) {
+                rc = 1;
+                break;
+            }
+
             n = py_io_pipe_read(&py_io.pipes[i]);
 
             if (n < 0) {
@@ -966,7 +994,192 @@ py_io_drain(void)
         }
     }
 
+    return rc;
+}
+
+
+/*
+ * Bytes on the drain pipe: one per thread that is about to end the
+ * process (its value PY_DRAIN_EXIT or a signal number).  Send everything
+ * the output pipes hold, then answer each request with a byte on the ack
+ * pipe.  Returns 0, or -1 on a fatal error (logged).
+ */
+static int
+py_io_last_words(void)
+{
+    ssize_t        i, n;
+    py_session_t  *s;
+    unsigned char  why[64];
+
+    s = py_io.s;
+
+    if (py_io.drain_fd == -1) {
+        return 0;
+    }
+
+    do {
+        n = read(py_io.drain_fd, why, sizeof(why));
+    } while (n == -1 && errno == EINTR);
+
+    if (n == -1) {
+        if (errno == EAGAIN) {
+            return 0;
+        }
+
+        wk_log("session %s: read(drain pipe) failed: %s", s->id,
+               strerror(errno));
+        return -1;
+    }
+
+    if (n == 0) {
+        /* the main thread's table held the last write end */
+        wk_log("session %s: the drain pipe was closed by user code; output "
+               "written just before the process ends may be lost", s->id);
+
+        if (close(py_io.drain_fd) == -1) {
+            wk_log("close(%d) failed: %s", py_io.drain_fd, strerror(errno));
+        }
+
+        py_io.drain_fd = -1;
+        return 0;
+    }
+
+    /* one line a wake-up, however many requests came */
+    if (why[0] == PY_DRAIN_EXIT) {
+        wk_log("session %s: the code called os._exit(); sending its last "
+               "output", s->id);
+    } else {
+        wk_log("session %s: signal %d (%s) ends the process; sending its "
+               "last output", s->id, why[0], strsignal(why[0]));
+    }
+
+    if (py_io_send_all() != 0) {
+        return -1;
+    }
+
+    /* one byte per request; the requesters' end is non-blocking, like ours */
+    do {
+        i = write(s->ack_wfd, why, (size_t) n);
+    } while (i == -1 && errno == EINTR);
+
+    if (i != n) {
+        wk_log("session %s: write(ack pipe) failed: %s", s->id,
+               i == -1 ? strerror(errno) : "short write");
+    }
+
     return 0;
+}
+
+
+/*
+ * Empty the output pipes into the run's connection and write all of it,
+ * waiting for the peer when its socket is full, until nothing is left or
+ * PY_DRAIN_SEND_MS have passed.  Past PY_IO_HIGH_WATER unsent bytes the
+ * pipes are left alone until the peer takes some.  Without an active run
+ * the pipes are only emptied.  Returns 0, or -1 on a fatal error (logged).
+ */
+static int
+py_io_send_all(void)
+{
+    int             i, k, n, rc, nfds, backed_up;
+    int64_t         now, deadline;
+    wk_conn_t      *c;
+    struct pollfd   pfds[3];
+
+    deadline = py_msec() + PY_DRAIN_SEND_MS;
+
+    for ( ;; ) {
+        i = py_io.run_conn;
+        c = (py_io.run_active && i >= 0) ? &py_io.conns[i].conn : NULL;
+
+        backed_up = (c != NULL && wk_conn_pending(c) > PY_IO_HIGH_WATER);
+        rc = 1;
+
+        if (!backed_up) {
+            rc = py_io_drain();
+            if (rc < 0) {
+                return -1;
+            }
+        }
+
+        if (rc == 0) {
+            /* nothing more comes from a process about to end */
+            py_io_flush_carry();
+        }
+
+        if (c == NULL) {
+            return 0;
+        }
+
+        py_io_conn_flush(i);
+
+        if (!py_io.conns[i].used) {
+            /* the peer went away; the run's output goes with it */
+            return 0;
+        }
+
+        if (rc == 0 && wk_conn_pending(c) == 0) {
+            return 0;
+        }
+
+        now = py_msec();
+        if (now >= deadline) {
+            wk_log("session %s: the run's connection took no output for "
+                   "%d ms; %zu bytes lost", py_io.s->id, PY_DRAIN_SEND_MS,
+                   wk_conn_pending(c));
+            return 0;
+        }
+
+        if (rc == 1 && !backed_up) {
+            /* the pipes hit the drain cap: read on without waiting */
+            continue;
+        }
+
+        nfds = 0;
+
+        if (wk_conn_pending(c) != 0) {
+            pfds[nfds].fd = c->fd;
+            pfds[nfds].events = POLLOUT;
+            pfds[nfds].revents = 0;
+            nfds++;
+        }
+
+        for (k = 0; k < 2 && !backed_up; k++) {
+            if (py_io.pipes[k].fd != -1) {
+                pfds[nfds].fd = py_io.pipes[k].fd;
+                pfds[nfds].events = POLLIN;
+                pfds[nfds].revents = 0;
+                nfds++;
+            }
+        }
+
+        n = poll(pfds, (nfds_t) nfds, (int) (deadline - now));
+
+        if (n == -1 && errno != EINTR) {
+            wk_log("session %s: poll() failed: %s", py_io.s->id,
+                   strerror(errno));
+            return -1;
+        }
+    }
+}
+
+
+/*
+ * Forward a character the run never finished (sanitize makes it U+FFFD);
+ * nothing can complete it any more.
+ */
+static void
+py_io_flush_carry(void)
+{
+    int  i;
+
+    for (i = 0; i < 2; i++) {
+        if (py_io.pipes[i].ncarry != 0) {
+            py_io_forward(&py_io.pipes[i], py_io.pipes[i].carry,
+                          py_io.pipes[i].ncarry);
+            py_io.pipes[i].ncarry = 0;
+        }
+    }
 }
 
 

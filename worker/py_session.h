@@ -5,15 +5,22 @@
  *
  *   python_session.c  command line, descriptors, start-up order
  *   py_exec.c         the main thread: libpython, the embedded runtime,
- *                     running code and describing its outcome
+ *                     running code and describing its outcome, os._exit()
  *   py_io.c           the I/O thread: the listening socket, connections,
  *                     the stdout/stderr pipes, interrupts and deadlines
+ *   py_fatal.c        the last words: asking the I/O thread to send what
+ *                     is in the pipes before the process dies, and the
+ *                     fatal signal handlers that do so
  *   py_runtime.S      pyrepl_runtime.py embedded as a C string
  *
  * The two threads meet in py_session_t: the I/O thread hands code to the
  * main thread under "lock" and wakes it with "cond"; the main thread
  * stores the outcome under "lock" and wakes the I/O thread by writing to
- * the eventfd "done_fd".  Only the main thread ever holds the GIL.
+ * the eventfd "done_fd".  A thread about to end the process (os._exit(),
+ * a fatal signal) writes one byte to the "drain" pipe and waits for one
+ * byte on the "ack" pipe: the I/O thread answers once the pipes behind
+ * fds 1 and 2 are empty and their bytes written to the run's connection.
+ * Only the main thread ever holds the GIL.
  */
 
 #ifndef PY_SESSION_H
@@ -22,6 +29,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "pyrepl_proto.h"
 
@@ -33,6 +41,25 @@
 #define PY_RUN_OK           0
 #define PY_RUN_ERROR        1      /* an exception escaped */
 #define PY_RUN_INTERRUPTED  2      /* KeyboardInterrupt escaped */
+
+
+/*
+ * The drain before death.  The byte a requester writes says why (the I/O
+ * thread logs it): PY_DRAIN_EXIT for os._exit(), else the signal number.
+ * The I/O thread stops waiting for a slow peer after PY_DRAIN_SEND_MS;
+ * requesters wait a little longer than that for its answer.
+ */
+#define PY_DRAIN_EXIT       0
+#define PY_DRAIN_SEND_MS    900
+#define PY_DRAIN_EXIT_MS    2000       /* os._exit() waits this long */
+#define PY_DRAIN_SIGNAL_MS  1000       /* a fatal signal handler, this */
+
+/* py_drain() results */
+#define PY_DRAIN_OK         0          /* the I/O thread has answered */
+#define PY_DRAIN_NOT_HERE   1          /* a forked child or the I/O thread */
+#define PY_DRAIN_NOT_OURS  -1          /* the pipes were closed or replaced */
+#define PY_DRAIN_FAILED    -2          /* write/poll/read failed (errno) */
+#define PY_DRAIN_TIMEOUT   -3
 
 
 /*
@@ -61,6 +88,14 @@ typedef struct {
     int              out_wfd;      /* their write ends, dup2'd onto fds 1 */
     int              err_wfd;      /* and 2 once the I/O thread runs */
     int              done_fd;      /* eventfd, main -> I/O: run finished */
+    int              drain_fd;     /* "drain" pipe: read end, the I/O */
+    int              drain_wfd;    /* thread's; write end, the main table's */
+    int              ack_fd;       /* "ack" pipe: read end, the main */
+    int              ack_wfd;      /* table's; write end, the I/O thread's */
+    int              log_fd;       /* copy of nginx's error log, in both */
+                                   /* tables: where wk_log() writes */
+    pid_t            pid;          /* this process (not a forked child) */
+    pid_t            io_tid;       /* the I/O thread, once io_ready */
     pthread_t        main_thread;
 
     pthread_mutex_t  lock;
@@ -116,17 +151,42 @@ void py_exec_loop(py_session_t *s);
 void py_outcome_free(py_outcome_t *o);
 
 
+/* py_fatal.c */
+
+/*
+ * On the main thread, after fds 1 and 2 became the pipes and before any
+ * user code runs: remember which files the drain and ack pipes are, give
+ * the thread an alternate signal stack and install the handlers of the
+ * signals that end the process (the fatal ones and the terminating ones
+ * Python leaves at SIG_DFL).  Each handler drains (PY_DRAIN_SIGNAL_MS),
+ * restores SIG_DFL and raises the signal again, so the process still
+ * dies of it.  Returns 0 or -1 (logged).
+ */
+int py_fatal_init(py_session_t *s);
+
+/*
+ * Ask the I/O thread to send everything the pipes hold to the run's
+ * connection and wait up to timeout_ms for its answer.  why is
+ * PY_DRAIN_EXIT or a signal number.  Async-signal-safe, needs no lock
+ * and no GIL; does nothing (PY_DRAIN_NOT_HERE) in a forked child or on
+ * the I/O thread.  Returns a PY_DRAIN_* result; PY_DRAIN_FAILED leaves
+ * errno set.
+ */
+int py_drain(py_session_t *s, int why, int timeout_ms);
+
+
 /* py_io.c */
 
 /*
- * Start the I/O thread with every asynchronous signal blocked (so SIGINT
- * and friends go to the main thread) and wait until it has moved into a
- * private descriptor table (unshare(CLONE_FILES)).  From then on the two
- * threads see different descriptor tables: the I/O thread keeps the
- * sockets, the pipes' read ends and the original fd 2 (nginx's error log,
- * where wk_log() writes); the main thread, and everything user code forks,
- * sees none of those and gets the pipes as fds 1 and 2.  Returns 0 or -1
- * (logged).
+ * Start the I/O thread with every signal blocked (so SIGINT, and any
+ * signal sent to the process, goes to a thread that runs Python or can
+ * drain) and wait until it has moved into a private descriptor table
+ * (unshare(CLONE_FILES)).  From then on the two threads see different
+ * descriptor tables: the I/O thread keeps the sockets, the output pipes'
+ * read ends, the drain pipe's read end and the ack pipe's write end; the
+ * main thread, and everything user code forks, sees none of those and
+ * gets the output pipes as fds 1 and 2.  Both keep log_fd.  Returns 0 or
+ * -1 (logged).  The I/O thread also answers py_drain() requests.
  */
 int py_io_start(py_session_t *s);
 

@@ -8,11 +8,16 @@ traceback formatting.  It does no I/O: output goes to fds 1 and 2, which
 the C side forwards, and the outcome is returned as plain strings.
 
 The C side compiles this module under the file name in _FILE; frames with
-that file name are the runtime's own and are never shown to the user.
+that file name are the runtime's own and are never shown to the user.  It
+also hands over _exit_draining, which takes the place of os._exit and
+posix._exit: the same function, except that in the session process it has
+the output written so far sent before the process ends.
 """
 
 import ast
 import linecache
+import os
+import posix
 import sys
 import traceback
 
@@ -94,3 +99,8 @@ def run_cell(source, filename, ns):
 # Like the interactive interpreter: modules in the working directory import.
 if "" not in sys.path:
     sys.path.insert(0, "")
+
+# Output written just before os._exit() must reach the client; the C
+# replacement (py_exec.c) sees to it.  posix._exit is the same object.
+os._exit = posix._exit = _exit_draining  # noqa: F821 (set by the C side)
+del _exit_draining

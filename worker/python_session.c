@@ -12,17 +12,24 @@
  * Order matters:
  *   1. signal dispositions and mask back to defaults (SIG_IGN and blocked
  *      signals survive exec; SIGINT must reach Python's handler), fds 0-2
- *      open, the listening socket checked;
- *   2. the stdout and stderr pipes and the "run finished" eventfd;
- *   3. libpython, while fd 2 is still the error log, so a failed start-up
- *      is logged where an operator will see it;
- *   4. the I/O thread, which moves into its own descriptor table keeping
- *      the original fd 2 for its log lines;
+ *      open, a copy of fd 2 (the error log) made wk_log()'s, so that log
+ *      lines never go into the user's stderr pipe, the listening socket
+ *      checked;
+ *   2. the stdout and stderr pipes, the "run finished" eventfd and the
+ *      drain and ack pipes (py_fatal.c);
+ *   3. libpython, while fd 2 is still the error log, so that what Python
+ *      itself prints about a failed start-up reaches an operator too;
+ *   4. the I/O thread, which moves into its own descriptor table;
  *   5. fds 1 and 2 of the main thread's table become the pipes (Python's
  *      sys.stdout and sys.stderr write to fds 1 and 2 by number, so they
  *      follow), and the descriptors that are the I/O thread's business are
  *      closed here, so user code and its children never hold them;
- *   6. the main thread serves runs until the supervisor kills the process.
+ *   6. the handlers that drain the pipes before a signal ends the process;
+ *   7. the main thread serves runs until the supervisor kills the process.
+ *
+ * User code still sees, besides fds 0-2, the "run finished" eventfd, the
+ * drain pipe's write end, the ack pipe's read end and the log copy, all
+ * close-on-exec.
  */
 
 #include <errno.h>
@@ -48,6 +55,7 @@
 static int py_session_args(int argc, char **argv, py_session_t *s);
 static int py_session_signals(void);
 static int py_session_std_fds(void);
+static int py_session_log_fd(py_session_t *s);
 static int py_session_listen_fd(int fd);
 static int py_session_pipes(py_session_t *s);
 static int py_session_redirect(py_session_t *s);
@@ -61,6 +69,11 @@ static py_session_t  py_session = {
     .out_wfd = -1,
     .err_wfd = -1,
     .done_fd = -1,
+    .drain_fd = -1,
+    .drain_wfd = -1,
+    .ack_fd = -1,
+    .ack_wfd = -1,
+    .log_fd = -1,
     .max_frame = PR_DEFAULT_MAX_FRAME,
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .cond = PTHREAD_COND_INITIALIZER,
@@ -81,8 +94,11 @@ main(int argc, char **argv)
         return 2;
     }
 
+    s->pid = getpid();
+
     if (py_session_signals() != 0
         || py_session_std_fds() != 0
+        || py_session_log_fd(s) != 0
         || py_session_listen_fd(s->listen_fd) != 0
         || py_session_pipes(s) != 0)
     {
@@ -100,13 +116,13 @@ main(int argc, char **argv)
         return EXIT_FAILURE;
     }
 
-    if (py_session_redirect(s) != 0) {
+    if (py_session_redirect(s) != 0 || py_fatal_init(s) != 0) {
         return EXIT_FAILURE;
     }
 
     py_exec_loop(s);
 
-    /* only a fatal error ends the loop; its log line went to fd 2 */
+    /* only a fatal error ends the loop; it is logged */
     _exit(EXIT_FAILURE);
 }
 
@@ -286,6 +302,27 @@ py_session_std_fds(void)
 
 
 /*
+ * wk_log() writes to a close-on-exec copy of fd 2 from here on: in the
+ * main thread's table fd 2 becomes the user's stderr pipe, and the I/O
+ * thread's table inherits the copy.
+ */
+static int
+py_session_log_fd(py_session_t *s)
+{
+    s->log_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+
+    if (s->log_fd == -1) {
+        wk_log("fcntl(2, F_DUPFD_CLOEXEC) failed: %s", strerror(errno));
+        return -1;
+    }
+
+    wk_log_set_fd(s->log_fd);
+
+    return 0;
+}
+
+
+/*
  * The inherited socket must be listening; it becomes non-blocking (the
  * accept loop runs to EAGAIN) and close-on-exec.
  */
@@ -328,12 +365,14 @@ py_session_listen_fd(int fd)
 
 /*
  * The two output pipes (read ends non-blocking, all four close-on-exec
- * until the write ends are dup2'd onto fds 1 and 2) and the eventfd.
+ * until the write ends are dup2'd onto fds 1 and 2), the eventfd, and the
+ * drain and ack pipes (all ends non-blocking and close-on-exec: a signal
+ * handler must never block on them, nor an exec'd program hold them).
  */
 static int
 py_session_pipes(py_session_t *s)
 {
-    int  out[2], err[2];
+    int  out[2], err[2], drain[2], ack[2];
 
     if (pipe2(out, O_CLOEXEC) == -1) {
         wk_log("pipe2() failed: %s", strerror(errno));
@@ -363,16 +402,28 @@ py_session_pipes(py_session_t *s)
         return -1;
     }
 
+    if (pipe2(drain, O_CLOEXEC | O_NONBLOCK) == -1
+        || pipe2(ack, O_CLOEXEC | O_NONBLOCK) == -1)
+    {
+        wk_log("pipe2() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    s->drain_fd = drain[0];
+    s->drain_wfd = drain[1];
+    s->ack_fd = ack[0];
+    s->ack_wfd = ack[1];
+
     return 0;
 }
 
 
 /*
  * In the main thread's descriptor table (the I/O thread has its own by
- * now): the pipes become fds 1 and 2, and the listening socket and the
- * read ends go.  C stdio's stdout, now a pipe, is line-buffered like a
- * terminal's.  The last log line that reaches nginx's error log from this
- * thread is a failure here.
+ * now): the pipes become fds 1 and 2, and the listening socket, the
+ * output pipes' read ends and the I/O thread's ends of the drain and ack
+ * pipes go.  C stdio's stdout, now a pipe, is line-buffered like a
+ * terminal's.
  */
 static int
 py_session_redirect(py_session_t *s)
@@ -391,6 +442,7 @@ py_session_redirect(py_session_t *s)
 
     if (close(s->out_wfd) == -1 || close(s->err_wfd) == -1
         || close(s->out_fd) == -1 || close(s->err_fd) == -1
+        || close(s->drain_fd) == -1 || close(s->ack_wfd) == -1
         || close(s->listen_fd) == -1)
     {
         wk_log("session %s: close() failed: %s", s->id, strerror(errno));

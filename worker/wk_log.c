@@ -2,7 +2,8 @@
  * wk_log.c: the logger declared in wk_log.h.  Formats into a stack buffer
  * and writes the whole line at once, so lines from concurrent processes
  * sharing nginx's error log do not interleave.  Safe to call in a forked
- * child (the pid is looked up on every call).
+ * child (the pid is looked up on every call).  The descriptor is fd 2
+ * unless wk_log_set_fd() changed it.
  */
 
 #include <errno.h>
@@ -18,12 +19,20 @@
 
 
 static const char  *wk_log_role = "worker";
+static int          wk_log_fd = STDERR_FILENO;
 
 
 void
 wk_log_init(const char *role)
 {
     wk_log_role = role;
+}
+
+
+void
+wk_log_set_fd(int fd)
+{
+    wk_log_fd = fd;
 }
 
 
@@ -61,7 +70,7 @@ wk_log(const char *fmt, ...)
 
     line[len++] = '\n';
 
-    w = write(STDERR_FILENO, line, len);
+    w = write(wk_log_fd, line, len);
     (void) w;   /* nowhere left to report a failed log write */
 
 done:

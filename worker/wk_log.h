@@ -1,8 +1,11 @@
 /*
- * wk_log.h: the stderr logger of the worker binaries.  Their stderr is
+ * wk_log.h: the error-log logger of the worker binaries.  Their stderr is
  * nginx's error log, shared with every nginx process, so each message is
  * one line written with a single write(2) and tagged with the binary's
- * role and pid: "pyrepl-<role>[<pid>]: <message>".
+ * role and pid: "pyrepl-<role>[<pid>]: <message>".  Lines go to fd 2
+ * unless wk_log_set_fd() names another descriptor (a session process
+ * keeps a copy of the error log there, because its fd 2 becomes the
+ * user's stderr pipe).
  */
 
 #ifndef WK_LOG_H
@@ -11,6 +14,13 @@
 
 /* Set the role shown in every line ("supervisor", "python"); call once. */
 void wk_log_init(const char *role);
+
+/*
+ * Write every later line to fd instead of fd 2 (the default); for a
+ * process whose fd 2 stops being the error log.  Call before starting
+ * threads.
+ */
+void wk_log_set_fd(int fd);
 
 /* Log one line; a trailing newline is added, long lines are truncated. */
 void wk_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
