@@ -202,6 +202,7 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
     frame.type = PR_T_RUN;
     pr_set_str(&frame, code, ex->code.data, ex->code.len);
     pr_set_int(&frame, timeout_ms, (int64_t) ex->timeout);
+    pr_set_int(&frame, interactive, ex->interactive);
 
     if (ngx_http_pyrepl_peer_send(&ex->peer, ex->pool, &frame) != NGX_OK) {
         return NGX_ERROR;
@@ -243,6 +244,31 @@ ngx_http_pyrepl_exec_interrupt(ngx_http_pyrepl_exec_t *ex)
 
     ngx_memzero(&frame, sizeof(pr_frame_t));
     frame.type = PR_T_INTERRUPT;
+
+    return ngx_http_pyrepl_peer_send(&ex->peer, ex->pool, &frame);
+}
+
+
+/* Answer the run's input() ({"value"} and the optional request id). */
+ngx_int_t
+ngx_http_pyrepl_exec_input(ngx_http_pyrepl_exec_t *ex, json_t *value,
+    json_t *request_id)
+{
+    pr_frame_t  frame;
+
+    if (ex->peer.closed || ex->peer.pc.connection == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_INPUT;
+    pr_set_str(&frame, text, json_string_value(value),
+               json_string_length(value));
+
+    if (request_id) {
+        pr_set_str(&frame, id, json_string_value(request_id),
+                   json_string_length(request_id));
+    }
 
     return ngx_http_pyrepl_peer_send(&ex->peer, ex->pool, &frame);
 }
@@ -294,6 +320,14 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
                          "traceback", tb);
         break;
 
+    case PR_T_INPUT_REQUEST:
+        event = "input_request";
+        data = json_pack("{s:o,s:o,s:b}",
+                         "request_id", ngx_http_pyrepl_json_str(&frame->id),
+                         "prompt", ngx_http_pyrepl_json_str(&frame->prompt),
+                         "password", (int) frame->password);
+        break;
+
     case PR_T_COMPLETE:
         /* frame strings live in the peer's buffer: copy before closing */
 
@@ -314,7 +348,20 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
                                            (ngx_uint_t) frame->count,
                                            (ngx_msec_t) frame->ms);
 
+    case PR_T_OK:
+        return NGX_OK;              /* an input was taken */
+
     case PR_T_FAIL:
+        if (frame->errcode.len == sizeof("no_pending_input") - 1
+            && ngx_strncmp(frame->errcode.data, "no_pending_input",
+                           frame->errcode.len) == 0)
+        {
+            ngx_log_error(NGX_LOG_INFO, peer->log, 0,
+                          "pyrepl: session %*s had no input() waiting",
+                          (size_t) PYREPL_ID_LEN, ex->id);
+            return NGX_OK;
+        }
+
         /* the session process refused the run: another one is unwinding */
         ngx_http_pyrepl_peer_close(peer);
 

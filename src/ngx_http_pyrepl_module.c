@@ -19,18 +19,22 @@
 typedef ngx_int_t (*ngx_http_pyrepl_action_pt)(ngx_http_request_t *r,
     u_char *id);
 
-/* POST /session/{id}/<name> */
+/* <method> /session/{id}/<name> */
 typedef struct {
     ngx_str_t                    name;
+    ngx_uint_t                   method;
     ngx_http_pyrepl_action_pt    handler;
 } ngx_http_pyrepl_action_t;
 
 
 static ngx_http_pyrepl_action_t  ngx_http_pyrepl_actions[] = {
-    { ngx_string("run"), ngx_http_pyrepl_run_handler },
-    { ngx_string("renew"), ngx_http_pyrepl_renew_handler },
-    { ngx_string("interrupt"), ngx_http_pyrepl_interrupt_handler },
-    { ngx_null_string, NULL }
+    { ngx_string("run"), NGX_HTTP_POST, ngx_http_pyrepl_run_handler },
+    { ngx_string("renew"), NGX_HTTP_POST, ngx_http_pyrepl_renew_handler },
+    { ngx_string("interrupt"), NGX_HTTP_POST,
+      ngx_http_pyrepl_interrupt_handler },
+    { ngx_string("input"), NGX_HTTP_POST, ngx_http_pyrepl_input_handler },
+    { ngx_string("ws"), NGX_HTTP_GET, ngx_http_pyrepl_ws_handler },
+    { ngx_null_string, 0, NULL }
 };
 
 
@@ -214,7 +218,7 @@ ngx_http_pyrepl_handler(ngx_http_request_t *r)
             return ngx_http_pyrepl_delete_handler(r, id);
         }
 
-    } else if (r->method == NGX_HTTP_POST) {            /* /session/{id}/x */
+    } else if (r->method == action->method) {           /* /session/{id}/x */
         return action->handler(r, id);
     }
 

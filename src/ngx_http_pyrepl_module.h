@@ -10,8 +10,10 @@
  *   ngx_http_pyrepl_peer.c     frame connections over nginx's event loop
  *   ngx_http_pyrepl_reply.c    JSON bodies, errors, request body reading
  *   ngx_http_pyrepl_session.c  create, list, get, delete
+ *   ngx_http_pyrepl_control.c  renew, interrupt, input
  *   ngx_http_pyrepl_exec.c     one run in a session, for any sink
  *   ngx_http_pyrepl_run.c      POST .../run: the SSE and JSON answers
+ *   ngx_http_pyrepl_ws.c       GET .../ws: the WebSocket API
  *   ngx_http_pyrepl_reaper.c   ending sessions past their TTL or idle time
  *   ngx_http_pyrepl_status.c   pyrepl_status: health JSON and metrics
  */
@@ -211,6 +213,7 @@ struct ngx_http_pyrepl_exec_s {
     ngx_uint_t                    execution_count;
     ngx_event_t                   deadline;
 
+    unsigned                      interactive:1; /* input() is answerable */
     unsigned                      ended:1;    /* the table is updated */
     unsigned                      crashed:1;  /* known dead at reserve */
     unsigned                      timed_out:1;
@@ -223,6 +226,8 @@ ngx_int_t ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex);
 void ngx_http_pyrepl_exec_pause(ngx_http_pyrepl_exec_t *ex);
 void ngx_http_pyrepl_exec_resume(ngx_http_pyrepl_exec_t *ex);
 ngx_int_t ngx_http_pyrepl_exec_interrupt(ngx_http_pyrepl_exec_t *ex);
+ngx_int_t ngx_http_pyrepl_exec_input(ngx_http_pyrepl_exec_t *ex,
+    json_t *value, json_t *request_id);
 
 
 /* the session table (ngx_http_pyrepl_table.c) */
@@ -296,6 +301,8 @@ ngx_int_t ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_renew_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_interrupt_handler(ngx_http_request_t *r,
     u_char *id);
+ngx_int_t ngx_http_pyrepl_input_handler(ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id);
 
 ngx_int_t ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,

@@ -127,6 +127,7 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
     }
 
     ctx->json = ngx_http_pyrepl_accepts_json(r);
+    ctx->exec.interactive = !ctx->json;
     ctx->exec.event = ctx->json ? ngx_http_pyrepl_json_event
                                 : ngx_http_pyrepl_sse_event;
     ctx->exec.done = ctx->json ? ngx_http_pyrepl_json_done

@@ -30,12 +30,17 @@
  * Frame types: X(enum suffix, wire name, direction and meaning).
  *
  * Data plane, nginx worker <-> session process (one connection per run):
- *   run            worker->session  code, timeout_ms: execute code
+ *   run            worker->session  code, timeout_ms, interactive: execute
+ *                                   code; without interactive, input()
+ *                                   raises EOFError
  *   stdout/stderr  session->worker  text: output as produced
  *   result         session->worker  text (repr), count: final expression
  *   error          session->worker  ename, evalue, traceback: exception
- *   input_request  session->worker  prompt, password: code called input()
- *   input          worker->session  text: the answer to input_request
+ *   input_request  session->worker  id, prompt, password: code called
+ *                                   input() (or getpass) and waits
+ *   input          worker->session  text, id (optional): the answer; sent
+ *                                   on a connection of its own, answered
+ *                                   ok, or fail errcode "no_pending_input"
  *   interrupt      worker->session  raise KeyboardInterrupt in the run
  *   complete       session->worker  status, count, ms: the run ended
  *
@@ -89,6 +94,7 @@ typedef enum {
     X(timeout_ms,  INT,  "run deadline in milliseconds, 0 for none")         \
     X(pid,         INT,  "process id of a session process")                  \
     X(password,    INT,  "1 when input should not be echoed")                \
+    X(interactive, INT,  "1 when the client can answer input()")             \
     X(traceback,   STRS, "formatted traceback, one entry per frame")
 
 typedef enum {

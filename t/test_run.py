@@ -197,9 +197,11 @@ def test_a_second_run_while_busy_gets_409(nginx, session):
 
 
 def test_closing_the_connection_interrupts_the_run(nginx, session):
+    # the print is inside the try: the interrupt may come right after it
     s, r, events = start_stream(nginx, session,
-                                "import time\nprint('go', flush=True)\n"
-                                "try:\n    time.sleep(60)\n"
+                                "import time\ninterrupted = False\n"
+                                "try:\n    print('go', flush=True)\n"
+                                "    time.sleep(60)\n"
                                 "except KeyboardInterrupt:\n"
                                 "    interrupted = True\n")
     assert next(events)[0] == "init"

@@ -1,0 +1,949 @@
+/*
+ * ngx_http_pyrepl_ws.c: GET /session/{id}/ws, the WebSocket API.  The
+ * handshake answers 101 and takes the connection over from HTTP; from then
+ * on client frames go through the RFC 6455 parser (src/pyrepl_ws.c) and
+ * each message is a JSON object ("pyrepl.msgpack" subprotocol: the same as
+ * msgpack in binary frames) with a "type":
+ *
+ *   run        {id, code, timeout_ms, ...}: start a run (one at a time)
+ *   input      {value, request_id?}: answer the run's input()
+ *   interrupt  {}: KeyboardInterrupt in the run
+ *
+ * The run's events go back as {"type": event, "id": run id, ...data}, the
+ * run being an exec (ngx_http_pyrepl_exec.c) in a pool of its own that is
+ * destroyed when it completes.  Requests the server refuses are answered
+ * {"type": "error", "id", "error": {"code", "message"}}.
+ *
+ * Output waits in a queue of frames; past PYREPL_WS_HIGH bytes the exec is
+ * paused (the session process then blocks on its own writes) until the
+ * client has read the queue down to PYREPL_WS_LOW.  Closing the socket
+ * destroys the running exec, which the session takes as an interrupt.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+#include "pyrepl_ws.h"
+#include "pyrepl_mpjson.h"
+
+
+#define PYREPL_WS_HIGH        (1024 * 1024)
+#define PYREPL_WS_LOW         (256 * 1024)
+#define PYREPL_WS_READ_BUF    16384
+#define PYREPL_WS_SUBPROTOCOL "pyrepl.msgpack"
+
+
+typedef struct {
+    ngx_http_request_t           *request;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+    u_char                        id[PYREPL_ID_LEN];
+
+    pr_ws_parser_t                parser;
+
+    ngx_chain_t                  *out;        /* frames not yet sent */
+    ngx_chain_t                 **last_out;
+    ngx_chain_t                  *free;
+    size_t                        out_size;
+
+    ngx_http_pyrepl_exec_t       *exec;       /* the run going on */
+    json_t                       *run_id;     /* the client's id for it */
+
+    ngx_event_t                   finish;     /* posted: end the request */
+
+    unsigned                      msgpack:1;
+    unsigned                      paused:1;
+    unsigned                      closing:1;  /* our close frame is queued */
+    unsigned                      finished:1;
+} ngx_http_pyrepl_ws_t;
+
+
+static const char *ngx_http_pyrepl_ws_handshake(ngx_http_request_t *r,
+    ngx_http_pyrepl_ws_t *ws);
+static ngx_table_elt_t *ngx_http_pyrepl_ws_header(ngx_http_request_t *r,
+    const char *name);
+static void ngx_http_pyrepl_ws_read(ngx_http_request_t *r);
+static void ngx_http_pyrepl_ws_write(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyrepl_ws_input(ngx_http_pyrepl_ws_t *ws,
+    const u_char *p, size_t n);
+static ngx_int_t ngx_http_pyrepl_ws_frame(ngx_http_pyrepl_ws_t *ws,
+    pr_ws_frame_t *f);
+static ngx_int_t ngx_http_pyrepl_ws_message(ngx_http_pyrepl_ws_t *ws,
+    json_t *msg);
+static ngx_int_t ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws,
+    json_t *msg);
+static ngx_int_t ngx_http_pyrepl_ws_event(ngx_http_pyrepl_exec_t *ex,
+    const char *event, json_t *data);
+static void ngx_http_pyrepl_ws_done(ngx_http_pyrepl_exec_t *ex,
+    const char *status, ngx_uint_t count, ngx_msec_t ms);
+static ngx_int_t ngx_http_pyrepl_ws_refuse(ngx_http_pyrepl_ws_t *ws,
+    json_t *id, const char *code, const char *message);
+static ngx_int_t ngx_http_pyrepl_ws_send_json(ngx_http_pyrepl_ws_t *ws,
+    json_t *o);
+static ngx_int_t ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws,
+    int opcode, const u_char *payload, size_t len);
+static void ngx_http_pyrepl_ws_close(ngx_http_pyrepl_ws_t *ws,
+    uint16_t code, const char *reason);
+static ngx_int_t ngx_http_pyrepl_ws_flush(ngx_http_pyrepl_ws_t *ws);
+static void ngx_http_pyrepl_ws_finish(ngx_http_pyrepl_ws_t *ws);
+static void ngx_http_pyrepl_ws_finish_handler(ngx_event_t *ev);
+static void ngx_http_pyrepl_ws_end_exec(ngx_http_pyrepl_ws_t *ws);
+static void ngx_http_pyrepl_ws_cleanup(void *data);
+
+
+ngx_int_t
+ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
+{
+    ngx_int_t                    rc;
+    const char                  *invalid;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_pyrepl_ws_t        *ws;
+    ngx_http_pyrepl_session_t    s;
+    ngx_http_pyrepl_loc_conf_t  *plcf;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ws = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_ws_t));
+    if (ws == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ws->request = r;
+    ws->pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+    ws->last_out = &ws->out;
+    ws->finish.handler = ngx_http_pyrepl_ws_finish_handler;
+    ws->finish.data = ws;
+    ws->finish.log = r->connection->log;
+    ngx_memcpy(ws->id, id, PYREPL_ID_LEN);
+
+    if (ngx_http_pyrepl_table_get(ws->pmcf->shm_zone, id, &s) != NGX_OK) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "no session %.*s", PYREPL_ID_LEN,
+                                          (char *) id);
+    }
+
+    invalid = ngx_http_pyrepl_ws_handshake(r, ws);
+    if (invalid) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "bad_request", "%s", invalid);
+    }
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyrepl_module);
+
+    pr_ws_parser_init(&ws->parser,
+                      plcf->max_body_size ? (size_t) plcf->max_body_size
+                                          : ws->pmcf->max_frame,
+                      plcf->max_body_size ? (size_t) plcf->max_body_size
+                                          : ws->pmcf->max_frame);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        pr_ws_parser_free(&ws->parser);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_pyrepl_ws_cleanup;
+    cln->data = ws;
+
+    ngx_http_set_ctx(r, ws, ngx_http_pyrepl_module);
+
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    r->headers_out.content_length_n = -1;
+    r->keepalive = 0;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    r->main->count++;
+    r->read_event_handler = ngx_http_pyrepl_ws_read;
+    r->write_event_handler = ngx_http_pyrepl_ws_write;
+    r->connection->log->action = "serving a pyrepl WebSocket";
+
+    /* a graceful shutdown closes it (1001), like an idle keepalive */
+    r->connection->idle = 1;
+
+    /* frames the client sent right behind its handshake */
+
+    if (r->header_in->pos < r->header_in->last) {
+        rc = ngx_http_pyrepl_ws_input(ws, r->header_in->pos,
+                                      r->header_in->last - r->header_in->pos);
+        r->header_in->pos = r->header_in->last;
+
+        if (rc != NGX_OK) {
+            return NGX_DONE;
+        }
+    }
+
+    ngx_http_pyrepl_ws_read(r);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * Check the upgrade request and add the 101 headers.  Returns NULL, or
+ * why the request is no WebSocket upgrade (for a 400).
+ */
+static const char *
+ngx_http_pyrepl_ws_handshake(ngx_http_request_t *r, ngx_http_pyrepl_ws_t *ws)
+{
+    u_char            *accept;
+    ngx_table_elt_t   *upgrade, *connection, *key, *version, *proto, *h;
+
+    /* nginx 1.22 keeps no pointer to Connection: look both up */
+    upgrade = ngx_http_pyrepl_ws_header(r, "Upgrade");
+    connection = ngx_http_pyrepl_ws_header(r, "Connection");
+    key = ngx_http_pyrepl_ws_header(r, "Sec-WebSocket-Key");
+    version = ngx_http_pyrepl_ws_header(r, "Sec-WebSocket-Version");
+    proto = ngx_http_pyrepl_ws_header(r, "Sec-WebSocket-Protocol");
+
+    if (r->http_version != NGX_HTTP_VERSION_11
+        || upgrade == NULL
+        || ngx_strlcasestrn(upgrade->value.data,
+                            upgrade->value.data + upgrade->value.len,
+                            (u_char *) "websocket", sizeof("websocket") - 2)
+           == NULL
+        || connection == NULL
+        || ngx_strlcasestrn(connection->value.data,
+                            connection->value.data + connection->value.len,
+                            (u_char *) "upgrade", sizeof("upgrade") - 2)
+           == NULL)
+    {
+        return "this route takes an HTTP/1.1 WebSocket upgrade";
+    }
+
+    if (version == NULL || version->value.len != 2
+        || ngx_strncmp(version->value.data, "13", 2) != 0)
+    {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h != NULL) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "Sec-WebSocket-Version");
+            ngx_str_set(&h->value, "13");
+        }
+
+        return "Sec-WebSocket-Version must be 13";
+    }
+
+    accept = ngx_pnalloc(r->pool, PR_WS_ACCEPT_LEN + 1);
+    if (accept == NULL) {
+        return "out of memory";
+    }
+
+    if (key == NULL
+        || pr_ws_accept_key((char *) key->value.data, key->value.len,
+                            (char *) accept) != 0)
+    {
+        return "Sec-WebSocket-Key is missing or malformed";
+    }
+
+    ws->msgpack = proto != NULL
+                  && ngx_strlcasestrn(proto->value.data,
+                                      proto->value.data + proto->value.len,
+                                      (u_char *) PYREPL_WS_SUBPROTOCOL,
+                                      sizeof(PYREPL_WS_SUBPROTOCOL) - 2)
+                     != NULL;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return "out of memory";
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Upgrade");
+    ngx_str_set(&h->value, "websocket");
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return "out of memory";
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Sec-WebSocket-Accept");
+    h->value.data = accept;
+    h->value.len = PR_WS_ACCEPT_LEN;
+
+    if (ws->msgpack) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return "out of memory";
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Sec-WebSocket-Protocol");
+        ngx_str_set(&h->value, PYREPL_WS_SUBPROTOCOL);
+    }
+
+    return NULL;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_pyrepl_ws_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+static void
+ngx_http_pyrepl_ws_read(ngx_http_request_t *r)
+{
+    u_char                 buf[PYREPL_WS_READ_BUF];
+    ssize_t                n;
+    ngx_connection_t      *c;
+    ngx_http_pyrepl_ws_t  *ws;
+
+    ws = ngx_http_get_module_ctx(r, ngx_http_pyrepl_module);
+    c = r->connection;
+
+    if (c->close) {
+        /* nginx is shutting down gracefully */
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_GOING_AWAY,
+                                 "server shutting down");
+        return;
+    }
+
+    while (!ws->finished) {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_http_pyrepl_ws_finish(ws);
+            return;
+        }
+
+        if (ngx_http_pyrepl_ws_input(ws, buf, n) != NGX_OK) {
+            return;
+        }
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_pyrepl_ws_finish(ws);
+    }
+}
+
+
+/*
+ * Feed client bytes to the parser and act on what it yields.  Returns
+ * NGX_OK to read on, or NGX_DONE when the connection is closing or gone.
+ */
+static ngx_int_t
+ngx_http_pyrepl_ws_input(ngx_http_pyrepl_ws_t *ws, const u_char *p, size_t n)
+{
+    int            rc;
+    size_t         used;
+    pr_ws_frame_t  f;
+
+    while (!ws->finished && n > 0) {
+        rc = pr_ws_parse(&ws->parser, p, n, &used, &f);
+
+        if (rc == PR_WS_AGAIN) {
+            return NGX_OK;
+        }
+
+        if (rc != PR_WS_FRAME) {
+            ngx_log_error(NGX_LOG_INFO, ws->request->connection->log, 0,
+                          "pyrepl: WebSocket closed: %s",
+                          pr_ws_parser_error(&ws->parser));
+            ngx_http_pyrepl_ws_close(ws, pr_ws_close_status(rc),
+                                     pr_ws_parser_error(&ws->parser));
+            return NGX_DONE;
+        }
+
+        p += used;
+        n -= used;
+
+        if (ngx_http_pyrepl_ws_frame(ws, &f) != NGX_OK) {
+            return NGX_DONE;
+        }
+    }
+
+    return ws->finished ? NGX_DONE : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_ws_frame(ngx_http_pyrepl_ws_t *ws, pr_ws_frame_t *f)
+{
+    json_t            *msg;
+    json_error_t       jerr;
+    msgpack_unpacked   up;
+
+    switch (f->opcode) {
+
+    case PR_WS_OP_PING:
+        return ngx_http_pyrepl_ws_send_frame(ws, PR_WS_OP_PONG, f->payload,
+                                             f->len);
+
+    case PR_WS_OP_PONG:
+        return NGX_OK;
+
+    case PR_WS_OP_CLOSE:
+        ngx_http_pyrepl_ws_close(ws, f->close_code == PR_WS_CLOSE_NO_STATUS
+                                     ? PR_WS_CLOSE_NORMAL : f->close_code,
+                                 NULL);
+        return NGX_DONE;
+
+    case PR_WS_OP_TEXT:
+        msg = json_loadb((char *) f->payload, f->len, JSON_REJECT_DUPLICATES,
+                         &jerr);
+        break;
+
+    default: /* PR_WS_OP_BINARY */
+        msgpack_unpacked_init(&up);
+        msg = NULL;
+
+        if (msgpack_unpack_next(&up, (char *) f->payload, f->len, NULL)
+            == MSGPACK_UNPACK_SUCCESS)
+        {
+            msg = pr_msgpack_to_json(&up.data);
+        }
+
+        msgpack_unpacked_destroy(&up);
+        break;
+    }
+
+    if (msg == NULL || !json_is_object(msg)) {
+        json_decref(msg);
+        return ngx_http_pyrepl_ws_refuse(ws, NULL, "bad_request",
+                                         "a message must be one JSON object "
+                                         "(msgpack map in binary frames)");
+    }
+
+    return ngx_http_pyrepl_ws_message(ws, msg);
+}
+
+
+/* One client message (reference stolen). */
+static ngx_int_t
+ngx_http_pyrepl_ws_message(ngx_http_pyrepl_ws_t *ws, json_t *msg)
+{
+    json_t      *value, *rid, *id;
+    ngx_int_t    rc;
+    const char  *type;
+
+    type = json_string_value(json_object_get(msg, "type"));
+    id = json_object_get(msg, "id");
+
+    if (type == NULL) {
+        rc = ngx_http_pyrepl_ws_refuse(ws, id, "bad_request",
+                                       "\"type\" must be run, input or "
+                                       "interrupt");
+
+    } else if (ngx_strcmp(type, "run") == 0) {
+        rc = ngx_http_pyrepl_ws_run(ws, msg);
+
+    } else if (ngx_strcmp(type, "interrupt") == 0) {
+        rc = NGX_OK;
+        if (ws->exec) {
+            (void) ngx_http_pyrepl_exec_interrupt(ws->exec);
+        }
+
+    } else if (ngx_strcmp(type, "input") == 0) {
+        value = json_object_get(msg, "value");
+        rid = json_object_get(msg, "request_id");
+
+        if (!json_is_string(value) || (rid && !json_is_string(rid))) {
+            rc = ngx_http_pyrepl_ws_refuse(ws, id, "bad_request",
+                                           "\"value\" must be a string");
+
+        } else if (ws->exec == NULL
+                   || ngx_http_pyrepl_exec_input(ws->exec, value, rid)
+                      != NGX_OK)
+        {
+            rc = ngx_http_pyrepl_ws_refuse(ws, id, "no_pending_input",
+                                           "no run is waiting for input");
+
+        } else {
+            rc = NGX_OK;
+        }
+
+    } else {
+        rc = ngx_http_pyrepl_ws_refuse(ws, id, "bad_request",
+                                       "\"type\" must be run, input or "
+                                       "interrupt");
+    }
+
+    json_decref(msg);
+
+    return rc;
+}
+
+
+/* {"type": "run", "id", "code", ...}: start an exec in a pool of its own. */
+static ngx_int_t
+ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws, json_t *msg)
+{
+    json_t                  *id;
+    ngx_int_t                rc;
+    ngx_pool_t              *pool;
+    const char              *invalid;
+    ngx_http_pyrepl_exec_t  *ex;
+
+    id = json_object_get(msg, "id");
+
+    if (ws->exec) {
+        return ngx_http_pyrepl_ws_refuse(ws, id, "session_busy",
+                                         "a run is going on");
+    }
+
+    pool = ngx_create_pool(4096, ws->request->connection->log);
+    if (pool == NULL) {
+        return ngx_http_pyrepl_ws_refuse(ws, id, "unavailable",
+                                         "out of memory");
+    }
+
+    ex = ngx_pcalloc(pool, sizeof(ngx_http_pyrepl_exec_t));
+    if (ex == NULL) {
+        ngx_destroy_pool(pool);
+        return ngx_http_pyrepl_ws_refuse(ws, id, "unavailable",
+                                         "out of memory");
+    }
+
+    ex->pool = pool;
+    ex->log = ws->request->connection->log;
+    ex->pmcf = ws->pmcf;
+    ex->data = ws;
+    ex->event = ngx_http_pyrepl_ws_event;
+    ex->done = ngx_http_pyrepl_ws_done;
+    ex->interactive = 1;
+    ngx_memcpy(ex->id, ws->id, PYREPL_ID_LEN);
+
+    invalid = ngx_http_pyrepl_exec_parse(ex, msg);
+    if (invalid) {
+        ngx_destroy_pool(pool);
+        return ngx_http_pyrepl_ws_refuse(ws, id, "bad_request", invalid);
+    }
+
+    rc = ngx_http_pyrepl_exec_reserve(ex);
+
+    if (rc != NGX_OK) {
+        ngx_destroy_pool(pool);
+        return ngx_http_pyrepl_ws_refuse(ws, id,
+                   rc == NGX_BUSY ? "session_busy"
+                   : rc == NGX_DECLINED ? "not_found" : "unavailable",
+                   rc == NGX_BUSY ? "the session is running code"
+                   : rc == NGX_DECLINED ? "the session is gone"
+                   : "out of memory");
+    }
+
+    ws->exec = ex;
+    ws->run_id = json_incref(id ? id : json_null());
+
+    rc = ngx_http_pyrepl_exec_start(ex);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_pyrepl_ws_end_exec(ws);
+        return ngx_http_pyrepl_ws_refuse(ws, id, "unavailable",
+                                         "the run could not start");
+    }
+
+    return ws->finished ? NGX_DONE : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_ws_event(ngx_http_pyrepl_exec_t *ex, const char *event,
+    json_t *data)
+{
+    ngx_http_pyrepl_ws_t  *ws;
+
+    ws = ex->data;
+
+    if (data == NULL
+        || json_object_set_new(data, "type", json_string(event)) != 0
+        || json_object_set(data, "id", ws->run_id) != 0)
+    {
+        json_decref(data);
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                 "out of memory");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_pyrepl_ws_send_json(ws, data) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ws->out_size > PYREPL_WS_HIGH) {
+        ws->paused = 1;
+        ngx_http_pyrepl_exec_pause(ex);
+        return NGX_AGAIN;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pyrepl_ws_done(ngx_http_pyrepl_exec_t *ex, const char *status,
+    ngx_uint_t count, ngx_msec_t ms)
+{
+    json_t                *data;
+    ngx_http_pyrepl_ws_t  *ws;
+
+    ws = ex->data;
+
+    data = json_pack("{s:s,s:O,s:s,s:I,s:I}",
+                     "type", "execution_complete",
+                     "id", ws->run_id,
+                     "status", status,
+                     "execution_count", (json_int_t) count,
+                     "duration_ms", (json_int_t) ms);
+
+    ngx_http_pyrepl_ws_end_exec(ws);
+
+    if (data == NULL) {
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                 "out of memory");
+        return;
+    }
+
+    (void) ngx_http_pyrepl_ws_send_json(ws, data);
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_ws_refuse(ngx_http_pyrepl_ws_t *ws, json_t *id,
+    const char *code, const char *message)
+{
+    json_t  *o;
+
+    o = json_pack("{s:s,s:O,s:{s:s,s:s}}", "type", "error",
+                  "id", id ? id : json_null(),
+                  "error", "code", code, "message", message);
+
+    if (o == NULL) {
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                 "out of memory");
+        return NGX_DONE;
+    }
+
+    return ngx_http_pyrepl_ws_send_json(ws, o);
+}
+
+
+/* Queue o (reference stolen) as a text or, with msgpack, binary frame. */
+static ngx_int_t
+ngx_http_pyrepl_ws_send_json(ngx_http_pyrepl_ws_t *ws, json_t *o)
+{
+    char             *text;
+    ngx_int_t         rc;
+    msgpack_packer    pk;
+    msgpack_sbuffer   sb;
+
+    if (ws->msgpack) {
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+
+        rc = (pr_json_to_msgpack(o, &pk) == 0)
+             ? ngx_http_pyrepl_ws_send_frame(ws, PR_WS_OP_BINARY,
+                                             (u_char *) sb.data, sb.size)
+             : NGX_ERROR;
+
+        msgpack_sbuffer_destroy(&sb);
+
+    } else {
+        text = json_dumps(o, JSON_COMPACT);
+
+        rc = text ? ngx_http_pyrepl_ws_send_frame(ws, PR_WS_OP_TEXT,
+                                                  (u_char *) text,
+                                                  ngx_strlen(text))
+                  : NGX_ERROR;
+        free(text);
+    }
+
+    json_decref(o);
+
+    if (rc == NGX_ERROR && !ws->finished) {
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                 "cannot encode a message");
+    }
+
+    return rc == NGX_ERROR ? NGX_DONE : rc;
+}
+
+
+/*
+ * Queue one server frame and start writing.  Returns NGX_OK, or NGX_DONE
+ * when the connection is gone (or going).
+ */
+static ngx_int_t
+ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws, int opcode,
+    const u_char *payload, size_t len)
+{
+    u_char       hdr[PR_WS_MAX_SERVER_HDR];
+    size_t       hlen;
+    ngx_buf_t   *b;
+    ngx_chain_t *cl;
+
+    if (ws->finished || ws->closing) {
+        return ws->finished ? NGX_DONE : NGX_OK;
+    }
+
+    hlen = pr_ws_header(hdr, opcode, 1, len);
+    if (hlen == 0) {
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                 "bad frame");
+        return NGX_DONE;
+    }
+
+    cl = ngx_chain_get_free_buf(ws->request->pool, &ws->free);
+    if (cl == NULL) {
+        ngx_http_pyrepl_ws_finish(ws);
+        return NGX_DONE;
+    }
+
+    b = cl->buf;
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    b->start = ngx_alloc(hlen + len, ws->request->connection->log);
+    if (b->start == NULL) {
+        ngx_http_pyrepl_ws_finish(ws);
+        return NGX_DONE;
+    }
+
+    b->pos = b->start;
+    b->last = ngx_cpymem(b->start, hdr, hlen);
+    b->last = ngx_cpymem(b->last, payload, len);
+    b->end = b->last;
+    b->temporary = 1;
+
+    cl->next = NULL;
+    *ws->last_out = cl;
+    ws->last_out = &cl->next;
+    ws->out_size += hlen + len;
+
+    if (ngx_http_pyrepl_ws_flush(ws) == NGX_ERROR) {
+        ngx_http_pyrepl_ws_finish(ws);
+        return NGX_DONE;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Write queued frames until done or the socket is full.  Returns NGX_OK
+ * (all written), NGX_AGAIN, or NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_pyrepl_ws_flush(ngx_http_pyrepl_ws_t *ws)
+{
+    ssize_t             n;
+    ngx_buf_t          *b;
+    ngx_chain_t        *cl;
+    ngx_connection_t   *c;
+    ngx_http_request_t *r;
+
+    r = ws->request;
+    c = r->connection;
+
+    /* the 101 answer may still wait in the HTTP output chain */
+
+    if (r->out || c->buffered) {
+        if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (r->out || c->buffered) {
+            return ngx_handle_write_event(c->write, 0) == NGX_OK
+                   ? NGX_AGAIN : NGX_ERROR;
+        }
+    }
+
+    while (ws->out) {
+        cl = ws->out;
+        b = cl->buf;
+
+        n = c->send(c, b->pos, b->last - b->pos);
+
+        if (n == NGX_AGAIN) {
+            return ngx_handle_write_event(c->write, 0) == NGX_OK
+                   ? NGX_AGAIN : NGX_ERROR;
+        }
+
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        b->pos += n;
+        ws->out_size -= n;
+
+        if (b->pos < b->last) {
+            continue;
+        }
+
+        ngx_free(b->start);
+        b->start = NULL;
+
+        ws->out = cl->next;
+        if (ws->out == NULL) {
+            ws->last_out = &ws->out;
+        }
+
+        cl->next = ws->free;
+        ws->free = cl;
+    }
+
+    if (ws->paused && ws->out_size <= PYREPL_WS_LOW && ws->exec) {
+        ws->paused = 0;
+        ngx_http_pyrepl_exec_resume(ws->exec);
+    }
+
+    if (ws->closing) {
+        /* our close frame is out: the connection is done */
+        ngx_http_pyrepl_ws_finish(ws);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_pyrepl_ws_write(ngx_http_request_t *r)
+{
+    ngx_http_pyrepl_ws_t  *ws;
+
+    ws = ngx_http_get_module_ctx(r, ngx_http_pyrepl_module);
+
+    if (ngx_http_pyrepl_ws_flush(ws) == NGX_ERROR) {
+        ngx_http_pyrepl_ws_finish(ws);
+    }
+}
+
+
+/* Queue a close frame; the connection ends once it is written. */
+static void
+ngx_http_pyrepl_ws_close(ngx_http_pyrepl_ws_t *ws, uint16_t code,
+    const char *reason)
+{
+    u_char  payload[PR_WS_MAX_CONTROL];
+    size_t  len;
+
+    if (ws->closing || ws->finished) {
+        return;
+    }
+
+    ngx_http_pyrepl_ws_end_exec(ws);
+
+    len = pr_ws_close_payload(payload, code, reason,
+                              reason ? ngx_strlen(reason) : 0);
+
+    if (ngx_http_pyrepl_ws_send_frame(ws, PR_WS_OP_CLOSE, payload, len)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    ws->closing = 1;
+
+    if (ws->out == NULL) {
+        ngx_http_pyrepl_ws_finish(ws);
+    }
+}
+
+
+/*
+ * The connection is over.  The request ends from a posted event, so that
+ * whatever called this may still use ws until it returns to the loop.
+ */
+static void
+ngx_http_pyrepl_ws_finish(ngx_http_pyrepl_ws_t *ws)
+{
+    if (ws->finished) {
+        return;
+    }
+
+    ws->finished = 1;
+    ngx_post_event(&ws->finish, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_pyrepl_ws_finish_handler(ngx_event_t *ev)
+{
+    ngx_http_pyrepl_ws_t  *ws = ev->data;
+
+    /* keepalive is off since the 101, so this closes the connection */
+    ngx_http_finalize_request(ws->request, NGX_OK);
+}
+
+
+/* Drop the running exec, if any: closing its peer interrupts the run. */
+static void
+ngx_http_pyrepl_ws_end_exec(ngx_http_pyrepl_ws_t *ws)
+{
+    ngx_pool_t  *pool;
+
+    if (ws->exec == NULL) {
+        return;
+    }
+
+    pool = ws->exec->pool;
+    ws->exec = NULL;
+    ws->paused = 0;
+
+    json_decref(ws->run_id);
+    ws->run_id = NULL;
+
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+ngx_http_pyrepl_ws_cleanup(void *data)
+{
+    ngx_http_pyrepl_ws_t  *ws = data;
+
+    ngx_chain_t  *cl;
+
+    ws->finished = 1;
+
+    if (ws->finish.posted) {
+        ngx_delete_posted_event(&ws->finish);
+    }
+
+    ngx_http_pyrepl_ws_end_exec(ws);
+
+    for (cl = ws->out; cl; cl = cl->next) {
+        ngx_free(cl->buf->start);
+    }
+
+    ws->out = NULL;
+
+    pr_ws_parser_free(&ws->parser);
+}
