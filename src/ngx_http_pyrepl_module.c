@@ -80,6 +80,20 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       0,
       NULL },
 
+    { ngx_string("pyrepl_api_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyrepl_api_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pyrepl_api_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyrepl_api_key_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("pyrepl_bin_dir"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -188,11 +202,43 @@ ngx_module_t  ngx_http_pyrepl_module = {
 static ngx_int_t
 ngx_http_pyrepl_handler(ngx_http_request_t *r)
 {
-    u_char                    *id;
-    ngx_int_t                  rc;
-    ngx_http_pyrepl_action_t  *action;
+    u_char                       *id;
+    uint64_t                      tenant;
+    ngx_int_t                     rc;
+    ngx_table_elt_t              *h;
+    ngx_http_pyrepl_session_t     s;
+    ngx_http_pyrepl_action_t     *action;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    if (ngx_http_pyrepl_authenticate(r, &tenant) != NGX_OK) {
+        ngx_http_discard_request_body(r);
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h != NULL) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "WWW-Authenticate");
+            ngx_str_set(&h->value, "Bearer realm=\"pyrepl\"");
+        }
+
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_UNAUTHORIZED,
+                                          "unauthorized",
+                                          "a valid API key is required "
+                                          "(Authorization: Bearer <key> or "
+                                          "X-API-Key: <key>)");
+    }
 
     rc = ngx_http_pyrepl_parse_path(r, &id, &action);
+
+    /* another tenant's session does not exist, as far as this one knows */
+
+    if (rc == NGX_OK && id != NULL
+        && ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) == NGX_OK
+        && s.tenant != tenant)
+    {
+        rc = NGX_DECLINED;
+    }
 
     if (rc != NGX_OK) {
         ngx_http_discard_request_body(r);

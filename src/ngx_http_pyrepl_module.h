@@ -7,6 +7,7 @@
  *   ngx_http_pyrepl_module.c   directives, configuration, request routing
  *   ngx_http_pyrepl_spawn.c    starting the supervisor from the nginx master
  *   ngx_http_pyrepl_table.c    the session table in shared memory
+ *   ngx_http_pyrepl_auth.c     API keys and tenants
  *   ngx_http_pyrepl_peer.c     frame connections over nginx's event loop
  *   ngx_http_pyrepl_reply.c    JSON bodies, errors, request body reading
  *   ngx_http_pyrepl_session.c  create, list, get, delete
@@ -85,6 +86,7 @@ typedef struct {
     ngx_uint_t               state;
     ngx_pid_t                pid;            /* the session process */
     ngx_pid_t                runner;         /* nginx worker streaming a run */
+    uint64_t                 tenant;         /* of the key that created it */
     time_t                   created;
     time_t                   expires;
     time_t                   last_activity;
@@ -108,7 +110,14 @@ typedef struct {
 
 
 typedef struct {
+    ngx_str_t                key;
+    uint64_t                 tenant;
+} ngx_http_pyrepl_key_t;
+
+
+typedef struct {
     ngx_shm_zone_t          *shm_zone;
+    ngx_array_t             *api_keys;       /* ngx_http_pyrepl_key_t */
     ngx_str_t                bin_dir;
     ngx_str_t                socket_dir;
     ngx_str_t                workdir;
@@ -255,7 +264,17 @@ void ngx_http_pyrepl_table_end_run(ngx_shm_zone_t *zone, u_char *id,
     ngx_uint_t state, ngx_uint_t execution_count);
 void ngx_http_pyrepl_table_remove(ngx_shm_zone_t *zone, u_char *id);
 ngx_array_t *ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone,
-    ngx_pool_t *pool);
+    ngx_pool_t *pool, uint64_t tenant);
+
+
+/* API keys and tenants (ngx_http_pyrepl_auth.c) */
+
+char *ngx_http_pyrepl_api_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_pyrepl_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_pyrepl_authenticate(ngx_http_request_t *r,
+    uint64_t *tenant);
 
 
 /* the supervisor process (ngx_http_pyrepl_spawn.c) */

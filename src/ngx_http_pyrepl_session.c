@@ -78,6 +78,11 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
         return;
     }
 
+    if (ngx_http_pyrepl_authenticate(r, &ctl->session.tenant) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_UNAUTHORIZED);
+        return;                                /* checked by the router */
+    }
+
     ctl->session.state = PYREPL_STATE_STARTING;
     ctl->session.created = ngx_time();
     ctl->session.last_activity = ctl->session.created;
@@ -256,6 +261,7 @@ ngx_int_t
 ngx_http_pyrepl_list_handler(ngx_http_request_t *r)
 {
     json_t                       *list, *o;
+    uint64_t                      tenant;
     ngx_uint_t                    i;
     ngx_array_t                  *sessions;
     ngx_http_pyrepl_session_t    *s;
@@ -267,7 +273,11 @@ ngx_http_pyrepl_list_handler(ngx_http_request_t *r)
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
-    sessions = ngx_http_pyrepl_table_list(pmcf->shm_zone, r->pool);
+    if (ngx_http_pyrepl_authenticate(r, &tenant) != NGX_OK) {
+        return NGX_HTTP_UNAUTHORIZED;          /* checked by the router */
+    }
+
+    sessions = ngx_http_pyrepl_table_list(pmcf->shm_zone, r->pool, tenant);
     if (sessions == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

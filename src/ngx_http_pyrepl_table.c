@@ -532,9 +532,10 @@ ngx_http_pyrepl_table_remove(ngx_shm_zone_t *zone, u_char *id)
 }
 
 
-/* Copies of every session, or NULL on allocation failure. */
+/* Copies of the tenant's sessions, or NULL on allocation failure. */
 ngx_array_t *
-ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool)
+ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool,
+    uint64_t tenant)
 {
     time_t                       now;
     ngx_queue_t                 *q;
@@ -561,7 +562,7 @@ ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool)
     {
         n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
 
-        if (ngx_http_pyrepl_gone(&n->s, now)) {
+        if (ngx_http_pyrepl_gone(&n->s, now) || n->s.tenant != tenant) {
             continue;
         }
 

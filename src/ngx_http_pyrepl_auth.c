@@ -1,0 +1,312 @@
+/*
+ * ngx_http_pyrepl_auth.c: API keys and tenancy.  With no pyrepl_api_key
+ * configured the API is open (for local use).  With keys, a request must
+ * carry "Authorization: Bearer <key>" or "X-API-Key: <key>" (else 401),
+ * and its tenant is an 8-byte SHA-1 prefix of the key: sessions record
+ * the tenant that created them, and every other tenant is told 404, as if
+ * the session did not exist.  Keys are compared in constant time (every
+ * configured key, every byte) and never logged.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+#include "pyrepl_ws.h"
+
+
+#define PYREPL_KEY_MIN  16
+#define PYREPL_KEY_MAX  256
+
+
+static char *ngx_http_pyrepl_add_key(ngx_conf_t *cf,
+    ngx_http_pyrepl_main_conf_t *pmcf, ngx_str_t *key, ngx_str_t *where);
+static ngx_int_t ngx_http_pyrepl_presented_key(ngx_http_request_t *r,
+    ngx_str_t *key);
+static uint64_t ngx_http_pyrepl_tenant_of(u_char *key, size_t len);
+
+
+/* pyrepl_api_key <key>; (repeatable) */
+char *
+ngx_http_pyrepl_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    return ngx_http_pyrepl_add_key(cf, conf, &value[1], NULL);
+}
+
+
+/* pyrepl_api_key_file <path>; one key a line, "#" starts a comment */
+char *
+ngx_http_pyrepl_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    u_char           *p, *last, *eol;
+    char             *rc;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t        *value, key, data;
+    ngx_file_info_t   fi;
+
+    value = cf->args->elts;
+
+    if (ngx_conf_full_name(cf->cycle, &value[1], 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(value[1].data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot open pyrepl_api_key_file \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 1024 * 1024)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_api_key_file \"%V\" is unreadable or over "
+                           "1m", &value[1]);
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    data.len = ngx_file_size(&fi);
+    data.data = ngx_pnalloc(cf->temp_pool, data.len + 1);
+    if (data.data == NULL) {
+        ngx_close_file(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    n = ngx_read_fd(fd, data.data, data.len);
+    ngx_close_file(fd);
+
+    if (n != (ssize_t) data.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot read pyrepl_api_key_file \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    p = data.data;
+    last = data.data + data.len;
+
+    for ( /* void */ ; p < last; p = eol + 1) {
+        eol = ngx_strlchr(p, last, '\n');
+        if (eol == NULL) {
+            eol = last;
+        }
+
+        key.data = p;
+        key.len = eol - p;
+
+        while (key.len && (key.data[0] == ' ' || key.data[0] == '\t')) {
+            key.data++;
+            key.len--;
+        }
+
+        while (key.len && (key.data[key.len - 1] == ' '
+                           || key.data[key.len - 1] == '\t'
+                           || key.data[key.len - 1] == '\r'))
+        {
+            key.len--;
+        }
+
+        if (key.len == 0 || key.data[0] == '#') {
+            continue;
+        }
+
+        rc = ngx_http_pyrepl_add_key(cf, conf, &key, &value[1]);
+        if (rc != NGX_CONF_OK) {
+            return rc;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pyrepl_add_key(ngx_conf_t *cf, ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_str_t *key, ngx_str_t *where)
+{
+    size_t                  i;
+    ngx_http_pyrepl_key_t  *k;
+
+    /* the messages name the file, never the key */
+
+    if (key->len < PYREPL_KEY_MIN || key->len > PYREPL_KEY_MAX) {
+        if (where) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "a pyrepl API key in \"%V\" is not %d to %d "
+                               "characters long", where, PYREPL_KEY_MIN,
+                               PYREPL_KEY_MAX);
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "a pyrepl API key must be %d to %d "
+                               "characters long", PYREPL_KEY_MIN,
+                               PYREPL_KEY_MAX);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < key->len; i++) {
+        if (key->data[i] <= ' ' || key->data[i] >= 0x7f) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "a pyrepl API key may hold printable ASCII "
+                               "only, no spaces");
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (pmcf->api_keys == NULL) {
+        pmcf->api_keys = ngx_array_create(cf->pool, 4,
+                                          sizeof(ngx_http_pyrepl_key_t));
+        if (pmcf->api_keys == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    k = ngx_array_push(pmcf->api_keys);
+    if (k == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    k->key.len = key->len;
+    k->key.data = ngx_pnalloc(cf->pool, key->len);
+    if (k->key.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(k->key.data, key->data, key->len);
+    k->tenant = ngx_http_pyrepl_tenant_of(key->data, key->len);
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The request's tenant: 0 when no keys are configured (open API), else
+ * that of the key it presents.  Returns NGX_OK, or NGX_DECLINED when the
+ * request must be answered 401.
+ */
+ngx_int_t
+ngx_http_pyrepl_authenticate(ngx_http_request_t *r, uint64_t *tenant)
+{
+    u_char                        diff;
+    size_t                        i, j;
+    uint64_t                      found;
+    ngx_str_t                     presented;
+    ngx_http_pyrepl_key_t        *k;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    *tenant = 0;
+
+    if (pmcf->api_keys == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_pyrepl_presented_key(r, &presented) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    /* look at every key and every byte, whatever matches */
+
+    found = 0;
+    k = pmcf->api_keys->elts;
+
+    for (i = 0; i < pmcf->api_keys->nelts; i++) {
+        diff = (u_char) (k[i].key.len != presented.len);
+
+        for (j = 0; j < k[i].key.len; j++) {
+            diff |= k[i].key.data[j]
+                    ^ (j < presented.len ? presented.data[j] : 0);
+        }
+
+        found |= (diff == 0) ? k[i].tenant : 0;
+    }
+
+    if (found == 0) {
+        return NGX_DECLINED;
+    }
+
+    *tenant = found;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NGX_DECLINED;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("X-API-Key") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-API-Key",
+                               sizeof("X-API-Key") - 1) == 0)
+        {
+            *key = h[i].value;
+            return NGX_OK;
+        }
+
+        if (h[i].key.len == sizeof("Authorization") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Authorization",
+                               sizeof("Authorization") - 1) == 0
+            && h[i].value.len > sizeof("Bearer ") - 1
+            && ngx_strncasecmp(h[i].value.data, (u_char *) "Bearer ",
+                               sizeof("Bearer ") - 1) == 0)
+        {
+            key->data = h[i].value.data + sizeof("Bearer ") - 1;
+            key->len = h[i].value.len - (sizeof("Bearer ") - 1);
+
+            while (key->len && key->data[0] == ' ') {
+                key->data++;
+                key->len--;
+            }
+
+            return NGX_OK;
+        }
+    }
+}
+
+
+/* Never 0, which stands for "no keys configured". */
+static uint64_t
+ngx_http_pyrepl_tenant_of(u_char *key, size_t len)
+{
+    uint8_t       digest[20];
+    uint64_t      tenant;
+    ngx_uint_t    i;
+    pr_ws_sha1_t  sha1;
+
+    pr_ws_sha1_init(&sha1);
+    pr_ws_sha1_update(&sha1, "pyrepl tenant\n", sizeof("pyrepl tenant\n") - 1);
+    pr_ws_sha1_update(&sha1, key, len);
+    pr_ws_sha1_final(&sha1, digest);
+
+    tenant = 0;
+    for (i = 0; i < 8; i++) {
+        tenant = (tenant << 8) | digest[i];
+    }
+
+    return tenant ? tenant : 1;
+}
