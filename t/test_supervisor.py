@@ -337,7 +337,12 @@ def tmp():
                 log = f.read()
             for bad in ("Sanitizer", "runtime error:", "AddressSanitizer"):
                 assert bad not in log, log
+    # SIGKILLed processes may take a moment to be gone; await it, bounded
+    end = time.monotonic() + DEADLINE
     strays = procs_under(root)
+    while strays and time.monotonic() < end:
+        time.sleep(0.01)
+        strays = procs_under(root)
     for pid in strays:
         try:
             os.kill(pid, signal.SIGKILL)
