@@ -12,6 +12,12 @@
  * a sink may simply destroy the pool (or finalize its request) at any time.
  * A sink's event handler that returns NGX_ERROR, and its done handler, may
  * do exactly that, so the exec touches nothing after calling them.
+ *
+ * Deadlines: every run has one (timeout_ms, at most and by default
+ * pyrepl_run_timeout_max).  At the deadline the run is interrupted; if it
+ * is still going pyrepl_timeout_grace later (the code swallowed the
+ * KeyboardInterrupt), the supervisor kills the session process, the run
+ * ends "crashed" and so does the session.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -28,6 +34,8 @@ static ngx_int_t ngx_http_pyrepl_exec_crashed(ngx_http_pyrepl_exec_t *ex,
 static ngx_int_t ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_uint_t count, ngx_msec_t ms);
 static void ngx_http_pyrepl_exec_deadline(ngx_event_t *ev);
+static void ngx_http_pyrepl_exec_grace(ngx_event_t *ev);
+static void ngx_http_pyrepl_exec_timers_off(ngx_http_pyrepl_exec_t *ex);
 static void ngx_http_pyrepl_exec_count(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_msec_t ms);
 static void ngx_http_pyrepl_exec_cleanup(void *data);
@@ -67,12 +75,17 @@ ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
     ngx_memcpy(ex->code.data, json_string_value(code), len);
     ex->code.len = len;
 
+    ex->timeout = ex->pmcf->run_timeout_max;
+
     v = json_object_get(body, "timeout_ms");
     if (v != NULL && !json_is_null(v)) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0
-            || json_integer_value(v) > 7 * 86400 * 1000LL)
+        if (!json_is_integer(v) || json_integer_value(v) < 1
+            || json_integer_value(v) > (json_int_t) ex->pmcf->run_timeout_max)
         {
-            return "\"timeout_ms\" must be a non-negative integer";
+            ngx_snprintf(ex->why, sizeof(ex->why) - 1,
+                         "\"timeout_ms\" must be an integer from 1 to %M%Z",
+                         ex->pmcf->run_timeout_max);
+            return (char *) ex->why;
         }
 
         ex->timeout = (ngx_msec_t) json_integer_value(v);
@@ -399,7 +412,11 @@ ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer, const char *reason)
                   "pyrepl: session %*s lost during a run: %s",
                   (size_t) PYREPL_ID_LEN, ex->id, reason);
 
-    ngx_http_pyrepl_exec_crashed(ex, "the session process exited");
+    ngx_http_pyrepl_exec_crashed(ex, ex->killed
+                                     ? "the run ignored the interrupt at its "
+                                       "timeout; the session process was "
+                                       "killed"
+                                     : "the session process exited");
 }
 
 
@@ -440,9 +457,7 @@ ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex, const char *status,
         ex->ended = 1;
     }
 
-    if (ex->deadline.timer_set) {
-        ngx_del_timer(&ex->deadline);
-    }
+    ngx_http_pyrepl_exec_timers_off(ex);
 
     ngx_http_pyrepl_exec_count(ex, status, ms);
 
@@ -465,6 +480,42 @@ ngx_http_pyrepl_exec_deadline(ngx_event_t *ev)
         ngx_log_error(NGX_LOG_ERR, ev->log, 0,
                       "pyrepl: cannot interrupt session %*s at its deadline",
                       (size_t) PYREPL_ID_LEN, ex->id);
+    }
+
+    ex->grace.handler = ngx_http_pyrepl_exec_grace;
+    ex->grace.data = ex;
+    ex->grace.log = ex->log;
+    ngx_add_timer(&ex->grace, ex->pmcf->timeout_grace);
+}
+
+
+/* The run outlived its interrupt: end the session process. */
+static void
+ngx_http_pyrepl_exec_grace(ngx_event_t *ev)
+{
+    ngx_http_pyrepl_exec_t  *ex;
+
+    ex = ev->data;
+    ex->killed = 1;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "pyrepl: session %*s ignored the interrupt at its "
+                  "deadline for %M ms: killing it", (size_t) PYREPL_ID_LEN,
+                  ex->id, ex->pmcf->timeout_grace);
+
+    ngx_http_pyrepl_kill_session(ex->pmcf, ex->id, ev->log);
+}
+
+
+static void
+ngx_http_pyrepl_exec_timers_off(ngx_http_pyrepl_exec_t *ex)
+{
+    if (ex->deadline.timer_set) {
+        ngx_del_timer(&ex->deadline);
+    }
+
+    if (ex->grace.timer_set) {
+        ngx_del_timer(&ex->grace);
     }
 }
 
@@ -504,9 +555,7 @@ ngx_http_pyrepl_exec_cleanup(void *data)
         ex->ended = 1;
     }
 
-    if (ex->deadline.timer_set) {
-        ngx_del_timer(&ex->deadline);
-    }
+    ngx_http_pyrepl_exec_timers_off(ex);
 
     ngx_http_pyrepl_peer_close(&ex->peer);
 }

@@ -157,6 +157,20 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, reap_interval),
       NULL },
 
+    { ngx_string("pyrepl_run_timeout_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, run_timeout_max),
+      NULL },
+
+    { ngx_string("pyrepl_timeout_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, timeout_grace),
+      NULL },
+
     { ngx_string("pyrepl_max_sessions"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -467,6 +481,8 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->session_ttl_max = NGX_CONF_UNSET;
     pmcf->idle_timeout = NGX_CONF_UNSET;
     pmcf->reap_interval = NGX_CONF_UNSET_MSEC;
+    pmcf->run_timeout_max = NGX_CONF_UNSET_MSEC;
+    pmcf->timeout_grace = NGX_CONF_UNSET_MSEC;
     pmcf->max_sessions = NGX_CONF_UNSET_UINT;
 
     return pmcf;
@@ -496,6 +512,15 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(pmcf->session_ttl_max, PYREPL_DEFAULT_TTL_MAX);
     ngx_conf_init_value(pmcf->idle_timeout, 0);
     ngx_conf_init_msec_value(pmcf->reap_interval, 1000);
+    ngx_conf_init_msec_value(pmcf->run_timeout_max, 300000);
+    ngx_conf_init_msec_value(pmcf->timeout_grace, 3000);
+
+    if (pmcf->run_timeout_max < 1 || pmcf->timeout_grace < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_run_timeout_max and pyrepl_timeout_grace "
+                           "must be positive");
+        return NGX_CONF_ERROR;
+    }
     ngx_conf_init_uint_value(pmcf->max_sessions, 100);
 
     if (pmcf->reap_interval < 10) {

@@ -128,6 +128,8 @@ typedef struct {
     time_t                   session_ttl_max;
     time_t                   idle_timeout;   /* 0: sessions never idle out */
     ngx_msec_t               reap_interval;
+    ngx_msec_t               run_timeout_max;
+    ngx_msec_t               timeout_grace;
     ngx_uint_t               max_sessions;
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
 } ngx_http_pyrepl_main_conf_t;
@@ -221,11 +223,14 @@ struct ngx_http_pyrepl_exec_s {
     ngx_msec_t                    timeout;
     ngx_uint_t                    execution_count;
     ngx_event_t                   deadline;
+    ngx_event_t                   grace;
+    u_char                        why[96];    /* a 400's message */
 
     unsigned                      interactive:1; /* input() is answerable */
     unsigned                      ended:1;    /* the table is updated */
     unsigned                      crashed:1;  /* known dead at reserve */
     unsigned                      timed_out:1;
+    unsigned                      killed:1;   /* past the grace period */
 };
 
 const char *ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex,
@@ -306,6 +311,8 @@ const char *ngx_http_pyrepl_state_name(ngx_uint_t state);
 
 void ngx_http_pyrepl_reaper_start(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf);
+void ngx_http_pyrepl_kill_session(ngx_http_pyrepl_main_conf_t *pmcf,
+    u_char *id, ngx_log_t *log);
 ngx_int_t ngx_http_pyrepl_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyrepl_supervisor_up(ngx_http_pyrepl_main_conf_t *pmcf);
 ngx_uint_t ngx_http_pyrepl_run_status(const char *status);

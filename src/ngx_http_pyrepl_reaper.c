@@ -6,6 +6,10 @@
  * answer 404 from then on); one connection to the supervisor carries a
  * "kill" per session, pipelined, and each confirmed kill removes the entry.
  * Kills that fail stay terminated and are sent again on the next round.
+ *
+ * The same kind of connection kills one session on demand (a run that
+ * ignored its timeout): ngx_http_pyrepl_kill_session, which leaves the
+ * table entry to read "crashed" instead of removing it.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -15,6 +19,7 @@ typedef struct {
     ngx_http_pyrepl_peer_t       peer;
     ngx_pool_t                  *pool;
     ngx_uint_t                   pending;
+    ngx_uint_t                   reaping;   /* remove entries when killed */
 } ngx_http_pyrepl_reap_t;
 
 
@@ -24,6 +29,8 @@ static ngx_int_t ngx_http_pyrepl_reaped(ngx_http_pyrepl_peer_t *peer,
 static void ngx_http_pyrepl_reap_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static void ngx_http_pyrepl_reap_done(ngx_http_pyrepl_reap_t *reap);
+static ngx_http_pyrepl_reap_t *ngx_http_pyrepl_reap_create(
+    ngx_http_pyrepl_main_conf_t *pmcf, ngx_log_t *log);
 
 
 static ngx_event_t                   ngx_http_pyrepl_reap_event;
@@ -85,24 +92,8 @@ ngx_http_pyrepl_reap(ngx_event_t *ev)
         return;
     }
 
-    reap = ngx_pcalloc(pool, sizeof(ngx_http_pyrepl_reap_t));
+    reap = ngx_http_pyrepl_reap_create(pmcf, ev->log);
     if (reap == NULL) {
-        ngx_destroy_pool(pool);
-        return;
-    }
-
-    reap->pool = pool;
-    reap->peer.data = reap;
-    reap->peer.log = ev->log;
-    reap->peer.max_frame = pmcf->max_frame;
-    reap->peer.read_timeout = pmcf->supervisor_timeout;
-    reap->peer.frame_handler = ngx_http_pyrepl_reaped;
-    reap->peer.fail_handler = ngx_http_pyrepl_reap_failed;
-
-    if (ngx_http_pyrepl_peer_connect(&reap->peer, &pmcf->supervisor_sock,
-                                     pool)
-        != NGX_OK)
-    {
         ngx_destroy_pool(pool);
         return;
     }
@@ -114,22 +105,100 @@ ngx_http_pyrepl_reap(ngx_event_t *ev)
         frame.type = PR_T_KILL;
         pr_set_str(&frame, id, id, PYREPL_ID_LEN);
 
-        if (ngx_http_pyrepl_peer_send(&reap->peer, pool, &frame) != NGX_OK) {
+        if (ngx_http_pyrepl_peer_send(&reap->peer, reap->pool, &frame)
+            != NGX_OK)
+        {
             break;
         }
 
         reap->pending++;
     }
 
+    ngx_destroy_pool(pool);
+
     if (reap->pending == 0) {
-        ngx_destroy_pool(pool);
+        ngx_destroy_pool(reap->pool);
         return;
     }
 
     ngx_log_error(NGX_LOG_INFO, ev->log, 0,
                   "pyrepl: reaping %ui expired session(s)", reap->pending);
 
+    reap->reaping = 1;
     ngx_http_pyrepl_reaping = 1;
+}
+
+
+/*
+ * Have the supervisor kill one session's processes now; its entry stays
+ * and reads "crashed" once the run's connection sees the process go.
+ */
+void
+ngx_http_pyrepl_kill_session(ngx_http_pyrepl_main_conf_t *pmcf, u_char *id,
+    ngx_log_t *log)
+{
+    pr_frame_t               frame;
+    ngx_http_pyrepl_reap_t  *reap;
+
+    reap = ngx_http_pyrepl_reap_create(pmcf, log);
+    if (reap == NULL) {
+        return;
+    }
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_KILL;
+    pr_set_str(&frame, id, id, PYREPL_ID_LEN);
+
+    if (ngx_http_pyrepl_peer_send(&reap->peer, reap->pool, &frame) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "pyrepl: cannot ask the supervisor to kill %*s",
+                      (size_t) PYREPL_ID_LEN, id);
+        ngx_destroy_pool(reap->pool);
+        return;
+    }
+
+    reap->pending = 1;
+}
+
+
+/* A pool with a supervisor connection in it, or NULL (logged). */
+static ngx_http_pyrepl_reap_t *
+ngx_http_pyrepl_reap_create(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_log_t *log)
+{
+    ngx_pool_t              *pool;
+    ngx_http_pyrepl_reap_t  *reap;
+
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    reap = ngx_pcalloc(pool, sizeof(ngx_http_pyrepl_reap_t));
+    if (reap == NULL) {
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    reap->pool = pool;
+    reap->peer.data = reap;
+    reap->peer.log = log;
+    reap->peer.max_frame = pmcf->max_frame;
+    reap->peer.read_timeout = pmcf->supervisor_timeout;
+    reap->peer.frame_handler = ngx_http_pyrepl_reaped;
+    reap->peer.fail_handler = ngx_http_pyrepl_reap_failed;
+
+    if (ngx_http_pyrepl_peer_connect(&reap->peer, &pmcf->supervisor_sock,
+                                     pool)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "pyrepl: the supervisor is not running");
+        ngx_destroy_pool(pool);
+        return NULL;
+    }
+
+    return reap;
 }
 
 
@@ -142,7 +211,7 @@ ngx_http_pyrepl_reaped(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     reap = peer->data;
     pmcf = ngx_http_pyrepl_reap_conf;
 
-    if (frame->type == PR_T_OK && pr_has(frame, id)
+    if (reap->reaping && frame->type == PR_T_OK && pr_has(frame, id)
         && frame->id.len == PYREPL_ID_LEN)
     {
         ngx_http_pyrepl_table_remove(pmcf->shm_zone, (u_char *) frame->id.data);
@@ -176,6 +245,9 @@ ngx_http_pyrepl_reap_failed(ngx_http_pyrepl_peer_t *peer, const char *reason)
 static void
 ngx_http_pyrepl_reap_done(ngx_http_pyrepl_reap_t *reap)
 {
-    ngx_http_pyrepl_reaping = 0;
+    if (reap->reaping) {
+        ngx_http_pyrepl_reaping = 0;
+    }
+
     ngx_destroy_pool(reap->pool);     /* its cleanup closes the peer */
 }

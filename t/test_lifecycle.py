@@ -16,7 +16,8 @@ from conftest import Nginx, wait_for, events_of, parse_sse
 def nginx():
     n = Nginx(workers=2,
               http_extra="pyrepl_max_sessions 6; pyrepl_reap_interval 100ms;"
-                         " pyrepl_idle_timeout 4s;",
+                         " pyrepl_idle_timeout 4s; pyrepl_run_timeout_max 60s;"
+                         " pyrepl_timeout_grace 500ms;",
               server_extra="location = /status { pyrepl_status; }").start()
     yield n
     n.check_and_clean()
@@ -33,6 +34,36 @@ def process_gone(pid):
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_a_run_that_swallows_its_timeout_is_killed(nginx):
+    sid = nginx.create()
+    other = nginx.create()
+    nginx.run(other, "z = 3")
+    code = ("import signal\n"
+            "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "while True: pass\n")
+    ev = nginx.run(sid, code, timeout_ms=200)
+    err = events_of(ev, "error")[0]
+    assert err["ename"] == "SessionCrashed"
+    assert "ignored the interrupt" in err["evalue"]
+    assert events_of(ev, "execution_complete")[0]["status"] == "crashed"
+    assert nginx.http.get(f"{nginx.url}/session/{sid}").json()["state"] \
+        == "crashed"
+    assert nginx.run_json(other, "z")["result"] == {"text/plain": "3"}
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+    nginx.http.delete(f"{nginx.url}/session/{other}")
+
+
+def test_timeout_ms_is_capped_by_pyrepl_run_timeout_max(nginx):
+    sid = nginx.create()
+    for bad in (0, 60001, -5):
+        r = nginx.http.post(f"{nginx.url}/session/{sid}/run",
+                            json={"code": "1", "timeout_ms": bad})
+        assert r.status_code == 400
+        assert "60000" in r.json()["error"]["message"]
+    assert nginx.run_json(sid, "1", timeout_ms=60000)["status"] == "ok"
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
 
 
 def test_an_expired_session_is_reaped(nginx):
