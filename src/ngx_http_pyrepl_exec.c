@@ -18,6 +18,9 @@
  * is still going pyrepl_timeout_grace later (the code swallowed the
  * KeyboardInterrupt), the supervisor kills the session process, the run
  * ends "crashed" and so does the session.
+ *
+ * Output: past pyrepl_max_output bytes in one run, the rest is dropped,
+ * a notice goes to stderr and the run is interrupted.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -29,6 +32,8 @@ static ngx_int_t ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static void ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
+static ngx_int_t ngx_http_pyrepl_exec_truncate(ngx_http_pyrepl_exec_t *ex,
+    pr_frame_t *frame);
 static ngx_int_t ngx_http_pyrepl_exec_crashed(ngx_http_pyrepl_exec_t *ex,
     const char *why);
 static ngx_int_t ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex,
@@ -67,6 +72,15 @@ ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
     }
 
     len = json_string_length(code);
+
+    if (len > ex->pmcf->max_code_size) {
+        ex->too_large = 1;
+        ngx_snprintf(ex->why, sizeof(ex->why) - 1,
+                     "the code is over pyrepl_max_code_size (%uz bytes)%Z",
+                     ex->pmcf->max_code_size);
+        return (char *) ex->why;
+    }
+
     ex->code.data = ngx_pnalloc(ex->pool, len ? len : 1);
     if (ex->code.data == NULL) {
         return "out of memory";
@@ -306,6 +320,16 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
     case PR_T_STDOUT:
     case PR_T_STDERR:
+        if (ex->truncated) {
+            return NGX_OK;
+        }
+
+        if (ex->output + frame->text.len > ex->pmcf->max_output) {
+            return ngx_http_pyrepl_exec_truncate(ex, frame);
+        }
+
+        ex->output += frame->text.len;
+
         event = (frame->type == PR_T_STDOUT) ? "stdout" : "stderr";
         data = json_pack("{s:o}", "text",
                          ngx_http_pyrepl_json_str(&frame->text));
@@ -398,6 +422,50 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     }
 
     return ex->event(ex, event, data) == NGX_ERROR ? NGX_DONE : NGX_OK;
+}
+
+
+/*
+ * The frame that crosses pyrepl_max_output: send what fits (on a character
+ * boundary), the notice, and interrupt the run.  NGX_OK or NGX_DONE.
+ */
+static ngx_int_t
+ngx_http_pyrepl_exec_truncate(ngx_http_pyrepl_exec_t *ex, pr_frame_t *frame)
+{
+    u_char       notice[128];
+    size_t       fits;
+    json_t      *data;
+    pr_str_t     part;
+    const char  *event;
+
+    ex->truncated = 1;
+    event = (frame->type == PR_T_STDOUT) ? "stdout" : "stderr";
+
+    fits = ex->pmcf->max_output - ex->output;
+    part.data = frame->text.data;
+    part.len = pr_utf8_boundary((const uint8_t *) frame->text.data, fits);
+
+    if (part.len) {
+        data = json_pack("{s:o}", "text", ngx_http_pyrepl_json_str(&part));
+        if (ex->event(ex, event, data) == NGX_ERROR) {
+            return NGX_DONE;
+        }
+    }
+
+    ngx_snprintf(notice, sizeof(notice) - 1,
+                 "\n[pyrepl: output over pyrepl_max_output (%uz bytes); "
+                 "the rest is dropped and the run interrupted]\n%Z",
+                 ex->pmcf->max_output);
+
+    if (ex->event(ex, "stderr", json_pack("{s:s}", "text", notice))
+        == NGX_ERROR)
+    {
+        return NGX_DONE;
+    }
+
+    (void) ngx_http_pyrepl_exec_interrupt(ex);
+
+    return NGX_OK;
 }
 
 

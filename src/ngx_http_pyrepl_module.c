@@ -171,6 +171,20 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, timeout_grace),
       NULL },
 
+    { ngx_string("pyrepl_max_output"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, max_output),
+      NULL },
+
+    { ngx_string("pyrepl_max_code_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, max_code_size),
+      NULL },
+
     { ngx_string("pyrepl_max_sessions"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -483,6 +497,8 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->reap_interval = NGX_CONF_UNSET_MSEC;
     pmcf->run_timeout_max = NGX_CONF_UNSET_MSEC;
     pmcf->timeout_grace = NGX_CONF_UNSET_MSEC;
+    pmcf->max_output = NGX_CONF_UNSET_SIZE;
+    pmcf->max_code_size = NGX_CONF_UNSET_SIZE;
     pmcf->max_sessions = NGX_CONF_UNSET_UINT;
 
     return pmcf;
@@ -514,6 +530,15 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(pmcf->reap_interval, 1000);
     ngx_conf_init_msec_value(pmcf->run_timeout_max, 300000);
     ngx_conf_init_msec_value(pmcf->timeout_grace, 3000);
+    ngx_conf_init_size_value(pmcf->max_output, 64 * 1024 * 1024);
+    ngx_conf_init_size_value(pmcf->max_code_size, 1024 * 1024);
+
+    if (pmcf->max_output < 1024 || pmcf->max_code_size < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_max_output must be at least 1k and "
+                           "pyrepl_max_code_size positive");
+        return NGX_CONF_ERROR;
+    }
 
     if (pmcf->run_timeout_max < 1 || pmcf->timeout_grace < 1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

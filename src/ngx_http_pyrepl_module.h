@@ -129,6 +129,8 @@ typedef struct {
     time_t                   idle_timeout;   /* 0: sessions never idle out */
     ngx_msec_t               reap_interval;
     ngx_msec_t               run_timeout_max;
+    size_t                   max_output;
+    size_t                   max_code_size;
     ngx_msec_t               timeout_grace;
     ngx_uint_t               max_sessions;
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
@@ -222,6 +224,7 @@ struct ngx_http_pyrepl_exec_s {
     ngx_str_t                     code;
     ngx_msec_t                    timeout;
     ngx_uint_t                    execution_count;
+    size_t                        output;     /* stdout + stderr bytes */
     ngx_event_t                   deadline;
     ngx_event_t                   grace;
     u_char                        why[96];    /* a 400's message */
@@ -231,6 +234,8 @@ struct ngx_http_pyrepl_exec_s {
     unsigned                      crashed:1;  /* known dead at reserve */
     unsigned                      timed_out:1;
     unsigned                      killed:1;   /* past the grace period */
+    unsigned                      truncated:1; /* over max_output */
+    unsigned                      too_large:1; /* code over max_code_size */
 };
 
 const char *ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex,

@@ -121,6 +121,13 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
     json_decref(body);
 
     if (invalid) {
+        if (ctx->exec.too_large) {
+            ngx_http_pyrepl_finalize_error(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "too_large", invalid);
+            return;
+        }
+
         ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST,
                                        "bad_request", invalid);
         return;
@@ -405,7 +412,8 @@ ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r)
     ngx_table_elt_t  *h;
 
     r->headers_out.status = NGX_HTTP_OK;
-    ngx_str_set(&r->headers_out.content_type, "text/event-stream");
+    ngx_str_set(&r->headers_out.content_type,
+                "text/event-stream; charset=utf-8");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_length_n = -1;
 

@@ -545,8 +545,11 @@ ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws, json_t *msg)
 
     invalid = ngx_http_pyrepl_exec_parse(ex, msg);
     if (invalid) {
+        rc = ngx_http_pyrepl_ws_refuse(ws, id, ex->too_large ? "too_large"
+                                                            : "bad_request",
+                                       invalid);
         ngx_destroy_pool(pool);
-        return ngx_http_pyrepl_ws_refuse(ws, id, "bad_request", invalid);
+        return rc;
     }
 
     rc = ngx_http_pyrepl_exec_reserve(ex);

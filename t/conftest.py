@@ -232,6 +232,7 @@ class Nginx:
 
 def parse_sse(response):
     """Yield (event, data) from an SSE response as lines arrive."""
+    response.encoding = "utf-8"          # SSE is UTF-8 whatever it says
     event, data = None, []
     for raw in response.iter_lines(decode_unicode=True):
         if raw == "":

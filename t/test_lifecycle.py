@@ -17,7 +17,8 @@ def nginx():
     n = Nginx(workers=2,
               http_extra="pyrepl_max_sessions 6; pyrepl_reap_interval 100ms;"
                          " pyrepl_idle_timeout 4s; pyrepl_run_timeout_max 60s;"
-                         " pyrepl_timeout_grace 500ms;",
+                         " pyrepl_timeout_grace 500ms; pyrepl_max_output 64k;"
+                         " pyrepl_max_code_size 2k;",
               server_extra="location = /status { pyrepl_status; }").start()
     yield n
     n.check_and_clean()
@@ -63,6 +64,29 @@ def test_timeout_ms_is_capped_by_pyrepl_run_timeout_max(nginx):
         assert r.status_code == 400
         assert "60000" in r.json()["error"]["message"]
     assert nginx.run_json(sid, "1", timeout_ms=60000)["status"] == "ok"
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_output_past_pyrepl_max_output_is_cut_and_the_run_stopped(nginx):
+    sid = nginx.create()
+    ev = nginx.run(sid, "while True: print('é' * 99)")
+    out = "".join(d["text"] for d in events_of(ev, "stdout"))
+    assert 60 * 1024 < len(out.encode()) <= 64 * 1024
+    assert set(out) <= {"é", "\n"}                 # no broken character
+    err = "".join(d["text"] for d in events_of(ev, "stderr"))
+    assert "pyrepl_max_output (65536 bytes)" in err
+    assert events_of(ev, "execution_complete")[0]["status"] == "interrupted"
+    assert nginx.run_json(sid, "'still here'")["status"] == "ok"
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_code_over_pyrepl_max_code_size_is_413(nginx):
+    sid = nginx.create()
+    r = nginx.http.post(f"{nginx.url}/session/{sid}/run",
+                        json={"code": "x = 1  #" + "#" * 3000})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "too_large"
+    assert nginx.run_json(sid, "'#' * 3")["status"] == "ok"
     nginx.http.delete(f"{nginx.url}/session/{sid}")
 
 

@@ -35,7 +35,7 @@ def test_init_names_session_and_execution(nginx, session):
 def test_sse_headers_let_proxies_stream(nginx, session):
     r = nginx.http.post(f"{nginx.url}/session/{session}/run",
                         json={"code": "1"}, stream=True)
-    assert r.headers["Content-Type"] == "text/event-stream"
+    assert r.headers["Content-Type"] == "text/event-stream; charset=utf-8"
     assert r.headers["Cache-Control"] == "no-cache"
     assert r.headers["X-Accel-Buffering"] == "no"
     list(parse_sse(r))
