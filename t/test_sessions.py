@@ -1,5 +1,6 @@
 """Session routes: create, get, list, delete, and their JSON errors."""
 
+import json
 import re
 import time
 
@@ -159,3 +160,39 @@ def test_chunked_body_over_the_limit_answers_json_413(nginx, session):
     r = nginx.http.post(f"{nginx.url}/session/{session}/run", data=chunks())
     assert r.status_code == 413
     assert error_of(r) == "too_large"
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100000 + b"]" * 100000,                     # deeply nested
+    b'{"language": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"ttl_seconds": 1e999}',
+    b'{"ttl_seconds": 99999999999999999999999}',
+    b"\xef\xbb\xbf{}",                                  # a BOM
+    b"{}\x00",
+])
+def test_hostile_json_gets_400_and_harms_nothing(nginx, session, body):
+    r = nginx.http.post(nginx.url + "/session", data=body)
+    assert r.status_code in (400, 413)
+    assert error_of(r) in ("bad_request", "too_large")
+    assert nginx.run_json(session, "1 + 1")["result"] == {"text/plain": "2"}
+
+
+def test_a_body_in_many_tiny_writes_is_read_whole(nginx):
+    import socket
+    body = b'{"ttl_seconds": 120}'
+    s = socket.create_connection(("127.0.0.1", nginx.port))
+    req = (b"POST /session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+           b"Content-Type: application/json\r\nContent-Length: " +
+           str(len(body)).encode() + b"\r\n\r\n" + body)
+    for i in range(len(req)):
+        s.sendall(req[i:i + 1])
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert data.startswith(b"HTTP/1.1 201")
+    sid = json.loads(data.split(b"\r\n\r\n", 1)[1])["session_id"]
+    assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
