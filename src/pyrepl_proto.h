@@ -33,6 +33,8 @@
  *   run            worker->session  code, timeout_ms, interactive: execute
  *                                   code; without interactive, input()
  *                                   raises EOFError
+ *                                   (bash: cwd, env, stdin too; no
+ *                                   input frames)
  *   stdout/stderr  session->worker  text: output as produced
  *   result         session->worker  text (repr), count: final expression
  *   error          session->worker  ename, evalue, traceback: exception
@@ -43,11 +45,15 @@
  *                                   ok, or fail errcode "no_pending_input"
  *   interrupt      worker->session  raise KeyboardInterrupt in the run
  *   complete       session->worker  status, count, ms: the run ended
+ *                                   (bash: exit_code too)
  *
  * Control plane, nginx worker <-> supervisor (one connection per request):
  *   create         worker->super    id, lang: start a session process
  *   kill           worker->super    id: kill a session and remove its files
- *   ok             super->worker    id, pid: the request succeeded
+ *   status         worker->super    (no fields): answered ok with pool,
+ *                                   zygote and sessions
+ *   ok             super->worker    id, pid: the request succeeded; for
+ *                                   status: pool, zygote, sessions
  *   fail           either way       code, message: the request failed
  */
 #define PR_TYPES(X)                                                          \
@@ -62,6 +68,7 @@
     X(COMPLETE,      "complete")                                             \
     X(CREATE,        "create")                                               \
     X(KILL,          "kill")                                                 \
+    X(STATUS,        "status")                                               \
     X(OK,            "ok")                                                   \
     X(FAIL,          "fail")
 
@@ -95,7 +102,14 @@ typedef enum {
     X(pid,         INT,  "process id of a session process")                  \
     X(password,    INT,  "1 when input should not be echoed")                \
     X(interactive, INT,  "1 when the client can answer input()")             \
-    X(traceback,   STRS, "formatted traceback, one entry per frame")
+    X(pool,        INT,  "status: forked, unassigned sessions ready")        \
+    X(zygote,      INT,  "status: pid of the zygote, 0 while it is down")    \
+    X(sessions,    INT,  "status: live session processes")                  \
+    X(traceback,   STRS, "formatted traceback, one entry per frame")         \
+    X(cwd,         STR,  "bash run: working directory for this run only")    \
+    X(env,         STRS, "bash run: NAME=VALUE entries for this run only")   \
+    X(stdin,       STR,  "bash run: the command's stdin (else EOF)")         \
+    X(exit_code,   INT,  "bash complete: the exit status of the code")
 
 typedef enum {
 #define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,

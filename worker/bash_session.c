@@ -1,0 +1,411 @@
+/*
+ * bash_session.c: main() of pyrepl-bash, one session process = one
+ * long-lived bash.  The supervisor execs it as
+ *
+ *     pyrepl-bash --listen-fd 3 --id <32 hex> [--max-frame BYTES]
+ *
+ * with fd 3 an already-listening Unix stream socket, the session's working
+ * directory as cwd, stdin on /dev/null and stderr on nginx's error log.
+ * It speaks the frame protocol of pyrepl_proto.h on that socket, like
+ * pyrepl-python: "run" (code, timeout_ms, and for bash cwd, env, stdin),
+ * "interrupt", and answers stdout/stderr, error and complete (with the
+ * command's exit_code).
+ *
+ * Order:
+ *   1. signal dispositions and mask back to defaults (what the spawner
+ *      ignored or blocked would survive exec, and the shell must start
+ *      with SIGINT at its default or it could never trap it), then
+ *      SIGPIPE ignored here (the command pipe) and SIGCHLD blocked and
+ *      read from a signalfd;
+ *   2. fds 0-2 open, the listening socket checked;
+ *   3. this process becomes a child subreaper, so that whatever the shell
+ *      starts stays in its tree when orphaned (to be found and stopped);
+ *   4. the shell (bash_shell.c), then the sentinel (bash_proc.c);
+ *   5. the poll loop (bash_io.c) serves until the shell exits.
+ *
+ * Exit status: 0 when the shell ended during a run (exit, or an error
+ * that ends a non-interactive shell: the session has ended cleanly), 1
+ * when it died between runs, had to be killed, or this process failed.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bash_session.h"
+#include "wk_log.h"
+
+
+#define BS_MIN_FRAME   4096
+#define BS_CHUNK       ((size_t) 64 * 1024)
+
+
+static int bs_session_args(int argc, char **argv, bs_session_t *s);
+static void bs_session_usage(void);
+static int bs_session_signals(bs_session_t *s);
+static int bs_session_std_fds(void);
+static int bs_session_listen_fd(int fd);
+static int bs_session_buffers(bs_session_t *s);
+
+
+static bs_session_t  bs_session;
+
+
+int
+main(int argc, char **argv)
+{
+    int            i;
+    bs_session_t  *s;
+
+    s = &bs_session;
+
+    s->listen_fd = -1;
+    s->sig_fd = -1;
+    s->cmd_fd = -1;
+    s->status_fd = -1;
+    s->code_fd = -1;
+    s->stdin_fd = -1;
+    s->pipes[0].fd = -1;
+    s->pipes[1].fd = -1;
+    s->sentinel_fd = -1;
+    s->run_conn = -1;
+    s->max_frame = PR_DEFAULT_MAX_FRAME;
+
+    for (i = 0; i < BS_MAX_CONNS; i++) {
+        s->conns[i].conn.fd = -1;
+    }
+
+    wk_log_init("bash");
+
+    if (bs_session_args(argc, argv, s) != 0) {
+        bs_session_usage();
+        return 2;
+    }
+
+    s->pid = getpid();
+
+    if (bs_session_signals(s) != 0
+        || bs_session_std_fds() != 0
+        || bs_session_listen_fd(s->listen_fd) != 0
+        || bs_session_buffers(s) != 0)
+    {
+        return EXIT_FAILURE;
+    }
+
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == -1) {
+        wk_log("session %s: prctl(PR_SET_CHILD_SUBREAPER) failed: %s",
+               s->id, strerror(errno));
+        return EXIT_FAILURE;
+    }
+
+    if (bs_shell_start(s) != 0) {
+        wk_log("session %s: cannot start the shell", s->id);
+        return EXIT_FAILURE;
+    }
+
+    if (bs_proc_sentinel(s) != 0) {
+        bs_proc_kill_all(s);
+        return EXIT_FAILURE;
+    }
+
+    return bs_io_loop(s);
+}
+
+
+static int
+bs_session_args(int argc, char **argv, bs_session_t *s)
+{
+    int            c, i;
+    char          *end;
+    unsigned long  v;
+
+    static const struct option  options[] = {
+        { "listen-fd", required_argument, NULL, 'l' },
+        { "id",        required_argument, NULL, 'i' },
+        { "max-frame", required_argument, NULL, 'm' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    opterr = 0;
+
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+
+        switch (c) {
+
+        case 'l':
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+
+            if (errno != 0 || *end != '\0' || end == optarg || v < 3
+                || v > 65535)
+            {
+                wk_log("bad --listen-fd \"%s\"", optarg);
+                return -1;
+            }
+
+            s->listen_fd = (int) v;
+            break;
+
+        case 'i':
+            for (i = 0; optarg[i] != '\0'; i++) {
+                if (!((optarg[i] >= '0' && optarg[i] <= '9')
+                      || (optarg[i] >= 'a' && optarg[i] <= 'f')))
+                {
+                    break;
+                }
+            }
+
+            if (optarg[i] != '\0' || i != BS_ID_LEN) {
+                wk_log("bad --id \"%s\": %d lowercase hex digits expected",
+                       optarg, BS_ID_LEN);
+                return -1;
+            }
+
+            s->id = optarg;
+            break;
+
+        case 'm':
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+
+            if (errno != 0 || *end != '\0' || end == optarg
+                || v < BS_MIN_FRAME || v > UINT32_MAX)
+            {
+                wk_log("bad --max-frame \"%s\": %d to %lu expected", optarg,
+                       BS_MIN_FRAME, (unsigned long) UINT32_MAX);
+                return -1;
+            }
+
+            s->max_frame = v;
+            break;
+
+        default:
+            wk_log("unknown or incomplete option \"%s\"",
+                   argv[optind - 1]);
+            return -1;
+        }
+    }
+
+    if (optind != argc) {
+        wk_log("unexpected argument \"%s\"", argv[optind]);
+        return -1;
+    }
+
+    if (s->listen_fd == -1 || s->id == NULL) {
+        wk_log("--listen-fd and --id are required");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+bs_session_usage(void)
+{
+    wk_log("usage: pyrepl-bash --listen-fd FD --id HEX32 "
+           "[--max-frame BYTES]");
+}
+
+
+/*
+ * Every signal back to SIG_DFL and nothing blocked, then SIGPIPE ignored
+ * and SIGCHLD blocked and delivered to a signalfd.  The shell's child
+ * undoes the last two before exec.
+ */
+static int
+bs_session_signals(bs_session_t *s)
+{
+    int               sig;
+    sigset_t          set;
+    struct sigaction  sa;
+
+    memset(&sa, 0, sizeof(struct sigaction));
+    sa.sa_handler = SIG_DFL;
+
+    if (sigemptyset(&sa.sa_mask) == -1 || sigemptyset(&set) == -1) {
+        wk_log("sigemptyset() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    for (sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) {
+            continue;
+        }
+
+        /* EINVAL: a signal the C library reserves for itself */
+        if (sigaction(sig, &sa, NULL) == -1 && errno != EINVAL) {
+            wk_log("sigaction(%d) failed: %s", sig, strerror(errno));
+            return -1;
+        }
+    }
+
+    sa.sa_handler = SIG_IGN;
+
+    if (sigaction(SIGPIPE, &sa, NULL) == -1) {
+        wk_log("sigaction(SIGPIPE) failed: %s", strerror(errno));
+        return -1;
+    }
+
+    if (sigaddset(&set, SIGCHLD) == -1
+        || sigprocmask(SIG_SETMASK, &set, NULL) == -1)
+    {
+        wk_log("sigprocmask() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    s->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (s->sig_fd == -1) {
+        wk_log("signalfd() failed: %s", strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* Fds 0, 1 and 2 open, so that no descriptor opened below lands on them. */
+static int
+bs_session_std_fds(void)
+{
+    int  fd, nul;
+
+    for (fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1) {
+            continue;
+        }
+
+        if (errno != EBADF) {
+            wk_log("fcntl(%d, F_GETFD) failed: %s", fd, strerror(errno));
+            return -1;
+        }
+
+        nul = open("/dev/null", O_RDWR);
+
+        if (nul == -1) {
+            wk_log("open(\"/dev/null\") failed: %s", strerror(errno));
+            return -1;
+        }
+
+        if (nul != fd) {
+            wk_log("open(\"/dev/null\") gave fd %d for fd %d", nul, fd);
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The inherited socket must be listening; it becomes non-blocking (the
+ * accept loop runs to EAGAIN) and close-on-exec (the shell must not hold
+ * it).
+ */
+static int
+bs_session_listen_fd(int fd)
+{
+    int        flags, on;
+    socklen_t  len;
+
+    on = 0;
+    len = sizeof(int);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == -1) {
+        wk_log("--listen-fd %d: getsockopt(SO_ACCEPTCONN) failed: %s", fd,
+               strerror(errno));
+        return -1;
+    }
+
+    if (!on) {
+        wk_log("--listen-fd %d: not a listening socket", fd);
+        return -1;
+    }
+
+    flags = fcntl(fd, F_GETFL);
+    if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
+        wk_log("--listen-fd %d: fcntl(O_NONBLOCK) failed: %s", fd,
+               strerror(errno));
+        return -1;
+    }
+
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
+        wk_log("--listen-fd %d: fcntl(FD_CLOEXEC) failed: %s", fd,
+               strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The output buffers.  A frame of output carries at most "chunk" bytes,
+ * which sanitize may triple, so with a small --max-frame the chunk
+ * shrinks to keep every frame under it.
+ */
+static int
+bs_session_buffers(bs_session_t *s)
+{
+    s->chunk = BS_CHUNK;
+
+    if (s->chunk > (s->max_frame - 64) / 3) {
+        s->chunk = (s->max_frame - 64) / 3;
+    }
+
+    s->rbuf = malloc(s->chunk + 4);
+    s->tbuf = malloc(3 * (s->chunk + 4));
+
+    if (s->rbuf == NULL || s->tbuf == NULL) {
+        wk_log("session %s: cannot allocate the output buffers", s->id);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int64_t
+bs_msec(void)
+{
+    struct timespec  ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
+        return 0;
+    }
+
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+void
+bs_close_range(unsigned lo, unsigned hi)
+{
+    unsigned       fd;
+    struct rlimit  rl;
+
+    if (lo > hi || close_range(lo, hi, 0) == 0) {
+        return;
+    }
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur > 65536) {
+        rl.rlim_cur = 65536;
+    }
+
+    if (hi >= rl.rlim_cur) {
+        hi = (unsigned) rl.rlim_cur - 1;
+    }
+
+    for (fd = lo; fd <= hi && fd >= lo; fd++) {
+        (void) close((int) fd);
+    }
+}
