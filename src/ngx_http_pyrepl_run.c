@@ -156,7 +156,8 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
 {
-    ngx_int_t  rc;
+    ngx_int_t                  rc;
+    ngx_http_core_loc_conf_t  *clcf;
 
     rc = ngx_http_pyrepl_exec_reserve(&ctx->exec);
 
@@ -185,6 +186,17 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
         rc = ngx_http_pyrepl_run_send_headers(r);
         if (rc == NGX_ERROR || rc > NGX_OK) {
             return rc;
+        }
+
+        /*
+         * nginx turns Nagle off only when a connection goes keepalive; a
+         * stream of small events on a first request needs it off now
+         */
+
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        if (clcf->tcp_nodelay && ngx_tcp_nodelay(r->connection) != NGX_OK) {
+            return NGX_ERROR;
         }
 
         ctx->ping.handler = ngx_http_pyrepl_run_ping;

@@ -95,6 +95,7 @@ ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
     const char                  *invalid;
     ngx_pool_cleanup_t          *cln;
     ngx_http_pyrepl_ws_t        *ws;
+    ngx_http_core_loc_conf_t    *clcf;
     ngx_http_pyrepl_session_t    s;
     ngx_http_pyrepl_loc_conf_t  *plcf;
 
@@ -166,6 +167,14 @@ ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
 
     /* a graceful shutdown closes it (1001), like an idle keepalive */
     r->connection->idle = 1;
+
+    /* small frames each way: Nagle would hold them for the client's ACK */
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(r->connection) != NGX_OK) {
+        return NGX_DONE;
+    }
 
     /* frames the client sent right behind its handshake */
 
