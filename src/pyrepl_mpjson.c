@@ -116,7 +116,9 @@ pr_msgpack_unpack(const msgpack_object *o, int depth)
         return json_real(o->via.f64);
 
     case MSGPACK_OBJECT_STR:
-        return json_stringn(o->via.str.ptr, o->via.str.size);
+        /* msgpack-c gives some empty strings a NULL pointer */
+        return json_stringn(o->via.str.size ? o->via.str.ptr : "",
+                            o->via.str.size);
 
     case MSGPACK_OBJECT_ARRAY:
         j = json_array();
@@ -136,13 +138,17 @@ pr_msgpack_unpack(const msgpack_object *o, int depth)
 
             if (kv->key.type != MSGPACK_OBJECT_STR
                 || kv->key.via.str.size >= sizeof(key)
-                || memchr(kv->key.via.str.ptr, '\0', kv->key.via.str.size))
+                || (kv->key.via.str.size
+                    && memchr(kv->key.via.str.ptr, '\0',
+                              kv->key.via.str.size)))
             {
                 json_decref(j);
                 return NULL;
             }
 
-            memcpy(key, kv->key.via.str.ptr, kv->key.via.str.size);
+            if (kv->key.via.str.size) {
+                memcpy(key, kv->key.via.str.ptr, kv->key.via.str.size);
+            }
             key[kv->key.via.str.size] = '\0';
 
             v = pr_msgpack_unpack(&kv->val, depth + 1);

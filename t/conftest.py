@@ -7,6 +7,13 @@ supervisor, a session) is left behind.
 
 Environment: PYREPL_BUILD (default <repo>/build) selects the build, e.g.
 build/san for the sanitizer build; PYREPL_WORKERS the worker count.
+
+With the sanitizer build (util/build --sanitize leaves BUILD/preload), nginx
+runs with the ASan runtime preloaded and every process of an instance
+(nginx, the supervisor, sessions) writes sanitizer reports to
+<prefix>/logs/asan.<pid>; worker binaries a test starts itself write to a
+directory of the test run.  Any such report fails the test (at the
+instance's teardown, or right after the test).
 """
 
 import json
@@ -27,6 +34,54 @@ BUILD = os.environ.get("PYREPL_BUILD", os.path.join(ROOT, "build"))
 MODULE = os.path.join(BUILD, "nginx", "objs", "ngx_http_pyrepl_module.so")
 BIN_DIR = os.path.join(BUILD, "bin")
 NGINX = "/usr/sbin/nginx"
+
+# The sanitizer build: what nginx needs in LD_PRELOAD (the ASan runtime, then
+# a library that takes LD_PRELOAD out of nginx's environment again, so the
+# processes nginx starts do not inherit it; see util/san_unpreload.c).
+try:
+    with open(os.path.join(BUILD, "preload")) as _f:
+        PRELOAD = _f.read().strip()
+except FileNotFoundError:
+    PRELOAD = None
+
+# abort_on_error=0: a report ends the process with exit code 1 (not a core
+# dump); halt_on_error=1 with -fno-sanitize-recover: UB ends it too.
+ASAN_OPTIONS = "abort_on_error=0:halt_on_error=1:detect_leaks=1"
+UBSAN_OPTIONS = "abort_on_error=0:halt_on_error=1:print_stacktrace=1"
+SAN_REPORT = re.compile(r"^asan\.\d+$")
+
+
+def san_env(log_dir, preload=False):
+    """os.environ with sanitizer options logging to log_dir/asan.<pid> (one
+    runtime: ASan, LSan and UBSan reports alike), and LD_PRELOAD set if
+    preload (for nginx)."""
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = ASAN_OPTIONS + ":log_path=" + log_dir + "/asan"
+    env["UBSAN_OPTIONS"] = UBSAN_OPTIONS + ":log_path=" + log_dir + "/asan"
+    if preload:
+        env["LD_PRELOAD"] = PRELOAD
+    return env
+
+
+def san_reports(log_dir):
+    """The text of every sanitizer report file in log_dir."""
+    found = []
+    try:
+        names = sorted(os.listdir(log_dir))
+    except FileNotFoundError:
+        return found
+    for name in names:
+        if SAN_REPORT.match(name):
+            with open(os.path.join(log_dir, name), errors="replace") as f:
+                found.append(f"--- {name}\n" + f.read())
+    return found
+
+
+# worker binaries that tests start themselves report here
+SAN_DIR = None
+if PRELOAD:
+    SAN_DIR = tempfile.mkdtemp(prefix="pyrepl-san-")
+    os.environ.update(san_env(SAN_DIR))
 
 BAD_LOG = re.compile(r"\[(alert|emerg)\]|AddressSanitizer|LeakSanitizer|"
                      r"runtime error:|UndefinedBehaviorSanitizer")
@@ -117,6 +172,13 @@ class Nginx:
                            prefix=self.prefix, port=self.port,
                            socket_dir=self.prefix + "/run")
         self.write_conf()
+        self.env = self.env_no_leaks = None
+        if PRELOAD:
+            self.env = san_env(os.path.join(self.prefix, "logs"), preload=True)
+            # "nginx -t" and "nginx -s" exit without freeing what nginx
+            # itself allocated: no leak check there
+            self.env_no_leaks = dict(self.env)
+            self.env_no_leaks["ASAN_OPTIONS"] += ":detect_leaks=0"
         self.proc = None
         self.http = requests.Session()
 
@@ -129,11 +191,12 @@ class Nginx:
         return [NGINX, "-p", self.prefix + "/", "-c", self.conf_path, *args]
 
     def test_config(self):
-        return subprocess.run(self.cmd("-t"), capture_output=True, text=True)
+        return subprocess.run(self.cmd("-t"), capture_output=True, text=True,
+                              env=self.env_no_leaks)
 
     def start(self):
         self.proc = subprocess.Popen(self.cmd(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, env=self.env)
 
         def up():
             if self.proc.poll() is not None:
@@ -149,7 +212,8 @@ class Nginx:
         return self
 
     def send(self, name):
-        subprocess.run(self.cmd("-s", name), check=True)
+        subprocess.run(self.cmd("-s", name), check=True,
+                       env=self.env_no_leaks)
 
     def worker_pids(self):
         out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid",
@@ -203,6 +267,9 @@ class Nginx:
         bad = [l for l in self.error_log().splitlines() if BAD_LOG.search(l)]
         if bad:
             problems.append("error.log:\n" + "\n".join(bad[:20]))
+        reports = san_reports(os.path.join(self.prefix, "logs"))
+        if reports:
+            problems.append("sanitizer reports:\n" + "\n".join(reports))
         if problems:
             raise AssertionError("; ".join(problems) +
                                  f" (prefix {self.prefix} kept)")
@@ -256,6 +323,26 @@ def events_of(events, name):
 
 def stdout_of(events):
     return "".join(d["text"] for e, d in events if e == "stdout")
+
+
+@pytest.fixture(autouse=True)
+def sanitizer_reports():
+    """Fail a test after which a worker binary it started itself wrote a
+    sanitizer report (only with the sanitizer build)."""
+    yield
+    if SAN_DIR:
+        reports = san_reports(SAN_DIR)
+        if reports:
+            for name in os.listdir(SAN_DIR):
+                os.rename(os.path.join(SAN_DIR, name),
+                          os.path.join(SAN_DIR, "seen-" + name))
+            raise AssertionError(f"sanitizer reports (in {SAN_DIR}):\n" +
+                                 "\n".join(reports))
+
+
+def pytest_unconfigure(config):
+    if SAN_DIR and not os.listdir(SAN_DIR):
+        os.rmdir(SAN_DIR)
 
 
 @pytest.fixture(scope="module")
