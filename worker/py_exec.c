@@ -20,11 +20,27 @@
  * the I/O thread send what the pipes hold (py_drain()) before calling
  * the real _exit with the same arguments.  In a child that user code
  * forked it only calls the real one, as such a child expects.
+ *
+ * Likewise builtins.input and getpass.getpass: in a run whose run frame
+ * said "interactive" they do not print the prompt and read stdin, they
+ * ask the I/O thread to send an input_request and wait, GIL released,
+ * until it stores the answer (returned without a trailing newline), an
+ * EOF (EOFError) or an interrupt (whose SIGINT is then pending, so Python
+ * raises KeyboardInterrupt).  The wait is ppoll(2) on input_fd with the
+ * thread's own signal mask, other signals blocked in between, so that any
+ * signal whose handler raises ends it at once, as it would end a read from
+ * a terminal.  Otherwise (no interactive run, code that replaced
+ * sys.stdin, a forked child) the original input() runs and meets the EOF
+ * of /dev/null (or reads the code's sys.stdin); getpass() raises EOFError
+ * rather than open /dev/tty, except in a forked child.  sys.stdin itself
+ * stays /dev/null.
  */
 
 #include <Python.h>
 
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,11 +71,38 @@
 #endif
 
 
+/*
+ * A function of the standard library that the runtime replaces: the
+ * runtime finds the replacement under "name"; the original, the module's
+ * attribute def->ml_name, is kept in *real.
+ */
+typedef struct {
+    const char    *name;
+    const char    *module;
+    PyMethodDef   *def;
+    PyObject     **real;
+} py_exec_replacement_t;
+
+
 static int py_exec_load_runtime(void);
-static PyObject *py_exec_exit_function(void);
+static PyObject *py_exec_function(const py_exec_replacement_t *r);
 static PyObject *py_exec_exit(PyObject *self, PyObject *args,
     PyObject *kwargs);
-static int py_exec_wait(py_session_t *s, char **code, size_t *len);
+static PyObject *py_exec_input(PyObject *self, PyObject *args);
+static PyObject *py_exec_getpass(PyObject *self, PyObject *args,
+    PyObject *kwargs);
+static int py_exec_asking(void);
+static PyObject *py_exec_ask(PyObject *prompt, const char *dflt,
+    int password);
+static int py_exec_ask_once(PyObject *prompt, const char *dflt,
+    int password, PyObject **ret);
+static int py_exec_ask_wait(py_session_t *s, const sigset_t *mask,
+    pr_str_t *answer);
+static void py_exec_ask_end(py_session_t *s, pr_str_t *answer);
+static void py_exec_lock(py_session_t *s);
+static void py_exec_unlock(py_session_t *s);
+static int py_exec_wait(py_session_t *s, char **code, size_t *len,
+    int *interactive);
 static void py_exec_run(py_session_t *s, const char *code, size_t len,
     py_outcome_t *o);
 static int py_exec_outcome(py_session_t *s, PyObject *ret, py_outcome_t *o);
@@ -78,8 +121,11 @@ static PyObject      *py_exec_runtime;     /* the private runtime module */
 static PyObject      *py_exec_run_cell;    /* its run_cell() */
 static PyObject      *py_exec_main_dict;   /* __main__.__dict__ (borrowed) */
 static PyObject      *py_exec_real_exit;   /* posix._exit as it was */
+static PyObject      *py_exec_real_input;  /* builtins.input as it was */
+static PyObject      *py_exec_real_getpass;  /* getpass.getpass, same */
 static int64_t        py_exec_count;       /* execution_count of the last
                                               run */
+static int            py_exec_interactive; /* the run may ask input() */
 
 /* os._exit's replacement: the name, signature and text of the original */
 static PyMethodDef  py_exec_exit_def = {
@@ -89,6 +135,37 @@ static PyMethodDef  py_exec_exit_def = {
     "_exit($module, /, status)\n--\n\n"
     "Exit to the system with specified status, without normal exit "
     "processing."
+};
+
+static PyMethodDef  py_exec_input_def = {
+    "input",
+    (PyCFunction) (void (*)(void)) py_exec_input,
+    METH_VARARGS,
+    "input($module, prompt='', /)\n--\n\n"
+    "Read a string from standard input.  The trailing newline is stripped."
+    "\n\n"
+    "The prompt string, if given, is printed to standard output without a"
+    "\ntrailing newline before reading input.\n\n"
+    "If the user hits EOF (*nix: Ctrl-D, Windows: Ctrl-Z+Return), raise "
+    "EOFError.\nIn a PyREPL run that can be answered, the client is asked "
+    "instead."
+};
+
+static PyMethodDef  py_exec_getpass_def = {
+    "getpass",
+    (PyCFunction) (void (*)(void)) py_exec_getpass,
+    METH_VARARGS | METH_KEYWORDS,
+    "getpass($module, /, prompt='Password: ', stream=None)\n--\n\n"
+    "Prompt for a password, with echo turned off.\n\n"
+    "In a PyREPL run that can be answered, the client is asked instead."
+};
+
+static py_exec_replacement_t  py_exec_replacements[] = {
+    { "_exit_draining", "posix", &py_exec_exit_def, &py_exec_real_exit },
+    { "_input_asking", "builtins", &py_exec_input_def,
+      &py_exec_real_input },
+    { "_getpass_asking", "getpass", &py_exec_getpass_def,
+      &py_exec_real_getpass },
 };
 
 
@@ -176,12 +253,14 @@ fail:
 /*
  * Execute the embedded runtime once into a fresh module that is not in
  * sys.modules (the user cannot reach it by import) and keep its
- * run_cell().  The runtime finds os._exit's replacement under the name
- * "_exit_draining".  Returns 0 or -1 (logged).
+ * run_cell().  The runtime finds the replacements of os._exit, input and
+ * getpass.getpass under the names in py_exec_replacements.  Returns 0 or
+ * -1 (logged).
  */
 static int
 py_exec_load_runtime(void)
 {
+    size_t     i;
     PyObject  *code, *dict, *ret, *fn;
 
     code = NULL;
@@ -202,18 +281,24 @@ py_exec_load_runtime(void)
         goto fail;
     }
 
-    fn = py_exec_exit_function();
-    if (fn == NULL) {
-        goto fail;
-    }
+    for (i = 0; i < sizeof(py_exec_replacements)
+                    / sizeof(py_exec_replacement_t); i++)
+    {
+        fn = py_exec_function(&py_exec_replacements[i]);
+        if (fn == NULL) {
+            goto fail;
+        }
 
-    if (PyDict_SetItemString(dict, "_exit_draining", fn) != 0) {
-        py_exec_log_error("cannot give the runtime os._exit's replacement");
+        if (PyDict_SetItemString(dict, py_exec_replacements[i].name, fn)
+            != 0)
+        {
+            py_exec_log_error("cannot give the runtime a replacement");
+            Py_DECREF(fn);
+            goto fail;
+        }
+
         Py_DECREF(fn);
-        goto fail;
     }
-
-    Py_DECREF(fn);
 
     code = Py_CompileString(pyrepl_runtime_source, PY_EXEC_RUNTIME_FILE,
                             Py_file_input);
@@ -252,42 +337,42 @@ fail:
 
 
 /*
- * Keep posix._exit and make its replacement: a builtin bound to the posix
- * module like the original, so that its repr, __module__, __self__ and
- * signature are the original's.  Returns a new reference, or NULL
- * (logged).
+ * Keep the original of r and make its replacement: a builtin bound to the
+ * module like posix._exit and input are, so that its repr, __module__,
+ * __self__ and signature look like theirs.  Returns a new reference, or
+ * NULL (logged).
  */
 static PyObject *
-py_exec_exit_function(void)
+py_exec_function(const py_exec_replacement_t *r)
 {
-    PyObject  *posix, *name, *fn;
+    PyObject  *module, *name, *fn;
 
-    posix = PyImport_ImportModule("posix");
-    if (posix == NULL) {
-        py_exec_log_error("cannot import posix");
+    module = PyImport_ImportModule(r->module);
+    if (module == NULL) {
+        py_exec_log_error("cannot import a module the runtime patches");
         return NULL;
     }
 
-    py_exec_real_exit = PyObject_GetAttrString(posix, "_exit");
-    if (py_exec_real_exit == NULL) {
-        py_exec_log_error("cannot get posix._exit");
-        Py_DECREF(posix);
+    *r->real = PyObject_GetAttrString(module, r->def->ml_name);
+    if (*r->real == NULL) {
+        py_exec_log_error("cannot get a function the runtime replaces");
+        Py_DECREF(module);
         return NULL;
     }
 
     fn = NULL;
 
-    name = PyModule_GetNameObject(posix);
+    name = PyModule_GetNameObject(module);
     if (name != NULL) {
-        fn = PyCFunction_NewEx(&py_exec_exit_def, posix, name);
+        fn = PyCFunction_NewEx(r->def, module, name);
         Py_DECREF(name);
     }
 
-    Py_DECREF(posix);
+    Py_DECREF(module);
 
     if (fn == NULL) {
-        py_exec_log_error("cannot make os._exit's replacement");
-        Py_CLEAR(py_exec_real_exit);
+        py_exec_log_error("cannot make a replacement function");
+        Py_CLEAR(*r->real);
     }
 
     return fn;
@@ -342,10 +427,352 @@ py_exec_exit(PyObject *self, PyObject *args, PyObject *kwargs)
 }
 
 
+/* input([prompt]): ask the client, or the original when it cannot. */
+static PyObject *
+py_exec_input(PyObject *self, PyObject *args)
+{
+    PyObject  *prompt;
+
+    prompt = NULL;
+
+    if (!PyArg_ParseTuple(args, "|O:input", &prompt)) {
+        return NULL;
+    }
+
+    /* code that replaced sys.stdin reads from its own */
+    if (!py_exec_asking()
+        || PySys_GetObject("stdin") != PySys_GetObject("__stdin__"))
+    {
+        return PyObject_Call(py_exec_real_input, args, NULL);
+    }
+
+    return py_exec_ask(prompt, "", 0);
+}
+
+
+/* getpass.getpass(prompt='Password: ', stream=None), the same way. */
+static PyObject *
+py_exec_getpass(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject  *prompt, *stream;
+
+    static char  *names[] = { "prompt", "stream", NULL };
+
+    prompt = NULL;
+    stream = NULL;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:getpass", names,
+                                     &prompt, &stream))
+    {
+        return NULL;
+    }
+
+    if (getpid() != py_exec_session->pid) {
+        return PyObject_Call(py_exec_real_getpass, args, kwargs);
+    }
+
+    /* the original would open /dev/tty: an operator's terminal, maybe */
+    if (!py_exec_asking()) {
+        PyErr_SetString(PyExc_EOFError, "EOF when reading a line");
+        return NULL;
+    }
+
+    return py_exec_ask(prompt, "Password: ", 1);
+}
+
+
+/* Whether input() may ask the client: an interactive run, this process. */
+static int
+py_exec_asking(void)
+{
+    return py_exec_interactive && getpid() == py_exec_session->pid;
+}
+
+
+/*
+ * Ask the client until it answers.  An interrupt that a handler of the
+ * code's swallowed asks again (with a new request id); on a thread other
+ * than the main one, which SIGINT does not reach, it is a
+ * KeyboardInterrupt.  Returns the answer (a new reference), or NULL with
+ * an exception set.
+ */
+static PyObject *
+py_exec_ask(PyObject *prompt, const char *dflt, int password)
+{
+    PyObject  *ret;
+
+    for ( ;; ) {
+        if (py_exec_ask_once(prompt, dflt, password, &ret)
+            != PY_INPUT_INTERRUPTED)
+        {
+            return ret;
+        }
+
+        /* the SIGINT is delivered by now: Python's handler raises */
+        if (PyErr_CheckSignals() != 0) {
+            return NULL;
+        }
+
+        if (!pthread_equal(pthread_self(), py_exec_session->main_thread)) {
+            PyErr_SetNone(PyExc_KeyboardInterrupt);
+            return NULL;
+        }
+    }
+}
+
+
+/*
+ * One request: publish the prompt (str(prompt), or dflt when prompt is
+ * NULL), wake the I/O thread and wait for the outcome.  Returns the final
+ * PY_INPUT_* state with *ret the answer (ANSWERED), or NULL and an
+ * exception set (EOF, INTERRUPTED, or -1 for an error or an exception a
+ * signal handler raised).
+ */
+static int
+py_exec_ask_once(PyObject *prompt, const char *dflt, int password,
+    PyObject **ret)
+{
+    int            rc, state;
+    size_t         len;
+    ssize_t        n;
+    uint64_t       one;
+    pr_str_t       text, answer;
+    sigset_t       block, mask;
+    py_session_t  *s;
+
+    static const int  faults[] = {
+        SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP
+    };
+
+    s = py_exec_session;
+    *ret = NULL;
+
+    memset(&text, 0, sizeof(pr_str_t));
+    memset(&answer, 0, sizeof(pr_str_t));
+
+    if (prompt != NULL) {
+        if (py_exec_text(prompt, s->max_frame - 1024, &text) != 0) {
+            return -1;
+        }
+
+    } else {
+        text.data = strdup(dflt);
+        if (text.data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+
+        text.len = strlen(dflt);
+    }
+
+    /* what the code wrote before asking goes first, as on a terminal */
+    py_exec_flush();
+
+    /*
+     * Every signal but the faults stays blocked outside ppoll(), which
+     * takes the thread's own mask: one that comes while the handlers run
+     * or the state is looked at still ends the wait.
+     */
+    (void) sigfillset(&block);
+
+    for (rc = 0; rc < (int) (sizeof(faults) / sizeof(int)); rc++) {
+        (void) sigdelset(&block, faults[rc]);
+    }
+
+    rc = pthread_sigmask(SIG_BLOCK, &block, &mask);
+    if (rc != 0) {
+        free((char *) text.data);
+        errno = rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+
+    /*
+     * A signal that came before the mask (an interrupt sent before the
+     * request was published, which so wakes nobody) has only tripped
+     * Python's handler: run it now; later ones interrupt ppoll().
+     */
+    if (PyErr_CheckSignals() != 0) {
+        (void) pthread_sigmask(SIG_SETMASK, &mask, NULL);
+        free((char *) text.data);
+        return -1;
+    }
+
+    py_exec_lock(s);
+
+    state = s->input_state;
+
+    if (state == PY_INPUT_NONE) {
+        s->input_state = PY_INPUT_ASKED;
+        s->input_prompt = text;
+        s->input_password = password ? 1 : 0;
+        text.data = NULL;
+    }
+
+    py_exec_unlock(s);
+
+    if (state != PY_INPUT_NONE) {
+        (void) pthread_sigmask(SIG_SETMASK, &mask, NULL);
+        free((char *) text.data);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "input() is already waiting in another thread");
+        return -1;
+    }
+
+    one = 1;
+
+    do {
+        n = write(s->done_fd, &one, sizeof(uint64_t));
+    } while (n == -1 && errno == EINTR);
+
+    if (n != (ssize_t) sizeof(uint64_t)) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        state = -1;
+
+    } else {
+        state = py_exec_ask_wait(s, &mask, &answer);
+    }
+
+    /* the I/O thread may not have taken the prompt: take it all back */
+    py_exec_ask_end(s, state == PY_INPUT_ANSWERED ? NULL : &answer);
+
+    /* a pending SIGINT (PY_INPUT_INTERRUPTED) is delivered here */
+    (void) pthread_sigmask(SIG_SETMASK, &mask, NULL);
+
+    switch (state) {
+
+    case PY_INPUT_ANSWERED:
+        len = answer.len;
+
+        /* a client that sends a line gets what input() gives of a line */
+        if (len > 0 && answer.data[len - 1] == '\n') {
+            len--;
+
+            if (len > 0 && answer.data[len - 1] == '\r') {
+                len--;
+            }
+        }
+
+        *ret = PyUnicode_DecodeUTF8(answer.data, (Py_ssize_t) len,
+                                    "replace");
+        free((char *) answer.data);
+
+        return (*ret != NULL) ? state : -1;
+
+    case PY_INPUT_EOF:
+        PyErr_SetString(PyExc_EOFError, "EOF when reading a line");
+        return state;
+
+    default:
+        return state;
+    }
+}
+
+
+/*
+ * Wait, GIL released, until the I/O thread has stored an outcome; take
+ * the answer.  mask is the thread's own signal mask, the one ppoll()
+ * waits with.  Returns the outcome's PY_INPUT_* state, or -1 with an
+ * exception set (a signal handler raised, or the eventfd failed).
+ */
+static int
+py_exec_ask_wait(py_session_t *s, const sigset_t *mask, pr_str_t *answer)
+{
+    int            rc, err, state;
+    ssize_t        n;
+    uint64_t       v;
+    struct pollfd  pfd;
+
+    for ( ;; ) {
+        py_exec_lock(s);
+
+        state = s->input_state;
+
+        if (state >= PY_INPUT_ANSWERED) {
+            *answer = s->input_text;
+            s->input_text.data = NULL;
+            s->input_text.len = 0;
+            s->input_state = PY_INPUT_NONE;
+        }
+
+        py_exec_unlock(s);
+
+        if (state >= PY_INPUT_ANSWERED) {
+            return state;
+        }
+
+        pfd.fd = s->input_fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+
+        Py_BEGIN_ALLOW_THREADS
+        rc = ppoll(&pfd, 1, NULL, mask);
+        err = errno;
+        Py_END_ALLOW_THREADS
+
+        if (rc == -1) {
+            if (err != EINTR) {
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+                return -1;
+            }
+
+            /* a handler that raises ends input(), as on a terminal */
+            if (PyErr_CheckSignals() != 0) {
+                return -1;
+            }
+
+            continue;
+        }
+
+        if (pfd.revents & (POLLNVAL | POLLERR)) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "pyrepl: input()'s descriptor was closed");
+            return -1;
+        }
+
+        do {
+            n = read(s->input_fd, &v, sizeof(uint64_t));
+        } while (n == -1 && errno == EINTR);
+    }
+}
+
+
+/*
+ * Leave input_state NONE whatever it was, freeing the prompt the I/O
+ * thread did not take and an answer nobody will read (into answer, when
+ * not NULL, which is then freed too).
+ */
+static void
+py_exec_ask_end(py_session_t *s, pr_str_t *answer)
+{
+    pr_str_t  prompt, text;
+
+    py_exec_lock(s);
+
+    prompt = s->input_prompt;
+    text = s->input_text;
+    memset(&s->input_prompt, 0, sizeof(pr_str_t));
+    memset(&s->input_text, 0, sizeof(pr_str_t));
+    s->input_state = PY_INPUT_NONE;
+
+    py_exec_unlock(s);
+
+    free((char *) prompt.data);
+    free((char *) text.data);
+
+    if (answer != NULL) {
+        free((char *) answer->data);
+        answer->data = NULL;
+        answer->len = 0;
+    }
+}
+
+
 void
 py_exec_loop(py_session_t *s)
 {
-    int            rc;
+    int            rc, interactive;
     char          *code;
     size_t         len;
     ssize_t        n;
@@ -353,11 +780,12 @@ py_exec_loop(py_session_t *s)
     py_outcome_t   o;
 
     one = 1;
+    interactive = 0;
 
     for ( ;; ) {
 
         Py_BEGIN_ALLOW_THREADS
-        rc = py_exec_wait(s, &code, &len);
+        rc = py_exec_wait(s, &code, &len, &interactive);
         Py_END_ALLOW_THREADS
 
         if (rc != 0) {
@@ -366,7 +794,12 @@ py_exec_loop(py_session_t *s)
 
         memset(&o, 0, sizeof(py_outcome_t));
 
+        /* read by input() of any thread, under the GIL */
+        py_exec_interactive = interactive;
+
         py_exec_run(s, code, len, &o);
+
+        py_exec_interactive = 0;
 
         free(code);
 
@@ -399,11 +832,12 @@ py_exec_loop(py_session_t *s)
 
 
 /*
- * Block (GIL released) until the I/O thread hands over code; take it.
- * Returns 0, or -1 if a pthread call failed (logged).
+ * Block (GIL released) until the I/O thread hands over code; take it and
+ * whether its run is interactive.  Returns 0, or -1 if a pthread call
+ * failed (logged).
  */
 static int
-py_exec_wait(py_session_t *s, char **code, size_t *len)
+py_exec_wait(py_session_t *s, char **code, size_t *len, int *interactive)
 {
     int  rc;
 
@@ -427,6 +861,7 @@ py_exec_wait(py_session_t *s, char **code, size_t *len)
     s->code = NULL;
     s->code_len = 0;
     s->requested = 0;
+    *interactive = s->interactive;
 
     rc = pthread_mutex_unlock(&s->lock);
     if (rc != 0) {
@@ -877,6 +1312,33 @@ py_exec_flush(void)
     if (fflush(NULL) == EOF) {
         clearerr(stdout);
         clearerr(stderr);
+    }
+}
+
+
+/* The session lock; failing to take it leaves nothing sane to do. */
+static void
+py_exec_lock(py_session_t *s)
+{
+    int  rc;
+
+    rc = pthread_mutex_lock(&s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_lock() failed: %s", strerror(rc));
+        _exit(EXIT_FAILURE);
+    }
+}
+
+
+static void
+py_exec_unlock(py_session_t *s)
+{
+    int  rc;
+
+    rc = pthread_mutex_unlock(&s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_unlock() failed: %s", strerror(rc));
+        _exit(EXIT_FAILURE);
     }
 }
 

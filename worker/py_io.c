@@ -6,8 +6,9 @@
  * when a run has finished.
  *
  * Per connection it answers "run" (hand the code to the main thread, or
- * "fail session_busy"), "interrupt" (SIGINT to the main thread) and fails
- * anything else.  While a run is active, pipe output goes to the run's
+ * "fail session_busy"), "interrupt" (SIGINT to the main thread), "input"
+ * (see below) and fails anything else.  While a run is active, pipe
+ * output goes to the run's
  * connection as stdout/stderr frames, whole UTF-8 characters only (an
  * incomplete tail waits for the next read) and invalid bytes replaced;
  * between runs it is read and dropped.  When the run's connection holds
@@ -16,6 +17,17 @@
  * connection goes away, the run is interrupted and its output dropped.
  * A run's deadline (timeout_ms) interrupts it the same way and turns the
  * "interrupted" status into "timeout".
+ *
+ * input() in a run whose run frame said "interactive" (py_exec.c) asks
+ * through done_fd.  The thread sends what the pipes hold, then
+ * "input_request {id, prompt, password}" on the run's connection; the id
+ * is new for every request.  An "input {text, id?}" frame on any
+ * connection (a short one of its own, or the run's) answers it: "ok" when
+ * an input() waited and the id, if given, is the request's, else "fail
+ * no_pending_input".  An interrupt while input() waits (frame, lost
+ * connection, deadline) sends SIGINT first and then wakes the asker,
+ * which so finds the signal pending.  Without "interactive", without a
+ * run or without its connection, input() gets EOF at once.
  *
  * A byte on the drain pipe means another thread is about to end the
  * process (py_fatal.c): the thread empties both output pipes into the
@@ -37,6 +49,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -51,6 +66,7 @@
 #define PY_IO_HIGH_WATER    ((size_t) 1024 * 1024) /* unsent: stop pipes */
 #define PY_IO_DRAIN_MAX     ((size_t) 1024 * 1024) /* per pipe and drain */
 #define PY_IO_ACCEPT_PAUSE  100                    /* ms, on EMFILE */
+#define PY_IO_INPUT_ID_LEN  24                     /* "i" and a counter */
 
 /* fixed slots at the start of the poll set; connections follow */
 #define PY_IO_POLL_LISTEN   0
@@ -83,9 +99,13 @@ typedef struct {
 
     unsigned         run_active:1;
     unsigned         timed_out:1;  /* the deadline fired for this run */
+    unsigned         interactive:1; /* the run may ask input() */
     int              run_conn;     /* slot of the run's connection, or -1 */
     int64_t          deadline;     /* py_msec() time, 0 for none */
     int64_t          accept_resume; /* listening paused until, 0 if not */
+
+    uint64_t         input_seq;    /* input_request ids so far */
+    char             input_id[PY_IO_INPUT_ID_LEN];  /* the last one sent */
 
     uint8_t          rbuf[PY_IO_RBUF];      /* raw pipe bytes */
     uint8_t          tbuf[3 * PY_IO_RBUF];  /* the same, sanitized */
@@ -107,6 +127,10 @@ static void py_io_run(int i, const pr_frame_t *f);
 static void py_io_interrupt(const char *why);
 static int py_io_done(void);
 static void py_io_outcome(const py_outcome_t *o);
+static int py_io_ask(void);
+static void py_io_input(int i, const pr_frame_t *f);
+static void py_io_input_end(int from, int to);
+static void py_io_wake_asker(void);
 static ssize_t py_io_pipe_read(py_io_pipe_t *p);
 static int py_io_drain(void);
 static int py_io_last_words(void);
@@ -147,6 +171,14 @@ py_io_start(py_session_t *s)
     }
 
     py_io.s = s;
+
+    /* before the tables part, so that both hold it */
+    s->input_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->input_fd == -1) {
+        wk_log("eventfd() failed: %s", strerror(errno));
+        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return -1;
+    }
 
     err = pthread_create(&tid, NULL, py_io_thread, s);
 
@@ -586,7 +618,7 @@ py_io_conn_frames(int i)
             break;
 
         case PR_T_INPUT:
-            py_io_fail(i, "no_pending_input", "no input() is waiting");
+            py_io_input(i, &f);
             break;
 
         default:
@@ -713,6 +745,8 @@ py_io_run(int i, const pr_frame_t *f)
     s->code_len = f->code.len;
     s->requested = 1;
     s->interrupt = 0;
+    s->interactive = pr_has(f, interactive) && f->interactive != 0;
+    py_io.interactive = s->interactive;
 
     rc = pthread_cond_signal(&s->cond);
 
@@ -737,8 +771,9 @@ py_io_run(int i, const pr_frame_t *f)
 /*
  * Interrupt the active run: record it for the main thread (which checks
  * the flag when it starts the code, in case the signal came before) and
- * send SIGINT, which Python turns into KeyboardInterrupt.  Nothing when no
- * run is active.
+ * send SIGINT, which Python turns into KeyboardInterrupt.  An input() that
+ * waits is woken after the signal is sent, so that it finds the signal
+ * pending.  Nothing when no run is active.
  */
 static void
 py_io_interrupt(const char *why)
@@ -761,13 +796,18 @@ py_io_interrupt(const char *why)
         wk_log("session %s: pthread_kill(SIGINT) for %s failed: %s", s->id,
                why, strerror(rc));
     }
+
+    py_io_input_end(PY_INPUT_ASKED, PY_INPUT_INTERRUPTED);
+    py_io_input_end(PY_INPUT_WAITING, PY_INPUT_INTERRUPTED);
 }
 
 
 /*
- * The main thread finished a run: drain its output, then send result,
- * error and complete to the run's connection, if it is still there.
- * Returns 0, or -1 on a fatal error (logged).
+ * done_fd was written: the main thread finished a run, or input() asks,
+ * or both.  For a finished run: drain its output, then send result, error
+ * and complete to the run's connection, if it is still there; an input()
+ * of another thread that still waits then gets EOF.  Returns 0, or -1 on
+ * a fatal error (logged).
  */
 static int
 py_io_done(void)
@@ -804,13 +844,13 @@ py_io_done(void)
     py_io_unlock();
 
     if (!finished) {
-        return 0;
+        return py_io_ask();
     }
 
     if (!py_io.run_active) {
         wk_log("session %s: a run finished that was never started", s->id);
         py_outcome_free(&o);
-        return 0;
+        return py_io_ask();
     }
 
     /* everything the run wrote is in the pipes by now */
@@ -829,8 +869,11 @@ py_io_done(void)
     py_io.run_conn = -1;
     py_io.deadline = 0;
     py_io.timed_out = 0;
+    py_io.interactive = 0;
 
-    return 0;
+    py_io_input_end(PY_INPUT_WAITING, PY_INPUT_EOF);
+
+    return py_io_ask();
 }
 
 
@@ -886,6 +929,191 @@ py_io_outcome(const py_outcome_t *o)
 
     if (i >= 0) {
         py_io_conn_flush(i);
+    }
+}
+
+
+/*
+ * If input() asks: send what the code wrote before, then input_request on
+ * the run's connection, or make it EOF when the run cannot be answered.
+ * Returns 0, or -1 on a fatal error (logged).
+ */
+static int
+py_io_ask(void)
+{
+    int            asked, i;
+    pr_frame_t     f;
+    pr_str_t       prompt;
+    py_session_t  *s;
+    unsigned       password;
+
+    s = py_io.s;
+
+    py_io_lock();
+    asked = (s->input_state == PY_INPUT_ASKED);
+    py_io_unlock();
+
+    if (!asked) {
+        return 0;
+    }
+
+    if (!py_io.run_active || !py_io.interactive || py_io.run_conn < 0) {
+        py_io_input_end(PY_INPUT_ASKED, PY_INPUT_EOF);
+        return 0;
+    }
+
+    /* the output before input() precedes the request */
+    if (py_io_drain() < 0) {
+        return -1;
+    }
+
+    i = py_io.run_conn;
+
+    if (i < 0) {
+        /* the drain lost the connection; that interrupted the run */
+        py_io_input_end(PY_INPUT_ASKED, PY_INPUT_EOF);
+        return 0;
+    }
+
+    py_io_lock();
+
+    if (s->input_state != PY_INPUT_ASKED) {
+        /* the asker gave up, or an interrupt came first */
+        py_io_unlock();
+        return 0;
+    }
+
+    prompt = s->input_prompt;
+    password = s->input_password;
+    s->input_prompt.data = NULL;
+    s->input_prompt.len = 0;
+    s->input_state = PY_INPUT_WAITING;
+
+    py_io_unlock();
+
+    (void) snprintf(py_io.input_id, PY_IO_INPUT_ID_LEN, "i%" PRIu64,
+                    ++py_io.input_seq);
+
+    memset(&f, 0, sizeof(pr_frame_t));
+    f.type = PR_T_INPUT_REQUEST;
+    pr_set_cstr(&f, id, py_io.input_id);
+    pr_set_str(&f, prompt, prompt.data != NULL ? prompt.data : "",
+               prompt.len);
+    pr_set_int(&f, password, password ? 1 : 0);
+
+    /* a connection that cannot take it is closed: that interrupts */
+    py_io_send(i, &f);
+    py_io_conn_flush(i);
+
+    free((char *) prompt.data);
+
+    return 0;
+}
+
+
+/*
+ * An "input" frame on slot i: the answer to the input() that waits, if
+ * any does and the frame's id, when given, is its request's.  Answers
+ * "ok" or "fail no_pending_input" on the same connection.
+ */
+static void
+py_io_input(int i, const pr_frame_t *f)
+{
+    int            delivered;
+    char          *text;
+    pr_frame_t     ok;
+    py_session_t  *s;
+
+    s = py_io.s;
+
+    if (!pr_has(f, text)) {
+        py_io_fail(i, "bad_request", "an input frame needs \"text\"");
+        return;
+    }
+
+    text = malloc(f->text.len + 1);
+    if (text == NULL) {
+        wk_log("session %s: cannot allocate %zu bytes of input", s->id,
+               f->text.len + 1);
+        py_io_fail(i, "unavailable", "out of memory");
+        return;
+    }
+
+    memcpy(text, f->text.data, f->text.len);
+    text[f->text.len] = '\0';
+
+    py_io_lock();
+
+    delivered = (s->input_state == PY_INPUT_WAITING
+                 && (!pr_has(f, id)
+                     || (f->id.len == strlen(py_io.input_id)
+                         && memcmp(f->id.data, py_io.input_id, f->id.len)
+                            == 0)));
+
+    if (delivered) {
+        s->input_text.data = text;
+        s->input_text.len = f->text.len;
+        s->input_state = PY_INPUT_ANSWERED;
+    }
+
+    py_io_unlock();
+
+    if (!delivered) {
+        free(text);
+        py_io_fail(i, "no_pending_input", pr_has(f, id)
+                   ? "no input() is waiting for this request id"
+                   : "no input() is waiting");
+        return;
+    }
+
+    py_io_wake_asker();
+
+    memset(&ok, 0, sizeof(pr_frame_t));
+    ok.type = PR_T_OK;
+    py_io_send(i, &ok);
+}
+
+
+/* If input_state is "from", make it the outcome "to" and wake the asker. */
+static void
+py_io_input_end(int from, int to)
+{
+    int            changed;
+    py_session_t  *s;
+
+    s = py_io.s;
+
+    py_io_lock();
+
+    changed = (s->input_state == from);
+    if (changed) {
+        s->input_state = to;
+    }
+
+    py_io_unlock();
+
+    if (changed) {
+        py_io_wake_asker();
+    }
+}
+
+
+static void
+py_io_wake_asker(void)
+{
+    ssize_t   n;
+    uint64_t  one;
+
+    one = 1;
+
+    do {
+        n = write(py_io.s->input_fd, &one, sizeof(uint64_t));
+    } while (n == -1 && errno == EINTR);
+
+    /* EAGAIN: the counter is full, so the asker has a wake-up anyway */
+    if (n == -1 && errno != EAGAIN) {
+        wk_log("session %s: write(input eventfd) failed: %s", py_io.s->id,
+               strerror(errno));
     }
 }
 

@@ -21,6 +21,14 @@
  * byte on the "ack" pipe: the I/O thread answers once the pipes behind
  * fds 1 and 2 are empty and their bytes written to the run's connection.
  * Only the main thread ever holds the GIL.
+ *
+ * input() (and getpass.getpass()) in a run whose run frame said
+ * "interactive" is a request the other way round: the asking thread
+ * stores the prompt under "lock" (input_state PY_INPUT_ASKED) and writes
+ * to done_fd; the I/O thread sends an input_request frame and, when an
+ * input frame answers it (or an interrupt or the end of the run makes an
+ * answer impossible), stores the outcome under "lock" and wakes the asker
+ * through the eventfd "input_fd".
  */
 
 #ifndef PY_SESSION_H
@@ -63,6 +71,21 @@
 
 
 /*
+ * input_state: one input() can wait at a time.  The asking thread moves
+ * NONE -> ASKED and, once the state is one of the last three, back to
+ * NONE (or straight back, when it gives up: a signal handler raised); the
+ * I/O thread moves ASKED -> WAITING (input_request sent) and ASKED or
+ * WAITING to an outcome.
+ */
+#define PY_INPUT_NONE         0
+#define PY_INPUT_ASKED        1    /* input_prompt holds the question */
+#define PY_INPUT_WAITING      2    /* input_request sent, no answer yet */
+#define PY_INPUT_ANSWERED     3    /* input_text holds the answer */
+#define PY_INPUT_EOF          4    /* nobody can answer: EOFError */
+#define PY_INPUT_INTERRUPTED  5    /* the run was interrupted meanwhile */
+
+
+/*
  * The outcome of one run, built by the main thread, sent and freed by the
  * I/O thread.  Every string is malloc'd valid UTF-8 (data NULL when
  * absent); traceback.items and each item's data are malloc'd too.
@@ -88,6 +111,9 @@ typedef struct {
     int              out_wfd;      /* their write ends, dup2'd onto fds 1 */
     int              err_wfd;      /* and 2 once the I/O thread runs */
     int              done_fd;      /* eventfd, main -> I/O: run finished */
+                                   /* or input() asks */
+    int              input_fd;     /* eventfd, I/O -> asker: input_state */
+                                   /* changed (made by py_io_start) */
     int              drain_fd;     /* "drain" pipe: read end, the I/O */
     int              drain_wfd;    /* thread's; write end, the main table's */
     int              ack_fd;       /* "ack" pipe: read end, the main */
@@ -108,6 +134,19 @@ typedef struct {
 
     /* under lock: an interrupt was asked for since the code was handed */
     unsigned         interrupt:1;
+
+    /* under lock: the run frame of that code said "interactive" */
+    unsigned         interactive:1;
+
+    /*
+     * under lock: the input() that waits.  input_prompt (malloc'd UTF-8)
+     * is the asker's until the I/O thread takes it; input_text (malloc'd,
+     * not necessarily valid UTF-8) the I/O thread's until the asker does.
+     */
+    int              input_state;  /* PY_INPUT_* */
+    unsigned         input_password:1;
+    pr_str_t         input_prompt;
+    pr_str_t         input_text;
 
     /* under lock: the I/O thread has set up its descriptors */
     unsigned         io_ready:1;
@@ -185,8 +224,10 @@ int py_drain(py_session_t *s, int why, int timeout_ms);
  * descriptor tables: the I/O thread keeps the sockets, the output pipes'
  * read ends, the drain pipe's read end and the ack pipe's write end; the
  * main thread, and everything user code forks, sees none of those and
- * gets the output pipes as fds 1 and 2.  Both keep log_fd.  Returns 0 or
- * -1 (logged).  The I/O thread also answers py_drain() requests.
+ * gets the output pipes as fds 1 and 2.  Both keep log_fd and input_fd,
+ * the eventfd made here before the tables part.  Returns 0 or -1
+ * (logged).  The I/O thread also answers py_drain() requests and the
+ * input() requests of interactive runs.
  */
 int py_io_start(py_session_t *s);
 

@@ -11,10 +11,19 @@ The C side compiles this module under the file name in _FILE; frames with
 that file name are the runtime's own and are never shown to the user.  It
 also hands over _exit_draining, which takes the place of os._exit and
 posix._exit: the same function, except that in the session process it has
-the output written so far sent before the process ends.
+the output written so far sent before the process ends; and _input_asking
+and _getpass_asking, which take the place of input and getpass.getpass:
+in a run the client can answer (an SSE or WebSocket run, not a JSON one)
+they send the prompt to the client and return its answer instead of
+printing the prompt and reading stdin (elsewhere input() reads stdin as
+usual and getpass() raises EOFError rather than open /dev/tty).
+sys.stdin stays /dev/null, so sys.stdin.readline() and friends see EOF in
+every run.
 """
 
 import ast
+import builtins
+import getpass
 import linecache
 import os
 import posix
@@ -104,3 +113,8 @@ if "" not in sys.path:
 # replacement (py_exec.c) sees to it.  posix._exit is the same object.
 os._exit = posix._exit = _exit_draining  # noqa: F821 (set by the C side)
 del _exit_draining
+
+# input() and getpass() ask the client when it can answer (py_exec.c).
+builtins.input = _input_asking  # noqa: F821 (set by the C side)
+getpass.getpass = _getpass_asking  # noqa: F821 (set by the C side)
+del _input_asking, _getpass_asking
