@@ -493,6 +493,7 @@ static void
 ngx_http_pyrepl_run_client_write(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
+    ngx_chain_t               *out;
     ngx_event_t               *wev;
     ngx_http_pyrepl_run_t     *ctx;
     ngx_http_core_loc_conf_t  *clcf;
@@ -508,7 +509,9 @@ ngx_http_pyrepl_run_client_write(ngx_http_request_t *r)
 
     rc = ngx_http_output_filter(r, NULL);
 
-    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, NULL,
+    /* update_chains reads *out: it needs a real (empty) chain */
+    out = NULL;
+    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &out,
                             (ngx_buf_tag_t) &ngx_http_pyrepl_module);
 
     if (rc == NGX_ERROR) {

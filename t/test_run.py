@@ -266,3 +266,26 @@ def test_a_session_killed_while_idle_reads_crashed(nginx):
 
     wait_for(crashed, what="the session to read crashed")
     nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_a_stream_after_a_big_answer_on_one_connection(nginx, session):
+    # the big answer leaves the client's write event armed; the next
+    # stream's write handler must cope (this crashed a worker once)
+    doc = nginx.run_json(session, "import sys; sys.stdout.write('y' * 5000000)")
+    assert len(doc["stdout"]) == 5000000
+    ev = nginx.run(session, "print('after')")
+    assert stdout_of(ev) == "after\n"
+    assert events_of(ev, "execution_complete")[0]["status"] == "ok"
+
+
+def test_a_slow_sse_reader_gets_every_byte(nginx, session):
+    r = nginx.http.post(f"{nginx.url}/session/{session}/run",
+                        json={"code": "for i in range(300000): print(i)"},
+                        stream=True)
+    out = []
+    for i, (event, data) in enumerate(parse_sse(r)):
+        if event == "stdout":
+            out.append(data["text"])
+        if i % 200 == 0:
+            time.sleep(0.002)       # a slow client, so the stream backs up
+    assert "".join(out).splitlines() == [str(i) for i in range(300000)]
