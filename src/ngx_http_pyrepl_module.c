@@ -57,6 +57,13 @@ static ngx_int_t ngx_http_pyrepl_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_pyrepl_init_process(ngx_cycle_t *cycle);
 
 
+static ngx_conf_enum_t  ngx_http_pyrepl_languages[] = {
+    { ngx_string("python"), PYREPL_LANG_PYTHON },
+    { ngx_string("bash"), PYREPL_LANG_BASH },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_pyrepl_commands[] = {
 
     { ngx_string("pyrepl"),
@@ -185,11 +192,32 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, max_code_size),
       NULL },
 
+    { ngx_string("pyrepl_default_language"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, default_language),
+      &ngx_http_pyrepl_languages },
+
     { ngx_string("pyrepl_max_sessions"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pyrepl_main_conf_t, max_sessions),
+      NULL },
+
+    { ngx_string("pyrepl_pool_min_idle"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, pool_min_idle),
+      NULL },
+
+    { ngx_string("pyrepl_warmup"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, warmup),
       NULL },
 
       ngx_null_command
@@ -486,6 +514,7 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
      *     pmcf->socket_dir = { 0, NULL };
      *     pmcf->workdir = { 0, NULL };
      *     pmcf->supervisor_sock = { 0, NULL };
+     *     pmcf->warmup = { 0, NULL };
      *     pmcf->enabled = 0;
      */
 
@@ -500,6 +529,8 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->max_output = NGX_CONF_UNSET_SIZE;
     pmcf->max_code_size = NGX_CONF_UNSET_SIZE;
     pmcf->max_sessions = NGX_CONF_UNSET_UINT;
+    pmcf->default_language = NGX_CONF_UNSET_UINT;
+    pmcf->pool_min_idle = NGX_CONF_UNSET_UINT;
 
     return pmcf;
 }
@@ -547,6 +578,7 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
     ngx_conf_init_uint_value(pmcf->max_sessions, 100);
+    ngx_conf_init_uint_value(pmcf->default_language, PYREPL_LANG_PYTHON);
 
     if (pmcf->reap_interval < 10) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -558,6 +590,28 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "pyrepl_max_sessions must be between 1 and "
                            "1000000");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_uint_value(pmcf->pool_min_idle, 2);
+
+    if (pmcf->pool_min_idle > 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_pool_min_idle must be between 0 and "
+                           "1000");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a command line argument of the supervisor: no NUL, under 128k */
+    if (pmcf->warmup.len > 65536
+        || (pmcf->warmup.len > 0
+            && ngx_strlchr(pmcf->warmup.data,
+                           pmcf->warmup.data + pmcf->warmup.len, '\0')
+               != NULL))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_warmup must be at most 64k of Python "
+                           "source without NUL characters");
         return NGX_CONF_ERROR;
     }
 
@@ -660,6 +714,9 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
         != NGX_CONF_OK
         || ngx_http_pyrepl_check_binary(cf, &pmcf->bin_dir,
                                         PYREPL_PYTHON_BIN)
+           != NGX_CONF_OK
+        || ngx_http_pyrepl_check_binary(cf, &pmcf->bin_dir,
+                                        PYREPL_BASH_BIN)
            != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;

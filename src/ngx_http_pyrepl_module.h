@@ -34,6 +34,7 @@
 #define PYREPL_SUPERVISOR_SOCK   "supervisor.sock"
 #define PYREPL_SUPERVISOR_BIN    "pyrepl-supervisor"
 #define PYREPL_PYTHON_BIN        "pyrepl-python"
+#define PYREPL_BASH_BIN          "pyrepl-bash"
 
 
 typedef enum {
@@ -41,12 +42,14 @@ typedef enum {
     PYREPL_STATE_IDLE,
     PYREPL_STATE_BUSY,
     PYREPL_STATE_CRASHED,
-    PYREPL_STATE_TERMINATED
+    PYREPL_STATE_TERMINATED,        /* ended by its own code (bash exit) */
+    PYREPL_STATE_REAPING            /* expired, being killed: gone (404) */
 } ngx_http_pyrepl_state_e;
 
 
 typedef enum {
-    PYREPL_LANG_PYTHON = 0
+    PYREPL_LANG_PYTHON = 0,
+    PYREPL_LANG_BASH
 } ngx_http_pyrepl_lang_e;
 
 
@@ -133,6 +136,9 @@ typedef struct {
     size_t                   max_code_size;
     ngx_msec_t               timeout_grace;
     ngx_uint_t               max_sessions;
+    ngx_uint_t               default_language;
+    ngx_uint_t               pool_min_idle;  /* forked, unassigned sessions */
+    ngx_str_t                warmup;         /* Python the zygote runs once */
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
 } ngx_http_pyrepl_main_conf_t;
 
@@ -223,6 +229,11 @@ struct ngx_http_pyrepl_exec_s {
     u_char                        exec_id[PYREPL_ID_LEN];
     ngx_str_t                     code;
     ngx_msec_t                    timeout;
+    ngx_uint_t                    lang;
+    ngx_str_t                     cwd;        /* bash: this run only */
+    ngx_str_t                     stdin_text; /* bash: the command's stdin */
+    ngx_array_t                  *env;        /* bash: ngx_str_t "K=V" */
+    ngx_int_t                     exit_code;  /* bash: -1 until known */
     ngx_uint_t                    execution_count;
     size_t                        output;     /* stdout + stderr bytes */
     ngx_event_t                   deadline;
@@ -236,6 +247,10 @@ struct ngx_http_pyrepl_exec_s {
     unsigned                      killed:1;   /* past the grace period */
     unsigned                      truncated:1; /* over max_output */
     unsigned                      too_large:1; /* code over max_code_size */
+    unsigned                      refused:1;  /* the session was busy */
+    unsigned                      has_cwd:1;
+    unsigned                      has_stdin:1;
+    unsigned                      terminated:1; /* ended before this run */
 };
 
 const char *ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex,
@@ -260,6 +275,7 @@ ngx_int_t ngx_http_pyrepl_table_renew(ngx_shm_zone_t *zone, u_char *id,
 ngx_array_t *ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
     time_t idle_timeout, ngx_pool_t *pool);
 void ngx_http_pyrepl_table_states(ngx_shm_zone_t *zone, ngx_uint_t *counts);
+/* counts[PYREPL_STATE_REAPING + 1] */
 ngx_http_pyrepl_counters_t *ngx_http_pyrepl_table_counters(
     ngx_shm_zone_t *zone);
 ngx_int_t ngx_http_pyrepl_table_get(ngx_shm_zone_t *zone, u_char *id,
@@ -310,6 +326,7 @@ json_t *ngx_http_pyrepl_session_json(ngx_http_pyrepl_session_t *s,
     ngx_uint_t full);
 json_t *ngx_http_pyrepl_time_json(time_t t);
 const char *ngx_http_pyrepl_state_name(ngx_uint_t state);
+const char *ngx_http_pyrepl_lang_name(ngx_uint_t lang);
 
 
 /* the reaper (ngx_http_pyrepl_reaper.c) and status (ngx_http_pyrepl_status.c) */

@@ -1,23 +1,32 @@
 /*
  * ngx_http_pyrepl_spawn.c: starting the supervisor from the nginx master.
  *
- * The supervisor is started detached (double fork), so the master never
- * reaps it and a reload, which signals only the master's own children,
- * leaves it and its sessions alone.  It learns that nginx has stopped from
- * a pipe: the master keeps the write end (and its workers inherit it), the
- * supervisor polls the read end, and EOF there means every nginx process
- * is gone, so it kills its sessions and exits.  On a reload a supervisor
- * that answers on its socket is kept; one that is gone is started again.
+ * What the master starts is the supervisor's keeper ("pyrepl-supervisor
+ * --keeper ...", worker/sup_keeper.c), which runs the supervisor and
+ * restarts it within milliseconds if it dies.  The keeper is started
+ * detached (double fork), so the master never reaps it and a reload,
+ * which signals only the master's own children, leaves it, the supervisor
+ * and its sessions alone.  They learn that nginx has stopped from a pipe:
+ * the master keeps the write end (and its workers inherit it), the keeper
+ * and the supervisor poll the read end, and EOF there means every nginx
+ * process is gone, so they kill the sessions and exit.  On a reload a
+ * supervisor that answers on its socket, or a keeper that holds its lock
+ * (it may be restarting the supervisor right now), is kept; otherwise one
+ * is started again.  Pool size and warm-up code are the supervisor's
+ * command line: a reload that keeps it does not change them.
  */
 
 #include "ngx_http_pyrepl_module.h"
 
+#include <sys/file.h>
 #include <sys/wait.h>
 
 
 #define PYREPL_SPAWN_WAIT_MS  5000
+#define PYREPL_KEEPER_PID     "keeper.pid"
 
 
+static ngx_int_t ngx_http_pyrepl_keeper_up(ngx_http_pyrepl_main_conf_t *pmcf);
 static void ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf, int parent_fd);
 
@@ -35,7 +44,9 @@ ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
     ngx_pid_t    pid;
     ngx_uint_t   waited;
 
-    if (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK) {
+    if (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK
+        || ngx_http_pyrepl_keeper_up(pmcf) == NGX_OK)
+    {
         ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
                       "pyrepl: supervisor on \"%V\" is running, kept",
                       &pmcf->supervisor_sock);
@@ -122,21 +133,71 @@ failed:
 }
 
 
+/*
+ * Whether a keeper holds the lock on <socket_dir>/keeper.pid (it may be
+ * between two supervisors).  NGX_OK if so.
+ */
+static ngx_int_t
+ngx_http_pyrepl_keeper_up(ngx_http_pyrepl_main_conf_t *pmcf)
+{
+    int        fd;
+    ngx_int_t  rc;
+    u_char     path[NGX_MAX_PATH];
+
+    if (pmcf->socket_dir.len + sizeof("/" PYREPL_KEEPER_PID) > NGX_MAX_PATH) {
+        return NGX_DECLINED;
+    }
+
+    ngx_sprintf(path, "%V/" PYREPL_KEEPER_PID "%Z", &pmcf->socket_dir);
+
+    fd = open((char *) path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd == -1) {
+        return NGX_DECLINED;
+    }
+
+    rc = (flock(fd, LOCK_SH | LOCK_NB) == -1 && ngx_errno == EWOULDBLOCK)
+         ? NGX_OK : NGX_DECLINED;
+
+    close(fd);
+
+    return rc;
+}
+
+
 static void
 ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf, int parent_fd)
 {
     int               i, fd;
-    char             *argv[20];
+    char             *argv[32], *warmup;
     u_char            bin[NGX_MAX_PATH], python[NGX_MAX_PATH];
+    u_char            bash[NGX_MAX_PATH];
     u_char            sockdir[NGX_MAX_PATH], workdir[NGX_MAX_PATH];
     u_char            uid[NGX_INT_T_LEN + 1], gid[NGX_INT_T_LEN + 1];
     u_char            max_frame[NGX_SIZE_T_LEN + 1];
+    u_char            pool[NGX_INT_T_LEN + 1];
     sigset_t          set;
+    ngx_log_t        *log;
     ngx_core_conf_t  *ccf;
 
     sigemptyset(&set);
     sigprocmask(SIG_SETMASK, &set, NULL);
+
+    /*
+     * fds 1 and 2 become the error log: at the first start nginx has not
+     * yet made its own stderr the log (it is still whatever started
+     * nginx), so take the log file itself.
+     */
+
+    log = ngx_log_get_file_log(cycle->log);
+
+    if (log != NULL && log->file != NULL
+        && log->file->fd != NGX_INVALID_FILE && log->file->fd != ngx_stderr
+        && log->file->fd != parent_fd)
+    {
+        (void) dup2(log->file->fd, STDERR_FILENO);
+        (void) dup2(log->file->fd, STDOUT_FILENO);
+    }
 
     /* the pipe becomes fd 3, and nothing else of nginx's stays open */
 
@@ -162,12 +223,18 @@ ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
 
     ngx_sprintf(bin, "%V/" PYREPL_SUPERVISOR_BIN "%Z", &pmcf->bin_dir);
     ngx_sprintf(python, "%V/" PYREPL_PYTHON_BIN "%Z", &pmcf->bin_dir);
+    ngx_sprintf(bash, "%V/" PYREPL_BASH_BIN "%Z", &pmcf->bin_dir);
     ngx_sprintf(sockdir, "%V%Z", &pmcf->socket_dir);
     ngx_sprintf(workdir, "%V%Z", &pmcf->workdir);
     ngx_sprintf(max_frame, "%uz%Z", pmcf->max_frame);
+    ngx_sprintf(pool, "%ui%Z", pmcf->pool_min_idle);
 
     i = 0;
     argv[i++] = PYREPL_SUPERVISOR_BIN;
+    argv[i++] = "--keeper";
+    argv[i++] = "--zygote";
+    argv[i++] = "--pool-min-idle";
+    argv[i++] = (char *) pool;
     argv[i++] = "--socket-dir";
     argv[i++] = (char *) sockdir;
     argv[i++] = "--workdir";
@@ -188,6 +255,25 @@ ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
         argv[i++] = (char *) uid;
         argv[i++] = "--owner-gid";
         argv[i++] = (char *) gid;
+    }
+
+    if (access((char *) bash, X_OK) == 0) {
+        argv[i++] = "--bash";
+        argv[i++] = (char *) bash;
+    }
+
+    if (pmcf->warmup.len > 0) {
+        /* the child's own copy, NUL-terminated; it execs or exits */
+        warmup = malloc(pmcf->warmup.len + 1);
+        if (warmup == NULL) {
+            return;
+        }
+
+        ngx_memcpy(warmup, pmcf->warmup.data, pmcf->warmup.len);
+        warmup[pmcf->warmup.len] = '\0';
+
+        argv[i++] = "--warmup";
+        argv[i++] = warmup;
     }
 
     argv[i] = NULL;

@@ -878,3 +878,567 @@ def test_owner_can_connect(tmp):
         assert b"PermissionError" in other.stderr
     finally:
         s.stop()
+
+
+# zygote, pool, keeper and adoption -----------------------------------------
+#
+# These use the real session binary: the zygote is "pyrepl-python --zygote".
+
+PYTHON = os.path.join(BIN_DIR, "pyrepl-python")
+PLAIN_GLOBALS = ["__annotations__", "__builtins__", "__doc__", "__loader__",
+                 "__name__", "__package__", "__spec__"]
+
+
+def stat_of(pid):
+    """(state, ppid, pgrp, session, comm) of pid, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    comm = data[data.index("(") + 1:data.rindex(")")]
+    rest = data[data.rindex(")") + 2:].split()
+    return rest[0], int(rest[1]), int(rest[2]), int(rest[3]), comm
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return [a.decode() for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = stat_of(int(d))
+            if st and st[1] == pid and st[0] not in "ZX":
+                out.append(int(d))
+    return sorted(out)
+
+
+def run_code(path, code):
+    """Run code in the session listening on path; its result (repr) or
+    "<ename>: <evalue>"."""
+    c = Client(path)
+    try:
+        c.send({"t": "run", "code": code})
+        result = None
+        while True:
+            f = c.recv()
+            if f["t"] == "result":
+                result = f["text"]
+            elif f["t"] == "error":
+                result = "%s: %s" % (f["ename"], f["evalue"])
+            elif f["t"] == "complete":
+                return result
+    finally:
+        c.close()
+
+
+def status(s):
+    r = s.request({"t": "status"})
+    assert r["t"] == "ok" and set(r) == {"t", "pool", "zygote", "sessions"}, r
+    return r
+
+
+def pool_pids(s):
+    """The supervisor's children that are pool processes."""
+    out = []
+    for p in children(s.supervisor_pid()):
+        st = stat_of(p)
+        try:
+            cwd = os.readlink("/proc/%d/cwd" % p)
+        except OSError:
+            continue        # exited meanwhile
+        if st and st[4] == "pyrepl-session" \
+                and cwd.startswith(os.path.join(s.work, "pool-")):
+            out.append(p)
+    return out
+
+
+def wait_pool(s, n):
+    wait_for(lambda: status(s)["pool"] == n and len(pool_pids(s)) == n,
+             "%d pool processes (status %s)" % (n, status(s)))
+
+
+class Zygote(Supervisor):
+    """A supervisor with a zygote and a pool (and maybe its keeper)."""
+
+    def __init__(self, root, pool=2, keeper=False, extra=()):
+        extra = ["--zygote", "--pool-min-idle", str(pool)] + list(extra)
+        if keeper:
+            extra.append("--keeper")
+        super().__init__(root, python=PYTHON, extra=extra)
+        self.keeper = keeper
+        self.pool = pool
+
+    def supervisor_pid(self):
+        try:
+            with open(os.path.join(self.run, "supervisor.pid")) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def serving(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("exited with %s:\n%s"
+                                 % (self.proc.returncode, self.log()))
+        pid = self.supervisor_pid()
+        if pid is None or not running(pid):
+            return False
+        if self.keeper != (pid != self.proc.pid):
+            return False
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.sock)
+            s.close()
+            return status(self)["zygote"] > 0
+        except OSError:
+            return False
+
+    def start(self):
+        super().start()
+        wait_pool(self, self.pool)
+        return self
+
+
+@pytest.fixture
+def zsup(tmp):
+    s = Zygote(tmp).start()
+    yield s
+    assert s.stop() == 0, s.log()
+    assert os.listdir(s.work) == [], "workdirs left after shutdown"
+    assert os.listdir(s.run) == [], "files left after shutdown"
+
+
+def test_status_without_a_zygote(sup):
+    assert status(sup) == {"t": "ok", "pool": 0, "zygote": 0, "sessions": 0}
+    sup.create(sid(50))
+    assert status(sup)["sessions"] == 1
+
+
+def test_the_zygote_forks_the_pool_for_the_supervisor(zsup):
+    sup_pid = zsup.supervisor_pid()
+    z = status(zsup)["zygote"]
+    assert stat_of(z)[1] == sup_pid
+    assert cmdline(z)[1:3] == ["--zygote", "--control-fd"]
+    pool = pool_pids(zsup)
+    assert len(pool) == 2
+    for p in pool:
+        st = stat_of(p)
+        # reparented to the supervisor (a child subreaper); own session
+        assert st[1] == sup_pid and st[2] == p and st[3] == p
+        assert cmdline(p)[:2] == ["pyrepl-python", "--session"]
+        name = os.path.basename(os.readlink("/proc/%d/cwd" % p))
+        assert os.path.exists(os.path.join(zsup.run, name + ".sock"))
+        assert os.listdir(os.path.join(zsup.work, name)) == []
+    with open(os.path.join(zsup.run, "sessions")) as f:
+        assert sorted(int(l.split()[2]) for l in f
+                      if l.startswith("P ")) == sorted(pool)
+
+
+def test_create_hands_out_a_pool_process_and_refills(zsup):
+    before = pool_pids(zsup)
+    id_ = sid(51)
+    pid = zsup.create(id_)
+    assert pid in before
+    sock = zsup.session_sock(id_)
+    assert stat.S_ISSOCK(os.lstat(sock).st_mode)
+    wd = os.path.join(zsup.work, id_)
+    assert os.readlink("/proc/%d/cwd" % pid) == wd
+    assert os.listdir(wd) == []
+    assert run_code(sock, "import os; os.getpid(), os.getcwd()") == \
+        repr((pid, wd))
+    # the pool is back to two, none of them the one handed out
+    wait_pool(zsup, 2)
+    assert pid not in pool_pids(zsup)
+    assert len([n for n in os.listdir(zsup.run)
+                if n.startswith("pool-")]) == 2
+    with open(os.path.join(zsup.run, "sessions")) as f:
+        assert "S %s %d " % (id_, pid) in f.read()
+    assert status(zsup)["sessions"] == 1
+
+
+def test_a_conflict_leaves_the_pool_and_the_leftovers_alone(zsup):
+    pool = sorted(pool_pids(zsup))
+    names = sorted(n for n in os.listdir(zsup.run) if n.startswith("pool-"))
+    a, b = sid(91), sid(92)
+    os.mkdir(os.path.join(zsup.work, a))
+    open(os.path.join(zsup.work, a, "mine"), "w").close()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(zsup.session_sock(b))
+    stale.close()
+    for id_ in (a, b):
+        r = zsup.request({"t": "create", "id": id_, "lang": "python"})
+        assert r["t"] == "fail" and r["errcode"] == "conflict", r
+    assert os.listdir(os.path.join(zsup.work, a)) == ["mine"]
+    assert not os.path.exists(zsup.session_sock(a))
+    assert not os.path.exists(os.path.join(zsup.work, b))
+    assert stat.S_ISSOCK(os.lstat(zsup.session_sock(b)).st_mode)
+    # the pool lost nothing: same processes, same files
+    assert sorted(pool_pids(zsup)) == pool
+    assert sorted(n for n in os.listdir(zsup.run)
+                  if n.startswith("pool-")) == names
+    assert status(zsup)["pool"] == 2
+    for id_ in (a, b):
+        assert zsup.request({"t": "kill", "id": id_})["t"] == "ok"
+    assert zsup.create(a) in pool
+
+
+def test_pooled_sessions_start_empty_and_the_warmup_runs_once(tmp):
+    s = Zygote(tmp, pool=1, extra=[
+        "--warmup", "import json\njson.warm = 1\nleft = 1\n"
+                    "import __main__\n__main__.also = 2\n"]).start()
+    try:
+        a, b = sid(52), sid(53)
+        s.create(a)
+        s.create(b)
+        sa, sb = s.session_sock(a), s.session_sock(b)
+        # json is imported already, yet the namespace is empty
+        assert run_code(sa, "'json' in __import__('sys').modules, "
+                            "sorted(globals())") == \
+            repr((True, PLAIN_GLOBALS))
+        assert run_code(sa, "import json; json.warm") == "1"
+        # nothing one session does reaches another
+        run_code(sa, "x = 1\nopen('f', 'w').write('x')\nimport json\n"
+                     "json.warm = 99")
+        assert run_code(sb, "import os, json; sorted(globals()), "
+                            "os.listdir('.'), json.warm") == \
+            repr((PLAIN_GLOBALS + ["json", "os"], [], 1))
+        assert s.log().count("zygote: warm-up code done") == 1
+    finally:
+        s.stop()
+
+
+def test_a_failing_warmup_is_logged_and_sessions_still_start(tmp):
+    s = Zygote(tmp, pool=1, extra=["--warmup", "import nonexistent_mod"])
+    s.start()
+    try:
+        assert "warm-up code failed" in s.log()
+        assert "ModuleNotFoundError" in s.log()
+        s.create(sid(54))
+        assert run_code(s.session_sock(sid(54)), "1 + 1") == "2"
+    finally:
+        s.stop()
+
+
+def test_a_killed_zygote_is_restarted_and_creates_wait_for_it(zsup):
+    z = status(zsup)["zygote"]
+    os.kill(z, signal.SIGKILL)
+    # empty the pool too: the next create must wait for the new zygote
+    pool = pool_pids(zsup)
+    for p in pool:
+        os.kill(p, signal.SIGKILL)
+    # reaped: a killed process shows "Z" while its threads still exit
+    for p in pool + [z]:
+        wait_for(lambda: gone(p), "process %d to be reaped" % p)
+    pid = zsup.create(sid(55))
+    wait_for(lambda: cmdline(pid)[:2] == ["pyrepl-python", "--session"],
+             "a session forked by the zygote (%s)" % cmdline(pid))
+    assert run_code(zsup.session_sock(sid(55)), "6 * 7") == "42"
+    wait_for(lambda: status(zsup)["zygote"] not in (0, z), "a new zygote")
+    wait_pool(zsup, 2)
+    assert "zygote (pid %d) died: killed by signal 9" % z in zsup.log()
+
+
+def test_what_a_session_leaves_is_swept_with_it(zsup):
+    gone_id, live_id = sid(93), sid(94)
+    zsup.create(gone_id)
+    zsup.create(live_id)
+    # outside the session's process group: a kill of the group misses it
+    job = int(run_code(zsup.session_sock(gone_id), "import subprocess; "
+                       "subprocess.Popen(['sleep', '1000'], "
+                       "process_group=0).pid"))
+    # a live session's orphan (its parent exits): reparented, kept
+    orphan = int(run_code(zsup.session_sock(live_id), "import subprocess; "
+                          "int(subprocess.run(['sh', '-c', 'sleep 1000 "
+                          ">/dev/null 2>&1 & echo $!'], capture_output=True, "
+                          "text=True).stdout)"))
+    wait_for(lambda: stat_of(orphan)[1] == zsup.supervisor_pid(),
+             "the orphan to be reparented to the supervisor")
+    assert os.getpgid(job) != stat_of(job)[3]
+    assert zsup.request({"t": "kill", "id": gone_id})["t"] == "ok"
+    wait_for(lambda: gone(job), "the job the session left to be killed")
+    assert "killing process %d (sleep)" % job in zsup.log()
+    assert running(orphan)
+    # once its session is gone too, the orphan goes
+    assert zsup.request({"t": "kill", "id": live_id})["t"] == "ok"
+    wait_for(lambda: gone(orphan), "the orphan to be killed")
+
+
+def test_a_dead_pool_process_is_replaced(zsup):
+    victim = pool_pids(zsup)[0]
+    name = os.path.basename(os.readlink("/proc/%d/cwd" % victim))
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(os.path.join(zsup.run,
+                                                     name + ".sock")),
+             "the dead pool process's socket to go")
+    wait_for(lambda: victim not in pool_pids(zsup), "it to be reaped")
+    wait_pool(zsup, 2)
+    assert not os.path.exists(os.path.join(zsup.work, name))
+    assert "pool process %s (pid %d) died" % (name, victim) in zsup.log()
+
+
+def test_without_a_pool_a_create_waits_for_a_fork(tmp):
+    s = Zygote(tmp, pool=0).start()
+    try:
+        for i in range(3):
+            pid = s.create(sid(56 + i))
+            wait_for(lambda: cmdline(pid)[:2] == ["pyrepl-python",
+                                                  "--session"],
+                     "a session forked by the zygote (%s)" % cmdline(pid))
+            # reparented once the intermediate process has exited
+            wait_for(lambda: stat_of(pid)[1] == s.supervisor_pid(),
+                     "the session to be the supervisor's child")
+            assert status(s)["pool"] == 0
+        assert run_code(s.session_sock(sid(58)), "'ok'") == "'ok'"
+    finally:
+        s.stop()
+
+
+def test_many_creates_at_once_are_all_served(tmp):
+    s = Zygote(tmp, pool=1).start()
+    try:
+        clients = [s.client() for _ in range(12)]
+        for i, c in enumerate(clients):
+            c.send({"t": "create", "id": sid(60 + i), "lang": "python"})
+        replies = [c.recv() for c in clients]
+        assert all(r["t"] == "ok" for r in replies), replies
+        assert len({r["pid"] for r in replies}) == 12
+        assert status(s)["sessions"] == 12
+        wait_pool(s, 1)
+    finally:
+        s.stop()
+
+
+def test_a_zygote_that_cannot_start_means_fork_and_exec(tmp):
+    wrapper = os.path.join(tmp, "no-zygote")
+    with open(wrapper, "w") as f:
+        f.write('#!/bin/sh\ncase " $* " in *" --zygote "*) exit 3 ;; esac\n'
+                'exec %s "$@"\n' % PYTHON)
+    os.chmod(wrapper, 0o755)
+    s = Supervisor(tmp, python=wrapper,
+                   extra=["--zygote", "--pool-min-idle", "2"]).start()
+    try:
+        pid = s.create(sid(80))
+        wait_for(lambda: "--listen-fd" in cmdline(pid),
+                 "a session by fork and exec (%s)" % cmdline(pid))
+        assert run_code(s.session_sock(sid(80)), "2 ** 10") == "1024"
+        assert "zygote (pid" in s.log()
+        wait_for(lambda: "the zygote keeps failing" in s.log(),
+                 "the supervisor to give up on the zygote")
+        assert status(s) == {"t": "ok", "pool": 0, "zygote": 0,
+                             "sessions": 1}
+    finally:
+        s.stop()
+
+
+def kill_and_reap(proc):
+    proc.kill()
+    proc.wait(DEADLINE)
+
+
+def test_a_new_supervisor_adopts_live_sessions(tmp):
+    a = Zygote(tmp, pool=1).start()
+    live, dead = sid(81), sid(82)
+    p_live = a.create(live)
+    p_dead = a.create(dead)
+    assert run_code(a.session_sock(live), "x = 42") is None
+    old_zygote = status(a)["zygote"]
+    wait_pool(a, 1)
+    old_pool = pool_pids(a)
+    kill_and_reap(a.proc)
+    os.close(a.wfd)
+    a.wfd = None
+    # sessions outlive their supervisor; its zygote does not
+    wait_for(lambda: not running(old_zygote), "the old zygote to die")
+    assert running(p_live) and running(p_dead)
+    os.kill(p_dead, signal.SIGKILL)
+    wait_for(lambda: not running(p_dead), "the session to die")
+
+    b = Zygote(tmp, pool=1).start()
+    try:
+        assert "session %s (pid %d) adopted" % (live, p_live) in b.log()
+        assert "session %s (pid %d) died while no supervisor ran" \
+            % (dead, p_dead) in b.log()
+        assert status(b)["sessions"] == 1
+        assert run_code(b.session_sock(live), "x") == "42"
+        # the dead one reads crashed: no socket; its directory stays
+        assert not os.path.exists(b.session_sock(dead))
+        assert os.path.isdir(os.path.join(b.work, dead))
+        r = b.request({"t": "create", "id": dead, "lang": "python"})
+        assert r["t"] == "fail" and r["errcode"] == "conflict", r
+        # the old pool was killed and its files removed
+        for p in old_pool:
+            wait_for(lambda: not running(p), "old pool process %d" % p)
+        assert len([n for n in os.listdir(b.work)
+                    if n.startswith("pool-")]) == 1
+        # an adopted session is killed on request, and its files go
+        assert b.request({"t": "kill", "id": live}) == {"t": "ok",
+                                                        "id": live}
+        wait_for(lambda: not running(p_live), "the adopted session to die")
+        assert not os.path.exists(os.path.join(b.work, live))
+        assert b.request({"t": "kill", "id": dead})["t"] == "ok"
+        assert not os.path.exists(os.path.join(b.work, dead))
+        wait_for(lambda: status(b)["sessions"] == 0, "no sessions left")
+    finally:
+        assert b.stop() == 0, b.log()
+    assert os.listdir(b.run) == [] and os.listdir(b.work) == []
+
+
+def test_an_adopted_session_that_dies_is_crashed(tmp):
+    a = Zygote(tmp, pool=1).start()
+    id_ = sid(83)
+    pid = a.create(id_)
+    kill_and_reap(a.proc)
+    b = Zygote(tmp, pool=1).start()
+    try:
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(b.session_sock(id_)),
+                 "the adopted session's socket to go")
+        wait_for(lambda: "session %s (pid %d) crashed" % (id_, pid)
+                 in b.log(), "the crash in the log")
+        assert status(b)["sessions"] == 0
+    finally:
+        b.stop()
+        if a.wfd is not None:
+            os.close(a.wfd)
+            a.wfd = None
+
+
+def test_a_reused_pid_is_never_adopted(tmp):
+    run = os.path.join(tmp, "run")
+    work = os.path.join(tmp, "work")
+    os.makedirs(run, 0o700)
+    os.makedirs(work, 0o711)
+    # processes that now hold pids the journal names, started later than
+    # the ones it recorded (its start times are 1 and 2)
+    strangers = [subprocess.Popen(["sleep", "1000"]) for _ in range(2)]
+    id_ = sid(84)
+    with open(os.path.join(run, "sessions"), "w") as f:
+        f.write("S %s %d 1\nP pool-7 %d 2\nS %s 1234" % (
+            id_, strangers[0].pid, strangers[1].pid, sid(85)))
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(os.path.join(run, id_ + ".sock"))
+    stale.close()
+    open(os.path.join(run, "pool-7.sock"), "w").close()
+    os.mkdir(os.path.join(work, "pool-7"))
+    os.mkdir(os.path.join(work, id_))
+    s = Zygote(tmp, pool=1).start()
+    try:
+        for p in strangers:
+            assert p.poll() is None, "a stranger was killed"
+        assert status(s)["sessions"] == 0
+        assert not os.path.exists(os.path.join(run, id_ + ".sock"))
+        assert not os.path.exists(os.path.join(work, "pool-7"))
+        assert not os.path.exists(os.path.join(run, "pool-7.sock"))
+        assert "died while no supervisor ran" in s.log()
+        # the cut-off last line was ignored, not adopted
+        assert sid(85) not in s.log()
+    finally:
+        s.stop()
+        for p in strangers:
+            kill_and_reap(p)
+
+
+def test_the_keeper_restarts_a_killed_supervisor_at_once(tmp):
+    k = Zygote(tmp, pool=1, keeper=True).start()
+    try:
+        with open(os.path.join(k.run, "keeper.pid")) as f:
+            assert int(f.read()) == k.proc.pid
+        first = k.supervisor_pid()
+        assert stat_of(first)[1] == k.proc.pid
+        live = sid(86)
+        p_live = k.create(live)
+        run_code(k.session_sock(live), "kept = 'yes'")
+
+        t0 = time.monotonic()
+        os.kill(first, signal.SIGKILL)
+
+        def created():
+            try:
+                r = k.request({"t": "create", "id": sid(87),
+                               "lang": "python"})
+            except OSError:
+                return None
+            return r if r.get("t") == "ok" else None
+
+        r = wait_for(created, "a create to work again")
+        assert time.monotonic() - t0 < 1.0
+        second = k.supervisor_pid()
+        assert second != first and stat_of(second)[1] == k.proc.pid
+        # the live session kept its state; it is the keeper's child now
+        assert run_code(k.session_sock(live), "kept") == "'yes'"
+        assert stat_of(p_live)[1] == k.proc.pid
+        assert status(k)["sessions"] == 2
+        # sessions the keeper inherited die with their group, are reaped
+        assert run_code(k.session_sock(live), "import subprocess; "
+                        "subprocess.Popen(['sleep', '1000']).pid") \
+            is not None
+        assert k.request({"t": "kill", "id": live})["t"] == "ok"
+        wait_for(lambda: gone(p_live), "the keeper to reap the session")
+        assert r["pid"] != p_live
+    finally:
+        assert k.stop() == 0, k.log()
+    assert os.listdir(k.run) == [] and os.listdir(k.work) == []
+
+
+def test_a_session_killed_while_no_supervisor_runs_is_crashed(tmp):
+    k = Zygote(tmp, pool=1, keeper=True).start()
+    try:
+        ids = sid(88), sid(89)
+        pids = [k.create(i) for i in ids]
+        run_code(k.session_sock(ids[0]), "y = 5")
+        first = k.supervisor_pid()
+        os.kill(k.proc.pid, signal.SIGSTOP)     # nothing restarts it yet
+        try:
+            os.kill(first, signal.SIGKILL)
+            wait_for(lambda: stat_of(first) is None
+                     or stat_of(first)[0] == "Z", "the supervisor to die")
+            os.kill(pids[1], signal.SIGKILL)
+            wait_for(lambda: not running(pids[1]), "the session to die")
+        finally:
+            os.kill(k.proc.pid, signal.SIGCONT)
+        wait_for(k.serving, "a new supervisor")
+        assert not os.path.exists(k.session_sock(ids[1]))
+        assert os.path.exists(k.session_sock(ids[0]))
+        assert run_code(k.session_sock(ids[0]), "y") == "5"
+        assert status(k)["sessions"] == 1
+        wait_for(lambda: gone(pids[1]), "the keeper to reap it")
+    finally:
+        assert k.stop() == 0, k.log()
+
+
+def test_nginx_going_away_ends_the_keeper_and_everything(tmp):
+    k = Zygote(tmp, pool=2, keeper=True).start()
+    id_ = sid(90)
+    pid = k.create(id_)
+    child = int(run_code(k.session_sock(id_), "import subprocess; "
+                         "subprocess.Popen(['sleep', '1000']).pid"))
+    # one more supervisor generation, so that the session is adopted
+    os.kill(k.supervisor_pid(), signal.SIGKILL)
+    wait_for(lambda: k.serving() and status(k)["sessions"] == 1,
+             "the session to be adopted")
+    k.close_parent()
+    assert k.wait_exit() == 0, k.log()
+    for p in (pid, child):
+        wait_for(lambda: not running(p), "process %d to die" % p)
+    assert procs_under(tmp) == []
+    assert os.listdir(k.run) == [] and os.listdir(k.work) == []
+    assert k.log().rstrip().endswith("exiting")
+
+
+def test_a_second_keeper_exits_at_once(tmp):
+    k = Zygote(tmp, pool=1, keeper=True).start()
+    try:
+        other = Supervisor(tmp, python=PYTHON, parent=False,
+                           extra=["--zygote", "--keeper"])
+        other.logpath = os.path.join(tmp, "other.log")
+        assert other.spawn().wait(DEADLINE) == 1
+        assert "another keeper (pid %d)" % k.proc.pid in other.log()
+        assert k.serving()
+    finally:
+        k.stop()

@@ -28,8 +28,17 @@
  *   7. the main thread serves runs until the supervisor kills the process.
  *
  * User code still sees, besides fds 0-2, the "run finished" eventfd, the
- * drain pipe's write end, the ack pipe's read end and the log copy, all
- * close-on-exec.
+ * "input answered" eventfd (py_io_start), the drain pipe's write end, the
+ * ack pipe's read end and the log copy, all close-on-exec.
+ */
+
+/*
+ * Zygote mode (py_zygote.c), "--zygote --control-fd N --workdir DIR":
+ * steps 1 and 3 run once in the zygote, then the warm-up code; each
+ * session forked from it returns out of py_zygote_serve() and continues
+ * with the listening socket check, step 2 and step 4 on.  --warmup CODE
+ * in the ordinary mode runs the same warm-up code after step 3 (the
+ * supervisor's fork+exec fallback while its zygote is down).
  */
 
 #include <errno.h>
@@ -40,19 +49,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "py_session.h"
+#include "py_zygote.h"
 #include "wk_log.h"
 
 
 #define PY_SESSION_MIN_FRAME  4096
 
 
-static int py_session_args(int argc, char **argv, py_session_t *s);
+static int py_session_args(int argc, char **argv, py_session_t *s,
+    py_zygote_conf_t *zc);
 static int py_session_signals(void);
 static int py_session_std_fds(void);
 static int py_session_log_fd(py_session_t *s);
@@ -80,36 +92,84 @@ static py_session_t  py_session = {
 };
 
 
+static py_zygote_conf_t  py_zygote = {
+    .control_fd = -1,
+};
+
+
 int
 main(int argc, char **argv)
 {
+    int            rc;
     py_session_t  *s;
 
     s = &py_session;
 
     wk_log_init("python");
 
-    if (py_session_args(argc, argv, s) != 0) {
+    if (py_session_args(argc, argv, s, &py_zygote) != 0) {
         py_session_usage();
         return 2;
     }
 
     s->pid = getpid();
 
-    if (py_session_signals() != 0
-        || py_session_std_fds() != 0
-        || py_session_log_fd(s) != 0
-        || py_session_listen_fd(s->listen_fd) != 0
-        || py_session_pipes(s) != 0)
-    {
-        return EXIT_FAILURE;
-    }
+    if (py_zygote.enabled) {
+        s->id = "zygote";
+        py_zygote.argc = argc;
+        py_zygote.argv = argv;
 
-    s->main_thread = pthread_self();
+        if (py_session_signals() != 0
+            || py_session_std_fds() != 0
+            || py_session_log_fd(s) != 0)
+        {
+            return EXIT_FAILURE;
+        }
 
-    if (py_exec_init(s) != 0) {
-        wk_log("session %s: cannot start Python", s->id);
-        return EXIT_FAILURE;
+        if (py_exec_init(s) != 0) {
+            wk_log("zygote: cannot start Python");
+            return EXIT_FAILURE;
+        }
+
+        rc = py_zygote_serve(s, &py_zygote);
+        if (rc != 0) {
+            /* like a session, the zygote never finalizes Python */
+            (void) fflush(NULL);
+            _exit((rc == 1) ? EXIT_SUCCESS : EXIT_FAILURE);
+        }
+
+        /* a session process forked by the zygote from here on */
+
+        if (py_session_listen_fd(s->listen_fd) != 0
+            || py_session_pipes(s) != 0)
+        {
+            _exit(EXIT_FAILURE);
+        }
+
+        s->main_thread = pthread_self();
+
+    } else {
+        if (py_session_signals() != 0
+            || py_session_std_fds() != 0
+            || py_session_log_fd(s) != 0
+            || py_session_listen_fd(s->listen_fd) != 0
+            || py_session_pipes(s) != 0)
+        {
+            return EXIT_FAILURE;
+        }
+
+        (void) prctl(PR_SET_NAME, PY_ZYGOTE_COMM, 0, 0, 0);
+
+        s->main_thread = pthread_self();
+
+        if (py_exec_init(s) != 0) {
+            wk_log("session %s: cannot start Python", s->id);
+            return EXIT_FAILURE;
+        }
+
+        if (py_zygote.warmup != NULL) {
+            (void) py_zygote_warmup(s, py_zygote.warmup);
+        }
     }
 
     if (py_io_start(s) != 0) {
@@ -128,16 +188,21 @@ main(int argc, char **argv)
 
 
 static int
-py_session_args(int argc, char **argv, py_session_t *s)
+py_session_args(int argc, char **argv, py_session_t *s,
+    py_zygote_conf_t *zc)
 {
     int            c, i;
     char          *end;
     unsigned long  v;
 
     static const struct option  options[] = {
-        { "listen-fd", required_argument, NULL, 'l' },
-        { "id",        required_argument, NULL, 'i' },
-        { "max-frame", required_argument, NULL, 'm' },
+        { "listen-fd",  required_argument, NULL, 'l' },
+        { "id",         required_argument, NULL, 'i' },
+        { "max-frame",  required_argument, NULL, 'm' },
+        { "zygote",     no_argument,       NULL, 'z' },
+        { "control-fd", required_argument, NULL, 'c' },
+        { "workdir",    required_argument, NULL, 'w' },
+        { "warmup",     required_argument, NULL, 'W' },
         { NULL, 0, NULL, 0 }
     };
 
@@ -194,6 +259,32 @@ py_session_args(int argc, char **argv, py_session_t *s)
             s->max_frame = v;
             break;
 
+        case 'z':
+            zc->enabled = 1;
+            break;
+
+        case 'c':
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+
+            if (errno != 0 || *end != '\0' || end == optarg || v < 3
+                || v > 65535)
+            {
+                wk_log("bad --control-fd \"%s\"", optarg);
+                return -1;
+            }
+
+            zc->control_fd = (int) v;
+            break;
+
+        case 'w':
+            zc->workdir = optarg;
+            break;
+
+        case 'W':
+            zc->warmup = (optarg[0] != '\0') ? optarg : NULL;
+            break;
+
         default:
             wk_log("unknown or incomplete option \"%s\"",
                    argv[optind - 1]);
@@ -204,6 +295,18 @@ py_session_args(int argc, char **argv, py_session_t *s)
     if (optind != argc) {
         wk_log("unexpected argument \"%s\"", argv[optind]);
         return -1;
+    }
+
+    if (zc->enabled) {
+        if (zc->control_fd == -1 || zc->workdir == NULL
+            || s->listen_fd != -1 || s->id != NULL)
+        {
+            wk_log("--zygote takes --control-fd and --workdir, and neither "
+                   "--listen-fd nor --id");
+            return -1;
+        }
+
+        return 0;
     }
 
     if (s->listen_fd == -1 || s->id == NULL) {
@@ -219,7 +322,9 @@ static void
 py_session_usage(void)
 {
     wk_log("usage: pyrepl-python --listen-fd FD --id HEX32 "
-           "[--max-frame BYTES]");
+           "[--max-frame BYTES] [--warmup CODE]");
+    wk_log("   or: pyrepl-python --zygote --control-fd FD --workdir DIR "
+           "[--max-frame BYTES] [--warmup CODE]");
 }
 
 

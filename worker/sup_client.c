@@ -6,6 +6,11 @@
  * rest waits for POLLOUT.  A client that half-closes still gets its
  * replies.  A malformed or oversized frame closes that connection only.
  *
+ * A create may have to wait for a pool process (sup_pool.c): its reply is
+ * deferred, and the connection takes no further request (nor reads) until
+ * sup_client_reply() sends it, so replies stay in request order.  A
+ * client that hangs up meanwhile is closed and its wait cancelled.
+ *
  * Connections are closed in place (marked) while the poll results are
  * being walked, and swept out of the array afterwards, so the indices the
  * main loop uses stay valid for one round.
@@ -27,11 +32,12 @@
 #define SUP_CLIENT_MAX_PENDING  (256 * 1024)
 
 
-typedef struct {
+struct sup_client_s {
     wk_conn_t   conn;
     unsigned    eof:1;       /* peer shut its side: close when flushed */
     unsigned    closed:1;    /* descriptor closed, sweep the entry */
-} sup_client_t;
+    unsigned    waiting:1;   /* a reply is deferred */
+};
 
 
 static sup_client_t  **sup_clients;
@@ -130,7 +136,9 @@ sup_client_pollfd(size_t i, struct pollfd *pfd)
     pfd->events = 0;
     pfd->revents = 0;
 
-    if (!c->eof && wk_conn_pending(&c->conn) < SUP_CLIENT_MAX_PENDING) {
+    if (!c->eof && !c->waiting
+        && wk_conn_pending(&c->conn) < SUP_CLIENT_MAX_PENDING)
+    {
         pfd->events |= POLLIN;
     }
 
@@ -143,6 +151,11 @@ sup_client_pollfd(size_t i, struct pollfd *pfd)
 static void
 sup_client_close(sup_client_t *c)
 {
+    if (c->waiting) {
+        sup_pool_cancel(c);
+        c->waiting = 0;
+    }
+
     wk_conn_close(&c->conn);
     c->closed = 1;
 }
@@ -159,7 +172,7 @@ sup_client_dispatch(const sup_conf_t *conf, sup_client_t *c)
 
     msgpack_unpacked_init(&up);
 
-    for ( ;; ) {
+    while (!c->waiting) {
         rc = wk_conn_next(&c->conn, &up, &req);
 
         if (rc == 0) {
@@ -172,7 +185,10 @@ sup_client_dispatch(const sup_conf_t *conf, sup_client_t *c)
             goto fail;
         }
 
-        sup_request(conf, &req, &reply, &err);
+        if (sup_request(conf, c, &req, &reply, &err) == 1) {
+            c->waiting = 1;
+            break;
+        }
 
         if (wk_conn_send(&c->conn, &reply) != WK_OK) {
             goto fail;
@@ -210,7 +226,15 @@ sup_client_event(const sup_conf_t *conf, size_t i, short revents)
         return;
     }
 
-    if (!c->eof && (revents & (POLLIN | POLLHUP | POLLERR))) {
+    if (c->waiting && (revents & (POLLHUP | POLLERR))) {
+        /* gone before its reply: nothing is made for it */
+        sup_client_close(c);
+        return;
+    }
+
+    if (!c->eof && !c->waiting
+        && (revents & (POLLIN | POLLHUP | POLLERR)))
+    {
         rc = wk_conn_read(&c->conn);
 
         if (rc == WK_ERROR) {
@@ -235,9 +259,57 @@ sup_client_event(const sup_conf_t *conf, size_t i, short revents)
         return;
     }
 
-    if (c->eof && wk_conn_pending(&c->conn) == 0) {
+    if (c->eof && !c->waiting && wk_conn_pending(&c->conn) == 0) {
         sup_client_close(c);
     }
+}
+
+
+int
+sup_client_reply(const sup_conf_t *conf, sup_client_t *c, const char *id,
+    pid_t pid, const sup_err_t *err)
+{
+    pr_frame_t  reply;
+
+    if (c->closed || !c->waiting) {
+        return -1;
+    }
+
+    c->waiting = 0;
+
+    memset(&reply, 0, sizeof(pr_frame_t));
+
+    if (pid > 0) {
+        reply.type = PR_T_OK;
+        pr_set_str(&reply, id, id, SUP_ID_LEN);
+        pr_set_int(&reply, pid, pid);
+
+    } else {
+        reply.type = PR_T_FAIL;
+        pr_set_cstr(&reply, errcode, err->code);
+        pr_set_cstr(&reply, message, err->message);
+    }
+
+    if (wk_conn_send(&c->conn, &reply) != WK_OK
+        || wk_conn_flush(&c->conn) == WK_ERROR)
+    {
+        sup_client_close(c);
+        return -1;
+    }
+
+    /* requests that came in meanwhile */
+    if (sup_client_dispatch(conf, c) == -1
+        || wk_conn_flush(&c->conn) == WK_ERROR)
+    {
+        sup_client_close(c);
+        return 0;
+    }
+
+    if (c->eof && !c->waiting && wk_conn_pending(&c->conn) == 0) {
+        sup_client_close(c);
+    }
+
+    return 0;
 }
 
 

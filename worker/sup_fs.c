@@ -2,7 +2,9 @@
  * sup_fs.c: the supervisor's file-system chores: creating the socket and
  * working directories (owned by nginx's worker user where asked), removing
  * a session's working directory recursively without ever following a
- * symlink out of it, and writing the pid file.
+ * symlink out of it, writing the pid file, and the renames that hand a
+ * pool process's socket and directory to a session without ever replacing
+ * what is there.
  */
 
 #include <errno.h>
@@ -180,6 +182,45 @@ sup_fs_unlink(const char *path)
 {
     if (unlink(path) == -1 && errno != ENOENT) {
         wk_log("unlink(\"%s\") failed: %s", path, strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+sup_fs_rename(const char *from, const char *to)
+{
+    struct stat  st;
+
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) {
+        return 0;
+    }
+
+    if (errno == EEXIST) {
+        return -1;
+    }
+
+    if (errno != EINVAL && errno != ENOSYS) {
+        wk_log("rename(\"%s\", \"%s\") failed: %s", from, to,
+               strerror(errno));
+        return -1;
+    }
+
+    /*
+     * The file system cannot refuse to replace: check first.  Only this
+     * single-threaded supervisor creates names here, so nothing can appear
+     * between the check and the rename but what a user puts there.
+     */
+    if (lstat(to, &st) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+
+    if (rename(from, to) == -1) {
+        wk_log("rename(\"%s\", \"%s\") failed: %s", from, to,
+               strerror(errno));
         return -1;
     }
 

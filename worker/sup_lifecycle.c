@@ -1,31 +1,59 @@
 /*
  * sup_lifecycle.c: the life of a session process as the supervisor sees
- * it, tying together the table, the spawner and the file system.
+ * it, tying together the table, the pool, the spawner and the file
+ * system.
  *
- *   create   WORKDIR/<id> and DIR/<id>.sock are made, the process forked,
- *            the entry added LIVE.
+ *   create   with a zygote: a pool process is handed over (sup_pool.c),
+ *            or the create waits for one; without one (or while it is
+ *            given up): WORKDIR/<id> and DIR/<id>.sock are made, the
+ *            process forked and exec'd.  Either way the entry is added
+ *            LIVE and journaled.
  *   kill     the process group gets SIGKILL, the socket and the working
- *            directory are removed; the entry stays KILLED until reaped.
+ *            directory are removed; the entry stays KILLED until reaped
+ *            (or, adopted, until its pidfd says it exited).
  *   crash    (reaped while LIVE) the rest of its process group gets
  *            SIGKILL, the socket is unlinked so nginx's next connect fails
  *            and reports the session crashed; the entry stays DEAD, with
  *            its working directory, until a kill.
  *   kill-all (shutdown) a kill of every entry.
  *
- * A process group is only signalled while its leader is unreaped (running
- * or a zombie): that keeps the group id from being reused under us.
+ * Every process the supervisor reaps is its child (fork+exec), or its
+ * grandchild or great-grandchild reparented to it (it is a child
+ * subreaper): the zygote, pool processes, sessions, and orphans of user
+ * code.  A process group is only signalled while its leader is unreaped
+ * (running or a zombie): that keeps the group id from being reused under
+ * us.
+ *
+ * The sweep: what a session starts outside its process group (a bash
+ * job, a daemon) is orphaned when the session dies and reparented to us.
+ * Each session process is a session leader (setsid), so its descendants
+ * carry its pid as their session id until they start a session of their
+ * own.  SUP_SWEEP_MS after a session or an unknown child is reaped (and
+ * at most once per SUP_SWEEP_EVERY_MS), the children of ours that are no
+ * zygote, pool process or session, and whose session id is not a live
+ * session's, are killed with their group; what they leave is swept in
+ * turn when they are reaped.  A live session's orphans (its session id)
+ * are left alone.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "supervisor.h"
 #include "wk_log.h"
+
+
+#define SUP_SWEEP_MS        20    /* after a reap, before the sweep */
+#define SUP_SWEEP_EVERY_MS  250   /* at most one sweep (a /proc scan of */
+                                  /* ~10 us per process) this often */
 
 
 #define SUP_ERR(e, c, ...)                                                   \
@@ -34,18 +62,23 @@
     } while (0)
 
 
-static int sup_paths(const sup_conf_t *conf, const char *id, char *sock,
-    char *dir);
 static void sup_kill_group(sup_session_t *s);
 static void sup_remove_files(const sup_conf_t *conf, const char *id);
-static void sup_log_exit(const sup_session_t *s, int status);
+static void sup_sweep_later(void);
+static void sup_sweep(const sup_conf_t *conf);
+static int sup_sweep_spares(const sup_conf_t *conf, pid_t pid,
+    const sup_proc_t *p);
 
 
-static int
-sup_paths(const sup_conf_t *conf, const char *id, char *sock, char *dir)
+static long  sup_sweep_at;          /* 0: no sweep due */
+static long  sup_sweep_last;
+
+
+int
+sup_paths(const sup_conf_t *conf, const char *name, char *sock, char *dir)
 {
-    if (sup_fs_path(sock, PATH_MAX, conf->socket_dir, id, ".sock") == -1
-        || sup_fs_path(dir, PATH_MAX, conf->workdir, id, "") == -1)
+    if (sup_fs_path(sock, PATH_MAX, conf->socket_dir, name, ".sock") == -1
+        || sup_fs_path(dir, PATH_MAX, conf->workdir, name, "") == -1)
     {
         return -1;
     }
@@ -55,12 +88,83 @@ sup_paths(const sup_conf_t *conf, const char *id, char *sock, char *dir)
 
 
 int
-sup_create(const sup_conf_t *conf, const char *id, pid_t *pid,
-    sup_err_t *err)
+sup_id_taken(const sup_conf_t *conf, const char *id, sup_err_t *err)
 {
-    int    fd, rc;
-    pid_t  p;
-    char   sock[PATH_MAX], dir[PATH_MAX];
+    struct stat  st;
+    char         sock[PATH_MAX], dir[PATH_MAX];
+
+    if (sup_session_find(id) != NULL || sup_pool_waiting(id)) {
+        SUP_ERR(err, "conflict", "session %s exists", id);
+        return 1;
+    }
+
+    if (sup_paths(conf, id, sock, dir) == -1) {
+        SUP_ERR(err, "unavailable", "session paths are too long");
+        return 1;
+    }
+
+    if (lstat(dir, &st) == 0) {
+        /* left by a session not killed yet: never hand it to another */
+        SUP_ERR(err, "conflict", "working directory of %s exists", id);
+        return 1;
+    }
+
+    if (lstat(sock, &st) == 0) {
+        wk_log("session %s: socket \"%s\" exists", id, sock);
+        SUP_ERR(err, "conflict", "socket of %s exists", id);
+        return 1;
+    }
+
+    return 0;
+}
+
+
+int
+sup_create(const sup_conf_t *conf, sup_client_t *client, const char *id,
+    int lang, pid_t *pid, sup_err_t *err)
+{
+    int  rc;
+
+    if (sup_session_find(id) != NULL || sup_pool_waiting(id)) {
+        SUP_ERR(err, "conflict", "session %s exists", id);
+        return -1;
+    }
+
+    if (lang == SUP_LANG_PYTHON && conf->zygote && sup_zygote_usable()) {
+        /* the fast path: its renames refuse to replace a leftover */
+        rc = sup_pool_take(conf, id, pid, err);
+
+        if (rc != 1) {
+            return rc;
+        }
+
+        /* a conflict is answered now, not after the wait */
+        if (sup_id_taken(conf, id, err)) {
+            return -1;
+        }
+
+        if (client != NULL && sup_pool_wait(conf, client, id, err) == 0) {
+            return 1;
+        }
+    }
+
+    if (sup_id_taken(conf, id, err)) {
+        return -1;
+    }
+
+    return sup_create_exec(conf, id, lang, pid, err);
+}
+
+
+int
+sup_create_exec(const sup_conf_t *conf, const char *id, int lang,
+    pid_t *pid, sup_err_t *err)
+{
+    int              fd, rc;
+    pid_t            p;
+    sup_proc_t       st;
+    sup_session_t   *s;
+    char             sock[PATH_MAX], dir[PATH_MAX];
 
     if (sup_session_find(id) != NULL) {
         SUP_ERR(err, "conflict", "session %s exists", id);
@@ -105,7 +209,7 @@ sup_create(const sup_conf_t *conf, const char *id, pid_t *pid,
         goto fail;
     }
 
-    p = sup_spawn(conf, id, fd, dir);
+    p = sup_spawn(conf, id, lang, fd, dir);
     if (p == -1) {
         SUP_ERR(err, "unavailable", "cannot start a session process: %s",
                 strerror(errno));
@@ -117,7 +221,13 @@ sup_create(const sup_conf_t *conf, const char *id, pid_t *pid,
                strerror(errno));
     }
 
-    (void) sup_session_add(id, p);   /* room was reserved above */
+    s = sup_session_add(id, p);      /* room was reserved above */
+
+    if (sup_proc_stat(p, &st) == 0) {
+        s->start = st.start;
+    }
+
+    sup_journal_add(SUP_J_SESSION, id, p, s->start);
 
     *pid = p;
 
@@ -136,11 +246,17 @@ fail:
 }
 
 
+/* The group, and the pid itself: it may not have called setsid() yet. */
 static void
 sup_kill_group(sup_session_t *s)
 {
     if (kill(-s->pid, SIGKILL) == -1 && errno != ESRCH) {
         wk_log("session %s: kill(-%ld, SIGKILL) failed: %s", s->id,
+               (long) s->pid, strerror(errno));
+    }
+
+    if (kill(s->pid, SIGKILL) == -1 && errno != ESRCH) {
+        wk_log("session %s: kill(%ld, SIGKILL) failed: %s", s->id,
                (long) s->pid, strerror(errno));
     }
 }
@@ -169,7 +285,16 @@ sup_kill(const sup_conf_t *conf, const char *id)
 
     s = sup_session_find(id);
 
-    if (s != NULL && s->state == SUP_S_LIVE) {
+    if (s != NULL) {
+        sup_journal_gone(id);
+    }
+
+    if (s != NULL && s->state == SUP_S_LIVE && s->adopted) {
+        /* not our child: its pidfd tells when it is gone (sup_adopt.c) */
+        sup_adopt_kill(s);
+        s->state = SUP_S_KILLED;
+
+    } else if (s != NULL && s->state == SUP_S_LIVE) {
         sup_kill_group(s);
         s->state = SUP_S_KILLED;
 
@@ -188,6 +313,7 @@ sup_kill(const sup_conf_t *conf, const char *id)
         }
 
     } else if (s != NULL) {
+        sup_adopt_forget(s);
         sup_session_remove(s);   /* DEAD: already reaped */
     }
 
@@ -195,18 +321,20 @@ sup_kill(const sup_conf_t *conf, const char *id)
 }
 
 
-static void
-sup_log_exit(const sup_session_t *s, int status)
+void
+sup_log_exit(const char *what, const char *name, pid_t pid, int status)
 {
     if (WIFSIGNALED(status)) {
-        wk_log("session %s (pid %ld) crashed: killed by signal %d (%s)%s",
-               s->id, (long) s->pid, WTERMSIG(status),
-               strsignal(WTERMSIG(status)),
+        wk_log("%s%s%s (pid %ld) %s: killed by signal %d (%s)%s", what,
+               name ? " " : "", name ? name : "", (long) pid,
+               strcmp(what, "session") == 0 ? "crashed" : "died",
+               WTERMSIG(status), strsignal(WTERMSIG(status)),
                WCOREDUMP(status) ? ", core dumped" : "");
 
     } else {
-        wk_log("session %s (pid %ld) exited with status %d", s->id,
-               (long) s->pid, WEXITSTATUS(status));
+        wk_log("%s%s%s (pid %ld) exited with status %d", what,
+               name ? " " : "", name ? name : "", (long) pid,
+               WEXITSTATUS(status));
     }
 }
 
@@ -258,12 +386,21 @@ sup_reap(const sup_conf_t *conf)
         }
 
         if (s == NULL) {
-            wk_log("reaped unknown child %ld", (long) pid);
+            if (!sup_zygote_reaped(conf, pid, status)
+                && !sup_pool_reaped(conf, pid, status))
+            {
+                /* an orphan of user code, or of an intermediate process */
+                wk_log("reaped unknown child %ld", (long) pid);
+                sup_sweep_later();
+            }
+
             continue;
         }
 
+        sup_sweep_later();
+
         if (s->state == SUP_S_LIVE) {
-            sup_log_exit(s, status);
+            sup_log_exit("session", s->id, s->pid, status);
 
             if (sup_paths(conf, s->id, sock, dir) == 0) {
                 (void) sup_fs_unlink(sock);
@@ -318,13 +455,145 @@ sup_kill_all(const sup_conf_t *conf)
 }
 
 
+static void
+sup_sweep_later(void)
+{
+    long  at;
+
+    if (sup_sweep_at != 0) {
+        return;
+    }
+
+    at = sup_now_ms() + SUP_SWEEP_MS;
+
+    if (sup_sweep_last != 0 && at < sup_sweep_last + SUP_SWEEP_EVERY_MS) {
+        at = sup_sweep_last + SUP_SWEEP_EVERY_MS;
+    }
+
+    sup_sweep_at = at;
+}
+
+
+long
+sup_sweep_timeout(long now)
+{
+    if (sup_sweep_at == 0) {
+        return -1;
+    }
+
+    return (sup_sweep_at > now) ? sup_sweep_at - now : 0;
+}
+
+
+void
+sup_sweep_timer(const sup_conf_t *conf, long now)
+{
+    if (sup_sweep_at != 0 && now >= sup_sweep_at) {
+        sup_sweep_at = 0;
+        sup_sweep_last = now;
+        sup_sweep(conf);
+    }
+}
+
+
+/* Kill our children that nothing owns any more (see the top). */
+static void
+sup_sweep(const sup_conf_t *conf)
+{
+    pid_t           pid, self;
+    DIR            *d;
+    sup_proc_t      p;
+    struct dirent  *de;
+
+    /* pool processes answered for just now are known before the scan */
+    sup_zygote_event(conf);
+
+    self = getpid();
+
+    d = opendir("/proc");
+    if (d == NULL) {
+        wk_log("opendir(\"/proc\") failed: %s", strerror(errno));
+        return;
+    }
+
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9') {
+            continue;
+        }
+
+        pid = (pid_t) strtol(de->d_name, NULL, 10);
+
+        if (sup_proc_stat(pid, &p) == -1 || p.ppid != self
+            || p.state == 'Z' || sup_sweep_spares(conf, pid, &p))
+        {
+            continue;
+        }
+
+        wk_log("killing process %ld (%s), left by session process %ld",
+               (long) pid, p.comm, (long) p.sid);
+
+        if (p.pgrp == pid) {
+            (void) kill(-pid, SIGKILL);
+        }
+
+        (void) kill(pid, SIGKILL);
+    }
+
+    (void) closedir(d);
+}
+
+
+/* Whether our child pid has an owner: it is spared by the sweep. */
+static int
+sup_sweep_spares(const sup_conf_t *conf, pid_t pid, const sup_proc_t *p)
+{
+    size_t          i, n, wlen;
+    ssize_t         len;
+    sup_session_t  *s;
+    char            path[64], cwd[PATH_MAX];
+
+    if (sup_session_find_pid(pid) != NULL || sup_zygote_is(pid)
+        || sup_pool_has(pid))
+    {
+        return 1;
+    }
+
+    n = sup_session_count();
+
+    for (i = 0; i < n; i++) {
+        s = sup_session_at(i);
+        if (s->state == SUP_S_LIVE && s->pid == p->sid) {
+            return 1;       /* a live session's */
+        }
+    }
+
+    /* a pool process whose answer is still on its way */
+    (void) snprintf(path, sizeof(path), "/proc/%ld/cwd", (long) pid);
+
+    len = readlink(path, cwd, sizeof(cwd) - 1);
+    if (len > 0) {
+        cwd[len] = '\0';
+        wlen = strlen(conf->workdir);
+
+        if (strncmp(cwd, conf->workdir, wlen) == 0 && cwd[wlen] == '/'
+            && strncmp(cwd + wlen + 1, SUP_POOL_PREFIX,
+                       sizeof(SUP_POOL_PREFIX) - 1) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 size_t
 sup_unreaped(void)
 {
     size_t  i, n, k;
 
     n = sup_session_count();
-    k = 0;
+    k = sup_pool_unreaped() + sup_zygote_unreaped();
 
     for (i = 0; i < n; i++) {
         if (sup_session_at(i)->state != SUP_S_DEAD) {

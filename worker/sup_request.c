@@ -3,7 +3,12 @@
  * frame from an nginx worker and turns it into exactly one reply:
  *
  *   create {id, lang}  ->  ok {id, pid}  |  fail {errcode, message}
+ *                          (deferred while it waits for a pool process);
+ *                          lang "python", or "bash" with --bash
  *   kill {id}          ->  ok {id}       (idempotent)
+ *   status {}          ->  ok {pool, zygote, sessions}: pool processes
+ *                          ready, the zygote's pid (0 while it is not
+ *                          ready), live sessions
  *   anything else      ->  fail {errcode: "bad_request"}
  *
  * errcode is "bad_request", "conflict" (the id is in use) or "unavailable"
@@ -66,10 +71,11 @@ sup_request_fail(pr_frame_t *reply, sup_err_t *err, const char *code,
 }
 
 
-void
-sup_request(const sup_conf_t *conf, const pr_frame_t *req,
-    pr_frame_t *reply, sup_err_t *err)
+int
+sup_request(const sup_conf_t *conf, sup_client_t *client,
+    const pr_frame_t *req, pr_frame_t *reply, sup_err_t *err)
 {
+    int    rc, lang;
     pid_t  pid;
     char   id[SUP_ID_LEN + 1], msg[128];
 
@@ -81,21 +87,38 @@ sup_request(const sup_conf_t *conf, const pr_frame_t *req,
         if (sup_request_id(req, id) == -1) {
             sup_request_fail(reply, err, "bad_request",
                              "id must be 32 lowercase hex characters");
-            return;
+            return 0;
         }
 
-        if (!pr_has(req, lang) || req->lang.len != 6
-            || memcmp(req->lang.data, "python", 6) != 0)
+        if (pr_has(req, lang) && req->lang.len == 6
+            && memcmp(req->lang.data, "python", 6) == 0)
         {
+            lang = SUP_LANG_PYTHON;
+
+        } else if (conf->bash != NULL && pr_has(req, lang)
+                   && req->lang.len == 4
+                   && memcmp(req->lang.data, "bash", 4) == 0)
+        {
+            lang = SUP_LANG_BASH;
+
+        } else {
             sup_request_fail(reply, err, "bad_request",
-                             "lang must be \"python\"");
-            return;
+                             conf->bash ? "lang must be \"python\" or "
+                                          "\"bash\""
+                                        : "lang must be \"python\"");
+            return 0;
         }
 
-        if (sup_create(conf, id, &pid, err) == -1) {
+        rc = sup_create(conf, client, id, lang, &pid, err);
+
+        if (rc == 1) {
+            return 1;       /* waits for a pool process */
+        }
+
+        if (rc == -1) {
             wk_log("create %s failed: %s: %s", id, err->code, err->message);
             sup_request_fail(reply, err, NULL, NULL);
-            return;
+            return 0;
         }
 
         wk_log("session %s started, pid %ld", id, (long) pid);
@@ -103,13 +126,13 @@ sup_request(const sup_conf_t *conf, const pr_frame_t *req,
         reply->type = PR_T_OK;
         pr_set_str(reply, id, req->id.data, req->id.len);
         pr_set_int(reply, pid, pid);
-        return;
+        return 0;
 
     case PR_T_KILL:
         if (sup_request_id(req, id) == -1) {
             sup_request_fail(reply, err, "bad_request",
                              "id must be 32 lowercase hex characters");
-            return;
+            return 0;
         }
 
         sup_kill(conf, id);
@@ -118,13 +141,20 @@ sup_request(const sup_conf_t *conf, const pr_frame_t *req,
 
         reply->type = PR_T_OK;
         pr_set_str(reply, id, req->id.data, req->id.len);
-        return;
+        return 0;
+
+    case PR_T_STATUS:
+        reply->type = PR_T_OK;
+        pr_set_int(reply, pool, (int64_t) sup_pool_idle());
+        pr_set_int(reply, zygote, (int64_t) sup_zygote_pid());
+        pr_set_int(reply, sessions, (int64_t) sup_session_live());
+        return 0;
 
     default:
         (void) snprintf(msg, sizeof(msg), "unexpected \"%s\" request: the "
-                        "supervisor takes create and kill",
+                        "supervisor takes create, kill and status",
                         pr_type_name(req->type));
         sup_request_fail(reply, err, "bad_request", msg);
-        return;
+        return 0;
     }
 }

@@ -1,13 +1,16 @@
 /*
  * sup_sessions.c: the supervisor's table of session processes, id -> pid
  * and state.  One growable array searched linearly: it holds at most the
- * configured number of sessions (hundreds), and every operation on it is
- * followed by a fork, a kill or a directory removal that costs far more.
+ * configured number of sessions (hundreds, a thousand), and most
+ * operations on it come with a rename, a kill or a directory removal that
+ * costs more than the scan.
  *
  * An id may appear twice for a moment: a KILLED entry waiting for its
  * process to be reaped and a new LIVE or DEAD entry created with the same
  * id.  Lookups by id therefore skip KILLED entries, and lookups by pid skip
- * DEAD ones (their pid has been reaped and may be reused).
+ * DEAD ones (their pid has been reaped and may be reused) and adopted ones
+ * (not our children: their pid may be reused by one that is, once the
+ * keeper has reaped them).
  */
 
 #include <stdlib.h>
@@ -63,6 +66,9 @@ sup_session_add(const char *id, pid_t pid)
     s->id[SUP_ID_LEN] = '\0';
     s->pid = pid;
     s->state = SUP_S_LIVE;
+    s->start = 0;
+    s->pidfd = -1;
+    s->adopted = 0;
 
     return s;
 }
@@ -105,6 +111,7 @@ sup_session_find_pid(pid_t pid)
 
     for (i = 0; i < sup_nsessions; i++) {
         if (sup_sessions[i].state != SUP_S_DEAD
+            && !sup_sessions[i].adopted
             && sup_sessions[i].pid == pid)
         {
             return &sup_sessions[i];
@@ -112,6 +119,36 @@ sup_session_find_pid(pid_t pid)
     }
 
     return NULL;
+}
+
+
+sup_session_t *
+sup_session_find_pidfd(int pidfd)
+{
+    size_t  i;
+
+    for (i = 0; i < sup_nsessions; i++) {
+        if (sup_sessions[i].adopted && sup_sessions[i].pidfd == pidfd) {
+            return &sup_sessions[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+size_t
+sup_session_live(void)
+{
+    size_t  i, n;
+
+    for (i = 0, n = 0; i < sup_nsessions; i++) {
+        if (sup_sessions[i].state == SUP_S_LIVE) {
+            n++;
+        }
+    }
+
+    return n;
 }
 
 

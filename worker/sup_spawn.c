@@ -1,17 +1,25 @@
 /*
- * sup_spawn.c: starting one session process.  The child is put in its own
- * process group (so a kill takes along whatever it spawns), gets a clean
- * signal state, the session's listening socket as fd 3, /dev/null as
- * stdin, nginx's error log as stdout/stderr (inherited), the session's
+ * sup_spawn.c: starting one session process, or the zygote, by fork and
+ * exec.  A session's child starts a session of its own (setsid: its own
+ * process group, so a kill takes along whatever it spawns, and a session
+ * id that marks what it leaves behind, see sup_sweep() in
+ * sup_lifecycle.c); the zygote gets its own process group.  Either gets a
+ * clean signal state, one descriptor as fd 3,
+ * /dev/null as stdin, nginx's error log as stdout/stderr (inherited), a
  * working directory, and no other descriptor; then it execs the session
  * binary:
  *
- *   pyrepl-python --listen-fd 3 --id ID --max-frame N
+ *   pyrepl-python --listen-fd 3 --id ID --max-frame N [--warmup CODE]
+ *   pyrepl-bash --listen-fd 3 --id ID --max-frame N
+ *   pyrepl-python --zygote --control-fd 3 --workdir WORKDIR --max-frame N
+ *       [--warmup CODE]
  *
- * fd 3 is a blocking listening socket; the session process makes it
- * non-blocking itself if it wants.  The parent does not wait for the exec:
- * a binary that fails to start exits with status 127 and is reaped and
- * logged like any crashed session.
+ * A session's fd 3 is a blocking listening socket; the session process
+ * makes it non-blocking itself if it wants.  The zygote's is its end of
+ * the channel to the supervisor (wk_zygote.h), and it gets a parent-death
+ * signal: a zygote never outlives its supervisor.  The parent does not
+ * wait for the exec: a binary that fails to start exits with status 127
+ * and is reaped and logged like any crashed session (or zygote).
  */
 
 #include <errno.h>
@@ -19,6 +27,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -30,12 +39,15 @@
 
 
 static void sup_spawn_child(const sup_conf_t *conf, const char *id,
-    int listen_fd, const char *dir) __attribute__((noreturn));
-static int sup_spawn_close_from(int lowfd);
+    int lang, int listen_fd, const char *dir) __attribute__((noreturn));
+static void sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd,
+    pid_t parent) __attribute__((noreturn));
+static int sup_spawn_prepare(const char *what, int session, int fd,
+    const char *dir);
 
 
 pid_t
-sup_spawn(const sup_conf_t *conf, const char *id, int listen_fd,
+sup_spawn(const sup_conf_t *conf, const char *id, int lang, int listen_fd,
     const char *dir)
 {
     pid_t  pid;
@@ -48,16 +60,39 @@ sup_spawn(const sup_conf_t *conf, const char *id, int listen_fd,
     }
 
     if (pid == 0) {
-        sup_spawn_child(conf, id, listen_fd, dir);
+        sup_spawn_child(conf, id, lang, listen_fd, dir);
     }
 
     /*
-     * Set the group from this side too, so that a kill(-pid) issued before
-     * the child has run finds the group.  EACCES means the child has
-     * already exec'ed (after its own setpgid); ESRCH that it already died.
+     * No setpgid() from this side: the child's setsid() would fail on a
+     * group leader.  A kill before the child's setsid() still reaches it:
+     * sup_kill signals the pid as well as the group.
      */
+
+    return pid;
+}
+
+
+pid_t
+sup_spawn_zygote(const sup_conf_t *conf, int control_fd)
+{
+    pid_t  pid, parent;
+
+    parent = getpid();
+
+    pid = fork();
+
+    if (pid == -1) {
+        wk_log("fork() for the zygote failed: %s", strerror(errno));
+        return -1;
+    }
+
+    if (pid == 0) {
+        sup_spawn_zygote_child(conf, control_fd, parent);
+    }
+
     if (setpgid(pid, pid) == -1 && errno != EACCES && errno != ESRCH) {
-        wk_log("setpgid(%ld) for session %s failed: %s", (long) pid, id,
+        wk_log("setpgid(%ld) for the zygote failed: %s", (long) pid,
                strerror(errno));
     }
 
@@ -66,18 +101,120 @@ sup_spawn(const sup_conf_t *conf, const char *id, int listen_fd,
 
 
 static void
-sup_spawn_child(const sup_conf_t *conf, const char *id, int listen_fd,
+sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
+    int listen_fd, const char *dir)
+{
+    int          i;
+    char         max_frame[32], what[64];
+    char        *argv[10];
+    const char  *bin;
+
+    bin = (lang == SUP_LANG_BASH) ? conf->bash : conf->python;
+
+    (void) snprintf(what, sizeof(what), "session %s", id);
+
+    if (sup_spawn_prepare(what, 1, listen_fd, dir) == -1) {
+        goto fail;
+    }
+
+    (void) snprintf(max_frame, sizeof(max_frame), "%zu", conf->max_frame);
+
+    i = 0;
+    argv[i++] = (lang == SUP_LANG_BASH) ? "pyrepl-bash" : "pyrepl-python";
+    argv[i++] = "--listen-fd";
+    argv[i++] = "3";
+    argv[i++] = "--id";
+    argv[i++] = (char *) id;
+    argv[i++] = "--max-frame";
+    argv[i++] = max_frame;
+
+    if (lang == SUP_LANG_PYTHON && conf->warmup != NULL) {
+        argv[i++] = "--warmup";
+        argv[i++] = (char *) conf->warmup;
+    }
+
+    argv[i] = NULL;
+
+    execv(bin, argv);
+
+    wk_log("session %s: execv(\"%s\") failed: %s", id, bin,
+           strerror(errno));
+
+fail:
+
+    _exit(127);
+}
+
+
+static void
+sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
+{
+    int    i;
+    char   max_frame[32];
+    char  *argv[12];
+
+    /* die with the supervisor, even if it dies before this line */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == -1) {
+        wk_log("zygote: prctl(PR_SET_PDEATHSIG) failed: %s",
+               strerror(errno));
+        goto fail;
+    }
+
+    if (getppid() != parent) {
+        goto fail;
+    }
+
+    if (sup_spawn_prepare("zygote", 0, control_fd, conf->workdir) == -1) {
+        goto fail;
+    }
+
+    (void) snprintf(max_frame, sizeof(max_frame), "%zu", conf->max_frame);
+
+    i = 0;
+    argv[i++] = "pyrepl-python";
+    argv[i++] = "--zygote";
+    argv[i++] = "--control-fd";
+    argv[i++] = "3";
+    argv[i++] = "--workdir";
+    argv[i++] = (char *) conf->workdir;
+    argv[i++] = "--max-frame";
+    argv[i++] = max_frame;
+
+    if (conf->warmup != NULL) {
+        argv[i++] = "--warmup";
+        argv[i++] = (char *) conf->warmup;
+    }
+
+    argv[i] = NULL;
+
+    execv(conf->python, argv);
+
+    wk_log("zygote: execv(\"%s\") failed: %s", conf->python,
+           strerror(errno));
+
+fail:
+
+    _exit(127);
+}
+
+
+/*
+ * In a forked child: its own session (or only process group), default
+ * signal state, fd as fd 3 (inheritable), stdin on /dev/null, dir as cwd,
+ * nothing else open above 3.  Returns 0 or -1 (logged).
+ */
+static int
+sup_spawn_prepare(const char *what, int session, int listen_fd,
     const char *dir)
 {
     int               sig, fd, flags;
-    char              max_frame[32];
-    char             *argv[8];
     sigset_t          set;
     struct sigaction  sa;
 
-    if (setpgid(0, 0) == -1) {
-        wk_log("session %s: setpgid() failed: %s", id, strerror(errno));
-        goto fail;
+    if (session ? setsid() == -1 : setpgid(0, 0) == -1) {
+        wk_log("%s: %s failed: %s", what, session ? "setsid()" : "setpgid()",
+               strerror(errno));
+        return -1;
     }
 
     /* dispositions: ignored ones (SIGPIPE, SIGHUP) would survive exec */
@@ -93,8 +230,8 @@ sup_spawn_child(const sup_conf_t *conf, const char *id, int listen_fd,
 
     sigemptyset(&set);
     if (sigprocmask(SIG_SETMASK, &set, NULL) == -1) {
-        wk_log("session %s: sigprocmask() failed: %s", id, strerror(errno));
-        goto fail;
+        wk_log("%s: sigprocmask() failed: %s", what, strerror(errno));
+        return -1;
     }
 
     if (listen_fd == SUP_LISTEN_FD) {
@@ -102,65 +239,39 @@ sup_spawn_child(const sup_conf_t *conf, const char *id, int listen_fd,
         if (flags == -1
             || fcntl(listen_fd, F_SETFD, flags & ~FD_CLOEXEC) == -1)
         {
-            wk_log("session %s: fcntl(FD_CLOEXEC) failed: %s", id,
+            wk_log("%s: fcntl(FD_CLOEXEC) failed: %s", what,
                    strerror(errno));
-            goto fail;
+            return -1;
         }
 
     } else if (dup2(listen_fd, SUP_LISTEN_FD) == -1) {
-        wk_log("session %s: dup2(%d, 3) failed: %s", id, listen_fd,
+        wk_log("%s: dup2(%d, 3) failed: %s", what, listen_fd,
                strerror(errno));
-        goto fail;
+        return -1;
     }
 
     /* 0-3 are taken, so this descriptor is above them */
     fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd == -1) {
-        wk_log("session %s: open(\"/dev/null\") failed: %s", id,
-               strerror(errno));
-        goto fail;
+        wk_log("%s: open(\"/dev/null\") failed: %s", what, strerror(errno));
+        return -1;
     }
 
     if (dup2(fd, STDIN_FILENO) == -1) {
-        wk_log("session %s: dup2(/dev/null, 0) failed: %s", id,
-               strerror(errno));
-        goto fail;
+        wk_log("%s: dup2(/dev/null, 0) failed: %s", what, strerror(errno));
+        return -1;
     }
 
     if (chdir(dir) == -1) {
-        wk_log("session %s: chdir(\"%s\") failed: %s", id, dir,
-               strerror(errno));
-        goto fail;
+        wk_log("%s: chdir(\"%s\") failed: %s", what, dir, strerror(errno));
+        return -1;
     }
 
-    if (sup_spawn_close_from(SUP_LISTEN_FD + 1) == -1) {
-        goto fail;
-    }
-
-    (void) snprintf(max_frame, sizeof(max_frame), "%zu", conf->max_frame);
-
-    argv[0] = "pyrepl-python";
-    argv[1] = "--listen-fd";
-    argv[2] = "3";
-    argv[3] = "--id";
-    argv[4] = (char *) id;
-    argv[5] = "--max-frame";
-    argv[6] = max_frame;
-    argv[7] = NULL;
-
-    execv(conf->python, argv);
-
-    wk_log("session %s: execv(\"%s\") failed: %s", id, conf->python,
-           strerror(errno));
-
-fail:
-
-    _exit(127);
+    return sup_spawn_close_from(SUP_LISTEN_FD + 1);
 }
 
 
-/* Close every descriptor from lowfd up; 0 or -1 (logged). */
-static int
+int
 sup_spawn_close_from(int lowfd)
 {
     int            fd;

@@ -4,16 +4,57 @@
  *
  *   pyrepl-supervisor --socket-dir DIR --workdir DIR --python PATH
  *       [--parent-fd N] [--owner-uid UID] [--owner-gid GID]
- *       [--max-frame BYTES]
+ *       [--max-frame BYTES] [--zygote] [--pool-min-idle N]
+ *       [--warmup CODE] [--bash PATH] [--keeper]
  *
- * The nginx master spawns it.  It listens on DIR/supervisor.sock for
- * create and kill requests from nginx workers (sup_request.c), writes its
- * pid to DIR/supervisor.pid, and stays until nginx goes away: EOF or
- * POLLHUP on --parent-fd (a pipe whose write end only nginx processes
- * hold), or SIGTERM, SIGINT or SIGQUIT.  It then kills every session's
- * process group, reaps them, removes their sockets and working directories
- * and its own socket and pid file, and exits 0.  Anything that stops it
- * from serving at start-up is logged and exits 1.
+ * It listens on DIR/supervisor.sock for create, kill and status requests
+ * from nginx workers (sup_request.c), writes its pid to
+ * DIR/supervisor.pid, and stays until nginx goes away: EOF or POLLHUP on
+ * --parent-fd (a pipe whose write end only nginx processes hold), or
+ * SIGTERM, SIGINT or SIGQUIT.  It then kills the zygote, the pool and
+ * every session's process group, reaps them (or sees them exit), removes
+ * their sockets and working directories, the journal, its own socket and
+ * pid file, and exits 0.  Anything that stops it from serving at start-up
+ * is logged and exits 1.
+ *
+ * The design (what nginx starts with all options):
+ *
+ *   nginx master --double fork--> keeper     pyrepl-supervisor --keeper
+ *     keeper --fork+exec--> supervisor       pyrepl-supervisor
+ *       supervisor --fork+exec--> zygote     pyrepl-python --zygote
+ *         zygote --fork, fork--> session     (reparented to the supervisor)
+ *
+ * The keeper (sup_keeper.c) is tiny and does no I/O with nginx: it holds
+ * the "nginx alive" pipe, is a child subreaper, restarts the supervisor
+ * within milliseconds when it dies, and reaps the processes a dead
+ * supervisor leaves (they are reparented to it), killing a dead session's
+ * process group.  It never signals a live session but at shutdown.
+ *
+ * The supervisor is a child subreaper too, so the sessions its zygote
+ * double-forks become its children: SIGCHLD and waitpid work for them as
+ * for fork+exec'd ones, and a session never depends on the zygote staying
+ * alive.  The zygote (py_zygote.c, sup_zygote.c) has libpython
+ * initialised and the operator's --warmup code run once; it dies with the
+ * supervisor (parent-death signal) and is restarted when it dies alone.
+ * The pool (sup_pool.c) keeps --pool-min-idle forked, unassigned
+ * processes; a create renames one's socket and directory to the session's
+ * and answers at once, or waits for the next one; without --zygote, or
+ * while the zygote cannot come up, a create forks and execs (sup_spawn.c),
+ * as it always does for bash sessions (--bash).  Every session process is
+ * a session leader, and what it leaves when it dies (jobs and daemons
+ * outside its process group, reparented to us) is swept away
+ * (sup_lifecycle.c).
+ *
+ * Sessions do not die with their supervisor.  Every hand-out and kill is
+ * appended to the journal DIR/sessions (sup_journal.c), a hand-out with
+ * the pid and its start time.  A new supervisor (sup_adopt.c) adopts the sessions
+ * whose processes still run (pidfds, checked against the start time, so
+ * a reused pid is never adopted), unlinks the sockets of those that died
+ * meanwhile (nginx then reports them crashed), kills the old pool and
+ * whatever session process the journal does not name, and serves: the
+ * keeper restarts it at once, it binds the stale socket again, and
+ * creates wait for its new zygote (tens of milliseconds plus the
+ * warm-up).
  *
  * Signals are taken synchronously through a signalfd; SIGHUP and SIGPIPE
  * are ignored.
@@ -28,6 +69,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -39,9 +82,10 @@
 
 
 #define SUP_ACCEPT_PAUSE_MS   100     /* after running out of descriptors */
-#define SUP_REAP_WAIT_MS      5000    /* for killed sessions at shutdown */
-#define SUP_FIXED_FDS         3       /* signalfd, parent pipe, listener */
+#define SUP_FIXED_FDS         5       /* signalfd, parent pipe, listener, */
+                                      /* zygote channel, adopted pidfds */
 #define SUP_MIN_FRAME         1024
+#define SUP_MAX_POOL          1000
 #define SUP_SUN_PATH          sizeof(((struct sockaddr_un *) 0)->sun_path)
 
 
@@ -58,20 +102,19 @@ typedef struct {
 static int sup_parse(int argc, char **argv, sup_conf_t *conf);
 static int sup_parse_num(const char *opt, const char *s, unsigned long max,
     unsigned long *v);
-static int sup_std_fds(void);
-static int sup_signals(void);
 static int sup_signal_read(const sup_conf_t *conf, int sigfd);
-static int sup_parent_gone(int fd, short revents);
 static int sup_start(const sup_conf_t *conf, sup_state_t *st);
+static void sup_raise_nofile(void);
 static int sup_loop(const sup_conf_t *conf, sup_state_t *st);
+static int sup_timeout(long now, long resume);
 static void sup_shutdown(const sup_conf_t *conf, sup_state_t *st);
-static long sup_now_ms(void);
 
 
 static const char  sup_usage[] =
     "usage: pyrepl-supervisor --socket-dir DIR --workdir DIR --python PATH\n"
     "           [--parent-fd N] [--owner-uid UID] [--owner-gid GID]\n"
-    "           [--max-frame BYTES]\n";
+    "           [--max-frame BYTES] [--zygote] [--pool-min-idle N]\n"
+    "           [--warmup CODE] [--bash PATH] [--keeper]\n";
 
 
 int
@@ -86,6 +129,11 @@ main(int argc, char **argv)
     if (sup_parse(argc, argv, &conf) == -1) {
         (void) fputs(sup_usage, stderr);
         return 1;
+    }
+
+    if (conf.keeper) {
+        wk_log_init("keeper");
+        return sup_keeper_main(&conf);
     }
 
     if (sup_start(&conf, &st) == -1) {
@@ -142,6 +190,11 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
         { "owner-uid",  required_argument, NULL, 'u' },
         { "owner-gid",  required_argument, NULL, 'g' },
         { "max-frame",  required_argument, NULL, 'm' },
+        { "zygote",     no_argument,       NULL, 'z' },
+        { "pool-min-idle", required_argument, NULL, 'n' },
+        { "warmup",     required_argument, NULL, 'W' },
+        { "keeper",     no_argument,       NULL, 'k' },
+        { "bash",       required_argument, NULL, 'b' },
         { NULL, 0, NULL, 0 }
     };
 
@@ -150,6 +203,8 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
     conf->owner_uid = (uid_t) -1;
     conf->owner_gid = (gid_t) -1;
     conf->max_frame = PR_DEFAULT_MAX_FRAME;
+    conf->argc = argc;
+    conf->argv = argv;
 
     opterr = 0;
 
@@ -207,6 +262,31 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
             conf->max_frame = v;
             break;
 
+        case 'z':
+            conf->zygote = 1;
+            break;
+
+        case 'n':
+            if (sup_parse_num("--pool-min-idle", optarg, SUP_MAX_POOL, &v)
+                == -1)
+            {
+                return -1;
+            }
+            conf->pool_min_idle = (unsigned) v;
+            break;
+
+        case 'W':
+            conf->warmup = (optarg[0] != '\0') ? optarg : NULL;
+            break;
+
+        case 'k':
+            conf->keeper = 1;
+            break;
+
+        case 'b':
+            conf->bash = optarg;
+            break;
+
         default:
             wk_log("unknown or incomplete option \"%s\"",
                    argv[optind - 1]);
@@ -240,7 +320,7 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
 
 
 /* Make sure 0, 1 and 2 are open, so no socket lands on them. */
-static int
+int
 sup_std_fds(void)
 {
     int  fd;
@@ -267,7 +347,7 @@ sup_std_fds(void)
 
 
 /* Ignore SIGHUP and SIGPIPE; return a signalfd for the others. */
-static int
+int
 sup_signals(void)
 {
     int               fd;
@@ -356,7 +436,7 @@ sup_signal_read(const sup_conf_t *conf, int sigfd)
 
 
 /* Whether the parent pipe says nginx is gone (EOF, hang-up, error). */
-static int
+int
 sup_parent_gone(int fd, short revents)
 {
     ssize_t  n;
@@ -416,6 +496,12 @@ sup_start(const sup_conf_t *conf, sup_state_t *st)
         return -1;
     }
 
+    if (conf->bash != NULL && access(conf->bash, X_OK) == -1) {
+        wk_log("--bash \"%s\" is not executable: %s", conf->bash,
+               strerror(errno));
+        return -1;
+    }
+
     if (conf->parent_fd != -1) {
         flags = fcntl(conf->parent_fd, F_GETFD);
         if (flags == -1
@@ -425,6 +511,14 @@ sup_start(const sup_conf_t *conf, sup_state_t *st)
             return -1;
         }
     }
+
+    /* sessions the zygote double-forks become our children */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == -1) {
+        wk_log("prctl(PR_SET_CHILD_SUBREAPER) failed: %s", strerror(errno));
+        return -1;
+    }
+
+    sup_raise_nofile();
 
     st->sigfd = sup_signals();
     if (st->sigfd == -1) {
@@ -460,15 +554,41 @@ sup_start(const sup_conf_t *conf, sup_state_t *st)
     st->listen_ino = sb.st_ino;
     st->listen_dev = sb.st_dev;
 
+    /*
+     * Ours now (a live supervisor would have kept us from binding): take
+     * over what a dead one left before the first request.
+     */
+    sup_adopt(conf);
+
     if (sup_fs_write_pid(st->pid_path) == -1) {
         return -1;
     }
+
+    sup_pool_init(conf);
+    sup_zygote_start(conf);
 
     return 0;
 }
 
 
-static long
+/*
+ * A pidfd per adopted session, a descriptor per client: the soft limit
+ * (often 1024) goes up to the hard one, and the zygote and sessions
+ * inherit it.
+ */
+static void
+sup_raise_nofile(void)
+{
+    struct rlimit  rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void) setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+
+long
 sup_now_ms(void)
 {
     struct timespec  ts;
@@ -479,12 +599,43 @@ sup_now_ms(void)
 }
 
 
+/* The poll timeout: the nearest of the timers, or -1. */
+static int
+sup_timeout(long now, long resume)
+{
+    long  t, min;
+
+    min = -1;
+
+    if (resume != 0) {
+        min = (resume > now) ? resume - now : 0;
+    }
+
+    t = sup_zygote_timeout(now);
+    if (t >= 0 && (min < 0 || t < min)) {
+        min = t;
+    }
+
+    t = sup_pool_timeout(now);
+    if (t >= 0 && (min < 0 || t < min)) {
+        min = t;
+    }
+
+    t = sup_sweep_timeout(now);
+    if (t >= 0 && (min < 0 || t < min)) {
+        min = t;
+    }
+
+    return (min > INT_MAX) ? INT_MAX : (int) min;
+}
+
+
 /* Serve until told to stop; returns the exit status. */
 static int
 sup_loop(const sup_conf_t *conf, sup_state_t *st)
 {
     int             rc, stop, timeout;
-    long            resume;
+    long            resume, now;
     size_t          i, n, cap;
     struct pollfd  *pfd, *p;
 
@@ -509,26 +660,24 @@ sup_loop(const sup_conf_t *conf, sup_state_t *st)
             pfd = p;
         }
 
+        now = sup_now_ms();
+
+        if (resume != 0 && resume <= now) {
+            resume = 0;
+        }
+
         pfd[0].fd = st->sigfd;
         pfd[0].events = POLLIN;
         pfd[1].fd = conf->parent_fd;
         pfd[1].events = POLLIN;
-        pfd[2].fd = st->listen_fd;
+        pfd[2].fd = (resume != 0) ? -1 : st->listen_fd;
         pfd[2].events = POLLIN;
+        pfd[3].fd = sup_zygote_fd();
+        pfd[3].events = POLLIN;
+        pfd[4].fd = sup_adopt_fd();
+        pfd[4].events = POLLIN;
 
-        timeout = -1;
-
-        if (resume != 0) {
-            timeout = (int) (resume - sup_now_ms());
-
-            if (timeout <= 0) {
-                resume = 0;
-                timeout = -1;
-
-            } else {
-                pfd[2].fd = -1;
-            }
-        }
+        timeout = sup_timeout(now, resume);
 
         for (i = 0; i < n; i++) {
             sup_client_pollfd(i, &pfd[SUP_FIXED_FDS + i]);
@@ -550,6 +699,12 @@ sup_loop(const sup_conf_t *conf, sup_state_t *st)
             return 1;
         }
 
+        /*
+         * The zygote's answers first, whatever poll said: an answer naming
+         * a session is then always seen before that session's exit.
+         */
+        sup_zygote_event(conf);
+
         if (pfd[0].revents) {
             stop = sup_signal_read(conf, st->sigfd);
         }
@@ -564,6 +719,15 @@ sup_loop(const sup_conf_t *conf, sup_state_t *st)
             break;
         }
 
+        if (pfd[4].revents) {
+            sup_adopt_event(conf);
+        }
+
+        now = sup_now_ms();
+        sup_zygote_timer(conf, now);
+        sup_pool_timer(conf, now);
+        sup_sweep_timer(conf, now);
+
         for (i = 0; i < n; i++) {
             sup_client_event(conf, i, pfd[SUP_FIXED_FDS + i].revents);
         }
@@ -575,6 +739,8 @@ sup_loop(const sup_conf_t *conf, sup_state_t *st)
         {
             resume = sup_now_ms() + SUP_ACCEPT_PAUSE_MS;
         }
+
+        sup_pool_idle_work(conf);
     }
 
     free(pfd);
@@ -588,8 +754,9 @@ sup_shutdown(const sup_conf_t *conf, sup_state_t *st)
 {
     int            rc;
     long           deadline, left;
+    size_t         left_n;
     struct stat    sb;
-    struct pollfd  pfd;
+    struct pollfd  pfd[2];
 
     sup_client_close_all();
 
@@ -597,40 +764,48 @@ sup_shutdown(const sup_conf_t *conf, sup_state_t *st)
         wk_log("killing %zu sessions", sup_session_count());
     }
 
+    sup_zygote_stop();
+    sup_pool_kill_all(conf);
     sup_kill_all(conf);
 
     deadline = sup_now_ms() + SUP_REAP_WAIT_MS;
 
     for ( ;; ) {
         sup_reap(conf);
+        sup_adopt_event(conf);
 
-        if (sup_unreaped() == 0) {
+        left_n = sup_unreaped();
+        if (left_n == 0) {
             break;
         }
 
         left = deadline - sup_now_ms();
         if (left <= 0) {
-            wk_log("%zu session processes did not exit after SIGKILL",
-                   sup_unreaped());
+            wk_log("%zu processes did not exit after SIGKILL", left_n);
             break;
         }
 
-        pfd.fd = st->sigfd;
-        pfd.events = POLLIN;
-        pfd.revents = 0;
+        pfd[0].fd = st->sigfd;
+        pfd[0].events = POLLIN;
+        pfd[0].revents = 0;
+        pfd[1].fd = sup_adopt_fd();
+        pfd[1].events = POLLIN;
+        pfd[1].revents = 0;
 
-        rc = poll(&pfd, 1, (int) left);
+        rc = poll(pfd, 2, (int) left);
         if (rc == -1 && errno != EINTR) {
             wk_log("poll() failed: %s", strerror(errno));
             break;
         }
 
-        if (rc > 0) {
+        if (rc > 0 && pfd[0].revents) {
             (void) sup_signal_read(conf, st->sigfd);
         }
     }
 
     sup_session_free_all();
+    sup_pool_free_all();
+    sup_journal_remove(conf);
 
     if (st->listen_fd != -1 && close(st->listen_fd) == -1) {
         wk_log("close(listener) failed: %s", strerror(errno));

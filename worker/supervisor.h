@@ -1,17 +1,26 @@
 /*
  * supervisor.h: what the pieces of pyrepl-supervisor share.  The
- * supervisor is a single-threaded poll(2) loop, spawned by the nginx
- * master, that starts one session process per session on request, kills
- * them on request, reaps them, and takes every one of them along when
- * nginx goes away.  The pieces:
+ * supervisor is a single-threaded poll(2) loop, started by a keeper
+ * process that the nginx master spawns, that hands out session processes
+ * on request (from a pool of processes its zygote forked, or by fork and
+ * exec), kills them on request, reaps them, adopts the live ones a
+ * previous supervisor left, and takes every one of them along when nginx
+ * goes away.  The design is described at the top of supervisor.c.  The
+ * pieces:
  *
  *   supervisor.c     command line, start-up, signals, the poll loop and
  *                    shutdown
+ *   sup_keeper.c     the keeper: restarts the supervisor, reaps orphans
  *   sup_client.c     control connections from nginx workers: accept, read
- *                    requests, queue and flush replies
+ *                    requests, queue and flush replies, deferred replies
  *   sup_request.c    validate a request frame and build its reply
  *   sup_lifecycle.c  create, kill, reap and kill-all of session processes
- *   sup_spawn.c      fork and exec of one session process
+ *   sup_pool.c       the pool of forked, unassigned sessions; waiters
+ *   sup_zygote.c     starting and watching the zygote, its channel
+ *   sup_adopt.c      adopting a previous supervisor's sessions (pidfds)
+ *   sup_journal.c    the state file DIR/sessions
+ *   sup_proc.c       /proc/<pid>/stat, pidfds
+ *   sup_spawn.c      fork and exec of one session process or the zygote
  *   sup_sessions.c   the id -> pid table
  *   sup_listen.c     Unix listening sockets
  *   sup_fs.c         directories, the recursive removal, the pid file
@@ -21,26 +30,43 @@
 #define SUPERVISOR_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "pyrepl_proto.h"
 
 
 #define SUP_ID_LEN        32          /* lowercase hex characters */
+#define SUP_NAME_LEN      24          /* a pool entry's name, with NUL */
 #define SUP_BACKLOG       128
 #define SUP_SOCK_NAME     "supervisor.sock"
 #define SUP_PID_NAME      "supervisor.pid"
+#define SUP_JOURNAL_NAME  "sessions"
+#define SUP_KEEPER_NAME   "keeper.pid"
+#define SUP_POOL_PREFIX   "pool-"
+#define SUP_SESSION_COMM  "pyrepl-session"   /* comm of session processes */
+
+#define SUP_LANG_PYTHON   0
+#define SUP_LANG_BASH     1
 #define SUP_MAX_REQUEST   (64 * 1024) /* cap on a control frame */
+#define SUP_REAP_WAIT_MS  5000        /* for killed processes at shutdown */
 
 
 typedef struct {
     const char  *socket_dir;
     const char  *workdir;
     const char  *python;       /* path of the session binary */
+    const char  *bash;         /* --bash: pyrepl-bash's path, or NULL */
+    const char  *warmup;       /* --warmup, NULL when not given */
     int          parent_fd;    /* -1 when not given */
     uid_t        owner_uid;    /* (uid_t) -1 when not given */
     gid_t        owner_gid;    /* (gid_t) -1 when not given */
     size_t       max_frame;    /* passed to session processes */
+    unsigned     pool_min_idle;
+    unsigned     keeper:1;     /* --keeper: be the keeper */
+    unsigned     zygote:1;     /* --zygote: fork sessions from a zygote */
+    int          argc;         /* main()'s, for the keeper */
+    char       **argv;
 } sup_conf_t;
 
 
@@ -72,6 +98,13 @@ int sup_fs_unlink(const char *path);
 /* Write "pid\n" to path atomically (temp file + rename); 0 or -1. */
 int sup_fs_write_pid(const char *path);
 
+/*
+ * rename(2) that never replaces: -1 with errno EEXIST if to exists (other
+ * errors are logged).  Uses renameat2(RENAME_NOREPLACE), or a check and a
+ * rename where the file system lacks it.
+ */
+int sup_fs_rename(const char *from, const char *to);
+
 /* "dir/name" into buf; -1 (logged) if it does not fit. */
 int sup_fs_path(char *buf, size_t size, const char *dir, const char *name,
     const char *suffix);
@@ -99,8 +132,11 @@ int sup_listen_unix(const char *path, int nonblock, int replace, uid_t uid,
 
 typedef struct {
     char         id[SUP_ID_LEN + 1];
-    pid_t        pid;      /* also the process group id */
+    pid_t        pid;      /* also the process group id; 0 if unknown */
     int          state;
+    uint64_t     start;    /* start time (/proc stat field 22), or 0 */
+    int          pidfd;    /* adopted: a pidfd of the process, else -1 */
+    unsigned     adopted:1; /* not our child: a previous supervisor's */
 } sup_session_t;
 
 /*
@@ -111,41 +147,251 @@ int sup_session_reserve(void);
 sup_session_t *sup_session_add(const char *id, pid_t pid);
 void sup_session_remove(sup_session_t *s);
 sup_session_t *sup_session_find(const char *id);    /* LIVE or DEAD */
-sup_session_t *sup_session_find_pid(pid_t pid);     /* LIVE or KILLED */
+sup_session_t *sup_session_find_pid(pid_t pid);     /* our children, */
+                                                    /* LIVE or KILLED */
+sup_session_t *sup_session_find_pidfd(int pidfd);   /* adopted */
 size_t sup_session_count(void);
+size_t sup_session_live(void);
 sup_session_t *sup_session_at(size_t i);
 void sup_session_free_all(void);
+
+
+/* sup_proc.c */
+
+typedef struct {
+    char         state;    /* R S D Z T ... */
+    pid_t        ppid;
+    pid_t        pgrp;
+    pid_t        sid;      /* session id */
+    uint64_t     start;    /* clock ticks after boot */
+    char         comm[16];
+} sup_proc_t;
+
+/* Parse /proc/<pid>/stat; 0, or -1 (errno ENOENT: no such process). */
+int sup_proc_stat(pid_t pid, sup_proc_t *p);
+
+/*
+ * A pidfd for pid if it is alive and started at start (0: any start
+ * time), else -1 (ESRCH).  Close-on-exec.
+ */
+int sup_proc_pidfd(pid_t pid, uint64_t start);
+
+/* SIGKILL pid's process group and pid itself; errors other than ESRCH
+ * are logged. */
+void sup_proc_kill(pid_t pid, const char *what);
+
+
+/* sup_journal.c */
+
+#define SUP_J_SESSION  'S'   /* an assigned session: id pid start */
+#define SUP_J_POOL     'P'   /* a pool process: name pid start */
+
+typedef struct {
+    char         kind;     /* SUP_J_* */
+    char         name[SUP_ID_LEN + 1];   /* id, or a pool name */
+    pid_t        pid;
+    uint64_t     start;
+} sup_jrec_t;
+
+/*
+ * Read DIR/sessions: the records still in force, in *recs (malloc'd, the
+ * caller frees), their number in *n.  A missing file is no records.
+ * Returns 0 or -1 (logged).
+ */
+int sup_journal_load(const sup_conf_t *conf, sup_jrec_t **recs, size_t *n);
+
+/*
+ * Rewrite DIR/sessions from the session table and the pool (temp file
+ * and rename) and keep it open for appending.  Returns 0 or -1 (logged:
+ * the supervisor runs on, but a successor may not adopt everything).
+ */
+int sup_journal_rewrite(const sup_conf_t *conf);
+
+/* Append one record; "gone" is a kind of its own.  Errors are logged. */
+void sup_journal_add(char kind, const char *name, pid_t pid,
+    uint64_t start);
+void sup_journal_gone(const char *name);
+
+/* A pool process became session id: both records in one write. */
+void sup_journal_assign(const char *pool, const char *id, pid_t pid,
+    uint64_t start);
+
+/* At a clean shutdown: close and remove DIR/sessions. */
+void sup_journal_remove(const sup_conf_t *conf);
+
+
+/* sup_adopt.c */
+
+/*
+ * At start-up, before serving: take over what a previous supervisor left
+ * (sessions alive, pool processes to kill, stale sockets and pool
+ * directories) from the journal and the directories.  Never fails: what
+ * cannot be adopted is cleaned up or logged.
+ */
+void sup_adopt(const sup_conf_t *conf);
+
+/* The epoll descriptor of adopted sessions' pidfds, or -1. */
+int sup_adopt_fd(void);
+
+/* Handle adopted sessions whose process has exited. */
+void sup_adopt_event(const sup_conf_t *conf);
+
+/* Kill an adopted session's process group (if it is still running). */
+void sup_adopt_kill(sup_session_t *s);
+
+/* Forget an adopted entry's pidfd before the entry is removed. */
+void sup_adopt_forget(sup_session_t *s);
 
 
 /* sup_spawn.c */
 
 /*
  * Fork a session process in its own process group with listen_fd as its
- * fd 3 and dir as its working directory, and exec conf->python.  Returns
- * the pid or -1 (logged).  The caller still owns listen_fd.
+ * fd 3 and dir as its working directory, and exec conf->python (or, for
+ * SUP_LANG_BASH, conf->bash).  Returns the pid or -1 (logged).  The
+ * caller still owns listen_fd.
  */
-pid_t sup_spawn(const sup_conf_t *conf, const char *id, int listen_fd,
-    const char *dir);
+pid_t sup_spawn(const sup_conf_t *conf, const char *id, int lang,
+    int listen_fd, const char *dir);
+
+/*
+ * Fork the zygote with control_fd as its fd 3, the workdir as its cwd,
+ * a parent-death signal (SIGKILL) and exec "conf->python --zygote".
+ * Returns the pid or -1 (logged).  The caller still owns control_fd.
+ */
+pid_t sup_spawn_zygote(const sup_conf_t *conf, int control_fd);
+
+/* Close every descriptor from lowfd up; 0 or -1 (logged). */
+int sup_spawn_close_from(int lowfd);
 
 
 /* sup_lifecycle.c */
 
-int sup_create(const sup_conf_t *conf, const char *id, pid_t *pid,
-    sup_err_t *err);
+/* a client waiting for a deferred reply (sup_client.c) */
+typedef struct sup_client_s  sup_client_t;
+
+/*
+ * Create session id in language lang (SUP_LANG_*).  Returns 0 with *pid
+ * set, 1 when the reply is deferred (the session is handed to client by
+ * sup_client_reply() once a pool process is ready), or -1 with err
+ * filled.  Only Python sessions come from the pool.
+ */
+int sup_create(const sup_conf_t *conf, sup_client_t *client, const char *id,
+    int lang, pid_t *pid, sup_err_t *err);
+
+/* The fork+exec way of sup_create (bash; no zygote, or it is down). */
+int sup_create_exec(const sup_conf_t *conf, const char *id, int lang,
+    pid_t *pid, sup_err_t *err);
+
+/* Whether id is taken: in the table, a waiter, its directory or socket. */
+int sup_id_taken(const sup_conf_t *conf, const char *id, sup_err_t *err);
+
+int sup_paths(const sup_conf_t *conf, const char *name, char *sock,
+    char *dir);
 void sup_kill(const sup_conf_t *conf, const char *id);
 void sup_reap(const sup_conf_t *conf);
 void sup_kill_all(const sup_conf_t *conf);
 size_t sup_unreaped(void);
 
+/* The sweep for what dead sessions left behind (see sup_lifecycle.c). */
+long sup_sweep_timeout(long now);
+void sup_sweep_timer(const sup_conf_t *conf, long now);
+void sup_log_exit(const char *what, const char *name, pid_t pid,
+    int status);
+
+
+/* sup_pool.c */
+
+void sup_pool_init(const sup_conf_t *conf);
+
+/* Fork more pool processes if fewer than wanted are ready or on the way. */
+void sup_pool_fill(const sup_conf_t *conf);
+
+/* The refill a hand-out asked for, once the loop's replies are out. */
+void sup_pool_idle_work(const sup_conf_t *conf);
+
+/*
+ * Hand a ready pool process to session id.  Returns 0 with *pid set, 1 if
+ * none is ready, -1 with err filled.
+ */
+int sup_pool_take(const sup_conf_t *conf, const char *id, pid_t *pid,
+    sup_err_t *err);
+
+/* Queue client's create of id until a pool process is ready; 0 or -1. */
+int sup_pool_wait(const sup_conf_t *conf, sup_client_t *client,
+    const char *id, sup_err_t *err);
+
+int sup_pool_waiting(const char *id);
+void sup_pool_cancel(sup_client_t *client);
+
+/* The zygote answered FORK seq: pid, or err when pid is 0. */
+void sup_pool_forked(const sup_conf_t *conf, uint32_t seq, pid_t pid,
+    int err);
+
+/* The zygote is gone: FORKs not answered yet will not be. */
+void sup_pool_zygote_gone(const sup_conf_t *conf);
+
+/* A reaped pid: 1 if it was a pool process (handled), else 0. */
+int sup_pool_reaped(const sup_conf_t *conf, pid_t pid, int status);
+
+/* Milliseconds until sup_pool_timer() has work, or -1. */
+long sup_pool_timeout(long now);
+void sup_pool_timer(const sup_conf_t *conf, long now);
+
+void sup_pool_kill_all(const sup_conf_t *conf);
+void sup_pool_free_all(void);
+size_t sup_pool_idle(void);
+size_t sup_pool_unreaped(void);
+size_t sup_pool_count(void);
+int sup_pool_has(pid_t pid);
+void sup_pool_at(size_t i, const char **name, pid_t *pid, uint64_t *start);
+
+
+/* sup_zygote.c */
+
+void sup_zygote_start(const sup_conf_t *conf);
+
+/* The channel's descriptor (to poll for POLLIN), or -1. */
+int sup_zygote_fd(void);
+
+/* Read and handle whatever the zygote sent. */
+void sup_zygote_event(const sup_conf_t *conf);
+
+/* Ask for a fork; 0, or -1 (errno; EAGAIN: not now). */
+int sup_zygote_fork(uint32_t seq, const char *name, int lfd, int dfd);
+
+/* 1 while the zygote is ready for FORKs. */
+int sup_zygote_ready(void);
+
+/* 1 while creates should wait for the zygote rather than fork+exec. */
+int sup_zygote_usable(void);
+
+/* Its pid when ready, else 0. */
+pid_t sup_zygote_pid(void);
+
+/* Whether pid is the zygote (ready or not). */
+int sup_zygote_is(pid_t pid);
+
+/* A reaped pid: 1 if it was the zygote (handled), else 0. */
+int sup_zygote_reaped(const sup_conf_t *conf, pid_t pid, int status);
+
+long sup_zygote_timeout(long now);
+void sup_zygote_timer(const sup_conf_t *conf, long now);
+
+/* Shutdown: no restarts, SIGKILL it; 1 while it is still unreaped. */
+void sup_zygote_stop(void);
+size_t sup_zygote_unreaped(void);
+
 
 /* sup_request.c */
 
 /*
- * Handle one request frame; fills reply (whose strings point into req,
- * into msg, or to constants) with "ok" or "fail".
+ * Handle one request frame from client; fills reply (whose strings point
+ * into req, into msg, or to constants) with "ok" or "fail" and returns 0,
+ * or returns 1 when the reply is deferred (sup_client_reply()).
  */
-void sup_request(const sup_conf_t *conf, const pr_frame_t *req,
-    pr_frame_t *reply, sup_err_t *err);
+int sup_request(const sup_conf_t *conf, sup_client_t *client,
+    const pr_frame_t *req, pr_frame_t *reply, sup_err_t *err);
 
 
 /* sup_client.c */
@@ -158,5 +404,33 @@ void sup_client_pollfd(size_t i, struct pollfd *pfd);
 void sup_client_event(const sup_conf_t *conf, size_t i, short revents);
 void sup_client_sweep(void);
 void sup_client_close_all(void);
+
+/*
+ * Send the deferred reply of client's create of id: "ok {id, pid}" when
+ * pid > 0, else "fail" from err.  Returns 0, or -1 if the client is gone
+ * (the caller then kills the session it made for it).
+ */
+int sup_client_reply(const sup_conf_t *conf, sup_client_t *client,
+    const char *id, pid_t pid, const sup_err_t *err);
+
+
+/* supervisor.c */
+
+long sup_now_ms(void);
+
+/* Ignore SIGHUP and SIGPIPE, block the others; a signalfd for them. */
+int sup_signals(void);
+
+/* Whether the parent pipe's revents say nginx is gone. */
+int sup_parent_gone(int fd, short revents);
+
+/* Make sure fds 0-2 are open; 0 or -1. */
+int sup_std_fds(void);
+
+
+/* sup_keeper.c */
+
+/* Be the keeper (--keeper); returns the exit status. */
+int sup_keeper_main(const sup_conf_t *conf);
 
 #endif /* SUPERVISOR_H */

@@ -1,0 +1,518 @@
+/*
+ * sup_keeper.c: the keeper, "pyrepl-supervisor --keeper ...", the process
+ * the nginx master starts.  It makes sure a supervisor runs for as long
+ * as nginx does, and that nothing of PyREPL outlives nginx:
+ *
+ *   - it execs the supervisor (this binary, the same arguments without
+ *     --keeper) and starts it again when it exits for any reason but a
+ *     shutdown: at once, then after 100 ms, 200 ms, ... (at most 5 s) while
+ *     each one dies within a second;
+ *   - it is a child subreaper, so the processes of a dead supervisor (its
+ *     sessions, pool processes, zygote, and what user code started) become
+ *     its children; it reaps them, and when one that leads a process
+ *     group dies, it kills that group first (the zombie still holds the
+ *     group id), as the supervisor does for a crashed session.  Live
+ *     sessions are the new supervisor's business (sup_adopt.c): the
+ *     keeper never signals a running process, except at shutdown;
+ *   - at EOF on the nginx pipe, or SIGTERM, SIGINT or SIGQUIT, it sends
+ *     SIGTERM to the supervisor, waits for it to shut down, then kills
+ *     whatever children it still has (each one's process group too),
+ *     reaps them and exits 0.
+ *
+ * DIR/keeper.pid holds its pid under an exclusive flock(2): a second
+ * keeper for the same directory (an nginx reload that found no
+ * supervisor answering while this one restarted it) exits 1 at once, and
+ * the nginx master tests the lock to know a keeper runs.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+#include "wk_log.h"
+
+
+#define SUP_KEEPER_FAST_MS    1000   /* a supervisor that lived less failed */
+#define SUP_KEEPER_RETRY_MS   100
+#define SUP_KEEPER_MAX_MS     5000
+#define SUP_KEEPER_STOP_MS    (SUP_REAP_WAIT_MS + 2000)
+
+
+typedef struct {
+    const sup_conf_t  *conf;
+    char               self[PATH_MAX];
+    char             **argv;         /* the supervisor's */
+    char               lock_path[PATH_MAX];
+    int                lock_fd;
+    int                sigfd;
+    pid_t              pid;          /* the supervisor, 0 while none */
+    long               started;
+    long               restart_at;   /* 0: not scheduled */
+    unsigned           failures;     /* quick deaths in a row */
+    unsigned           stopping:1;
+} sup_keeper_t;
+
+
+static int sup_keeper_lock(sup_keeper_t *k);
+static int sup_keeper_args(sup_keeper_t *k);
+static void sup_keeper_spawn(sup_keeper_t *k);
+static void sup_keeper_reap(sup_keeper_t *k);
+static int sup_keeper_signals(sup_keeper_t *k);
+static size_t sup_keeper_kill_children(void);
+static void sup_keeper_stop(sup_keeper_t *k);
+
+
+int
+sup_keeper_main(const sup_conf_t *conf)
+{
+    int            rc, timeout;
+    long           now, deadline;
+    ssize_t        n;
+    sup_keeper_t   k;
+    struct pollfd  pfd[2];
+
+    memset(&k, 0, sizeof(sup_keeper_t));
+    k.conf = conf;
+    k.lock_fd = -1;
+    deadline = 0;
+
+    if (sup_std_fds() == -1) {
+        return 1;
+    }
+
+    (void) umask(077);
+
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == -1) {
+        wk_log("prctl(PR_SET_CHILD_SUBREAPER) failed: %s", strerror(errno));
+        return 1;
+    }
+
+    n = readlink("/proc/self/exe", k.self, sizeof(k.self) - 1);
+    if (n == -1 || (size_t) n >= sizeof(k.self) - 1) {
+        wk_log("readlink(\"/proc/self/exe\") failed: %s", strerror(errno));
+        return 1;
+    }
+
+    k.self[n] = '\0';
+
+    if (sup_keeper_args(&k) == -1) {
+        return 1;
+    }
+
+    k.sigfd = sup_signals();
+
+    if (k.sigfd == -1
+        || sup_fs_mkdir(conf->socket_dir, 0700, conf->owner_uid,
+                        conf->owner_gid) == -1
+        || sup_keeper_lock(&k) == -1)
+    {
+        free(k.argv);
+        return 1;
+    }
+
+    wk_log("keeping a supervisor on \"%s\"", conf->socket_dir);
+
+    sup_keeper_spawn(&k);
+
+    for ( ;; ) {
+        now = sup_now_ms();
+
+        if (k.stopping) {
+            if (k.pid == 0 && sup_keeper_kill_children() == 0) {
+                break;
+            }
+
+            if (now >= deadline) {
+                /* a supervisor that does not finish its shutdown */
+                if (k.pid != 0) {
+                    wk_log("the supervisor did not exit, killing it");
+                    (void) kill(k.pid, SIGKILL);
+                }
+
+                (void) sup_keeper_kill_children();
+
+                if (now >= deadline + 1000) {
+                    wk_log("giving up on processes that do not exit");
+                    break;
+                }
+            }
+
+            timeout = 50;              /* kill late arrivals again */
+
+        } else if (k.pid == 0 && k.restart_at != 0) {
+            if (now >= k.restart_at) {
+                k.restart_at = 0;
+                sup_keeper_spawn(&k);
+                continue;
+            }
+
+            timeout = (int) (k.restart_at - now);
+
+        } else {
+            timeout = -1;
+        }
+
+        pfd[0].fd = k.sigfd;
+        pfd[0].events = POLLIN;
+        pfd[0].revents = 0;
+        pfd[1].fd = k.stopping ? -1 : conf->parent_fd;
+        pfd[1].events = POLLIN;
+        pfd[1].revents = 0;
+
+        rc = poll(pfd, 2, timeout);
+
+        if (rc == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            wk_log("poll() failed: %s", strerror(errno));
+            break;
+        }
+
+        if (pfd[0].revents && sup_keeper_signals(&k) && !k.stopping) {
+            sup_keeper_stop(&k);
+            deadline = sup_now_ms() + SUP_KEEPER_STOP_MS;
+        }
+
+        if (pfd[1].revents && !k.stopping
+            && sup_parent_gone(conf->parent_fd, pfd[1].revents))
+        {
+            sup_keeper_stop(&k);
+            deadline = sup_now_ms() + SUP_KEEPER_STOP_MS;
+        }
+    }
+
+    sup_keeper_reap(&k);
+
+    if (k.lock_fd != -1) {
+        (void) sup_fs_unlink(k.lock_path);
+        (void) close(k.lock_fd);
+    }
+
+    free(k.argv);
+
+    wk_log("exiting");
+
+    return 0;
+}
+
+
+/* Take DIR/keeper.pid's lock and write our pid there; 0 or -1. */
+static int
+sup_keeper_lock(sup_keeper_t *k)
+{
+    int          fd, n;
+    char         buf[32];
+    ssize_t      r;
+    struct stat  a, b;
+
+    if (sup_fs_path(k->lock_path, sizeof(k->lock_path),
+                    k->conf->socket_dir, SUP_KEEPER_NAME, "") == -1)
+    {
+        return -1;
+    }
+
+    for ( ;; ) {
+        fd = open(k->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                  0644);
+        if (fd == -1) {
+            wk_log("open(\"%s\") failed: %s", k->lock_path, strerror(errno));
+            return -1;
+        }
+
+        if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+            if (errno == EWOULDBLOCK) {
+                r = read(fd, buf, sizeof(buf) - 1);
+                buf[r > 0 ? r : 0] = '\0';
+                buf[strcspn(buf, "\n")] = '\0';
+                wk_log("another keeper (pid %s) serves \"%s\", exiting",
+                       buf[0] ? buf : "?", k->conf->socket_dir);
+
+            } else {
+                wk_log("flock(\"%s\") failed: %s", k->lock_path,
+                       strerror(errno));
+            }
+
+            (void) close(fd);
+            return -1;
+        }
+
+        /* the file we locked must still be the one at the path */
+        if (fstat(fd, &a) == 0 && stat(k->lock_path, &b) == 0
+            && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+        {
+            break;
+        }
+
+        (void) close(fd);
+    }
+
+    (void) fchmod(fd, 0644);
+
+    n = snprintf(buf, sizeof(buf), "%ld\n", (long) getpid());
+
+    if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t) n, 0) != n) {
+        wk_log("writing \"%s\" failed: %s", k->lock_path, strerror(errno));
+    }
+
+    k->lock_fd = fd;
+
+    return 0;
+}
+
+
+/* Our argv without --keeper: the supervisor's. */
+static int
+sup_keeper_args(sup_keeper_t *k)
+{
+    int  i, j;
+
+    k->argv = calloc((size_t) k->conf->argc + 1, sizeof(char *));
+    if (k->argv == NULL) {
+        wk_log("out of memory");
+        return -1;
+    }
+
+    for (i = 0, j = 0; i < k->conf->argc; i++) {
+        if (strcmp(k->conf->argv[i], "--keeper") != 0) {
+            k->argv[j++] = k->conf->argv[i];
+        }
+    }
+
+    k->argv[j] = NULL;
+
+    return 0;
+}
+
+
+static void
+sup_keeper_spawn(sup_keeper_t *k)
+{
+    pid_t     pid;
+    sigset_t  none;
+
+    pid = fork();
+
+    if (pid == -1) {
+        wk_log("fork() failed: %s", strerror(errno));
+        k->restart_at = sup_now_ms() + SUP_KEEPER_MAX_MS;
+        return;
+    }
+
+    if (pid == 0) {
+        /* the supervisor sets up its own signals; the pipe stays open */
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+
+        execv(k->self, k->argv);
+
+        wk_log("execv(\"%s\") failed: %s", k->self, strerror(errno));
+        _exit(1);
+    }
+
+    k->pid = pid;
+    k->started = sup_now_ms();
+
+    wk_log("supervisor started, pid %ld", (long) pid);
+}
+
+
+/* Drain the signalfd; 1 if a shutdown signal came.  Reaps on SIGCHLD. */
+static int
+sup_keeper_signals(sup_keeper_t *k)
+{
+    int                      stop;
+    ssize_t                  n;
+    struct signalfd_siginfo  si;
+
+    stop = 0;
+
+    for ( ;; ) {
+        n = read(k->sigfd, &si, sizeof(si));
+
+        if (n == -1 && errno == EINTR) {
+            continue;
+        }
+
+        if (n != sizeof(si)) {
+            break;
+        }
+
+        if (si.ssi_signo != SIGCHLD) {
+            wk_log("%s received, shutting down",
+                   sigabbrev_np((int) si.ssi_signo));
+            stop = 1;
+        }
+    }
+
+    sup_keeper_reap(k);
+
+    return stop;
+}
+
+
+static void
+sup_keeper_reap(sup_keeper_t *k)
+{
+    int         status;
+    long        lived, delay;
+    pid_t       pid, rc;
+    unsigned    i;
+    siginfo_t   si;
+    sup_proc_t  p;
+
+    for ( ;; ) {
+        memset(&si, 0, sizeof(si));
+
+        /* look first: a zombie still holds its process group id */
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            if (errno != ECHILD) {
+                wk_log("waitid() failed: %s", strerror(errno));
+            }
+
+            return;
+        }
+
+        pid = si.si_pid;
+        if (pid == 0) {
+            return;
+        }
+
+        if (pid != k->pid && sup_proc_stat(pid, &p) == 0 && p.pgrp == pid
+            && kill(-pid, SIGKILL) == -1 && errno != ESRCH)
+        {
+            wk_log("kill(-%ld, SIGKILL) failed: %s", (long) pid,
+                   strerror(errno));
+        }
+
+        do {
+            rc = waitpid(pid, &status, 0);
+        } while (rc == -1 && errno == EINTR);
+
+        if (rc == -1) {
+            wk_log("waitpid(%ld) failed: %s", (long) pid, strerror(errno));
+            return;
+        }
+
+        if (pid != k->pid) {
+            sup_log_exit("orphaned process", NULL, pid, status);
+            continue;
+        }
+
+        sup_log_exit("supervisor", NULL, pid, status);
+
+        k->pid = 0;
+
+        if (k->stopping) {
+            continue;
+        }
+
+        lived = sup_now_ms() - k->started;
+        k->failures = (lived < SUP_KEEPER_FAST_MS) ? k->failures + 1 : 0;
+
+        delay = 0;
+
+        if (k->failures > 1) {
+            delay = SUP_KEEPER_RETRY_MS;
+
+            for (i = 2; i < k->failures && delay < SUP_KEEPER_MAX_MS; i++) {
+                delay *= 2;
+            }
+
+            if (delay > SUP_KEEPER_MAX_MS) {
+                delay = SUP_KEEPER_MAX_MS;
+            }
+        }
+
+        wk_log("restarting the supervisor%s", delay ? " after a pause" : "");
+
+        k->restart_at = sup_now_ms() + delay;
+        if (k->restart_at == 0) {
+            k->restart_at = 1;
+        }
+    }
+}
+
+
+static void
+sup_keeper_stop(sup_keeper_t *k)
+{
+    k->stopping = 1;
+    k->restart_at = 0;
+
+    if (k->pid != 0 && kill(k->pid, SIGTERM) == -1 && errno != ESRCH) {
+        wk_log("kill(supervisor %ld, SIGTERM) failed: %s", (long) k->pid,
+               strerror(errno));
+    }
+}
+
+
+/*
+ * SIGKILL every child of ours (and the group of each that leads one);
+ * returns how many there were.  Without /proc/<pid>/task/<tid>/children
+ * (not every kernel has it) that means a scan of /proc.
+ */
+static size_t
+sup_keeper_kill_children(void)
+{
+    pid_t           pid, self;
+    size_t          n;
+    DIR            *d;
+    sup_proc_t      p;
+    struct dirent  *de;
+
+    self = getpid();
+    n = 0;
+
+    d = opendir("/proc");
+    if (d == NULL) {
+        wk_log("opendir(\"/proc\") failed: %s", strerror(errno));
+        return 0;
+    }
+
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9') {
+            continue;
+        }
+
+        pid = (pid_t) strtol(de->d_name, NULL, 10);
+
+        if (sup_proc_stat(pid, &p) == -1 || p.ppid != self) {
+            continue;
+        }
+
+        n++;
+
+        if (p.state == 'Z') {
+            continue;       /* reaped below */
+        }
+
+        if (p.pgrp == pid) {
+            (void) kill(-pid, SIGKILL);
+        }
+
+        (void) kill(pid, SIGKILL);
+    }
+
+    (void) closedir(d);
+
+    return n;
+}

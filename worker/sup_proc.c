@@ -1,0 +1,156 @@
+/*
+ * sup_proc.c: what the supervisor and the keeper learn about processes
+ * that are not (or no longer) their children: /proc/<pid>/stat (state,
+ * parent, process group, start time, name) and pidfds.  A pid alone can
+ * be reused; a pid with its start time names one process, and a pidfd
+ * opened while that pair matched keeps naming it.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+#include "wk_log.h"
+
+
+int
+sup_proc_stat(pid_t pid, sup_proc_t *p)
+{
+    int                 fd, i;
+    char               *s, *e, *end;
+    ssize_t             n;
+    unsigned long long  v;
+    char                path[64], buf[1024];
+
+    (void) snprintf(path, sizeof(path), "/proc/%ld/stat", (long) pid);
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return -1;
+    }
+
+    do {
+        n = read(fd, buf, sizeof(buf) - 1);
+    } while (n == -1 && errno == EINTR);
+
+    (void) close(fd);
+
+    if (n <= 0) {
+        errno = ENOENT;    /* gone between open and read */
+        return -1;
+    }
+
+    buf[n] = '\0';
+
+    /* "pid (comm) state ppid pgrp ..."; comm may hold spaces and ')' */
+    s = strchr(buf, '(');
+    e = strrchr(buf, ')');
+
+    if (s == NULL || e == NULL || e < s || e[1] != ' ') {
+        errno = EINVAL;
+        return -1;
+    }
+
+    memset(p, 0, sizeof(sup_proc_t));
+
+    n = e - s - 1;
+    if (n > (ssize_t) sizeof(p->comm) - 1) {
+        n = sizeof(p->comm) - 1;
+    }
+
+    memcpy(p->comm, s + 1, (size_t) n);
+
+    s = e + 2;
+    p->state = *s;
+
+    /*
+     * Fields 4 (ppid) on are numbers, some of them signed (priority,
+     * nice: strtoull takes the sign and wraps, which does no harm here);
+     * the start time is field 22.
+     */
+    s++;
+
+    for (i = 4; i <= 22; i++) {
+        v = strtoull(s, &end, 10);
+
+        if (end == s) {
+            errno = EINVAL;
+            return -1;
+        }
+
+        if (i == 4) {
+            p->ppid = (pid_t) v;
+
+        } else if (i == 5) {
+            p->pgrp = (pid_t) v;
+
+        } else if (i == 6) {
+            p->sid = (pid_t) v;
+
+        } else if (i == 22) {
+            p->start = v;
+        }
+
+        s = end;
+    }
+
+    return 0;
+}
+
+
+int
+sup_proc_pidfd(pid_t pid, uint64_t start)
+{
+    int         fd;
+    sup_proc_t  p;
+
+    if (pid <= 0) {
+        errno = ESRCH;
+        return -1;
+    }
+
+    fd = pidfd_open(pid, 0);
+    if (fd == -1) {
+        if (errno != ESRCH) {
+            wk_log("pidfd_open(%ld) failed: %s", (long) pid, strerror(errno));
+        }
+
+        return -1;
+    }
+
+    /* the process fd names started at start, and is not a zombie */
+    if (sup_proc_stat(pid, &p) == -1 || p.state == 'Z' || p.state == 'X'
+        || (start != 0 && p.start != start))
+    {
+        (void) close(fd);
+        errno = ESRCH;
+        return -1;
+    }
+
+    return fd;
+}
+
+
+void
+sup_proc_kill(pid_t pid, const char *what)
+{
+    if (pid <= 0) {
+        return;
+    }
+
+    if (kill(-pid, SIGKILL) == -1 && errno != ESRCH) {
+        wk_log("%s: kill(-%ld, SIGKILL) failed: %s", what, (long) pid,
+               strerror(errno));
+    }
+
+    if (kill(pid, SIGKILL) == -1 && errno != ESRCH) {
+        wk_log("%s: kill(%ld, SIGKILL) failed: %s", what, (long) pid,
+               strerror(errno));
+    }
+}
