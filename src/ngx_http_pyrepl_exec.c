@@ -34,6 +34,8 @@ static void ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static ngx_int_t ngx_http_pyrepl_exec_truncate(ngx_http_pyrepl_exec_t *ex,
     pr_frame_t *frame);
+static const char *ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex,
+    json_t *body);
 static ngx_int_t ngx_http_pyrepl_exec_crashed(ngx_http_pyrepl_exec_t *ex,
     const char *why);
 static ngx_int_t ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex,
@@ -51,16 +53,22 @@ static const ngx_msec_t  ngx_http_pyrepl_exec_buckets[] = PYREPL_RUN_BUCKETS;
 
 
 /*
- * Read a run request ({"code" | "command", "timeout_ms", "tx_policy"}) into
- * ex.  Returns NULL, or what is wrong with it for a 400.
+ * Read a run request ({"code" | "command", "timeout_ms", "tx_policy", and
+ * for bash sessions "cwd", "env", "stdin"}) into ex.  Returns NULL, or what
+ * is wrong with it for a 400 (a 413 when ex->too_large).
  */
 const char *
 ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
 {
-    json_t      *code, *v;
-    size_t       len;
-    const char  *unsupported[] = { "cwd", "env" };
-    ngx_uint_t   i;
+    json_t                     *code, *v;
+    size_t                      len;
+    ngx_http_pyrepl_session_t   s;
+
+    ex->exit_code = -1;
+
+    if (ngx_http_pyrepl_table_get(ex->pmcf->shm_zone, ex->id, &s) == NGX_OK) {
+        ex->lang = s.lang;
+    }
 
     code = body ? json_object_get(body, "code") : NULL;
     if (code == NULL && body) {
@@ -113,12 +121,100 @@ ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
         return "\"tx_policy\" must be \"commit_always\" on this server";
     }
 
-    for (i = 0; i < sizeof(unsupported) / sizeof(char *); i++) {
-        if (json_object_get(body, unsupported[i]) != NULL) {
-            return unsupported[i][0] == 'c'
-                   ? "\"cwd\" is not supported by this server yet"
-                   : "\"env\" is not supported by this server yet";
+    if (ex->lang == PYREPL_LANG_BASH) {
+        return ngx_http_pyrepl_exec_parse_bash(ex, body);
+    }
+
+    if (json_object_get(body, "cwd") || json_object_get(body, "env")
+        || json_object_get(body, "stdin"))
+    {
+        return "\"cwd\", \"env\" and \"stdin\" are for bash sessions; "
+               "python sessions do not take them yet";
+    }
+
+    return NULL;
+}
+
+
+/* cwd: str, env: {name: str}, stdin: str; they apply to this run only. */
+static const char *
+ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex, json_t *body)
+{
+    u_char       *p;
+    json_t       *v, *val;
+    ngx_str_t    *kv;
+    const char   *name;
+
+    v = json_object_get(body, "cwd");
+    if (v != NULL) {
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            return "\"cwd\" must be a non-empty string";
         }
+
+        ex->cwd.len = json_string_length(v);
+        ex->cwd.data = ngx_pnalloc(ex->pool, ex->cwd.len);
+        if (ex->cwd.data == NULL) {
+            return "out of memory";
+        }
+
+        ngx_memcpy(ex->cwd.data, json_string_value(v), ex->cwd.len);
+        ex->has_cwd = 1;
+    }
+
+    v = json_object_get(body, "stdin");
+    if (v != NULL) {
+        if (!json_is_string(v)) {
+            return "\"stdin\" must be a string";
+        }
+
+        ex->stdin_text.len = json_string_length(v);
+        ex->stdin_text.data = ngx_pnalloc(ex->pool,
+                                          ex->stdin_text.len + 1);
+        if (ex->stdin_text.data == NULL) {
+            return "out of memory";
+        }
+
+        ngx_memcpy(ex->stdin_text.data, json_string_value(v),
+                   ex->stdin_text.len);
+        ex->has_stdin = 1;
+    }
+
+    v = json_object_get(body, "env");
+    if (v == NULL) {
+        return NULL;
+    }
+
+    if (!json_is_object(v)) {
+        return "\"env\" must be an object of strings";
+    }
+
+    ex->env = ngx_array_create(ex->pool, json_object_size(v) + 1,
+                               sizeof(ngx_str_t));
+    if (ex->env == NULL) {
+        return "out of memory";
+    }
+
+    json_object_foreach(v, name, val) {
+        if (!json_is_string(val) || name[0] == '\0'
+            || ngx_strchr(name, '=') != NULL)
+        {
+            return "\"env\" must map names (without \"=\") to strings";
+        }
+
+        kv = ngx_array_push(ex->env);
+        if (kv == NULL) {
+            return "out of memory";
+        }
+
+        kv->len = ngx_strlen(name) + 1 + json_string_length(val);
+        kv->data = ngx_pnalloc(ex->pool, kv->len);
+        if (kv->data == NULL) {
+            return "out of memory";
+        }
+
+        p = ngx_cpymem(kv->data, name, ngx_strlen(name));
+        *p++ = '=';
+        ngx_memcpy(p, json_string_value(val), json_string_length(val));
     }
 
     return NULL;
@@ -167,7 +263,8 @@ ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
     }
 
     ex->ended = (rc != NGX_OK);
-    ex->crashed = (rc == NGX_ABORT);
+    ex->crashed = (rc == NGX_ABORT && s.state != PYREPL_STATE_TERMINATED);
+    ex->terminated = (rc == NGX_ABORT && s.state == PYREPL_STATE_TERMINATED);
     ex->execution_count = s.execution_count;
 
     return NGX_OK;
@@ -184,6 +281,7 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
 {
     ngx_int_t    rc;
     ngx_str_t    sock;
+    ngx_uint_t   i;
     pr_frame_t   frame;
 
     rc = ex->event(ex, "init", json_pack("{s:s%,s:s%}",
@@ -197,6 +295,20 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
 
     if (ex->crashed) {
         return ngx_http_pyrepl_exec_crashed(ex, "the session process is gone");
+    }
+
+    if (ex->terminated) {
+        if (ex->event(ex, "error",
+                      json_pack("{s:s,s:s,s:[]}", "ename", "SessionTerminated",
+                                "evalue", "the session has ended (its shell "
+                                "exited); create a new one", "traceback"))
+            == NGX_ERROR)
+        {
+            return NGX_DONE;
+        }
+
+        return ngx_http_pyrepl_exec_finish(ex, "error", ex->execution_count,
+                                           0);
     }
 
     ex->peer.data = ex;
@@ -230,6 +342,32 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
     pr_set_str(&frame, code, ex->code.data, ex->code.len);
     pr_set_int(&frame, timeout_ms, (int64_t) ex->timeout);
     pr_set_int(&frame, interactive, ex->interactive);
+
+    if (ex->has_cwd) {
+        pr_set_str(&frame, cwd, ex->cwd.data, ex->cwd.len);
+    }
+
+    if (ex->has_stdin) {
+        pr_set_str(&frame, stdin, ex->stdin_text.data, ex->stdin_text.len);
+    }
+
+    if (ex->env) {
+        frame.env.items = (pr_str_t *) ngx_palloc(ex->pool,
+                                                   ex->env->nelts
+                                                   * sizeof(pr_str_t) + 1);
+        if (frame.env.items == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < ex->env->nelts; i++) {
+            frame.env.items[i].data =
+                (const char *) ((ngx_str_t *) ex->env->elts)[i].data;
+            frame.env.items[i].len = ((ngx_str_t *) ex->env->elts)[i].len;
+        }
+
+        frame.env.n = ex->env->nelts;
+        frame.has |= 1u << PR_F_env;
+    }
 
     if (ngx_http_pyrepl_peer_send(&ex->peer, ex->pool, &frame) != NGX_OK) {
         return NGX_ERROR;
@@ -310,7 +448,7 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 {
     u_char                   status[32];
     json_t                  *data, *tb;
-    ngx_uint_t               i;
+    ngx_uint_t               i, ended;
     const char              *event;
     ngx_http_pyrepl_exec_t  *ex;
 
@@ -379,7 +517,21 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
                         ngx_min(frame->status.len + 1, sizeof(status)));
         }
 
+        if (pr_has(frame, exit_code)) {
+            ex->exit_code = (ngx_int_t) frame->exit_code;
+        }
+
+        ended = pr_has(frame, ended) && frame->ended;
+
         ngx_http_pyrepl_peer_close(peer);
+
+        if (ended) {
+            /* the shell exited: the session is over, and not crashed */
+            ngx_http_pyrepl_table_end_run(ex->pmcf->shm_zone, ex->id,
+                                          PYREPL_STATE_TERMINATED,
+                                          (ngx_uint_t) frame->count);
+            ex->ended = 1;
+        }
 
         return ngx_http_pyrepl_exec_finish(ex, (char *) status,
                                            (ngx_uint_t) frame->count,
@@ -401,6 +553,7 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
         /* the session process refused the run: another one is unwinding */
         ngx_http_pyrepl_peer_close(peer);
+        ex->refused = 1;
 
         data = json_pack("{s:s,s:s,s:[]}", "ename", "SessionBusy",
                          "evalue", "the session is still finishing an "

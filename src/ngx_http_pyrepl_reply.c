@@ -10,8 +10,17 @@
 
 
 static const char  *ngx_http_pyrepl_states[] = {
-    "starting", "idle", "busy", "crashed", "terminated"
+    "starting", "idle", "busy", "crashed", "terminated", "reaping"
 };
+
+static const char  *ngx_http_pyrepl_langs[] = { "python", "bash" };
+
+
+const char *
+ngx_http_pyrepl_lang_name(ngx_uint_t lang)
+{
+    return lang < 2 ? ngx_http_pyrepl_langs[lang] : "python";
+}
 
 
 const char *
@@ -238,7 +247,7 @@ ngx_http_pyrepl_session_json(ngx_http_pyrepl_session_t *s, ngx_uint_t full)
 
     o = json_pack("{s:s%,s:s,s:s,s:o,s:o}",
                   "session_id", (char *) s->id, (size_t) PYREPL_ID_LEN,
-                  "language", "python",
+                  "language", ngx_http_pyrepl_lang_name(s->lang),
                   "state", ngx_http_pyrepl_state_name(s->state),
                   "created_at", ngx_http_pyrepl_time_json(s->created),
                   "expires_at", ngx_http_pyrepl_time_json(s->expires));

@@ -224,18 +224,21 @@ static void
 ngx_http_pyrepl_sse_done(ngx_http_pyrepl_exec_t *ex, const char *status,
     ngx_uint_t count, ngx_msec_t ms)
 {
+    json_t                 *data;
     ngx_int_t               rc;
     ngx_http_pyrepl_run_t  *ctx;
 
     ctx = ex->data;
 
-    rc = ngx_http_pyrepl_sse_write(ctx, "execution_complete",
-                                   json_pack("{s:s,s:I,s:I}",
-                                             "status", status,
-                                             "execution_count",
-                                             (json_int_t) count,
-                                             "duration_ms", (json_int_t) ms),
-                                   1);
+    data = json_pack("{s:s,s:I,s:I}", "status", status,
+                     "execution_count", (json_int_t) count,
+                     "duration_ms", (json_int_t) ms);
+
+    if (data && ex->exit_code >= 0) {
+        json_object_set_new(data, "exit_code", json_integer(ex->exit_code));
+    }
+
+    rc = ngx_http_pyrepl_sse_write(ctx, "execution_complete", data, 1);
 
     if (rc != NGX_ERROR) {
         ngx_http_finalize_request(ctx->request, rc);
@@ -398,6 +401,14 @@ ngx_http_pyrepl_json_done(ngx_http_pyrepl_exec_t *ex, const char *status,
 
     ctx = ex->data;
 
+    if (ex->refused) {
+        ngx_http_pyrepl_finalize_error(ctx->request, NGX_HTTP_CONFLICT,
+                                       "session_busy",
+                                       "the session is still finishing an "
+                                       "earlier run");
+        return;
+    }
+
     doc = json_pack("{s:s,s:s%,s:s%,s:O?,s:O?,s:I,s:I}",
                     "status", status,
                     "stdout", ctx->out.data ? (char *) ctx->out.data : "",
@@ -409,6 +420,10 @@ ngx_http_pyrepl_json_done(ngx_http_pyrepl_exec_t *ex, const char *status,
                     "error", ctx->error,
                     "execution_count", (json_int_t) count,
                     "duration_ms", (json_int_t) ms);
+
+    if (doc && ex->exit_code >= 0) {
+        json_object_set_new(doc, "exit_code", json_integer(ex->exit_code));
+    }
 
     ngx_http_finalize_request(ctx->request,
                               doc ? ngx_http_pyrepl_send_json(ctx->request,

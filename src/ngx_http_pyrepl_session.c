@@ -106,7 +106,7 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
     ngx_memzero(&frame, sizeof(pr_frame_t));
     frame.type = PR_T_CREATE;
     pr_set_str(&frame, id, ctl->session.id, PYREPL_ID_LEN);
-    pr_set_cstr(&frame, lang, "python");
+    pr_set_cstr(&frame, lang, ngx_http_pyrepl_lang_name(ctl->session.lang));
 
     ctl->request = r;
     ctl->peer.data = ctl;
@@ -139,7 +139,7 @@ ngx_http_pyrepl_create_parse(ngx_http_request_t *r, json_t *body,
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
-    s->lang = PYREPL_LANG_PYTHON;
+    s->lang = pmcf->default_language;
     s->expires = pmcf->session_ttl;
 
     if (body == NULL) {
@@ -148,12 +148,24 @@ ngx_http_pyrepl_create_parse(ngx_http_request_t *r, json_t *body,
 
     v = json_object_get(body, "language");
 
-    if (v != NULL && !(json_is_string(v)
-                       && ngx_strcmp(json_string_value(v), "python") == 0))
-    {
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
-                                       "\"language\" must be \"python\"");
-        return NGX_DONE;
+    if (v != NULL) {
+        if (json_is_string(v)
+            && ngx_strcmp(json_string_value(v), "python") == 0)
+        {
+            s->lang = PYREPL_LANG_PYTHON;
+
+        } else if (json_is_string(v)
+                   && ngx_strcmp(json_string_value(v), "bash") == 0)
+        {
+            s->lang = PYREPL_LANG_BASH;
+
+        } else {
+            ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_request",
+                                           "\"language\" must be \"python\" "
+                                           "or \"bash\"");
+            return NGX_DONE;
+        }
     }
 
     v = json_object_get(body, "ttl_seconds");

@@ -28,7 +28,7 @@ ngx_int_t
 ngx_http_pyrepl_status_handler(ngx_http_request_t *r)
 {
     ngx_str_t                     format;
-    ngx_uint_t                    states[PYREPL_STATE_TERMINATED + 1];
+    ngx_uint_t                    states[PYREPL_STATE_REAPING + 1];
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
     if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
@@ -80,11 +80,11 @@ ngx_http_pyrepl_status_json(ngx_http_request_t *r,
     }
 
     total = 0;
-    for (i = PYREPL_STATE_STARTING; i <= PYREPL_STATE_CRASHED; i++) {
+    for (i = PYREPL_STATE_STARTING; i <= PYREPL_STATE_TERMINATED; i++) {
         total += states[i];
     }
 
-    o = json_pack("{s:s,s:{s:b},s:{s:I,s:I,s:I,s:I,s:I},s:I,"
+    o = json_pack("{s:s,s:{s:b},s:{s:I,s:I,s:I,s:I,s:I,s:I},s:I,"
                   "s:{s:I,s:o,s:I,s:I}}",
                   "status", up ? "ok" : "degraded",
                   "supervisor", "up", up,
@@ -94,6 +94,7 @@ ngx_http_pyrepl_status_json(ngx_http_request_t *r,
                   "idle", (json_int_t) states[PYREPL_STATE_IDLE],
                   "busy", (json_int_t) states[PYREPL_STATE_BUSY],
                   "crashed", (json_int_t) states[PYREPL_STATE_CRASHED],
+                  "terminated", (json_int_t) states[PYREPL_STATE_TERMINATED],
                   "max_sessions", (json_int_t) pmcf->max_sessions,
                   "counters",
                   "created", (json_int_t) c->creates,
@@ -138,6 +139,7 @@ ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
         "pyrepl_sessions{state=\"idle\"} %ui\n"
         "pyrepl_sessions{state=\"busy\"} %ui\n"
         "pyrepl_sessions{state=\"crashed\"} %ui\n"
+        "pyrepl_sessions{state=\"terminated\"} %ui\n"
         "# HELP pyrepl_sessions_max pyrepl_max_sessions.\n"
         "# TYPE pyrepl_sessions_max gauge\n"
         "pyrepl_sessions_max %ui\n"
@@ -156,7 +158,7 @@ ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
         (ngx_uint_t) (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK),
         states[PYREPL_STATE_STARTING], states[PYREPL_STATE_IDLE],
         states[PYREPL_STATE_BUSY], states[PYREPL_STATE_CRASHED],
-        pmcf->max_sessions, c->creates, c->crashes, c->reaped);
+        states[PYREPL_STATE_TERMINATED], pmcf->max_sessions, c->creates, c->crashes, c->reaped);
 
     count = 0;
     for (i = 0; i < PYREPL_RUN_STATUS_MAX; i++) {

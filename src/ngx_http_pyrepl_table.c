@@ -10,7 +10,7 @@
  * the pid of the worker streaming a run, and a runner that no longer exists
  * (a crashed worker) does not keep the session busy.
  *
- * A session past its expiry, or being reaped (terminated), is gone for
+ * A session past its expiry, or being reaped, is gone for
  * clients at once: lookups answer "no such session" even before the
  * reaper has had the supervisor kill its processes.
  */
@@ -280,7 +280,7 @@ ngx_http_pyrepl_table_set_state(ngx_shm_zone_t *zone, u_char *id,
 
     n = ngx_http_pyrepl_lookup(ctx, id);
 
-    if (n != NULL && n->s.state != PYREPL_STATE_TERMINATED) {
+    if (n != NULL && n->s.state != PYREPL_STATE_REAPING) {
         if (state == PYREPL_STATE_CRASHED
             && n->s.state != PYREPL_STATE_CRASHED)
         {
@@ -325,8 +325,8 @@ ngx_http_pyrepl_table_renew(ngx_shm_zone_t *zone, u_char *id, time_t expires)
 
 /*
  * Mark every session past its expiry, or idle longer than idle_timeout
- * (0: never), as terminated and return their ids (u_char[32] each) for the
- * reaper to have killed; terminated sessions whose kill has not been
+ * (0: never), as reaping and return their ids (u_char[32] each) for the
+ * reaper to have killed; reaping sessions whose kill has not been
  * confirmed yet are returned again.  NULL on allocation failure.
  */
 ngx_array_t *
@@ -354,7 +354,7 @@ ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
     {
         n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
 
-        if (n->s.state != PYREPL_STATE_TERMINATED) {
+        if (n->s.state != PYREPL_STATE_REAPING) {
 
             if (n->s.expires > now
                 && !(idle_timeout
@@ -365,7 +365,7 @@ ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
                 continue;
             }
 
-            n->s.state = PYREPL_STATE_TERMINATED;
+            n->s.state = PYREPL_STATE_REAPING;
         }
 
         id = ngx_array_push(ids);
@@ -382,7 +382,7 @@ ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
 }
 
 
-/* Sessions by state: counts[PYREPL_STATE_TERMINATED + 1]. */
+/* Sessions by state: counts[PYREPL_STATE_REAPING + 1]. */
 void
 ngx_http_pyrepl_table_states(ngx_shm_zone_t *zone, ngx_uint_t *counts)
 {
@@ -392,7 +392,7 @@ ngx_http_pyrepl_table_states(ngx_shm_zone_t *zone, ngx_uint_t *counts)
 
     ctx = zone->data;
 
-    ngx_memzero(counts, (PYREPL_STATE_TERMINATED + 1) * sizeof(ngx_uint_t));
+    ngx_memzero(counts, (PYREPL_STATE_REAPING + 1) * sizeof(ngx_uint_t));
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
@@ -402,7 +402,7 @@ ngx_http_pyrepl_table_states(ngx_shm_zone_t *zone, ngx_uint_t *counts)
     {
         n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
 
-        if (n->s.state <= PYREPL_STATE_TERMINATED) {
+        if (n->s.state <= PYREPL_STATE_REAPING) {
             counts[n->s.state]++;
         }
     }
@@ -599,5 +599,5 @@ ngx_http_pyrepl_runner_alive(ngx_pid_t pid)
 static ngx_uint_t
 ngx_http_pyrepl_gone(ngx_http_pyrepl_session_t *s, time_t now)
 {
-    return s->state == PYREPL_STATE_TERMINATED || s->expires <= now;
+    return s->state == PYREPL_STATE_REAPING || s->expires <= now;
 }

@@ -636,6 +636,10 @@ ngx_http_pyrepl_ws_done(ngx_http_pyrepl_exec_t *ex, const char *status,
                      "execution_count", (json_int_t) count,
                      "duration_ms", (json_int_t) ms);
 
+    if (data && ex->exit_code >= 0) {
+        json_object_set_new(data, "exit_code", json_integer(ex->exit_code));
+    }
+
     ngx_http_pyrepl_ws_end_exec(ws);
 
     if (data == NULL) {

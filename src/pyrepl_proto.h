@@ -45,7 +45,8 @@
  *                                   ok, or fail errcode "no_pending_input"
  *   interrupt      worker->session  raise KeyboardInterrupt in the run
  *   complete       session->worker  status, count, ms: the run ended
- *                                   (bash: exit_code too)
+ *                                   (bash: exit_code too, and ended when
+ *                                   the shell exited: the session is over)
  *
  * Control plane, nginx worker <-> supervisor (one connection per request):
  *   create         worker->super    id, lang: start a session process
@@ -109,7 +110,8 @@ typedef enum {
     X(cwd,         STR,  "bash run: working directory for this run only")    \
     X(env,         STRS, "bash run: NAME=VALUE entries for this run only")   \
     X(stdin,       STR,  "bash run: the command's stdin (else EOF)")         \
-    X(exit_code,   INT,  "bash complete: the exit status of the code")
+    X(exit_code,   INT,  "bash complete: the exit status of the code")    \
+    X(ended,       INT,  "complete: 1 when the session ends with this run")
 
 typedef enum {
 #define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,

@@ -733,6 +733,11 @@ bs_io_outcome(bs_session_t *s, int rc, const char *ename,
     pr_set_int(&f, count, s->count);
     pr_set_int(&f, ms, bs_msec() - s->started);
     pr_set_int(&f, exit_code, rc);
+
+    if (s->shell_exited) {
+        pr_set_int(&f, ended, 1);       /* the session ends with this run */
+    }
+
     bs_io_send(s, i, &f);
 
     if (i >= 0) {
