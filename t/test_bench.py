@@ -38,8 +38,10 @@ METRICS = [
 
 def test_quick_bench_reports_every_row(tmp_path):
     out = tmp_path / "results.json"
+    # Jupyter is a peer we do not control (its kernels drop connections now
+    # and then): the full util/bench measures it, the smoke test does not
     p = subprocess.run([os.path.join(ROOT, "util", "bench"), "--quick",
-                        "--json", str(out)],
+                        "--no-jupyter", "--json", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
 
