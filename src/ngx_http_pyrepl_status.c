@@ -1,9 +1,10 @@
 /*
  * ngx_http_pyrepl_status.c: the "pyrepl_status" location, like stub_status:
- * health as JSON (is the supervisor answering, sessions by state, counters)
- * and, with ?format=prometheus, the same as Prometheus text metrics.  The
- * numbers come from the shared table and its atomic counters, so any worker
- * answers for all of them.
+ * health as JSON (is the supervisor answering, its pool and zygote,
+ * sessions by state, counters) and, with ?format=prometheus, the same as
+ * Prometheus text metrics.  Sessions and counters come from the shared
+ * table and its atomic counters, so any worker answers for all of them;
+ * the pool and zygote from a "status" request to the supervisor.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -16,20 +17,35 @@ static const char  *ngx_http_pyrepl_run_statuses[] = {
 };
 
 
+/* what the supervisor said; up = 0 when it did not answer */
+typedef struct {
+    ngx_http_pyrepl_peer_t       peer;
+    ngx_http_request_t          *request;
+    ngx_uint_t                   up;
+    ngx_uint_t                   pool;
+    ngx_uint_t                   zygote_up;
+    ngx_uint_t                   processes;
+} ngx_http_pyrepl_sup_status_t;
+
+
+static void ngx_http_pyrepl_status_answer(ngx_http_pyrepl_sup_status_t *st);
+static ngx_int_t ngx_http_pyrepl_status_reply(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_status_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
 static ngx_int_t ngx_http_pyrepl_status_json(ngx_http_request_t *r,
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_uint_t *states,
-    ngx_http_pyrepl_counters_t *c);
+    ngx_http_pyrepl_counters_t *c, ngx_http_pyrepl_sup_status_t *st);
 static ngx_int_t ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_uint_t *states,
-    ngx_http_pyrepl_counters_t *c);
+    ngx_http_pyrepl_counters_t *c, ngx_http_pyrepl_sup_status_t *st);
 
 
 ngx_int_t
 ngx_http_pyrepl_status_handler(ngx_http_request_t *r)
 {
-    ngx_str_t                     format;
-    ngx_uint_t                    states[PYREPL_STATE_REAPING + 1];
-    ngx_http_pyrepl_main_conf_t  *pmcf;
+    pr_frame_t                     frame;
+    ngx_http_pyrepl_sup_status_t  *st;
 
     if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_ALLOWED,
@@ -41,6 +57,76 @@ ngx_http_pyrepl_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    st = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_sup_status_t));
+    if (st == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    st->request = r;
+    st->peer.data = st;
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_STATUS;
+
+    if (ngx_http_pyrepl_supervisor_request(r, &st->peer, &frame,
+                                           ngx_http_pyrepl_status_reply,
+                                           ngx_http_pyrepl_status_failed)
+        != NGX_OK)
+    {
+        /* the supervisor is down: answer now, finalizing like the rest */
+        r->main->count++;
+        ngx_http_pyrepl_status_answer(st);
+        return NGX_DONE;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_status_reply(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    ngx_http_pyrepl_sup_status_t  *st;
+
+    st = peer->data;
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    if (frame->type == PR_T_OK) {
+        st->up = 1;
+        st->pool = pr_has(frame, pool) ? (ngx_uint_t) frame->pool : 0;
+        st->zygote_up = pr_has(frame, zygote) && frame->zygote > 0;
+        st->processes = pr_has(frame, sessions)
+                        ? (ngx_uint_t) frame->sessions : 0;
+    }
+
+    ngx_http_pyrepl_status_answer(st);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_pyrepl_status_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    ngx_http_pyrepl_status_answer(peer->data);
+}
+
+
+/* Answer and finalize, with whatever the supervisor said. */
+static void
+ngx_http_pyrepl_status_answer(ngx_http_pyrepl_sup_status_t *st)
+{
+    ngx_int_t                     rc;
+    ngx_str_t                     format;
+    ngx_uint_t                    states[PYREPL_STATE_REAPING + 1];
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    r = st->request;
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
     ngx_http_pyrepl_table_states(pmcf->shm_zone, states);
@@ -50,24 +136,27 @@ ngx_http_pyrepl_status_handler(ngx_http_request_t *r)
         && format.len == sizeof("prometheus") - 1
         && ngx_strncmp(format.data, "prometheus", format.len) == 0)
     {
-        return ngx_http_pyrepl_status_prometheus(r, pmcf, states,
-                   ngx_http_pyrepl_table_counters(pmcf->shm_zone));
+        rc = ngx_http_pyrepl_status_prometheus(r, pmcf, states,
+                 ngx_http_pyrepl_table_counters(pmcf->shm_zone), st);
+
+    } else {
+        rc = ngx_http_pyrepl_status_json(r, pmcf, states,
+                 ngx_http_pyrepl_table_counters(pmcf->shm_zone), st);
     }
 
-    return ngx_http_pyrepl_status_json(r, pmcf, states,
-               ngx_http_pyrepl_table_counters(pmcf->shm_zone));
+    ngx_http_finalize_request(r, rc);
 }
 
 
 static ngx_int_t
 ngx_http_pyrepl_status_json(ngx_http_request_t *r,
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_uint_t *states,
-    ngx_http_pyrepl_counters_t *c)
+    ngx_http_pyrepl_counters_t *c, ngx_http_pyrepl_sup_status_t *st)
 {
     json_t      *o, *runs;
     ngx_uint_t   i, up, total;
 
-    up = (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK);
+    up = st->up;
 
     runs = json_object();
     if (runs == NULL) {
@@ -84,10 +173,14 @@ ngx_http_pyrepl_status_json(ngx_http_request_t *r,
         total += states[i];
     }
 
-    o = json_pack("{s:s,s:{s:b},s:{s:I,s:I,s:I,s:I,s:I,s:I},s:I,"
+    o = json_pack("{s:s,s:{s:b},s:{s:b},s:{s:I,s:I},"
+                  "s:{s:I,s:I,s:I,s:I,s:I,s:I},s:I,"
                   "s:{s:I,s:o,s:I,s:I}}",
-                  "status", up ? "ok" : "degraded",
+                  "status", up && st->zygote_up ? "ok" : "degraded",
                   "supervisor", "up", up,
+                  "zygote", "up", (int) st->zygote_up,
+                  "pool", "idle", (json_int_t) st->pool,
+                  "min_idle", (json_int_t) pmcf->pool_min_idle,
                   "sessions",
                   "total", (json_int_t) total,
                   "starting", (json_int_t) states[PYREPL_STATE_STARTING],
@@ -114,7 +207,7 @@ ngx_http_pyrepl_status_json(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_uint_t *states,
-    ngx_http_pyrepl_counters_t *c)
+    ngx_http_pyrepl_counters_t *c, ngx_http_pyrepl_sup_status_t *st)
 {
     size_t        size;
     ngx_int_t     rc;
@@ -133,6 +226,12 @@ ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
         "# HELP pyrepl_up Whether the pyrepl supervisor answers.\n"
         "# TYPE pyrepl_up gauge\n"
         "pyrepl_up %ui\n"
+        "# HELP pyrepl_zygote_up Whether the zygote is ready to fork.\n"
+        "# TYPE pyrepl_zygote_up gauge\n"
+        "pyrepl_zygote_up %ui\n"
+        "# HELP pyrepl_pool_idle Forked sessions waiting to be handed out.\n"
+        "# TYPE pyrepl_pool_idle gauge\n"
+        "pyrepl_pool_idle %ui\n"
         "# HELP pyrepl_sessions Sessions by state.\n"
         "# TYPE pyrepl_sessions gauge\n"
         "pyrepl_sessions{state=\"starting\"} %ui\n"
@@ -155,7 +254,7 @@ ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
         "pyrepl_sessions_reaped_total %uA\n"
         "# HELP pyrepl_runs_total Runs by how they ended.\n"
         "# TYPE pyrepl_runs_total counter\n",
-        (ngx_uint_t) (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK),
+        st->up, st->zygote_up, st->pool,
         states[PYREPL_STATE_STARTING], states[PYREPL_STATE_IDLE],
         states[PYREPL_STATE_BUSY], states[PYREPL_STATE_CRASHED],
         states[PYREPL_STATE_TERMINATED], pmcf->max_sessions, c->creates, c->crashes, c->reaped);

@@ -224,6 +224,9 @@ def test_status_reports_sessions_and_counters(nginx):
     st = st.json()
     assert st["status"] == "ok"
     assert st["supervisor"]["up"] is True
+    assert st["zygote"]["up"] is True
+    assert st["pool"]["min_idle"] == 2
+    assert 0 <= st["pool"]["idle"] <= 2
     assert st["sessions"]["idle"] >= 1
     assert st["max_sessions"] == 6
     c, b = st["counters"], before["counters"]
@@ -241,6 +244,8 @@ def test_status_in_prometheus_format(nginx):
     assert r.headers["Content-Type"].startswith("text/plain")
     text = r.text
     assert re.search(r"^pyrepl_up 1$", text, re.M)
+    assert re.search(r"^pyrepl_zygote_up 1$", text, re.M)
+    assert re.search(r"^pyrepl_pool_idle [0-2]$", text, re.M)
     assert re.search(r'^pyrepl_sessions\{state="idle"\} [1-9]', text, re.M)
     assert re.search(r'^pyrepl_runs_total\{status="ok"\} [1-9]', text, re.M)
     buckets = [int(v) for v in re.findall(
@@ -254,3 +259,32 @@ def test_status_in_prometheus_format(nginx):
         assert line.startswith("#") or re.fullmatch(
             r'[a-z_]+(\{[a-z]+="[^"]*"\})? [0-9.]+', line), line
     nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_status_says_when_the_supervisor_is_down(fresh_nginx):
+    n = fresh_nginx
+    wait_for(lambda: n.http.get(n.url + "/status").json()["status"] == "ok",
+             what="the zygote to be ready")
+    # stop the keeper (which would restart it) and the supervisor
+    keeper = int(open(os.path.join(n.prefix, "run", "keeper.pid")).read())
+    os.kill(keeper, 19)                        # SIGSTOP: no restarts
+    os.kill(n.supervisor_pid(), 9)
+    try:
+        def down():
+            r = n.http.get(n.url + "/status")
+            return r.status_code == 503 and r.json()
+        st = wait_for(down, what="status to report the supervisor down")
+        assert st["supervisor"]["up"] is False
+        assert st["status"] == "degraded"
+        r = n.http.get(n.url + "/status?format=prometheus")
+        assert re.search(r"^pyrepl_up 0$", r.text, re.M)
+    finally:
+        os.kill(keeper, 18)                    # SIGCONT: it restarts it
+
+
+@pytest.fixture
+def fresh_nginx():
+    n = Nginx(workers=1, server_extra="location = /status "
+                                      "{ pyrepl_status; }").start()
+    yield n
+    n.check_and_clean()
