@@ -32,6 +32,8 @@ static ngx_http_pyrepl_node_t *ngx_http_pyrepl_lookup(
 static ngx_uint_t ngx_http_pyrepl_runner_alive(ngx_pid_t pid);
 static ngx_uint_t ngx_http_pyrepl_gone(ngx_http_pyrepl_session_t *s,
     time_t now);
+static ngx_http_pyrepl_node_t *ngx_http_pyrepl_find_live(
+    ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id);
 
 
 ngx_int_t
@@ -221,18 +223,11 @@ ngx_http_pyrepl_table_get(ngx_shm_zone_t *zone, u_char *id,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    n = ngx_http_pyrepl_lookup(ctx, id);
+    n = ngx_http_pyrepl_find_live(ctx, id);
 
-    if (n == NULL || ngx_http_pyrepl_gone(&n->s, ngx_time())) {
+    if (n == NULL) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_DECLINED;
-    }
-
-    if (n->s.state == PYREPL_STATE_BUSY
-        && !ngx_http_pyrepl_runner_alive(n->s.runner))
-    {
-        n->s.state = PYREPL_STATE_IDLE;
-        n->s.runner = 0;
     }
 
     *s = n->s;
@@ -440,17 +435,11 @@ ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
-    n = ngx_http_pyrepl_lookup(ctx, id);
+    n = ngx_http_pyrepl_find_live(ctx, id);
 
-    if (n == NULL || ngx_http_pyrepl_gone(&n->s, ngx_time())) {
+    if (n == NULL) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_DECLINED;
-    }
-
-    if (n->s.state == PYREPL_STATE_BUSY
-        && !ngx_http_pyrepl_runner_alive(n->s.runner))
-    {
-        n->s.state = PYREPL_STATE_IDLE;
     }
 
     switch (n->s.state) {
@@ -600,4 +589,31 @@ static ngx_uint_t
 ngx_http_pyrepl_gone(ngx_http_pyrepl_session_t *s, time_t now)
 {
     return s->state == PYREPL_STATE_REAPING || s->expires <= now;
+}
+
+
+/*
+ * The session clients can see (not expired, not being reaped), with the
+ * busy mark of a runner that died dropped; NULL if none.  Called with the
+ * mutex held.
+ */
+static ngx_http_pyrepl_node_t *
+ngx_http_pyrepl_find_live(ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id)
+{
+    ngx_http_pyrepl_node_t  *n;
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n == NULL || ngx_http_pyrepl_gone(&n->s, ngx_time())) {
+        return NULL;
+    }
+
+    if (n->s.state == PYREPL_STATE_BUSY
+        && !ngx_http_pyrepl_runner_alive(n->s.runner))
+    {
+        n->s.state = PYREPL_STATE_IDLE;
+        n->s.runner = 0;
+    }
+
+    return n;
 }
