@@ -327,6 +327,8 @@ json_t *ngx_http_pyrepl_session_json(ngx_http_pyrepl_session_t *s,
 json_t *ngx_http_pyrepl_time_json(time_t t);
 const char *ngx_http_pyrepl_state_name(ngx_uint_t state);
 const char *ngx_http_pyrepl_lang_name(ngx_uint_t lang);
+ngx_table_elt_t *ngx_http_pyrepl_header(ngx_http_request_t *r,
+    const char *name);
 
 
 /* the reaper (ngx_http_pyrepl_reaper.c) and status (ngx_http_pyrepl_status.c) */

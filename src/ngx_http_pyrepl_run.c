@@ -645,38 +645,15 @@ ngx_http_pyrepl_run_cleanup(void *data)
 static ngx_uint_t
 ngx_http_pyrepl_accepts_json(ngx_http_request_t *r)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    h = ngx_http_pyrepl_header(r, "Accept");
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Accept") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept",
-                               sizeof("Accept") - 1) == 0)
-        {
-            return ngx_strlcasestrn(h[i].value.data,
-                                    h[i].value.data + h[i].value.len,
-                                    (u_char *) "application/json",
-                                    sizeof("application/json") - 2) != NULL
-                   && ngx_strlcasestrn(h[i].value.data,
-                                       h[i].value.data + h[i].value.len,
-                                       (u_char *) "text/event-stream",
-                                       sizeof("text/event-stream") - 2)
-                      == NULL;
-        }
-    }
+    return h != NULL
+           && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                               (u_char *) "application/json",
+                               sizeof("application/json") - 2) != NULL
+           && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
+                               (u_char *) "text/event-stream",
+                               sizeof("text/event-stream") - 2) == NULL;
 }

@@ -57,8 +57,6 @@ typedef struct {
 
 static const char *ngx_http_pyrepl_ws_handshake(ngx_http_request_t *r,
     ngx_http_pyrepl_ws_t *ws);
-static ngx_table_elt_t *ngx_http_pyrepl_ws_header(ngx_http_request_t *r,
-    const char *name);
 static void ngx_http_pyrepl_ws_read(ngx_http_request_t *r);
 static void ngx_http_pyrepl_ws_write(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyrepl_ws_input(ngx_http_pyrepl_ws_t *ws,
@@ -205,11 +203,11 @@ ngx_http_pyrepl_ws_handshake(ngx_http_request_t *r, ngx_http_pyrepl_ws_t *ws)
     ngx_table_elt_t   *upgrade, *connection, *key, *version, *proto, *h;
 
     /* nginx 1.22 keeps no pointer to Connection: look both up */
-    upgrade = ngx_http_pyrepl_ws_header(r, "Upgrade");
-    connection = ngx_http_pyrepl_ws_header(r, "Connection");
-    key = ngx_http_pyrepl_ws_header(r, "Sec-WebSocket-Key");
-    version = ngx_http_pyrepl_ws_header(r, "Sec-WebSocket-Version");
-    proto = ngx_http_pyrepl_ws_header(r, "Sec-WebSocket-Protocol");
+    upgrade = ngx_http_pyrepl_header(r, "Upgrade");
+    connection = ngx_http_pyrepl_header(r, "Connection");
+    key = ngx_http_pyrepl_header(r, "Sec-WebSocket-Key");
+    version = ngx_http_pyrepl_header(r, "Sec-WebSocket-Version");
+    proto = ngx_http_pyrepl_header(r, "Sec-WebSocket-Protocol");
 
     if (r->http_version != NGX_HTTP_VERSION_11
         || upgrade == NULL
@@ -289,39 +287,6 @@ ngx_http_pyrepl_ws_handshake(ngx_http_request_t *r, ngx_http_pyrepl_ws_t *ws)
     }
 
     return NULL;
-}
-
-
-static ngx_table_elt_t *
-ngx_http_pyrepl_ws_header(ngx_http_request_t *r, const char *name)
-{
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(name);
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
 }
 
 
