@@ -220,6 +220,69 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, warmup),
       NULL },
 
+    { ngx_string("pyrepl_user"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_pyrepl_user,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pyrepl_session_uids"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyrepl_session_uids,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pyrepl_memory_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyrepl_limit_size,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, sandbox.memory),
+      NULL },
+
+    { ngx_string("pyrepl_cpu_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyrepl_limit_time,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, sandbox.cpu),
+      NULL },
+
+    { ngx_string("pyrepl_max_processes"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, sandbox.max_processes),
+      NULL },
+
+    { ngx_string("pyrepl_file_size_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyrepl_limit_size,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, sandbox.file_size),
+      NULL },
+
+    { ngx_string("pyrepl_open_files"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, sandbox.open_files),
+      NULL },
+
+    { ngx_string("pyrepl_seccomp"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, sandbox.seccomp),
+      &ngx_http_pyrepl_seccomp_modes },
+
+    { ngx_string("pyrepl_network"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, sandbox.network),
+      NULL },
+
       ngx_null_command
 };
 
@@ -532,6 +595,8 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->default_language = NGX_CONF_UNSET_UINT;
     pmcf->pool_min_idle = NGX_CONF_UNSET_UINT;
 
+    ngx_http_pyrepl_sandbox_create(&pmcf->sandbox);
+
     return pmcf;
 }
 
@@ -628,6 +693,10 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
                            "pyrepl_session_ttl %T must be between 1s and "
                            "pyrepl_session_ttl_max %T", pmcf->session_ttl,
                            pmcf->session_ttl_max);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_pyrepl_sandbox_init(cf, &pmcf->sandbox) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -802,13 +871,21 @@ ngx_http_pyrepl_init_module(ngx_cycle_t *cycle)
 {
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
-    if (ngx_test_config || ngx_process == NGX_PROCESS_SIGNALLER) {
+    if (ngx_process == NGX_PROCESS_SIGNALLER) {
         return NGX_OK;
     }
 
     pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_pyrepl_module);
 
     if (pmcf == NULL || !pmcf->enabled) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_pyrepl_sandbox_check(cycle, pmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_test_config) {
         return NGX_OK;
     }
 

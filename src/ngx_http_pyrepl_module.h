@@ -118,6 +118,25 @@ typedef struct {
 } ngx_http_pyrepl_key_t;
 
 
+/* the confinement of session processes (ngx_http_pyrepl_sandbox.c) */
+typedef struct {
+    ngx_str_t                user;           /* pyrepl_user */
+    ngx_str_t                group;
+    ngx_uid_t                uid;            /* resolved from them */
+    ngx_gid_t                gid;
+    ngx_int_t                uid_base;       /* 0: off */
+    off_t                    memory;         /* 0: off */
+    time_t                   cpu;            /* 0: off */
+    ngx_uint_t               max_processes;
+    off_t                    file_size;      /* 0: off */
+    ngx_uint_t               open_files;
+    ngx_uint_t               seccomp;        /* 0 off, 1 on, 2 log */
+    ngx_flag_t               network;
+} ngx_http_pyrepl_sandbox_conf_t;
+
+#define NGX_HTTP_PYREPL_SANDBOX_ARGS  20     /* argv entries, at most */
+
+
 typedef struct {
     ngx_shm_zone_t          *shm_zone;
     ngx_array_t             *api_keys;       /* ngx_http_pyrepl_key_t */
@@ -139,6 +158,7 @@ typedef struct {
     ngx_uint_t               default_language;
     ngx_uint_t               pool_min_idle;  /* forked, unassigned sessions */
     ngx_str_t                warmup;         /* Python the zygote runs once */
+    ngx_http_pyrepl_sandbox_conf_t  sandbox;
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
 } ngx_http_pyrepl_main_conf_t;
 
@@ -301,6 +321,26 @@ char *ngx_http_pyrepl_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_pyrepl_authenticate(ngx_http_request_t *r,
     uint64_t *tenant);
+
+
+/* confinement of sessions (ngx_http_pyrepl_sandbox.c) */
+
+extern ngx_conf_enum_t  ngx_http_pyrepl_seccomp_modes[];
+
+void ngx_http_pyrepl_sandbox_create(ngx_http_pyrepl_sandbox_conf_t *sb);
+char *ngx_http_pyrepl_user(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_pyrepl_session_uids(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_pyrepl_limit_size(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_pyrepl_limit_time(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_pyrepl_sandbox_init(ngx_conf_t *cf,
+    ngx_http_pyrepl_sandbox_conf_t *sb);
+ngx_int_t ngx_http_pyrepl_sandbox_check(ngx_cycle_t *cycle,
+    ngx_http_pyrepl_main_conf_t *pmcf);
+ngx_uint_t ngx_http_pyrepl_sandbox_argv(ngx_http_pyrepl_main_conf_t *pmcf,
+    char **argv, u_char (*bufs)[NGX_INT64_LEN + 1]);
 
 
 /* the supervisor process (ngx_http_pyrepl_spawn.c) */

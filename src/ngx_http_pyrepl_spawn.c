@@ -12,8 +12,9 @@
  * process is gone, so they kill the sessions and exit.  On a reload a
  * supervisor that answers on its socket, or a keeper that holds its lock
  * (it may be restarting the supervisor right now), is kept; otherwise one
- * is started again.  Pool size and warm-up code are the supervisor's
- * command line: a reload that keeps it does not change them.
+ * is started again.  Pool size, warm-up code and the confinement of
+ * sessions are the supervisor's command line: a reload that keeps it does
+ * not change them.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -60,8 +61,9 @@ ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
         goto failed;
     }
 
+    /* sessions may pass through it to their own directory, not list it */
     ngx_sprintf(path, "%V/%Z", &pmcf->workdir);
-    if (ngx_create_full_path(path, 0755) != 0) {
+    if (ngx_create_full_path(path, 0711) != 0) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
                       "pyrepl: cannot create \"%s\"", path);
         goto failed;
@@ -169,13 +171,15 @@ ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf, int parent_fd)
 {
     int               i, fd;
-    char             *argv[32], *warmup;
+    char             *argv[32 + NGX_HTTP_PYREPL_SANDBOX_ARGS], *warmup;
     u_char            bin[NGX_MAX_PATH], python[NGX_MAX_PATH];
     u_char            bash[NGX_MAX_PATH];
     u_char            sockdir[NGX_MAX_PATH], workdir[NGX_MAX_PATH];
     u_char            uid[NGX_INT_T_LEN + 1], gid[NGX_INT_T_LEN + 1];
     u_char            max_frame[NGX_SIZE_T_LEN + 1];
     u_char            pool[NGX_INT_T_LEN + 1];
+    u_char            sandbox[NGX_HTTP_PYREPL_SANDBOX_ARGS / 2]
+                             [NGX_INT64_LEN + 1];
     sigset_t          set;
     ngx_log_t        *log;
     ngx_core_conf_t  *ccf;
@@ -275,6 +279,8 @@ ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
         argv[i++] = "--warmup";
         argv[i++] = warmup;
     }
+
+    i += ngx_http_pyrepl_sandbox_argv(pmcf, &argv[i], sandbox);
 
     argv[i] = NULL;
 

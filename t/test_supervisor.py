@@ -34,6 +34,11 @@ SUPERVISOR = os.path.join(BIN_DIR, "pyrepl-supervisor")
 DEADLINE = 10.0
 MAX_REQUEST = 64 * 1024
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+# the confinement a session binary is told about when the supervisor got
+# none (wk_sandbox_init's defaults), passed on as options (wk_confine.h)
+CONFINE_DEFAULTS = ["--memory", str(1 << 30), "--cpu", "0", "--nproc", "1600",
+                    "--nofile", "1024", "--fsize", "0", "--seccomp", "on",
+                    "--network", "off"]
 
 # The shell records the signal state the supervisor handed over (Python
 # changes it at start-up) with builtins only, then runs the Python part
@@ -402,9 +407,25 @@ def test_second_supervisor_refuses_a_live_socket(sup):
     assert sup.create(sid(2)) > 0
 
 
+def test_confinement_options_reach_the_session_binary(tmp):
+    s = Supervisor(tmp, extra=["--uid-base", "1700000000", "--memory",
+                               "536870912", "--nproc", "40", "--seccomp",
+                               "log", "--network", "on"]).start()
+    try:
+        id_ = sid(1)
+        s.create(id_)
+        assert s.report(id_)["argv"][6:] == [
+            "--uid-base", "1700000000", "--memory", "536870912", "--cpu", "0",
+            "--nproc", "40", "--nofile", "1024", "--fsize", "0",
+            "--seccomp", "log", "--network", "on"]
+    finally:
+        assert s.stop() == 0, s.log()
+
+
 @pytest.mark.parametrize("case", [
     "long_socket_dir", "python_not_executable", "socket_dir_is_file",
-    "missing_python", "bad_number", "stray_argument"])
+    "missing_python", "bad_number", "stray_argument", "bad_seccomp",
+    "uid_base_and_uid"])
 def test_startup_failures_exit_1(tmp, case):
     s = Supervisor(tmp, parent=False)
     args = s.args()
@@ -431,6 +452,12 @@ def test_startup_failures_exit_1(tmp, case):
     elif case == "stray_argument":
         args += ["extra"]
         expect = 'unexpected argument "extra"'
+    elif case == "bad_seccomp":
+        args += ["--seccomp", "maybe"]
+        expect = '--seccomp "maybe": on, off or log'
+    elif case == "uid_base_and_uid":
+        args += ["--uid-base", "1700000000", "--uid", "1000", "--gid", "1000"]
+        expect = "--uid-base excludes --uid and --gid"
     p = s.spawn(args)
     assert p.wait(DEADLINE) == 1
     assert expect in s.log()
@@ -447,7 +474,8 @@ def test_create_starts_a_session(sup):
 
     assert rep["pid"] == pid
     assert rep["argv"] == ["--listen-fd", "3", "--id", id_,
-                           "--max-frame", str(DEFAULT_MAX_FRAME)]
+                           "--max-frame", str(DEFAULT_MAX_FRAME),
+                           *CONFINE_DEFAULTS]
     assert rep["cwd"] == os.path.join(sup.work, id_)
     assert rep["fds"] == [0, 1, 2, 3]
     assert rep["stdin"] == "/dev/null"
@@ -477,7 +505,7 @@ def test_max_frame_is_passed_on(tmp):
     s = Supervisor(tmp, extra=["--max-frame", "100000"]).start()
     try:
         s.create(sid(4))
-        assert s.report(sid(4))["argv"][-2:] == ["--max-frame", "100000"]
+        assert s.report(sid(4))["argv"][4:6] == ["--max-frame", "100000"]
     finally:
         s.stop()
 
@@ -866,8 +894,9 @@ def test_owner_can_connect(tmp):
         st = os.lstat(s.session_sock(sid(40)))
         assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)
         assert stat.S_IMODE(st.st_mode) == 0o600
+        # the session process makes its directory its own (wk_confine.c)
         st = os.lstat(os.path.join(s.work, sid(40)))
-        assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o700)
 
         # and nobody else can
         other = subprocess.run(["/usr/bin/python3", "-c", code, s.sock,

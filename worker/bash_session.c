@@ -3,6 +3,7 @@
  * long-lived bash.  The supervisor execs it as
  *
  *     pyrepl-bash --listen-fd 3 --id <32 hex> [--max-frame BYTES]
+ *         [confinement options, wk_confine.h]
  *
  * with fd 3 an already-listening Unix stream socket, the session's working
  * directory as cwd, stdin on /dev/null and stderr on nginx's error log.
@@ -17,7 +18,9 @@
  *      with SIGINT at its default or it could never trap it), then
  *      SIGPIPE ignored here (the command pipe) and SIGCHLD blocked and
  *      read from a signalfd;
- *   2. fds 0-2 open, the listening socket checked;
+ *   2. fds 0-2 open, the listening socket checked, then the confinement
+ *      (wk_confine.h: uid, rlimits, working directory, seccomp), which
+ *      the shell and everything it runs inherit;
  *   3. this process becomes a child subreaper, so that whatever the shell
  *      starts stays in its tree when orphaned (to be found and stopped);
  *   4. the shell (bash_shell.c), then the sentinel (bash_proc.c);
@@ -42,6 +45,7 @@
 #include <unistd.h>
 
 #include "bash_session.h"
+#include "wk_confine.h"
 #include "wk_log.h"
 
 
@@ -58,6 +62,7 @@ static int bs_session_buffers(bs_session_t *s);
 
 
 static bs_session_t  bs_session;
+static wk_confine_t  bs_confine;
 
 
 int
@@ -96,7 +101,8 @@ main(int argc, char **argv)
     if (bs_session_signals(s) != 0
         || bs_session_std_fds() != 0
         || bs_session_listen_fd(s->listen_fd) != 0
-        || bs_session_buffers(s) != 0)
+        || bs_session_buffers(s) != 0
+        || wk_confine_session(&bs_confine, s->id, -1, &s->listen_fd, 1) != 0)
     {
         return EXIT_FAILURE;
     }
@@ -132,12 +138,21 @@ bs_session_args(int argc, char **argv, bs_session_t *s)
         { "listen-fd", required_argument, NULL, 'l' },
         { "id",        required_argument, NULL, 'i' },
         { "max-frame", required_argument, NULL, 'm' },
+        WK_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
 
     opterr = 0;
+    wk_confine_init(&bs_confine);
 
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+
+        switch (wk_confine_option(&bs_confine, c, optarg)) {
+        case 1:
+            continue;
+        case -1:
+            return -1;
+        }
 
         switch (c) {
 
@@ -205,7 +220,7 @@ bs_session_args(int argc, char **argv, bs_session_t *s)
         return -1;
     }
 
-    return 0;
+    return wk_confine_check(&bs_confine);
 }
 
 
@@ -214,6 +229,7 @@ bs_session_usage(void)
 {
     wk_log("usage: pyrepl-bash --listen-fd FD --id HEX32 "
            "[--max-frame BYTES]");
+    wk_log("    " WK_CONFINE_USAGE);
 }
 
 

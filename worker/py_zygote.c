@@ -284,8 +284,7 @@ py_zygote_child(py_session_t *s, py_zygote_conf_t *zc, const wk_zy_msg_t *req,
         _exit(EXIT_FAILURE);
     }
 
-    if (fchdir(dfd) == -1) {
-        wk_log("session %s: fchdir() failed: %s", s->id, strerror(errno));
+    if (wk_confine_session(&zc->confine, s->id, dfd, &lfd, 1) != 0) {
         _exit(EXIT_FAILURE);
     }
 

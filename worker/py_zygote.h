@@ -3,18 +3,21 @@
  * operator's warm-up code, which both modes can run.
  *
  *     pyrepl-python --zygote --control-fd 3 --workdir DIR
- *         [--max-frame BYTES] [--warmup CODE]
+ *         [--max-frame BYTES] [--warmup CODE] [confinement options]
  *
  * The zygote initialises libpython once, runs the warm-up code, and then
  * forks one session process per FORK message from the supervisor
- * (wk_zygote.h).  py_zygote_serve() returns in each of those session
- * processes, which then start like an exec'd one from the descriptors on.
+ * (wk_zygote.h), each confined (wk_confine.h) as soon as it exists: a
+ * pool process never runs a line of user code, but it is ready to.
+ * py_zygote_serve() returns in each of those session processes, which
+ * then start like an exec'd one from the descriptors on.
  */
 
 #ifndef PY_ZYGOTE_H
 #define PY_ZYGOTE_H
 
 #include "py_session.h"
+#include "wk_confine.h"
 
 
 #define PY_ZYGOTE_COMM  "pyrepl-session"   /* comm of a forked session */
@@ -25,6 +28,7 @@ typedef struct {
     int           control_fd;       /* --control-fd, -1 if not given */
     const char   *workdir;          /* --workdir */
     const char   *warmup;           /* --warmup, NULL if not given */
+    wk_confine_t  confine;          /* applied to each session process */
     int           argc;             /* main()'s, for the process title */
     char        **argv;
 } py_zygote_conf_t;

@@ -16,7 +16,10 @@
  *      lines never go into the user's stderr pipe, the listening socket
  *      checked;
  *   2. the stdout and stderr pipes, the "run finished" eventfd and the
- *      drain and ack pipes (py_fatal.c);
+ *      drain and ack pipes (py_fatal.c), then the confinement
+ *      (wk_confine.h: uid, rlimits, working directory, seccomp), so that
+ *      nothing after it, libpython included, runs with the supervisor's
+ *      privileges;
  *   3. libpython, while fd 2 is still the error log, so that what Python
  *      itself prints about a failed start-up reaches an operator too;
  *   4. the I/O thread, which moves into its own descriptor table;
@@ -35,8 +38,9 @@
 /*
  * Zygote mode (py_zygote.c), "--zygote --control-fd N --workdir DIR":
  * steps 1 and 3 run once in the zygote, then the warm-up code; each
- * session forked from it returns out of py_zygote_serve() and continues
- * with the listening socket check, step 2 and step 4 on.  --warmup CODE
+ * session forked from it is confined at once (py_zygote.c), returns out
+ * of py_zygote_serve() and continues with the listening socket check,
+ * step 2 and step 4 on.  --warmup CODE
  * in the ordinary mode runs the same warm-up code after step 3 (the
  * supervisor's fork+exec fallback while its zygote is down).
  */
@@ -131,6 +135,10 @@ main(int argc, char **argv)
             return EXIT_FAILURE;
         }
 
+        if (wk_confine_prepare(&py_zygote.confine) != 0) {
+            return EXIT_FAILURE;
+        }
+
         rc = py_zygote_serve(s, &py_zygote);
         if (rc != 0) {
             /* like a session, the zygote never finalizes Python */
@@ -153,7 +161,9 @@ main(int argc, char **argv)
             || py_session_std_fds() != 0
             || py_session_log_fd(s) != 0
             || py_session_listen_fd(s->listen_fd) != 0
-            || py_session_pipes(s) != 0)
+            || py_session_pipes(s) != 0
+            || wk_confine_session(&py_zygote.confine, s->id, -1,
+                                  &s->listen_fd, 1) != 0)
         {
             return EXIT_FAILURE;
         }
@@ -203,12 +213,21 @@ py_session_args(int argc, char **argv, py_session_t *s,
         { "control-fd", required_argument, NULL, 'c' },
         { "workdir",    required_argument, NULL, 'w' },
         { "warmup",     required_argument, NULL, 'W' },
+        WK_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
 
     opterr = 0;
+    wk_confine_init(&zc->confine);
 
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+
+        switch (wk_confine_option(&zc->confine, c, optarg)) {
+        case 1:
+            continue;
+        case -1:
+            return -1;
+        }
 
         switch (c) {
 
@@ -297,6 +316,10 @@ py_session_args(int argc, char **argv, py_session_t *s,
         return -1;
     }
 
+    if (wk_confine_check(&zc->confine) != 0) {
+        return -1;
+    }
+
     if (zc->enabled) {
         if (zc->control_fd == -1 || zc->workdir == NULL
             || s->listen_fd != -1 || s->id != NULL)
@@ -325,6 +348,7 @@ py_session_usage(void)
            "[--max-frame BYTES] [--warmup CODE]");
     wk_log("   or: pyrepl-python --zygote --control-fd FD --workdir DIR "
            "[--max-frame BYTES] [--warmup CODE]");
+    wk_log("   either with " WK_CONFINE_USAGE);
 }
 
 

@@ -181,7 +181,7 @@ sup_create_exec(const sup_conf_t *conf, const char *id, int lang,
         return -1;
     }
 
-    rc = sup_fs_mkdir(dir, 0700, conf->owner_uid, conf->owner_gid);
+    rc = sup_fs_mkdir(dir, 0700, (uid_t) -1, (gid_t) -1);
 
     if (rc == 0) {
         /* left by a session not killed yet: never hand it to another */

@@ -168,7 +168,7 @@ sup_pool_fork_one(const sup_conf_t *conf)
 
     dfd = -1;
 
-    rc = sup_fs_mkdir(dir, 0700, conf->owner_uid, conf->owner_gid);
+    rc = sup_fs_mkdir(dir, 0700, (uid_t) -1, (gid_t) -1);
 
     if (rc != 1) {
         if (rc == 0) {

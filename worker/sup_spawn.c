@@ -104,9 +104,10 @@ static void
 sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
     int listen_fd, const char *dir)
 {
-    int          i;
-    char         max_frame[32], what[64];
-    char        *argv[10];
+    int           i;
+    char          max_frame[32], what[64];
+    char         *argv[10 + WK_CONFINE_MAX_ARGS];
+    wk_confine_t  confine;
     const char  *bin;
 
     bin = (lang == SUP_LANG_BASH) ? conf->bash : conf->python;
@@ -133,6 +134,9 @@ sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
         argv[i++] = (char *) conf->warmup;
     }
 
+    confine = conf->confine;
+    i += wk_confine_argv(&confine, &argv[i]);
+
     argv[i] = NULL;
 
     execv(bin, argv);
@@ -149,9 +153,10 @@ fail:
 static void
 sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
 {
-    int    i;
-    char   max_frame[32];
-    char  *argv[12];
+    int           i;
+    char          max_frame[32];
+    char         *argv[12 + WK_CONFINE_MAX_ARGS];
+    wk_confine_t  confine;
 
     /* die with the supervisor, even if it dies before this line */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == -1) {
@@ -184,6 +189,9 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
         argv[i++] = "--warmup";
         argv[i++] = (char *) conf->warmup;
     }
+
+    confine = conf->confine;
+    i += wk_confine_argv(&confine, &argv[i]);
 
     argv[i] = NULL;
 

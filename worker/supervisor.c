@@ -114,7 +114,8 @@ static const char  sup_usage[] =
     "usage: pyrepl-supervisor --socket-dir DIR --workdir DIR --python PATH\n"
     "           [--parent-fd N] [--owner-uid UID] [--owner-gid GID]\n"
     "           [--max-frame BYTES] [--zygote] [--pool-min-idle N]\n"
-    "           [--warmup CODE] [--bash PATH] [--keeper]\n";
+    "           [--warmup CODE] [--bash PATH] [--keeper]\n"
+    "           " WK_CONFINE_USAGE "\n";
 
 
 int
@@ -178,7 +179,7 @@ sup_parse_num(const char *opt, const char *s, unsigned long max,
 static int
 sup_parse(int argc, char **argv, sup_conf_t *conf)
 {
-    int            c;
+    int            c, rc;
     size_t         len;
     unsigned long  v;
 
@@ -195,6 +196,7 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
         { "warmup",     required_argument, NULL, 'W' },
         { "keeper",     no_argument,       NULL, 'k' },
         { "bash",       required_argument, NULL, 'b' },
+        WK_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
 
@@ -205,10 +207,19 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
     conf->max_frame = PR_DEFAULT_MAX_FRAME;
     conf->argc = argc;
     conf->argv = argv;
+    wk_confine_init(&conf->confine);
 
     opterr = 0;
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        rc = wk_confine_option(&conf->confine, c, optarg);
+        if (rc != 0) {
+            if (rc == -1) {
+                return -1;
+            }
+            continue;
+        }
+
         switch (c) {
 
         case 's':
@@ -296,6 +307,10 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
 
     if (optind != argc) {
         wk_log("unexpected argument \"%s\"", argv[optind]);
+        return -1;
+    }
+
+    if (wk_confine_check(&conf->confine) == -1) {
         return -1;
     }
 

@@ -34,6 +34,7 @@
 #include <sys/types.h>
 
 #include "pyrepl_proto.h"
+#include "wk_confine.h"
 
 
 #define SUP_ID_LEN        32          /* lowercase hex characters */
@@ -63,6 +64,7 @@ typedef struct {
     gid_t        owner_gid;    /* (gid_t) -1 when not given */
     size_t       max_frame;    /* passed to session processes */
     unsigned     pool_min_idle;
+    wk_confine_t confine;      /* passed on to session processes */
     unsigned     keeper:1;     /* --keeper: be the keeper */
     unsigned     zygote:1;     /* --zygote: fork sessions from a zygote */
     int          argc;         /* main()'s, for the keeper */

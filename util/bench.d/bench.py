@@ -222,8 +222,11 @@ class Bench:
 
     def pyrepl(self):
         p = self.plan
-        main = Nginx("main", workers=self.args.workers)
+        extra = self.args.pyrepl_conf
+        main = Nginx("main", workers=self.args.workers, http_extra=extra)
         cold = None
+        if extra:
+            self.config["pyrepl_conf"] = [extra]
         self.instances.append(main)
 
         for d in ("pyrepl_max_sessions %d;" % (p.pss_counts[1] + 100),
@@ -235,7 +238,7 @@ class Bench:
         pool_ok = main.accepts("pyrepl_pool_min_idle 0;")
         if pool_ok:
             cold = Nginx("cold", workers=self.args.workers,
-                         http_extra="pyrepl_pool_min_idle 0;")
+                         http_extra=extra + " pyrepl_pool_min_idle 0;")
             self.instances.append(cold)
             cold.start()
             self.config["pyrepl_cold"] = ["pyrepl_pool_min_idle 0;"]
@@ -823,6 +826,9 @@ def main():
                          "results.json)")
     ap.add_argument("--workers", type=int, default=2,
                     help="nginx worker processes (default 2)")
+    ap.add_argument("--pyrepl-conf", metavar="DIRECTIVES", default="",
+                    help="extra http-level directives for PyREPL's nginx, "
+                         "e.g. to measure without parts of the sandbox")
     ap.add_argument("--breakdown", action="store_true",
                     help="instead of the table: CPU, run-queue delay and "
                          "system calls per request of the missed targets' "

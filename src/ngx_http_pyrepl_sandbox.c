@@ -1,0 +1,378 @@
+/*
+ * ngx_http_pyrepl_sandbox.c: the directives that confine session
+ * processes, their checks, and the supervisor options they become
+ * (worker/wk_confine.h applies them in each session process):
+ *
+ *   pyrepl_session_uids BASE|off 1610612736: a session runs as uid and
+ *                                gid BASE + its pid, one identity per
+ *                                live session
+ *   pyrepl_user USER [GROUP]     nobody (and its group): the identity of
+ *                                every session when pyrepl_session_uids
+ *                                is off
+ *   pyrepl_memory_limit SIZE|off 1g of address space (RLIMIT_AS)
+ *   pyrepl_cpu_limit TIME|off    off: CPU seconds over a session's life
+ *   pyrepl_max_processes N       64 processes and threads per session
+ *   pyrepl_file_size_limit SIZE|off  1g per file written
+ *   pyrepl_open_files N          1024 descriptors
+ *   pyrepl_seccomp on|off|log    on
+ *   pyrepl_network on|off        off: no AF_INET/AF_INET6 sockets
+ *
+ * Identities apply only when the nginx master runs as root (otherwise
+ * sessions run as nginx's own user, which "nginx -t" warns about).  A
+ * session uid must never be one nginx's workers run as: they would share
+ * signals, sockets and files.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+
+#include <grp.h>
+#include <pwd.h>
+
+
+#define PYREPL_UID_BASE       1610612736     /* 0x60000000 */
+#define PYREPL_PID_MAX        (1U << 22)     /* the kernel's PID_MAX_LIMIT */
+#define PYREPL_MIN_MEMORY     (128 * 1024 * 1024)
+
+
+ngx_conf_enum_t  ngx_http_pyrepl_seccomp_modes[] = {
+    { ngx_string("off"), 0 },
+    { ngx_string("on"), 1 },
+    { ngx_string("log"), 2 },
+    { ngx_null_string, 0 }
+};
+
+
+void
+ngx_http_pyrepl_sandbox_create(ngx_http_pyrepl_sandbox_conf_t *sb)
+{
+    /* user and group are { 0, NULL } (ngx_pcalloc) */
+
+    sb->uid = (ngx_uid_t) NGX_CONF_UNSET_UINT;
+    sb->gid = (ngx_gid_t) NGX_CONF_UNSET_UINT;
+    sb->uid_base = NGX_CONF_UNSET;
+    sb->memory = NGX_CONF_UNSET;
+    sb->cpu = NGX_CONF_UNSET;
+    sb->max_processes = NGX_CONF_UNSET_UINT;
+    sb->file_size = NGX_CONF_UNSET;
+    sb->open_files = NGX_CONF_UNSET_UINT;
+    sb->seccomp = NGX_CONF_UNSET_UINT;
+    sb->network = NGX_CONF_UNSET;
+}
+
+
+/* pyrepl_user USER [GROUP] */
+char *
+ngx_http_pyrepl_user(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pyrepl_main_conf_t *pmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (pmcf->sandbox.user.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    pmcf->sandbox.user = value[1];
+
+    if (cf->args->nelts == 3) {
+        pmcf->sandbox.group = value[2];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* pyrepl_session_uids BASE | off */
+char *
+ngx_http_pyrepl_session_uids(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pyrepl_main_conf_t *pmcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (pmcf->sandbox.uid_base != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        pmcf->sandbox.uid_base = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+
+    if (n < 65536 || (uint64_t) n + PYREPL_PID_MAX >= 0xffffffffULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_session_uids \"%V\": \"off\" or a first "
+                           "uid from 65536 to %uL, so that it plus any pid "
+                           "is no system account and below 2^32 - 1",
+                           &value[1], 0xffffffffULL - PYREPL_PID_MAX - 1);
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->sandbox.uid_base = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* pyrepl_memory_limit, pyrepl_file_size_limit: SIZE | off */
+char *
+ngx_http_pyrepl_limit_size(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    off_t      *field, n;
+    ngx_str_t  *value;
+
+    field = (off_t *) (p + cmd->offset);
+
+    if (*field != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *field = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_parse_offset(&value[1]);
+    if (n <= 0) {
+        return "invalid value: a size such as 512m, or \"off\"";
+    }
+
+    *field = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/* pyrepl_cpu_limit TIME | off */
+char *
+ngx_http_pyrepl_limit_time(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    time_t     *field, n;
+    ngx_str_t  *value;
+
+    field = (time_t *) (p + cmd->offset);
+
+    if (*field != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *field = 0;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_parse_time(&value[1], 1);
+    if (n == (time_t) NGX_ERROR || n < 1) {
+        return "invalid value: a time of 1s or more, or \"off\"";
+    }
+
+    *field = n;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Defaults and checks at the end of the http block: user and group are
+ * resolved here, when nginx parses its configuration, like nginx's own
+ * "user" directive.
+ */
+char *
+ngx_http_pyrepl_sandbox_init(ngx_conf_t *cf,
+    ngx_http_pyrepl_sandbox_conf_t *sb)
+{
+    u_char         *name;
+    struct group   *gr;
+    struct passwd  *pw;
+
+    ngx_conf_init_value(sb->uid_base, PYREPL_UID_BASE);
+    ngx_conf_init_value(sb->memory, (off_t) 1024 * 1024 * 1024);
+    ngx_conf_init_value(sb->cpu, 0);
+    ngx_conf_init_uint_value(sb->max_processes, 64);
+    ngx_conf_init_value(sb->file_size, (off_t) 1024 * 1024 * 1024);
+    ngx_conf_init_uint_value(sb->open_files, 1024);
+    ngx_conf_init_uint_value(sb->seccomp, 1);
+    ngx_conf_init_value(sb->network, 0);
+
+    if (sb->memory != 0 && sb->memory < PYREPL_MIN_MEMORY) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_memory_limit must be at least 128m (a "
+                           "session's interpreter maps about 40m before any "
+                           "user code) or \"off\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (sb->max_processes < 4 || sb->max_processes > 1000000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_max_processes must be between 4 (a "
+                           "session's own threads and its shell) and "
+                           "1000000");
+        return NGX_CONF_ERROR;
+    }
+
+    if (sb->open_files < 32 || sb->open_files > 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_open_files must be between 32 and "
+                           "1048576");
+        return NGX_CONF_ERROR;
+    }
+
+    if (sb->user.data == NULL) {
+        ngx_str_set(&sb->user, "nobody");
+    }
+
+    name = ngx_pnalloc(cf->pool, ngx_max(sb->user.len, sb->group.len) + 1);
+    if (name == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_cpystrn(name, sb->user.data, sb->user.len + 1);
+
+    pw = getpwnam((char *) name);
+    if (pw == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_user: no user \"%V\"", &sb->user);
+        return NGX_CONF_ERROR;
+    }
+
+    sb->uid = pw->pw_uid;
+    sb->gid = pw->pw_gid;
+
+    if (sb->group.data != NULL) {
+        ngx_cpystrn(name, sb->group.data, sb->group.len + 1);
+
+        gr = getgrnam((char *) name);
+        if (gr == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pyrepl_user: no group \"%V\"", &sb->group);
+            return NGX_CONF_ERROR;
+        }
+
+        sb->gid = gr->gr_gid;
+    }
+
+    if (sb->gid == 0 || (sb->uid == 0 && sb->uid_base == 0)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_user \"%V\": sessions never run as root "
+                           "or with group root", &sb->user);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * With the whole configuration read (nginx's "user" is known): the
+ * sessions' identity must not be the workers'.  Also in "nginx -t".
+ */
+ngx_int_t
+ngx_http_pyrepl_sandbox_check(ngx_cycle_t *cycle,
+    ngx_http_pyrepl_main_conf_t *pmcf)
+{
+    ngx_core_conf_t                 *ccf;
+    ngx_http_pyrepl_sandbox_conf_t  *sb;
+
+    sb = &pmcf->sandbox;
+
+    if (geteuid() != 0) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "pyrepl: nginx does not run as root, so sessions run "
+                      "as its own user: they are confined by rlimits and "
+                      "seccomp, but not from each other or from nginx");
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (sb->uid_base == 0 && sb->uid == ccf->user) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pyrepl_user \"%V\" is the user nginx's workers run "
+                      "as: sessions could signal them and use their "
+                      "sockets; give sessions a user of their own, or "
+                      "\"pyrepl_session_uids\" a range", &sb->user);
+        return NGX_ERROR;
+    }
+
+    if (sb->uid_base != 0
+        && ccf->user >= (ngx_uid_t) sb->uid_base
+        && ccf->user < (ngx_uid_t) sb->uid_base + PYREPL_PID_MAX)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pyrepl_session_uids %i: the range up to %i holds "
+                      "the uid nginx's workers run as", sb->uid_base,
+                      sb->uid_base + PYREPL_PID_MAX - 1);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The supervisor's confinement options (worker/wk_confine.h), stored
+ * from argv[0] on into bufs (NGX_HTTP_PYREPL_SANDBOX_ARGS / 2 entries);
+ * returns how many.  Identities only when running as root.
+ */
+ngx_uint_t
+ngx_http_pyrepl_sandbox_argv(ngx_http_pyrepl_main_conf_t *pmcf, char **argv,
+    u_char (*bufs)[NGX_INT64_LEN + 1])
+{
+    ngx_uint_t                       i, k, nproc;
+    ngx_http_pyrepl_sandbox_conf_t  *sb;
+
+    static char  *modes[] = { "off", "on", "log" };
+
+    sb = &pmcf->sandbox;
+    i = 0;
+    k = 0;
+
+#define PYREPL_ARG(name, fmt, v)                                             \
+    argv[i++] = name;                                                        \
+    ngx_sprintf(bufs[k], fmt "%Z", v);                                       \
+    argv[i++] = (char *) bufs[k++]
+
+    /* a uid shared by all sessions counts all their processes */
+    nproc = sb->max_processes;
+
+    if (geteuid() == 0) {
+        if (sb->uid_base != 0) {
+            PYREPL_ARG("--uid-base", "%i", sb->uid_base);
+
+        } else {
+            PYREPL_ARG("--uid", "%ui", (ngx_uint_t) sb->uid);
+            PYREPL_ARG("--gid", "%ui", (ngx_uint_t) sb->gid);
+            nproc *= pmcf->max_sessions;
+        }
+    }
+
+    PYREPL_ARG("--memory", "%O", sb->memory);
+    PYREPL_ARG("--cpu", "%T", sb->cpu);
+    PYREPL_ARG("--nproc", "%ui", nproc);
+    PYREPL_ARG("--nofile", "%ui", sb->open_files);
+    PYREPL_ARG("--fsize", "%O", sb->file_size);
+
+#undef PYREPL_ARG
+
+    argv[i++] = "--seccomp";
+    argv[i++] = modes[sb->seccomp];
+    argv[i++] = "--network";
+    argv[i++] = sb->network ? "on" : "off";
+
+    return i;
+}
