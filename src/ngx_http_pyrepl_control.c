@@ -2,23 +2,13 @@
  * ngx_http_pyrepl_control.c: the small POSTs that steer a session without
  * running code: renew (a new expiry in the shared table), interrupt and
  * input (one frame to the session process on a connection of their own,
- * so they work from any worker, whichever worker streams the run).
+ * so they work from any worker, whichever worker streams the run); and
+ * that one-frame connection, which ngx_http_pyrepl_state.c uses too.
  */
 
 #include "ngx_http_pyrepl_module.h"
 
 
-typedef struct {
-    ngx_http_pyrepl_peer_t       peer;
-    ngx_http_request_t          *request;
-    u_char                       id[PYREPL_ID_LEN];
-} ngx_http_pyrepl_control_t;
-
-
-static ngx_http_pyrepl_control_t *ngx_http_pyrepl_control_create(
-    ngx_http_request_t *r, u_char *id);
-static ngx_int_t ngx_http_pyrepl_control_send(ngx_http_pyrepl_control_t *cl,
-    pr_frame_t *frame);
 static void ngx_http_pyrepl_renew_body_handler(ngx_http_request_t *r);
 static void ngx_http_pyrepl_interrupt_sent(ngx_http_pyrepl_peer_t *peer);
 static void ngx_http_pyrepl_interrupt_failed(ngx_http_pyrepl_peer_t *peer,
@@ -30,7 +20,7 @@ static void ngx_http_pyrepl_input_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 
 
-static ngx_http_pyrepl_control_t *
+ngx_http_pyrepl_control_t *
 ngx_http_pyrepl_control_create(ngx_http_request_t *r, u_char *id)
 {
     ngx_http_pyrepl_control_t  *cl;
@@ -52,7 +42,7 @@ ngx_http_pyrepl_control_create(ngx_http_request_t *r, u_char *id)
  * Connect to the session process and queue frame.  Returns NGX_OK,
  * NGX_DECLINED when the process is gone, or NGX_ERROR.
  */
-static ngx_int_t
+ngx_int_t
 ngx_http_pyrepl_control_send(ngx_http_pyrepl_control_t *cl,
     pr_frame_t *frame)
 {

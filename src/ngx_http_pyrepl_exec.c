@@ -46,6 +46,8 @@ static void ngx_http_pyrepl_exec_timers_off(ngx_http_pyrepl_exec_t *ex);
 static void ngx_http_pyrepl_exec_count(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_msec_t ms);
 static void ngx_http_pyrepl_exec_cleanup(void *data);
+static json_t *ngx_http_pyrepl_exec_changes(pr_frame_t *frame);
+static json_t *ngx_http_pyrepl_json_strs(pr_strs_t *strs);
 static json_t *ngx_http_pyrepl_json_str(pr_str_t *s);
 
 
@@ -521,6 +523,10 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
             ex->exit_code = (ngx_int_t) frame->exit_code;
         }
 
+        if (pr_has(frame, added)) {
+            ex->changes = ngx_http_pyrepl_exec_changes(frame);
+        }
+
         ended = pr_has(frame, ended) && frame->ended;
 
         ngx_http_pyrepl_peer_close(peer);
@@ -779,6 +785,91 @@ ngx_http_pyrepl_exec_cleanup(void *data)
     ngx_http_pyrepl_exec_timers_off(ex);
 
     ngx_http_pyrepl_peer_close(&ex->peer);
+
+    if (ex->changes != NULL) {
+        json_decref(ex->changes);
+        ex->changes = NULL;
+    }
+}
+
+
+/*
+ * What every sink puts in execution_complete (and the JSON answer): the
+ * names the run changed (empty lists when unknown: bash, a crash), and a
+ * bash command's exit_code.  Returns NGX_OK, or NGX_ERROR out of memory.
+ */
+ngx_int_t
+ngx_http_pyrepl_exec_summary(ngx_http_pyrepl_exec_t *ex, json_t *obj)
+{
+    json_t  *changes;
+
+    changes = ex->changes ? json_incref(ex->changes)
+                          : json_pack("{s:[],s:[],s:[]}", "added",
+                                      "modified", "removed");
+
+    if (changes == NULL || json_object_set_new(obj, "changes", changes) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ex->exit_code >= 0
+        && json_object_set_new(obj, "exit_code",
+                               json_integer(ex->exit_code)) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* {"added": [...], "modified": [...], "removed": [...]} of a complete frame */
+static json_t *
+ngx_http_pyrepl_exec_changes(pr_frame_t *frame)
+{
+    json_t  *o;
+
+    o = json_object();
+    if (o == NULL) {
+        return NULL;
+    }
+
+    if (json_object_set_new(o, "added", ngx_http_pyrepl_json_strs(
+                                            &frame->added)) != 0
+        || json_object_set_new(o, "modified", ngx_http_pyrepl_json_strs(
+                                                  &frame->modified)) != 0
+        || json_object_set_new(o, "removed", ngx_http_pyrepl_json_strs(
+                                                 &frame->removed)) != 0)
+    {
+        json_decref(o);
+        return NULL;
+    }
+
+    return o;
+}
+
+
+static json_t *
+ngx_http_pyrepl_json_strs(pr_strs_t *strs)
+{
+    json_t    *a;
+    uint32_t   i;
+
+    a = json_array();
+    if (a == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < strs->n; i++) {
+        if (json_array_append_new(a, ngx_http_pyrepl_json_str(
+                                         &strs->items[i])) != 0)
+        {
+            json_decref(a);
+            return NULL;
+        }
+    }
+
+    return a;
 }
 
 

@@ -33,6 +33,8 @@ static ngx_http_pyrepl_action_t  ngx_http_pyrepl_actions[] = {
     { ngx_string("interrupt"), NGX_HTTP_POST,
       ngx_http_pyrepl_interrupt_handler },
     { ngx_string("input"), NGX_HTTP_POST, ngx_http_pyrepl_input_handler },
+    { ngx_string("namespace"), NGX_HTTP_GET,
+      ngx_http_pyrepl_namespace_handler },
     { ngx_string("ws"), NGX_HTTP_GET, ngx_http_pyrepl_ws_handler },
     { ngx_null_string, 0, NULL }
 };

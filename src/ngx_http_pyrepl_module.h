@@ -254,6 +254,7 @@ struct ngx_http_pyrepl_exec_s {
     ngx_str_t                     stdin_text; /* bash: the command's stdin */
     ngx_array_t                  *env;        /* bash: ngx_str_t "K=V" */
     ngx_int_t                     exit_code;  /* bash: -1 until known */
+    json_t                       *changes;    /* python: from complete */
     ngx_uint_t                    execution_count;
     size_t                        output;     /* stdout + stderr bytes */
     ngx_event_t                   deadline;
@@ -282,6 +283,8 @@ void ngx_http_pyrepl_exec_resume(ngx_http_pyrepl_exec_t *ex);
 ngx_int_t ngx_http_pyrepl_exec_interrupt(ngx_http_pyrepl_exec_t *ex);
 ngx_int_t ngx_http_pyrepl_exec_input(ngx_http_pyrepl_exec_t *ex,
     json_t *value, json_t *request_id);
+ngx_int_t ngx_http_pyrepl_exec_summary(ngx_http_pyrepl_exec_t *ex,
+    json_t *obj);
 
 
 /* the session table (ngx_http_pyrepl_table.c) */
@@ -392,6 +395,8 @@ ngx_int_t ngx_http_pyrepl_renew_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_interrupt_handler(ngx_http_request_t *r,
     u_char *id);
 ngx_int_t ngx_http_pyrepl_input_handler(ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_namespace_handler(ngx_http_request_t *r,
+    u_char *id);
 ngx_int_t ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id);
 
@@ -400,6 +405,20 @@ ngx_int_t ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,
     ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail);
 ngx_int_t ngx_http_pyrepl_session_socket(ngx_http_request_t *r, u_char *id,
     ngx_str_t *path);
+
+
+/* one request to a session process on a connection of its own */
+
+typedef struct {
+    ngx_http_pyrepl_peer_t       peer;
+    ngx_http_request_t          *request;
+    u_char                       id[PYREPL_ID_LEN];
+} ngx_http_pyrepl_control_t;
+
+ngx_http_pyrepl_control_t *ngx_http_pyrepl_control_create(
+    ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_control_send(ngx_http_pyrepl_control_t *cl,
+    pr_frame_t *frame);
 
 
 extern ngx_module_t  ngx_http_pyrepl_module;

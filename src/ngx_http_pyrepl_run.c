@@ -234,8 +234,9 @@ ngx_http_pyrepl_sse_done(ngx_http_pyrepl_exec_t *ex, const char *status,
                      "execution_count", (json_int_t) count,
                      "duration_ms", (json_int_t) ms);
 
-    if (data && ex->exit_code >= 0) {
-        json_object_set_new(data, "exit_code", json_integer(ex->exit_code));
+    if (data && ngx_http_pyrepl_exec_summary(ex, data) != NGX_OK) {
+        json_decref(data);
+        data = NULL;
     }
 
     rc = ngx_http_pyrepl_sse_write(ctx, "execution_complete", data, 1);
@@ -421,8 +422,9 @@ ngx_http_pyrepl_json_done(ngx_http_pyrepl_exec_t *ex, const char *status,
                     "execution_count", (json_int_t) count,
                     "duration_ms", (json_int_t) ms);
 
-    if (doc && ex->exit_code >= 0) {
-        json_object_set_new(doc, "exit_code", json_integer(ex->exit_code));
+    if (doc && ngx_http_pyrepl_exec_summary(ex, doc) != NGX_OK) {
+        json_decref(doc);
+        doc = NULL;
     }
 
     ngx_http_finalize_request(ctx->request,

@@ -601,8 +601,9 @@ ngx_http_pyrepl_ws_done(ngx_http_pyrepl_exec_t *ex, const char *status,
                      "execution_count", (json_int_t) count,
                      "duration_ms", (json_int_t) ms);
 
-    if (data && ex->exit_code >= 0) {
-        json_object_set_new(data, "exit_code", json_integer(ex->exit_code));
+    if (data && ngx_http_pyrepl_exec_summary(ex, data) != NGX_OK) {
+        json_decref(data);
+        data = NULL;
     }
 
     ngx_http_pyrepl_ws_end_exec(ws);

@@ -44,9 +44,14 @@
  *                                   on a connection of its own, answered
  *                                   ok, or fail errcode "no_pending_input"
  *   interrupt      worker->session  raise KeyboardInterrupt in the run
- *   complete       session->worker  status, count, ms: the run ended
- *                                   (bash: exit_code too, and ended when
- *                                   the shell exited: the session is over)
+ *   complete       session->worker  status, count, ms: the run ended;
+ *                                   python: added, modified, removed (the
+ *                                   names the run changed); bash:
+ *                                   exit_code, and ended when the shell
+ *                                   exited (the session is over)
+ *   namespace      worker->session  (no fields): answered ok with text, a
+ *                                   JSON document of the variables and
+ *                                   definitions, or fail session_busy
  *
  * Control plane, nginx worker <-> supervisor (one connection per request):
  *   create         worker->super    id, lang: start a session process
@@ -67,6 +72,7 @@
     X(INPUT,         "input")                                                \
     X(INTERRUPT,     "interrupt")                                            \
     X(COMPLETE,      "complete")                                             \
+    X(NAMESPACE,     "namespace")                                            \
     X(CREATE,        "create")                                               \
     X(KILL,          "kill")                                                 \
     X(STATUS,        "status")                                               \
@@ -111,7 +117,10 @@ typedef enum {
     X(env,         STRS, "bash run: NAME=VALUE entries for this run only")   \
     X(stdin,       STR,  "bash run: the command's stdin (else EOF)")         \
     X(exit_code,   INT,  "bash complete: the exit status of the code")    \
-    X(ended,       INT,  "complete: 1 when the session ends with this run")
+    X(ended,       INT,  "complete: 1 when the session ends with this run") \
+    X(added,       STRS, "complete: names the run bound")                    \
+    X(modified,    STRS, "complete: names the run rebound or changed")       \
+    X(removed,     STRS, "complete: names the run deleted")
 
 typedef enum {
 #define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,

@@ -55,6 +55,8 @@
 #define PY_EXEC_ENAME_MAX     1024
 #define PY_EXEC_TB_ENTRY_MAX  ((size_t) 16 * 1024) /* a traceback entry */
 #define PY_EXEC_TB_OMITTED    "    ... (traceback entries omitted)\n"
+#define PY_EXEC_NAMES_MAX     10000     /* names in a change report */
+#define PY_EXEC_NAME_MAX      1024      /* bytes of one name */
 
 #define PY_EXEC_STR(x)        #x
 #define PY_EXEC_XSTR(x)       PY_EXEC_STR(x)
@@ -102,7 +104,10 @@ static void py_exec_ask_end(py_session_t *s, pr_str_t *answer);
 static void py_exec_lock(py_session_t *s);
 static void py_exec_unlock(py_session_t *s);
 static int py_exec_wait(py_session_t *s, char **code, size_t *len,
-    int *interactive);
+    int *interactive, int *op);
+static void py_exec_namespace(py_session_t *s, py_outcome_t *o);
+static int py_exec_names(PyObject *list, pr_strs_t *names);
+static void py_exec_strs_free(pr_strs_t *strs);
 static void py_exec_run(py_session_t *s, const char *code, size_t len,
     py_outcome_t *o);
 static int py_exec_outcome(py_session_t *s, PyObject *ret, py_outcome_t *o);
@@ -119,6 +124,7 @@ static void py_exec_log_status(const char *what, PyStatus status);
 static py_session_t  *py_exec_session;
 static PyObject      *py_exec_runtime;     /* the private runtime module */
 static PyObject      *py_exec_run_cell;    /* its run_cell() */
+static PyObject      *py_exec_namespace_fn;  /* its namespace() */
 static PyObject      *py_exec_main_dict;   /* __main__.__dict__ (borrowed) */
 static PyObject      *py_exec_real_exit;   /* posix._exit as it was */
 static PyObject      *py_exec_real_input;  /* builtins.input as it was */
@@ -320,7 +326,18 @@ py_exec_load_runtime(void)
         goto fail;
     }
 
+    py_exec_namespace_fn = PyDict_GetItemString(dict, "namespace");
+    if (py_exec_namespace_fn == NULL
+        || !PyCallable_Check(py_exec_namespace_fn))
+    {
+        wk_log("the runtime has no callable namespace()");
+        py_exec_namespace_fn = NULL;
+        py_exec_run_cell = NULL;
+        goto fail;
+    }
+
     Py_INCREF(py_exec_run_cell);
+    Py_INCREF(py_exec_namespace_fn);
     Py_DECREF(ret);
     Py_DECREF(code);
 
@@ -772,7 +789,7 @@ py_exec_ask_end(py_session_t *s, pr_str_t *answer)
 void
 py_exec_loop(py_session_t *s)
 {
-    int            rc, interactive;
+    int            rc, interactive, op;
     char          *code;
     size_t         len;
     ssize_t        n;
@@ -785,7 +802,7 @@ py_exec_loop(py_session_t *s)
     for ( ;; ) {
 
         Py_BEGIN_ALLOW_THREADS
-        rc = py_exec_wait(s, &code, &len, &interactive);
+        rc = py_exec_wait(s, &code, &len, &interactive, &op);
         Py_END_ALLOW_THREADS
 
         if (rc != 0) {
@@ -793,13 +810,19 @@ py_exec_loop(py_session_t *s)
         }
 
         memset(&o, 0, sizeof(py_outcome_t));
+        o.op = op;
 
-        /* read by input() of any thread, under the GIL */
-        py_exec_interactive = interactive;
+        if (op == PY_OP_NAMESPACE) {
+            py_exec_namespace(s, &o);
 
-        py_exec_run(s, code, len, &o);
+        } else {
+            /* read by input() of any thread, under the GIL */
+            py_exec_interactive = interactive;
 
-        py_exec_interactive = 0;
+            py_exec_run(s, code, len, &o);
+
+            py_exec_interactive = 0;
+        }
 
         free(code);
 
@@ -837,7 +860,8 @@ py_exec_loop(py_session_t *s)
  * failed (logged).
  */
 static int
-py_exec_wait(py_session_t *s, char **code, size_t *len, int *interactive)
+py_exec_wait(py_session_t *s, char **code, size_t *len, int *interactive,
+    int *op)
 {
     int  rc;
 
@@ -858,8 +882,10 @@ py_exec_wait(py_session_t *s, char **code, size_t *len, int *interactive)
 
     *code = s->code;
     *len = s->code_len;
+    *op = s->op;
     s->code = NULL;
     s->code_len = 0;
+    s->op = PY_OP_RUN;
     s->requested = 0;
     *interactive = s->interactive;
 
@@ -963,15 +989,41 @@ done:
 
 
 /*
- * Copy run_cell()'s (status, result, ename, evalue, traceback) into o.
- * Returns 0, or -1 with a Python exception set.
+ * Describe the namespace: the runtime's namespace() JSON text in
+ * o->result, status ok; or an error outcome.  The execution count stays.
+ */
+static void
+py_exec_namespace(py_session_t *s, py_outcome_t *o)
+{
+    PyObject  *ret;
+
+    o->count = py_exec_count;
+
+    ret = PyObject_CallOneArg(py_exec_namespace_fn, py_exec_main_dict);
+
+    if (ret == NULL || py_exec_text(ret, s->max_frame - 1024, &o->result)
+                       != 0)
+    {
+        py_exec_escaped(s, o);
+    }
+
+    Py_XDECREF(ret);
+}
+
+
+/*
+ * Copy run_cell()'s (status, result, ename, evalue, traceback, changes)
+ * into o.  Returns 0, or -1 with a Python exception set.
  */
 static int
 py_exec_outcome(py_session_t *s, PyObject *ret, py_outcome_t *o)
 {
-    PyObject  *status, *result, *ename, *evalue, *tb;
+    PyObject  *status, *result, *ename, *evalue, *tb, *changes;
 
-    if (!PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 5) {
+    if (!PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 6
+        || !PyTuple_Check(PyTuple_GET_ITEM(ret, 5))
+        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(ret, 5)) != 3)
+    {
         PyErr_SetString(PyExc_SystemError,
                         "pyrepl runtime: run_cell() returned a bad value");
         return -1;
@@ -982,6 +1034,14 @@ py_exec_outcome(py_session_t *s, PyObject *ret, py_outcome_t *o)
     ename = PyTuple_GET_ITEM(ret, 2);
     evalue = PyTuple_GET_ITEM(ret, 3);
     tb = PyTuple_GET_ITEM(ret, 4);
+    changes = PyTuple_GET_ITEM(ret, 5);
+
+    if (py_exec_names(PyTuple_GET_ITEM(changes, 0), &o->added) != 0
+        || py_exec_names(PyTuple_GET_ITEM(changes, 1), &o->modified) != 0
+        || py_exec_names(PyTuple_GET_ITEM(changes, 2), &o->removed) != 0)
+    {
+        return -1;
+    }
 
     if (PyUnicode_Check(status)
         && PyUnicode_CompareWithASCIIString(status, "ok") == 0)
@@ -1358,7 +1418,75 @@ py_outcome_free(py_outcome_t *o)
 
     free(o->traceback.items);
 
+    py_exec_strs_free(&o->added);
+    py_exec_strs_free(&o->modified);
+    py_exec_strs_free(&o->removed);
+
     memset(o, 0, sizeof(py_outcome_t));
+}
+
+
+/*
+ * A list of names into names (malloc'd), at most PY_EXEC_NAMES_MAX of
+ * them: a run that binds more reports the first ones.  Returns 0, or -1
+ * with a Python exception set.
+ */
+static int
+py_exec_names(PyObject *list, pr_strs_t *names)
+{
+    size_t  i, n;
+
+    if (!PyList_Check(list)) {
+        PyErr_SetString(PyExc_SystemError,
+                        "pyrepl runtime: names are not a list");
+        return -1;
+    }
+
+    n = (size_t) PyList_GET_SIZE(list);
+    if (n > PY_EXEC_NAMES_MAX) {
+        n = PY_EXEC_NAMES_MAX;
+    }
+
+    if (n == 0) {
+        return 0;
+    }
+
+    names->items = calloc(n, sizeof(pr_str_t));
+    if (names->items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (py_exec_text(PyList_GET_ITEM(list, i), PY_EXEC_NAME_MAX,
+                         &names->items[i])
+            != 0)
+        {
+            names->n = (uint32_t) i;
+            py_exec_strs_free(names);
+            return -1;
+        }
+    }
+
+    names->n = (uint32_t) n;
+
+    return 0;
+}
+
+
+static void
+py_exec_strs_free(pr_strs_t *strs)
+{
+    uint32_t  i;
+
+    for (i = 0; i < strs->n; i++) {
+        free((char *) strs->items[i].data);
+    }
+
+    free(strs->items);
+
+    strs->items = NULL;
+    strs->n = 0;
 }
 
 

@@ -124,6 +124,7 @@ static void py_io_conn_flush(int i);
 static void py_io_send(int i, const pr_frame_t *f);
 static void py_io_fail(int i, const char *code, const char *message);
 static void py_io_run(int i, const pr_frame_t *f);
+static void py_io_namespace(int i);
 static void py_io_interrupt(const char *why);
 static int py_io_done(void);
 static void py_io_outcome(const py_outcome_t *o);
@@ -613,6 +614,10 @@ py_io_conn_frames(int i)
             py_io_run(i, &f);
             break;
 
+        case PR_T_NAMESPACE:
+            py_io_namespace(i);
+            break;
+
         case PR_T_INTERRUPT:
             py_io_interrupt("an interrupt frame");
             break;
@@ -696,6 +701,49 @@ py_io_fail(int i, const char *code, const char *message)
     pr_set_cstr(&f, message, message);
 
     py_io_send(i, &f);
+}
+
+
+/*
+ * A "namespace" frame on slot i: the main thread describes the namespace
+ * between runs; the answer is an ok frame (py_io_outcome).
+ */
+static void
+py_io_namespace(int i)
+{
+    int            rc;
+    py_session_t  *s;
+
+    s = py_io.s;
+
+    if (py_io.run_active) {
+        py_io_fail(i, "session_busy", "a run is in progress");
+        return;
+    }
+
+    py_io_lock();
+
+    s->code = NULL;
+    s->code_len = 0;
+    s->op = PY_OP_NAMESPACE;
+    s->requested = 1;
+    s->interrupt = 0;
+    s->interactive = 0;
+    py_io.interactive = 0;
+
+    rc = pthread_cond_signal(&s->cond);
+
+    py_io_unlock();
+
+    if (rc != 0) {
+        wk_log("pthread_cond_signal() failed: %s", strerror(rc));
+        _exit(EXIT_FAILURE);
+    }
+
+    py_io.run_active = 1;
+    py_io.run_conn = i;
+    py_io.timed_out = 0;
+    py_io.deadline = 0;
 }
 
 
@@ -887,6 +935,26 @@ py_io_outcome(const py_outcome_t *o)
 
     i = py_io.run_conn;
 
+    if (o->op == PY_OP_NAMESPACE) {
+        memset(&f, 0, sizeof(pr_frame_t));
+
+        if (o->status == PY_RUN_OK && o->result.data != NULL) {
+            f.type = PR_T_OK;
+            pr_set_str(&f, text, o->result.data, o->result.len);
+            py_io_send(i, &f);
+
+        } else {
+            py_io_fail(i, "unavailable", "the namespace cannot be read "
+                                         "(interrupted, or out of memory)");
+        }
+
+        if (i >= 0) {
+            py_io_conn_flush(i);
+        }
+
+        return;
+    }
+
     if (o->result.data != NULL) {
         memset(&f, 0, sizeof(pr_frame_t));
         f.type = PR_T_RESULT;
@@ -925,6 +993,11 @@ py_io_outcome(const py_outcome_t *o)
     pr_set_cstr(&f, status, status);
     pr_set_int(&f, count, o->count);
     pr_set_int(&f, ms, o->ms);
+    f.added = o->added;
+    f.modified = o->modified;
+    f.removed = o->removed;
+    f.has |= (1u << PR_F_added) | (1u << PR_F_modified)
+             | (1u << PR_F_removed);
     py_io_send(i, &f);
 
     if (i >= 0) {

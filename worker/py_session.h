@@ -90,7 +90,13 @@
  * I/O thread.  Every string is malloc'd valid UTF-8 (data NULL when
  * absent); traceback.items and each item's data are malloc'd too.
  */
+/* what the main thread is asked to do */
+#define PY_OP_RUN        0          /* run code */
+#define PY_OP_NAMESPACE  1          /* describe the namespace (as JSON) */
+
+
 typedef struct {
+    int          op;               /* PY_OP_* */
     int          status;           /* PY_RUN_* */
     int64_t      count;            /* execution_count of the run */
     int64_t      ms;               /* wall-clock duration */
@@ -98,6 +104,9 @@ typedef struct {
     pr_str_t     ename;            /* absent unless an exception escaped */
     pr_str_t     evalue;
     pr_strs_t    traceback;
+    pr_strs_t    added;            /* names the run changed */
+    pr_strs_t    modified;
+    pr_strs_t    removed;
 } py_outcome_t;
 
 
@@ -127,9 +136,11 @@ typedef struct {
     pthread_mutex_t  lock;
     pthread_cond_t   cond;
 
-    /* under lock: the code handed to the main thread (malloc'd) */
+    /* under lock: the code handed to the main thread (malloc'd), or */
+    /* another op (code NULL) */
     char            *code;
     size_t           code_len;
+    int              op;           /* PY_OP_* */
     unsigned         requested:1;
 
     /* under lock: an interrupt was asked for since the code was handed */

@@ -24,13 +24,68 @@ every run.
 import ast
 import builtins
 import getpass
+import inspect
+import json
 import linecache
 import os
+import pickle
 import posix
 import sys
 import traceback
+import types
+import weakref
 
 _FILE = "<pyrepl_runtime>"
+_CELL = "<cell "                 # cell file names: "<cell N>"
+_SEEN_MAX = 10000                # elements a change fingerprint looks at
+_SIZE_MAX = 10000                # objects size_bytes visits per variable
+
+
+def _public(name):
+    return not name.startswith("__")
+
+
+def _fingerprint(value):
+    """What a cheap look at value's contents gives, or None.
+
+    Lists, dicts, sets and bytearrays of up to _SEEN_MAX elements: their
+    length and the identities of their elements (a bytearray: its bytes);
+    bigger ones: their length.  Other objects: nothing (only rebinding a
+    name to another object shows).
+    """
+    t = type(value)
+    if t not in (list, dict, set, bytearray):
+        return None
+    if len(value) > _SEEN_MAX:
+        return (len(value),)
+    if t is dict:
+        return (len(value), tuple(map(id, value)),
+                tuple(map(id, value.values())))
+    if t is bytearray:
+        return (len(value), bytes(value))
+    if t is set:
+        return (len(value), frozenset(map(id, value)))
+    return (len(value), tuple(map(id, value)))
+
+
+def _snapshot(ns):
+    """Name -> (identity, fingerprint) of ns's public names.
+
+    Identities only, no references: a snapshot must not keep alive what
+    the run deletes.  (An object freed during the run whose address a new
+    object bound to the same name reuses reads as unchanged.)
+    """
+    return {k: (id(v), _fingerprint(v)) for k, v in ns.items() if _public(k)}
+
+
+def _changes(before, ns):
+    """(added, modified, removed) names between snapshot before and ns."""
+    after = _snapshot(ns)
+    added = sorted(k for k in after if k not in before)
+    removed = sorted(k for k in before if k not in after)
+    modified = sorted(k for k, v in after.items()
+                      if k in before and before[k] != v)
+    return added, modified, removed
 
 
 def _register(source, filename):
@@ -73,11 +128,56 @@ def run_cell(source, filename, ns):
     """Run source in the namespace ns the way an interactive prompt would.
 
     The statements run in order; if the last one is an expression its value
-    is the cell's result.  Returns a 5-tuple (status, result, ename, evalue,
-    traceback): status is "ok", "error" or "interrupted" (KeyboardInterrupt
-    escaped); result is repr() of a final value that is not None, else
-    None; the last three are None unless an exception escaped.
+    is the cell's result.  Returns a 6-tuple (status, result, ename,
+    evalue, traceback, changes): status is "ok", "error" or "interrupted"
+    (KeyboardInterrupt escaped); result is repr() of a final value that is
+    not None, else None; ename, evalue and traceback are None unless an
+    exception escaped; changes is (added, modified, removed), lists of the
+    public names the run bound, rebound or changed (_fingerprint) and
+    deleted, also when it failed half way.
     """
+    before = _snapshot(ns)
+    _running[0] = filename
+    try:
+        outcome = _run(source, filename, ns)
+    finally:
+        _running[0] = None
+    changes = _changes(before, ns)
+    for name in changes[0] + changes[1]:
+        _track_class(ns[name], filename)
+    return outcome + (changes,)
+
+
+# Classes keep no file name of their own: inspect.getfile() looks for their
+# module's __file__, which __main__ has not.  The cell that bound a class
+# is recorded here, and inspect.getfile() answers with it, so that
+# inspect.getsource() finds the class in that cell's lines (linecache).
+# A class of __main__ not recorded yet is looked for in the running cell.
+_class_files = weakref.WeakKeyDictionary()
+_real_getfile = inspect.getfile
+_running = [None]
+
+
+def _track_class(value, filename):
+    if (isinstance(value, type) and value.__module__ == "__main__"
+            and value not in _class_files):
+        try:
+            _class_files[value] = filename
+        except TypeError:
+            pass
+
+
+def _getfile(obj):
+    if isinstance(obj, type):
+        filename = _class_files.get(obj)
+        if filename is None and obj.__module__ == "__main__":
+            filename = _running[0]
+        if filename is not None:
+            return filename
+    return _real_getfile(obj)
+
+
+def _run(source, filename, ns):
     _register(source, filename)
 
     try:
@@ -104,6 +204,98 @@ def run_cell(source, filename, ns):
 
     return ("ok", None, None, None, None)
 
+
+def _size(value):
+    """Bytes value holds: sys.getsizeof() over what it contains, visiting
+    at most _SIZE_MAX objects (shared ones once)."""
+    seen, stack, total = set(), [value], 0
+    while stack and len(seen) < _SIZE_MAX:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        try:
+            total += sys.getsizeof(v)
+        except Exception:
+            continue
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            stack.extend(v)
+        elif hasattr(v, "__dict__") and not isinstance(v, (type,
+                                                           types.ModuleType)):
+            try:
+                stack.append(vars(v))
+            except TypeError:
+                pass
+    return total
+
+
+class _Counter:
+    """A file that only counts what is written to it."""
+
+    def __init__(self):
+        self.n = 0
+
+    def write(self, b):
+        self.n += len(b)
+        return len(b)
+
+
+def _pickler():
+    try:
+        import dill
+        return dill.Pickler
+    except ImportError:
+        return pickle.Pickler
+
+
+def _serializable(value, pickler):
+    try:
+        pickler(_Counter(), protocol=5).dump(value)
+        return True
+    except Exception:
+        return False
+
+
+def _defined_here(value):
+    """A function or class whose source is one of this session's cells."""
+    if isinstance(value, types.FunctionType):
+        return value.__code__.co_filename.startswith(_CELL)
+    if isinstance(value, type):
+        return value in _class_files
+    return False
+
+
+def namespace(ns):
+    """The session's variables and definitions, as JSON text."""
+    variables, definitions = [], []
+    pickler = _pickler()
+    for name, value in sorted(ns.items()):
+        if not _public(name):
+            continue
+        if _defined_here(value) and value.__name__ == name:
+            try:
+                source = inspect.getsource(value)
+            except (OSError, TypeError):
+                source = None
+            definitions.append({
+                "name": name,
+                "kind": "class" if isinstance(value, type) else "function",
+                "source": source,
+            })
+            continue
+        variables.append({
+            "name": name,
+            "type": type(value).__qualname__,
+            "size_bytes": _size(value),
+            "serializable": _serializable(value, pickler),
+        })
+    return json.dumps({"variables": variables, "definitions": definitions})
+
+
+inspect.getfile = _getfile
 
 # Like the interactive interpreter: modules in the working directory import.
 if "" not in sys.path:

@@ -1,0 +1,154 @@
+/*
+ * ngx_http_pyrepl_state.c: what a client can learn about a Python
+ * session's state between runs: GET /session/{id}/namespace, answered by
+ * the session process itself (its runtime's namespace(): variables with
+ * type, size and whether they can be saved, and the functions and classes
+ * defined in the session with their source).
+ */
+
+#include "ngx_http_pyrepl_module.h"
+
+
+static ngx_int_t ngx_http_pyrepl_namespace_answered(
+    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame);
+static void ngx_http_pyrepl_namespace_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
+
+
+ngx_int_t
+ngx_http_pyrepl_namespace_handler(ngx_http_request_t *r, u_char *id)
+{
+    ngx_int_t                     rc;
+    pr_frame_t                    frame;
+    ngx_http_pyrepl_session_t     s;
+    ngx_http_pyrepl_control_t    *cl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "no such session");
+    }
+
+    if (s.lang != PYREPL_LANG_PYTHON) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "bad_request",
+                                          "only Python sessions have a "
+                                          "namespace");
+    }
+
+    if (s.state == PYREPL_STATE_BUSY || s.state == PYREPL_STATE_STARTING) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
+                                          "session_busy",
+                                          "the session is running code");
+    }
+
+    if (s.state != PYREPL_STATE_IDLE) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
+                                          "session_crashed",
+                                          "the session process is gone");
+    }
+
+    cl = ngx_http_pyrepl_control_create(r, id);
+    if (cl == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cl->peer.frame_handler = ngx_http_pyrepl_namespace_answered;
+    cl->peer.fail_handler = ngx_http_pyrepl_namespace_failed;
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_NAMESPACE;
+
+    rc = ngx_http_pyrepl_control_send(cl, &frame);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
+                                          "session_crashed",
+                                          "the session process is gone");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* stdout/stderr that user __reduce__ or __sizeof__ wrote are dropped */
+static ngx_int_t
+ngx_http_pyrepl_namespace_answered(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame)
+{
+    json_t                     *doc;
+    json_error_t                err;
+    ngx_http_request_t         *r;
+    ngx_http_pyrepl_control_t  *cl;
+
+    cl = peer->data;
+    r = cl->request;
+
+    if (frame->type == PR_T_STDOUT || frame->type == PR_T_STDERR) {
+        return NGX_OK;
+    }
+
+    if (frame->type == PR_T_OK && pr_has(frame, text)) {
+        doc = json_loadb(frame->text.data, frame->text.len, 0, &err);
+        ngx_http_pyrepl_peer_close(peer);
+
+        if (doc == NULL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "pyrepl: session %*s sent a bad namespace: %s",
+                          (size_t) PYREPL_ID_LEN, cl->id, err.text);
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return NGX_DONE;
+        }
+
+        ngx_http_finalize_request(r, ngx_http_pyrepl_send_json(r, NGX_HTTP_OK,
+                                                               doc));
+        return NGX_DONE;
+    }
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    if (frame->type == PR_T_FAIL && frame->errcode.len == 12
+        && ngx_strncmp(frame->errcode.data, "session_busy", 12) == 0)
+    {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT, "session_busy",
+                                       "the session is running code");
+        return NGX_DONE;
+    }
+
+    ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "unavailable",
+                                   "the session could not describe its "
+                                   "namespace");
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_pyrepl_namespace_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    ngx_http_pyrepl_control_t  *cl;
+
+    cl = peer->data;
+
+    ngx_log_error(NGX_LOG_WARN, peer->log, 0,
+                  "pyrepl: session %*s did not describe its namespace: %s",
+                  (size_t) PYREPL_ID_LEN, cl->id, reason);
+
+    ngx_http_pyrepl_finalize_error(cl->request, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "unavailable",
+                                   "the session did not answer");
+}
