@@ -47,6 +47,9 @@ static void ngx_http_pyrepl_exec_count(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_msec_t ms);
 static void ngx_http_pyrepl_exec_cleanup(void *data);
 static json_t *ngx_http_pyrepl_exec_changes(pr_frame_t *frame);
+static const char *ngx_http_pyrepl_exec_tx_policy(json_t *v);
+static void ngx_http_pyrepl_exec_tx_done(ngx_http_pyrepl_exec_t *ex,
+    pr_frame_t *frame);
 static json_t *ngx_http_pyrepl_json_strs(pr_strs_t *strs);
 static json_t *ngx_http_pyrepl_json_str(pr_str_t *s);
 
@@ -116,11 +119,21 @@ ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
     }
 
     v = json_object_get(body, "tx_policy");
-    if (v != NULL
-        && !(json_is_string(v)
-             && ngx_strcmp(json_string_value(v), "commit_always") == 0))
-    {
-        return "\"tx_policy\" must be \"commit_always\" on this server";
+    if (v != NULL && !json_is_null(v)) {
+        ex->tx_policy = ngx_http_pyrepl_exec_tx_policy(v);
+
+        if (ex->tx_policy == NULL) {
+            return "\"tx_policy\" must be \"commit_always\", "
+                   "\"commit_on_success\", \"rollback_on_failure\" or "
+                   "\"explicit\"";
+        }
+
+        if (ex->lang == PYREPL_LANG_BASH
+            && ngx_strcmp(ex->tx_policy, "commit_always") != 0)
+        {
+            return "bash sessions cannot roll back: their \"tx_policy\" "
+                   "is \"commit_always\"";
+        }
     }
 
     if (ex->lang == PYREPL_LANG_BASH) {
@@ -225,7 +238,8 @@ ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex, json_t *body)
 
 /*
  * Reserve the session for this run.  Returns NGX_OK, NGX_DECLINED if there
- * is no such session, NGX_BUSY if it runs something else; NGX_ERROR on
+ * is no such session, NGX_BUSY if it runs something else, NGX_AGAIN if an
+ * explicit transaction waits for a commit or rollback; NGX_ERROR on
  * allocation failure.  After NGX_OK the sink gets ready for events and
  * calls ngx_http_pyrepl_exec_start.
  */
@@ -262,6 +276,10 @@ ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
                            && s.state == PYREPL_STATE_STARTING))
     {
         return NGX_BUSY;
+    }
+
+    if (rc == NGX_AGAIN) {
+        return NGX_AGAIN;           /* a transaction waits for its fate */
     }
 
     ex->ended = (rc != NGX_OK);
@@ -344,6 +362,10 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
     pr_set_str(&frame, code, ex->code.data, ex->code.len);
     pr_set_int(&frame, timeout_ms, (int64_t) ex->timeout);
     pr_set_int(&frame, interactive, ex->interactive);
+
+    if (ex->tx_policy != NULL) {
+        pr_set_cstr(&frame, tx, ex->tx_policy);
+    }
 
     if (ex->has_cwd) {
         pr_set_str(&frame, cwd, ex->cwd.data, ex->cwd.len);
@@ -525,6 +547,10 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
         if (pr_has(frame, added)) {
             ex->changes = ngx_http_pyrepl_exec_changes(frame);
+        }
+
+        if (pr_has(frame, tx)) {
+            ngx_http_pyrepl_exec_tx_done(ex, frame);
         }
 
         ended = pr_has(frame, ended) && frame->ended;
@@ -795,8 +821,9 @@ ngx_http_pyrepl_exec_cleanup(void *data)
 
 /*
  * What every sink puts in execution_complete (and the JSON answer): the
- * names the run changed (empty lists when unknown: bash, a crash), and a
- * bash command's exit_code.  Returns NGX_OK, or NGX_ERROR out of memory.
+ * names the run changed (empty lists when unknown: bash, a crash), a
+ * bash command's exit_code, and in a transaction "tx": what became of
+ * the run's effects.  Returns NGX_OK, or NGX_ERROR out of memory.
  */
 ngx_int_t
 ngx_http_pyrepl_exec_summary(ngx_http_pyrepl_exec_t *ex, json_t *obj)
@@ -819,7 +846,64 @@ ngx_http_pyrepl_exec_summary(ngx_http_pyrepl_exec_t *ex, json_t *obj)
         return NGX_ERROR;
     }
 
+    if (ex->tx[0] != '\0'
+        && json_object_set_new(obj, "tx", json_string((char *) ex->tx)) != 0)
+    {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
+}
+
+
+static const char *
+ngx_http_pyrepl_exec_tx_policy(json_t *v)
+{
+    ngx_uint_t   i;
+    const char  *s;
+
+    static const char  *policies[] = {
+        "commit_always", "commit_on_success", "rollback_on_failure",
+        "explicit"
+    };
+
+    if (!json_is_string(v)) {
+        return NULL;
+    }
+
+    s = json_string_value(v);
+
+    for (i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+        if (ngx_strcmp(s, policies[i]) == 0) {
+            return policies[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * What became of a transaction (complete frame): kept for the answer; a
+ * pending one marks the session; a rollback's new process goes to the
+ * table and to the supervisor.
+ */
+static void
+ngx_http_pyrepl_exec_tx_done(ngx_http_pyrepl_exec_t *ex, pr_frame_t *frame)
+{
+    ngx_pid_t  pid;
+
+    ngx_cpystrn(ex->tx, (u_char *) frame->tx.data,
+                ngx_min(frame->tx.len + 1, sizeof(ex->tx)));
+
+    pid = pr_has(frame, pid) ? (ngx_pid_t) frame->pid : 0;
+
+    ngx_http_pyrepl_table_set_tx(ex->pmcf->shm_zone, ex->id,
+                                 ngx_strcmp(ex->tx, "pending") == 0, pid);
+
+    if (pid > 0) {
+        ngx_http_pyrepl_move_session(ex->pmcf, ex->id, pid, ex->log);
+    }
 }
 
 

@@ -35,6 +35,9 @@ static ngx_http_pyrepl_action_t  ngx_http_pyrepl_actions[] = {
     { ngx_string("input"), NGX_HTTP_POST, ngx_http_pyrepl_input_handler },
     { ngx_string("namespace"), NGX_HTTP_GET,
       ngx_http_pyrepl_namespace_handler },
+    { ngx_string("commit"), NGX_HTTP_POST, ngx_http_pyrepl_commit_handler },
+    { ngx_string("rollback"), NGX_HTTP_POST,
+      ngx_http_pyrepl_rollback_handler },
     { ngx_string("ws"), NGX_HTTP_GET, ngx_http_pyrepl_ws_handler },
     { ngx_null_string, 0, NULL }
 };

@@ -94,6 +94,8 @@ typedef struct {
     time_t                   expires;
     time_t                   last_activity;
     ngx_uint_t               execution_count;
+    ngx_uint_t               tx_pending;     /* an explicit run's effects */
+                                             /* wait for commit/rollback */
 } ngx_http_pyrepl_session_t;
 
 
@@ -255,6 +257,8 @@ struct ngx_http_pyrepl_exec_s {
     ngx_array_t                  *env;        /* bash: ngx_str_t "K=V" */
     ngx_int_t                     exit_code;  /* bash: -1 until known */
     json_t                       *changes;    /* python: from complete */
+    const char                   *tx_policy;  /* NULL: commit_always */
+    u_char                        tx[16];     /* what became of it */
     ngx_uint_t                    execution_count;
     size_t                        output;     /* stdout + stderr bytes */
     ngx_event_t                   deadline;
@@ -309,6 +313,8 @@ ngx_int_t ngx_http_pyrepl_table_set_state(ngx_shm_zone_t *zone, u_char *id,
     ngx_uint_t state);
 ngx_int_t ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
     ngx_http_pyrepl_session_t *s);
+ngx_int_t ngx_http_pyrepl_table_set_tx(ngx_shm_zone_t *zone, u_char *id,
+    ngx_uint_t pending, ngx_pid_t pid);
 void ngx_http_pyrepl_table_end_run(ngx_shm_zone_t *zone, u_char *id,
     ngx_uint_t state, ngx_uint_t execution_count);
 void ngx_http_pyrepl_table_remove(ngx_shm_zone_t *zone, u_char *id);
@@ -378,6 +384,8 @@ ngx_table_elt_t *ngx_http_pyrepl_header(ngx_http_request_t *r,
 
 void ngx_http_pyrepl_reaper_start(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf);
+void ngx_http_pyrepl_move_session(ngx_http_pyrepl_main_conf_t *pmcf,
+    u_char *id, ngx_pid_t pid, ngx_log_t *log);
 void ngx_http_pyrepl_kill_session(ngx_http_pyrepl_main_conf_t *pmcf,
     u_char *id, ngx_log_t *log);
 ngx_int_t ngx_http_pyrepl_status_handler(ngx_http_request_t *r);
@@ -396,6 +404,9 @@ ngx_int_t ngx_http_pyrepl_interrupt_handler(ngx_http_request_t *r,
     u_char *id);
 ngx_int_t ngx_http_pyrepl_input_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_namespace_handler(ngx_http_request_t *r,
+    u_char *id);
+ngx_int_t ngx_http_pyrepl_commit_handler(ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_rollback_handler(ngx_http_request_t *r,
     u_char *id);
 ngx_int_t ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id);

@@ -9,7 +9,8 @@
  *
  * The same kind of connection kills one session on demand (a run that
  * ignored its timeout): ngx_http_pyrepl_kill_session, which leaves the
- * table entry to read "crashed" instead of removing it.
+ * table entry to read "crashed" instead of removing it; and tells the
+ * supervisor of a rollback's new process: ngx_http_pyrepl_move_session.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -130,6 +131,40 @@ ngx_http_pyrepl_reap(ngx_event_t *ev)
 
 
 /*
+ * Tell the supervisor that a rollback handed session id to process pid
+ * (ngx_http_pyrepl_exec.c, ngx_http_pyrepl_state.c); it kills the old
+ * process, which waits for that.
+ */
+void
+ngx_http_pyrepl_move_session(ngx_http_pyrepl_main_conf_t *pmcf, u_char *id,
+    ngx_pid_t pid, ngx_log_t *log)
+{
+    pr_frame_t               frame;
+    ngx_http_pyrepl_reap_t  *reap;
+
+    reap = ngx_http_pyrepl_reap_create(pmcf, log);
+    if (reap == NULL) {
+        return;
+    }
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_MOVE;
+    pr_set_str(&frame, id, id, PYREPL_ID_LEN);
+    pr_set_int(&frame, pid, pid);
+
+    if (ngx_http_pyrepl_peer_send(&reap->peer, reap->pool, &frame) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "pyrepl: cannot tell the supervisor that %*s moved",
+                      (size_t) PYREPL_ID_LEN, id);
+        ngx_destroy_pool(reap->pool);
+        return;
+    }
+
+    reap->pending = 1;
+}
+
+
+/*
  * Have the supervisor kill one session's processes now; its entry stays
  * and reads "crashed" once the run's connection sees the process go.
  */
@@ -210,6 +245,12 @@ ngx_http_pyrepl_reaped(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
     reap = peer->data;
     pmcf = ngx_http_pyrepl_reap_conf;
+
+    if (frame->type == PR_T_FAIL) {
+        ngx_log_error(NGX_LOG_ERR, peer->log, 0,
+                      "pyrepl: the supervisor refused: %*s",
+                      frame->message.len, frame->message.data);
+    }
 
     if (reap->reaping && frame->type == PR_T_OK && pr_has(frame, id)
         && frame->id.len == PYREPL_ID_LEN)

@@ -175,6 +175,14 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
         return NGX_DONE;
     }
 
+    if (rc == NGX_AGAIN) {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT,
+                                       "transaction_pending",
+                                       "the last run waits for a commit or "
+                                       "a rollback");
+        return NGX_DONE;
+    }
+
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -1,22 +1,57 @@
 /*
- * ngx_http_pyrepl_state.c: what a client can learn about a Python
- * session's state between runs: GET /session/{id}/namespace, answered by
- * the session process itself (its runtime's namespace(): variables with
- * type, size and whether they can be saved, and the functions and classes
- * defined in the session with their source).
+ * ngx_http_pyrepl_state.c: a Python session's state between runs, asked
+ * of the session process itself on a connection of its own:
+ *
+ *   GET  /session/{id}/namespace   its runtime's namespace(): variables
+ *                                  with type, size and whether they can
+ *                                  be saved, and the functions and classes
+ *                                  defined in the session with their source
+ *   POST /session/{id}/commit      an explicit transaction's effects stay
+ *   POST /session/{id}/rollback    or are undone; a rollback's new process
+ *                                  goes to the table and the supervisor
  */
 
 #include "ngx_http_pyrepl_module.h"
 
 
+static ngx_int_t ngx_http_pyrepl_state_ask(ngx_http_request_t *r, u_char *id,
+    pr_type_t type, ngx_http_pyrepl_frame_pt answered);
 static ngx_int_t ngx_http_pyrepl_namespace_answered(
     ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame);
-static void ngx_http_pyrepl_namespace_failed(ngx_http_pyrepl_peer_t *peer,
+static ngx_int_t ngx_http_pyrepl_tx_answered(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_state_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 
 
 ngx_int_t
 ngx_http_pyrepl_namespace_handler(ngx_http_request_t *r, u_char *id)
+{
+    return ngx_http_pyrepl_state_ask(r, id, PR_T_NAMESPACE,
+                                     ngx_http_pyrepl_namespace_answered);
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_commit_handler(ngx_http_request_t *r, u_char *id)
+{
+    return ngx_http_pyrepl_state_ask(r, id, PR_T_COMMIT,
+                                     ngx_http_pyrepl_tx_answered);
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_rollback_handler(ngx_http_request_t *r, u_char *id)
+{
+    return ngx_http_pyrepl_state_ask(r, id, PR_T_ROLLBACK,
+                                     ngx_http_pyrepl_tx_answered);
+}
+
+
+/* Send a frame of type to an idle Python session; answered calls back. */
+static ngx_int_t
+ngx_http_pyrepl_state_ask(ngx_http_request_t *r, u_char *id, pr_type_t type,
+    ngx_http_pyrepl_frame_pt answered)
 {
     ngx_int_t                     rc;
     pr_frame_t                    frame;
@@ -40,7 +75,7 @@ ngx_http_pyrepl_namespace_handler(ngx_http_request_t *r, u_char *id)
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
                                           "bad_request",
                                           "only Python sessions have a "
-                                          "namespace");
+                                          "namespace and transactions");
     }
 
     if (s.state == PYREPL_STATE_BUSY || s.state == PYREPL_STATE_STARTING) {
@@ -55,16 +90,23 @@ ngx_http_pyrepl_namespace_handler(ngx_http_request_t *r, u_char *id)
                                           "the session process is gone");
     }
 
+    if (type != PR_T_NAMESPACE && !s.tx_pending) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
+                                          "no_transaction",
+                                          "no run waits for a commit or a "
+                                          "rollback");
+    }
+
     cl = ngx_http_pyrepl_control_create(r, id);
     if (cl == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cl->peer.frame_handler = ngx_http_pyrepl_namespace_answered;
-    cl->peer.fail_handler = ngx_http_pyrepl_namespace_failed;
+    cl->peer.frame_handler = answered;
+    cl->peer.fail_handler = ngx_http_pyrepl_state_failed;
 
     ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_NAMESPACE;
+    frame.type = type;
 
     rc = ngx_http_pyrepl_control_send(cl, &frame);
 
@@ -80,6 +122,49 @@ ngx_http_pyrepl_namespace_handler(ngx_http_request_t *r, u_char *id)
 
     r->main->count++;
 
+    return NGX_DONE;
+}
+
+
+/* ok {tx, pid?}: 204; a rollback's new process is recorded and moved to */
+static ngx_int_t
+ngx_http_pyrepl_tx_answered(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    ngx_pid_t                     pid;
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_control_t    *cl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    cl = peer->data;
+    r = cl->request;
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    if (frame->type == PR_T_STDOUT || frame->type == PR_T_STDERR) {
+        return NGX_OK;
+    }
+
+    pid = (frame->type == PR_T_OK && pr_has(frame, pid))
+          ? (ngx_pid_t) frame->pid : 0;
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    if (frame->type != PR_T_OK) {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT,
+                                       "no_transaction",
+                                       "no run waits for a commit or a "
+                                       "rollback");
+        return NGX_DONE;
+    }
+
+    ngx_http_pyrepl_table_set_tx(pmcf->shm_zone, cl->id, 0, pid);
+
+    if (pid > 0) {
+        ngx_http_pyrepl_move_session(pmcf, cl->id, pid, r->connection->log);
+    }
+
+    ngx_http_finalize_request(r, ngx_http_pyrepl_send_json(r,
+                                                           NGX_HTTP_NO_CONTENT,
+                                                           NULL));
     return NGX_DONE;
 }
 
@@ -137,15 +222,14 @@ ngx_http_pyrepl_namespace_answered(ngx_http_pyrepl_peer_t *peer,
 
 
 static void
-ngx_http_pyrepl_namespace_failed(ngx_http_pyrepl_peer_t *peer,
-    const char *reason)
+ngx_http_pyrepl_state_failed(ngx_http_pyrepl_peer_t *peer, const char *reason)
 {
     ngx_http_pyrepl_control_t  *cl;
 
     cl = peer->data;
 
     ngx_log_error(NGX_LOG_WARN, peer->log, 0,
-                  "pyrepl: session %*s did not describe its namespace: %s",
+                  "pyrepl: session %*s did not answer: %s",
                   (size_t) PYREPL_ID_LEN, cl->id, reason);
 
     ngx_http_pyrepl_finalize_error(cl->request, NGX_HTTP_SERVICE_UNAVAILABLE,

@@ -445,6 +445,11 @@ ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
     switch (n->s.state) {
 
     case PYREPL_STATE_IDLE:
+        if (n->s.tx_pending) {
+            rc = NGX_AGAIN;
+            break;
+        }
+
         n->s.state = PYREPL_STATE_BUSY;
         n->s.runner = ngx_pid;
         n->s.last_activity = ngx_time();
@@ -465,6 +470,37 @@ ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return rc;
+}
+
+
+/*
+ * Record a transaction: pending (explicit, until commit or rollback), and
+ * the session's new process after a rollback (pid 0: unchanged).
+ */
+ngx_int_t
+ngx_http_pyrepl_table_set_tx(ngx_shm_zone_t *zone, u_char *id,
+    ngx_uint_t pending, ngx_pid_t pid)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n != NULL) {
+        n->s.tx_pending = pending;
+
+        if (pid > 0) {
+            n->s.pid = pid;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return n ? NGX_OK : NGX_DECLINED;
 }
 
 

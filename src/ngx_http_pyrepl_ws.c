@@ -532,8 +532,11 @@ ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws, json_t *msg)
         ngx_destroy_pool(pool);
         return ngx_http_pyrepl_ws_refuse(ws, id,
                    rc == NGX_BUSY ? "session_busy"
+                   : rc == NGX_AGAIN ? "transaction_pending"
                    : rc == NGX_DECLINED ? "not_found" : "unavailable",
                    rc == NGX_BUSY ? "the session is running code"
+                   : rc == NGX_AGAIN ? "the last run waits for a commit or "
+                                       "a rollback"
                    : rc == NGX_DECLINED ? "the session is gone"
                    : "out of memory");
     }

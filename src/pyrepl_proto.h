@@ -52,10 +52,22 @@
  *   namespace      worker->session  (no fields): answered ok with text, a
  *                                   JSON document of the variables and
  *                                   definitions, or fail session_busy
+ *   commit         worker->session  a pending (explicit) transaction's
+ *   rollback                        effects stay / are undone: answered
+ *                                   ok with tx (and pid, rolled back), or
+ *                                   fail no_transaction
+ *
+ * Transactions: a python run frame's tx names its policy (commit_always,
+ * commit_on_success, rollback_on_failure, explicit); its complete frame
+ * says in tx what became of the effects (committed, rolled_back,
+ * pending) and, when rolled back, in pid the process that serves the
+ * session from then on, which nginx passes to the supervisor in a move.
  *
  * Control plane, nginx worker <-> supervisor (one connection per request):
  *   create         worker->super    id, lang: start a session process
  *   kill           worker->super    id: kill a session and remove its files
+ *   move           worker->super    id, pid: the session's process is now
+ *                                   pid (a rollback); the old one is killed
  *   status         worker->super    (no fields): answered ok with pool,
  *                                   zygote and sessions
  *   ok             super->worker    id, pid: the request succeeded; for
@@ -73,6 +85,9 @@
     X(INTERRUPT,     "interrupt")                                            \
     X(COMPLETE,      "complete")                                             \
     X(NAMESPACE,     "namespace")                                            \
+    X(COMMIT,        "commit")                                               \
+    X(ROLLBACK,      "rollback")                                             \
+    X(MOVE,          "move")                                                 \
     X(CREATE,        "create")                                               \
     X(KILL,          "kill")                                                 \
     X(STATUS,        "status")                                               \
@@ -120,7 +135,8 @@ typedef enum {
     X(ended,       INT,  "complete: 1 when the session ends with this run") \
     X(added,       STRS, "complete: names the run bound")                    \
     X(modified,    STRS, "complete: names the run rebound or changed")       \
-    X(removed,     STRS, "complete: names the run deleted")
+    X(removed,     STRS, "complete: names the run deleted")                  \
+    X(tx,          STR,  "run: tx_policy; complete, ok: what became of it")
 
 typedef enum {
 #define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,

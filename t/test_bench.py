@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 
-from conftest import ROOT, processes_under
+import pytest
+
+from conftest import PRELOAD, ROOT, processes_under
 
 METRICS = [
     "loadgen floor: GET /floor, 1 connection",
@@ -36,6 +38,8 @@ METRICS = [
 ]
 
 
+@pytest.mark.skipif(PRELOAD, reason="util/bench measures the plain build, "
+                                    "not the sanitized one")
 def test_quick_bench_reports_every_row(tmp_path):
     out = tmp_path / "results.json"
     # Jupyter is a peer we do not control (its kernels drop connections now

@@ -1,11 +1,14 @@
 """Session state a client can reason about: the names each run changed,
 the source of what the session defined, and GET /session/{id}/namespace."""
 
+import os
+import signal
 import threading
 
 import pytest
+import requests
 
-from conftest import Nginx, events_of
+from conftest import Nginx, events_of, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -121,26 +124,31 @@ def test_namespace_lists_variables_and_definitions(nginx, sid):
 
 
 def test_namespace_of_a_busy_session_is_409(nginx, sid):
-    started = threading.Event()
+    started, asked = threading.Event(), threading.Event()
 
     def long_run():
-        r = nginx.http.post(f"{nginx.url}/session/{sid}/run",
-                            json={"code": "print('go', flush=True)\n"
-                                          "import time; time.sleep(30)"},
-                            stream=True)
-        for line in r.iter_lines():
+        r = requests.post(f"{nginx.url}/session/{sid}/run",
+                          json={"code": "print('go', flush=True)\n"
+                                        "import time; time.sleep(30)"},
+                          stream=True)
+        lines = r.iter_lines()      # kept: dropping it closes the stream
+        for line in lines:
             if b"go" in line:
                 started.set()
                 break
+        asked.wait(10)
         r.close()               # disconnect: the run is interrupted
 
     t = threading.Thread(target=long_run)
     t.start()
-    assert started.wait(10)
-    r = nginx.http.get(f"{nginx.url}/session/{sid}/namespace")
-    assert r.status_code == 409
-    assert r.json()["error"]["code"] == "session_busy"
-    t.join()
+    try:
+        assert started.wait(10)
+        r = nginx.http.get(f"{nginx.url}/session/{sid}/namespace")
+        assert r.status_code == 409
+        assert r.json()["error"]["code"] == "session_busy"
+    finally:
+        asked.set()
+        t.join()
 
 
 def test_namespace_errors(nginx):
@@ -155,3 +163,156 @@ def test_namespace_errors(nginx):
         assert r.status_code == 405
     finally:
         nginx.http.delete(f"{nginx.url}/session/{bash}")
+
+
+# transactions -----------------------------------------------------------
+
+def pid_of(nginx, sid):
+    return int(nginx.run_json(sid, "import os; os.getpid()")
+               ["result"]["text/plain"])
+
+
+def gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_rollback_on_failure_undoes_in_place_mutations(nginx, sid):
+    with open(f"{nginx.prefix}/work/{sid}/settings.py", "w") as f:
+        f.write("level = 1\n")
+    nginx.run_json(sid, "import settings\n"
+                        "lst = [1, 2]\nd = {'a': 1}\n"
+                        "class Box:\n    pass\n"
+                        "box = Box()\nbox.v = 'old'\ngone = 'here'\n")
+    before = pid_of(nginx, sid)
+    r = nginx.run_json(sid, "lst.append(3)\nd['b'] = 2\ndel d['a']\n"
+                            "box.v = 'new'\nsettings.level = 99\n"
+                            "fresh = 1\ndel gone\nlst = 'rebound'\n"
+                            "raise RuntimeError('half way')\nnever = 1",
+                       tx_policy="rollback_on_failure")
+    assert r["status"] == "error"
+    assert r["tx"] == "rolled_back"
+    assert r["error"]["evalue"] == "half way"
+    r = nginx.run_json(sid, "(lst, d, box.v, settings.level, gone,"
+                            " 'fresh' in dir(), 'never' in dir())")
+    assert r["result"]["text/plain"] == \
+        "([1, 2], {'a': 1}, 'old', 1, 'here', False, False)"
+    after = pid_of(nginx, sid)
+    assert after != before
+    # the process that ran the undone code is gone, the session lives on
+    wait_for(lambda: gone(before), what="the old process to be killed")
+    assert nginx.http.get(f"{nginx.url}/session/{sid}").json()["state"] \
+        == "idle"
+
+
+def test_rollback_on_failure_keeps_a_successful_run(nginx, sid):
+    nginx.run_json(sid, "lst = []")
+    before = pid_of(nginx, sid)
+    r = nginx.run_json(sid, "lst.append(1)", tx_policy="rollback_on_failure")
+    assert (r["status"], r["tx"]) == ("ok", "committed")
+    assert nginx.run_json(sid, "lst")["result"]["text/plain"] == "[1]"
+    assert pid_of(nginx, sid) == before
+
+
+def test_commit_on_success_undoes_an_interrupted_run(nginx, sid):
+    nginx.run_json(sid, "n = 0")
+    r = nginx.run_json(sid, "import time\nn = 1\ntime.sleep(30)",
+                       tx_policy="commit_on_success", timeout_ms=300)
+    assert (r["status"], r["tx"]) == ("timeout", "rolled_back")
+    assert nginx.run_json(sid, "n")["result"]["text/plain"] == "0"
+    # rollback_on_failure keeps what a timed-out run did
+    r = nginx.run_json(sid, "import time\nn = 2\ntime.sleep(30)",
+                       tx_policy="rollback_on_failure", timeout_ms=300)
+    assert (r["status"], r["tx"]) == ("timeout", "committed")
+    assert nginx.run_json(sid, "n")["result"]["text/plain"] == "2"
+
+
+def test_explicit_commit_across_runs(nginx, sid):
+    nginx.run_json(sid, "acc = []")
+    r = nginx.run_json(sid, "acc.append('a')", tx_policy="explicit")
+    assert r["tx"] == "pending"
+    # another run must wait for the verdict, from any worker
+    for _ in range(2):
+        r = nginx.http.post(f"{nginx.url}/session/{sid}/run",
+                            json={"code": "acc"})
+        assert r.status_code == 409
+        assert r.json()["error"]["code"] == "transaction_pending"
+    r = nginx.http.post(f"{nginx.url}/session/{sid}/commit")
+    assert r.status_code == 204
+    assert nginx.run_json(sid, "acc")["result"]["text/plain"] == "['a']"
+
+    r = nginx.run_json(sid, "acc.append('b')\nacc2 = 1", tx_policy="explicit")
+    assert r["tx"] == "pending"
+    # the namespace shows the pending state
+    names = [v["name"] for v in
+             nginx.http.get(f"{nginx.url}/session/{sid}/namespace")
+             .json()["variables"]]
+    assert "acc2" in names
+    r = nginx.http.post(f"{nginx.url}/session/{sid}/rollback")
+    assert r.status_code == 204
+    r = nginx.run_json(sid, "(acc, 'acc2' in dir())")
+    assert r["result"]["text/plain"] == "(['a'], False)"
+
+
+def test_commit_or_rollback_without_a_transaction_is_409(nginx, sid):
+    for what in ("commit", "rollback"):
+        r = nginx.http.post(f"{nginx.url}/session/{sid}/{what}")
+        assert r.status_code == 409
+        assert r.json()["error"]["code"] == "no_transaction"
+
+
+def test_bad_tx_policies_are_400(nginx, sid):
+    r = nginx.http.post(f"{nginx.url}/session/{sid}/run",
+                        json={"code": "1", "tx_policy": "sometimes"})
+    assert r.status_code == 400
+    assert "tx_policy" in r.json()["error"]["message"]
+    bash = nginx.create(language="bash")
+    try:
+        r = nginx.http.post(f"{nginx.url}/session/{bash}/run",
+                            json={"code": "true", "tx_policy": "explicit"})
+        assert r.status_code == 400
+        r = nginx.http.post(f"{nginx.url}/session/{bash}/run",
+                            json={"code": "true",
+                                  "tx_policy": "commit_always"},
+                            headers={"Accept": "application/json"})
+        assert r.status_code == 200
+    finally:
+        nginx.http.delete(f"{nginx.url}/session/{bash}")
+
+
+def test_many_rollbacks_keep_the_session_whole(nginx, sid):
+    nginx.run_json(sid, "total = 0")
+    pids = set()
+    for i in range(5):
+        r = nginx.run_json(sid, f"total += {i}\nprint('out', {i})\n1/0",
+                           tx_policy="commit_on_success")
+        assert (r["tx"], r["stdout"]) == ("rolled_back", f"out {i}\n")
+        pids.add(pid_of(nginx, sid))
+    assert len(pids) == 5
+    assert nginx.run_json(sid, "total")["result"]["text/plain"] == "0"
+    r = nginx.run_json(sid, "x = input()")
+    assert r["error"]["ename"] == "EOFError"
+
+
+def test_a_moved_session_survives_a_supervisor_restart(nginx, sid):
+    nginx.run_json(sid, "kept = 1")
+    first = pid_of(nginx, sid)
+    r = nginx.run_json(sid, "kept = 2\n1/0", tx_policy="commit_on_success")
+    assert r["tx"] == "rolled_back"
+    moved = pid_of(nginx, sid)
+    assert moved != first
+    wait_for(lambda: gone(first), what="the old process to be killed")
+
+    old_sup = nginx.supervisor_pid()
+    os.kill(old_sup, signal.SIGKILL)
+    wait_for(lambda: nginx.supervisor_pid() not in (None, old_sup),
+             what="a new supervisor")
+    # the new supervisor adopted the moved process, and can kill its group
+    assert nginx.run_json(sid, "kept")["result"]["text/plain"] == "1"
+    assert pid_of(nginx, sid) == moved
+    r = nginx.http.delete(f"{nginx.url}/session/{sid}")
+    assert r.status_code == 204
+    wait_for(lambda: gone(moved), what="the moved process to be killed")

@@ -104,7 +104,13 @@ static void py_exec_ask_end(py_session_t *s, pr_str_t *answer);
 static void py_exec_lock(py_session_t *s);
 static void py_exec_unlock(py_session_t *s);
 static int py_exec_wait(py_session_t *s, char **code, size_t *len,
-    int *interactive, int *op);
+    int *interactive, int *op, int *tx_policy);
+static int py_exec_transact(py_session_t *s, int tx_policy, char *code,
+    size_t len, py_outcome_t *o);
+static void py_exec_decide(py_session_t *s, int op, py_outcome_t *o);
+static int py_exec_post(py_session_t *s, py_outcome_t *o);
+static void py_exec_hand_over(py_session_t *s, py_outcome_t *o)
+    __attribute__((noreturn));
 static void py_exec_namespace(py_session_t *s, py_outcome_t *o);
 static int py_exec_names(PyObject *list, pr_strs_t *names);
 static void py_exec_strs_free(pr_strs_t *strs);
@@ -789,20 +795,17 @@ py_exec_ask_end(py_session_t *s, pr_str_t *answer)
 void
 py_exec_loop(py_session_t *s)
 {
-    int            rc, interactive, op;
+    int            rc, interactive, op, tx_policy;
     char          *code;
     size_t         len;
-    ssize_t        n;
-    uint64_t       one;
     py_outcome_t   o;
 
-    one = 1;
     interactive = 0;
 
     for ( ;; ) {
 
         Py_BEGIN_ALLOW_THREADS
-        rc = py_exec_wait(s, &code, &len, &interactive, &op);
+        rc = py_exec_wait(s, &code, &len, &interactive, &op, &tx_policy);
         Py_END_ALLOW_THREADS
 
         if (rc != 0) {
@@ -812,45 +815,221 @@ py_exec_loop(py_session_t *s)
         memset(&o, 0, sizeof(py_outcome_t));
         o.op = op;
 
-        if (op == PY_OP_NAMESPACE) {
-            py_exec_namespace(s, &o);
+        switch (op) {
 
-        } else {
+        case PY_OP_NAMESPACE:
+            py_exec_namespace(s, &o);
+            break;
+
+        case PY_OP_COMMIT:
+        case PY_OP_ROLLBACK:
+            py_exec_decide(s, op, &o);
+            break;
+
+        default:
             /* read by input() of any thread, under the GIL */
             py_exec_interactive = interactive;
 
-            py_exec_run(s, code, len, &o);
+            rc = py_exec_transact(s, tx_policy, code, len, &o);
 
             py_exec_interactive = 0;
+
+            if (rc == 1) {
+                /* a snapshot that has just taken over its session */
+                free(code);
+                continue;
+            }
         }
 
         free(code);
 
-        rc = pthread_mutex_lock(&s->lock);
-        if (rc != 0) {
-            wk_log("pthread_mutex_lock() failed: %s", strerror(rc));
-            py_outcome_free(&o);
-            return;
+        if (o.tx == PY_TX_ROLLED_BACK) {
+            py_exec_hand_over(s, &o);
         }
 
-        s->outcome = o;
-        s->finished = 1;
-
-        rc = pthread_mutex_unlock(&s->lock);
-        if (rc != 0) {
-            wk_log("pthread_mutex_unlock() failed: %s", strerror(rc));
-            return;
-        }
-
-        do {
-            n = write(s->done_fd, &one, sizeof(uint64_t));
-        } while (n == -1 && errno == EINTR);
-
-        if (n != (ssize_t) sizeof(uint64_t)) {
-            wk_log("write(eventfd) failed: %s", strerror(errno));
+        if (py_exec_post(s, &o) != 0) {
             return;
         }
     }
+}
+
+
+/*
+ * Run code under tx_policy: with a snapshot taken first unless the
+ * policy is commit_always, and the snapshot let go, kept (explicit) or
+ * handed the session afterwards.  Returns 0, or 1 in a snapshot that has
+ * taken over (o untouched).
+ */
+static int
+py_exec_transact(py_session_t *s, int tx_policy, char *code, size_t len,
+    py_outcome_t *o)
+{
+    int      rc, undo;
+    int64_t  count;
+
+    if (tx_policy != PY_TX_COMMIT_ALWAYS) {
+        rc = py_tx_begin(s, &count);
+
+        if (rc == 1) {
+            py_exec_count = count;
+            return 1;
+        }
+
+        if (rc != 0) {
+            o->count = py_exec_count;
+            PyErr_SetString(PyExc_OSError, "no snapshot could be taken for "
+                            "the transaction: the code did not run");
+            py_exec_escaped(s, o);
+            return 0;
+        }
+    }
+
+    py_exec_run(s, code, len, o);
+
+    switch (tx_policy) {
+
+    case PY_TX_COMMIT_ON_SUCCESS:
+        undo = (o->status != PY_RUN_OK);
+        break;
+
+    case PY_TX_ROLLBACK_ON_FAILURE:
+        undo = (o->status == PY_RUN_ERROR);
+        break;
+
+    case PY_TX_EXPLICIT:
+        o->tx = PY_TX_PENDING;
+        return 0;
+
+    default:
+        return 0;
+    }
+
+    if (undo) {
+        o->tx = PY_TX_ROLLED_BACK;
+
+    } else {
+        py_tx_commit(s);
+        o->tx = PY_TX_COMMITTED;
+    }
+
+    return 0;
+}
+
+
+/* An explicit transaction's commit or rollback. */
+static void
+py_exec_decide(py_session_t *s, int op, py_outcome_t *o)
+{
+    o->count = py_exec_count;
+
+    if (s->tx_child == 0) {
+        o->status = PY_RUN_ERROR;
+        o->errcode = "no_transaction";
+        return;
+    }
+
+    if (op == PY_OP_COMMIT) {
+        py_tx_commit(s);
+        o->tx = PY_TX_COMMITTED;
+
+    } else {
+        o->tx = PY_TX_ROLLED_BACK;
+    }
+}
+
+
+/* Store the outcome for the I/O thread and wake it; 0, or -1 (logged). */
+static int
+py_exec_post(py_session_t *s, py_outcome_t *o)
+{
+    int       rc;
+    ssize_t   n;
+    uint64_t  one;
+
+    rc = pthread_mutex_lock(&s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_lock() failed: %s", strerror(rc));
+        py_outcome_free(o);
+        return -1;
+    }
+
+    s->outcome = *o;
+    s->finished = 1;
+
+    rc = pthread_mutex_unlock(&s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_unlock() failed: %s", strerror(rc));
+        return -1;
+    }
+
+    one = 1;
+
+    do {
+        n = write(s->done_fd, &one, sizeof(uint64_t));
+    } while (n == -1 && errno == EINTR);
+
+    if (n != (ssize_t) sizeof(uint64_t)) {
+        wk_log("write(eventfd) failed: %s", strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * Undo a run: once the I/O thread has stopped accepting, the snapshot
+ * takes over the session, then the I/O thread answers with its pid.  This
+ * process, with the undone effects, then waits for the supervisor to kill
+ * it (nginx tells it the new pid); it must not exit first, or the
+ * supervisor would take the session for crashed.
+ */
+static void
+py_exec_hand_over(py_session_t *s, py_outcome_t *o)
+{
+    int      rc;
+    int64_t  count;
+    pid_t    pid;
+
+    count = o->count;
+    o->new_pid = 0;
+
+    Py_BEGIN_ALLOW_THREADS
+
+    if (py_exec_post(s, o) != 0) {
+        _exit(EXIT_FAILURE);
+    }
+
+    rc = pthread_mutex_lock(&s->lock);
+
+    while (rc == 0 && !s->released) {
+        rc = pthread_cond_wait(&s->cond, &s->lock);
+    }
+
+    if (rc != 0) {
+        wk_log("session %s: waiting for the I/O thread failed: %s", s->id,
+               strerror(rc));
+        _exit(EXIT_FAILURE);
+    }
+
+    pid = py_tx_handover(s, count);
+
+    s->outcome.new_pid = pid;
+    s->handed = 1;
+
+    (void) pthread_cond_broadcast(&s->cond);
+    (void) pthread_mutex_unlock(&s->lock);
+
+    if (pid == 0) {
+        /* the snapshot is gone: so is the session */
+        _exit(EXIT_FAILURE);
+    }
+
+    for ( ;; ) {
+        (void) pause();
+    }
+
+    Py_END_ALLOW_THREADS
 }
 
 
@@ -861,7 +1040,7 @@ py_exec_loop(py_session_t *s)
  */
 static int
 py_exec_wait(py_session_t *s, char **code, size_t *len, int *interactive,
-    int *op)
+    int *op, int *tx_policy)
 {
     int  rc;
 
@@ -883,6 +1062,7 @@ py_exec_wait(py_session_t *s, char **code, size_t *len, int *interactive,
     *code = s->code;
     *len = s->code_len;
     *op = s->op;
+    *tx_policy = s->tx_policy;
     s->code = NULL;
     s->code_len = 0;
     s->op = PY_OP_RUN;

@@ -103,6 +103,11 @@ py_fatal_init(py_session_t *s)
         return -1;
     }
 
+    if (py_fatal_stack != NULL) {
+        /* a snapshot taking over (py_tx.c): stack and handlers are set */
+        return 0;
+    }
+
     min = sysconf(_SC_SIGSTKSZ);
     size = PY_FATAL_ALTSTACK;
 

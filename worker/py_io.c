@@ -100,6 +100,7 @@ typedef struct {
     unsigned         run_active:1;
     unsigned         timed_out:1;  /* the deadline fired for this run */
     unsigned         interactive:1; /* the run may ask input() */
+    unsigned         tx_pending:1; /* an explicit run waits for its fate */
     int              run_conn;     /* slot of the run's connection, or -1 */
     int64_t          deadline;     /* py_msec() time, 0 for none */
     int64_t          accept_resume; /* listening paused until, 0 if not */
@@ -124,7 +125,9 @@ static void py_io_conn_flush(int i);
 static void py_io_send(int i, const pr_frame_t *f);
 static void py_io_fail(int i, const char *code, const char *message);
 static void py_io_run(int i, const pr_frame_t *f);
-static void py_io_namespace(int i);
+static void py_io_op(int i, int op);
+static int py_io_tx_policy(const pr_frame_t *f);
+static void py_io_release(py_outcome_t *o);
 static void py_io_interrupt(const char *why);
 static int py_io_done(void);
 static void py_io_outcome(const py_outcome_t *o);
@@ -171,6 +174,8 @@ py_io_start(py_session_t *s)
         return -1;
     }
 
+    /* a snapshot taking over starts from a clean slate */
+    memset(&py_io, 0, sizeof(py_io_t));
     py_io.s = s;
 
     /* before the tables part, so that both hold it */
@@ -615,7 +620,15 @@ py_io_conn_frames(int i)
             break;
 
         case PR_T_NAMESPACE:
-            py_io_namespace(i);
+            py_io_op(i, PY_OP_NAMESPACE);
+            break;
+
+        case PR_T_COMMIT:
+            py_io_op(i, PY_OP_COMMIT);
+            break;
+
+        case PR_T_ROLLBACK:
+            py_io_op(i, PY_OP_ROLLBACK);
             break;
 
         case PR_T_INTERRUPT:
@@ -705,11 +718,11 @@ py_io_fail(int i, const char *code, const char *message)
 
 
 /*
- * A "namespace" frame on slot i: the main thread describes the namespace
- * between runs; the answer is an ok frame (py_io_outcome).
+ * An op between runs (namespace, commit, rollback) from slot i, for the
+ * main thread; the answer is an ok or fail frame (py_io_outcome).
  */
 static void
-py_io_namespace(int i)
+py_io_op(int i, int op)
 {
     int            rc;
     py_session_t  *s;
@@ -725,7 +738,7 @@ py_io_namespace(int i)
 
     s->code = NULL;
     s->code_len = 0;
-    s->op = PY_OP_NAMESPACE;
+    s->op = op;
     s->requested = 1;
     s->interrupt = 0;
     s->interactive = 0;
@@ -751,7 +764,7 @@ py_io_namespace(int i)
 static void
 py_io_run(int i, const pr_frame_t *f)
 {
-    int            rc;
+    int            rc, tx;
     char          *code;
     py_session_t  *s;
 
@@ -764,6 +777,18 @@ py_io_run(int i, const pr_frame_t *f)
 
     if (!pr_has(f, code)) {
         py_io_fail(i, "bad_request", "a run frame needs \"code\"");
+        return;
+    }
+
+    if (py_io.tx_pending) {
+        py_io_fail(i, "transaction_pending", "the last run waits for a "
+                   "commit or a rollback");
+        return;
+    }
+
+    tx = py_io_tx_policy(f);
+    if (tx == -1) {
+        py_io_fail(i, "bad_request", "unknown tx_policy");
         return;
     }
 
@@ -791,6 +816,8 @@ py_io_run(int i, const pr_frame_t *f)
 
     s->code = code;
     s->code_len = f->code.len;
+    s->op = PY_OP_RUN;
+    s->tx_policy = tx;
     s->requested = 1;
     s->interrupt = 0;
     s->interactive = pr_has(f, interactive) && f->interactive != 0;
@@ -812,6 +839,80 @@ py_io_run(int i, const pr_frame_t *f)
 
     if (pr_has(f, timeout_ms) && f->timeout_ms > 0) {
         py_io.deadline = py_msec() + f->timeout_ms;
+    }
+}
+
+
+/* A run frame's tx (absent: commit_always), or -1. */
+static int
+py_io_tx_policy(const pr_frame_t *f)
+{
+    size_t  i;
+
+    static const struct {
+        const char  *name;
+        int          policy;
+    } policies[] = {
+        { "commit_always", PY_TX_COMMIT_ALWAYS },
+        { "commit_on_success", PY_TX_COMMIT_ON_SUCCESS },
+        { "rollback_on_failure", PY_TX_ROLLBACK_ON_FAILURE },
+        { "explicit", PY_TX_EXPLICIT },
+    };
+
+    if (!pr_has(f, tx)) {
+        return PY_TX_COMMIT_ALWAYS;
+    }
+
+    for (i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+        if (f->tx.len == strlen(policies[i].name)
+            && memcmp(f->tx.data, policies[i].name, f->tx.len) == 0)
+        {
+            return policies[i].policy;
+        }
+    }
+
+    return -1;
+}
+
+
+/*
+ * A rollback: stop accepting and drop every connection but the run's, let
+ * the main thread hand the session to the snapshot, and learn its pid.
+ * From here on the snapshot's I/O thread serves the session.
+ */
+static void
+py_io_release(py_outcome_t *o)
+{
+    int            i, rc;
+    py_session_t  *s;
+
+    s = py_io.s;
+
+    (void) close(s->listen_fd);
+
+    for (i = 0; i < PY_IO_MAX_CONNS; i++) {
+        if (py_io.conns[i].used && i != py_io.run_conn) {
+            wk_conn_close(&py_io.conns[i].conn);
+            py_io.conns[i].used = 0;
+        }
+    }
+
+    py_io_lock();
+
+    s->released = 1;
+    rc = pthread_cond_broadcast(&s->cond);
+
+    while (rc == 0 && !s->handed) {
+        rc = pthread_cond_wait(&s->cond, &s->lock);
+    }
+
+    o->new_pid = s->outcome.new_pid;
+
+    py_io_unlock();
+
+    if (rc != 0) {
+        wk_log("session %s: the hand-over failed: %s", s->id, strerror(rc));
+        _exit(EXIT_FAILURE);
     }
 }
 
@@ -909,6 +1010,26 @@ py_io_done(void)
 
     py_io_flush_carry();
 
+    if (o.tx == PY_TX_ROLLED_BACK) {
+        py_io_release(&o);
+        py_io_outcome(&o);
+        py_outcome_free(&o);
+
+        /* the answer out, this process waits for the supervisor's kill */
+        (void) py_io_send_all();
+
+        for ( ;; ) {
+            (void) pause();
+        }
+    }
+
+    if (o.tx == PY_TX_PENDING) {
+        py_io.tx_pending = 1;
+
+    } else if (o.tx == PY_TX_COMMITTED) {
+        py_io.tx_pending = 0;
+    }
+
     py_io_outcome(&o);
 
     py_outcome_free(&o);
@@ -925,7 +1046,15 @@ py_io_done(void)
 }
 
 
-/* Send result, error and complete for outcome o to the run's connection. */
+static const char  *py_io_tx_names[] = {
+    NULL, "committed", "rolled_back", "pending"
+};
+
+
+/*
+ * Send result, error and complete for outcome o to the run's connection;
+ * for an op, its ok or fail frame.
+ */
 static void
 py_io_outcome(const py_outcome_t *o)
 {
@@ -934,6 +1063,31 @@ py_io_outcome(const py_outcome_t *o)
     const char  *status;
 
     i = py_io.run_conn;
+
+    if (o->op == PY_OP_COMMIT || o->op == PY_OP_ROLLBACK) {
+        memset(&f, 0, sizeof(pr_frame_t));
+
+        if (o->errcode != NULL) {
+            py_io_fail(i, o->errcode, "no run waits for a commit or a "
+                                      "rollback");
+
+        } else {
+            f.type = PR_T_OK;
+            pr_set_cstr(&f, tx, py_io_tx_names[o->tx]);
+
+            if (o->new_pid > 0) {
+                pr_set_int(&f, pid, o->new_pid);
+            }
+
+            py_io_send(i, &f);
+        }
+
+        if (i >= 0) {
+            py_io_conn_flush(i);
+        }
+
+        return;
+    }
 
     if (o->op == PY_OP_NAMESPACE) {
         memset(&f, 0, sizeof(pr_frame_t));
@@ -998,6 +1152,15 @@ py_io_outcome(const py_outcome_t *o)
     f.removed = o->removed;
     f.has |= (1u << PR_F_added) | (1u << PR_F_modified)
              | (1u << PR_F_removed);
+
+    if (o->tx != PY_TX_NONE) {
+        pr_set_cstr(&f, tx, py_io_tx_names[o->tx]);
+    }
+
+    if (o->new_pid > 0) {
+        pr_set_int(&f, pid, o->new_pid);
+    }
+
     py_io_send(i, &f);
 
     if (i >= 0) {

@@ -11,6 +11,8 @@
  *   py_fatal.c        the last words: asking the I/O thread to send what
  *                     is in the pipes before the process dies, and the
  *                     fatal signal handlers that do so
+ *   py_tx.c           transactions: the copy-on-write snapshot a run can
+ *                     be rolled back to, and its taking over
  *   py_runtime.S      pyrepl_runtime.py embedded as a C string
  *
  * The two threads meet in py_session_t: the I/O thread hands code to the
@@ -93,6 +95,20 @@
 /* what the main thread is asked to do */
 #define PY_OP_RUN        0          /* run code */
 #define PY_OP_NAMESPACE  1          /* describe the namespace (as JSON) */
+#define PY_OP_COMMIT     2          /* keep a pending run's effects */
+#define PY_OP_ROLLBACK   3          /* undo them */
+
+/* a run's tx_policy */
+#define PY_TX_COMMIT_ALWAYS        0
+#define PY_TX_COMMIT_ON_SUCCESS    1   /* kept only when the run is ok */
+#define PY_TX_ROLLBACK_ON_FAILURE  2   /* undone when the code raised */
+#define PY_TX_EXPLICIT             3   /* kept pending until an op says */
+
+/* what became of a run's effects (py_outcome_t.tx) */
+#define PY_TX_NONE         0          /* no transaction */
+#define PY_TX_COMMITTED    1
+#define PY_TX_ROLLED_BACK  2          /* the snapshot took over */
+#define PY_TX_PENDING      3          /* explicit: waiting for an op */
 
 
 typedef struct {
@@ -107,6 +123,10 @@ typedef struct {
     pr_strs_t    added;            /* names the run changed */
     pr_strs_t    modified;
     pr_strs_t    removed;
+    int          tx;               /* PY_TX_NONE ... PY_TX_PENDING */
+    pid_t        new_pid;          /* rolled back: the process that took */
+                                   /* over the session */
+    const char  *errcode;          /* a refused op's fail code (static) */
 } py_outcome_t;
 
 
@@ -115,6 +135,8 @@ typedef struct {
     const char      *id;
     size_t           max_frame;    /* cap on a frame either way */
     int              listen_fd;    /* the I/O thread's */
+    int              spare_listen_fd;  /* a copy in the main table, for */
+                                   /* a snapshot that takes over */
     int              out_fd;       /* read ends of the fd 1 and 2 pipes, */
     int              err_fd;       /* the I/O thread's, non-blocking */
     int              out_wfd;      /* their write ends, dup2'd onto fds 1 */
@@ -141,6 +163,7 @@ typedef struct {
     char            *code;
     size_t           code_len;
     int              op;           /* PY_OP_* */
+    int              tx_policy;    /* PY_TX_COMMIT_ALWAYS ... */
     unsigned         requested:1;
 
     /* under lock: an interrupt was asked for since the code was handed */
@@ -166,6 +189,18 @@ typedef struct {
     /* under lock: the outcome of the run that just finished */
     py_outcome_t     outcome;
     unsigned         finished:1;
+
+    /*
+     * under lock: a rollback's hand-over.  The I/O thread has stopped
+     * accepting (released), then the snapshot has been told to take over
+     * (handed), then the I/O thread answers with the new pid.
+     */
+    unsigned         released:1;
+    unsigned         handed:1;
+
+    /* main thread only: the snapshot of a run in a transaction */
+    pid_t            tx_child;     /* 0: none */
+    int              tx_fd;        /* write end of its decision pipe */
 } py_session_t;
 
 
@@ -199,6 +234,34 @@ void py_exec_loop(py_session_t *s);
 
 /* Free every string of an outcome and zero it. */
 void py_outcome_free(py_outcome_t *o);
+
+
+/* python_session.c */
+
+/*
+ * In a snapshot that takes over its session: the descriptors, the lock
+ * and the I/O thread of its own, as at start-up.  Returns 0 or -1
+ * (logged).
+ */
+int py_session_restart(py_session_t *s);
+
+
+/* py_tx.c */
+
+/*
+ * Take a snapshot before a run: fork (GIL held).  Returns 0 in the
+ * session process (the snapshot waits), -1 if it could not (logged), and
+ * 1 in the snapshot once it has taken over the session, with *count the
+ * execution count to go on from.  A snapshot that is let go never
+ * returns.
+ */
+int py_tx_begin(py_session_t *s, int64_t *count);
+
+/* Let the snapshot go (the run's effects stay). */
+void py_tx_commit(py_session_t *s);
+
+/* Tell the snapshot to take over at count; returns its pid, or 0. */
+pid_t py_tx_handover(py_session_t *s, int64_t count);
 
 
 /* py_fatal.c */

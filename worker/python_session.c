@@ -72,7 +72,7 @@ static int py_session_args(int argc, char **argv, py_session_t *s,
 static int py_session_signals(void);
 static int py_session_std_fds(void);
 static int py_session_log_fd(py_session_t *s);
-static int py_session_listen_fd(int fd);
+static int py_session_listen_fd(py_session_t *s);
 static int py_session_pipes(py_session_t *s);
 static int py_session_redirect(py_session_t *s);
 static void py_session_usage(void);
@@ -80,6 +80,8 @@ static void py_session_usage(void);
 
 static py_session_t  py_session = {
     .listen_fd = -1,
+    .spare_listen_fd = -1,
+    .tx_fd = -1,
     .out_fd = -1,
     .err_fd = -1,
     .out_wfd = -1,
@@ -148,7 +150,7 @@ main(int argc, char **argv)
 
         /* a session process forked by the zygote from here on */
 
-        if (py_session_listen_fd(s->listen_fd) != 0
+        if (py_session_listen_fd(s) != 0
             || py_session_pipes(s) != 0)
         {
             _exit(EXIT_FAILURE);
@@ -160,7 +162,7 @@ main(int argc, char **argv)
         if (py_session_signals() != 0
             || py_session_std_fds() != 0
             || py_session_log_fd(s) != 0
-            || py_session_listen_fd(s->listen_fd) != 0
+            || py_session_listen_fd(s) != 0
             || py_session_pipes(s) != 0
             || wk_confine_session(&py_zygote.confine, s->id, -1,
                                   &s->listen_fd, 1) != 0)
@@ -453,13 +455,16 @@ py_session_log_fd(py_session_t *s)
 
 /*
  * The inherited socket must be listening; it becomes non-blocking (the
- * accept loop runs to EAGAIN) and close-on-exec.
+ * accept loop runs to EAGAIN) and close-on-exec, and gets a spare copy
+ * that stays in the main thread's table for a snapshot (py_tx.c).
  */
 static int
-py_session_listen_fd(int fd)
+py_session_listen_fd(py_session_t *s)
 {
-    int        flags, on;
+    int        fd, flags, on;
     socklen_t  len;
+
+    fd = s->listen_fd;
 
     on = 0;
     len = sizeof(int);
@@ -485,6 +490,73 @@ py_session_listen_fd(int fd)
     if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
         wk_log("--listen-fd %d: fcntl(FD_CLOEXEC) failed: %s", fd,
                strerror(errno));
+        return -1;
+    }
+
+    s->spare_listen_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (s->spare_listen_fd == -1) {
+        wk_log("--listen-fd %d: fcntl(F_DUPFD_CLOEXEC) failed: %s", fd,
+               strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+py_session_restart(py_session_t *s)
+{
+    int  rc;
+
+    /* the old process's ends: its I/O thread is not ours */
+    (void) close(s->done_fd);
+    (void) close(s->input_fd);
+    (void) close(s->drain_wfd);
+    (void) close(s->ack_fd);
+
+    /* held, maybe, by a thread that does not exist here */
+    rc = pthread_mutex_init(&s->lock, NULL);
+    if (rc == 0) {
+        rc = pthread_cond_init(&s->cond, NULL);
+    }
+
+    if (rc != 0) {
+        wk_log("session %s: pthread init failed: %s", s->id, strerror(rc));
+        return -1;
+    }
+
+    s->code = NULL;             /* the old process's to free */
+    s->code_len = 0;
+    s->op = PY_OP_RUN;
+    s->requested = 0;
+    s->interrupt = 0;
+    s->interactive = 0;
+    s->input_state = PY_INPUT_NONE;
+    memset(&s->input_prompt, 0, sizeof(pr_str_t));
+    memset(&s->input_text, 0, sizeof(pr_str_t));
+    s->io_ready = 0;
+    s->io_failed = 0;
+    s->io_tid = 0;
+    memset(&s->outcome, 0, sizeof(py_outcome_t));
+    s->finished = 0;
+    s->released = 0;
+    s->handed = 0;
+    s->tx_child = 0;
+    s->tx_fd = -1;
+
+    s->listen_fd = fcntl(s->spare_listen_fd, F_DUPFD_CLOEXEC, 3);
+    if (s->listen_fd == -1) {
+        wk_log("session %s: fcntl(F_DUPFD_CLOEXEC) failed: %s", s->id,
+               strerror(errno));
+        return -1;
+    }
+
+    if (py_session_pipes(s) != 0
+        || py_io_start(s) != 0
+        || py_session_redirect(s) != 0
+        || py_fatal_init(s) != 0)
+    {
         return -1;
     }
 

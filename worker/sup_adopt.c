@@ -87,6 +87,7 @@ static void
 sup_adopt_session(const sup_conf_t *conf, const sup_jrec_t *r)
 {
     int             fd;
+    sup_proc_t      p;
     sup_session_t  *s;
     char            sock[PATH_MAX], dir[PATH_MAX];
 
@@ -114,6 +115,11 @@ sup_adopt_session(const sup_conf_t *conf, const sup_jrec_t *r)
         s->start = r->start;
         s->pidfd = fd;
         s->adopted = 1;
+
+        /* moved by a rollback: not the group leader any more */
+        if (sup_proc_stat(r->pid, &p) == 0) {
+            s->pgid = p.pgrp;
+        }
 
         wk_log("session %s (pid %ld) adopted", s->id, (long) s->pid);
         return;
@@ -445,11 +451,11 @@ sup_adopt_kill(sup_session_t *s)
     pfd.revents = 0;
 
     /* still running: its process group id cannot have been reused */
-    if (poll(&pfd, 1, 0) == 0 && kill(-s->pid, SIGKILL) == -1
+    if (poll(&pfd, 1, 0) == 0 && kill(-s->pgid, SIGKILL) == -1
         && errno != ESRCH)
     {
         wk_log("session %s: kill(-%ld, SIGKILL) failed: %s", s->id,
-               (long) s->pid, strerror(errno));
+               (long) s->pgid, strerror(errno));
     }
 
     if (pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0) == -1
@@ -458,6 +464,28 @@ sup_adopt_kill(sup_session_t *s)
         wk_log("session %s: pidfd_send_signal() failed: %s", s->id,
                strerror(errno));
     }
+}
+
+
+int
+sup_adopt_repid(sup_session_t *s, pid_t pid, uint64_t start)
+{
+    int  fd;
+
+    fd = sup_proc_pidfd(pid, start);
+
+    if (fd == -1 || sup_adopt_watch(fd) == -1) {
+        if (fd != -1) {
+            (void) close(fd);
+        }
+
+        return -1;
+    }
+
+    sup_adopt_forget(s);
+    s->pidfd = fd;
+
+    return 0;
 }
 
 

@@ -250,15 +250,66 @@ fail:
 static void
 sup_kill_group(sup_session_t *s)
 {
-    if (kill(-s->pid, SIGKILL) == -1 && errno != ESRCH) {
+    if (kill(-s->pgid, SIGKILL) == -1 && errno != ESRCH) {
         wk_log("session %s: kill(-%ld, SIGKILL) failed: %s", s->id,
-               (long) s->pid, strerror(errno));
+               (long) s->pgid, strerror(errno));
     }
 
     if (kill(s->pid, SIGKILL) == -1 && errno != ESRCH) {
         wk_log("session %s: kill(%ld, SIGKILL) failed: %s", s->id,
                (long) s->pid, strerror(errno));
     }
+}
+
+
+int
+sup_move(const sup_conf_t *conf, const char *id, pid_t pid, sup_err_t *err)
+{
+    pid_t           old;
+    sup_proc_t      p;
+    sup_session_t  *s;
+
+    s = sup_session_find(id);
+
+    if (s == NULL || s->state != SUP_S_LIVE) {
+        SUP_ERR(err, "not_found", "no live session %s", id);
+        return -1;
+    }
+
+    if (pid == s->pid) {
+        return 0;
+    }
+
+    /* only a process of the session's own group and session qualifies */
+    if (pid <= 0 || sup_proc_stat(pid, &p) == -1
+        || p.pgrp != s->pgid || p.sid != s->pgid)
+    {
+        SUP_ERR(err, "bad_request", "pid %ld is no process of session %s",
+                (long) pid, id);
+        return -1;
+    }
+
+    if (s->adopted && sup_adopt_repid(s, pid, p.start) == -1) {
+        SUP_ERR(err, "bad_request", "pid %ld cannot be watched", (long) pid);
+        return -1;
+    }
+
+    old = s->pid;
+    s->pid = pid;
+    s->start = p.start;
+
+    (void) sup_journal_rewrite(conf);
+
+    /* the process that ran the undone code; reaped as an unknown child */
+    if (kill(old, SIGKILL) == -1 && errno != ESRCH) {
+        wk_log("session %s: kill(%ld, SIGKILL) failed: %s", id, (long) old,
+               strerror(errno));
+    }
+
+    wk_log("session %s moved from pid %ld to %ld (a rollback)", id,
+           (long) old, (long) pid);
+
+    return 0;
 }
 
 
@@ -308,7 +359,12 @@ sup_kill(const sup_conf_t *conf, const char *id)
                    strerror(errno));
         }
 
-        if (rc != 0) {
+        if (rc > 0) {
+            /* reaped here, not by sup_reap(): what it left is swept too */
+            sup_session_remove(s);
+            sup_sweep_later();
+
+        } else if (rc == -1) {
             sup_session_remove(s);
         }
 
@@ -562,7 +618,7 @@ sup_sweep_spares(const sup_conf_t *conf, pid_t pid, const sup_proc_t *p)
 
     for (i = 0; i < n; i++) {
         s = sup_session_at(i);
-        if (s->state == SUP_S_LIVE && s->pid == p->sid) {
+        if (s->state == SUP_S_LIVE && s->pgid == p->sid) {
             return 1;       /* a live session's */
         }
     }

@@ -128,6 +128,25 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
         pr_set_int(reply, pid, pid);
         return 0;
 
+    case PR_T_MOVE:
+        if (sup_request_id(req, id) == -1 || !pr_has(req, pid)
+            || req->pid <= 0 || req->pid > INT32_MAX)
+        {
+            sup_request_fail(reply, err, "bad_request",
+                             "move takes an id and a pid");
+            return 0;
+        }
+
+        if (sup_move(conf, id, (pid_t) req->pid, err) == -1) {
+            sup_request_fail(reply, err, NULL, NULL);
+            return 0;
+        }
+
+        reply->type = PR_T_OK;
+        pr_set_str(reply, id, req->id.data, req->id.len);
+        pr_set_int(reply, pid, req->pid);
+        return 0;
+
     case PR_T_KILL:
         if (sup_request_id(req, id) == -1) {
             sup_request_fail(reply, err, "bad_request",

@@ -65,6 +65,7 @@ sup_session_add(const char *id, pid_t pid)
     memcpy(s->id, id, SUP_ID_LEN);
     s->id[SUP_ID_LEN] = '\0';
     s->pid = pid;
+    s->pgid = pid;
     s->state = SUP_S_LIVE;
     s->start = 0;
     s->pidfd = -1;

@@ -134,7 +134,10 @@ int sup_listen_unix(const char *path, int nonblock, int replace, uid_t uid,
 
 typedef struct {
     char         id[SUP_ID_LEN + 1];
-    pid_t        pid;      /* also the process group id; 0 if unknown */
+    pid_t        pid;      /* 0 if unknown */
+    pid_t        pgid;     /* process group and session id: the first */
+                           /* pid (a rollback hands the session to
+                              another process of the group, "move") */
     int          state;
     uint64_t     start;    /* start time (/proc stat field 22), or 0 */
     int          pidfd;    /* adopted: a pidfd of the process, else -1 */
@@ -244,6 +247,9 @@ void sup_adopt_kill(sup_session_t *s);
 /* Forget an adopted entry's pidfd before the entry is removed. */
 void sup_adopt_forget(sup_session_t *s);
 
+/* Watch an adopted entry's new process instead (sup_move); 0 or -1. */
+int sup_adopt_repid(sup_session_t *s, pid_t pid, uint64_t start);
+
 
 /* sup_spawn.c */
 
@@ -291,6 +297,14 @@ int sup_id_taken(const sup_conf_t *conf, const char *id, sup_err_t *err);
 int sup_paths(const sup_conf_t *conf, const char *name, char *sock,
     char *dir);
 void sup_kill(const sup_conf_t *conf, const char *id);
+
+/*
+ * Session id is served by pid from now on (a rollback's snapshot, in the
+ * session's process group): the old process is killed, the journal
+ * rewritten.  Returns 0, or -1 with err filled.
+ */
+int sup_move(const sup_conf_t *conf, const char *id, pid_t pid,
+    sup_err_t *err);
 void sup_reap(const sup_conf_t *conf);
 void sup_kill_all(const sup_conf_t *conf);
 size_t sup_unreaped(void);

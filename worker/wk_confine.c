@@ -23,6 +23,35 @@ static int wk_confine_number(const char *name, const char *arg,
 static int wk_confine_flag(const char *name, const char *arg);
 
 
+#if defined(__SANITIZE_ADDRESS__)
+#define WK_CONFINE_ASAN  1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WK_CONFINE_ASAN  1
+#endif
+#endif
+
+#ifdef WK_CONFINE_ASAN
+
+static int  wk_confine_confined;
+
+/*
+ * LeakSanitizer's check at exit stops the process's threads with ptrace,
+ * which the seccomp filter denies: it would fail with a fatal error in
+ * every confined process.  It is skipped there (the sanitizer calls this
+ * hook); unconfined processes (the supervisor) are still checked.
+ */
+int __lsan_is_turned_off(void);
+
+int
+__lsan_is_turned_off(void)
+{
+    return wk_confine_confined;
+}
+
+#endif
+
+
 void
 wk_confine_init(wk_confine_t *c)
 {
@@ -271,6 +300,10 @@ wk_confine_session(wk_confine_t *c, const char *id, int dirfd,
     sb.workdir_fd = fd;
 
     (void) umask(077);
+
+#ifdef WK_CONFINE_ASAN
+    wk_confine_confined = (sb.seccomp != WK_SANDBOX_SECCOMP_OFF);
+#endif
 
     if (wk_sandbox_apply(&sb, err, sizeof(err)) != 0) {
         wk_log("session %s: cannot confine the process: %s", id, err);
