@@ -19,7 +19,7 @@
  * (restated from ngx_http_pyrepl_exec_parse and ngx_http_pyrepl_ws_message)
  * and round trips: pr_json_to_msgpack must pack it exactly when it nests no
  * deeper than PR_MPJSON_MAX_DEPTH; the packed bytes must unpack whole (if
- * msgpack-c's own depth limit allows, see MSGPACK_C_MAX_DEPTH) and convert
+ * msgpack-c's own depth limit allows, see MSGPACK_C_MAX_NESTING) and convert
  * back to an equal value (unless an object key is 256 bytes or
  * longer, which only the msgpack side refuses), which packs to the same
  * bytes; and json_dumps output must parse back to an equal value.
@@ -55,8 +55,9 @@
 /*
  * msgpack-c's unpacker refuses (MSGPACK_UNPACK_NOMEM_ERROR) more than 32
  * nested containers (its fixed parse stack), below PR_MPJSON_MAX_DEPTH.
+ * Containers, not levels below the top (json_depth): "[[]]" is two.
  */
-#define MSGPACK_C_MAX_DEPTH  32
+#define MSGPACK_C_MAX_NESTING  32
 
 
 static char *
@@ -159,6 +160,37 @@ json_depth(json_t *j)
     }
 
     return m;
+}
+
+
+/* Containers nested in j, j included: 0 for a scalar, 2 for [[]]. */
+static int
+json_nesting(json_t *j)
+{
+    int          d, m;
+    size_t       i;
+    json_t      *v;
+    const char  *key;
+
+    m = 0;
+
+    if (json_is_object(j)) {
+        json_object_foreach(j, key, v) {
+            d = json_nesting(v);
+            m = d > m ? d : m;
+        }
+
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v) {
+            d = json_nesting(v);
+            m = d > m ? d : m;
+        }
+
+    } else {
+        return 0;
+    }
+
+    return 1 + m;
 }
 
 
@@ -329,7 +361,7 @@ msgpack_round_trip(json_t *j)
     off = 0;
     rc = msgpack_unpack_next(&up, copy, sb.size, &off);
 
-    if (json_depth(j) > MSGPACK_C_MAX_DEPTH) {
+    if (json_nesting(j) > MSGPACK_C_MAX_NESTING) {
         REQUIRE(rc == MSGPACK_UNPACK_NOMEM_ERROR);
         goto done;
     }
