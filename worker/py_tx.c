@@ -44,6 +44,9 @@
 static int py_tx_wait(py_session_t *s, int fd, int64_t *count);
 
 
+static pid_t  py_tx_exiting;      /* a committed snapshot not reaped yet */
+
+
 int
 py_tx_begin(py_session_t *s, int64_t *count)
 {
@@ -85,6 +88,7 @@ py_tx_begin(py_session_t *s, int64_t *count)
     if (pid == 0) {
         PyOS_AfterFork_Child();
 
+        py_tx_exiting = 0;              /* the old process's child */
         (void) close(fds[1]);
 
         rc = py_tx_wait(s, fds[0], count);
@@ -145,6 +149,11 @@ py_tx_wait(py_session_t *s, int fd, int64_t *count)
 }
 
 
+/*
+ * The snapshot exits on its own; tearing down its address space takes
+ * as long as the fork took, so it is reaped without waiting, here or at
+ * the next commit (one may be on its way out at a time).
+ */
 void
 py_tx_commit(py_session_t *s)
 {
@@ -159,9 +168,17 @@ py_tx_commit(py_session_t *s)
     (void) write(s->tx_fd, &c, 1);
     (void) close(s->tx_fd);
 
+    if (py_tx_exiting != 0) {
+        do {
+            pid = waitpid(py_tx_exiting, NULL, 0);
+        } while (pid == -1 && errno == EINTR);
+    }
+
     do {
-        pid = waitpid(s->tx_child, NULL, 0);
+        pid = waitpid(s->tx_child, NULL, WNOHANG);
     } while (pid == -1 && errno == EINTR);
+
+    py_tx_exiting = (pid == 0) ? s->tx_child : 0;
 
     s->tx_child = 0;
     s->tx_fd = -1;

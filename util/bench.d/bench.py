@@ -74,12 +74,24 @@ ROWS = [
      "< 4 MiB", lambda v: v["mib"] < 4),
     ("pss_1000", "PSS per idle session (1000 sessions)", "mib",
      "< 4 MiB", lambda v: v["mib"] < 4),
+    ("tx_small", "1+1 under rollback_on_failure, small namespace (JSON)",
+     "lat", None, None),
+    ("rb_small", "failing run rolled back (commit_on_success), small "
+     "namespace", "lat", None, None),
+    ("rt_200mb", "1+1 commit_always, 200 MB namespace (JSON)", "lat",
+     None, None),
+    ("tx_200mb", "1+1 under rollback_on_failure, 200 MB namespace (JSON)",
+     "lat", None, None),
+    ("rb_200mb", "failing run rolled back (commit_on_success), 200 MB "
+     "namespace", "lat", None, None),
     ("ckpt_size", "checkpoint size", "bytes", None, None),
     ("ckpt_time", "checkpoint time", "lat", None, None),
 ]
 
 JSON_ACCEPT = "application/json"
 RUN_11 = '{"code":"1+1"}'
+RUN_11_TX = '{"code":"1+1","tx_policy":"rollback_on_failure"}'
+RUN_FAIL_TX = '{"code":"1/0","tx_policy":"commit_on_success"}'
 WS_RUN = '{"type":"run","id":"{rid}","code":%s}'
 WS_DONE = '"execution_complete"'
 OK_MARK = '"status":"ok"'
@@ -399,6 +411,37 @@ class Bench:
 
         self.attempt("output throughput", ["bulk_sse", "bulk_ws"], "pyrepl",
                      bulk)
+
+        def tx(sid, suffix):
+            path = f"/session/{sid}/run"
+            rows = [("tx_" + suffix, RUN_11_TX, '"tx":"committed"'),
+                    ("rb_" + suffix, RUN_FAIL_TX, '"tx":"rolled_back"')]
+            if suffix != "small":
+                rows.insert(0, ("rt_" + suffix, RUN_11, OK_MARK))
+            for key, body, mark in rows:
+                r = self.lg("load", "--port", port, "--path", path,
+                            "--method", "POST", "--body", body,
+                            "--accept", JSON_ACCEPT, "--ok", mark, *common)
+                self.put(key, "pyrepl", self.lat(r), r)
+
+        self.attempt("transactions, small namespace", ["tx_small", "rb_small"],
+                     "pyrepl", lambda: tx(sids[4], "small"))
+
+        def big():
+            status, body = self.instances[0].request(
+                "POST", f"/session/{sids[5]}/run",
+                {"code": "big = b'x' * (200 << 20)"})
+            if status != 200:
+                raise BenchError(f"200 MB namespace: {status} {body}")
+            tx(sids[5], "200mb")
+            self.instances[0].request("DELETE", f"/session/{sids[5]}")
+
+        self.attempt("transactions, 200 MB namespace",
+                     ["rt_200mb", "tx_200mb", "rb_200mb"], "pyrepl", big)
+        self.notes.append("Transactions: a snapshot (fork) is taken before "
+                          "each run; committed runs let it go, rolled-back "
+                          "runs hand the session to it (new pid). The 200 MB "
+                          "session holds `big = b'x' * (200 << 20)`.")
 
     def check_stamps(self, r):
         want = self.plan.stream_lines
