@@ -260,10 +260,15 @@ ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
             i = 0;
         }
 
-        if (h[i].key.len == sizeof("X-API-Key") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-API-Key",
-                               sizeof("X-API-Key") - 1) == 0)
+        if ((h[i].key.len == sizeof("X-API-Key") - 1
+             && ngx_strncasecmp(h[i].key.data, (u_char *) "X-API-Key",
+                                sizeof("X-API-Key") - 1) == 0)
+            || (h[i].key.len == sizeof("X-EXECD-ACCESS-TOKEN") - 1
+                && ngx_strncasecmp(h[i].key.data,
+                                   (u_char *) "X-EXECD-ACCESS-TOKEN",
+                                   sizeof("X-EXECD-ACCESS-TOKEN") - 1) == 0))
         {
+            /* the second: OpenSandbox execd's clients send that one */
             *key = h[i].value;
             return NGX_OK;
         }

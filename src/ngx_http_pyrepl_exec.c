@@ -105,6 +105,10 @@ ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
     ex->timeout = ex->pmcf->run_timeout_max;
 
     v = json_object_get(body, "timeout_ms");
+    if (v == NULL && ex->opensandbox) {
+        v = json_object_get(body, "timeout");    /* execd's, milliseconds */
+    }
+
     if (v != NULL && !json_is_null(v)) {
         if (!json_is_integer(v) || json_integer_value(v) < 1
             || json_integer_value(v) > (json_int_t) ex->pmcf->run_timeout_max)

@@ -225,6 +225,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, warmup),
       NULL },
 
+    { ngx_string("pyrepl_dialect"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_loc_conf_t, dialect),
+      &ngx_http_pyrepl_dialects },
+
     { ngx_string("pyrepl_user"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_http_pyrepl_user,
@@ -836,6 +843,7 @@ ngx_http_pyrepl_create_loc_conf(ngx_conf_t *cf)
     }
 
     plcf->enable = NGX_CONF_UNSET;
+    plcf->dialect = NGX_CONF_UNSET_UINT;
 
     return plcf;
 }
@@ -850,6 +858,8 @@ ngx_http_pyrepl_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_core_loc_conf_t  *clcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_uint_value(conf->dialect, prev->dialect,
+                              PYREPL_DIALECT_PYREPL);
 
     /*
      * Bodies over client_max_body_size must get the JSON 413 of API.md, not

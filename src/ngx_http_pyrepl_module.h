@@ -165,8 +165,12 @@ typedef struct {
 } ngx_http_pyrepl_main_conf_t;
 
 
+#define PYREPL_DIALECT_PYREPL       0
+#define PYREPL_DIALECT_OPENSANDBOX  1    /* ngx_http_pyrepl_opensandbox.c */
+
 typedef struct {
     ngx_flag_t               enable;
+    ngx_uint_t               dialect;        /* PYREPL_DIALECT_* */
     off_t                    max_body_size;  /* client_max_body_size */
 } ngx_http_pyrepl_loc_conf_t;
 
@@ -276,6 +280,7 @@ struct ngx_http_pyrepl_exec_s {
     unsigned                      has_cwd:1;
     unsigned                      has_stdin:1;
     unsigned                      terminated:1; /* ended before this run */
+    unsigned                      opensandbox:1; /* that dialect's fields */
 };
 
 const char *ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex,
@@ -350,6 +355,14 @@ ngx_int_t ngx_http_pyrepl_sandbox_check(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf);
 ngx_uint_t ngx_http_pyrepl_sandbox_argv(ngx_http_pyrepl_main_conf_t *pmcf,
     char **argv, u_char (*bufs)[NGX_INT64_LEN + 1]);
+
+
+/* OpenSandbox execd's dialect (ngx_http_pyrepl_opensandbox.c) */
+
+extern ngx_conf_enum_t  ngx_http_pyrepl_dialects[];
+
+ngx_uint_t ngx_http_pyrepl_dialect(ngx_http_request_t *r);
+json_t *ngx_http_pyrepl_opensandbox_event(const char *event, json_t *data);
 
 
 /* the supervisor process (ngx_http_pyrepl_spawn.c) */

@@ -117,6 +117,9 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
         return;
     }
 
+    ctx->exec.opensandbox = (ngx_http_pyrepl_dialect(r)
+                             == PYREPL_DIALECT_OPENSANDBOX);
+
     invalid = ngx_http_pyrepl_exec_parse(&ctx->exec, body);
     json_decref(body);
 
@@ -272,6 +275,10 @@ ngx_http_pyrepl_sse_write(ngx_http_pyrepl_run_t *ctx, const char *event,
     ngx_http_core_loc_conf_t  *clcf;
 
     r = ctx->request;
+
+    if (data != NULL && ctx->exec.opensandbox) {
+        data = ngx_http_pyrepl_opensandbox_event(event, data);
+    }
 
     if (data == NULL) {
         goto failed;

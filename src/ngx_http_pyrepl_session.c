@@ -239,8 +239,11 @@ ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
         return NGX_DONE;
     }
 
+    /* OpenSandbox's clients take 200 only */
     ngx_http_finalize_request(r,
-        ngx_http_pyrepl_send_json(r, NGX_HTTP_CREATED,
+        ngx_http_pyrepl_send_json(r, ngx_http_pyrepl_dialect(r)
+                                     == PYREPL_DIALECT_OPENSANDBOX
+                                     ? NGX_HTTP_OK : NGX_HTTP_CREATED,
                                   ngx_http_pyrepl_session_json(&ctl->session,
                                                                0)));
     return NGX_DONE;

@@ -1,0 +1,133 @@
+/*
+ * ngx_http_pyrepl_opensandbox.c: "pyrepl_dialect opensandbox;", a location
+ * that speaks the bash-session API of OpenSandbox's execd, so that its
+ * SDKs work against PyREPL unchanged:
+ *
+ *   POST /session {"cwd"?}                 200 {"session_id", ...} (not 201)
+ *   POST /session/{id}/run {"command", "cwd"?, "timeout"? (ms)}
+ *                                          SSE whose data objects carry
+ *                                          "type" and "timestamp" (Unix ms),
+ *                                          output as "text", errors nested
+ *                                          as "error": {ename, evalue,
+ *                                          traceback}, a command's non-zero
+ *                                          exit as ename "CommandExecError"
+ *                                          with the exit code as evalue,
+ *                                          execution_complete with
+ *                                          "execution_time" (ms)
+ *   DELETE /session/{id}                   as always
+ *   X-EXECD-ACCESS-TOKEN: <key>            accepted everywhere, like X-API-Key
+ *
+ * The event names, ids and every PyREPL field stay; only fields are added
+ * or nested.  Pair it with "pyrepl_default_language bash;" so that a
+ * create without a body gets a shell, as execd's does.  execd's interrupt
+ * (DELETE /command?id=) lives outside /session and is not served.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+
+
+ngx_conf_enum_t  ngx_http_pyrepl_dialects[] = {
+    { ngx_string("pyrepl"), PYREPL_DIALECT_PYREPL },
+    { ngx_string("opensandbox"), PYREPL_DIALECT_OPENSANDBOX },
+    { ngx_null_string, 0 }
+};
+
+
+static json_t *ngx_http_pyrepl_opensandbox_error(json_t *data);
+
+
+ngx_uint_t
+ngx_http_pyrepl_dialect(ngx_http_request_t *r)
+{
+    ngx_http_pyrepl_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyrepl_module);
+
+    return plcf->dialect;
+}
+
+
+/* One SSE event's data in execd's shape (data stolen); NULL: no memory. */
+json_t *
+ngx_http_pyrepl_opensandbox_event(const char *event, json_t *data)
+{
+    json_t     *v, *add;
+    ngx_msec_t  now;
+    ngx_time_t *tp;
+
+    tp = ngx_timeofday();
+    now = (ngx_msec_t) tp->sec * 1000 + tp->msec;
+
+    add = NULL;
+
+    if (ngx_strcmp(event, "init") == 0) {
+        v = json_object_get(data, "session_id");
+        add = json_pack("{s:O?}", "text", v);
+
+    } else if (ngx_strcmp(event, "result") == 0) {
+        v = json_object_get(json_object_get(data, "data"), "text/plain");
+        add = json_pack("{s:{s:O?}}", "results", "text", v);
+
+    } else if (ngx_strcmp(event, "error") == 0) {
+        add = ngx_http_pyrepl_opensandbox_error(data);
+
+    } else if (ngx_strcmp(event, "execution_complete") == 0) {
+        v = json_object_get(data, "duration_ms");
+        add = json_pack("{s:O?}", "execution_time", v);
+
+    } else {
+        add = json_object();
+    }
+
+    if (add == NULL
+        || json_object_set_new(add, "type", json_string(event)) != 0
+        || json_object_set_new(add, "timestamp", json_integer(now)) != 0
+        || json_object_update_missing(data, add) != 0)
+    {
+        json_decref(add);
+        json_decref(data);
+        return NULL;
+    }
+
+    json_decref(add);
+
+    return data;
+}
+
+
+/*
+ * {"error": {ename, evalue, traceback}}; a bash command's non-zero exit
+ * ("CommandError", "exit status N") becomes execd's "CommandExecError"
+ * with evalue "N", from which its SDKs read the exit code.
+ */
+static json_t *
+ngx_http_pyrepl_opensandbox_error(json_t *data)
+{
+    char        tb[64];
+    json_t     *ename, *evalue, *traceback;
+    const char *value;
+
+    ename = json_object_get(data, "ename");
+    evalue = json_object_get(data, "evalue");
+    traceback = json_object_get(data, "traceback");
+
+    value = json_string_value(evalue);
+
+    if (json_is_string(ename)
+        && ngx_strcmp(json_string_value(ename), "CommandError") == 0
+        && value != NULL
+        && ngx_strncmp(value, "exit status ", sizeof("exit status ") - 1)
+           == 0)
+    {
+        value += sizeof("exit status ") - 1;
+        ngx_snprintf((u_char *) tb, sizeof(tb) - 1,
+                     "command exited with code %s%Z", (u_char *) value);
+
+        return json_pack("{s:{s:s,s:s,s:[s]}}", "error",
+                         "ename", "CommandExecError", "evalue", value,
+                         "traceback", tb);
+    }
+
+    return json_pack("{s:{s:O?,s:O?,s:O?}}", "error", "ename", ename,
+                     "evalue", evalue, "traceback", traceback);
+}
