@@ -38,7 +38,7 @@ METRICS = [
 ]
 
 
-@pytest.mark.skipif(PRELOAD, reason="util/bench measures the plain build, "
+@pytest.mark.skipif(bool(PRELOAD), reason="util/bench measures the plain build, "
                                     "not the sanitized one")
 def test_quick_bench_reports_every_row(tmp_path):
     out = tmp_path / "results.json"

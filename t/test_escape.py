@@ -158,7 +158,7 @@ def test_fork_bomb_is_stopped_at_the_process_limit(nginx, attacker, victim):
     wait_for(lambda: not uid_processes(uid), what="the bomb to be killed")
 
 
-@pytest.mark.skipif(PRELOAD, reason="no RLIMIT_AS under AddressSanitizer")
+@pytest.mark.skipif(bool(PRELOAD), reason="no RLIMIT_AS under AddressSanitizer")
 def test_memory_bomb_gets_memory_error(nginx, attacker, victim):
     out = out_of(nginx, attacker, """
         try:
