@@ -36,6 +36,10 @@ static ngx_http_pyrepl_action_t  ngx_http_pyrepl_actions[] = {
     { ngx_string("namespace"), NGX_HTTP_GET,
       ngx_http_pyrepl_namespace_handler },
     { ngx_string("commit"), NGX_HTTP_POST, ngx_http_pyrepl_commit_handler },
+    { ngx_string("checkpoint"), NGX_HTTP_POST,
+      ngx_http_pyrepl_checkpoint_handler },
+    { ngx_string("restore"), NGX_HTTP_POST,
+      ngx_http_pyrepl_restore_handler },
     { ngx_string("rollback"), NGX_HTTP_POST,
       ngx_http_pyrepl_rollback_handler },
     { ngx_string("ws"), NGX_HTTP_GET, ngx_http_pyrepl_ws_handler },
@@ -223,6 +227,20 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pyrepl_main_conf_t, warmup),
+      NULL },
+
+    { ngx_string("pyrepl_checkpoint_path"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, checkpoint_path),
+      NULL },
+
+    { ngx_string("pyrepl_checkpoint_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, checkpoint_max_size),
       NULL },
 
     { ngx_string("pyrepl_dialect"),
@@ -606,6 +624,7 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->max_sessions = NGX_CONF_UNSET_UINT;
     pmcf->default_language = NGX_CONF_UNSET_UINT;
     pmcf->pool_min_idle = NGX_CONF_UNSET_UINT;
+    pmcf->checkpoint_max_size = NGX_CONF_UNSET_SIZE;
 
     ngx_http_pyrepl_sandbox_create(&pmcf->sandbox);
 
@@ -640,6 +659,13 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(pmcf->timeout_grace, 3000);
     ngx_conf_init_size_value(pmcf->max_output, 64 * 1024 * 1024);
     ngx_conf_init_size_value(pmcf->max_code_size, 1024 * 1024);
+    ngx_conf_init_size_value(pmcf->checkpoint_max_size, 512 * 1024 * 1024);
+
+    if (pmcf->checkpoint_max_size < 4096) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_checkpoint_max_size must be at least 4k");
+        return NGX_CONF_ERROR;
+    }
 
     if (pmcf->max_output < 1024 || pmcf->max_code_size < 1) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -758,7 +784,22 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
                         - p);
     }
 
-    if (ngx_conf_full_name(cf->cycle, &pmcf->bin_dir, 0) != NGX_OK
+    if (pmcf->checkpoint_path.data == NULL) {
+        p = ngx_pnalloc(cf->pool, cf->cycle->prefix.len + 64);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        pmcf->checkpoint_path.data = p;
+        pmcf->checkpoint_path.len = root
+            ? (size_t) (ngx_sprintf(p, "/var/lib/pyrepl/%08xD-checkpoints",
+                                    hash) - p)
+            : (size_t) (ngx_sprintf(p, "%Vpyrepl/checkpoints",
+                                    &cf->cycle->prefix) - p);
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &pmcf->checkpoint_path, 0) != NGX_OK
+        || ngx_conf_full_name(cf->cycle, &pmcf->bin_dir, 0) != NGX_OK
         || ngx_conf_full_name(cf->cycle, &pmcf->socket_dir, 0) != NGX_OK
         || ngx_conf_full_name(cf->cycle, &pmcf->workdir, 0) != NGX_OK)
     {

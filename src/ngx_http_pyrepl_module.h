@@ -160,6 +160,8 @@ typedef struct {
     ngx_uint_t               default_language;
     ngx_uint_t               pool_min_idle;  /* forked, unassigned sessions */
     ngx_str_t                warmup;         /* Python the zygote runs once */
+    ngx_str_t                checkpoint_path;
+    size_t                   checkpoint_max_size;
     ngx_http_pyrepl_sandbox_conf_t  sandbox;
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
 } ngx_http_pyrepl_main_conf_t;
@@ -419,6 +421,11 @@ ngx_int_t ngx_http_pyrepl_input_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_namespace_handler(ngx_http_request_t *r,
     u_char *id);
 ngx_int_t ngx_http_pyrepl_commit_handler(ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_checkpoint_handler(ngx_http_request_t *r,
+    u_char *id);
+ngx_int_t ngx_http_pyrepl_restore_handler(ngx_http_request_t *r, u_char *id);
+void ngx_http_pyrepl_restore_created(ngx_http_request_t *r, u_char *id,
+    u_char *cid);
 ngx_int_t ngx_http_pyrepl_rollback_handler(ngx_http_request_t *r,
     u_char *id);
 ngx_int_t ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id);

@@ -16,12 +16,14 @@ typedef struct {
     ngx_http_pyrepl_peer_t       peer;
     ngx_http_request_t          *request;
     ngx_http_pyrepl_session_t    session;
+    u_char                       from[PYREPL_ID_LEN];  /* from_checkpoint */
+    unsigned                     restore:1;
 } ngx_http_pyrepl_ctl_t;
 
 
 static void ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyrepl_create_parse(ngx_http_request_t *r,
-    json_t *body, ngx_http_pyrepl_session_t *s);
+    json_t *body, ngx_http_pyrepl_ctl_t *ctl);
 static ngx_int_t ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static void ngx_http_pyrepl_create_failed(ngx_http_pyrepl_peer_t *peer,
@@ -64,7 +66,7 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    rc = ngx_http_pyrepl_create_parse(r, body, &ctl->session);
+    rc = ngx_http_pyrepl_create_parse(r, body, ctl);
     json_decref(body);
 
     if (rc != NGX_OK) {
@@ -129,13 +131,16 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
  */
 static ngx_int_t
 ngx_http_pyrepl_create_parse(ngx_http_request_t *r, json_t *body,
-    ngx_http_pyrepl_session_t *s)
+    ngx_http_pyrepl_ctl_t *ctl)
 {
     json_t                       *v;
-    const char                   *unsupported[] = {
-                                      "cwd", "env", "from_checkpoint" };
+    const char                   *unsupported[] = { "cwd", "env" };
+    const char                   *cid;
     ngx_uint_t                    i;
+    ngx_http_pyrepl_session_t    *s;
     ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    s = &ctl->session;
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
@@ -184,6 +189,35 @@ ngx_http_pyrepl_create_parse(ngx_http_request_t *r, json_t *body,
         }
 
         s->expires = (time_t) json_integer_value(v);
+    }
+
+    v = json_object_get(body, "from_checkpoint");
+
+    if (v != NULL) {
+        cid = json_string_value(v);
+
+        for (i = 0; cid != NULL && i < PYREPL_ID_LEN; i++) {
+            if (!((cid[i] >= '0' && cid[i] <= '9')
+                  || (cid[i] >= 'a' && cid[i] <= 'f')))
+            {
+                break;
+            }
+        }
+
+        if (cid == NULL || i != PYREPL_ID_LEN || cid[i] != '\0'
+            || s->lang != PYREPL_LANG_PYTHON)
+        {
+            ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_request",
+                                           "\"from_checkpoint\" must be a "
+                                           "checkpoint id (32 lowercase hex "
+                                           "characters), for a python "
+                                           "session");
+            return NGX_DONE;
+        }
+
+        ngx_memcpy(ctl->from, cid, PYREPL_ID_LEN);
+        ctl->restore = 1;
     }
 
     for (i = 0; i < sizeof(unsupported) / sizeof(char *); i++) {
@@ -236,6 +270,12 @@ ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
         ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "unavailable",
                                        "the session was removed meanwhile");
+        return NGX_DONE;
+    }
+
+    if (ctl->restore) {
+        /* answered once the checkpoint is in (ngx_http_pyrepl_checkpoint.c) */
+        ngx_http_pyrepl_restore_created(r, ctl->session.id, ctl->from);
         return NGX_DONE;
     }
 

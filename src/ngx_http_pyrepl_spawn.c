@@ -69,6 +69,14 @@ ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
         goto failed;
     }
 
+    /* the supervisor's alone */
+    ngx_sprintf(path, "%V/%Z", &pmcf->checkpoint_path);
+    if (ngx_create_full_path(path, 0700) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "pyrepl: cannot create \"%s\"", path);
+        goto failed;
+    }
+
     if (pipe2(fds, O_CLOEXEC) == -1) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
                       "pyrepl: pipe2() failed");
@@ -175,6 +183,7 @@ ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
     u_char            bin[NGX_MAX_PATH], python[NGX_MAX_PATH];
     u_char            bash[NGX_MAX_PATH];
     u_char            sockdir[NGX_MAX_PATH], workdir[NGX_MAX_PATH];
+    u_char            ckptdir[NGX_MAX_PATH];
     u_char            uid[NGX_INT_T_LEN + 1], gid[NGX_INT_T_LEN + 1];
     u_char            max_frame[NGX_SIZE_T_LEN + 1];
     u_char            pool[NGX_INT_T_LEN + 1];
@@ -230,6 +239,7 @@ ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
     ngx_sprintf(bash, "%V/" PYREPL_BASH_BIN "%Z", &pmcf->bin_dir);
     ngx_sprintf(sockdir, "%V%Z", &pmcf->socket_dir);
     ngx_sprintf(workdir, "%V%Z", &pmcf->workdir);
+    ngx_sprintf(ckptdir, "%V%Z", &pmcf->checkpoint_path);
     ngx_sprintf(max_frame, "%uz%Z", pmcf->max_frame);
     ngx_sprintf(pool, "%ui%Z", pmcf->pool_min_idle);
 
@@ -243,6 +253,8 @@ ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
     argv[i++] = (char *) sockdir;
     argv[i++] = "--workdir";
     argv[i++] = (char *) workdir;
+    argv[i++] = "--checkpoint-dir";
+    argv[i++] = (char *) ckptdir;
     argv[i++] = "--python";
     argv[i++] = (char *) python;
     argv[i++] = "--parent-fd";

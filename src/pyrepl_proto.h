@@ -52,6 +52,13 @@
  *   namespace      worker->session  (no fields): answered ok with text, a
  *                                   JSON document of the variables and
  *                                   definitions, or fail session_busy
+ *   checkpoint     worker->session  file, max_size: save the namespace to
+ *                                   file (in its working directory);
+ *                                   answered ok with text, a JSON document
+ *                                   (size_bytes, unsaved; or error)
+ *   restore        worker->session  file: load it into the namespace (and
+ *                                   remove it); ok with text (restored,
+ *                                   failed; or error)
  *   commit         worker->session  a pending (explicit) transaction's
  *   rollback                        effects stay / are undone: answered
  *                                   ok with tx (and pid, rolled back), or
@@ -66,6 +73,12 @@
  * Control plane, nginx worker <-> supervisor (one connection per request):
  *   create         worker->super    id, lang: start a session process
  *   kill           worker->super    id: kill a session and remove its files
+ *   store          worker->super    id, file, text, max_size: move the
+ *                                   session's checkpoint file to the
+ *                                   checkpoint directory as text (a
+ *                                   "<tenant>/<checkpoint id>" name)
+ *   load           worker->super    id, file, text: copy checkpoint text
+ *                                   into the session's directory as file
  *   move           worker->super    id, pid: the session's process is now
  *                                   pid (a rollback); the old one is killed
  *   status         worker->super    (no fields): answered ok with pool,
@@ -88,6 +101,10 @@
     X(COMMIT,        "commit")                                               \
     X(ROLLBACK,      "rollback")                                             \
     X(MOVE,          "move")                                                 \
+    X(CHECKPOINT,    "checkpoint")                                           \
+    X(RESTORE,       "restore")                                              \
+    X(STORE,         "store")                                                \
+    X(LOAD,          "load")                                                 \
     X(CREATE,        "create")                                               \
     X(KILL,          "kill")                                                 \
     X(STATUS,        "status")                                               \
@@ -136,7 +153,9 @@ typedef enum {
     X(added,       STRS, "complete: names the run bound")                    \
     X(modified,    STRS, "complete: names the run rebound or changed")       \
     X(removed,     STRS, "complete: names the run deleted")                  \
-    X(tx,          STR,  "run: tx_policy; complete, ok: what became of it")
+    X(tx,          STR,  "run: tx_policy; complete, ok: what became of it") \
+    X(file,        STR,  "checkpoint file name in a session's directory")   \
+    X(max_size,    INT,  "checkpoint: the largest file, bytes (0: any)")
 
 typedef enum {
 #define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,

@@ -33,8 +33,16 @@ METRICS = [
     "output throughput, print 50 MB (WebSocket)",
     "PSS per idle session (100 sessions)",
     "PSS per idle session (1000 sessions)",
-    "checkpoint size",
-    "checkpoint time",
+    "1+1 under rollback_on_failure, small namespace (JSON)",
+    "failing run rolled back (commit_on_success), small namespace",
+    "1+1 commit_always, 200 MB namespace (JSON)",
+    "1+1 under rollback_on_failure, 200 MB namespace (JSON)",
+    "failing run rolled back (commit_on_success), 200 MB namespace",
+    "checkpoint size, 100 names holding 1 MB",
+    "checkpoint time, 100 names holding 1 MB",
+    "restore time, 100 names holding 1 MB",
+    "checkpoint size, a 100 MB array",
+    "checkpoint time, a 100 MB array",
 ]
 
 
@@ -62,7 +70,7 @@ def test_quick_bench_reports_every_row(tmp_path):
     for metric in METRICS:
         assert metric in table, f"{metric!r} missing from the table"
         assert metric in rows, f"{metric!r} missing from the JSON"
-        assert rows[metric]["pyrepl"] is not None
+        assert rows[metric]["pyrepl"] is not None, rows[metric]
         assert rows[metric]["jupyter"] is not None
     assert not doc["failed"]
     assert doc["machine"]["cores"] >= 1

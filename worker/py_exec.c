@@ -111,7 +111,8 @@ static void py_exec_decide(py_session_t *s, int op, py_outcome_t *o);
 static int py_exec_post(py_session_t *s, py_outcome_t *o);
 static void py_exec_hand_over(py_session_t *s, py_outcome_t *o)
     __attribute__((noreturn));
-static void py_exec_namespace(py_session_t *s, py_outcome_t *o);
+static void py_exec_state(py_session_t *s, int op, const char *file,
+    py_outcome_t *o);
 static int py_exec_names(PyObject *list, pr_strs_t *names);
 static void py_exec_strs_free(pr_strs_t *strs);
 static void py_exec_run(py_session_t *s, const char *code, size_t len,
@@ -131,6 +132,8 @@ static py_session_t  *py_exec_session;
 static PyObject      *py_exec_runtime;     /* the private runtime module */
 static PyObject      *py_exec_run_cell;    /* its run_cell() */
 static PyObject      *py_exec_namespace_fn;  /* its namespace() */
+static PyObject      *py_exec_checkpoint_fn; /* its checkpoint() */
+static PyObject      *py_exec_restore_fn;    /* its restore() */
 static PyObject      *py_exec_main_dict;   /* __main__.__dict__ (borrowed) */
 static PyObject      *py_exec_real_exit;   /* posix._exit as it was */
 static PyObject      *py_exec_real_input;  /* builtins.input as it was */
@@ -342,8 +345,21 @@ py_exec_load_runtime(void)
         goto fail;
     }
 
+    py_exec_checkpoint_fn = PyDict_GetItemString(dict, "checkpoint");
+    py_exec_restore_fn = PyDict_GetItemString(dict, "restore");
+    if (py_exec_checkpoint_fn == NULL || py_exec_restore_fn == NULL) {
+        wk_log("the runtime has no checkpoint() or restore()");
+        py_exec_checkpoint_fn = NULL;
+        py_exec_restore_fn = NULL;
+        py_exec_namespace_fn = NULL;
+        py_exec_run_cell = NULL;
+        goto fail;
+    }
+
     Py_INCREF(py_exec_run_cell);
     Py_INCREF(py_exec_namespace_fn);
+    Py_INCREF(py_exec_checkpoint_fn);
+    Py_INCREF(py_exec_restore_fn);
     Py_DECREF(ret);
     Py_DECREF(code);
 
@@ -818,7 +834,9 @@ py_exec_loop(py_session_t *s)
         switch (op) {
 
         case PY_OP_NAMESPACE:
-            py_exec_namespace(s, &o);
+        case PY_OP_CHECKPOINT:
+        case PY_OP_RESTORE:
+            py_exec_state(s, op, code, &o);
             break;
 
         case PY_OP_COMMIT:
@@ -1169,17 +1187,51 @@ done:
 
 
 /*
- * Describe the namespace: the runtime's namespace() JSON text in
- * o->result, status ok; or an error outcome.  The execution count stays.
+ * Describe, save or load the namespace: the runtime's namespace(),
+ * checkpoint() or restore() JSON text in o->result, status ok; or an
+ * error outcome.  The execution count stays.
  */
 static void
-py_exec_namespace(py_session_t *s, py_outcome_t *o)
+py_exec_state(py_session_t *s, int op, const char *file, py_outcome_t *o)
 {
-    PyObject  *ret;
+    long long  count;
+    PyObject  *ret, *item;
 
     o->count = py_exec_count;
 
-    ret = PyObject_CallOneArg(py_exec_namespace_fn, py_exec_main_dict);
+    switch (op) {
+
+    case PY_OP_CHECKPOINT:
+        ret = PyObject_CallFunction(py_exec_checkpoint_fn, "OsLL",
+                                    py_exec_main_dict, file,
+                                    (long long) s->max_size,
+                                    (long long) py_exec_count);
+        break;
+
+    case PY_OP_RESTORE:
+        ret = PyObject_CallFunction(py_exec_restore_fn, "Os",
+                                    py_exec_main_dict, file);
+        break;
+
+    default:
+        ret = PyObject_CallOneArg(py_exec_namespace_fn, py_exec_main_dict);
+    }
+
+    /* restore(): (answer, the checkpoint's execution count) */
+    if (ret != NULL && PyTuple_Check(ret) && PyTuple_GET_SIZE(ret) == 2) {
+        count = PyLong_AsLongLong(PyTuple_GET_ITEM(ret, 1));
+
+        if (count > py_exec_count) {
+            py_exec_count = count;
+            o->count = count;
+        }
+
+        PyErr_Clear();
+        item = PyTuple_GET_ITEM(ret, 0);
+        Py_INCREF(item);
+        Py_DECREF(ret);
+        ret = item;
+    }
 
     if (ret == NULL || py_exec_text(ret, s->max_frame - 1024, &o->result)
                        != 0)

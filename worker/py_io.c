@@ -125,7 +125,9 @@ static void py_io_conn_flush(int i);
 static void py_io_send(int i, const pr_frame_t *f);
 static void py_io_fail(int i, const char *code, const char *message);
 static void py_io_run(int i, const pr_frame_t *f);
-static void py_io_op(int i, int op);
+static void py_io_op(int i, int op, char *arg, size_t len,
+    int64_t max_size);
+static void py_io_file_op(int i, const pr_frame_t *f);
 static int py_io_tx_policy(const pr_frame_t *f);
 static void py_io_release(py_outcome_t *o);
 static void py_io_interrupt(const char *why);
@@ -620,15 +622,20 @@ py_io_conn_frames(int i)
             break;
 
         case PR_T_NAMESPACE:
-            py_io_op(i, PY_OP_NAMESPACE);
+            py_io_op(i, PY_OP_NAMESPACE, NULL, 0, 0);
             break;
 
         case PR_T_COMMIT:
-            py_io_op(i, PY_OP_COMMIT);
+            py_io_op(i, PY_OP_COMMIT, NULL, 0, 0);
+            break;
+
+        case PR_T_CHECKPOINT:
+        case PR_T_RESTORE:
+            py_io_file_op(i, &f);
             break;
 
         case PR_T_ROLLBACK:
-            py_io_op(i, PY_OP_ROLLBACK);
+            py_io_op(i, PY_OP_ROLLBACK, NULL, 0, 0);
             break;
 
         case PR_T_INTERRUPT:
@@ -718,11 +725,12 @@ py_io_fail(int i, const char *code, const char *message)
 
 
 /*
- * An op between runs (namespace, commit, rollback) from slot i, for the
- * main thread; the answer is an ok or fail frame (py_io_outcome).
+ * An op between runs (namespace, commit, rollback, checkpoint, restore)
+ * from slot i, for the main thread, with arg (malloc'd, taken) as its
+ * "code"; the answer is an ok or fail frame (py_io_outcome).
  */
 static void
-py_io_op(int i, int op)
+py_io_op(int i, int op, char *arg, size_t len, int64_t max_size)
 {
     int            rc;
     py_session_t  *s;
@@ -730,14 +738,16 @@ py_io_op(int i, int op)
     s = py_io.s;
 
     if (py_io.run_active) {
+        free(arg);
         py_io_fail(i, "session_busy", "a run is in progress");
         return;
     }
 
     py_io_lock();
 
-    s->code = NULL;
-    s->code_len = 0;
+    s->code = arg;
+    s->code_len = len;
+    s->max_size = max_size;
     s->op = op;
     s->requested = 1;
     s->interrupt = 0;
@@ -840,6 +850,37 @@ py_io_run(int i, const pr_frame_t *f)
     if (pr_has(f, timeout_ms) && f->timeout_ms > 0) {
         py_io.deadline = py_msec() + f->timeout_ms;
     }
+}
+
+
+/*
+ * A checkpoint or restore frame: its file name (a plain name in the
+ * working directory) goes to the main thread as the op's "code".
+ */
+static void
+py_io_file_op(int i, const pr_frame_t *f)
+{
+    char  *file;
+
+    if (!pr_has(f, file) || f->file.len == 0 || f->file.len > 255
+        || memchr(f->file.data, '/', f->file.len) != NULL
+        || memchr(f->file.data, '\0', f->file.len) != NULL
+        || (f->file.data[0] == '.' && f->file.len <= 2
+            && (f->file.len == 1 || f->file.data[1] == '.')))
+    {
+        py_io_fail(i, "bad_request", "a plain file name is needed");
+        return;
+    }
+
+    file = strndup(f->file.data, f->file.len);
+    if (file == NULL) {
+        py_io_fail(i, "unavailable", "out of memory");
+        return;
+    }
+
+    py_io_op(i, f->type == PR_T_CHECKPOINT ? PY_OP_CHECKPOINT
+                                           : PY_OP_RESTORE,
+             file, f->file.len, pr_has(f, max_size) ? f->max_size : 0);
 }
 
 
@@ -1089,7 +1130,9 @@ py_io_outcome(const py_outcome_t *o)
         return;
     }
 
-    if (o->op == PY_OP_NAMESPACE) {
+    if (o->op == PY_OP_NAMESPACE || o->op == PY_OP_CHECKPOINT
+        || o->op == PY_OP_RESTORE)
+    {
         memset(&f, 0, sizeof(pr_frame_t));
 
         if (o->status == PY_RUN_OK && o->result.data != NULL) {
@@ -1098,8 +1141,9 @@ py_io_outcome(const py_outcome_t *o)
             py_io_send(i, &f);
 
         } else {
-            py_io_fail(i, "unavailable", "the namespace cannot be read "
-                                         "(interrupted, or out of memory)");
+            py_io_fail(i, "unavailable", "the namespace cannot be read or "
+                                         "written (interrupted, or out of "
+                                         "memory)");
         }
 
         if (i >= 0) {

@@ -97,6 +97,8 @@
 #define PY_OP_NAMESPACE  1          /* describe the namespace (as JSON) */
 #define PY_OP_COMMIT     2          /* keep a pending run's effects */
 #define PY_OP_ROLLBACK   3          /* undo them */
+#define PY_OP_CHECKPOINT 4          /* save the namespace to a file */
+#define PY_OP_RESTORE    5          /* load one into it */
 
 /* a run's tx_policy */
 #define PY_TX_COMMIT_ALWAYS        0
@@ -164,6 +166,7 @@ typedef struct {
     size_t           code_len;
     int              op;           /* PY_OP_* */
     int              tx_policy;    /* PY_TX_COMMIT_ALWAYS ... */
+    int64_t          max_size;     /* PY_OP_CHECKPOINT's (code: the file) */
     unsigned         requested:1;
 
     /* under lock: an interrupt was asked for since the code was handed */

@@ -159,7 +159,8 @@ _running = [None]
 
 
 def _track_class(value, filename):
-    if (isinstance(value, type) and value.__module__ == "__main__"
+    if (filename is not None and isinstance(value, type)
+            and value.__module__ == "__main__"
             and value not in _class_files):
         try:
             _class_files[value] = filename
@@ -293,6 +294,224 @@ def namespace(ns):
             "serializable": _serializable(value, pickler),
         })
     return json.dumps({"variables": variables, "definitions": definitions})
+
+
+# Checkpoints ----------------------------------------------------------------
+#
+# A file: _CKPT_MAGIC, a header of _CKPT_HEADER bytes (JSON, space padded:
+# version, the payload's size and BLAKE2b-256), then the payload: pickles
+# (protocol 5; the C pickler first, and dill's, which saves functions,
+# lambdas, closures and classes defined in the session by value, for what
+# the C one cannot save or would save as a reference to __main__) of
+#   1. the manifest: {"modules": {name: module name}, "sources": {name:
+#      source of a definition dill could not save}, "cells": {file name:
+#      source}, "count": execution count};
+#   2. one (name, value) per saved name.
+# Each value is pickled on its own first, so that one that cannot be saved
+# is reported by name with the reason instead of failing the checkpoint.
+
+_CKPT_MAGIC = b"PYREPL-CHECKPOINT\n"
+_CKPT_HEADER = 256
+_CKPT_VERSION = 1
+
+
+class _HashingFile:
+    """Writes through to f, hashing and counting, up to max_size bytes."""
+
+    def __init__(self, f, max_size):
+        import hashlib
+        self.f, self.max, self.n = f, max_size, 0
+        self.h = hashlib.blake2b(digest_size=32)
+
+    def write(self, b):
+        self.n += len(b)
+        if self.max and self.n > self.max:
+            raise _TooLarge(self.n)
+        self.h.update(b)
+        return self.f.write(b)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _fail(code, message):
+    return json.dumps({"error": {"code": code, "message": message}})
+
+
+def checkpoint(ns, path, max_size, count):
+    """Save ns's public names to path; the answer as JSON text."""
+    pickler = _pickler()
+    modules, sources, values, unsaved = {}, {}, [], []
+    for name, value in sorted(ns.items()):
+        if not _public(name):
+            continue
+        if isinstance(value, types.ModuleType):
+            modules[name] = value.__name__
+            continue
+        try:
+            values.append(_dumps(name, value, pickler))
+            continue
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        if _defined_here(value) and value.__name__ == name:
+            try:
+                sources[name] = inspect.getsource(value)
+                continue
+            except (OSError, TypeError):
+                pass
+        unsaved.append({"name": name, "reason": reason[:500]})
+
+    cells = {f: "".join(e[2]) for f, e in linecache.cache.items()
+             if f.startswith(_CELL) and e[1] is None}
+    manifest = {"modules": modules, "sources": sources, "cells": cells,
+                "count": count}
+    try:
+        with open(path, "wb") as f:
+            f.write(_CKPT_MAGIC + b" " * _CKPT_HEADER)
+            out = _HashingFile(f, max_size)
+            pickle.Pickler(out, protocol=5).dump(manifest)
+            for v in values:
+                out.write(v)
+            header = json.dumps({"version": _CKPT_VERSION, "size": out.n,
+                                 "blake2b": out.h.hexdigest()}).encode()
+            f.seek(len(_CKPT_MAGIC))
+            f.write(header.ljust(_CKPT_HEADER))
+    except _TooLarge as exc:
+        os.unlink(path)
+        return _fail("too_large", f"the checkpoint would exceed "
+                     f"{max_size} bytes (pyrepl_checkpoint_max_size)")
+    except OSError as exc:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return _fail("unavailable", f"cannot write the checkpoint: {exc}")
+    return json.dumps({"size_bytes": len(_CKPT_MAGIC) + _CKPT_HEADER + out.n,
+                       "saved": len(values) + len(modules) + len(sources),
+                       "unsaved": unsaved})
+
+
+def _dumps(name, value, pickler):
+    """(name, value) pickled: by the C pickler when it saves no reference
+    to __main__ (a session's own function or class, which another session
+    lacks), else by dill's."""
+    try:
+        data = pickle.dumps((name, value), protocol=5)
+        if b"__main__" not in data:
+            return data
+    except Exception:
+        if pickler is pickle.Pickler:
+            raise
+    buf = _Buffer()
+    pickler(buf, protocol=5).dump((name, value))
+    return buf.getvalue()
+
+
+class _Buffer:
+    def __init__(self):
+        self.parts = []
+
+    def write(self, b):
+        self.parts.append(bytes(b))
+        return len(b)
+
+    def getvalue(self):
+        return b"".join(self.parts)
+
+
+def restore(ns, path):
+    """Load the checkpoint at path into ns.
+
+    Returns (answer as JSON text, the checkpoint's execution count or 0).
+    The session's cells go on after that count, so that the restored
+    cells' lines (tracebacks, inspect) stay theirs; a cell name the
+    session already has keeps its own lines.
+    """
+    answer = _restore(ns, path)
+    return answer, json.loads(answer).get("execution_count", 0)
+
+
+def _restore(ns, path):
+    import hashlib
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return _fail("bad_checkpoint", f"cannot read the checkpoint: {exc}")
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    start = len(_CKPT_MAGIC) + _CKPT_HEADER
+    if not data.startswith(_CKPT_MAGIC) or len(data) < start:
+        return _fail("bad_checkpoint", "not a PyREPL checkpoint")
+    try:
+        header = json.loads(data[len(_CKPT_MAGIC):start])
+        payload = memoryview(data)[start:]
+        ok = (header["version"] == _CKPT_VERSION
+              and header["size"] == len(payload)
+              and hashlib.blake2b(payload, digest_size=32).hexdigest()
+              == header["blake2b"])
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        return _fail("bad_checkpoint", "the checkpoint is corrupt: its "
+                     "checksum or size does not match")
+
+    import io
+    stream = io.BytesIO(payload)
+    unpickler = _unpickler()
+    manifest = pickle.Unpickler(stream).load()
+    restored, failed = [], []
+    for name, module in manifest["modules"].items():
+        try:
+            ns[name] = __import__(module, fromlist=["_"])
+            restored.append(name)
+        except Exception as exc:
+            failed.append({"name": name, "reason": f"{type(exc).__name__}: "
+                                                    f"{exc}"[:500]})
+    for filename, source in manifest["cells"].items():
+        if filename not in linecache.cache:
+            _register(source, filename)
+    for name, source in manifest["sources"].items():
+        try:
+            exec(compile(source, f"<restored {name}>", "exec"), ns)
+            restored.append(name)
+        except Exception as exc:
+            failed.append({"name": name, "reason": f"{type(exc).__name__}: "
+                                                    f"{exc}"[:500]})
+    while stream.tell() < len(payload):
+        try:
+            name, value = unpickler(stream).load()
+        except Exception as exc:
+            failed.append({"name": "?", "reason": f"{type(exc).__name__}: "
+                                                   f"{exc}"[:500]})
+            break
+        ns[name] = value
+        _track_class(value, _class_cell(value))
+        restored.append(name)
+    return json.dumps({"restored": sorted(restored), "failed": failed,
+                       "execution_count": manifest["count"]})
+
+
+def _unpickler():
+    try:
+        import dill
+        return dill.Unpickler
+    except ImportError:
+        return pickle.Unpickler
+
+
+def _class_cell(value):
+    """The cell a restored class's methods came from, if any."""
+    if isinstance(value, type):
+        for attr in vars(value).values():
+            code = getattr(attr, "__code__", None)
+            if code is not None and code.co_filename.startswith(_CELL):
+                return code.co_filename
+    return None
 
 
 inspect.getfile = _getfile

@@ -75,9 +75,10 @@ int
 sup_request(const sup_conf_t *conf, sup_client_t *client,
     const pr_frame_t *req, pr_frame_t *reply, sup_err_t *err)
 {
-    int    rc, lang;
-    pid_t  pid;
-    char   id[SUP_ID_LEN + 1], msg[128];
+    int      rc, lang;
+    pid_t    pid;
+    int64_t  size;
+    char     id[SUP_ID_LEN + 1], msg[128], file[256], name[64];
 
     memset(reply, 0, sizeof(pr_frame_t));
 
@@ -126,6 +127,45 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
         reply->type = PR_T_OK;
         pr_set_str(reply, id, req->id.data, req->id.len);
         pr_set_int(reply, pid, pid);
+        return 0;
+
+    case PR_T_STORE:
+    case PR_T_LOAD:
+        if (sup_request_id(req, id) == -1 || !pr_has(req, file)
+            || !pr_has(req, text) || req->file.len >= sizeof(file)
+            || req->text.len >= sizeof(name))
+        {
+            sup_request_fail(reply, err, "bad_request",
+                             "store and load take an id, a file and a name");
+            return 0;
+        }
+
+        memcpy(file, req->file.data, req->file.len);
+        file[req->file.len] = '\0';
+        memcpy(name, req->text.data, req->text.len);
+        name[req->text.len] = '\0';
+
+        if (strlen(file) != req->file.len || !sup_checkpoint_file_ok(file)) {
+            sup_request_fail(reply, err, "bad_request",
+                             "the file must be a plain name");
+            return 0;
+        }
+
+        size = 0;
+        rc = (req->type == PR_T_STORE)
+             ? sup_checkpoint_store(conf, id, file, name,
+                                    pr_has(req, max_size) ? req->max_size : 0,
+                                    &size, err)
+             : sup_checkpoint_load(conf, id, file, name, err);
+
+        if (rc == -1) {
+            sup_request_fail(reply, err, NULL, NULL);
+            return 0;
+        }
+
+        reply->type = PR_T_OK;
+        pr_set_str(reply, id, req->id.data, req->id.len);
+        pr_set_int(reply, max_size, size);
         return 0;
 
     case PR_T_MOVE:

@@ -114,7 +114,8 @@ static const char  sup_usage[] =
     "usage: pyrepl-supervisor --socket-dir DIR --workdir DIR --python PATH\n"
     "           [--parent-fd N] [--owner-uid UID] [--owner-gid GID]\n"
     "           [--max-frame BYTES] [--zygote] [--pool-min-idle N]\n"
-    "           [--warmup CODE] [--bash PATH] [--keeper]\n"
+    "           [--warmup CODE] [--bash PATH] [--checkpoint-dir DIR]\n"
+    "           [--keeper]\n"
     "           " WK_CONFINE_USAGE "\n";
 
 
@@ -196,6 +197,7 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
         { "warmup",     required_argument, NULL, 'W' },
         { "keeper",     no_argument,       NULL, 'k' },
         { "bash",       required_argument, NULL, 'b' },
+        { "checkpoint-dir", required_argument, NULL, 'C' },
         WK_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
@@ -296,6 +298,10 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
 
         case 'b':
             conf->bash = optarg;
+            break;
+
+        case 'C':
+            conf->checkpoint_dir = optarg;
             break;
 
         default:
@@ -542,7 +548,10 @@ sup_start(const sup_conf_t *conf, sup_state_t *st)
 
     if (sup_fs_mkdir(conf->socket_dir, 0700, conf->owner_uid,
                      conf->owner_gid) == -1
-        || sup_fs_mkdir(conf->workdir, 0711, (uid_t) -1, (gid_t) -1) == -1)
+        || sup_fs_mkdir(conf->workdir, 0711, (uid_t) -1, (gid_t) -1) == -1
+        || (conf->checkpoint_dir != NULL
+            && sup_fs_mkdir(conf->checkpoint_dir, 0700, (uid_t) -1,
+                            (gid_t) -1) == -1))
     {
         return -1;
     }

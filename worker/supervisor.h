@@ -24,6 +24,7 @@
  *   sup_sessions.c   the id -> pid table
  *   sup_listen.c     Unix listening sockets
  *   sup_fs.c         directories, the recursive removal, the pid file
+ *   sup_checkpoint.c checkpoint files in and out of session directories
  */
 
 #ifndef SUPERVISOR_H
@@ -58,6 +59,7 @@ typedef struct {
     const char  *workdir;
     const char  *python;       /* path of the session binary */
     const char  *bash;         /* --bash: pyrepl-bash's path, or NULL */
+    const char  *checkpoint_dir;  /* --checkpoint-dir, or NULL */
     const char  *warmup;       /* --warmup, NULL when not given */
     int          parent_fd;    /* -1 when not given */
     uid_t        owner_uid;    /* (uid_t) -1 when not given */
@@ -124,6 +126,26 @@ int sup_fs_path(char *buf, size_t size, const char *dir, const char *name,
  */
 int sup_listen_unix(const char *path, int nonblock, int replace, uid_t uid,
     gid_t gid);
+
+
+/* sup_checkpoint.c */
+
+/*
+ * Move session id's checkpoint file (a plain name in its directory) to
+ * the checkpoint directory as name ("<16 hex>/<32 hex>"), refusing one
+ * over max_size bytes (0: any); *size gets its size.  Returns 0, or -1
+ * with err filled.
+ */
+int sup_checkpoint_store(const sup_conf_t *conf, const char *id,
+    const char *file, const char *name, int64_t max_size, int64_t *size,
+    sup_err_t *err);
+
+/* Copy checkpoint name into session id's directory as file; 0 or -1. */
+int sup_checkpoint_load(const sup_conf_t *conf, const char *id,
+    const char *file, const char *name, sup_err_t *err);
+
+/* Whether file is a plain name: no slash, not empty, "." or "..". */
+int sup_checkpoint_file_ok(const char *file);
 
 
 /* sup_sessions.c */

@@ -84,12 +84,42 @@ ROWS = [
      "lat", None, None),
     ("rb_200mb", "failing run rolled back (commit_on_success), 200 MB "
      "namespace", "lat", None, None),
-    ("ckpt_size", "checkpoint size", "bytes", None, None),
-    ("ckpt_time", "checkpoint time", "lat", None, None),
+    ("ckpt_size", "checkpoint size, 100 names holding 1 MB", "bytes",
+     "< 2 MB", lambda v: v["bytes"] < 2 << 20),
+    ("ckpt_time", "checkpoint time, 100 names holding 1 MB", "lat",
+     "p50 < 20 ms", lambda v: v["p50_ms"] < 20),
+    ("restore_time", "restore time, 100 names holding 1 MB", "lat",
+     None, None),
+    ("ckpt_big_size", "checkpoint size, a 100 MB array", "bytes", None,
+     None),
+    ("ckpt_big_time", "checkpoint time, a 100 MB array", "lat", None, None),
 ]
 
 JSON_ACCEPT = "application/json"
 RUN_11 = '{"code":"1+1"}'
+TYPICAL_NS = """
+def helper(x):
+    return x + 1
+class Record:
+    def __init__(self, v):
+        self.v = v
+for i in range(97):
+    kind = i % 3
+    if kind == 0:
+        globals()[f"blob{i}"] = bytes(10_000)
+    elif kind == 1:
+        globals()[f"nums{i}"] = list(range(1250))
+    else:
+        globals()[f"table{i}"] = {str(k): k for k in range(500)}
+rec = Record(1)
+"""
+BIG_NS = """
+try:
+    import numpy
+    big = numpy.ones(100 << 17)
+except ImportError:
+    big = bytearray(b'x' * (100 << 20))
+"""
 RUN_11_TX = '{"code":"1+1","tx_policy":"rollback_on_failure"}'
 RUN_FAIL_TX = '{"code":"1/0","tx_policy":"commit_on_success"}'
 WS_RUN = '{"type":"run","id":"{rid}","code":%s}'
@@ -319,8 +349,10 @@ class Bench:
                 self.na(k, "pyrepl", "failed: no sessions")
         else:
             self.pyrepl_runs(port, sids)
-            self.attempt("checkpoint", ["ckpt_size", "ckpt_time"], "pyrepl",
-                         lambda: self.checkpoint(main, sids[2]))
+            self.attempt("checkpoint", ["ckpt_size", "ckpt_time",
+                                        "restore_time", "ckpt_big_size",
+                                        "ckpt_big_time"], "pyrepl",
+                         lambda: self.checkpoint(main, sids[2], sids[6]))
             for sid in sids:
                 main.request("DELETE", f"/session/{sid}")
 
@@ -457,26 +489,38 @@ class Bench:
         return {"mb_s": mb / r["seconds"], "seconds": r["seconds"],
                 "mb": mb, "wire_bytes": r["bytes"]}
 
-    def checkpoint(self, inst, sid):
-        inst.request("POST", f"/session/{sid}/run",
-                     {"code": "data = list(range(100_000))"})
+    def checkpoint(self, inst, sid, big_sid):
+        n = 5 if self.plan.quick else 30
+        inst.request("POST", f"/session/{sid}/run", {"code": TYPICAL_NS})
         status, body = inst.request("POST", f"/session/{sid}/checkpoint")
-        if status in (404, 405):
-            self.na("ckpt_size", "pyrepl", "n/a (not built)")
-            self.na("ckpt_time", "pyrepl", "n/a (not built)")
-            self.notes.append(f"POST /session/{{id}}/checkpoint answered "
-                              f"{status}: checkpoints are not built yet.")
-            return
         if status != 201:
             raise BenchError(f"checkpoint answered {status}: {body}")
         self.put("ckpt_size", "pyrepl", {"bytes": body["size_bytes"]}, body)
         r = self.lg("load", "--port", inst.port, "--path",
                     f"/session/{sid}/checkpoint", "--method", "POST",
-                    "--status", 201, "--warmup", 0,
-                    "--count", 5 if self.plan.quick else 30)
+                    "--status", 201, "--warmup", 0, "--count", n)
         self.put("ckpt_time", "pyrepl", self.lat(r), r)
-        self.notes.append("Checkpoints are of a session holding "
-                          "`data = list(range(100_000))`.")
+        r = self.lg("load", "--port", inst.port, "--path",
+                    f"/session/{sid}/restore", "--method", "POST",
+                    "--body", json.dumps({"checkpoint_id":
+                                          body["checkpoint_id"]}),
+                    "--status", 200, "--warmup", 0, "--count", n)
+        self.put("restore_time", "pyrepl", self.lat(r), r)
+
+        inst.request("POST", f"/session/{big_sid}/run", {"code": BIG_NS})
+        status, body = inst.request("POST", f"/session/{big_sid}/checkpoint")
+        if status != 201:
+            raise BenchError(f"checkpoint answered {status}: {body}")
+        self.put("ckpt_big_size", "pyrepl", {"bytes": body["size_bytes"]},
+                 body)
+        r = self.lg("load", "--port", inst.port, "--path",
+                    f"/session/{big_sid}/checkpoint", "--method", "POST",
+                    "--status", 201, "--warmup", 0, "--count", 3)
+        self.put("ckpt_big_time", "pyrepl", self.lat(r), r)
+        self.notes.append("Checkpoints: the typical session holds 100 names "
+                          "of 10 kB each (`bytes`, lists, dicts, a function "
+                          "and a class); the big one a 100 MB numpy array "
+                          "(a `bytearray` without numpy).")
 
     def pyrepl_pss(self, inst):
         sids = []
@@ -522,7 +566,9 @@ class Bench:
         for key in ("rt_http", "rt_sse", "stream_sse", "tput_http_1",
                     "tput_http_8", "tput_http_64", "bulk_sse"):
             self.na(key, "jupyter", "n/a (no HTTP run)")
-        for key in ("ckpt_size", "ckpt_time"):
+        for key in ("ckpt_size", "ckpt_time", "restore_time", "ckpt_big_size",
+                    "ckpt_big_time", "tx_small", "rb_small", "rt_200mb",
+                    "tx_200mb", "rb_200mb"):
             self.na(key, "jupyter", "n/a")
         self.na("pss_1000", "jupyter", "not run (~1000 kernels)")
 

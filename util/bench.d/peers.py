@@ -50,6 +50,7 @@ http {{
     pyrepl_bin_dir {bin_dir};
     pyrepl_socket_dir {prefix}/run;
     pyrepl_workdir {prefix}/work;
+    pyrepl_checkpoint_path {prefix}/checkpoints;
     {http_extra}
     server {{
         listen 127.0.0.1:{port};

@@ -1,0 +1,599 @@
+/*
+ * ngx_http_pyrepl_checkpoint.c: saving a Python session's namespace and
+ * bringing it back, each a chain of one-frame requests:
+ *
+ *   POST /session/{id}/checkpoint
+ *       session "checkpoint" (it writes CKPT_FILE in its own directory,
+ *       pickled, checksummed, at most pyrepl_checkpoint_max_size), then
+ *       supervisor "store" (the file moves to pyrepl_checkpoint_path, under
+ *       the caller's tenant) -> 201 {checkpoint_id, size_bytes, created_at,
+ *       unsaved: [{name, reason}]}
+ *   POST /session/{id}/restore {"checkpoint_id"}
+ *       supervisor "load" (a copy of the tenant's checkpoint into the
+ *       session's directory as RESTORE_FILE), then session "restore" ->
+ *       200 session + {restored_from, restored: [names], failed: [...]}
+ *   POST /session {"from_checkpoint"}
+ *       the same once the session is created -> 201; if the restore
+ *       fails, the new session is ended and the error answered
+ *
+ * Checkpoints are files named by the tenant (the hash of the API key) and
+ * a random id, so another tenant's id is simply not found; they outlive
+ * sessions and nginx restarts.
+ */
+
+#include "ngx_http_pyrepl_module.h"
+
+#include <sys/random.h>
+
+
+#define PYREPL_CKPT_FILE     ".pyrepl-checkpoint"
+#define PYREPL_RESTORE_FILE  ".pyrepl-restore"
+
+
+typedef struct {
+    ngx_http_pyrepl_control_t    cl;        /* first: the session side */
+    ngx_http_pyrepl_peer_t       sup;
+    json_t                      *doc;       /* the session's answer */
+    ngx_http_pyrepl_session_t    s;
+    u_char                       name[16 + 1 + PYREPL_ID_LEN];
+    u_char                       cid[PYREPL_ID_LEN];
+    unsigned                     created:1; /* POST /session's: 201, and */
+                                            /* no session left on failure */
+} ngx_http_pyrepl_ckpt_t;
+
+
+static ngx_http_pyrepl_ckpt_t *ngx_http_pyrepl_ckpt_create(
+    ngx_http_request_t *r, u_char *id);
+static void ngx_http_pyrepl_ckpt_cleanup(void *data);
+static ngx_int_t ngx_http_pyrepl_ckpt_session(ngx_http_pyrepl_ckpt_t *ck,
+    pr_type_t type, const char *file, ngx_http_pyrepl_frame_pt answered);
+static ngx_int_t ngx_http_pyrepl_ckpt_supervisor(ngx_http_pyrepl_ckpt_t *ck,
+    pr_type_t type, const char *file, ngx_http_pyrepl_frame_pt answered);
+static ngx_int_t ngx_http_pyrepl_ckpt_written(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static ngx_int_t ngx_http_pyrepl_ckpt_stored(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_restore_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyrepl_restore_loaded(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static ngx_int_t ngx_http_pyrepl_restore_done(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static json_t *ngx_http_pyrepl_ckpt_answer(ngx_http_pyrepl_ckpt_t *ck,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_ckpt_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
+static void ngx_http_pyrepl_ckpt_error(ngx_http_pyrepl_ckpt_t *ck,
+    json_t *error);
+static void ngx_http_pyrepl_ckpt_abandon(ngx_http_pyrepl_ckpt_t *ck);
+
+
+ngx_int_t
+ngx_http_pyrepl_checkpoint_handler(ngx_http_request_t *r, u_char *id)
+{
+    u_char                   raw[PYREPL_ID_LEN / 2];
+    ngx_int_t                rc;
+    ngx_http_pyrepl_ckpt_t  *ck;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ck = ngx_http_pyrepl_ckpt_create(r, id);
+    if (ck == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ck->s.lang != PYREPL_LANG_PYTHON) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "bad_request",
+                                          "only Python sessions have "
+                                          "checkpoints");
+    }
+
+    if (ck->s.state != PYREPL_STATE_IDLE) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
+                   ck->s.state == PYREPL_STATE_BUSY ? "session_busy"
+                                                    : "session_crashed",
+                   ck->s.state == PYREPL_STATE_BUSY
+                   ? "the session is running code"
+                   : "the session process is gone");
+    }
+
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t) sizeof(raw)) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_hex_dump(ck->cid, raw, sizeof(raw));
+    ngx_memcpy(ck->name + 17, ck->cid, PYREPL_ID_LEN);
+
+    rc = ngx_http_pyrepl_ckpt_session(ck, PR_T_CHECKPOINT, PYREPL_CKPT_FILE,
+                                      ngx_http_pyrepl_ckpt_written);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_restore_handler(ngx_http_request_t *r, u_char *id)
+{
+    if (ngx_http_pyrepl_ckpt_create(r, id) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_pyrepl_read_body(r, ngx_http_pyrepl_restore_body);
+}
+
+
+/* The request's state, with the session as the table has it. */
+static ngx_http_pyrepl_ckpt_t *
+ngx_http_pyrepl_ckpt_create(ngx_http_request_t *r, u_char *id)
+{
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_pyrepl_ckpt_t       *ck;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ck = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_ckpt_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (ck == NULL || cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_pyrepl_ckpt_cleanup;
+    cln->data = ck;
+
+    ck->cl.request = r;
+    ngx_memcpy(ck->cl.id, id, PYREPL_ID_LEN);
+    ngx_http_set_ctx(r, ck, ngx_http_pyrepl_module);
+
+    /* the router found it, with the caller's tenant */
+    if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &ck->s) != NGX_OK) {
+        ck->s.state = PYREPL_STATE_TERMINATED;
+    }
+
+    ngx_sprintf(ck->name, "%016xL/", ck->s.tenant);
+
+    return ck;
+}
+
+
+static void
+ngx_http_pyrepl_ckpt_cleanup(void *data)
+{
+    ngx_http_pyrepl_ckpt_t  *ck = data;
+
+    ngx_http_pyrepl_peer_close(&ck->sup);
+
+    if (ck->doc != NULL) {
+        json_decref(ck->doc);
+        ck->doc = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_ckpt_session(ngx_http_pyrepl_ckpt_t *ck, pr_type_t type,
+    const char *file, ngx_http_pyrepl_frame_pt answered)
+{
+    ngx_int_t                     rc;
+    pr_frame_t                    frame;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(ck->cl.request,
+                                         ngx_http_pyrepl_module);
+
+    ck->cl.peer.frame_handler = answered;
+    ck->cl.peer.fail_handler = ngx_http_pyrepl_ckpt_failed;
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = type;
+    pr_set_cstr(&frame, file, file);
+
+    if (type == PR_T_CHECKPOINT) {
+        pr_set_int(&frame, max_size, (int64_t) pmcf->checkpoint_max_size);
+    }
+
+    rc = ngx_http_pyrepl_control_send(&ck->cl, &frame);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_pyrepl_send_error(ck->cl.request, NGX_HTTP_CONFLICT,
+                                          "session_crashed",
+                                          "the session process is gone");
+    }
+
+    /* the session's answer may take longer than a supervisor's */
+    ck->cl.peer.read_timeout = pmcf->run_timeout_max;
+
+    return rc == NGX_OK ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_ckpt_supervisor(ngx_http_pyrepl_ckpt_t *ck, pr_type_t type,
+    const char *file, ngx_http_pyrepl_frame_pt answered)
+{
+    pr_frame_t                    frame;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(ck->cl.request,
+                                         ngx_http_pyrepl_module);
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = type;
+    pr_set_str(&frame, id, ck->cl.id, PYREPL_ID_LEN);
+    pr_set_cstr(&frame, file, file);
+    pr_set_str(&frame, text, ck->name, sizeof(ck->name));
+    pr_set_int(&frame, max_size, (int64_t) pmcf->checkpoint_max_size);
+
+    ck->sup.data = ck;
+
+    return ngx_http_pyrepl_supervisor_request(ck->cl.request, &ck->sup,
+                                              &frame, answered,
+                                              ngx_http_pyrepl_ckpt_failed);
+}
+
+
+/* The session wrote its checkpoint (or says why not): store it. */
+static ngx_int_t
+ngx_http_pyrepl_ckpt_written(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    ngx_http_pyrepl_ckpt_t  *ck;
+
+    ck = peer->data;
+
+    if (frame->type == PR_T_STDOUT || frame->type == PR_T_STDERR) {
+        return NGX_OK;
+    }
+
+    ck->doc = ngx_http_pyrepl_ckpt_answer(ck, frame);
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    if (ck->doc == NULL) {
+        return NGX_DONE;
+    }
+
+    if (ngx_http_pyrepl_ckpt_supervisor(ck, PR_T_STORE, PYREPL_CKPT_FILE,
+                                        ngx_http_pyrepl_ckpt_stored)
+        != NGX_OK)
+    {
+        ngx_http_pyrepl_finalize_error(ck->cl.request,
+                                       NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable",
+                                       "the supervisor is not running");
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_ckpt_stored(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    u_char                  created[sizeof("1970-01-01T00:00:00Z")];
+    json_t                 *answer;
+    ngx_tm_t                tm;
+    ngx_http_request_t     *r;
+    ngx_http_pyrepl_ckpt_t  *ck;
+
+    ck = peer->data;
+    r = ck->cl.request;
+
+    if (frame->type != PR_T_OK) {
+        ngx_http_pyrepl_peer_close(peer);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pyrepl: checkpoint of %*s not stored: %*s",
+                      (size_t) PYREPL_ID_LEN, ck->cl.id,
+                      frame->message.len, frame->message.data);
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable",
+                                       "the checkpoint could not be stored");
+        return NGX_DONE;
+    }
+
+    ngx_gmtime(ngx_time(), &tm);
+    ngx_sprintf(created, "%4d-%02d-%02dT%02d:%02d:%02dZ", tm.ngx_tm_year,
+                tm.ngx_tm_mon, tm.ngx_tm_mday, tm.ngx_tm_hour,
+                tm.ngx_tm_min, tm.ngx_tm_sec);
+
+    answer = json_pack("{s:s%,s:I,s:s%,s:O}",
+                       "checkpoint_id", ck->cid, (size_t) PYREPL_ID_LEN,
+                       "size_bytes", (json_int_t) frame->max_size,
+                       "created_at", created, sizeof(created) - 1,
+                       "unsaved", json_object_get(ck->doc, "unsaved"));
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    ngx_http_finalize_request(r, answer
+        ? ngx_http_pyrepl_send_json(r, NGX_HTTP_CREATED, answer)
+        : NGX_HTTP_INTERNAL_SERVER_ERROR);
+
+    return NGX_DONE;
+}
+
+
+void
+ngx_http_pyrepl_restore_created(ngx_http_request_t *r, u_char *id,
+    u_char *cid)
+{
+    ngx_http_pyrepl_ckpt_t  *ck;
+
+    ck = ngx_http_pyrepl_ckpt_create(r, id);
+    if (ck == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ck->created = 1;
+    ngx_memcpy(ck->cid, cid, PYREPL_ID_LEN);
+    ngx_memcpy(ck->name + 17, cid, PYREPL_ID_LEN);
+
+    if (ngx_http_pyrepl_ckpt_supervisor(ck, PR_T_LOAD, PYREPL_RESTORE_FILE,
+                                        ngx_http_pyrepl_restore_loaded)
+        != NGX_OK)
+    {
+        ngx_http_pyrepl_ckpt_abandon(ck);
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable",
+                                       "the supervisor is not running");
+    }
+}
+
+
+/* A create whose restore failed leaves no session behind. */
+static void
+ngx_http_pyrepl_ckpt_abandon(ngx_http_pyrepl_ckpt_t *ck)
+{
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (!ck->created) {
+        return;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(ck->cl.request,
+                                         ngx_http_pyrepl_module);
+
+    ngx_http_pyrepl_table_remove(pmcf->shm_zone, ck->cl.id);
+    ngx_http_pyrepl_kill_session(pmcf, ck->cl.id,
+                                 ck->cl.request->connection->log);
+}
+
+
+/* POST /session/{id}/restore {"checkpoint_id"}: load, then restore. */
+static void
+ngx_http_pyrepl_restore_body(ngx_http_request_t *r)
+{
+    json_t                  *body, *cid;
+    const char              *s;
+    ngx_uint_t               i;
+    ngx_http_pyrepl_ckpt_t  *ck;
+
+    if (ngx_http_pyrepl_read_json_body(r, &body) != NGX_OK) {
+        return;
+    }
+
+    ck = ngx_http_get_module_ctx(r, ngx_http_pyrepl_module);
+
+    cid = body ? json_object_get(body, "checkpoint_id") : NULL;
+    s = json_string_value(cid);
+
+    for (i = 0; s != NULL && i < PYREPL_ID_LEN; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            break;
+        }
+    }
+
+    if (s == NULL || i != PYREPL_ID_LEN || s[i] != '\0') {
+        json_decref(body);
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                       "\"checkpoint_id\" must be 32 "
+                                       "lowercase hex characters");
+        return;
+    }
+
+    ngx_memcpy(ck->cid, s, PYREPL_ID_LEN);
+    ngx_memcpy(ck->name + 17, s, PYREPL_ID_LEN);
+    json_decref(body);
+
+    if (ck->s.lang != PYREPL_LANG_PYTHON) {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                       "only Python sessions have "
+                                       "checkpoints");
+        return;
+    }
+
+    if (ck->s.state != PYREPL_STATE_IDLE) {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT,
+            ck->s.state == PYREPL_STATE_BUSY ? "session_busy"
+                                             : "session_crashed",
+            ck->s.state == PYREPL_STATE_BUSY ? "the session is running code"
+                                             : "the session process is gone");
+        return;
+    }
+
+    if (ngx_http_pyrepl_ckpt_supervisor(ck, PR_T_LOAD, PYREPL_RESTORE_FILE,
+                                        ngx_http_pyrepl_restore_loaded)
+        != NGX_OK)
+    {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable",
+                                       "the supervisor is not running");
+    }
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_restore_loaded(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame)
+{
+    ngx_int_t                rc;
+    ngx_http_request_t      *r;
+    ngx_http_pyrepl_ckpt_t  *ck;
+
+    ck = peer->data;
+    r = ck->cl.request;
+
+    if (frame->type != PR_T_OK) {
+        rc = (frame->errcode.len == 9
+              && ngx_strncmp(frame->errcode.data, "not_found", 9) == 0);
+        ngx_http_pyrepl_peer_close(peer);
+        ngx_http_pyrepl_ckpt_abandon(ck);
+        ngx_http_pyrepl_finalize_error(r, rc ? NGX_HTTP_NOT_FOUND
+                                             : NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       rc ? "not_found" : "unavailable",
+                                       rc ? "no such checkpoint"
+                                          : "the checkpoint cannot be read");
+        return NGX_DONE;
+    }
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    rc = ngx_http_pyrepl_ckpt_session(ck, PR_T_RESTORE, PYREPL_RESTORE_FILE,
+                                      ngx_http_pyrepl_restore_done);
+    if (rc != NGX_OK) {
+        ngx_http_pyrepl_ckpt_abandon(ck);
+        ngx_http_finalize_request(r, rc);
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_restore_done(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    json_t                  *doc, *o;
+    ngx_http_request_t      *r;
+    ngx_http_pyrepl_ckpt_t  *ck;
+
+    ck = peer->data;
+    r = ck->cl.request;
+
+    if (frame->type == PR_T_STDOUT || frame->type == PR_T_STDERR) {
+        return NGX_OK;
+    }
+
+    doc = ngx_http_pyrepl_ckpt_answer(ck, frame);
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    if (doc == NULL) {
+        ngx_http_pyrepl_ckpt_abandon(ck);
+        return NGX_DONE;
+    }
+
+    o = ngx_http_pyrepl_session_json(&ck->s, !ck->created);
+
+    if (o == NULL
+        || json_object_set_new(o, "restored_from",
+                               json_stringn((char *) ck->cid,
+                                            PYREPL_ID_LEN)) != 0
+        || json_object_update(o, doc) != 0)
+    {
+        json_decref(doc);
+        json_decref(o);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_DONE;
+    }
+
+    json_decref(doc);
+
+    ngx_http_finalize_request(r, ngx_http_pyrepl_send_json(r,
+                                     ck->created ? NGX_HTTP_CREATED
+                                                 : NGX_HTTP_OK, o));
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The session's JSON answer, or NULL after finalizing the request with
+ * the error it names (or a 503 when it sent none).
+ */
+static json_t *
+ngx_http_pyrepl_ckpt_answer(ngx_http_pyrepl_ckpt_t *ck, pr_frame_t *frame)
+{
+    json_t        *doc, *error;
+    json_error_t   err;
+
+    doc = NULL;
+
+    if (frame->type == PR_T_OK && pr_has(frame, text)) {
+        doc = json_loadb(frame->text.data, frame->text.len, 0, &err);
+    }
+
+    if (doc == NULL) {
+        ngx_http_pyrepl_finalize_error(ck->cl.request,
+                                       frame->type == PR_T_FAIL
+                                       && frame->errcode.len == 12
+                                       && ngx_strncmp(frame->errcode.data,
+                                                      "session_busy", 12)
+                                          == 0
+                                       ? NGX_HTTP_CONFLICT
+                                       : NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       frame->type == PR_T_FAIL
+                                       && frame->errcode.len == 12
+                                       ? "session_busy" : "unavailable",
+                                       "the session did not answer");
+        return NULL;
+    }
+
+    error = json_object_get(doc, "error");
+
+    if (error != NULL) {
+        ngx_http_pyrepl_ckpt_error(ck, error);
+        json_decref(doc);
+        return NULL;
+    }
+
+    return doc;
+}
+
+
+/* The runtime's {"code", "message"}: too_large 413, bad_checkpoint 400. */
+static void
+ngx_http_pyrepl_ckpt_error(ngx_http_pyrepl_ckpt_t *ck, json_t *error)
+{
+    ngx_uint_t   status;
+    const char  *code, *message;
+
+    code = json_string_value(json_object_get(error, "code"));
+    message = json_string_value(json_object_get(error, "message"));
+
+    if (code == NULL || message == NULL) {
+        code = "unavailable";
+        message = "the session failed";
+    }
+
+    status = ngx_strcmp(code, "too_large") == 0 ? NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+             : ngx_strcmp(code, "bad_checkpoint") == 0 ? NGX_HTTP_BAD_REQUEST
+             : NGX_HTTP_SERVICE_UNAVAILABLE;
+
+    ngx_http_pyrepl_finalize_error(ck->cl.request, status, code, message);
+}
+
+
+static void
+ngx_http_pyrepl_ckpt_failed(ngx_http_pyrepl_peer_t *peer, const char *reason)
+{
+    ngx_http_pyrepl_ckpt_t  *ck;
+
+    ck = peer->data;
+
+    ngx_log_error(NGX_LOG_WARN, peer->log, 0,
+                  "pyrepl: checkpoint or restore of %*s failed: %s",
+                  (size_t) PYREPL_ID_LEN, ck->cl.id, reason);
+
+    ngx_http_pyrepl_ckpt_abandon(ck);
+
+    ngx_http_pyrepl_finalize_error(ck->cl.request,
+                                   NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "unavailable", reason);
+}
