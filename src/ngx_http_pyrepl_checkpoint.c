@@ -279,6 +279,7 @@ ngx_http_pyrepl_ckpt_stored(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 {
     u_char                  created[sizeof("1970-01-01T00:00:00Z")];
     json_t                 *answer;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
     ngx_tm_t                tm;
     ngx_http_request_t     *r;
     ngx_http_pyrepl_ckpt_t  *ck;
@@ -297,6 +298,9 @@ ngx_http_pyrepl_ckpt_stored(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
                                        "the checkpoint could not be stored");
         return NGX_DONE;
     }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+    ngx_http_pyrepl_table_set_checkpoint(pmcf->shm_zone, ck->cl.id, ck->cid);
 
     ngx_gmtime(ngx_time(), &tm);
     ngx_sprintf(created, "%4d-%02d-%02dT%02d:%02d:%02dZ", tm.ngx_tm_year,

@@ -243,6 +243,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, checkpoint_max_size),
       NULL },
 
+    { ngx_string("pyrepl_restore_on_crash"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, restore_on_crash),
+      NULL },
+
     { ngx_string("pyrepl_dialect"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -625,6 +632,7 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->default_language = NGX_CONF_UNSET_UINT;
     pmcf->pool_min_idle = NGX_CONF_UNSET_UINT;
     pmcf->checkpoint_max_size = NGX_CONF_UNSET_SIZE;
+    pmcf->restore_on_crash = NGX_CONF_UNSET;
 
     ngx_http_pyrepl_sandbox_create(&pmcf->sandbox);
 
@@ -660,6 +668,7 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(pmcf->max_output, 64 * 1024 * 1024);
     ngx_conf_init_size_value(pmcf->max_code_size, 1024 * 1024);
     ngx_conf_init_size_value(pmcf->checkpoint_max_size, 512 * 1024 * 1024);
+    ngx_conf_init_value(pmcf->restore_on_crash, 0);
 
     if (pmcf->checkpoint_max_size < 4096) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

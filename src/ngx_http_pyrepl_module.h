@@ -96,7 +96,21 @@ typedef struct {
     ngx_uint_t               execution_count;
     ngx_uint_t               tx_pending;     /* an explicit run's effects */
                                              /* wait for commit/rollback */
+    u_char                   checkpoint[PYREPL_ID_LEN];    /* the latest */
+    u_char                   restored_from[PYREPL_ID_LEN];
+    unsigned                 has_checkpoint:1;
+    unsigned                 restored:1;     /* restored_from is set */
+    unsigned                 reviving:1;     /* being restored after a crash */
 } ngx_http_pyrepl_session_t;
+
+
+/* a crashed session to bring back (ngx_http_pyrepl_revive.c) */
+typedef struct {
+    u_char                   id[PYREPL_ID_LEN];
+    u_char                   checkpoint[PYREPL_ID_LEN];
+    uint64_t                 tenant;
+    ngx_uint_t               crashed;        /* else idle: is it alive? */
+} ngx_http_pyrepl_revivable_t;
 
 
 typedef struct {
@@ -162,6 +176,7 @@ typedef struct {
     ngx_str_t                warmup;         /* Python the zygote runs once */
     ngx_str_t                checkpoint_path;
     size_t                   checkpoint_max_size;
+    ngx_flag_t               restore_on_crash;
     ngx_http_pyrepl_sandbox_conf_t  sandbox;
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
 } ngx_http_pyrepl_main_conf_t;
@@ -322,6 +337,12 @@ ngx_int_t ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
     ngx_http_pyrepl_session_t *s);
 ngx_int_t ngx_http_pyrepl_table_set_tx(ngx_shm_zone_t *zone, u_char *id,
     ngx_uint_t pending, ngx_pid_t pid);
+void ngx_http_pyrepl_table_set_checkpoint(ngx_shm_zone_t *zone, u_char *id,
+    u_char *cid);
+ngx_array_t *ngx_http_pyrepl_table_revivable(ngx_shm_zone_t *zone,
+    ngx_pool_t *pool, ngx_uint_t idle);
+void ngx_http_pyrepl_table_revived(ngx_shm_zone_t *zone, u_char *id,
+    ngx_pid_t pid);
 void ngx_http_pyrepl_table_end_run(ngx_shm_zone_t *zone, u_char *id,
     ngx_uint_t state, ngx_uint_t execution_count);
 void ngx_http_pyrepl_table_remove(ngx_shm_zone_t *zone, u_char *id);
@@ -401,6 +422,8 @@ void ngx_http_pyrepl_reaper_start(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf);
 void ngx_http_pyrepl_move_session(ngx_http_pyrepl_main_conf_t *pmcf,
     u_char *id, ngx_pid_t pid, ngx_log_t *log);
+void ngx_http_pyrepl_revive(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_log_t *log);
 void ngx_http_pyrepl_kill_session(ngx_http_pyrepl_main_conf_t *pmcf,
     u_char *id, ngx_log_t *log);
 ngx_int_t ngx_http_pyrepl_status_handler(ngx_http_request_t *r);

@@ -76,6 +76,10 @@ ngx_http_pyrepl_reap(ngx_event_t *ev)
 
     ngx_add_timer(ev, pmcf->reap_interval);
 
+    if (pmcf->restore_on_crash) {
+        ngx_http_pyrepl_revive(pmcf, ev->log);
+    }
+
     if (ngx_http_pyrepl_reaping) {
         return;                       /* the last round is still going */
     }

@@ -252,6 +252,15 @@ ngx_http_pyrepl_session_json(ngx_http_pyrepl_session_t *s, ngx_uint_t full)
                   "created_at", ngx_http_pyrepl_time_json(s->created),
                   "expires_at", ngx_http_pyrepl_time_json(s->expires));
 
+    if (o != NULL && s->restored
+        && json_object_set_new(o, "restored_from",
+                               json_stringn((char *) s->restored_from,
+                                            PYREPL_ID_LEN)) != 0)
+    {
+        json_decref(o);
+        return NULL;
+    }
+
     if (o == NULL || !full) {
         return o;
     }

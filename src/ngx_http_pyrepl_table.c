@@ -473,6 +473,125 @@ ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
 }
 
 
+/* A checkpoint of session id was stored: the one to restore on a crash. */
+void
+ngx_http_pyrepl_table_set_checkpoint(ngx_shm_zone_t *zone, u_char *id,
+    u_char *cid)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n != NULL) {
+        ngx_memcpy(n->s.checkpoint, cid, PYREPL_ID_LEN);
+        n->s.has_checkpoint = 1;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/*
+ * Sessions to bring back from their latest checkpoint: crashed ones, or
+ * with idle set the idle ones too (ngx_http_pyrepl_revive.c checks
+ * whether their process lives).  Crashed ones are marked reviving and
+ * starting (runs get 409 meanwhile); NULL on allocation failure.
+ */
+ngx_array_t *
+ngx_http_pyrepl_table_revivable(ngx_shm_zone_t *zone, ngx_pool_t *pool,
+    ngx_uint_t idle)
+{
+    ngx_queue_t                  *q;
+    ngx_array_t                  *a;
+    ngx_http_pyrepl_node_t       *n;
+    ngx_http_pyrepl_zone_ctx_t   *ctx;
+    ngx_http_pyrepl_revivable_t  *rv;
+
+    ctx = zone->data;
+
+    a = ngx_array_create(pool, 4, sizeof(ngx_http_pyrepl_revivable_t));
+    if (a == NULL) {
+        return NULL;
+    }
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    for (q = ngx_queue_head(&ctx->sh->queue);
+         q != ngx_queue_sentinel(&ctx->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
+
+        if (!n->s.has_checkpoint || n->s.reviving
+            || !(n->s.state == PYREPL_STATE_CRASHED
+                 || (idle && n->s.state == PYREPL_STATE_IDLE)))
+        {
+            continue;
+        }
+
+        rv = ngx_array_push(a);
+        if (rv == NULL) {
+            break;
+        }
+
+        ngx_memcpy(rv->id, n->s.id, PYREPL_ID_LEN);
+        ngx_memcpy(rv->checkpoint, n->s.checkpoint, PYREPL_ID_LEN);
+        rv->tenant = n->s.tenant;
+        rv->crashed = (n->s.state == PYREPL_STATE_CRASHED);
+
+        if (n->s.state == PYREPL_STATE_CRASHED) {
+            n->s.reviving = 1;
+            n->s.state = PYREPL_STATE_STARTING;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return a;
+}
+
+
+/*
+ * The end of a revival: pid > 0 serves the session restored from its
+ * checkpoint; 0: it failed, the session reads crashed and is not tried
+ * again (until a new checkpoint).
+ */
+void
+ngx_http_pyrepl_table_revived(ngx_shm_zone_t *zone, u_char *id, ngx_pid_t pid)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n != NULL && n->s.reviving) {
+        n->s.reviving = 0;
+
+        if (pid > 0) {
+            n->s.pid = pid;
+            n->s.state = PYREPL_STATE_IDLE;
+            n->s.restored = 1;
+            ngx_memcpy(n->s.restored_from, n->s.checkpoint, PYREPL_ID_LEN);
+
+        } else {
+            n->s.state = PYREPL_STATE_CRASHED;
+            n->s.has_checkpoint = 0;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
 /*
  * Record a transaction: pending (explicit, until commit or rollback), and
  * the session's new process after a rollback (pid 0: unchanged).
