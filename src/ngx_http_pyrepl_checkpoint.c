@@ -277,12 +277,12 @@ ngx_http_pyrepl_ckpt_written(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 static ngx_int_t
 ngx_http_pyrepl_ckpt_stored(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 {
-    u_char                  created[sizeof("1970-01-01T00:00:00Z")];
-    json_t                 *answer;
+    u_char                        created[sizeof("1970-01-01T00:00:00Z")];
+    json_t                       *answer;
+    ngx_tm_t                      tm;
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_ckpt_t       *ck;
     ngx_http_pyrepl_main_conf_t  *pmcf;
-    ngx_tm_t                tm;
-    ngx_http_request_t     *r;
-    ngx_http_pyrepl_ckpt_t  *ck;
 
     ck = peer->data;
     r = ck->cl.request;

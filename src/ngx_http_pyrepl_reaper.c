@@ -30,6 +30,8 @@ static ngx_int_t ngx_http_pyrepl_reaped(ngx_http_pyrepl_peer_t *peer,
 static void ngx_http_pyrepl_reap_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static void ngx_http_pyrepl_reap_done(ngx_http_pyrepl_reap_t *reap);
+static void ngx_http_pyrepl_tell_supervisor(ngx_http_pyrepl_main_conf_t *pmcf,
+    pr_frame_t *frame, ngx_log_t *log);
 static ngx_http_pyrepl_reap_t *ngx_http_pyrepl_reap_create(
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_log_t *log);
 
@@ -143,28 +145,14 @@ void
 ngx_http_pyrepl_move_session(ngx_http_pyrepl_main_conf_t *pmcf, u_char *id,
     ngx_pid_t pid, ngx_log_t *log)
 {
-    pr_frame_t               frame;
-    ngx_http_pyrepl_reap_t  *reap;
-
-    reap = ngx_http_pyrepl_reap_create(pmcf, log);
-    if (reap == NULL) {
-        return;
-    }
+    pr_frame_t  frame;
 
     ngx_memzero(&frame, sizeof(pr_frame_t));
     frame.type = PR_T_MOVE;
     pr_set_str(&frame, id, id, PYREPL_ID_LEN);
     pr_set_int(&frame, pid, pid);
 
-    if (ngx_http_pyrepl_peer_send(&reap->peer, reap->pool, &frame) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "pyrepl: cannot tell the supervisor that %*s moved",
-                      (size_t) PYREPL_ID_LEN, id);
-        ngx_destroy_pool(reap->pool);
-        return;
-    }
-
-    reap->pending = 1;
+    ngx_http_pyrepl_tell_supervisor(pmcf, &frame, log);
 }
 
 
@@ -176,7 +164,21 @@ void
 ngx_http_pyrepl_kill_session(ngx_http_pyrepl_main_conf_t *pmcf, u_char *id,
     ngx_log_t *log)
 {
-    pr_frame_t               frame;
+    pr_frame_t  frame;
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_KILL;
+    pr_set_str(&frame, id, id, PYREPL_ID_LEN);
+
+    ngx_http_pyrepl_tell_supervisor(pmcf, &frame, log);
+}
+
+
+/* One request to the supervisor that nobody waits for (a refusal is logged). */
+static void
+ngx_http_pyrepl_tell_supervisor(ngx_http_pyrepl_main_conf_t *pmcf,
+    pr_frame_t *frame, ngx_log_t *log)
+{
     ngx_http_pyrepl_reap_t  *reap;
 
     reap = ngx_http_pyrepl_reap_create(pmcf, log);
@@ -184,14 +186,11 @@ ngx_http_pyrepl_kill_session(ngx_http_pyrepl_main_conf_t *pmcf, u_char *id,
         return;
     }
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_KILL;
-    pr_set_str(&frame, id, id, PYREPL_ID_LEN);
-
-    if (ngx_http_pyrepl_peer_send(&reap->peer, reap->pool, &frame) != NGX_OK) {
+    if (ngx_http_pyrepl_peer_send(&reap->peer, reap->pool, frame) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "pyrepl: cannot ask the supervisor to kill %*s",
-                      (size_t) PYREPL_ID_LEN, id);
+                      "pyrepl: cannot send the supervisor a \"%s\" for %*s",
+                      pr_type_name(frame->type), frame->id.len,
+                      frame->id.data);
         ngx_destroy_pool(reap->pool);
         return;
     }

@@ -109,6 +109,7 @@ static int py_exec_transact(py_session_t *s, int tx_policy, char *code,
     size_t len, py_outcome_t *o);
 static void py_exec_decide(py_session_t *s, int op, py_outcome_t *o);
 static int py_exec_post(py_session_t *s, py_outcome_t *o);
+static int py_exec_wake(py_session_t *s);
 static void py_exec_hand_over(py_session_t *s, py_outcome_t *o)
     __attribute__((noreturn));
 static void py_exec_state(py_session_t *s, int op, const char *file,
@@ -573,8 +574,6 @@ py_exec_ask_once(PyObject *prompt, const char *dflt, int password,
 {
     int            rc, state;
     size_t         len;
-    ssize_t        n;
-    uint64_t       one;
     pr_str_t       text, answer;
     sigset_t       block, mask;
     py_session_t  *s;
@@ -658,13 +657,7 @@ py_exec_ask_once(PyObject *prompt, const char *dflt, int password,
         return -1;
     }
 
-    one = 1;
-
-    do {
-        n = write(s->done_fd, &one, sizeof(uint64_t));
-    } while (n == -1 && errno == EINTR);
-
-    if (n != (ssize_t) sizeof(uint64_t)) {
+    if (py_exec_wake(s) != 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         state = -1;
 
@@ -960,9 +953,7 @@ py_exec_decide(py_session_t *s, int op, py_outcome_t *o)
 static int
 py_exec_post(py_session_t *s, py_outcome_t *o)
 {
-    int       rc;
-    ssize_t   n;
-    uint64_t  one;
+    int  rc;
 
     rc = pthread_mutex_lock(&s->lock);
     if (rc != 0) {
@@ -980,6 +971,22 @@ py_exec_post(py_session_t *s, py_outcome_t *o)
         return -1;
     }
 
+    if (py_exec_wake(s) != 0) {
+        wk_log("write(eventfd) failed: %s", strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* Wake the I/O thread (done_fd); 0, or -1 with errno set. */
+static int
+py_exec_wake(py_session_t *s)
+{
+    ssize_t   n;
+    uint64_t  one;
+
     one = 1;
 
     do {
@@ -987,7 +994,10 @@ py_exec_post(py_session_t *s, py_outcome_t *o)
     } while (n == -1 && errno == EINTR);
 
     if (n != (ssize_t) sizeof(uint64_t)) {
-        wk_log("write(eventfd) failed: %s", strerror(errno));
+        if (n >= 0) {
+            errno = EIO;
+        }
+
         return -1;
     }
 

@@ -127,6 +127,8 @@ static void py_io_fail(int i, const char *code, const char *message);
 static void py_io_run(int i, const pr_frame_t *f);
 static void py_io_op(int i, int op, char *arg, size_t len,
     int64_t max_size);
+static void py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
+    int64_t max_size, unsigned interactive);
 static void py_io_file_op(int i, const pr_frame_t *f);
 static int py_io_tx_policy(const pr_frame_t *f);
 static void py_io_release(py_outcome_t *o);
@@ -732,27 +734,40 @@ py_io_fail(int i, const char *code, const char *message)
 static void
 py_io_op(int i, int op, char *arg, size_t len, int64_t max_size)
 {
-    int            rc;
-    py_session_t  *s;
-
-    s = py_io.s;
-
     if (py_io.run_active) {
         free(arg);
         py_io_fail(i, "session_busy", "a run is in progress");
         return;
     }
 
+    py_io_hand(i, op, arg, len, PY_TX_COMMIT_ALWAYS, max_size, 0);
+}
+
+
+/*
+ * Hand the main thread its next job (op with code, taken), which the
+ * connection in slot i waits for; the run is active from here on.
+ */
+static void
+py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
+    int64_t max_size, unsigned interactive)
+{
+    int            rc;
+    py_session_t  *s;
+
+    s = py_io.s;
+
     py_io_lock();
 
-    s->code = arg;
+    s->code = code;
     s->code_len = len;
-    s->max_size = max_size;
     s->op = op;
+    s->tx_policy = tx_policy;
+    s->max_size = max_size;
     s->requested = 1;
     s->interrupt = 0;
-    s->interactive = 0;
-    py_io.interactive = 0;
+    s->interactive = interactive;
+    py_io.interactive = interactive;
 
     rc = pthread_cond_signal(&s->cond);
 
@@ -774,7 +789,7 @@ py_io_op(int i, int op, char *arg, size_t len, int64_t max_size)
 static void
 py_io_run(int i, const pr_frame_t *f)
 {
-    int            rc, tx;
+    int            tx;
     char          *code;
     py_session_t  *s;
 
@@ -822,30 +837,8 @@ py_io_run(int i, const pr_frame_t *f)
     py_io.pipes[0].ncarry = 0;
     py_io.pipes[1].ncarry = 0;
 
-    py_io_lock();
-
-    s->code = code;
-    s->code_len = f->code.len;
-    s->op = PY_OP_RUN;
-    s->tx_policy = tx;
-    s->requested = 1;
-    s->interrupt = 0;
-    s->interactive = pr_has(f, interactive) && f->interactive != 0;
-    py_io.interactive = s->interactive;
-
-    rc = pthread_cond_signal(&s->cond);
-
-    py_io_unlock();
-
-    if (rc != 0) {
-        wk_log("pthread_cond_signal() failed: %s", strerror(rc));
-        _exit(EXIT_FAILURE);
-    }
-
-    py_io.run_active = 1;
-    py_io.run_conn = i;
-    py_io.timed_out = 0;
-    py_io.deadline = 0;
+    py_io_hand(i, PY_OP_RUN, code, f->code.len, tx, 0,
+               pr_has(f, interactive) && f->interactive != 0);
 
     if (pr_has(f, timeout_ms) && f->timeout_ms > 0) {
         py_io.deadline = py_msec() + f->timeout_ms;
