@@ -58,8 +58,9 @@ static ngx_int_t ngx_http_pyrepl_restore_loaded(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static ngx_int_t ngx_http_pyrepl_restore_done(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
-static json_t *ngx_http_pyrepl_ckpt_answer(ngx_http_pyrepl_ckpt_t *ck,
-    pr_frame_t *frame);
+static json_t *ngx_http_pyrepl_ckpt_parse(pr_frame_t *frame);
+static ngx_uint_t ngx_http_pyrepl_ckpt_refused(ngx_http_pyrepl_ckpt_t *ck,
+    json_t *doc);
 static void ngx_http_pyrepl_ckpt_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static void ngx_http_pyrepl_ckpt_error(ngx_http_pyrepl_ckpt_t *ck,
@@ -252,11 +253,11 @@ ngx_http_pyrepl_ckpt_written(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
         return NGX_OK;
     }
 
-    ck->doc = ngx_http_pyrepl_ckpt_answer(ck, frame);
+    ck->doc = ngx_http_pyrepl_ckpt_parse(frame);
 
     ngx_http_pyrepl_peer_close(peer);
 
-    if (ck->doc == NULL) {
+    if (ngx_http_pyrepl_ckpt_refused(ck, ck->doc)) {
         return NGX_DONE;
     }
 
@@ -484,12 +485,12 @@ ngx_http_pyrepl_restore_done(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
         return NGX_OK;
     }
 
-    doc = ngx_http_pyrepl_ckpt_answer(ck, frame);
+    doc = ngx_http_pyrepl_ckpt_parse(frame);
 
     ngx_http_pyrepl_peer_close(peer);
 
-    if (doc == NULL) {
-        ngx_http_pyrepl_ckpt_abandon(ck);
+    if (ngx_http_pyrepl_ckpt_refused(ck, doc)) {
+        json_decref(doc);
         return NGX_DONE;
     }
 
@@ -517,47 +518,48 @@ ngx_http_pyrepl_restore_done(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 }
 
 
-/*
- * The session's JSON answer, or NULL after finalizing the request with
- * the error it names (or a 503 when it sent none).
- */
+/* The session's answer: its JSON document, or NULL (it sent none). */
 static json_t *
-ngx_http_pyrepl_ckpt_answer(ngx_http_pyrepl_ckpt_t *ck, pr_frame_t *frame)
+ngx_http_pyrepl_ckpt_parse(pr_frame_t *frame)
 {
-    json_t        *doc, *error;
-    json_error_t   err;
-
-    doc = NULL;
-
-    if (frame->type == PR_T_OK && pr_has(frame, text)) {
-        doc = json_loadb(frame->text.data, frame->text.len, 0, &err);
-    }
-
-    if (doc == NULL) {
-        ngx_http_pyrepl_finalize_error(ck->cl.request,
-                                       frame->type == PR_T_FAIL
-                                       && frame->errcode.len == 12
-                                       && ngx_strncmp(frame->errcode.data,
-                                                      "session_busy", 12)
-                                          == 0
-                                       ? NGX_HTTP_CONFLICT
-                                       : NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       frame->type == PR_T_FAIL
-                                       && frame->errcode.len == 12
-                                       ? "session_busy" : "unavailable",
-                                       "the session did not answer");
+    if (frame->type != PR_T_OK || !pr_has(frame, text)) {
         return NULL;
     }
 
-    error = json_object_get(doc, "error");
+    return json_loadb(frame->text.data, frame->text.len, 0, NULL);
+}
+
+
+/*
+ * Whether the session refused (doc NULL or with "error"): then the
+ * request is finalized with the error, and a create's session ended.
+ * Called with the session connection closed.
+ */
+static ngx_uint_t
+ngx_http_pyrepl_ckpt_refused(ngx_http_pyrepl_ckpt_t *ck, json_t *doc)
+{
+    json_t  *error;
+
+    error = doc ? json_object_get(doc, "error") : NULL;
+
+    if (doc != NULL && error == NULL) {
+        return 0;
+    }
+
+    ngx_http_pyrepl_ckpt_abandon(ck);
 
     if (error != NULL) {
         ngx_http_pyrepl_ckpt_error(ck, error);
-        json_decref(doc);
-        return NULL;
+
+    } else {
+        ngx_http_pyrepl_finalize_error(ck->cl.request,
+                                       NGX_HTTP_SERVICE_UNAVAILABLE,
+                                       "unavailable",
+                                       "the session did not answer (it may "
+                                       "be running code)");
     }
 
-    return doc;
+    return 1;
 }
 
 

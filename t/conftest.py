@@ -84,7 +84,8 @@ if PRELOAD:
     os.environ.update(san_env(SAN_DIR))
 
 BAD_LOG = re.compile(r"\[(alert|emerg)\]|AddressSanitizer|LeakSanitizer|"
-                     r"runtime error:|UndefinedBehaviorSanitizer")
+                     r"runtime error:|UndefinedBehaviorSanitizer|"
+                     r"Can't open file: .*/asan")
 
 CONF = """
 daemon off;
@@ -163,6 +164,9 @@ class Nginx:
         os.chmod(self.prefix, 0o755)
         for d in ("conf", "logs", "tmp"):
             os.mkdir(os.path.join(self.prefix, d))
+        # sanitizer reports of nginx's workers and of sessions, which run
+        # as other users, land here too
+        os.chmod(os.path.join(self.prefix, "logs"), 0o1777)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.conf_path = os.path.join(self.prefix, "conf", "nginx.conf")

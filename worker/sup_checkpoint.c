@@ -189,7 +189,10 @@ sup_checkpoint_load(const sup_conf_t *conf, const char *id, const char *file,
         }
     }
 
-    if (rc == 0 && fchown(out, dst.st_uid, dst.st_gid) == -1) {
+    /* fchmod: the mode given to openat() went through the umask */
+    if (rc == 0 && (fchown(out, dst.st_uid, dst.st_gid) == -1
+                    || fchmod(out, 0644) == -1))
+    {
         rc = -1;
     }
 
