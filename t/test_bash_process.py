@@ -776,20 +776,11 @@ def test_a_small_frame_limit_keeps_output_frames_under_it():
         s.stop()
 
 
-# Latency ---------------------------------------------------------------------
+# Many runs ---------------------------------------------------------------------
+# (how fast: util/bench's "bash `true` round trip" row)
 
-def test_round_trip_latency_of_true(session):
-    ok(session.run("true"))
-    times = []
+def test_a_thousand_runs_in_a_row_all_complete(session):
     for _ in range(1000):
-        t0 = time.perf_counter()
         r = session.run("true")
-        times.append(time.perf_counter() - t0)
-        assert r.status == "ok"
+        assert r.status == "ok" and r.complete["exit_code"] == 0
         session.conns.clear()
-    times.sort()
-    p50 = times[len(times) // 2] * 1000
-    p99 = times[int(len(times) * 0.99)] * 1000
-    print(f"\nbash round trip of `true` over 1000 runs: "
-          f"p50 {p50:.3f} ms, p99 {p99:.3f} ms")
-    assert p50 < 20

@@ -33,6 +33,7 @@ METRICS = [
     "output throughput, print 50 MB (WebSocket)",
     "PSS per idle session (100 sessions)",
     "PSS per idle session (1000 sessions)",
+    "bash `true` round trip, HTTP keep-alive (JSON)",
     "1+1 under rollback_on_failure, small namespace (JSON)",
     "failing run rolled back (commit_on_success), small namespace",
     "1+1 commit_always, 200 MB namespace (JSON)",

@@ -74,6 +74,8 @@ ROWS = [
      "< 4 MiB", lambda v: v["mib"] < 4),
     ("pss_1000", "PSS per idle session (1000 sessions)", "mib",
      "< 4 MiB", lambda v: v["mib"] < 4),
+    ("rt_bash", "bash `true` round trip, HTTP keep-alive (JSON)", "lat",
+     "p50 < 1 ms", lambda v: v["p50_ms"] < 1),
     ("tx_small", "1+1 under rollback_on_failure, small namespace (JSON)",
      "lat", None, None),
     ("rb_small", "failing run rolled back (commit_on_success), small "
@@ -456,6 +458,21 @@ class Bench:
                             "--accept", JSON_ACCEPT, "--ok", mark, *common)
                 self.put(key, "pyrepl", self.lat(r), r)
 
+        def bash():
+            status, body = self.instances[0].request(
+                "POST", "/session", {"language": "bash"})
+            if status != 201:
+                raise BenchError(f"bash session: {status} {body}")
+            sid = body["session_id"]
+            r = self.lg("load", "--port", port, "--path",
+                        f"/session/{sid}/run", "--method", "POST",
+                        "--body", '{"code":"true"}', "--accept", JSON_ACCEPT,
+                        "--ok", '"exit_code":0', *common)
+            self.put("rt_bash", "pyrepl", self.lat(r), r)
+            self.instances[0].request("DELETE", f"/session/{sid}")
+
+        self.attempt("bash round trip", ["rt_bash"], "pyrepl", bash)
+
         self.attempt("transactions, small namespace", ["tx_small", "rb_small"],
                      "pyrepl", lambda: tx(sids[4], "small"))
 
@@ -566,7 +583,8 @@ class Bench:
         for key in ("rt_http", "rt_sse", "stream_sse", "tput_http_1",
                     "tput_http_8", "tput_http_64", "bulk_sse"):
             self.na(key, "jupyter", "n/a (no HTTP run)")
-        for key in ("ckpt_size", "ckpt_time", "restore_time", "ckpt_big_size",
+        for key in ("rt_bash", "ckpt_size", "ckpt_time", "restore_time",
+                    "ckpt_big_size",
                     "ckpt_big_time", "tx_small", "rb_small", "rt_200mb",
                     "tx_200mb", "rb_200mb"):
             self.na(key, "jupyter", "n/a")
