@@ -70,6 +70,7 @@ static int sup_keeper_lock(sup_keeper_t *k);
 static int sup_keeper_args(sup_keeper_t *k);
 static void sup_keeper_spawn(sup_keeper_t *k);
 static void sup_keeper_reap(sup_keeper_t *k);
+static int sup_keeper_group_serves(pid_t pgid);
 static int sup_keeper_signals(sup_keeper_t *k);
 static size_t sup_keeper_kill_children(void);
 static void sup_keeper_stop(sup_keeper_t *k);
@@ -365,6 +366,41 @@ sup_keeper_signals(sup_keeper_t *k)
 }
 
 
+/* Whether a live session process (comm SUP_SESSION_COMM) is in group pgid. */
+static int
+sup_keeper_group_serves(pid_t pgid)
+{
+    int             found;
+    DIR            *d;
+    pid_t           pid;
+    sup_proc_t      p;
+    struct dirent  *de;
+
+    d = opendir("/proc");
+    if (d == NULL) {
+        return 0;
+    }
+
+    found = 0;
+
+    while (!found && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9') {
+            continue;
+        }
+
+        pid = (pid_t) strtol(de->d_name, NULL, 10);
+
+        found = (pid != pgid && sup_proc_stat(pid, &p) == 0
+                 && p.pgrp == pgid && p.state != 'Z'
+                 && strcmp(p.comm, SUP_SESSION_COMM) == 0);
+    }
+
+    (void) closedir(d);
+
+    return found;
+}
+
+
 static void
 sup_keeper_reap(sup_keeper_t *k)
 {
@@ -396,7 +432,13 @@ sup_keeper_reap(sup_keeper_t *k)
             return;
         }
 
+        /*
+         * An orphaned group leader's group goes with it, unless a session
+         * process lives on in it: the one a rollback handed the session
+         * to ("move"), which the next supervisor adopts.
+         */
         if (pid != k->pid && sup_proc_stat(pid, &p) == 0 && p.pgrp == pid
+            && !sup_keeper_group_serves(pid)
             && kill(-pid, SIGKILL) == -1 && errno != ESRCH)
         {
             wk_log("kill(-%ld, SIGKILL) failed: %s", (long) pid,
