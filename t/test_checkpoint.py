@@ -198,6 +198,22 @@ def test_a_checkpoint_over_the_cap_is_413(nginx):
     nginx.http.delete(f"{nginx.url}/session/{sid}")
 
 
+def test_what_the_code_left_under_the_checkpoints_name_is_replaced(nginx):
+    sid = nginx.create()
+    r = nginx.run_json(sid, "import os\nos.mkfifo('.pyrepl-checkpoint')\n"
+                            "os.symlink('/etc/passwd', '.pyrepl-restore')\n"
+                            "v = 7")
+    assert r["status"] == "ok", r
+    cid = checkpoint(nginx, sid)["checkpoint_id"]
+    r = nginx.http.post(f"{nginx.url}/session/{sid}/restore",
+                        json={"checkpoint_id": cid})
+    assert r.status_code == 200, r.text
+    assert nginx.run_json(sid, "v")["result"]["text/plain"] == "7"
+    with open("/etc/passwd") as f:
+        assert f.read().startswith("root:")
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
 def test_bad_requests(nginx):
     sid = nginx.create()
     for body in ({}, {"checkpoint_id": 5}, {"checkpoint_id": "../x"},

@@ -367,7 +367,14 @@ def checkpoint(ns, path, max_size, count):
     manifest = {"modules": modules, "sources": sources, "cells": cells,
                 "count": count}
     try:
-        with open(path, "wb") as f:
+        # whatever the code left under that name (a FIFO, a link) goes
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                     | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
             f.write(_CKPT_MAGIC + b" " * _CKPT_HEADER)
             out = _HashingFile(f, max_size)
             pickle.Pickler(out, protocol=5).dump(manifest)

@@ -5,7 +5,8 @@
  * directory; "store" moves it to DIR/<tenant>/<checkpoint id>.ckpt; "load"
  * copies one back into a session's directory for it to read.  Names come
  * from nginx ("<16 hex>/<32 hex>": the tenant owns its directory), files
- * from sessions, which run untrusted code: every open refuses symlinks, a
+ * from sessions, which run untrusted code: every open refuses symlinks and
+ * never blocks (a FIFO in place of the file would hang the supervisor), a
  * stored file must be the regular, singly linked file that was checked,
  * and a loaded one is created anew (never written through what the
  * session left under that name).
@@ -54,7 +55,7 @@ sup_checkpoint_store(const sup_conf_t *conf, const char *id,
         return -1;
     }
 
-    fd = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    fd = open(src, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd == -1) {
         SUP_ERR(err, "not_found", "the session wrote no checkpoint: %s",
                 strerror(errno));
@@ -127,7 +128,7 @@ sup_checkpoint_load(const sup_conf_t *conf, const char *id, const char *file,
         return -1;
     }
 
-    in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    in = open(src, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (in == -1 || fstat(in, &st) == -1 || !S_ISREG(st.st_mode)) {
         SUP_ERR(err, "not_found", "no checkpoint %s", name);
         if (in != -1) {
