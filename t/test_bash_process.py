@@ -658,6 +658,21 @@ def test_interrupt_between_runs_does_nothing(session):
     assert alive(session.shell)
 
 
+def test_a_stop_before_the_shell_is_ready_leaves_it_alive():
+    # the first run of a fresh shell, stopped at once: the stop may come
+    # before the shell has read its bootstrap (and set its INT trap); it
+    # must wait for that instead of ending the shell with SIGINT
+    for _ in range(10):
+        s = BashProcess()
+        try:
+            r = s.run("sleep 30", timeout_ms=1)
+            assert r.status == "timeout", r.frames
+            assert alive(s.shell)
+            ok(s.run("echo alive"), "alive\n")
+        finally:
+            s.stop()
+
+
 def test_timeout_stops_the_run_at_its_deadline(session):
     r = session.run("sleep 30", timeout_ms=300)
     assert r.status == "timeout", r.frames

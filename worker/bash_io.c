@@ -636,7 +636,10 @@ bs_io_stop_tick(bs_session_t *s)
         }
     }
 
-    if (kill(s->shell_pid, SIGINT) == -1 && errno != ESRCH) {
+    /* before its bootstrap has set the trap, SIGINT would end the shell */
+    if (s->shell_ready && kill(s->shell_pid, SIGINT) == -1
+        && errno != ESRCH)
+    {
         wk_log("session %s: kill(%d, SIGINT) failed: %s", s->id,
                (int) s->shell_pid, strerror(errno));
         return -1;

@@ -91,6 +91,9 @@ typedef struct {
     int              shell_status; /* wait status, once shell_exited */
     unsigned         shell_exited:1;
     unsigned         shell_killed:1;  /* we gave up and killed it */
+    unsigned         shell_ready:1;   /* it has run the bootstrap (and */
+                                      /* set its INT trap): SIGINT is safe */
+    char             boot_nonce[BS_NONCE_LEN + 1];
     int              cmd_fd;       /* command pipe, write end, O_NONBLOCK */
     int              status_fd;    /* status pipe, read end, O_NONBLOCK */
     int              code_fd;      /* memfd behind the shell's fd 62 */

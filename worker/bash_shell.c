@@ -92,7 +92,10 @@
 
 /*
  * The bootstrap, read by the shell before the first run.  fd 60 is closed
- * (bash reads its script from its own copy, fd 255).
+ * (bash reads its script from its own copy, fd 255).  It is followed by
+ * "BOOTNONCE ready" to the status pipe: until that line arrives the INT
+ * trap may not be set, and a SIGINT would end the shell, so a stop does
+ * not signal the shell before (bash_io.c).
  */
 static const char  bs_shell_bootstrap[] =
     "exec 60<&-\n"
@@ -157,6 +160,7 @@ static int bs_shell_quote(bs_session_t *s, const char *p, size_t n);
 static int bs_shell_fill(int fd, const char *prefix, size_t plen,
     const char *p, size_t n);
 static int bs_shell_nonce(bs_session_t *s);
+static int bs_shell_boot_line(bs_session_t *s, const char *p, size_t n);
 static void bs_shell_append(bs_session_t *s, const char *p, size_t n);
 static int bs_shell_line(bs_session_t *s, const char *p, size_t n,
     int *rc);
@@ -254,8 +258,20 @@ bs_shell_start(bs_session_t *s)
         return -1;
     }
 
+    /* the bootstrap, then "BOOTNONCE ready" on the status pipe once done */
+    if (bs_shell_nonce(s) != 0) {
+        return -1;
+    }
+
+    memcpy(s->boot_nonce, s->nonce, sizeof(s->boot_nonce));
+
     if (bs_shell_queue(s, bs_shell_bootstrap,
-                       sizeof(bs_shell_bootstrap) - 1) != 0)
+                       sizeof(bs_shell_bootstrap) - 1) != 0
+        || bs_shell_queue(s, "\\builtin printf '%s ready\\n' ",
+                          sizeof("\\builtin printf '%s ready\\n' ") - 1)
+           != 0
+        || bs_shell_queue(s, s->boot_nonce, BS_NONCE_LEN) != 0
+        || bs_shell_queue(s, " >&61\n", sizeof(" >&61\n") - 1) != 0)
     {
         return -1;
     }
@@ -831,10 +847,16 @@ bs_shell_status(bs_session_t *s, int *rc)
                 break;
             }
 
-            if (!found && s->run_active
-                && bs_shell_line(s, s->status, s->status_len, rc))
+            if (!s->shell_ready
+                && bs_shell_boot_line(s, s->status, s->status_len))
+            {
+                s->shell_ready = 1;
+
+            } else if (!found && s->run_active
+                       && bs_shell_line(s, s->status, s->status_len, rc))
             {
                 found = 1;
+                s->shell_ready = 1;     /* it got past the bootstrap */
             }
 
             s->status_len = 0;
@@ -870,6 +892,18 @@ bs_shell_append(bs_session_t *s, const char *p, size_t n)
 
     memcpy(s->status + s->status_len, p, n);
     s->status_len += n;
+}
+
+
+/* Whether a status line is the bootstrap's "BOOTNONCE ready". */
+static int
+bs_shell_boot_line(bs_session_t *s, const char *p, size_t n)
+{
+    return n >= BS_NONCE_LEN + sizeof(" ready") - 1
+           && memcmp(p + n - BS_NONCE_LEN - (sizeof(" ready") - 1),
+                     s->boot_nonce, BS_NONCE_LEN) == 0
+           && memcmp(p + n - (sizeof(" ready") - 1), " ready",
+                     sizeof(" ready") - 1) == 0;
 }
 
 
