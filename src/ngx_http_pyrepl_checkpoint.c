@@ -110,8 +110,15 @@ ngx_http_pyrepl_checkpoint_handler(ngx_http_request_t *r, u_char *id)
 
     rc = ngx_http_pyrepl_ckpt_session(ck, PR_T_CHECKPOINT, PYREPL_CKPT_FILE,
                                       ngx_http_pyrepl_ckpt_written);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
+                                          "session_crashed",
+                                          "the session process is gone");
+    }
+
     if (rc != NGX_OK) {
-        return rc;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     r->main->count++;
@@ -179,6 +186,8 @@ ngx_http_pyrepl_ckpt_cleanup(void *data)
 }
 
 
+/* Send the session type; NGX_OK, NGX_DECLINED (its process is gone), or
+ * NGX_ERROR. */
 static ngx_int_t
 ngx_http_pyrepl_ckpt_session(ngx_http_pyrepl_ckpt_t *ck, pr_type_t type,
     const char *file, ngx_http_pyrepl_frame_pt answered)
@@ -203,16 +212,12 @@ ngx_http_pyrepl_ckpt_session(ngx_http_pyrepl_ckpt_t *ck, pr_type_t type,
 
     rc = ngx_http_pyrepl_control_send(&ck->cl, &frame);
 
-    if (rc == NGX_DECLINED) {
-        return ngx_http_pyrepl_send_error(ck->cl.request, NGX_HTTP_CONFLICT,
-                                          "session_crashed",
-                                          "the session process is gone");
+    if (rc == NGX_OK) {
+        /* the session's answer may take longer than a supervisor's */
+        ck->cl.peer.read_timeout = pmcf->run_timeout_max;
     }
 
-    /* the session's answer may take longer than a supervisor's */
-    ck->cl.peer.read_timeout = pmcf->run_timeout_max;
-
-    return rc == NGX_OK ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    return rc;
 }
 
 
@@ -462,9 +467,15 @@ ngx_http_pyrepl_restore_loaded(ngx_http_pyrepl_peer_t *peer,
 
     rc = ngx_http_pyrepl_ckpt_session(ck, PR_T_RESTORE, PYREPL_RESTORE_FILE,
                                       ngx_http_pyrepl_restore_done);
-    if (rc != NGX_OK) {
+    if (rc == NGX_DECLINED) {
         ngx_http_pyrepl_ckpt_abandon(ck);
-        ngx_http_finalize_request(r, rc);
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT,
+                                       "session_crashed",
+                                       "the session process is gone");
+
+    } else if (rc != NGX_OK) {
+        ngx_http_pyrepl_ckpt_abandon(ck);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     return NGX_DONE;

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from conftest import Nginx
+from conftest import Nginx, wait_for
 
 KEY_A = "tenant-a-key-0123456789"
 KEY_B = "tenant-b-key-0123456789"
@@ -247,3 +247,16 @@ def test_a_checkpoint_outlives_nginx():
             "('still here', ['still here'])"
     finally:
         n.check_and_clean()
+
+
+def test_checkpoint_of_a_dead_session_is_409(nginx):
+    sid = nginx.create()
+    pid = int(nginx.run_json(sid, "import os; os.getpid()")
+              ["result"]["text/plain"])
+    os.kill(pid, 9)
+    wait_for(lambda: not os.path.exists(f"{nginx.prefix}/run/{sid}.sock"),
+             what="the supervisor to notice")
+    r = nginx.http.post(f"{nginx.url}/session/{sid}/checkpoint")
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "session_crashed"
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
