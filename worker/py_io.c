@@ -43,6 +43,7 @@
  */
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -178,8 +179,12 @@ py_io_start(py_session_t *s)
         return -1;
     }
 
-    /* a snapshot taking over starts from a clean slate */
-    memset(&py_io, 0, sizeof(py_io_t));
+    /*
+     * A snapshot taking over starts from a clean slate; the buffers at the
+     * end are left alone: writing them would copy their pages (a quarter
+     * of a megabyte) out of the zygote's into every session.
+     */
+    memset(&py_io, 0, offsetof(py_io_t, rbuf));
     py_io.s = s;
 
     /* before the tables part, so that both hold it */
