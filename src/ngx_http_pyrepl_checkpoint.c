@@ -313,7 +313,7 @@ ngx_http_pyrepl_ckpt_stored(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
                 tm.ngx_tm_mon, tm.ngx_tm_mday, tm.ngx_tm_hour,
                 tm.ngx_tm_min, tm.ngx_tm_sec);
 
-    answer = json_pack("{s:s%,s:I,s:s%,s:O}",
+    answer = json_pack("{s:s%,s:I,s:s%,s:O?}",
                        "checkpoint_id", ck->cid, (size_t) PYREPL_ID_LEN,
                        "size_bytes", (json_int_t) frame->max_size,
                        "created_at", created, sizeof(created) - 1,
@@ -333,10 +333,16 @@ void
 ngx_http_pyrepl_restore_created(ngx_http_request_t *r, u_char *id,
     u_char *cid)
 {
-    ngx_http_pyrepl_ckpt_t  *ck;
+    ngx_http_pyrepl_ckpt_t       *ck;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
 
     ck = ngx_http_pyrepl_ckpt_create(r, id);
-    if (ck == NULL) {
+
+    if (ck == NULL || ck->s.state != PYREPL_STATE_IDLE) {
+        /* no session is left behind */
+        pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+        ngx_http_pyrepl_table_remove(pmcf->shm_zone, id);
+        ngx_http_pyrepl_kill_session(pmcf, id, r->connection->log);
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }

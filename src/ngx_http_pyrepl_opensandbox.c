@@ -120,8 +120,9 @@ ngx_http_pyrepl_opensandbox_error(json_t *data)
            == 0)
     {
         value += sizeof("exit status ") - 1;
-        ngx_snprintf((u_char *) tb, sizeof(tb) - 1,
-                     "command exited with code %s%Z", (u_char *) value);
+        *ngx_snprintf((u_char *) tb, sizeof(tb) - 1,
+                      "command exited with code %s", (u_char *) value)
+            = '\0';
 
         return json_pack("{s:{s:s,s:s,s:[s]}}", "error",
                          "ename", "CommandExecError", "evalue", value,

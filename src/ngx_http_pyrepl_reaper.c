@@ -207,7 +207,7 @@ ngx_http_pyrepl_reap_create(ngx_http_pyrepl_main_conf_t *pmcf,
     ngx_pool_t              *pool;
     ngx_http_pyrepl_reap_t  *reap;
 
-    pool = ngx_create_pool(4096, log);
+    pool = ngx_create_pool(4096, ngx_cycle->log);
     if (pool == NULL) {
         return NULL;
     }
@@ -220,7 +220,8 @@ ngx_http_pyrepl_reap_create(ngx_http_pyrepl_main_conf_t *pmcf,
 
     reap->pool = pool;
     reap->peer.data = reap;
-    reap->peer.log = log;
+    /* not a request's log: the request may be gone before the answer */
+    reap->peer.log = ngx_cycle->log;
     reap->peer.max_frame = pmcf->max_frame;
     reap->peer.read_timeout = pmcf->supervisor_timeout;
     reap->peer.frame_handler = ngx_http_pyrepl_reaped;

@@ -260,3 +260,15 @@ def test_checkpoint_of_a_dead_session_is_409(nginx):
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "session_crashed"
     nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_a_checkpoint_is_taken_wherever_the_code_chdir_ed_to(nginx):
+    sid = nginx.create()
+    nginx.run_json(sid, "import os\nos.chdir('/tmp')\nw = 'moved'")
+    cid = checkpoint(nginx, sid)["checkpoint_id"]
+    r = nginx.http.post(f"{nginx.url}/session/{sid}/restore",
+                        json={"checkpoint_id": cid})
+    assert r.status_code == 200, r.text
+    assert nginx.run_json(sid, "(w, os.getcwd())")["result"]["text/plain"] \
+        == "('moved', '/tmp')"
+    nginx.http.delete(f"{nginx.url}/session/{sid}")

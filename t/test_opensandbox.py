@@ -151,3 +151,15 @@ def test_nginx_t_rejects_an_unknown_dialect():
     finally:
         import shutil
         shutil.rmtree(n.prefix)
+
+
+def test_a_huge_exit_status_in_an_error_stays_in_bounds(nginx):
+    r = nginx.http.post(nginx.url + "/session", json={"language": "python"})
+    sid = r.json()["session_id"]
+    ex = sdk_run(nginx, sid, 'raise type("CommandError", (Exception,), {})'
+                             '("exit status " + "9" * 100)')
+    assert ex.error["ename"] == "CommandExecError"
+    assert ex.error["evalue"] == "9" * 100
+    (line,) = ex.error["traceback"]
+    assert line.startswith("command exited with code 999") and len(line) < 64
+    nginx.http.delete(f"{nginx.url}/session/{sid}")

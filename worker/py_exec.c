@@ -39,6 +39,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -112,7 +113,7 @@ static int py_exec_post(py_session_t *s, py_outcome_t *o);
 static int py_exec_wake(py_session_t *s);
 static void py_exec_hand_over(py_session_t *s, py_outcome_t *o)
     __attribute__((noreturn));
-static void py_exec_state(py_session_t *s, int op, const char *file,
+static void py_exec_state(py_session_t *s, int op, const char *name,
     py_outcome_t *o);
 static int py_exec_names(PyObject *list, pr_strs_t *names);
 static void py_exec_strs_free(pr_strs_t *strs);
@@ -1202,12 +1203,23 @@ done:
  * error outcome.  The execution count stays.
  */
 static void
-py_exec_state(py_session_t *s, int op, const char *file, py_outcome_t *o)
+py_exec_state(py_session_t *s, int op, const char *name, py_outcome_t *o)
 {
+    char       file[PATH_MAX];
     long long  count;
     PyObject  *ret, *item;
 
     o->count = py_exec_count;
+
+    /* in the session's own directory, wherever the code chdir'ed to */
+    if (name != NULL
+        && snprintf(file, sizeof(file), "%s/%s", s->workdir, name)
+           >= (int) sizeof(file))
+    {
+        PyErr_SetString(PyExc_OSError, "checkpoint path too long");
+        py_exec_escaped(s, o);
+        return;
+    }
 
     switch (op) {
 

@@ -154,6 +154,10 @@ typedef struct {
     int              log_fd;       /* copy of nginx's error log, in both */
                                    /* tables: where wk_log() writes */
     pid_t            pid;          /* this process (not a forked child) */
+    char             workdir[32];  /* "/proc/self/fd/N": its working */
+                                   /* directory, held open (the code may
+                                      chdir; a pool process's directory is
+                                      renamed): for checkpoint files */
     pid_t            io_tid;       /* the I/O thread, once io_ready */
     pthread_t        main_thread;
 

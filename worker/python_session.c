@@ -73,6 +73,7 @@ static int py_session_signals(void);
 static int py_session_std_fds(void);
 static int py_session_log_fd(py_session_t *s);
 static int py_session_listen_fd(py_session_t *s);
+static int py_session_workdir(py_session_t *s);
 static int py_session_pipes(py_session_t *s);
 static int py_session_redirect(py_session_t *s);
 static void py_session_usage(void);
@@ -151,7 +152,8 @@ main(int argc, char **argv)
         /* a session process forked by the zygote from here on */
 
         if (py_session_listen_fd(s) != 0
-            || py_session_pipes(s) != 0)
+            || py_session_pipes(s) != 0
+            || py_session_workdir(s) != 0)
         {
             _exit(EXIT_FAILURE);
         }
@@ -165,7 +167,8 @@ main(int argc, char **argv)
             || py_session_listen_fd(s) != 0
             || py_session_pipes(s) != 0
             || wk_confine_session(&py_zygote.confine, s->id, -1,
-                                  &s->listen_fd, 1) != 0)
+                                  &s->listen_fd, 1) != 0
+            || py_session_workdir(s) != 0)
         {
             return EXIT_FAILURE;
         }
@@ -499,6 +502,28 @@ py_session_listen_fd(py_session_t *s)
                strerror(errno));
         return -1;
     }
+
+    return 0;
+}
+
+
+/*
+ * The working directory the session starts in (after confinement), held
+ * open close-on-exec: the code may chdir away, and a pool process's
+ * directory is renamed to the session's id after this.
+ */
+static int
+py_session_workdir(py_session_t *s)
+{
+    int  fd;
+
+    fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd == -1) {
+        wk_log("session %s: open(\".\") failed: %s", s->id, strerror(errno));
+        return -1;
+    }
+
+    (void) snprintf(s->workdir, sizeof(s->workdir), "/proc/self/fd/%d", fd);
 
     return 0;
 }

@@ -2,14 +2,16 @@
  * sup_checkpoint.c: checkpoint files between a session's working
  * directory and the checkpoint directory (--checkpoint-dir), which no
  * session can reach.  A session writes its checkpoint into its own
- * directory; "store" moves it to DIR/<tenant>/<checkpoint id>.ckpt; "load"
- * copies one back into a session's directory for it to read.  Names come
+ * directory; "store" copies it to DIR/<tenant>/<checkpoint id>.ckpt (a
+ * file of the supervisor's, never the session's inode, which the session
+ * could still write to) and removes it; "load" copies one back into a
+ * session's directory for it to read.  Names come
  * from nginx ("<16 hex>/<32 hex>": the tenant owns its directory), files
  * from sessions, which run untrusted code: every open refuses symlinks and
- * never blocks (a FIFO in place of the file would hang the supervisor), a
- * stored file must be the regular, singly linked file that was checked,
- * and a loaded one is created anew (never written through what the
- * session left under that name).
+ * never blocks (a FIFO in place of the file would hang the supervisor),
+ * what is copied is the regular, singly linked file that was checked, and
+ * a copy is always a file created anew (never written through anything
+ * the session left under that name).
  */
 
 #include <errno.h>
@@ -33,6 +35,7 @@
 
 static int sup_checkpoint_paths(const sup_conf_t *conf, const char *id,
     const char *name, char *tenant_dir, char *path, sup_err_t *err);
+static int sup_checkpoint_copy(int in, int out, off_t size);
 
 
 int
@@ -40,8 +43,8 @@ sup_checkpoint_store(const sup_conf_t *conf, const char *id,
     const char *file, const char *name, int64_t max_size, int64_t *size,
     sup_err_t *err)
 {
-    int          fd;
-    struct stat  st, moved;
+    int          in, out;
+    struct stat  st;
     char         src[PATH_MAX], tdir[PATH_MAX], dst[PATH_MAX];
 
     if (sup_checkpoint_paths(conf, id, name, tdir, dst, err) == -1) {
@@ -55,62 +58,94 @@ sup_checkpoint_store(const sup_conf_t *conf, const char *id,
         return -1;
     }
 
-    fd = open(src, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd == -1) {
+    in = open(src, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (in == -1) {
         SUP_ERR(err, "not_found", "the session wrote no checkpoint: %s",
                 strerror(errno));
         return -1;
     }
 
-    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    if (fstat(in, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
         SUP_ERR(err, "bad_request", "the checkpoint is not a plain file");
-        goto failed;
+        (void) close(in);
+        return -1;
     }
 
     if (max_size > 0 && st.st_size > max_size) {
         SUP_ERR(err, "too_large", "the checkpoint has %lld bytes, more than "
                 "%lld", (long long) st.st_size, (long long) max_size);
+        (void) close(in);
         (void) unlink(src);
-        goto failed;
+        return -1;
     }
 
     if (sup_fs_mkdir(tdir, 0700, 0, 0) == -1) {
         SUP_ERR(err, "unavailable", "cannot make the tenant's directory");
-        goto failed;
+        (void) close(in);
+        return -1;
     }
 
-    if (sup_fs_rename(src, dst) == -1) {
-        SUP_ERR(err, "unavailable", "cannot move the checkpoint: %s",
+    /*
+     * A copy of its st_size bytes into a file of our own, never the
+     * session's inode: the session may still hold it open for writing.
+     */
+    out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+               0600);
+    if (out == -1) {
+        SUP_ERR(err, "unavailable", "cannot create the checkpoint: %s",
                 strerror(errno));
-        goto failed;
+        (void) close(in);
+        return -1;
     }
 
-    /* what arrived must be what was checked: the file behind fd */
-    if (lstat(dst, &moved) == -1 || moved.st_ino != st.st_ino
-        || moved.st_dev != st.st_dev)
-    {
+    if (sup_checkpoint_copy(in, out, st.st_size) != 0) {
+        SUP_ERR(err, "unavailable", "cannot copy the checkpoint: %s",
+                strerror(errno));
+        (void) close(in);
+        (void) close(out);
         (void) unlink(dst);
-        SUP_ERR(err, "bad_request", "the checkpoint changed while stored");
-        goto failed;
+        return -1;
     }
 
-    if (fchown(fd, 0, 0) == -1 || fchmod(fd, 0600) == -1) {
-        wk_log("checkpoint %s: fchown/fchmod failed: %s", name,
-               strerror(errno));
-    }
+    (void) close(in);
+    (void) close(out);
+    (void) unlink(src);
 
     *size = (int64_t) st.st_size;
-    (void) close(fd);
 
     wk_log("session %s: checkpoint %s stored, %lld bytes", id, name,
            (long long) st.st_size);
 
     return 0;
+}
 
-failed:
 
-    (void) close(fd);
-    return -1;
+/* size bytes from in to out (both at offset 0); 0, or -1 with errno. */
+static int
+sup_checkpoint_copy(int in, int out, off_t size)
+{
+    off_t    off;
+    ssize_t  n;
+
+    off = 0;
+
+    while (off < size) {
+        n = sendfile(out, in, &off, (size_t) (size - off));
+
+        if (n == -1 && errno == EINTR) {
+            continue;
+        }
+
+        if (n <= 0) {
+            if (n == 0) {
+                errno = EIO;        /* the file shrank meanwhile */
+            }
+
+            return -1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -119,8 +154,6 @@ sup_checkpoint_load(const sup_conf_t *conf, const char *id, const char *file,
     const char *name, sup_err_t *err)
 {
     int          in, dir, out, rc;
-    off_t        off;
-    ssize_t      n;
     struct stat  st, dst;
     char         src[PATH_MAX], tdir[PATH_MAX], sdir[PATH_MAX];
 
@@ -174,21 +207,7 @@ sup_checkpoint_load(const sup_conf_t *conf, const char *id, const char *file,
         return -1;
     }
 
-    rc = 0;
-    off = 0;
-
-    while (off < st.st_size) {
-        n = sendfile(out, in, &off, (size_t) (st.st_size - off));
-
-        if (n <= 0) {
-            if (n == -1 && errno == EINTR) {
-                continue;
-            }
-
-            rc = -1;
-            break;
-        }
-    }
+    rc = sup_checkpoint_copy(in, out, st.st_size);
 
     /* fchmod: the mode given to openat() went through the umask */
     if (rc == 0 && (fchown(out, dst.st_uid, dst.st_gid) == -1

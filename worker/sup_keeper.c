@@ -70,7 +70,7 @@ static int sup_keeper_lock(sup_keeper_t *k);
 static int sup_keeper_args(sup_keeper_t *k);
 static void sup_keeper_spawn(sup_keeper_t *k);
 static void sup_keeper_reap(sup_keeper_t *k);
-static int sup_keeper_group_serves(pid_t pgid);
+static int sup_keeper_group_serves(sup_keeper_t *k, pid_t pgid);
 static int sup_keeper_signals(sup_keeper_t *k);
 static size_t sup_keeper_kill_children(void);
 static void sup_keeper_stop(sup_keeper_t *k);
@@ -366,36 +366,33 @@ sup_keeper_signals(sup_keeper_t *k)
 }
 
 
-/* Whether a live session process (comm SUP_SESSION_COMM) is in group pgid. */
+/*
+ * Whether group pgid holds a live session process of the journal (one a
+ * rollback handed its session to, "move"): checked by pid and start time,
+ * not by name, which any process can take.
+ */
 static int
-sup_keeper_group_serves(pid_t pgid)
+sup_keeper_group_serves(sup_keeper_t *k, pid_t pgid)
 {
-    int             found;
-    DIR            *d;
-    pid_t           pid;
-    sup_proc_t      p;
-    struct dirent  *de;
+    int          found;
+    size_t       i, n;
+    sup_proc_t   p;
+    sup_jrec_t  *recs;
 
-    d = opendir("/proc");
-    if (d == NULL) {
+    if (sup_journal_load(k->conf, &recs, &n) == -1) {
         return 0;
     }
 
     found = 0;
 
-    while (!found && (de = readdir(d)) != NULL) {
-        if (de->d_name[0] < '1' || de->d_name[0] > '9') {
-            continue;
-        }
-
-        pid = (pid_t) strtol(de->d_name, NULL, 10);
-
-        found = (pid != pgid && sup_proc_stat(pid, &p) == 0
+    for (i = 0; !found && i < n; i++) {
+        found = (recs[i].kind == SUP_J_SESSION && recs[i].pid != pgid
+                 && sup_proc_stat(recs[i].pid, &p) == 0
                  && p.pgrp == pgid && p.state != 'Z'
-                 && strcmp(p.comm, SUP_SESSION_COMM) == 0);
+                 && p.start == recs[i].start);
     }
 
-    (void) closedir(d);
+    free(recs);
 
     return found;
 }
@@ -433,12 +430,12 @@ sup_keeper_reap(sup_keeper_t *k)
         }
 
         /*
-         * An orphaned group leader's group goes with it, unless a session
-         * process lives on in it: the one a rollback handed the session
-         * to ("move"), which the next supervisor adopts.
+         * An orphaned group leader's group goes with it, unless the
+         * journal's session process lives on in it: the one a rollback
+         * handed the session to ("move"), which the next supervisor adopts.
          */
         if (pid != k->pid && sup_proc_stat(pid, &p) == 0 && p.pgrp == pid
-            && !sup_keeper_group_serves(pid)
+            && !sup_keeper_group_serves(k, pid)
             && kill(-pid, SIGKILL) == -1 && errno != ESRCH)
         {
             wk_log("kill(-%ld, SIGKILL) failed: %s", (long) pid,

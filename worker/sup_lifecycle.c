@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -265,6 +266,7 @@ sup_kill_group(sup_session_t *s)
 int
 sup_move(const sup_conf_t *conf, const char *id, pid_t pid, sup_err_t *err)
 {
+    int             oldfd;
     pid_t           old;
     sup_proc_t      p;
     sup_session_t  *s;
@@ -289,9 +291,25 @@ sup_move(const sup_conf_t *conf, const char *id, pid_t pid, sup_err_t *err)
         return -1;
     }
 
-    if (s->adopted && sup_adopt_repid(s, pid, p.start) == -1) {
-        SUP_ERR(err, "bad_request", "pid %ld cannot be watched", (long) pid);
-        return -1;
+    /*
+     * The process that ran the undone code goes: ours is an unreaped
+     * child (its pid cannot have been reused), an adopted one is
+     * signalled through its pidfd.
+     */
+    oldfd = -1;
+
+    if (s->adopted) {
+        oldfd = dup(s->pidfd);
+
+        if (oldfd == -1 || sup_adopt_repid(s, pid, p.start) == -1) {
+            if (oldfd != -1) {
+                (void) close(oldfd);
+            }
+
+            SUP_ERR(err, "bad_request", "pid %ld cannot be watched",
+                    (long) pid);
+            return -1;
+        }
     }
 
     old = s->pid;
@@ -300,8 +318,17 @@ sup_move(const sup_conf_t *conf, const char *id, pid_t pid, sup_err_t *err)
 
     (void) sup_journal_rewrite(conf);
 
-    /* the process that ran the undone code; reaped as an unknown child */
-    if (kill(old, SIGKILL) == -1 && errno != ESRCH) {
+    if (oldfd != -1) {
+        if (pidfd_send_signal(oldfd, SIGKILL, NULL, 0) == -1
+            && errno != ESRCH)
+        {
+            wk_log("session %s: pidfd_send_signal(%ld) failed: %s", id,
+                   (long) old, strerror(errno));
+        }
+
+        (void) close(oldfd);
+
+    } else if (kill(old, SIGKILL) == -1 && errno != ESRCH) {
         wk_log("session %s: kill(%ld, SIGKILL) failed: %s", id, (long) old,
                strerror(errno));
     }
