@@ -464,3 +464,24 @@ def test_nginx_t_accepts_a_separate_user_for_all_sessions():
         assert r.returncode == 0, r.stderr
     finally:
         n.check_and_clean()
+
+
+def test_what_a_session_leaves_in_shared_temp_dirs_goes_with_it(nginx,
+                                                                victim):
+    sid = nginx.create()
+    uid = UID_BASE + session_pid(nginx, sid)
+    r = run(nginx, sid, """
+        import os
+        for d in ("/tmp", "/dev/shm"):
+            with open(d + "/pyrepl-left-%d" % os.getuid(), "w") as f:
+                f.write("secret")
+        os.makedirs("/tmp/pyrepl-tree-%d/a/b" % os.getuid())
+        """)
+    assert r["status"] == "ok", r
+    left = [f"/tmp/pyrepl-left-{uid}", f"/dev/shm/pyrepl-left-{uid}",
+            f"/tmp/pyrepl-tree-{uid}"]
+    assert all(os.path.exists(p) for p in left)
+    assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
+    wait_for(lambda: not any(os.path.exists(p) for p in left),
+             what="the session's files in /tmp and /dev/shm to go")
+    contained(nginx, victim)

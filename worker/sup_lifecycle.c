@@ -64,6 +64,8 @@
 
 
 static void sup_kill_group(sup_session_t *s);
+static void sup_uid_leftovers(const sup_conf_t *conf, pid_t pgid);
+static void sup_uid_kill(uid_t uid);
 static void sup_remove_files(const sup_conf_t *conf, const char *id);
 static void sup_sweep_later(void);
 static void sup_sweep(const sup_conf_t *conf);
@@ -340,6 +342,91 @@ sup_move(const sup_conf_t *conf, const char *id, pid_t pid, sup_err_t *err)
 }
 
 
+/*
+ * What a session's uid (uid base + its first pid, wk_confine.h) leaves
+ * outside its directory goes with it, so that a later session that gets
+ * the same pid, and so the same uid, finds nothing: every process of the
+ * uid is killed (escaped daemons too), then what it owns at the top of
+ * the shared temporary directories is removed.  (System V IPC objects are
+ * not looked for.)
+ */
+static void
+sup_uid_leftovers(const sup_conf_t *conf, pid_t pgid)
+{
+    int             killed;
+    uid_t           uid;
+    DIR            *d;
+    size_t          i;
+    struct stat     st;
+    struct dirent  *de;
+    char            path[PATH_MAX];
+
+    static const char  *shared[] = { "/tmp", "/var/tmp", "/dev/shm" };
+
+    if (conf->confine.uid_base == WK_SANDBOX_NO_ID || geteuid() != 0) {
+        return;
+    }
+
+    uid = conf->confine.uid_base + (uid_t) pgid;
+    killed = 0;
+
+    for (i = 0; i < sizeof(shared) / sizeof(shared[0]); i++) {
+        d = opendir(shared[i]);
+        if (d == NULL) {
+            continue;
+        }
+
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0
+                || snprintf(path, sizeof(path), "%s/%s", shared[i],
+                            de->d_name) >= (int) sizeof(path)
+                || lstat(path, &st) == -1 || st.st_uid != uid)
+            {
+                continue;
+            }
+
+            /* nothing of the uid may run while its files go */
+            if (!killed) {
+                sup_uid_kill(uid);
+                killed = 1;
+            }
+
+            (void) sup_fs_rmtree(path);
+        }
+
+        (void) closedir(d);
+    }
+}
+
+
+/* SIGKILL every process of uid (a session's, escaped ones included). */
+static void
+sup_uid_kill(uid_t uid)
+{
+    DIR            *d;
+    struct stat     st;
+    struct dirent  *de;
+    char            path[64];
+
+    d = opendir("/proc");
+    if (d == NULL) {
+        return;
+    }
+
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] >= '1' && de->d_name[0] <= '9'
+            && snprintf(path, sizeof(path), "/proc/%s", de->d_name)
+               < (int) sizeof(path)
+            && stat(path, &st) == 0 && st.st_uid == uid)
+        {
+            (void) kill((pid_t) strtol(de->d_name, NULL, 10), SIGKILL);
+        }
+    }
+
+    (void) closedir(d);
+}
+
+
 static void
 sup_remove_files(const sup_conf_t *conf, const char *id)
 {
@@ -358,10 +445,11 @@ void
 sup_kill(const sup_conf_t *conf, const char *id)
 {
     int             status;
-    pid_t           rc;
+    pid_t           rc, uid_pgid;
     sup_session_t  *s;
 
     s = sup_session_find(id);
+    uid_pgid = (s != NULL) ? s->pgid : 0;
 
     if (s != NULL) {
         sup_journal_gone(id);
@@ -398,6 +486,10 @@ sup_kill(const sup_conf_t *conf, const char *id)
     } else if (s != NULL) {
         sup_adopt_forget(s);
         sup_session_remove(s);   /* DEAD: already reaped */
+    }
+
+    if (uid_pgid > 0) {
+        sup_uid_leftovers(conf, uid_pgid);
     }
 
     sup_remove_files(conf, id);
