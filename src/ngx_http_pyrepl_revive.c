@@ -199,8 +199,9 @@ static ngx_int_t
 ngx_http_pyrepl_revive_answered(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame)
 {
-    json_t                    *doc;
-    ngx_http_pyrepl_revive_t  *rc;
+    json_t                     *doc;
+    ngx_http_pyrepl_session_t   s;
+    ngx_http_pyrepl_revive_t   *rc;
 
     rc = peer->data;
 
@@ -216,6 +217,16 @@ ngx_http_pyrepl_revive_answered(ngx_http_pyrepl_peer_t *peer,
 
     if (rc->step == PYREPL_REVIVE_CREATE) {
         rc->pid = pr_has(frame, pid) ? (ngx_pid_t) frame->pid : 0;
+
+        /* deleted meanwhile: what was just created goes too */
+        if (ngx_http_pyrepl_table_get(rc->pmcf->shm_zone, rc->rv.id, &s)
+            != NGX_OK || !s.reviving)
+        {
+            ngx_http_pyrepl_peer_close(peer);
+            ngx_http_pyrepl_kill_session(rc->pmcf, rc->rv.id, rc->log);
+            ngx_http_pyrepl_revive_end(rc, 0, "the session was deleted");
+            return NGX_DONE;
+        }
     }
 
     if (rc->step == PYREPL_REVIVE_RESTORE) {
