@@ -12,9 +12,10 @@
  * process is gone, so they kill the sessions and exit.  On a reload a
  * supervisor that answers on its socket, or a keeper that holds its lock
  * (it may be restarting the supervisor right now), is kept; otherwise one
- * is started again.  Pool size, warm-up code and the confinement of
- * sessions are the supervisor's command line: a reload that keeps it does
- * not change them.
+ * is started again.  At nginx's start one that a previous nginx left,
+ * on its way out, is waited for first.  Pool size, warm-up code and the
+ * confinement of sessions are the supervisor's command line: a reload that
+ * keeps it does not change them.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -44,6 +45,22 @@ ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
     u_char       path[NGX_MAX_PATH];
     ngx_pid_t    pid;
     ngx_uint_t   waited;
+
+    /*
+     * At nginx's start (not a reload) a supervisor still there is a
+     * previous nginx's, on its way out since that nginx went: wait for it
+     * to go (or, still there after the wait, keep it) rather than keep
+     * one that is about to exit.
+     */
+    for (waited = 0;
+         ngx_is_init_cycle(cycle->old_cycle)
+         && waited < PYREPL_SPAWN_WAIT_MS
+         && (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK
+             || ngx_http_pyrepl_keeper_up(pmcf) == NGX_OK);
+         waited += 10)
+    {
+        ngx_msleep(10);
+    }
 
     if (ngx_http_pyrepl_supervisor_up(pmcf) == NGX_OK
         || ngx_http_pyrepl_keeper_up(pmcf) == NGX_OK)
