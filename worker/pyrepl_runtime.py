@@ -335,8 +335,12 @@ class _TooLarge(Exception):
     pass
 
 
+def _error(code, message):
+    return {"error": {"code": code, "message": message}}
+
+
 def _fail(code, message):
-    return json.dumps({"error": {"code": code, "message": message}})
+    return json.dumps(_error(code, message))
 
 
 def checkpoint(ns, path, max_size, count):
@@ -436,7 +440,7 @@ def restore(ns, path):
     session already has keeps its own lines.
     """
     answer = _restore(ns, path)
-    return answer, json.loads(answer).get("execution_count", 0)
+    return json.dumps(answer), answer.get("execution_count", 0)
 
 
 def _restore(ns, path):
@@ -445,7 +449,7 @@ def _restore(ns, path):
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
-        return _fail("bad_checkpoint", f"cannot read the checkpoint: {exc}")
+        return _error("bad_checkpoint", f"cannot read the checkpoint: {exc}")
     finally:
         try:
             os.unlink(path)
@@ -453,7 +457,7 @@ def _restore(ns, path):
             pass
     start = len(_CKPT_MAGIC) + _CKPT_HEADER
     if not data.startswith(_CKPT_MAGIC) or len(data) < start:
-        return _fail("bad_checkpoint", "not a PyREPL checkpoint")
+        return _error("bad_checkpoint", "not a PyREPL checkpoint")
     try:
         header = json.loads(data[len(_CKPT_MAGIC):start])
         payload = memoryview(data)[start:]
@@ -464,7 +468,7 @@ def _restore(ns, path):
     except (ValueError, KeyError, TypeError):
         ok = False
     if not ok:
-        return _fail("bad_checkpoint", "the checkpoint is corrupt: its "
+        return _error("bad_checkpoint", "the checkpoint is corrupt: its "
                      "checksum or size does not match")
 
     import io
@@ -499,8 +503,8 @@ def _restore(ns, path):
         ns[name] = value
         _track_class(value, _class_cell(value))
         restored.append(name)
-    return json.dumps({"restored": sorted(restored), "failed": failed,
-                       "execution_count": manifest["count"]})
+    return {"restored": sorted(restored), "failed": failed,
+            "execution_count": manifest["count"]}
 
 
 def _unpickler():
