@@ -130,6 +130,7 @@ static void py_io_op(int i, int op, char *arg, size_t len,
     int64_t max_size);
 static void py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
     int64_t max_size, unsigned interactive);
+static char *py_io_copy(int i, const pr_str_t *str, const char *what);
 static void py_io_file_op(int i, const pr_frame_t *f);
 static int py_io_tx_policy(const pr_frame_t *f);
 static void py_io_release(py_outcome_t *o);
@@ -794,11 +795,8 @@ py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
 static void
 py_io_run(int i, const pr_frame_t *f)
 {
-    int            tx;
-    char          *code;
-    py_session_t  *s;
-
-    s = py_io.s;
+    int    tx;
+    char  *code;
 
     if (py_io.run_active) {
         py_io_fail(i, "session_busy", "another run is in progress");
@@ -822,16 +820,10 @@ py_io_run(int i, const pr_frame_t *f)
         return;
     }
 
-    code = malloc(f->code.len + 1);
+    code = py_io_copy(i, &f->code, "code");
     if (code == NULL) {
-        wk_log("session %s: cannot allocate %zu bytes of code", s->id,
-               f->code.len + 1);
-        py_io_fail(i, "unavailable", "out of memory");
         return;
     }
-
-    memcpy(code, f->code.data, f->code.len);
-    code[f->code.len] = '\0';
 
     /* what background children wrote since the last run is not this run's */
     if (py_io_drain() < 0) {
@@ -870,15 +862,38 @@ py_io_file_op(int i, const pr_frame_t *f)
         return;
     }
 
-    file = strndup(f->file.data, f->file.len);
+    file = py_io_copy(i, &f->file, "file name");
     if (file == NULL) {
-        py_io_fail(i, "unavailable", "out of memory");
         return;
     }
 
     py_io_op(i, f->type == PR_T_CHECKPOINT ? PY_OP_CHECKPOINT
                                            : PY_OP_RESTORE,
              file, f->file.len, pr_has(f, max_size) ? f->max_size : 0);
+}
+
+
+/*
+ * A malloc'd, NUL-terminated copy of a frame's string (what names it in
+ * the log); NULL when out of memory, after failing slot i's request.
+ */
+static char *
+py_io_copy(int i, const pr_str_t *str, const char *what)
+{
+    char  *p;
+
+    p = malloc(str->len + 1);
+    if (p == NULL) {
+        wk_log("session %s: cannot allocate %zu bytes of %s", py_io.s->id,
+               str->len + 1, what);
+        py_io_fail(i, "unavailable", "out of memory");
+        return NULL;
+    }
+
+    memcpy(p, str->data, str->len);
+    p[str->len] = '\0';
+
+    return p;
 }
 
 
@@ -1309,16 +1324,10 @@ py_io_input(int i, const pr_frame_t *f)
         return;
     }
 
-    text = malloc(f->text.len + 1);
+    text = py_io_copy(i, &f->text, "input");
     if (text == NULL) {
-        wk_log("session %s: cannot allocate %zu bytes of input", s->id,
-               f->text.len + 1);
-        py_io_fail(i, "unavailable", "out of memory");
         return;
     }
-
-    memcpy(text, f->text.data, f->text.len);
-    text[f->text.len] = '\0';
 
     py_io_lock();
 
