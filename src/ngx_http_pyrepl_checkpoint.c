@@ -73,6 +73,8 @@ ngx_http_pyrepl_checkpoint_handler(ngx_http_request_t *r, u_char *id)
 {
     u_char                   raw[PYREPL_ID_LEN / 2];
     ngx_int_t                rc;
+    ngx_uint_t               status;
+    const char              *code, *message;
     ngx_http_pyrepl_ckpt_t  *ck;
 
     rc = ngx_http_discard_request_body(r);
@@ -85,20 +87,9 @@ ngx_http_pyrepl_checkpoint_handler(ngx_http_request_t *r, u_char *id)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ck->s.lang != PYREPL_LANG_PYTHON) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                          "bad_request",
-                                          "only Python sessions have "
-                                          "checkpoints");
-    }
-
-    if (ck->s.state != PYREPL_STATE_IDLE) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
-                   ck->s.state == PYREPL_STATE_BUSY ? "session_busy"
-                                                    : "session_crashed",
-                   ck->s.state == PYREPL_STATE_BUSY
-                   ? "the session is running code"
-                   : "the session process is gone");
+    status = ngx_http_pyrepl_state_refusal(&ck->s, &code, &message);
+    if (status != 0) {
+        return ngx_http_pyrepl_send_error(r, status, code, "%s", message);
     }
 
     if (getrandom(raw, sizeof(raw), 0) != (ssize_t) sizeof(raw)) {
@@ -387,8 +378,8 @@ static void
 ngx_http_pyrepl_restore_body(ngx_http_request_t *r)
 {
     json_t                  *body, *cid;
-    const char              *s;
-    ngx_uint_t               i;
+    const char              *s, *code, *message;
+    ngx_uint_t               i, status;
     ngx_http_pyrepl_ckpt_t  *ck;
 
     if (ngx_http_pyrepl_read_json_body(r, &body) != NGX_OK) {
@@ -418,19 +409,10 @@ ngx_http_pyrepl_restore_body(ngx_http_request_t *r)
     ngx_memcpy(ck->name + 17, s, PYREPL_ID_LEN);
     json_decref(body);
 
-    if (ck->s.lang != PYREPL_LANG_PYTHON) {
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
-                                       "only Python sessions have "
-                                       "checkpoints");
-        return;
-    }
 
-    if (ck->s.state != PYREPL_STATE_IDLE) {
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT,
-            ck->s.state == PYREPL_STATE_BUSY ? "session_busy"
-                                             : "session_crashed",
-            ck->s.state == PYREPL_STATE_BUSY ? "the session is running code"
-                                             : "the session process is gone");
+    status = ngx_http_pyrepl_state_refusal(&ck->s, &code, &message);
+    if (status != 0) {
+        ngx_http_pyrepl_finalize_error(r, status, code, message);
         return;
     }
 

@@ -444,6 +444,8 @@ ngx_int_t ngx_http_pyrepl_input_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_namespace_handler(ngx_http_request_t *r,
     u_char *id);
 ngx_int_t ngx_http_pyrepl_commit_handler(ngx_http_request_t *r, u_char *id);
+ngx_uint_t ngx_http_pyrepl_state_refusal(ngx_http_pyrepl_session_t *s,
+    const char **code, const char **message);
 ngx_int_t ngx_http_pyrepl_checkpoint_handler(ngx_http_request_t *r,
     u_char *id);
 ngx_int_t ngx_http_pyrepl_restore_handler(ngx_http_request_t *r, u_char *id);
@@ -459,6 +461,8 @@ ngx_int_t ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,
     ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail);
 ngx_int_t ngx_http_pyrepl_session_socket(ngx_http_request_t *r, u_char *id,
     ngx_str_t *path);
+ngx_int_t ngx_http_pyrepl_socket_path(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_pool_t *pool, u_char *id, ngx_str_t *path);
 
 
 /* one request to a session process on a connection of its own */

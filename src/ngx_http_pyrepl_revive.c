@@ -52,7 +52,7 @@ static void ngx_http_pyrepl_revive_end(ngx_http_pyrepl_revive_t *rc,
 void
 ngx_http_pyrepl_revive(ngx_http_pyrepl_main_conf_t *pmcf, ngx_log_t *log)
 {
-    u_char                       *p;
+    ngx_str_t                     path;
     ngx_uint_t                    i;
     ngx_pool_t                   *pool;
     ngx_array_t                  *a;
@@ -66,9 +66,7 @@ ngx_http_pyrepl_revive(ngx_http_pyrepl_main_conf_t *pmcf, ngx_log_t *log)
 
     a = ngx_http_pyrepl_table_revivable(pmcf->shm_zone, pool, 1);
 
-    p = ngx_pnalloc(pool, pmcf->socket_dir.len + PYREPL_ID_LEN + 8);
-
-    for (i = 0; a != NULL && p != NULL && i < a->nelts; i++) {
+    for (i = 0; a != NULL && i < a->nelts; i++) {
         rv = (ngx_http_pyrepl_revivable_t *) a->elts + i;
 
         if (rv->crashed) {
@@ -77,10 +75,9 @@ ngx_http_pyrepl_revive(ngx_http_pyrepl_main_conf_t *pmcf, ngx_log_t *log)
         }
 
         /* an idle one: the next round revives it if its process is gone */
-        ngx_sprintf(p, "%V/%*s.sock%Z", &pmcf->socket_dir,
-                    (size_t) PYREPL_ID_LEN, rv->id);
-
-        if (ngx_file_info(p, &fi) == NGX_FILE_ERROR && ngx_errno == NGX_ENOENT)
+        if (ngx_http_pyrepl_socket_path(pmcf, pool, rv->id, &path) == NGX_OK
+            && ngx_file_info(path.data, &fi) == NGX_FILE_ERROR
+            && ngx_errno == NGX_ENOENT)
         {
             ngx_http_pyrepl_table_set_state(pmcf->shm_zone, rv->id,
                                             PYREPL_STATE_CRASHED);
@@ -175,16 +172,12 @@ ngx_http_pyrepl_revive_step(ngx_http_pyrepl_revive_t *rc)
         frame.has = 0;
         pr_set_cstr(&frame, file, PYREPL_REVIVE_FILE);
 
-        path.len = rc->pmcf->socket_dir.len + 1 + PYREPL_ID_LEN
-                   + sizeof(".sock") - 1;
-        path.data = ngx_pnalloc(rc->pool, path.len + 1);
-        if (path.data == NULL) {
+        if (ngx_http_pyrepl_socket_path(rc->pmcf, rc->pool, rc->rv.id, &path)
+            != NGX_OK)
+        {
             ngx_http_pyrepl_revive_end(rc, 0, "out of memory");
             return;
         }
-
-        ngx_sprintf(path.data, "%V/%*s.sock%Z", &rc->pmcf->socket_dir,
-                    (size_t) PYREPL_ID_LEN, rc->rv.id);
     }
 
     if (ngx_http_pyrepl_peer_connect(rc->peer, &path, rc->pool) != NGX_OK

@@ -592,12 +592,19 @@ ngx_int_t
 ngx_http_pyrepl_session_socket(ngx_http_request_t *r, u_char *id,
     ngx_str_t *path)
 {
-    ngx_http_pyrepl_main_conf_t  *pmcf;
+    return ngx_http_pyrepl_socket_path(
+               ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module),
+               r->pool, id, path);
+}
 
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
+/* The same, for callers without a request (worker 0's revivals). */
+ngx_int_t
+ngx_http_pyrepl_socket_path(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_pool_t *pool, u_char *id, ngx_str_t *path)
+{
     path->len = pmcf->socket_dir.len + 1 + PYREPL_ID_LEN + sizeof(".sock") - 1;
-    path->data = ngx_pnalloc(r->pool, path->len + 1);
+    path->data = ngx_pnalloc(pool, path->len + 1);
     if (path->data == NULL) {
         return NGX_ERROR;
     }

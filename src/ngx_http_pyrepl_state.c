@@ -54,7 +54,9 @@ ngx_http_pyrepl_state_ask(ngx_http_request_t *r, u_char *id, pr_type_t type,
     ngx_http_pyrepl_frame_pt answered)
 {
     ngx_int_t                     rc;
+    ngx_uint_t                    status;
     pr_frame_t                    frame;
+    const char                   *code, *message;
     ngx_http_pyrepl_session_t     s;
     ngx_http_pyrepl_control_t    *cl;
     ngx_http_pyrepl_main_conf_t  *pmcf;
@@ -71,23 +73,9 @@ ngx_http_pyrepl_state_ask(ngx_http_request_t *r, u_char *id, pr_type_t type,
                                           "no such session");
     }
 
-    if (s.lang != PYREPL_LANG_PYTHON) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                          "bad_request",
-                                          "only Python sessions have a "
-                                          "namespace and transactions");
-    }
-
-    if (s.state == PYREPL_STATE_BUSY || s.state == PYREPL_STATE_STARTING) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
-                                          "session_busy",
-                                          "the session is running code");
-    }
-
-    if (s.state != PYREPL_STATE_IDLE) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
-                                          "session_crashed",
-                                          "the session process is gone");
+    status = ngx_http_pyrepl_state_refusal(&s, &code, &message);
+    if (status != 0) {
+        return ngx_http_pyrepl_send_error(r, status, code, "%s", message);
     }
 
     if (type != PR_T_NAMESPACE && !s.tx_pending) {
@@ -123,6 +111,37 @@ ngx_http_pyrepl_state_ask(ngx_http_request_t *r, u_char *id, pr_type_t type,
     r->main->count++;
 
     return NGX_DONE;
+}
+
+
+/*
+ * Why a state request to session s cannot be made now: an HTTP status
+ * with its code and message, or 0 when s is an idle Python session.
+ */
+ngx_uint_t
+ngx_http_pyrepl_state_refusal(ngx_http_pyrepl_session_t *s,
+    const char **code, const char **message)
+{
+    if (s->lang != PYREPL_LANG_PYTHON) {
+        *code = "bad_request";
+        *message = "only Python sessions have a namespace, transactions "
+                   "and checkpoints";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (s->state == PYREPL_STATE_BUSY || s->state == PYREPL_STATE_STARTING) {
+        *code = "session_busy";
+        *message = "the session is running code";
+        return NGX_HTTP_CONFLICT;
+    }
+
+    if (s->state != PYREPL_STATE_IDLE) {
+        *code = "session_crashed";
+        *message = "the session process is gone";
+        return NGX_HTTP_CONFLICT;
+    }
+
+    return 0;
 }
 
 
