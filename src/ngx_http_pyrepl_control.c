@@ -108,8 +108,8 @@ ngx_http_pyrepl_renew_body_handler(ngx_http_request_t *r)
         ngx_http_finalize_request(r,
             ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
                                        "\"ttl_seconds\" must be an integer "
-                                       "from 1 to %d",
-                                       (int) pmcf->session_ttl_max));
+                                       "from 1 to %T",
+                                       pmcf->session_ttl_max));
         return;
     }
 
@@ -119,8 +119,8 @@ ngx_http_pyrepl_renew_body_handler(ngx_http_request_t *r)
     if (ngx_http_pyrepl_table_renew(pmcf->shm_zone, cl->id, expires)
         != NGX_OK)
     {
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                       "no such session");
+        ngx_http_finalize_request(r,
+                                  ngx_http_pyrepl_send_not_found(r, cl->id));
         return;
     }
 
@@ -152,9 +152,7 @@ ngx_http_pyrepl_interrupt_handler(ngx_http_request_t *r, u_char *id)
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
     if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                          "no session %.*s", PYREPL_ID_LEN,
-                                          (char *) id);
+        return ngx_http_pyrepl_send_not_found(r, id);
     }
 
     if (s.state != PYREPL_STATE_BUSY) {
@@ -268,8 +266,8 @@ ngx_http_pyrepl_input_body_handler(ngx_http_request_t *r)
 
     if (ngx_http_pyrepl_table_get(pmcf->shm_zone, cl->id, &s) != NGX_OK) {
         json_decref(body);
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                       "no such session");
+        ngx_http_finalize_request(r,
+                                  ngx_http_pyrepl_send_not_found(r, cl->id));
         return;
     }
 

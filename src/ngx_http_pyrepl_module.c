@@ -387,19 +387,23 @@ ngx_http_pyrepl_handler(ngx_http_request_t *r)
 
     rc = ngx_http_pyrepl_parse_path(r, &id, &action);
 
-    /* another tenant's session does not exist, as far as this one knows */
-
-    if (rc == NGX_OK && id != NULL
-        && ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) == NGX_OK
-        && s.tenant != tenant)
-    {
-        rc = NGX_DECLINED;
-    }
-
     if (rc != NGX_OK) {
         ngx_http_discard_request_body(r);
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                          "no such route or session");
+                                          "no such route");
+    }
+
+    /*
+     * Another tenant's session does not exist, as far as this one knows:
+     * it answers as an unknown id does, word for word.
+     */
+
+    if (id != NULL
+        && (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
+            || s.tenant != tenant))
+    {
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_not_found(r, id);
     }
 
     if (id == NULL) {                                   /* /session */

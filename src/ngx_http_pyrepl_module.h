@@ -398,9 +398,10 @@ ngx_int_t ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
 
 ngx_int_t ngx_http_pyrepl_send_json(ngx_http_request_t *r,
     ngx_uint_t status, json_t *body);
+/* fmt: nginx's formats (ngx_vslprintf), not libc's */
 ngx_int_t ngx_http_pyrepl_send_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+    ngx_uint_t status, const char *code, const char *fmt, ...);
+ngx_int_t ngx_http_pyrepl_send_not_found(ngx_http_request_t *r, u_char *id);
 void ngx_http_pyrepl_finalize_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_int_t ngx_http_pyrepl_read_body(ngx_http_request_t *r,

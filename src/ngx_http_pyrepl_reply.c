@@ -94,25 +94,44 @@ ngx_http_pyrepl_send_json(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/*
+ * The one way an error answer is made: {"error": {"code", "message"}} with
+ * status.  fmt is nginx's format (ngx_vslprintf: "%V", "%ui", "%*s" takes a
+ * length and a pointer, "%O" an off_t), like every other format string of
+ * the module; the message is cut at 511 bytes.
+ */
 ngx_int_t
 ngx_http_pyrepl_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...)
 {
-    char     message[512];
-    va_list  args;
-    json_t  *body;
+    u_char   *last, message[512];
+    va_list   args;
+    json_t   *body;
 
     va_start(args, fmt);
-    vsnprintf(message, sizeof(message), fmt, args);
+    last = ngx_vslprintf(message, message + sizeof(message), fmt, args);
     va_end(args);
 
-    body = json_pack("{s:{s:s,s:s}}", "error", "code", code,
-                     "message", message);
+    body = json_pack("{s:{s:s,s:s%}}", "error", "code", code,
+                     "message", message, (size_t) (last - message));
     if (body == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_pyrepl_send_json(r, status, body);
+}
+
+
+/*
+ * 404 for session id: what an unknown id, a session that has ended and
+ * another tenant's session all answer, word for word.
+ */
+ngx_int_t
+ngx_http_pyrepl_send_not_found(ngx_http_request_t *r, u_char *id)
+{
+    return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                      "no session %*s",
+                                      (size_t) PYREPL_ID_LEN, id);
 }
 
 
@@ -166,8 +185,8 @@ ngx_http_pyrepl_read_json_body(ngx_http_request_t *r, json_t **body)
         ngx_http_finalize_request(r,
             ngx_http_pyrepl_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                        "too_large",
-                                       "request body over %lld bytes",
-                                       (long long) plcf->max_body_size));
+                                       "request body over %O bytes",
+                                       plcf->max_body_size));
         return NGX_DONE;
     }
 
@@ -298,8 +317,8 @@ ngx_http_pyrepl_read_body(ngx_http_request_t *r,
         r->keepalive = 0;
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                           "too_large",
-                                          "request body over %lld bytes",
-                                          (long long) plcf->max_body_size);
+                                          "request body over %O bytes",
+                                          plcf->max_body_size);
     }
 
     r->request_body_in_single_buf = 1;

@@ -166,9 +166,7 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
 
     if (rc == NGX_DECLINED) {
         ngx_http_finalize_request(r,
-            ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                       "no session %.*s", PYREPL_ID_LEN,
-                                       (char *) ctx->exec.id));
+            ngx_http_pyrepl_send_not_found(r, ctx->exec.id));
         return NGX_DONE;
     }
 

@@ -100,8 +100,8 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
         ngx_http_finalize_request(r,
             ngx_http_pyrepl_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
                                        "too_many_sessions",
-                                       "at most %u sessions may exist at "
-                                       "once", (unsigned) pmcf->max_sessions));
+                                       "at most %ui sessions may exist at "
+                                       "once", pmcf->max_sessions));
         return;
     }
 
@@ -183,8 +183,8 @@ ngx_http_pyrepl_create_parse(ngx_http_request_t *r, json_t *body,
                 ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
                                            "bad_request",
                                            "\"ttl_seconds\" must be an "
-                                           "integer from 1 to %d",
-                                           (int) pmcf->session_ttl_max));
+                                           "integer from 1 to %T",
+                                           pmcf->session_ttl_max));
             return NGX_DONE;
         }
 
@@ -375,9 +375,7 @@ ngx_http_pyrepl_get_handler(ngx_http_request_t *r, u_char *id)
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
     if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                          "no session %*s",
-                                          PYREPL_ID_LEN, id);
+        return ngx_http_pyrepl_send_not_found(r, id);
     }
 
     o = ngx_http_pyrepl_session_detail(r, &s);
@@ -477,9 +475,7 @@ ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id)
     if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &ctl->session)
         != NGX_OK)
     {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                          "no session %*s",
-                                          PYREPL_ID_LEN, id);
+        return ngx_http_pyrepl_send_not_found(r, id);
     }
 
     ngx_memzero(&frame, sizeof(pr_frame_t));

@@ -69,8 +69,7 @@ ngx_http_pyrepl_state_ask(ngx_http_request_t *r, u_char *id, pr_type_t type,
     }
 
     if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                          "no such session");
+        return ngx_http_pyrepl_send_not_found(r, id);
     }
 
     status = ngx_http_pyrepl_state_refusal(&s, &code, &message);

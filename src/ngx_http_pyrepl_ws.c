@@ -115,9 +115,7 @@ ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
     ngx_memcpy(ws->id, id, PYREPL_ID_LEN);
 
     if (ngx_http_pyrepl_table_get(ws->pmcf->shm_zone, id, &s) != NGX_OK) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                          "no session %.*s", PYREPL_ID_LEN,
-                                          (char *) id);
+        return ngx_http_pyrepl_send_not_found(r, id);
     }
 
     invalid = ngx_http_pyrepl_ws_handshake(r, ws);

@@ -68,15 +68,26 @@ def test_a_session_is_invisible_to_other_tenants(nginx):
     a.post(f"{nginx.url}/session/{sid}/run", json={"code": "secret = 1"},
            headers={"Accept": "application/json"})
     base = f"{nginx.url}/session/{sid}"
+    unknown = "0123456789abcdef" * 2
     for method, path, body in (("GET", "", None), ("DELETE", "", None),
                                ("POST", "/run", {"code": "secret"}),
                                ("POST", "/renew", {"ttl_seconds": 60}),
                                ("POST", "/interrupt", None),
                                ("POST", "/input", {"value": "x"}),
+                               ("GET", "/namespace", None),
+                               ("POST", "/checkpoint", None),
                                ("GET", "/ws", None)):
         r = b.request(method, base + path, json=body)
         assert r.status_code == 404, (method, path)
-        assert r.json()["error"]["code"] == "not_found"
+        # word for word what an id that does not exist gets
+        u = b.request(method, f"{nginx.url}/session/{unknown}{path}",
+                      json=body)
+        assert u.status_code == 404, (method, path)
+        assert r.json() == {"error": {"code": "not_found",
+                                      "message": f"no session {sid}"}}
+        assert u.json() == {"error": {"code": "not_found",
+                                      "message": f"no session {unknown}"}}
+        assert r.headers["Content-Length"] == u.headers["Content-Length"]
     assert sid not in [s["session_id"] for s in
                        b.get(nginx.url + "/session").json()["sessions"]]
     assert sid in [s["session_id"] for s in
