@@ -18,6 +18,8 @@
 
 static char *ngx_http_pyrepl_add_key(ngx_conf_t *cf,
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_str_t *key, ngx_str_t *where);
+static void ngx_http_pyrepl_keys_exposed(ngx_conf_t *cf,
+    ngx_file_info_t *fi, ngx_str_t *name, ngx_uint_t key_file);
 static ngx_int_t ngx_http_pyrepl_presented_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static uint64_t ngx_http_pyrepl_tenant_of(u_char *key, size_t len);
@@ -27,9 +29,14 @@ static uint64_t ngx_http_pyrepl_tenant_of(u_char *key, size_t len);
 char *
 ngx_http_pyrepl_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_str_t  *value;
+    ngx_str_t        *value;
+    ngx_file_info_t   fi;
 
     value = cf->args->elts;
+
+    if (ngx_fd_info(cf->conf_file->file.fd, &fi) != NGX_FILE_ERROR) {
+        ngx_http_pyrepl_keys_exposed(cf, &fi, &cf->conf_file->file.name, 0);
+    }
 
     return ngx_http_pyrepl_add_key(cf, conf, &value[1], NULL);
 }
@@ -69,6 +76,8 @@ ngx_http_pyrepl_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_close_file(fd);
         return NGX_CONF_ERROR;
     }
+
+    ngx_http_pyrepl_keys_exposed(cf, &fi, &value[1], 1);
 
     data.len = ngx_file_size(&fi);
     data.data = ngx_pnalloc(cf->temp_pool, data.len + 1);
@@ -122,6 +131,40 @@ ngx_http_pyrepl_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * Keys are secrets: warn (nginx -t shows it too) when the file that holds
+ * them can be read by anyone but its owner, as Debian's 0644
+ * /etc/nginx/nginx.conf can.
+ */
+static void
+ngx_http_pyrepl_keys_exposed(ngx_conf_t *cf, ngx_file_info_t *fi,
+    ngx_str_t *name, ngx_uint_t key_file)
+{
+    ngx_uint_t  mode;
+
+    mode = ngx_file_access(fi);
+
+    if ((mode & (S_IRGRP | S_IROTH)) == 0) {
+        return;
+    }
+
+    if (key_file) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "pyrepl_api_key_file \"%V\" can be read by users "
+                           "other than its owner (mode 0%ui%ui%ui): "
+                           "\"chmod 0600\" it", name, (mode >> 6) & 7,
+                           (mode >> 3) & 7, mode & 7);
+        return;
+    }
+
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "pyrepl_api_key is written in \"%V\", which users "
+                       "other than its owner can read (mode 0%ui%ui%ui): put "
+                       "the keys in a \"pyrepl_api_key_file\" of mode 0600",
+                       name, (mode >> 6) & 7, (mode >> 3) & 7, mode & 7);
 }
 
 

@@ -123,3 +123,28 @@ def test_nginx_t_rejects_bad_keys(line, message):
         assert "short" not in r.stderr.split("must be")[0][-20:]
     finally:
         n.check_and_clean()
+
+
+@pytest.mark.parametrize("where", ["conf", "key_file"])
+def test_nginx_t_warns_when_others_can_read_the_keys(where):
+    n = Nginx()
+    try:
+        if where == "conf":
+            n.write_conf(http_extra=f"pyrepl_api_key {KEY_A};")
+            path = n.conf_path
+        else:
+            path = os.path.join(n.prefix, "conf", "keys")
+            with open(path, "w") as f:
+                f.write(KEY_A + "\n")
+            n.write_conf(http_extra=f"pyrepl_api_key_file {path};")
+        os.chmod(path, 0o644)
+        r = n.test_config()
+        assert r.returncode == 0, r.stderr
+        assert "[warn]" in r.stderr and path in r.stderr, r.stderr
+        assert "mode 0644" in r.stderr and "0600" in r.stderr, r.stderr
+        assert KEY_A not in r.stderr
+        os.chmod(path, 0o600)
+        r = n.test_config()
+        assert r.returncode == 0 and "[warn]" not in r.stderr, r.stderr
+    finally:
+        n.check_and_clean()
