@@ -16,7 +16,8 @@
  *
  *   L1  \builtin set -m; __pyrepl_run=1 __pyrepl_rc=;
  *       \builtin trap -- '<trap>' INT;
- *       [__pyrepl_pre CWD K V ... &&] \builtin . /dev/fd/62 <STDIN;
+ *       [__pyrepl_pre CWD K V ... &&] \builtin . /dev/fd/62 <STDIN
+ *       61>&- 63<&-;
  *       { __pyrepl_off $?; } 2>/dev/null
  *   L2  { __pyrepl_s=$? __pyrepl_x=$-; \builtin set +x; } 2>/dev/null;
  *       [__pyrepl_post;] \builtin printf '%s %d %s\n' NONCE
@@ -63,11 +64,14 @@
  * ignores or replaces it may not stop (bash_io.c then kills the shell
  * after BS_STOP_GIVEUP_MS).  Being non-interactive, the shell exits where
  * bash scripts exit: "exit", set -e, set -u, ${x:?}.  set -v echoes the
- * wrapper lines.  User commands see fds 61-63.
+ * wrapper lines.  While the code runs, fds 61 and 63 are closed (bash
+ * keeps close-on-exec copies to put back), so the commands it starts see
+ * fds 0-2 and 62, its own code, and nothing of this process's.
  */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -560,7 +564,7 @@ bs_shell_run(bs_session_t *s, const pr_frame_t *f, const char **errcode,
     if (BS_Q("\\builtin . /dev/fd/62 ") != 0
         || (pr_has(f, stdin) ? BS_Q("</dev/fd/63") : BS_Q("</dev/null"))
            != 0
-        || BS_Q("; { __pyrepl_off $?; } 2>/dev/null\n") != 0)
+        || BS_Q(" 61>&- 63<&-; { __pyrepl_off $?; } 2>/dev/null\n") != 0)
     {
         goto fail;
     }
