@@ -320,6 +320,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, sandbox.network),
       NULL },
 
+    { ngx_string("pyrepl_env"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyrepl_env,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -718,7 +725,7 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* a command line argument of the supervisor: no NUL, under 128k */
+    /* Python source, passed whole to the supervisor: no NUL, 64k at most */
     if (pmcf->warmup.len > 65536
         || (pmcf->warmup.len > 0
             && ngx_strlchr(pmcf->warmup.data,

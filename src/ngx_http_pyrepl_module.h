@@ -148,6 +148,7 @@ typedef struct {
     ngx_uint_t               open_files;
     ngx_uint_t               seccomp;        /* 0 off, 1 on, 2 log */
     ngx_flag_t               network;
+    ngx_array_t             *env;            /* pyrepl_env: ngx_str_t */
 } ngx_http_pyrepl_sandbox_conf_t;
 
 #define NGX_HTTP_PYREPL_SANDBOX_ARGS  20     /* argv entries, at most */
@@ -372,6 +373,8 @@ char *ngx_http_pyrepl_limit_size(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_pyrepl_limit_time(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_pyrepl_env(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char **ngx_http_pyrepl_sandbox_envp(ngx_http_pyrepl_main_conf_t *pmcf);
 char *ngx_http_pyrepl_sandbox_init(ngx_conf_t *cf,
     ngx_http_pyrepl_sandbox_conf_t *sb);
 ngx_int_t ngx_http_pyrepl_sandbox_check(ngx_cycle_t *cycle,

@@ -16,6 +16,13 @@
  *   pyrepl_open_files N          1024 descriptors
  *   pyrepl_seccomp on|off|log    on
  *   pyrepl_network on|off        off: no AF_INET/AF_INET6 sockets
+ *   pyrepl_env NAME=VALUE        (repeatable) added to the environment
+ *
+ * and the environment of sessions, which is nothing of nginx's own (the
+ * operator's secrets, HOME=/root, a build machine's PATH): PATH, LANG and
+ * TMPDIR with fixed values, what pyrepl_env adds or replaces, and HOME,
+ * the session's working directory (set in the session process).  It is
+ * the supervisor's environment, which its children inherit.
  *
  * Identities apply only when the nginx master runs as root (otherwise
  * sessions run as nginx's own user, which "nginx -t" warns about).  A
@@ -32,6 +39,28 @@
 #define PYREPL_UID_BASE       1610612736     /* 0x60000000 */
 #define PYREPL_PID_MAX        (1U << 22)     /* the kernel's PID_MAX_LIMIT */
 #define PYREPL_MIN_MEMORY     (128 * 1024 * 1024)
+#define PYREPL_MAX_ENV        64
+
+
+static ngx_str_t  ngx_http_pyrepl_env_defaults[] = {
+    ngx_string("PATH=/usr/local/bin:/usr/bin:/bin"),
+    ngx_string("LANG=C.UTF-8"),
+    ngx_string("TMPDIR=/tmp"),
+    ngx_null_string
+};
+
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+
+/* the sanitizer build: its processes report where the tests look */
+static char  *ngx_http_pyrepl_env_sanitizer[] = {
+    "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", NULL
+};
+
+#define PYREPL_ENV_SANITIZER  1
+#endif
+#endif
 
 
 ngx_conf_enum_t  ngx_http_pyrepl_seccomp_modes[] = {
@@ -40,6 +69,141 @@ ngx_conf_enum_t  ngx_http_pyrepl_seccomp_modes[] = {
     { ngx_string("log"), 2 },
     { ngx_null_string, 0 }
 };
+
+
+/*
+ * pyrepl_env NAME=VALUE; NAME a shell variable name, each at most once;
+ * VALUE anything (it may be empty).
+ */
+char *
+ngx_http_pyrepl_env(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pyrepl_main_conf_t *pmcf = conf;
+
+    u_char      *eq, *p;
+    size_t       len;
+    ngx_str_t   *value, *e;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    eq = ngx_strlchr(value[1].data, value[1].data + value[1].len, '=');
+
+    if (eq == NULL || eq == value[1].data
+        || (*value[1].data >= '0' && *value[1].data <= '9'))
+    {
+        return "takes NAME=VALUE, NAME a variable name";
+    }
+
+    for (p = value[1].data; p < eq; p++) {
+        if (!(*p == '_' || (*p >= '0' && *p <= '9')
+              || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+        {
+            return "takes NAME=VALUE, NAME of letters, digits and \"_\"";
+        }
+    }
+
+    len = eq - value[1].data + 1;
+
+    if (pmcf->sandbox.env == NULL) {
+        pmcf->sandbox.env = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (pmcf->sandbox.env == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    e = pmcf->sandbox.env->elts;
+
+    for (i = 0; i < pmcf->sandbox.env->nelts; i++) {
+        if (ngx_strncmp(e[i].data, value[1].data, len) == 0) {
+            return "sets this variable again";
+        }
+    }
+
+    if (pmcf->sandbox.env->nelts == PYREPL_MAX_ENV) {
+        return "is given more than 64 times";
+    }
+
+    e = ngx_array_push(pmcf->sandbox.env);
+    if (e == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *e = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The sessions' environment (see the top), NULL-terminated, in memory of
+ * the calling process's own (malloc: the child that execs the supervisor
+ * calls it).  NULL when out of memory.
+ */
+char **
+ngx_http_pyrepl_sandbox_envp(ngx_http_pyrepl_main_conf_t *pmcf)
+{
+    char        **envp, *v;
+    size_t        len;
+    ngx_str_t    *e, *d;
+    ngx_uint_t    i, j, n, nenv;
+
+    nenv = pmcf->sandbox.env ? pmcf->sandbox.env->nelts : 0;
+    e = nenv ? pmcf->sandbox.env->elts : NULL;
+
+    envp = malloc((nenv + 8) * sizeof(char *));
+    if (envp == NULL) {
+        return NULL;
+    }
+
+    n = 0;
+
+    for (d = ngx_http_pyrepl_env_defaults; d->len; d++) {
+        len = ngx_strlchr(d->data, d->data + d->len, '=') - d->data + 1;
+
+        for (j = 0; j < nenv; j++) {
+            if (ngx_strncmp(e[j].data, d->data, len) == 0) {
+                break;
+            }
+        }
+
+        if (j == nenv) {
+            envp[n++] = (char *) d->data;
+        }
+    }
+
+    for (i = 0; i < nenv; i++) {
+        v = malloc(e[i].len + 1);
+        if (v == NULL) {
+            return NULL;
+        }
+
+        ngx_memcpy(v, e[i].data, e[i].len);
+        v[e[i].len] = '\0';
+        envp[n++] = v;
+    }
+
+#ifdef PYREPL_ENV_SANITIZER
+    for (i = 0; ngx_http_pyrepl_env_sanitizer[i] != NULL; i++) {
+        v = getenv(ngx_http_pyrepl_env_sanitizer[i]);
+        len = ngx_strlen(ngx_http_pyrepl_env_sanitizer[i]);
+
+        if (v != NULL) {
+            envp[n] = malloc(len + 1 + ngx_strlen(v) + 1);
+            if (envp[n] == NULL) {
+                return NULL;
+            }
+
+            ngx_sprintf((u_char *) envp[n++], "%s=%s%Z",
+                        ngx_http_pyrepl_env_sanitizer[i], v);
+        }
+    }
+#endif
+
+    envp[n] = NULL;
+
+    return envp;
+}
 
 
 void

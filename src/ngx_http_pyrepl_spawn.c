@@ -13,22 +13,32 @@
  * supervisor that answers on its socket, or a keeper that holds its lock
  * (it may be restarting the supervisor right now), is kept; otherwise one
  * is started again.  At nginx's start one that a previous nginx left,
- * on its way out, is waited for first.  Pool size, warm-up code and the
- * confinement of sessions are the supervisor's command line: a reload that
- * keeps it does not change them.
+ * on its way out, is waited for first.  Pool size, warm-up code, the
+ * confinement of sessions and their environment are given to the
+ * supervisor when it starts (a reload that keeps it does not change
+ * them): nothing private on its command line, which every process can
+ * read.  The warm-up code is a sealed memfd, its fd 4 (--warmup-fd); the
+ * environment is the sessions' (ngx_http_pyrepl_sandbox_envp), none of
+ * nginx's own.  The socket directory is nginx's workers' alone (mode
+ * 0700): no session can list the sockets, whose names are session ids.
  */
 
 #include "ngx_http_pyrepl_module.h"
 
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 
 #define PYREPL_SPAWN_WAIT_MS  5000
 #define PYREPL_KEEPER_PID     "keeper.pid"
+#define PYREPL_WARMUP_FD      4
 
 
 static ngx_int_t ngx_http_pyrepl_keeper_up(ngx_http_pyrepl_main_conf_t *pmcf);
+static ngx_int_t ngx_http_pyrepl_socket_dir(ngx_cycle_t *cycle,
+    ngx_http_pyrepl_main_conf_t *pmcf);
+static int ngx_http_pyrepl_warmup_fd(ngx_http_pyrepl_main_conf_t *pmcf);
 static void ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf, int parent_fd);
 
@@ -71,10 +81,7 @@ ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
         return NGX_OK;
     }
 
-    ngx_sprintf(path, "%V/%Z", &pmcf->socket_dir);
-    if (ngx_create_full_path(path, 0755) != 0) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      "pyrepl: cannot create \"%s\"", path);
+    if (ngx_http_pyrepl_socket_dir(cycle, pmcf) != NGX_OK) {
         goto failed;
     }
 
@@ -161,6 +168,64 @@ failed:
 
 
 /*
+ * The socket directory, mode 0700 and owned by nginx's worker user (as
+ * root), made so even when it exists (an older PyREPL left it 0755):
+ * through a descriptor opened without following a symlink.
+ */
+static ngx_int_t
+ngx_http_pyrepl_socket_dir(ngx_cycle_t *cycle,
+    ngx_http_pyrepl_main_conf_t *pmcf)
+{
+    int               fd;
+    u_char            path[NGX_MAX_PATH];
+    ngx_err_t         err;
+    ngx_core_conf_t  *ccf;
+
+    ngx_sprintf(path, "%V/%Z", &pmcf->socket_dir);
+
+    if (ngx_create_full_path(path, 0755) != 0) {
+        err = ngx_errno;
+        goto failed;
+    }
+
+    ngx_sprintf(path, "%V%Z", &pmcf->socket_dir);
+
+    if (mkdir((char *) path, 0700) == -1 && ngx_errno != NGX_EEXIST) {
+        err = ngx_errno;
+        goto failed;
+    }
+
+    fd = open((char *) path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd == -1) {
+        err = ngx_errno;
+        goto failed;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if ((geteuid() == 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT
+         && fchown(fd, ccf->user, ccf->group) == -1)
+        || fchmod(fd, 0700) == -1)
+    {
+        err = ngx_errno;
+        close(fd);
+        goto failed;
+    }
+
+    close(fd);
+
+    return NGX_OK;
+
+failed:
+
+    ngx_log_error(NGX_LOG_EMERG, cycle->log, err,
+                  "pyrepl: cannot make \"%s\" a private directory", path);
+
+    return NGX_ERROR;
+}
+
+
+/*
  * Whether a keeper holds the lock on <socket_dir>/keeper.pid (it may be
  * between two supervisors).  NGX_OK if so.
  */
@@ -195,8 +260,8 @@ static void
 ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf, int parent_fd)
 {
-    int               i, fd;
-    char             *argv[32 + NGX_HTTP_PYREPL_SANDBOX_ARGS], *warmup;
+    int               i, fd, warmup;
+    char             *argv[32 + NGX_HTTP_PYREPL_SANDBOX_ARGS], **envp;
     u_char            bin[NGX_MAX_PATH], python[NGX_MAX_PATH];
     u_char            bash[NGX_MAX_PATH];
     u_char            sockdir[NGX_MAX_PATH], workdir[NGX_MAX_PATH];
@@ -239,8 +304,15 @@ ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
         return;
     }
 
-    if (close_range(4, ~0U, 0) == -1) {
-        for (fd = 4; fd < 65536; fd++) {
+    warmup = ngx_http_pyrepl_warmup_fd(pmcf);
+    if (warmup == -1) {
+        return;
+    }
+
+    fd = warmup ? PYREPL_WARMUP_FD + 1 : PYREPL_WARMUP_FD;
+
+    if (close_range(fd, ~0U, 0) == -1) {
+        for ( /* void */ ; fd < 65536; fd++) {
             (void) close(fd);
         }
     }
@@ -295,26 +367,81 @@ ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
         argv[i++] = (char *) bash;
     }
 
-    if (pmcf->warmup.len > 0) {
-        /* the child's own copy, NUL-terminated; it execs or exits */
-        warmup = malloc(pmcf->warmup.len + 1);
-        if (warmup == NULL) {
-            return;
-        }
-
-        ngx_memcpy(warmup, pmcf->warmup.data, pmcf->warmup.len);
-        warmup[pmcf->warmup.len] = '\0';
-
-        argv[i++] = "--warmup";
-        argv[i++] = warmup;
+    if (warmup) {
+        argv[i++] = "--warmup-fd";
+        argv[i++] = "4";
     }
 
     i += ngx_http_pyrepl_sandbox_argv(pmcf, &argv[i], sandbox);
 
     argv[i] = NULL;
 
-    execv((char *) bin, argv);
+    envp = ngx_http_pyrepl_sandbox_envp(pmcf);
+    if (envp == NULL) {
+        return;
+    }
+
+    execve((char *) bin, argv, envp);
 
     ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                  "pyrepl: execv(\"%s\") failed", bin);
+                  "pyrepl: execve(\"%s\") failed", bin);
+}
+
+
+/*
+ * In the child that execs the supervisor: the warm-up code in a sealed
+ * memfd at fd 4, inheritable.  Returns 1, 0 when there is no warm-up
+ * code, or -1 (logged).
+ */
+static int
+ngx_http_pyrepl_warmup_fd(ngx_http_pyrepl_main_conf_t *pmcf)
+{
+    int      fd;
+    size_t   done;
+    ssize_t  n;
+
+    if (pmcf->warmup.len == 0) {
+        return 0;
+    }
+
+    fd = memfd_create("pyrepl-warmup", MFD_ALLOW_SEALING);
+    if (fd == -1) {
+        goto failed;
+    }
+
+    for (done = 0; done < pmcf->warmup.len; done += n) {
+        n = write(fd, pmcf->warmup.data + done, pmcf->warmup.len - done);
+
+        if (n == -1 && ngx_errno == NGX_EINTR) {
+            n = 0;
+            continue;
+        }
+
+        if (n <= 0) {
+            goto failed;
+        }
+    }
+
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW
+                               | F_SEAL_WRITE) == -1)
+    {
+        goto failed;
+    }
+
+    if (fd != PYREPL_WARMUP_FD) {
+        if (dup2(fd, PYREPL_WARMUP_FD) == -1) {
+            goto failed;
+        }
+
+        close(fd);
+    }
+
+    return 1;
+
+failed:
+
+    ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, ngx_errno,
+                  "pyrepl: cannot pass the warm-up code to the supervisor");
+
+    return -1;
 }

@@ -169,8 +169,7 @@ class SessionProcess:
         fd = self.listener.fileno()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [BINARY, "--listen-fd", str(fd), "--id", SESSION_ID,
-                 *extra_args],
+                [BINARY, "--listen-fd", str(fd), *extra_args],
                 pass_fds=(fd,), cwd=self.dir, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=log, preexec_fn=preexec_fn)
         self.conns = []
@@ -1040,10 +1039,10 @@ def test_the_process_exits_when_the_listening_socket_fails(session):
 
 @pytest.mark.parametrize("args", [
     [],
-    ["--listen-fd", "0", "--id", SESSION_ID],
-    ["--listen-fd", "3", "--id", "xyz"],
-    ["--listen-fd", "3", "--id", SESSION_ID, "--max-frame", "10"],
-    ["--listen-fd", "3", "--id", SESSION_ID, "extra"],
+    ["--listen-fd", "0"],
+    ["--listen-fd", "3", "--id", SESSION_ID],      # never on a command line
+    ["--listen-fd", "3", "--max-frame", "10"],
+    ["--listen-fd", "3", "extra"],
 ])
 def test_bad_command_lines_are_refused(args):
     p = subprocess.run([BINARY, *args], stdin=subprocess.DEVNULL,
@@ -1055,8 +1054,8 @@ def test_bad_command_lines_are_refused(args):
 def test_a_descriptor_that_is_not_listening_is_refused(tmp_path):
     a, b = socket.socketpair()
     try:
-        p = subprocess.run([BINARY, "--listen-fd", str(a.fileno()),
-                            "--id", SESSION_ID], pass_fds=(a.fileno(),),
+        p = subprocess.run([BINARY, "--listen-fd", str(a.fileno())],
+                           pass_fds=(a.fileno(),),
                            stdin=subprocess.DEVNULL, capture_output=True,
                            timeout=10)
     finally:

@@ -6,7 +6,8 @@ The supervisor is started from $PYREPL_BIN_DIR (default
 written per test: it records what it was given (argv, cwd, descriptors,
 process group, signal state) in report.json in its working directory,
 starts a grandchild (sleep) in its process group, and answers every
-connection on its listening socket (fd 3) with "hello <id>".  The tests
+connection on its listening socket (fd 3) with "hello <id>" (the name of
+its working directory: no id is on a command line).  The tests
 speak the control protocol like an nginx worker: 4-byte big-endian length,
 then a msgpack map with "t".
 
@@ -74,7 +75,7 @@ with open("sigstate") as f:
 blocking = os.get_blocking(3)
 lsock = socket.socket(fileno=3)
 child = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL)
-sid = sys.argv[sys.argv.index("--id") + 1]
+sid = os.path.basename(os.getcwd())
 
 report = {
     "argv": sys.argv[1:],
@@ -201,7 +202,8 @@ class Client:
 
 
 class Supervisor:
-    def __init__(self, root, python=None, extra=(), env=None, parent=True):
+    def __init__(self, root, python=None, extra=(), env=None, parent=True,
+                 warmup=None):
         self.root = root
         self.run = os.path.join(root, "run")
         self.work = os.path.join(root, "work")
@@ -211,6 +213,7 @@ class Supervisor:
         self.extra = list(extra)
         self.env = env
         self.parent = parent
+        self.warmup = warmup
         self.proc = None
         self.wfd = None
         self.clients = []
@@ -230,6 +233,13 @@ class Supervisor:
             os.set_inheritable(self.wfd, False)
             args = args + ["--parent-fd", str(rfd)]
             pass_fds = (rfd,)
+        warmup = None
+        if self.warmup is not None:
+            # as nginx passes it: a memfd, never the command line
+            warmup = os.memfd_create("warmup")
+            os.write(warmup, self.warmup.encode())
+            args = args + ["--warmup-fd", str(warmup)]
+            pass_fds += (warmup,)
         env = dict(os.environ)
         env.update(self.env or {})
         log = open(self.logpath, "ab")
@@ -240,6 +250,8 @@ class Supervisor:
                                      stdout=log, stderr=log,
                                      pass_fds=pass_fds + (leak,), env=env)
         os.close(leak)
+        if warmup is not None:
+            os.close(warmup)
         log.close()
         if self.parent:
             os.close(rfd)
@@ -414,7 +426,7 @@ def test_confinement_options_reach_the_session_binary(tmp):
     try:
         id_ = sid(1)
         s.create(id_)
-        assert s.report(id_)["argv"][6:] == [
+        assert s.report(id_)["argv"][4:] == [
             "--uid-base", "1700000000", "--memory", "536870912", "--cpu", "0",
             "--nproc", "40", "--nofile", "1024", "--fsize", "0",
             "--seccomp", "log", "--network", "on"]
@@ -473,7 +485,7 @@ def test_create_starts_a_session(sup):
     rep = sup.report(id_)
 
     assert rep["pid"] == pid
-    assert rep["argv"] == ["--listen-fd", "3", "--id", id_,
+    assert rep["argv"] == ["--listen-fd", "3",
                            "--max-frame", str(DEFAULT_MAX_FRAME),
                            *CONFINE_DEFAULTS]
     assert rep["cwd"] == os.path.join(sup.work, id_)
@@ -505,7 +517,7 @@ def test_max_frame_is_passed_on(tmp):
     s = Supervisor(tmp, extra=["--max-frame", "100000"]).start()
     try:
         s.create(sid(4))
-        assert s.report(sid(4))["argv"][4:6] == ["--max-frame", "100000"]
+        assert s.report(sid(4))["argv"][2:4] == ["--max-frame", "100000"]
     finally:
         s.stop()
 
@@ -996,11 +1008,11 @@ def wait_pool(s, n):
 class Zygote(Supervisor):
     """A supervisor with a zygote and a pool (and maybe its keeper)."""
 
-    def __init__(self, root, pool=2, keeper=False, extra=()):
+    def __init__(self, root, pool=2, keeper=False, extra=(), warmup=None):
         extra = ["--zygote", "--pool-min-idle", str(pool)] + list(extra)
         if keeper:
             extra.append("--keeper")
-        super().__init__(root, python=PYTHON, extra=extra)
+        super().__init__(root, python=PYTHON, extra=extra, warmup=warmup)
         self.keeper = keeper
         self.pool = pool
 
@@ -1118,9 +1130,9 @@ def test_a_conflict_leaves_the_pool_and_the_leftovers_alone(zsup):
 
 
 def test_pooled_sessions_start_empty_and_the_warmup_runs_once(tmp):
-    s = Zygote(tmp, pool=1, extra=[
-        "--warmup", "import json\njson.warm = 1\nleft = 1\n"
-                    "import __main__\n__main__.also = 2\n"]).start()
+    s = Zygote(tmp, pool=1, warmup=(
+        "import json\njson.warm = 1\nleft = 1\n"
+        "import __main__\n__main__.also = 2\n")).start()
     try:
         a, b = sid(52), sid(53)
         s.create(a)
@@ -1143,7 +1155,7 @@ def test_pooled_sessions_start_empty_and_the_warmup_runs_once(tmp):
 
 
 def test_a_failing_warmup_is_logged_and_sessions_still_start(tmp):
-    s = Zygote(tmp, pool=1, extra=["--warmup", "import nonexistent_mod"])
+    s = Zygote(tmp, pool=1, warmup="import nonexistent_mod")
     s.start()
     try:
         assert "warm-up code failed" in s.log()

@@ -2,11 +2,12 @@
  * bash_session.c: main() of pyrepl-bash, one session process = one
  * long-lived bash.  The supervisor execs it as
  *
- *     pyrepl-bash --listen-fd 3 --id <32 hex> [--max-frame BYTES]
+ *     pyrepl-bash --listen-fd 3 [--max-frame BYTES]
  *         [confinement options, wk_confine.h]
  *
  * with fd 3 an already-listening Unix stream socket, the session's working
- * directory as cwd, stdin on /dev/null and stderr on nginx's error log.
+ * directory as cwd (its name, the session id, names the session in log
+ * lines), stdin on /dev/null and stderr on the keeper's log relay.
  * It speaks the frame protocol of pyrepl_proto.h on that socket, like
  * pyrepl-python: "run" (code, timeout_ms, and for bash cwd, env, stdin),
  * "interrupt", and answers stdout/stderr, error and complete (with the
@@ -97,6 +98,7 @@ main(int argc, char **argv)
     }
 
     s->pid = getpid();
+    s->id = wk_log_cwd_name();
 
     if (bs_session_signals(s) != 0
         || bs_session_std_fds() != 0
@@ -130,13 +132,12 @@ main(int argc, char **argv)
 static int
 bs_session_args(int argc, char **argv, bs_session_t *s)
 {
-    int            c, i;
+    int            c;
     char          *end;
     unsigned long  v;
 
     static const struct option  options[] = {
         { "listen-fd", required_argument, NULL, 'l' },
-        { "id",        required_argument, NULL, 'i' },
         { "max-frame", required_argument, NULL, 'm' },
         WK_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
@@ -170,24 +171,6 @@ bs_session_args(int argc, char **argv, bs_session_t *s)
             s->listen_fd = (int) v;
             break;
 
-        case 'i':
-            for (i = 0; optarg[i] != '\0'; i++) {
-                if (!((optarg[i] >= '0' && optarg[i] <= '9')
-                      || (optarg[i] >= 'a' && optarg[i] <= 'f')))
-                {
-                    break;
-                }
-            }
-
-            if (optarg[i] != '\0' || i != BS_ID_LEN) {
-                wk_log("bad --id \"%s\": %d lowercase hex digits expected",
-                       optarg, BS_ID_LEN);
-                return -1;
-            }
-
-            s->id = optarg;
-            break;
-
         case 'm':
             errno = 0;
             v = strtoul(optarg, &end, 10);
@@ -215,8 +198,8 @@ bs_session_args(int argc, char **argv, bs_session_t *s)
         return -1;
     }
 
-    if (s->listen_fd == -1 || s->id == NULL) {
-        wk_log("--listen-fd and --id are required");
+    if (s->listen_fd == -1) {
+        wk_log("--listen-fd is required");
         return -1;
     }
 
@@ -227,8 +210,7 @@ bs_session_args(int argc, char **argv, bs_session_t *s)
 static void
 bs_session_usage(void)
 {
-    wk_log("usage: pyrepl-bash --listen-fd FD --id HEX32 "
-           "[--max-frame BYTES]");
+    wk_log("usage: pyrepl-bash --listen-fd FD [--max-frame BYTES]");
     wk_log("    " WK_CONFINE_USAGE);
 }
 

@@ -30,7 +30,6 @@
 #include "wk_conn.h"
 
 
-#define BS_ID_LEN           32
 #define BS_MAX_CONNS        16
 #define BS_NONCE_LEN        16             /* hex digits of a run's nonce */
 #define BS_STATUS_LINE_MAX  128            /* longer lines are not ours */

@@ -317,12 +317,17 @@ fail:
 }
 
 
-/* environ without bs_shell_env_drop; NULL when out of memory. */
+/*
+ * The shell's environment: this process's (the sessions' own, as nginx
+ * made it) without bs_shell_env_drop, and HOME, the working directory,
+ * unless the operator's pyrepl_env set one.  NULL when out of memory.
+ */
 static char **
 bs_shell_env(void)
 {
-    size_t   n, i, k;
-    char   **envp;
+    size_t        n, i, k;
+    char        **envp;
+    static char   home[sizeof("HOME=") + PATH_MAX];
 
     extern char  **environ;
 
@@ -330,7 +335,7 @@ bs_shell_env(void)
         /* count */
     }
 
-    envp = malloc((n + 1) * sizeof(char *));
+    envp = malloc((n + 2) * sizeof(char *));
     if (envp == NULL) {
         return NULL;
     }
@@ -348,6 +353,14 @@ bs_shell_env(void)
 
         if (bs_shell_env_drop[k] == NULL) {
             envp[n++] = environ[i];
+        }
+    }
+
+    if (getenv("HOME") == NULL) {
+        memcpy(home, "HOME=", sizeof("HOME=") - 1);
+
+        if (getcwd(home + sizeof("HOME=") - 1, PATH_MAX) != NULL) {
+            envp[n++] = home;
         }
     }
 

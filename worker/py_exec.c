@@ -127,6 +127,7 @@ static int py_exec_interrupted(py_session_t *s);
 static void py_exec_flush(void);
 static PyObject *py_exec_fetch(void);
 static void py_exec_log_error(const char *what);
+static void py_exec_home(void);
 static void py_exec_log_status(const char *what, PyStatus status);
 
 
@@ -805,12 +806,13 @@ py_exec_ask_end(py_session_t *s, pr_str_t *answer)
 void
 py_exec_loop(py_session_t *s)
 {
-    int            rc, interactive, op, tx_policy;
+    int            rc, interactive, op, tx_policy, home;
     char          *code;
     size_t         len;
     py_outcome_t   o;
 
     interactive = 0;
+    home = 0;
 
     for ( ;; ) {
 
@@ -820,6 +822,11 @@ py_exec_loop(py_session_t *s)
 
         if (rc != 0) {
             return;
+        }
+
+        if (!home) {
+            py_exec_home();
+            home = 1;
         }
 
         memset(&o, 0, sizeof(py_outcome_t));
@@ -863,6 +870,43 @@ py_exec_loop(py_session_t *s)
             return;
         }
     }
+}
+
+
+/*
+ * HOME is the session's working directory (unless the operator's
+ * pyrepl_env set one), set before the first request is served, as a pool
+ * process's directory gets the session's name only when it is handed
+ * out.  os.environ and the C environment alike.
+ */
+static void
+py_exec_home(void)
+{
+    PyObject  *os, *environ, *cwd;
+
+    cwd = NULL;
+    environ = NULL;
+
+    os = PyImport_ImportModule("os");
+    if (os != NULL) {
+        environ = PyObject_GetAttrString(os, "environ");
+    }
+
+    if (environ != NULL && PyMapping_HasKeyString(environ, "HOME") == 0) {
+        cwd = PyObject_CallMethod(os, "getcwd", NULL);
+
+        if (cwd == NULL
+            || PyMapping_SetItemString(environ, "HOME", cwd) != 0)
+        {
+            py_exec_log_error("cannot set HOME");
+        }
+    }
+
+    PyErr_Clear();
+
+    Py_XDECREF(cwd);
+    Py_XDECREF(environ);
+    Py_XDECREF(os);
 }
 
 

@@ -44,9 +44,6 @@
 #include "pyrepl_proto.h"
 
 
-#define PY_SESSION_ID_LEN   32
-
-
 /* How a run ended (the "status" of a complete frame). */
 #define PY_RUN_OK           0
 #define PY_RUN_ERROR        1      /* an exception escaped */

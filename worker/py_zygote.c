@@ -41,7 +41,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,6 +84,8 @@ py_zygote_serve(py_session_t *s, py_zygote_conf_t *zc)
 
     if (zc->warmup != NULL) {
         (void) py_zygote_warmup(s, zc->warmup);
+        free(zc->warmup);
+        zc->warmup = NULL;
     }
 
     py_zygote_freeze();
@@ -454,6 +458,66 @@ done:
     py_zygote_flush();
 
     return rc;
+}
+
+
+char *
+py_zygote_read_warmup(int fd)
+{
+    char         *code;
+    size_t        len;
+    ssize_t       n;
+    struct stat   st;
+
+    code = NULL;
+
+    if (fstat(fd, &st) == -1) {
+        wk_log("--warmup-fd %d: fstat() failed: %s", fd, strerror(errno));
+        goto done;
+    }
+
+    if (st.st_size < 0 || st.st_size > PY_ZYGOTE_MAX_WARMUP) {
+        wk_log("--warmup-fd %d: %lld bytes, at most %d expected", fd,
+               (long long) st.st_size, PY_ZYGOTE_MAX_WARMUP);
+        goto done;
+    }
+
+    code = malloc((size_t) st.st_size + 1);
+    if (code == NULL) {
+        wk_log("--warmup-fd %d: out of memory", fd);
+        goto done;
+    }
+
+    for (len = 0; len < (size_t) st.st_size; len += (size_t) n) {
+        n = pread(fd, code + len, (size_t) st.st_size - len, (off_t) len);
+
+        if (n == -1 && errno == EINTR) {
+            n = 0;
+            continue;
+        }
+
+        if (n <= 0) {
+            wk_log("--warmup-fd %d: read failed: %s", fd,
+                   n == 0 ? "short file" : strerror(errno));
+            free(code);
+            code = NULL;
+            goto done;
+        }
+    }
+
+    code[len] = '\0';
+
+    if (strlen(code) != len) {
+        wk_log("--warmup-fd %d: the warm-up code holds a NUL", fd);
+        free(code);
+        code = NULL;
+    }
+
+done:
+
+    (void) close(fd);
+
+    return code;
 }
 
 

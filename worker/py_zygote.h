@@ -3,7 +3,7 @@
  * operator's warm-up code, which both modes can run.
  *
  *     pyrepl-python --zygote --control-fd 3 --workdir DIR
- *         [--max-frame BYTES] [--warmup CODE] [confinement options]
+ *         [--max-frame BYTES] [--warmup-fd N] [confinement options]
  *
  * The zygote initialises libpython once, runs the warm-up code, and then
  * forks one session process per FORK message from the supervisor
@@ -21,13 +21,15 @@
 
 
 #define PY_ZYGOTE_COMM  "pyrepl-session"   /* comm of a forked session */
+#define PY_ZYGOTE_MAX_WARMUP  (1024 * 1024)    /* bytes of warm-up code */
 
 
 typedef struct {
     unsigned      enabled:1;        /* --zygote */
     int           control_fd;       /* --control-fd, -1 if not given */
     const char   *workdir;          /* --workdir */
-    const char   *warmup;           /* --warmup, NULL if not given */
+    int           warmup_fd;        /* --warmup-fd, -1 if not given */
+    char         *warmup;           /* read from it, or NULL */
     wk_confine_t  confine;          /* applied to each session process */
     int           argc;             /* main()'s, for the process title */
     char        **argv;
@@ -51,5 +53,13 @@ int py_zygote_serve(py_session_t *s, py_zygote_conf_t *zc);
  * traceback; SystemExit is ignored.  Returns 0, or -1 if the code failed.
  */
 int py_zygote_warmup(py_session_t *s, const char *code);
+
+/*
+ * The warm-up code from descriptor fd (a memfd nginx filled; read from
+ * offset 0, whatever its position), which is closed: nothing of it stays
+ * open for user code.  Returns a malloc'd NUL-terminated copy, or NULL
+ * (logged) if it cannot be read or holds a NUL.
+ */
+char *py_zygote_read_warmup(int fd);
 
 #endif /* PY_ZYGOTE_H */

@@ -2,19 +2,21 @@
  * python_session.c: main() of pyrepl-python, one session process = one
  * persistent Python namespace.  The supervisor execs it as
  *
- *     pyrepl-python --listen-fd 3 --id <32 hex> [--max-frame BYTES]
+ *     pyrepl-python --listen-fd 3 [--max-frame BYTES] [--warmup-fd 4]
  *
  * with fd 3 an already-listening Unix stream socket, the session's working
- * directory as cwd, stdin on /dev/null and stderr on nginx's error log.
+ * directory as cwd (its name, the session id, names the session in log
+ * lines: no id is on a command line), stdin on /dev/null and stderr on
+ * the keeper's log relay (sup_relay.c).
  * This file owns the start-up order; py_exec.c owns libpython and the
  * main thread, py_io.c the I/O thread (see py_session.h).
  *
  * Order matters:
  *   1. signal dispositions and mask back to defaults (SIG_IGN and blocked
  *      signals survive exec; SIGINT must reach Python's handler), fds 0-2
- *      open, a copy of fd 2 (the error log) made wk_log()'s, so that log
- *      lines never go into the user's stderr pipe, the listening socket
- *      checked;
+ *      open, a copy of fd 2 (the log relay) made wk_log()'s, so that log
+ *      lines never go into the user's stderr pipe, the warm-up code read
+ *      and its descriptor closed, the listening socket checked;
  *   2. the stdout and stderr pipes, the "run finished" eventfd and the
  *      drain and ack pipes (py_fatal.c), then the confinement
  *      (wk_confine.h: uid, rlimits, working directory, seccomp), so that
@@ -32,7 +34,9 @@
  *
  * User code still sees, besides fds 0-2, the "run finished" eventfd, the
  * "input answered" eventfd (py_io_start), the drain pipe's write end, the
- * ack pipe's read end and the log copy, all close-on-exec.
+ * ack pipe's read end, the spare listening socket, the working directory
+ * and the log relay, all close-on-exec and all its own session's: no
+ * descriptor of nginx, of the supervisor or of another session.
  */
 
 /*
@@ -40,7 +44,7 @@
  * steps 1 and 3 run once in the zygote, then the warm-up code; each
  * session forked from it is confined at once (py_zygote.c), returns out
  * of py_zygote_serve() and continues with the listening socket check,
- * step 2 and step 4 on.  --warmup CODE
+ * step 2 and step 4 on.  --warmup-fd N
  * in the ordinary mode runs the same warm-up code after step 3 (the
  * supervisor's fork+exec fallback while its zygote is down).
  */
@@ -48,6 +52,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +106,7 @@ static py_session_t  py_session = {
 
 static py_zygote_conf_t  py_zygote = {
     .control_fd = -1,
+    .warmup_fd = -1,
 };
 
 
@@ -120,6 +126,15 @@ main(int argc, char **argv)
     }
 
     s->pid = getpid();
+
+    if (py_zygote.warmup_fd != -1) {
+        py_zygote.warmup = py_zygote_read_warmup(py_zygote.warmup_fd);
+        py_zygote.warmup_fd = -1;
+
+        if (py_zygote.warmup == NULL) {
+            return EXIT_FAILURE;
+        }
+    }
 
     if (py_zygote.enabled) {
         s->id = "zygote";
@@ -161,6 +176,8 @@ main(int argc, char **argv)
         s->main_thread = pthread_self();
 
     } else {
+        s->id = wk_log_cwd_name();
+
         if (py_session_signals() != 0
             || py_session_std_fds() != 0
             || py_session_log_fd(s) != 0
@@ -184,6 +201,8 @@ main(int argc, char **argv)
 
         if (py_zygote.warmup != NULL) {
             (void) py_zygote_warmup(s, py_zygote.warmup);
+            free(py_zygote.warmup);
+            py_zygote.warmup = NULL;
         }
     }
 
@@ -206,18 +225,17 @@ static int
 py_session_args(int argc, char **argv, py_session_t *s,
     py_zygote_conf_t *zc)
 {
-    int            c, i;
+    int            c;
     char          *end;
     unsigned long  v;
 
     static const struct option  options[] = {
         { "listen-fd",  required_argument, NULL, 'l' },
-        { "id",         required_argument, NULL, 'i' },
         { "max-frame",  required_argument, NULL, 'm' },
         { "zygote",     no_argument,       NULL, 'z' },
         { "control-fd", required_argument, NULL, 'c' },
         { "workdir",    required_argument, NULL, 'w' },
-        { "warmup",     required_argument, NULL, 'W' },
+        { "warmup-fd",  required_argument, NULL, 'W' },
         WK_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
@@ -248,24 +266,6 @@ py_session_args(int argc, char **argv, py_session_t *s,
             }
 
             s->listen_fd = (int) v;
-            break;
-
-        case 'i':
-            for (i = 0; optarg[i] != '\0'; i++) {
-                if (!((optarg[i] >= '0' && optarg[i] <= '9')
-                      || (optarg[i] >= 'a' && optarg[i] <= 'f')))
-                {
-                    break;
-                }
-            }
-
-            if (optarg[i] != '\0' || i != PY_SESSION_ID_LEN) {
-                wk_log("bad --id \"%s\": %d lowercase hex digits expected",
-                       optarg, PY_SESSION_ID_LEN);
-                return -1;
-            }
-
-            s->id = optarg;
             break;
 
         case 'm':
@@ -306,7 +306,17 @@ py_session_args(int argc, char **argv, py_session_t *s,
             break;
 
         case 'W':
-            zc->warmup = (optarg[0] != '\0') ? optarg : NULL;
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+
+            if (errno != 0 || *end != '\0' || end == optarg || v < 3
+                || v > 65535)
+            {
+                wk_log("bad --warmup-fd \"%s\"", optarg);
+                return -1;
+            }
+
+            zc->warmup_fd = (int) v;
             break;
 
         default:
@@ -327,18 +337,18 @@ py_session_args(int argc, char **argv, py_session_t *s,
 
     if (zc->enabled) {
         if (zc->control_fd == -1 || zc->workdir == NULL
-            || s->listen_fd != -1 || s->id != NULL)
+            || s->listen_fd != -1)
         {
-            wk_log("--zygote takes --control-fd and --workdir, and neither "
-                   "--listen-fd nor --id");
+            wk_log("--zygote takes --control-fd and --workdir, and not "
+                   "--listen-fd");
             return -1;
         }
 
         return 0;
     }
 
-    if (s->listen_fd == -1 || s->id == NULL) {
-        wk_log("--listen-fd and --id are required");
+    if (s->listen_fd == -1) {
+        wk_log("--listen-fd is required");
         return -1;
     }
 
@@ -349,10 +359,10 @@ py_session_args(int argc, char **argv, py_session_t *s,
 static void
 py_session_usage(void)
 {
-    wk_log("usage: pyrepl-python --listen-fd FD --id HEX32 "
-           "[--max-frame BYTES] [--warmup CODE]");
+    wk_log("usage: pyrepl-python --listen-fd FD "
+           "[--max-frame BYTES] [--warmup-fd FD]");
     wk_log("   or: pyrepl-python --zygote --control-fd FD --workdir DIR "
-           "[--max-frame BYTES] [--warmup CODE]");
+           "[--max-frame BYTES] [--warmup-fd FD]");
     wk_log("   either with " WK_CONFINE_USAGE);
 }
 

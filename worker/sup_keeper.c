@@ -14,6 +14,10 @@
  *     group id), as the supervisor does for a crashed session.  Live
  *     sessions are the new supervisor's business (sup_adopt.c): the
  *     keeper never signals a running process, except at shutdown;
+ *   - it owns the log relay (sup_relay.c): the stdout and stderr of the
+ *     zygote and of every session are a datagram socket whose other end
+ *     it reads, passed to each supervisor as its --log-fd, and it writes
+ *     what comes in to nginx's error log, attributed and made harmless;
  *   - at EOF on the nginx pipe, or SIGTERM, SIGINT or SIGQUIT, it sends
  *     SIGTERM to the supervisor, waits for it to shut down, then kills
  *     whatever children it still has (each one's process group too),
@@ -49,6 +53,7 @@
 #define SUP_KEEPER_RETRY_MS   100
 #define SUP_KEEPER_MAX_MS     5000
 #define SUP_KEEPER_STOP_MS    (SUP_REAP_WAIT_MS + 2000)
+#define SUP_KEEPER_LOG_FD     5      /* the relay, in the supervisor */
 
 
 typedef struct {
@@ -58,6 +63,9 @@ typedef struct {
     char               lock_path[PATH_MAX];
     int                lock_fd;
     int                sigfd;
+    int                relay_rx;     /* the log relay's ends */
+    int                relay_tx;
+    char               log_fd[16];   /* "--log-fd"'s value */
     pid_t              pid;          /* the supervisor, 0 while none */
     long               started;
     long               restart_at;   /* 0: not scheduled */
@@ -83,11 +91,13 @@ sup_keeper_main(const sup_conf_t *conf)
     long           now, deadline;
     ssize_t        n;
     sup_keeper_t   k;
-    struct pollfd  pfd[2];
+    struct pollfd  pfd[3];
 
     memset(&k, 0, sizeof(sup_keeper_t));
     k.conf = conf;
     k.lock_fd = -1;
+    k.relay_rx = -1;
+    k.relay_tx = -1;
     deadline = 0;
 
     if (sup_std_fds() == -1) {
@@ -118,7 +128,8 @@ sup_keeper_main(const sup_conf_t *conf)
     if (k.sigfd == -1
         || sup_fs_mkdir(conf->socket_dir, 0700, conf->owner_uid,
                         conf->owner_gid) == -1
-        || sup_keeper_lock(&k) == -1)
+        || sup_keeper_lock(&k) == -1
+        || sup_relay_open(&k.relay_rx, &k.relay_tx) == -1)
     {
         free(k.argv);
         return 1;
@@ -172,8 +183,11 @@ sup_keeper_main(const sup_conf_t *conf)
         pfd[1].fd = k.stopping ? -1 : conf->parent_fd;
         pfd[1].events = POLLIN;
         pfd[1].revents = 0;
+        pfd[2].fd = k.relay_rx;
+        pfd[2].events = POLLIN;
+        pfd[2].revents = 0;
 
-        rc = poll(pfd, 2, timeout);
+        rc = poll(pfd, 3, timeout);
 
         if (rc == -1) {
             if (errno == EINTR) {
@@ -182,6 +196,10 @@ sup_keeper_main(const sup_conf_t *conf)
 
             wk_log("poll() failed: %s", strerror(errno));
             break;
+        }
+
+        if (pfd[2].revents) {
+            sup_relay_read(k.relay_rx);
         }
 
         if (pfd[0].revents && sup_keeper_signals(&k) && !k.stopping) {
@@ -198,6 +216,9 @@ sup_keeper_main(const sup_conf_t *conf)
     }
 
     sup_keeper_reap(&k);
+
+    /* the last words of what was killed */
+    sup_relay_read(k.relay_rx);
 
     if (k.lock_fd != -1) {
         (void) sup_fs_unlink(k.lock_path);
@@ -276,13 +297,13 @@ sup_keeper_lock(sup_keeper_t *k)
 }
 
 
-/* Our argv without --keeper: the supervisor's. */
+/* Our argv without --keeper, with the relay's --log-fd: the supervisor's. */
 static int
 sup_keeper_args(sup_keeper_t *k)
 {
     int  i, j;
 
-    k->argv = calloc((size_t) k->conf->argc + 1, sizeof(char *));
+    k->argv = calloc((size_t) k->conf->argc + 3, sizeof(char *));
     if (k->argv == NULL) {
         wk_log("out of memory");
         return -1;
@@ -294,6 +315,10 @@ sup_keeper_args(sup_keeper_t *k)
         }
     }
 
+    (void) snprintf(k->log_fd, sizeof(k->log_fd), "%d", SUP_KEEPER_LOG_FD);
+
+    k->argv[j++] = "--log-fd";
+    k->argv[j++] = k->log_fd;
     k->argv[j] = NULL;
 
     return 0;
@@ -303,6 +328,7 @@ sup_keeper_args(sup_keeper_t *k)
 static void
 sup_keeper_spawn(sup_keeper_t *k)
 {
+    int       to;
     pid_t     pid;
     sigset_t  none;
 
@@ -318,6 +344,12 @@ sup_keeper_spawn(sup_keeper_t *k)
         /* the supervisor sets up its own signals; the pipe stays open */
         sigemptyset(&none);
         (void) sigprocmask(SIG_SETMASK, &none, NULL);
+
+        to = SUP_KEEPER_LOG_FD;
+
+        if (sup_spawn_fds(&k->relay_tx, &to, 1) == -1) {
+            _exit(1);
+        }
 
         execv(k->self, k->argv);
 

@@ -4,15 +4,21 @@
  * process group, so a kill takes along whatever it spawns, and a session
  * id that marks what it leaves behind, see sup_sweep() in
  * sup_lifecycle.c); the zygote gets its own process group.  Either gets a
- * clean signal state, one descriptor as fd 3,
- * /dev/null as stdin, nginx's error log as stdout/stderr (inherited), a
- * working directory, and no other descriptor; then it execs the session
- * binary:
+ * clean signal state, one descriptor as fd 3, the warm-up code as fd 4
+ * (Python, when there is warm-up code), /dev/null as stdin, the keeper's
+ * log relay as stdout and stderr (--log-fd; without it the supervisor's
+ * own), a working directory, and no other descriptor; then it execs the
+ * session binary with the supervisor's environment, which is the
+ * sessions' (nginx made it: PATH, LANG, TMPDIR and pyrepl_env):
  *
- *   pyrepl-python --listen-fd 3 --id ID --max-frame N [--warmup CODE]
- *   pyrepl-bash --listen-fd 3 --id ID --max-frame N
+ *   pyrepl-python --listen-fd 3 --max-frame N [--warmup-fd 4]
+ *   pyrepl-bash --listen-fd 3 --max-frame N
  *   pyrepl-python --zygote --control-fd 3 --workdir WORKDIR --max-frame N
- *       [--warmup CODE]
+ *       [--warmup-fd 4]
+ *
+ * Nothing private is on a command line, which every process can read:
+ * no session id (a session's logs name it by its directory), no warm-up
+ * code.
  *
  * A session's fd 3 is a blocking listening socket; the session process
  * makes it non-blocking itself if it wants.  The zygote's is its end of
@@ -36,14 +42,15 @@
 
 
 #define SUP_LISTEN_FD  3
+#define SUP_WARMUP_FD  4
 
 
 static void sup_spawn_child(const sup_conf_t *conf, const char *id,
     int lang, int listen_fd, const char *dir) __attribute__((noreturn));
 static void sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd,
     pid_t parent) __attribute__((noreturn));
-static int sup_spawn_prepare(const char *what, int session, int fd,
-    const char *dir);
+static int sup_spawn_prepare(const sup_conf_t *conf, const char *what,
+    int session, int fd, int python, const char *dir);
 
 
 pid_t
@@ -104,34 +111,33 @@ static void
 sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
     int listen_fd, const char *dir)
 {
-    int           i;
+    int           i, python;
     char          max_frame[32], what[64];
     char         *argv[10 + WK_CONFINE_MAX_ARGS];
     wk_confine_t  confine;
     const char  *bin;
 
-    bin = (lang == SUP_LANG_BASH) ? conf->bash : conf->python;
+    python = (lang != SUP_LANG_BASH);
+    bin = python ? conf->python : conf->bash;
 
     (void) snprintf(what, sizeof(what), "session %s", id);
 
-    if (sup_spawn_prepare(what, 1, listen_fd, dir) == -1) {
+    if (sup_spawn_prepare(conf, what, 1, listen_fd, python, dir) == -1) {
         goto fail;
     }
 
     (void) snprintf(max_frame, sizeof(max_frame), "%zu", conf->max_frame);
 
     i = 0;
-    argv[i++] = (lang == SUP_LANG_BASH) ? "pyrepl-bash" : "pyrepl-python";
+    argv[i++] = python ? "pyrepl-python" : "pyrepl-bash";
     argv[i++] = "--listen-fd";
     argv[i++] = "3";
-    argv[i++] = "--id";
-    argv[i++] = (char *) id;
     argv[i++] = "--max-frame";
     argv[i++] = max_frame;
 
-    if (lang == SUP_LANG_PYTHON && conf->warmup != NULL) {
-        argv[i++] = "--warmup";
-        argv[i++] = (char *) conf->warmup;
+    if (python && conf->warmup_fd != -1) {
+        argv[i++] = "--warmup-fd";
+        argv[i++] = "4";
     }
 
     confine = conf->confine;
@@ -169,7 +175,9 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
         goto fail;
     }
 
-    if (sup_spawn_prepare("zygote", 0, control_fd, conf->workdir) == -1) {
+    if (sup_spawn_prepare(conf, "zygote", 0, control_fd, 1, conf->workdir)
+        == -1)
+    {
         goto fail;
     }
 
@@ -185,9 +193,9 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
     argv[i++] = "--max-frame";
     argv[i++] = max_frame;
 
-    if (conf->warmup != NULL) {
-        argv[i++] = "--warmup";
-        argv[i++] = (char *) conf->warmup;
+    if (conf->warmup_fd != -1) {
+        argv[i++] = "--warmup-fd";
+        argv[i++] = "4";
     }
 
     confine = conf->confine;
@@ -208,14 +216,15 @@ fail:
 
 /*
  * In a forked child: its own session (or only process group), default
- * signal state, fd as fd 3 (inheritable), stdin on /dev/null, dir as cwd,
- * nothing else open above 3.  Returns 0 or -1 (logged).
+ * signal state, fd as fd 3 and, for Python, the warm-up code as fd 4
+ * (inheritable), stdin on /dev/null, the log relay as stdout and stderr,
+ * dir as cwd, nothing else open above them.  Returns 0 or -1 (logged).
  */
 static int
-sup_spawn_prepare(const char *what, int session, int listen_fd,
-    const char *dir)
+sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
+    int listen_fd, int python, const char *dir)
 {
-    int               sig, fd, flags;
+    int               sig, fd, n, from[4], to[4];
     sigset_t          set;
     struct sigaction  sa;
 
@@ -242,19 +251,23 @@ sup_spawn_prepare(const char *what, int session, int listen_fd,
         return -1;
     }
 
-    if (listen_fd == SUP_LISTEN_FD) {
-        flags = fcntl(listen_fd, F_GETFD);
-        if (flags == -1
-            || fcntl(listen_fd, F_SETFD, flags & ~FD_CLOEXEC) == -1)
-        {
-            wk_log("%s: fcntl(FD_CLOEXEC) failed: %s", what,
-                   strerror(errno));
-            return -1;
-        }
+    n = 0;
+    from[n] = listen_fd;
+    to[n++] = SUP_LISTEN_FD;
 
-    } else if (dup2(listen_fd, SUP_LISTEN_FD) == -1) {
-        wk_log("%s: dup2(%d, 3) failed: %s", what, listen_fd,
-               strerror(errno));
+    if (python && conf->warmup_fd != -1) {
+        from[n] = conf->warmup_fd;
+        to[n++] = SUP_WARMUP_FD;
+    }
+
+    if (conf->log_fd != -1) {
+        from[n] = conf->log_fd;
+        to[n++] = STDOUT_FILENO;
+        from[n] = conf->log_fd;
+        to[n++] = STDERR_FILENO;
+    }
+
+    if (sup_spawn_fds(from, to, (size_t) n) == -1) {
         return -1;
     }
 
@@ -275,7 +288,46 @@ sup_spawn_prepare(const char *what, int session, int listen_fd,
         return -1;
     }
 
-    return sup_spawn_close_from(SUP_LISTEN_FD + 1);
+    return sup_spawn_close_from((python && conf->warmup_fd != -1)
+                                ? SUP_WARMUP_FD + 1 : SUP_LISTEN_FD + 1);
+}
+
+
+int
+sup_spawn_fds(const int *from, const int *to, size_t n)
+{
+    int     fd[8], top;
+    size_t  i;
+
+    top = 0;
+
+    for (i = 0; i < n; i++) {
+        top = (to[i] > top) ? to[i] : top;
+    }
+
+    /* first out of the way of every target, so no dup2 hits a source */
+    for (i = 0; i < n; i++) {
+        fd[i] = fcntl(from[i], F_DUPFD_CLOEXEC, top + 1);
+
+        if (fd[i] == -1) {
+            wk_log("fcntl(%d, F_DUPFD_CLOEXEC) failed: %s", from[i],
+                   strerror(errno));
+            return -1;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        if (dup2(fd[i], to[i]) == -1) {
+            wk_log("dup2(%d, %d) failed: %s", fd[i], to[i], strerror(errno));
+            return -1;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        (void) close(fd[i]);
+    }
+
+    return 0;
 }
 
 

@@ -5,7 +5,7 @@
  *   pyrepl-supervisor --socket-dir DIR --workdir DIR --python PATH
  *       [--parent-fd N] [--owner-uid UID] [--owner-gid GID]
  *       [--max-frame BYTES] [--zygote] [--pool-min-idle N]
- *       [--warmup CODE] [--bash PATH] [--keeper]
+ *       [--warmup-fd N] [--log-fd N] [--bash PATH] [--keeper]
  *
  * It listens on DIR/supervisor.sock for create, kill and status requests
  * from nginx workers (sup_request.c), writes its pid to
@@ -34,7 +34,9 @@
  * double-forks become its children: SIGCHLD and waitpid work for them as
  * for fork+exec'd ones, and a session never depends on the zygote staying
  * alive.  The zygote (py_zygote.c, sup_zygote.c) has libpython
- * initialised and the operator's --warmup code run once; it dies with the
+ * initialised and the operator's warm-up code (read from --warmup-fd, a
+ * descriptor nginx filled, never a command line that every process can
+ * read) run once; it dies with the
  * supervisor (parent-death signal) and is restarted when it dies alone.
  * The pool (sup_pool.c) keeps --pool-min-idle forked, unassigned
  * processes; a create renames one's socket and directory to the session's
@@ -114,8 +116,8 @@ static const char  sup_usage[] =
     "usage: pyrepl-supervisor --socket-dir DIR --workdir DIR --python PATH\n"
     "           [--parent-fd N] [--owner-uid UID] [--owner-gid GID]\n"
     "           [--max-frame BYTES] [--zygote] [--pool-min-idle N]\n"
-    "           [--warmup CODE] [--bash PATH] [--checkpoint-dir DIR]\n"
-    "           [--keeper]\n"
+    "           [--warmup-fd N] [--log-fd N] [--bash PATH]\n"
+    "           [--checkpoint-dir DIR] [--keeper]\n"
     "           " WK_CONFINE_USAGE "\n";
 
 
@@ -194,7 +196,8 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
         { "max-frame",  required_argument, NULL, 'm' },
         { "zygote",     no_argument,       NULL, 'z' },
         { "pool-min-idle", required_argument, NULL, 'n' },
-        { "warmup",     required_argument, NULL, 'W' },
+        { "warmup-fd",  required_argument, NULL, 'W' },
+        { "log-fd",     required_argument, NULL, 'L' },
         { "keeper",     no_argument,       NULL, 'k' },
         { "bash",       required_argument, NULL, 'b' },
         { "checkpoint-dir", required_argument, NULL, 'C' },
@@ -204,6 +207,8 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
 
     memset(conf, 0, sizeof(sup_conf_t));
     conf->parent_fd = -1;
+    conf->warmup_fd = -1;
+    conf->log_fd = -1;
     conf->owner_uid = (uid_t) -1;
     conf->owner_gid = (gid_t) -1;
     conf->max_frame = PR_DEFAULT_MAX_FRAME;
@@ -289,7 +294,17 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
             break;
 
         case 'W':
-            conf->warmup = (optarg[0] != '\0') ? optarg : NULL;
+            if (sup_parse_num("--warmup-fd", optarg, INT_MAX, &v) == -1) {
+                return -1;
+            }
+            conf->warmup_fd = (int) v;
+            break;
+
+        case 'L':
+            if (sup_parse_num("--log-fd", optarg, INT_MAX, &v) == -1) {
+                return -1;
+            }
+            conf->log_fd = (int) v;
             break;
 
         case 'k':
@@ -497,8 +512,10 @@ sup_parent_gone(int fd, short revents)
 static int
 sup_start(const sup_conf_t *conf, sup_state_t *st)
 {
-    int          flags;
+    int          i, flags, fds[3];
     struct stat  sb;
+
+    static const char  *opts[3] = { "--parent-fd", "--warmup-fd", "--log-fd" };
 
     memset(st, 0, sizeof(sup_state_t));
     st->sigfd = -1;
@@ -523,12 +540,21 @@ sup_start(const sup_conf_t *conf, sup_state_t *st)
         return -1;
     }
 
-    if (conf->parent_fd != -1) {
-        flags = fcntl(conf->parent_fd, F_GETFD);
+    /* inherited descriptors: given on to children only on purpose */
+    fds[0] = conf->parent_fd;
+    fds[1] = conf->warmup_fd;
+    fds[2] = conf->log_fd;
+
+    for (i = 0; i < 3; i++) {
+        if (fds[i] == -1) {
+            continue;
+        }
+
+        flags = fcntl(fds[i], F_GETFD);
         if (flags == -1
-            || fcntl(conf->parent_fd, F_SETFD, flags | FD_CLOEXEC) == -1)
+            || fcntl(fds[i], F_SETFD, flags | FD_CLOEXEC) == -1)
         {
-            wk_log("--parent-fd %d: %s", conf->parent_fd, strerror(errno));
+            wk_log("%s %d: %s", opts[i], fds[i], strerror(errno));
             return -1;
         }
     }

@@ -11,6 +11,7 @@
  *   supervisor.c     command line, start-up, signals, the poll loop and
  *                    shutdown
  *   sup_keeper.c     the keeper: restarts the supervisor, reaps orphans
+ *   sup_relay.c      the keeper's relay of what sessions log
  *   sup_client.c     control connections from nginx workers: accept, read
  *                    requests, queue and flush replies, deferred replies
  *   sup_request.c    validate a request frame and build its reply
@@ -60,7 +61,8 @@ typedef struct {
     const char  *python;       /* path of the session binary */
     const char  *bash;         /* --bash: pyrepl-bash's path, or NULL */
     const char  *checkpoint_dir;  /* --checkpoint-dir, or NULL */
-    const char  *warmup;       /* --warmup, NULL when not given */
+    int          warmup_fd;    /* --warmup-fd: the warm-up code, or -1 */
+    int          log_fd;       /* --log-fd: the keeper's relay, or -1 */
     int          parent_fd;    /* -1 when not given */
     uid_t        owner_uid;    /* (uid_t) -1 when not given */
     gid_t        owner_gid;    /* (gid_t) -1 when not given */
@@ -293,6 +295,25 @@ pid_t sup_spawn_zygote(const sup_conf_t *conf, int control_fd);
 
 /* Close every descriptor from lowfd up; 0 or -1 (logged). */
 int sup_spawn_close_from(int lowfd);
+
+/*
+ * In a child about to exec: descriptor from[i] becomes to[i], without
+ * close-on-exec, for n (at most 8) pairs, whatever the numbers (a source
+ * may be another's target).  0, or -1 (logged).
+ */
+int sup_spawn_fds(const int *from, const int *to, size_t n);
+
+
+/* sup_relay.c */
+
+/*
+ * The log relay's ends: *rx for the keeper (credentials passed with each
+ * datagram), *tx for the processes that run user code.  0 or -1 (logged).
+ */
+int sup_relay_open(int *rx, int *tx);
+
+/* Log every datagram waiting on rx as one line; never blocks. */
+void sup_relay_read(int rx);
 
 
 /* sup_lifecycle.c */

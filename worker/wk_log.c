@@ -7,9 +7,11 @@
  */
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "wk_log.h"
@@ -33,6 +35,22 @@ void
 wk_log_set_fd(int fd)
 {
     wk_log_fd = fd;
+}
+
+
+const char *
+wk_log_cwd_name(void)
+{
+    char         *base;
+    static char   cwd[PATH_MAX];
+
+    if (getcwd(cwd, sizeof(cwd)) == NULL) {
+        return "?";
+    }
+
+    base = strrchr(cwd, '/');
+
+    return (base != NULL && base[1] != '\0') ? base + 1 : cwd;
 }
 
 
@@ -70,8 +88,13 @@ wk_log(const char *fmt, ...)
 
     line[len++] = '\n';
 
-    w = write(wk_log_fd, line, len);
-    (void) w;   /* nowhere left to report a failed log write */
+    /* nowhere is left to report a failed log write */
+    w = send(wk_log_fd, line, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+    if (w == -1 && errno == ENOTSOCK) {
+        w = write(wk_log_fd, line, len);
+        (void) w;
+    }
 
 done:
 

@@ -22,6 +22,13 @@ void wk_log_init(const char *role);
  */
 void wk_log_set_fd(int fd);
 
+/*
+ * A session's name in log lines: the last part of its working directory,
+ * which the supervisor names after the session id (no id is passed on a
+ * command line, which every process can read).  Static storage.
+ */
+const char *wk_log_cwd_name(void);
+
 /* Log one line; a trailing newline is added, long lines are truncated. */
 void wk_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
