@@ -16,8 +16,18 @@
  *
  * Output waits in a queue of frames; past PYREPL_WS_HIGH bytes the exec is
  * paused (the session process then blocks on its own writes) until the
- * client has read the queue down to PYREPL_WS_LOW.  Closing the socket
+ * client has read the queue down to PYREPL_WS_LOW; output the client does
+ * not take for send_timeout ends the connection.  Closing the socket
  * destroys the running exec, which the session takes as an interrupt.
+ *
+ * A graceful reload or quit lets a run finish, as it does an SSE stream:
+ * from the upgrade on the connection's events come here, not to nginx's
+ * request handler (which ends a request marked c->close without a close
+ * frame), and the connection counts as idle only between runs.  So an
+ * exiting worker closes an idle WebSocket with 1001 at once and one with
+ * a run when the run completes (the run's deadline timer keeps the worker
+ * alive meanwhile, worker_shutdown_timeout bounds it); the send timer
+ * keeps it alive until the close frame is out.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -57,6 +67,7 @@ typedef struct {
 
 static const char *ngx_http_pyrepl_ws_handshake(ngx_http_request_t *r,
     ngx_http_pyrepl_ws_t *ws);
+static void ngx_http_pyrepl_ws_event_handler(ngx_event_t *ev);
 static void ngx_http_pyrepl_ws_read(ngx_http_request_t *r);
 static void ngx_http_pyrepl_ws_write(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyrepl_ws_input(ngx_http_pyrepl_ws_t *ws,
@@ -83,6 +94,7 @@ static ngx_int_t ngx_http_pyrepl_ws_flush(ngx_http_pyrepl_ws_t *ws);
 static void ngx_http_pyrepl_ws_finish(ngx_http_pyrepl_ws_t *ws);
 static void ngx_http_pyrepl_ws_finish_handler(ngx_event_t *ev);
 static void ngx_http_pyrepl_ws_end_exec(ngx_http_pyrepl_ws_t *ws);
+static void ngx_http_pyrepl_ws_idle(ngx_http_pyrepl_ws_t *ws);
 static void ngx_http_pyrepl_ws_cleanup(void *data);
 
 
@@ -159,9 +171,11 @@ ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
     r->main->count++;
     r->read_event_handler = ngx_http_pyrepl_ws_read;
     r->write_event_handler = ngx_http_pyrepl_ws_write;
+    r->connection->read->handler = ngx_http_pyrepl_ws_event_handler;
+    r->connection->write->handler = ngx_http_pyrepl_ws_event_handler;
     r->connection->log->action = "serving a pyrepl WebSocket";
 
-    /* a graceful shutdown closes it (1001), like an idle keepalive */
+    /* a graceful shutdown closes it (1001) between runs */
     r->connection->idle = 1;
 
     /* small frames each way: Nagle would hold them for the client's ACK */
@@ -288,6 +302,55 @@ ngx_http_pyrepl_ws_handshake(ngx_http_request_t *r, ngx_http_pyrepl_ws_t *ws)
 }
 
 
+/*
+ * Every event of the upgraded connection.  c->close: an exiting worker
+ * closes its idle connections, and at worker_shutdown_timeout all of
+ * them; either way the client gets a close frame.
+ */
+static void
+ngx_http_pyrepl_ws_event_handler(ngx_event_t *ev)
+{
+    ngx_connection_t      *c;
+    ngx_http_request_t    *r;
+    ngx_http_pyrepl_ws_t  *ws;
+
+    c = ev->data;
+    r = c->data;
+    ws = ngx_http_get_module_ctx(r, ngx_http_pyrepl_module);
+
+    if (ev->write && ev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "pyrepl: WebSocket client timed out");
+        c->timedout = 1;
+        ngx_http_pyrepl_ws_finish(ws);
+        return;
+    }
+
+    if (c->close) {
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_GOING_AWAY,
+                                 "server shutting down");
+
+        /*
+         * An exiting worker looks for open connections before it runs
+         * posted events: end the request now if the frame is out.
+         */
+        if (ws->finish.posted) {
+            ngx_delete_posted_event(&ws->finish);
+            ngx_http_pyrepl_ws_finish_handler(&ws->finish);
+        }
+
+        return;
+    }
+
+    if (ev->write) {
+        ngx_http_pyrepl_ws_write(r);
+
+    } else {
+        ngx_http_pyrepl_ws_read(r);
+    }
+}
+
+
 static void
 ngx_http_pyrepl_ws_read(ngx_http_request_t *r)
 {
@@ -298,13 +361,6 @@ ngx_http_pyrepl_ws_read(ngx_http_request_t *r)
 
     ws = ngx_http_get_module_ctx(r, ngx_http_pyrepl_module);
     c = r->connection;
-
-    if (c->close) {
-        /* nginx is shutting down gracefully */
-        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_GOING_AWAY,
-                                 "server shutting down");
-        return;
-    }
 
     while (!ws->finished) {
         n = c->recv(c, buf, sizeof(buf));
@@ -542,10 +598,14 @@ ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws, json_t *msg)
     ws->exec = ex;
     ws->run_id = json_incref(id ? id : json_null());
 
+    /* a graceful shutdown waits for the run (ngx_http_pyrepl_ws_idle) */
+    ws->request->connection->idle = 0;
+
     rc = ngx_http_pyrepl_exec_start(ex);
 
     if (rc == NGX_ERROR) {
         ngx_http_pyrepl_ws_end_exec(ws);
+        ngx_http_pyrepl_ws_idle(ws);
         return ngx_http_pyrepl_ws_refuse(ws, id, "unavailable",
                                          "the run could not start");
     }
@@ -615,7 +675,30 @@ ngx_http_pyrepl_ws_done(ngx_http_pyrepl_exec_t *ex, const char *status,
         return;
     }
 
-    (void) ngx_http_pyrepl_ws_send_json(ws, data);
+    if (ngx_http_pyrepl_ws_send_json(ws, data) == NGX_OK) {
+        ngx_http_pyrepl_ws_idle(ws);
+    }
+}
+
+
+/*
+ * Between runs: an exiting worker closes the connection now, as it
+ * closed its idle ones when it began to exit; else it is idle again.
+ */
+static void
+ngx_http_pyrepl_ws_idle(ngx_http_pyrepl_ws_t *ws)
+{
+    if (ws->finished || ws->closing) {
+        return;
+    }
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_GOING_AWAY,
+                                 "server shutting down");
+        return;
+    }
+
+    ws->request->connection->idle = 1;
 }
 
 
@@ -746,37 +829,32 @@ ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws, int opcode,
 static ngx_int_t
 ngx_http_pyrepl_ws_flush(ngx_http_pyrepl_ws_t *ws)
 {
-    ssize_t             n;
-    ngx_buf_t          *b;
-    ngx_chain_t        *cl;
-    ngx_connection_t   *c;
-    ngx_http_request_t *r;
+    ssize_t                    n;
+    ngx_buf_t                 *b;
+    ngx_chain_t               *cl;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
 
     r = ws->request;
     c = r->connection;
 
     /* the 101 answer may still wait in the HTTP output chain */
 
-    if (r->out || c->buffered) {
-        if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        if (r->out || c->buffered) {
-            return ngx_handle_write_event(c->write, 0) == NGX_OK
-                   ? NGX_AGAIN : NGX_ERROR;
-        }
+    if ((r->out || c->buffered)
+        && ngx_http_output_filter(r, NULL) == NGX_ERROR)
+    {
+        return NGX_ERROR;
     }
 
-    while (ws->out) {
+    while (!r->out && !c->buffered && ws->out) {
         cl = ws->out;
         b = cl->buf;
 
         n = c->send(c, b->pos, b->last - b->pos);
 
         if (n == NGX_AGAIN) {
-            return ngx_handle_write_event(c->write, 0) == NGX_OK
-                   ? NGX_AGAIN : NGX_ERROR;
+            break;
         }
 
         if (n == NGX_ERROR) {
@@ -800,6 +878,21 @@ ngx_http_pyrepl_ws_flush(ngx_http_pyrepl_ws_t *ws)
 
         cl->next = ws->free;
         ws->free = cl;
+    }
+
+    if (r->out || c->buffered || ws->out) {
+        /* the client takes no more for now: wait, for send_timeout */
+        if (!c->write->timer_set) {
+            clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+            ngx_add_timer(c->write, clcf->send_timeout);
+        }
+
+        return ngx_handle_write_event(c->write, 0) == NGX_OK
+               ? NGX_AGAIN : NGX_ERROR;
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
     }
 
     if (ws->paused && ws->out_size <= PYREPL_WS_LOW && ws->exec) {

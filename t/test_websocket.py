@@ -319,3 +319,33 @@ def test_ws_of_an_unknown_session_is_404(nginx):
     s, head = handshake(nginx, "c" * 32)
     assert head.split(b" ")[1] == b"404"
     s.close()
+
+
+def test_a_client_that_stops_reading_is_dropped_at_send_timeout():
+    from conftest import Nginx
+    n = Nginx(server_extra="send_timeout 1s;").start()
+    try:
+        sid = n.create()
+        s, head = handshake(n, sid)
+        assert head.startswith(b"HTTP/1.1 101")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        code = ("import time\nstopped = False\ntry:\n"
+                "    while True: print('x' * 1000)\n"
+                "except KeyboardInterrupt:\n    stopped = True\n")
+        s.sendall(frame(1, json.dumps({"type": "run", "id": 1,
+                                       "code": code}).encode()))
+        # the client never reads: the server gives up on it, and the
+        # connection's end interrupts the run
+
+        def stopped():
+            r = n.http.post(f"{n.url}/session/{sid}/run",
+                            json={"code": "stopped"},
+                            headers={"Accept": "application/json"})
+            return r.status_code == 200 and r.json()
+
+        assert wait_for(stopped, timeout=30, what="the run to stop")[
+            "result"] == {"text/plain": "True"}
+        assert "WebSocket client timed out" in n.error_log()
+        s.close()
+    finally:
+        n.check_and_clean()
