@@ -96,6 +96,45 @@ def test_tracebacks_show_lines_of_earlier_cells(nginx, sid):
     assert "return 10 // n" in tb
 
 
+def test_a_long_session_keeps_a_bounded_amount_of_source(nginx, sid):
+    nginx.run_json(sid, "def boom(n):\n    return 10 // n\n\n"
+                        "class K:\n    def m(self):\n        return 1\n")
+    # far more cells than are kept, a few lines each
+    for i in range(600):
+        r = nginx.run_json(sid, f"x{i % 7} = {i}\n# cell {i} " + "x" * 100)
+        assert r["status"] == "ok"
+    r = nginx.run_json(sid, "import linecache, inspect\n"
+                            "cells = [f for f in linecache.cache "
+                            "if f.startswith('<cell ')]\n"
+                            "print(len(cells), '<cell 100>' in cells, "
+                            "'<cell 601>' in cells)\n"
+                            "print(inspect.getsource(K), end='')\n"
+                            "boom(0)")
+    count, old, recent = r["stdout"].splitlines()[0].split()
+    # the latest 200 to 250, plus the one that defines boom and K
+    assert 200 <= int(count) <= 252 and (old, recent) == ("False", "True")
+    assert r["stdout"].endswith("class K:\n    def m(self):\n"
+                                "        return 1\n")
+    tb = "".join(r["error"]["traceback"])
+    assert 'File "<cell 1>", line 2, in boom' in tb
+    assert "return 10 // n" in tb
+
+
+def test_inspect_getfile_is_inspect_s_own(nginx, sid):
+    # CPython's own test_inspect: a class whose __module__ cannot be read
+    r = nginx.run_json(sid, "import inspect\n"
+                            "class CM(type):\n"
+                            "    @property\n"
+                            "    def __module__(cls):\n"
+                            "        raise AttributeError\n"
+                            "class C(metaclass=CM):\n    pass\n"
+                            "try:\n    inspect.getfile(C)\n"
+                            "except TypeError as e:\n    print('TypeError')\n"
+                            "print(inspect.getfile.__module__, "
+                            "inspect.getfile.__name__)")
+    assert r["stdout"] == "TypeError\ninspect getfile\n", r
+
+
 # namespace --------------------------------------------------------------
 
 def test_namespace_lists_variables_and_definitions(nginx, sid):

@@ -23,6 +23,8 @@ every run.
 
 import ast
 import builtins
+import collections
+import functools
 import getpass
 import inspect
 import json
@@ -39,6 +41,15 @@ _FILE = "<pyrepl_runtime>"
 _CELL = "<cell "                 # cell file names: "<cell N>"
 _SEEN_MAX = 10000                # elements a change fingerprint looks at
 _SIZE_MAX = 10000                # objects size_bytes visits per variable
+
+# The source of cells stays in linecache for tracebacks and inspect: every
+# cell that defined a function or class still bound in the namespace (or
+# a class's method), and the latest _KEEP_CELLS others, of at most
+# _KEEP_BYTES together.  Past _KEEP_CELLS + _TRIM_SLACK the oldest others
+# go; so a session that runs forever keeps a bounded amount of source.
+_KEEP_CELLS = 200
+_KEEP_BYTES = 4 * 1024 * 1024
+_TRIM_SLACK = 50
 
 
 def _public(name):
@@ -88,6 +99,10 @@ def _changes(before, ns):
     return added, modified, removed
 
 
+_cells = collections.OrderedDict()   # cell file name -> size, oldest first
+_cell_bytes = [0]
+
+
 def _register(source, filename):
     """Make the cell's lines visible to linecache, traceback and inspect."""
     lines = source.splitlines(True)
@@ -95,6 +110,39 @@ def _register(source, filename):
         lines[-1] += "\n"
     # mtime None: linecache.checkcache() never evicts the entry
     linecache.cache[filename] = (len(source), None, lines, filename)
+    _cell_bytes[0] += len(source) - _cells.pop(filename, 0)
+    _cells[filename] = len(source)
+
+
+def _defined_in(ns):
+    """The cells that define what ns binds: functions, classes, methods."""
+    found = set(_class_files.values())
+    for value in list(ns.values()):
+        code = getattr(value, "__code__", None)
+        if isinstance(code, types.CodeType):
+            found.add(code.co_filename)
+        elif isinstance(value, type) and value.__module__ == "__main__":
+            for attr in list(vars(value).values()):
+                code = getattr(attr, "__code__", None)
+                if isinstance(code, types.CodeType):
+                    found.add(code.co_filename)
+    return found
+
+
+def _trim(ns):
+    """Forget the source of old cells nothing needs (see _KEEP_CELLS)."""
+    if (len(_cells) <= _KEEP_CELLS + _TRIM_SLACK
+            and _cell_bytes[0] <= _KEEP_BYTES):
+        return
+    pinned = _defined_in(ns)
+    others = [f for f in list(_cells)[:-1] if f not in pinned]   # not the
+    over = max(len(others) + 1 - _KEEP_CELLS, 0)                 # newest
+    for filename in others:
+        if over <= 0 and _cell_bytes[0] <= _KEEP_BYTES:
+            break
+        _cell_bytes[0] -= _cells.pop(filename)
+        linecache.cache.pop(filename, None)
+        over -= 1
 
 
 def _user_tb(tb):
@@ -145,6 +193,7 @@ def run_cell(source, filename, ns):
     changes = _changes(before, ns)
     for name in changes[0] + changes[1]:
         _track_class(ns[name], filename)
+    _trim(ns)
     return outcome + (changes,)
 
 
@@ -168,10 +217,11 @@ def _track_class(value, filename):
             pass
 
 
+@functools.wraps(_real_getfile)
 def _getfile(obj):
     if isinstance(obj, type):
         filename = _class_files.get(obj)
-        if filename is None and obj.__module__ == "__main__":
+        if filename is None and getattr(obj, "__module__", None) == "__main__":
             filename = _running[0]
         if filename is not None:
             return filename
