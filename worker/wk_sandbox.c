@@ -48,13 +48,17 @@
  * as root the sessions share its uid and RLIMIT_NPROC counts its own
  * processes too.
  *
- * RLIMIT_FSIZE (default: inherited) limits each regular file written,
- * which includes nginx's error log the session process logs to: once
- * that file is larger than the limit every log line fails with EFBIG and
- * raises SIGXFSZ (fatal unless ignored).  It is no disk quota either (user
- * code can write many files); a size-limited file system for the working
- * directories is.  RLIMIT_AS limits address space, not resident memory:
- * thread stacks and malloc arenas reserve more than they use.
+ * RLIMIT_FSIZE (default: inherited) limits each regular file written
+ * (the session logs to a socket, the keeper's relay, so no log file is
+ * among them).  It is no disk quota (user code can write many files); a
+ * size-limited file system for the working directories is.  The memory limit is RLIMIT_DATA, the private writable
+ * memory a process maps (heap, anonymous and private file mappings,
+ * thread stacks), not RLIMIT_AS: address space that is only reserved
+ * (glibc's 64 MiB arena per thread, PROT_NONE guard regions) and
+ * read-only file mappings do not count, so thread pools and OpenBLAS
+ * start their threads as under a plain python3.  Neither counts shared
+ * memory (memfd, /dev/shm) nor resident pages as such: a session's
+ * control group does (the jail).
  *
  * The seccomp filter is a deny-list (default ALLOW): the interpreter and
  * what it spawns must keep working, and the uid drop already takes away
@@ -397,14 +401,14 @@ wk_sandbox_limits(const wk_sandbox_t *sb, char *err, size_t errlen)
     }
 
     /*
-     * AddressSanitizer reserves terabytes of shadow address space at start:
-     * any RLIMIT_AS a session could live with would be no limit at all, and
-     * one set here makes its next allocation fail.  ASan builds are for
-     * tests (util/test --sanitize), so they run without it.
+     * AddressSanitizer maps terabytes of writable shadow memory at start:
+     * any RLIMIT_DATA a session could live with would be no limit at all,
+     * and one set here makes its next allocation fail.  ASan builds are
+     * for tests (util/test --sanitize), so they run without it.
      */
     if (sb->memory != 0 && !WK_SANDBOX_ASAN
-        && wk_sandbox_limit(RLIMIT_AS, "RLIMIT_AS", sb->memory, sb->memory,
-                            err, errlen) != 0)
+        && wk_sandbox_limit(RLIMIT_DATA, "RLIMIT_DATA", sb->memory,
+                            sb->memory, err, errlen) != 0)
     {
         return -1;
     }

@@ -12,8 +12,9 @@
  *     no_new_privs unset;
  *   - the working directory exists, mode 0700, owned by uid (or by the
  *     process's own euid when no drop takes place); it is checked;
- *   - memory (RLIMIT_AS) counts what the process already maps: after a
- *     fork from a warmed-up zygote, its whole address space;
+ *   - memory (RLIMIT_DATA) counts the private writable memory the process
+ *     already maps: after a fork from a warmed-up zygote, all of the
+ *     zygote's;
  *   - descriptors are the caller's business: nothing is closed here, the
  *     keep_fds are only checked to be open and below the nofile limit;
  *   - the parent-death signal too: changing the uid clears it, so set
@@ -41,7 +42,7 @@
 #define WK_SANDBOX_NO_ID         ((uid_t) -1)
 
 /* defaults set by wk_sandbox_init(); 0 keeps the inherited limit */
-#define WK_SANDBOX_MEMORY        ((rlim_t) 1 << 30)   /* 1 GiB of RLIMIT_AS */
+#define WK_SANDBOX_MEMORY        ((rlim_t) 1 << 30)   /* RLIMIT_DATA, 1 GiB */
 #define WK_SANDBOX_CPU           0                    /* runs have deadlines */
 #define WK_SANDBOX_NPROC_PER_SESSION  16
 #define WK_SANDBOX_NPROC         (100 * WK_SANDBOX_NPROC_PER_SESSION)
@@ -56,7 +57,7 @@ typedef struct {
     int          workdir_fd;   /* fchdir'ed to instead when >= 0 (workdir,
                                   if set, only names it in messages) */
 
-    rlim_t       memory;       /* RLIMIT_AS, bytes */
+    rlim_t       memory;       /* RLIMIT_DATA, bytes */
     rlim_t       cpu;          /* RLIMIT_CPU, seconds (SIGXCPU, then
                                   SIGKILL one second later) */
     rlim_t       nproc;        /* RLIMIT_NPROC, tasks of the whole uid */
