@@ -9,7 +9,8 @@
  *   pyrepl_user USER [GROUP]     nobody (and its group): the identity of
  *                                every session when pyrepl_session_uids
  *                                is off
- *   pyrepl_memory_limit SIZE|off 1g of address space (RLIMIT_AS)
+ *   pyrepl_memory_limit SIZE|off 1g of private writable memory
+ *                                (RLIMIT_DATA)
  *   pyrepl_cpu_limit TIME|off    off: CPU seconds over a session's life
  *   pyrepl_max_processes N       64 processes and threads per session
  *   pyrepl_file_size_limit SIZE|off  1g per file written
@@ -20,9 +21,11 @@
  *
  * and the environment of sessions, which is nothing of nginx's own (the
  * operator's secrets, HOME=/root, a build machine's PATH): PATH, LANG and
- * TMPDIR with fixed values, what pyrepl_env adds or replaces, and HOME,
- * the session's working directory (set in the session process).  It is
- * the supervisor's environment, which its children inherit.
+ * TMPDIR with fixed values, USER and LOGNAME (pyrepl_user's name when
+ * every session runs as it, else "pyrepl"), what pyrepl_env adds or
+ * replaces, and HOME, the session's working directory (set in the session
+ * process).  It is the supervisor's environment, which its children
+ * inherit.
  *
  * Identities apply only when the nginx master runs as root (otherwise
  * sessions run as nginx's own user, which "nginx -t" warns about).  A
@@ -47,6 +50,12 @@ static ngx_str_t  ngx_http_pyrepl_env_defaults[] = {
     ngx_string("LANG=C.UTF-8"),
     ngx_string("TMPDIR=/tmp"),
     ngx_null_string
+};
+
+
+static ngx_str_t  ngx_http_pyrepl_env_user[] = {
+    ngx_string("USER="),
+    ngx_string("LOGNAME=")
 };
 
 
@@ -143,20 +152,54 @@ ngx_http_pyrepl_env(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 char **
 ngx_http_pyrepl_sandbox_envp(ngx_http_pyrepl_main_conf_t *pmcf)
 {
-    char        **envp, *v;
-    size_t        len;
-    ngx_str_t    *e, *d;
-    ngx_uint_t    i, j, n, nenv;
+    char           **envp, *v;
+    u_char          *user;
+    size_t           len;
+    ngx_str_t       *e, *d;
+    ngx_uint_t       i, j, n, nenv;
+    struct passwd   *pw;
 
     nenv = pmcf->sandbox.env ? pmcf->sandbox.env->nelts : 0;
     e = nenv ? pmcf->sandbox.env->elts : NULL;
 
-    envp = malloc((nenv + 8) * sizeof(char *));
+    envp = malloc((nenv + 10) * sizeof(char *));
     if (envp == NULL) {
         return NULL;
     }
 
     n = 0;
+
+    /* who a session is: there is no passwd entry for per-session uids */
+    user = (u_char *) "pyrepl";
+
+    if (geteuid() != 0) {
+        pw = getpwuid(geteuid());
+        user = pw ? (u_char *) pw->pw_name : user;
+
+    } else if (pmcf->sandbox.uid_base == 0) {
+        user = pmcf->sandbox.user.data;
+    }
+
+    for (i = 0; i < 2; i++) {
+        d = &ngx_http_pyrepl_env_user[i];
+
+        for (j = 0; j < nenv; j++) {
+            if (ngx_strncmp(e[j].data, d->data, d->len) == 0) {
+                break;
+            }
+        }
+
+        if (j < nenv) {
+            continue;
+        }
+
+        envp[n] = malloc(d->len + ngx_strlen(user) + 1);
+        if (envp[n] == NULL) {
+            return NULL;
+        }
+
+        ngx_sprintf((u_char *) envp[n++], "%V%s%Z", d, user);
+    }
 
     for (d = ngx_http_pyrepl_env_defaults; d->len; d++) {
         len = ngx_strlchr(d->data, d->data + d->len, '=') - d->data + 1;

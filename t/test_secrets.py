@@ -18,6 +18,8 @@ MARKER = "warmup_marker_5f1d"          # in the warm-up code only
 SECRET = "operator-secret-7c2e9a"       # in nginx's own environment only
 SESSION_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                "TMPDIR": "/tmp", "PYREPL_T_EXTRA": "a=b c"}
+if os.geteuid() == 0:          # no passwd entry for per-session uids
+    SESSION_ENV.update(USER="pyrepl", LOGNAME="pyrepl")
 
 root_only = pytest.mark.skipif(os.geteuid() != 0,
                                reason="sessions get their own uid only when "

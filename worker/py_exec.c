@@ -190,6 +190,7 @@ static py_exec_replacement_t  py_exec_replacements[] = {
 int
 py_exec_init(py_session_t *s)
 {
+    wchar_t      *orig[1];
     PyStatus      status;
     PyConfig      config;
     PyPreConfig   preconfig;
@@ -200,12 +201,15 @@ py_exec_init(py_session_t *s)
     py_exec_session = s;
 
     /*
-     * Isolated: no PYTHON* variables, no user site directory, no current
-     * directory on sys.path from the environment.  UTF-8 mode: the locale
-     * nginx gives us is usually "C", and output must be UTF-8 anyway.
+     * As a plain python3 starts: the environment (the session's own,
+     * which nginx made: PYTHON* variables there are the operator's), the
+     * user site directory under HOME, the locale from LANG (C.UTF-8 by
+     * default; a "C" locale is coerced to UTF-8 as python3 does).  Only
+     * argv, the signal handlers and unbuffered stdio are an interactive
+     * session's.
      */
-    PyPreConfig_InitIsolatedConfig(&preconfig);
-    preconfig.utf8_mode = 1;
+    PyPreConfig_InitPythonConfig(&preconfig);
+    preconfig.parse_argv = 0;
 
     status = Py_PreInitialize(&preconfig);
     if (PyStatus_Exception(status)) {
@@ -213,12 +217,11 @@ py_exec_init(py_session_t *s)
         return -1;
     }
 
-    PyConfig_InitIsolatedConfig(&config);
+    PyConfig_InitPythonConfig(&config);
 
+    config.parse_argv = 0;
     config.install_signal_handlers = 1;    /* SIGINT -> KeyboardInterrupt */
     config.buffered_stdio = 0;             /* print() reaches the pipe now */
-    config.site_import = 1;                /* Debian's dist-packages */
-    config.parse_argv = 0;
 
     status = PyConfig_SetBytesArgv(&config, 1, argv);
     if (PyStatus_Exception(status)) {
@@ -232,6 +235,16 @@ py_exec_init(py_session_t *s)
                                          PY_EXEC_EXECUTABLE);
         if (PyStatus_Exception(status)) {
             py_exec_log_status("PyConfig_SetBytesString(executable)",
+                               status);
+            goto fail;
+        }
+
+        /* sys.orig_argv, as "python3" alone would have it */
+        orig[0] = config.executable;
+        status = PyConfig_SetWideStringList(&config, &config.orig_argv, 1,
+                                            orig);
+        if (PyStatus_Exception(status)) {
+            py_exec_log_status("PyConfig_SetWideStringList(orig_argv)",
                                status);
             goto fail;
         }
@@ -874,39 +887,21 @@ py_exec_loop(py_session_t *s)
 
 
 /*
- * HOME is the session's working directory (unless the operator's
- * pyrepl_env set one), set before the first request is served, as a pool
- * process's directory gets the session's name only when it is handed
- * out.  os.environ and the C environment alike.
+ * The runtime's start(), once, before the first request is served: HOME
+ * and what depends on it follow the session's working directory, which a
+ * pool process gets its name in only when it is handed out.
  */
 static void
 py_exec_home(void)
 {
-    PyObject  *os, *environ, *cwd;
+    PyObject  *ret;
 
-    cwd = NULL;
-    environ = NULL;
-
-    os = PyImport_ImportModule("os");
-    if (os != NULL) {
-        environ = PyObject_GetAttrString(os, "environ");
+    ret = PyObject_CallMethod(py_exec_runtime, "start", NULL);
+    if (ret == NULL) {
+        py_exec_log_error("the runtime's start() failed");
     }
 
-    if (environ != NULL && PyMapping_HasKeyString(environ, "HOME") == 0) {
-        cwd = PyObject_CallMethod(os, "getcwd", NULL);
-
-        if (cwd == NULL
-            || PyMapping_SetItemString(environ, "HOME", cwd) != 0)
-        {
-            py_exec_log_error("cannot set HOME");
-        }
-    }
-
-    PyErr_Clear();
-
-    Py_XDECREF(cwd);
-    Py_XDECREF(environ);
-    Py_XDECREF(os);
+    Py_XDECREF(ret);
 }
 
 

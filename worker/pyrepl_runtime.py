@@ -32,6 +32,7 @@ import linecache
 import os
 import pickle
 import posix
+import site
 import sys
 import traceback
 import types
@@ -170,6 +171,21 @@ def _failure(exc, tb):
     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
 
     return (status, None, type(exc).__name__, evalue, list(te.format()))
+
+
+def start():
+    """Called once, before a session serves its first request.
+
+    HOME is the session's working directory unless the operator's
+    pyrepl_env set one, and what site derived from HOME in the zygote
+    (the user site directory) is derived again, as a python3 started
+    there would have it.
+    """
+    os.environ.setdefault("HOME", os.getcwd())
+    site.USER_BASE = site.USER_SITE = None
+    user_site = site.getusersitepackages()
+    if site.ENABLE_USER_SITE and os.path.isdir(user_site):
+        site.addsitedir(user_site)
 
 
 def run_cell(source, filename, ns):
