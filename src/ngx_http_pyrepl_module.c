@@ -215,6 +215,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, max_sessions),
       NULL },
 
+    { ngx_string("pyrepl_max_sessions_per_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, max_sessions_per_key),
+      NULL },
+
     { ngx_string("pyrepl_pool_min_idle"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -629,6 +636,7 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->max_output = NGX_CONF_UNSET_SIZE;
     pmcf->max_code_size = NGX_CONF_UNSET_SIZE;
     pmcf->max_sessions = NGX_CONF_UNSET_UINT;
+    pmcf->max_sessions_per_key = NGX_CONF_UNSET_UINT;
     pmcf->default_language = NGX_CONF_UNSET_UINT;
     pmcf->pool_min_idle = NGX_CONF_UNSET_UINT;
     pmcf->checkpoint_max_size = NGX_CONF_UNSET_SIZE;
@@ -702,6 +710,16 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "pyrepl_max_sessions must be between 1 and "
                            "1000000");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_uint_value(pmcf->max_sessions_per_key, 0);
+
+    if (pmcf->max_sessions_per_key > pmcf->max_sessions) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_max_sessions_per_key %ui is more than "
+                           "pyrepl_max_sessions %ui",
+                           pmcf->max_sessions_per_key, pmcf->max_sessions);
         return NGX_CONF_ERROR;
     }
 

@@ -171,6 +171,7 @@ typedef struct {
     size_t                   max_code_size;
     ngx_msec_t               timeout_grace;
     ngx_uint_t               max_sessions;
+    ngx_uint_t               max_sessions_per_key;   /* 0: off */
     ngx_uint_t               default_language;
     ngx_uint_t               pool_min_idle;  /* forked, unassigned sessions */
     ngx_str_t                warmup;         /* Python the zygote runs once */
@@ -318,7 +319,7 @@ ngx_int_t ngx_http_pyrepl_exec_summary(ngx_http_pyrepl_exec_t *ex,
 ngx_int_t ngx_http_pyrepl_table_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
-    ngx_http_pyrepl_session_t *s, ngx_uint_t max);
+    ngx_http_pyrepl_session_t *s, ngx_uint_t max, ngx_uint_t max_per_key);
 ngx_int_t ngx_http_pyrepl_table_renew(ngx_shm_zone_t *zone, u_char *id,
     time_t expires);
 ngx_array_t *ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
