@@ -177,6 +177,7 @@ typedef struct {
     ngx_str_t                warmup;         /* Python the zygote runs once */
     ngx_str_t                checkpoint_path;
     size_t                   checkpoint_max_size;
+    off_t                    checkpoint_quota;       /* 0: off */
     ngx_flag_t               restore_on_crash;
     ngx_http_pyrepl_sandbox_conf_t  sandbox;
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
@@ -450,6 +451,9 @@ ngx_uint_t ngx_http_pyrepl_state_refusal(ngx_http_pyrepl_session_t *s,
 ngx_int_t ngx_http_pyrepl_checkpoint_handler(ngx_http_request_t *r,
     u_char *id);
 ngx_int_t ngx_http_pyrepl_restore_handler(ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_checkpoints_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyrepl_checkpoint_delete_handler(ngx_http_request_t *r,
+    u_char *cid);
 void ngx_http_pyrepl_restore_created(ngx_http_request_t *r, u_char *id,
     u_char *cid);
 ngx_int_t ngx_http_pyrepl_rollback_handler(ngx_http_request_t *r,

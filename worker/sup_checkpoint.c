@@ -73,12 +73,13 @@ static int sup_checkpoint_copy(int in, int out, off_t size);
 int
 sup_checkpoint_store(const sup_conf_t *conf, const char *id,
     const char *file, const char *name, int64_t max_size, int64_t quota,
-    int64_t *size, sup_err_t *err)
+    pr_strs_t *stored, sup_err_t *err)
 {
     int          in, out;
     size_t       n;
     int64_t      used;
-    struct stat  st;
+    sup_ckpt_t   ck;
+    struct stat  st, copy;
     char         src[PATH_MAX], tdir[PATH_MAX], dst[PATH_MAX];
 
     if (sup_checkpoint_paths(conf, id, name, tdir, dst, err) == -1) {
@@ -152,7 +153,9 @@ sup_checkpoint_store(const sup_conf_t *conf, const char *id,
         return -1;
     }
 
-    if (sup_checkpoint_copy(in, out, st.st_size) != 0) {
+    if (sup_checkpoint_copy(in, out, st.st_size) != 0
+        || fstat(out, &copy) == -1)
+    {
         SUP_ERR(err, "unavailable", "cannot copy the checkpoint: %s",
                 strerror(errno));
         (void) close(in);
@@ -163,9 +166,17 @@ sup_checkpoint_store(const sup_conf_t *conf, const char *id,
 
     (void) close(in);
     (void) close(out);
-    (void) unlink(src);
 
-    *size = (int64_t) st.st_size;
+    memcpy(ck.id, name + SUP_TENANT_LEN + 1, SUP_ID_LEN);
+    ck.size = (int64_t) st.st_size;
+    ck.mtime = (int64_t) copy.st_mtime;
+
+    if (sup_checkpoint_entries(&ck, 1, stored, err) == -1) {
+        (void) unlink(dst);
+        return -1;
+    }
+
+    (void) unlink(src);
 
     wk_log("session %s: checkpoint %s stored, %lld bytes", id, name,
            (long long) st.st_size);

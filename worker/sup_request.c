@@ -6,8 +6,10 @@
  *                          (deferred while it waits for a pool process);
  *                          lang "python", or "bash" with --bash
  *   kill {id}          ->  ok {id}       (idempotent)
- *   store {id, file, text, max_size, quota}, load {id, file, text}
- *                      ->  ok {id, max_size: the file's size (store)}
+ *   store {id, file, text, max_size, quota}
+ *                      ->  ok {id, checkpoints: [the new one's entry]}
+ *   load {id, file, text}
+ *                      ->  ok {id}
  *   list {text}        ->  ok {checkpoints}: tenant text's, newest first
  *   remove {text}      ->  ok  |  fail {errcode: "not_found"}
  *   move {id, pid}     ->  ok {id, pid}
@@ -102,7 +104,6 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
 {
     int      rc, lang;
     pid_t    pid;
-    int64_t  size;
     char     id[SUP_ID_LEN + 1], msg[128], file[256], name[64];
 
     memset(reply, 0, sizeof(pr_frame_t));
@@ -174,12 +175,11 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
             return 0;
         }
 
-        size = 0;
         rc = (req->type == PR_T_STORE)
              ? sup_checkpoint_store(conf, id, file, name,
                                     pr_has(req, max_size) ? req->max_size : 0,
                                     pr_has(req, quota) ? req->quota : 0,
-                                    &size, err)
+                                    &reply->checkpoints, err)
              : sup_checkpoint_load(conf, id, file, name, err);
 
         if (rc == -1) {
@@ -189,7 +189,11 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
 
         reply->type = PR_T_OK;
         pr_set_str(reply, id, req->id.data, req->id.len);
-        pr_set_int(reply, max_size, size);
+
+        if (req->type == PR_T_STORE) {
+            reply->has |= PR_BIT(checkpoints);
+        }
+
         return 0;
 
     case PR_T_LIST:

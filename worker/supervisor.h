@@ -135,11 +135,12 @@ int sup_listen_unix(const char *path, int nonblock, int replace, uid_t uid,
  * the checkpoint directory as name ("<16 hex>/<32 hex>"), refusing one
  * over max_size bytes, or one that would take the tenant's checkpoints
  * past quota bytes ("quota_exceeded"; 0: any); a refused file is removed.
- * *size gets its size.  Returns 0, or -1 with err filled.
+ * stored gets the new checkpoint's entry as sup_checkpoint_list() makes
+ * them.  Returns 0, or -1 with err filled.
  */
 int sup_checkpoint_store(const sup_conf_t *conf, const char *id,
     const char *file, const char *name, int64_t max_size, int64_t quota,
-    int64_t *size, sup_err_t *err);
+    pr_strs_t *stored, sup_err_t *err);
 
 /*
  * The checkpoints of tenant (16 hex), newest first, as many as fit a
