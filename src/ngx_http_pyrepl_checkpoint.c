@@ -426,19 +426,8 @@ ngx_http_pyrepl_ckpt_ask(ngx_http_request_t *r, pr_type_t type, u_char *cid,
     frame.type = type;
     pr_set_str(&frame, text, name, last - name);
 
-    if (ngx_http_pyrepl_supervisor_request(r, &cl->peer, &frame, answered,
-                                           ngx_http_pyrepl_ckpt_ask_failed)
-        != NGX_OK)
-    {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          "unavailable",
-                                          "the pyrepl supervisor is not "
-                                          "running");
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_pyrepl_supervisor_call(r, &cl->peer, &frame, answered,
+                                           ngx_http_pyrepl_ckpt_ask_failed);
 }
 
 

@@ -464,6 +464,9 @@ ngx_int_t ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,
     ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
     ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail);
+ngx_int_t ngx_http_pyrepl_supervisor_call(ngx_http_request_t *r,
+    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
+    ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail);
 ngx_int_t ngx_http_pyrepl_session_socket(ngx_http_request_t *r, u_char *id,
     ngx_str_t *path);
 ngx_int_t ngx_http_pyrepl_socket_path(ngx_http_pyrepl_main_conf_t *pmcf,

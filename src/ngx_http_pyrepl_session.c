@@ -491,7 +491,6 @@ ngx_http_pyrepl_session_detail(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id)
 {
-    ngx_int_t                     rc;
     pr_frame_t                    frame;
     ngx_http_pyrepl_ctl_t        *ctl;
     ngx_http_pyrepl_main_conf_t  *pmcf;
@@ -522,19 +521,9 @@ ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id)
     ctl->request = r;
     ctl->peer.data = ctl;
 
-    rc = ngx_http_pyrepl_supervisor_request(r, &ctl->peer, &frame,
-                                            ngx_http_pyrepl_deleted,
-                                            ngx_http_pyrepl_delete_failed);
-    if (rc != NGX_OK) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          "unavailable",
-                                          "the pyrepl supervisor is not "
-                                          "running");
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_pyrepl_supervisor_call(r, &ctl->peer, &frame,
+                                           ngx_http_pyrepl_deleted,
+                                           ngx_http_pyrepl_delete_failed);
 }
 
 
@@ -617,6 +606,31 @@ ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The same for a content handler that waits for the answer: NGX_DONE once
+ * the frame is on its way (reply or fail finalizes the request), or what
+ * answering 503 unavailable returned.
+ */
+ngx_int_t
+ngx_http_pyrepl_supervisor_call(ngx_http_request_t *r,
+    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
+    ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail)
+{
+    if (ngx_http_pyrepl_supervisor_request(r, peer, frame, reply, fail)
+        != NGX_OK)
+    {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "unavailable",
+                                          "the pyrepl supervisor is not "
+                                          "running");
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
 }
 
 
