@@ -15,10 +15,20 @@
  *   POST /session {"from_checkpoint"}
  *       the same once the session is created -> 201; if the restore
  *       fails, the new session is ended and the error answered
+ *   GET /session/checkpoints
+ *       supervisor "list" -> 200 {checkpoints: [{checkpoint_id,
+ *       size_bytes, created_at}]}, the caller's, newest first
+ *   DELETE /session/checkpoints/{checkpoint id}
+ *       supervisor "remove" -> 204, or 404 (none such for this caller)
  *
  * Checkpoints are files named by the tenant (the hash of the API key) and
  * a random id, so another tenant's id is simply not found; they outlive
- * sessions and nginx restarts.
+ * sessions and nginx restarts.  The supervisor alone reads and writes
+ * them (nginx workers never touch the files); it refuses a store that
+ * would take the tenant past pyrepl_checkpoint_quota (413
+ * quota_exceeded), and describes every checkpoint as one
+ * "<id> <size> <mtime>" entry, which both the store's and the list's
+ * answers show.
  */
 
 #include "ngx_http_pyrepl_module.h"
@@ -58,13 +68,24 @@ static ngx_int_t ngx_http_pyrepl_restore_loaded(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static ngx_int_t ngx_http_pyrepl_restore_done(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
+static ngx_int_t ngx_http_pyrepl_ckpt_ask(ngx_http_request_t *r,
+    pr_type_t type, u_char *cid, ngx_http_pyrepl_frame_pt answered);
+static ngx_int_t ngx_http_pyrepl_ckpt_listed(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static ngx_int_t ngx_http_pyrepl_ckpt_removed(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_ckpt_ask_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
+static json_t *ngx_http_pyrepl_ckpt_entry(pr_str_t *entry);
+static ngx_uint_t ngx_http_pyrepl_ckpt_errcode(pr_frame_t *frame,
+    const char *code);
 static json_t *ngx_http_pyrepl_ckpt_parse(pr_frame_t *frame);
 static ngx_uint_t ngx_http_pyrepl_ckpt_refused(ngx_http_pyrepl_ckpt_t *ck,
     json_t *doc);
 static void ngx_http_pyrepl_ckpt_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
-static void ngx_http_pyrepl_ckpt_error(ngx_http_pyrepl_ckpt_t *ck,
-    json_t *error);
+static void ngx_http_pyrepl_ckpt_error(ngx_http_request_t *r,
+    const char *code, const char *message);
 static void ngx_http_pyrepl_ckpt_abandon(ngx_http_pyrepl_ckpt_t *ck);
 
 
@@ -229,6 +250,10 @@ ngx_http_pyrepl_ckpt_supervisor(ngx_http_pyrepl_ckpt_t *ck, pr_type_t type,
     pr_set_str(&frame, text, ck->name, sizeof(ck->name));
     pr_set_int(&frame, max_size, (int64_t) pmcf->checkpoint_max_size);
 
+    if (type == PR_T_STORE) {
+        pr_set_int(&frame, quota, (int64_t) pmcf->checkpoint_quota);
+    }
+
     ck->sup.data = ck;
 
     return ngx_http_pyrepl_supervisor_request(ck->cl.request, &ck->sup,
@@ -271,12 +296,16 @@ ngx_http_pyrepl_ckpt_written(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 }
 
 
+/*
+ * The supervisor stored the checkpoint (its answer has the entry), or
+ * refused it: past the caller's quota, 413 quota_exceeded with the
+ * supervisor's account of it; anything else is the server's trouble.
+ */
 static ngx_int_t
 ngx_http_pyrepl_ckpt_stored(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 {
-    u_char                        created[sizeof("1970-01-01T00:00:00Z")];
-    json_t                       *answer;
-    ngx_tm_t                      tm;
+    u_char                       *msg;
+    json_t                       *answer, *unsaved;
     ngx_http_request_t           *r;
     ngx_http_pyrepl_ckpt_t       *ck;
     ngx_http_pyrepl_main_conf_t  *pmcf;
@@ -284,39 +313,268 @@ ngx_http_pyrepl_ckpt_stored(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     ck = peer->data;
     r = ck->cl.request;
 
-    if (frame->type != PR_T_OK) {
+    if (ngx_http_pyrepl_ckpt_errcode(frame, "quota_exceeded")) {
+        msg = ngx_pnalloc(r->pool, frame->message.len + 1);
+        if (msg != NULL) {
+            *ngx_cpymem(msg, frame->message.data, frame->message.len) = '\0';
+        }
+
         ngx_http_pyrepl_peer_close(peer);
+        ngx_http_pyrepl_ckpt_error(r, "quota_exceeded",
+                                   msg ? (char *) msg
+                                       : "pyrepl_checkpoint_quota reached");
+        return NGX_DONE;
+    }
+
+    if (frame->type != PR_T_OK || !pr_has(frame, checkpoints)
+        || frame->checkpoints.n != 1)
+    {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "pyrepl: checkpoint of %*s not stored: %*s",
                       (size_t) PYREPL_ID_LEN, ck->cl.id,
                       frame->message.len, frame->message.data);
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                       "unavailable",
-                                       "the checkpoint could not be stored");
+        ngx_http_pyrepl_peer_close(peer);
+        ngx_http_pyrepl_ckpt_error(r, "unavailable",
+                                   "the checkpoint could not be stored");
         return NGX_DONE;
     }
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
     ngx_http_pyrepl_table_set_checkpoint(pmcf->shm_zone, ck->cl.id, ck->cid);
 
-    ngx_gmtime(ngx_time(), &tm);
-    ngx_sprintf(created, "%4d-%02d-%02dT%02d:%02d:%02dZ", tm.ngx_tm_year,
-                tm.ngx_tm_mon, tm.ngx_tm_mday, tm.ngx_tm_hour,
-                tm.ngx_tm_min, tm.ngx_tm_sec);
-
-    answer = json_pack("{s:s%,s:I,s:s%,s:O?}",
-                       "checkpoint_id", ck->cid, (size_t) PYREPL_ID_LEN,
-                       "size_bytes", (json_int_t) frame->max_size,
-                       "created_at", created, sizeof(created) - 1,
-                       "unsaved", json_object_get(ck->doc, "unsaved"));
+    answer = ngx_http_pyrepl_ckpt_entry(&frame->checkpoints.items[0]);
 
     ngx_http_pyrepl_peer_close(peer);
+
+    unsaved = json_object_get(ck->doc, "unsaved");
+
+    if (answer != NULL
+        && json_object_set_new(answer, "unsaved", unsaved
+                                                  ? json_incref(unsaved)
+                                                  : json_null()) != 0)
+    {
+        json_decref(answer);
+        answer = NULL;
+    }
 
     ngx_http_finalize_request(r, answer
         ? ngx_http_pyrepl_send_json(r, NGX_HTTP_CREATED, answer)
         : NGX_HTTP_INTERNAL_SERVER_ERROR);
 
     return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_checkpoints_handler(ngx_http_request_t *r)
+{
+    return ngx_http_pyrepl_ckpt_ask(r, PR_T_LIST, NULL,
+                                    ngx_http_pyrepl_ckpt_listed);
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_checkpoint_delete_handler(ngx_http_request_t *r,
+    u_char *cid)
+{
+    return ngx_http_pyrepl_ckpt_ask(r, PR_T_REMOVE, cid,
+                                    ngx_http_pyrepl_ckpt_removed);
+}
+
+
+/*
+ * One request to the supervisor about the caller's checkpoints: "list"
+ * names the tenant ("<16 hex>"), "remove" one of its checkpoints
+ * ("<16 hex>/<cid>"), so no key reaches another's.  The answer goes to
+ * answered.  Returns what a content handler returns.
+ */
+static ngx_int_t
+ngx_http_pyrepl_ckpt_ask(ngx_http_request_t *r, pr_type_t type, u_char *cid,
+    ngx_http_pyrepl_frame_pt answered)
+{
+    u_char                      name[16 + 1 + PYREPL_ID_LEN], *last;
+    uint64_t                    tenant;
+    ngx_int_t                   rc;
+    pr_frame_t                  frame;
+    ngx_http_pyrepl_control_t  *cl;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_pyrepl_authenticate(r, &tenant) != NGX_OK) {
+        return NGX_HTTP_UNAUTHORIZED;          /* checked by the router */
+    }
+
+    cl = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_control_t));
+    if (cl == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cl->request = r;
+    cl->peer.data = cl;
+
+    last = ngx_sprintf(name, "%016xL", tenant);
+
+    if (cid != NULL) {
+        ngx_memcpy(cl->id, cid, PYREPL_ID_LEN);
+        last = ngx_sprintf(last, "/%*s", (size_t) PYREPL_ID_LEN, cid);
+    }
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = type;
+    pr_set_str(&frame, text, name, last - name);
+
+    return ngx_http_pyrepl_supervisor_call(r, &cl->peer, &frame, answered,
+                                           ngx_http_pyrepl_ckpt_ask_failed);
+}
+
+
+/* GET /session/checkpoints: 200 {"checkpoints": [...]} */
+static ngx_int_t
+ngx_http_pyrepl_ckpt_listed(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    json_t                     *list, *o;
+    uint32_t                    i;
+    ngx_http_request_t         *r;
+    ngx_http_pyrepl_control_t  *cl;
+
+    cl = peer->data;
+    r = cl->request;
+
+    if (frame->type != PR_T_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pyrepl: checkpoints not listed: %*s",
+                      frame->message.len, frame->message.data);
+        ngx_http_pyrepl_peer_close(peer);
+        ngx_http_pyrepl_ckpt_error(r, "unavailable",
+                                   "the checkpoints could not be listed");
+        return NGX_DONE;
+    }
+
+    list = json_array();
+
+    for (i = 0; list != NULL && pr_has(frame, checkpoints)
+                && i < frame->checkpoints.n; i++)
+    {
+        o = ngx_http_pyrepl_ckpt_entry(&frame->checkpoints.items[i]);
+
+        if (o == NULL || json_array_append_new(list, o) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    o = list ? json_pack("{s:o}", "checkpoints", list) : NULL;
+
+    ngx_http_finalize_request(r, o
+        ? ngx_http_pyrepl_send_json(r, NGX_HTTP_OK, o)
+        : NGX_HTTP_INTERNAL_SERVER_ERROR);
+
+    return NGX_DONE;
+}
+
+
+/* DELETE /session/checkpoints/{id}: 204, or 404 (none such of this key) */
+static ngx_int_t
+ngx_http_pyrepl_ckpt_removed(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame)
+{
+    ngx_http_request_t         *r;
+    ngx_http_pyrepl_control_t  *cl;
+
+    cl = peer->data;
+    r = cl->request;
+
+    if (frame->type == PR_T_OK) {
+        ngx_http_pyrepl_peer_close(peer);
+        ngx_http_finalize_request(r, ngx_http_pyrepl_send_json(r,
+                                         NGX_HTTP_NO_CONTENT, NULL));
+        return NGX_DONE;
+    }
+
+    if (ngx_http_pyrepl_ckpt_errcode(frame, "not_found")) {
+        ngx_http_pyrepl_peer_close(peer);
+        ngx_http_pyrepl_ckpt_error(r, "not_found", "no such checkpoint");
+        return NGX_DONE;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "pyrepl: checkpoint %*s not removed: %*s",
+                  (size_t) PYREPL_ID_LEN, cl->id,
+                  frame->message.len, frame->message.data);
+    ngx_http_pyrepl_peer_close(peer);
+    ngx_http_pyrepl_ckpt_error(r, "unavailable",
+                               "the checkpoint could not be removed");
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_pyrepl_ckpt_ask_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    ngx_http_pyrepl_control_t  *cl;
+
+    cl = peer->data;
+
+    ngx_log_error(NGX_LOG_ERR, peer->log, 0,
+                  "pyrepl: supervisor request failed: %s", reason);
+
+    ngx_http_pyrepl_ckpt_error(cl->request, "unavailable",
+                               "the pyrepl supervisor did not answer");
+}
+
+
+/*
+ * The supervisor's "<id> <size> <mtime>" as the API shows a checkpoint:
+ * {checkpoint_id, size_bytes, created_at}; NULL if it is malformed or
+ * memory ran out.
+ */
+static json_t *
+ngx_http_pyrepl_ckpt_entry(pr_str_t *entry)
+{
+    off_t    size;
+    time_t   mtime;
+    u_char  *p, *last, *sp;
+
+    p = (u_char *) entry->data;
+    last = p + entry->len;
+
+    if (entry->len < PYREPL_ID_LEN + 4 || p[PYREPL_ID_LEN] != ' ') {
+        return NULL;
+    }
+
+    sp = ngx_strlchr(p + PYREPL_ID_LEN + 1, last, ' ');
+    if (sp == NULL) {
+        return NULL;
+    }
+
+    size = ngx_atoof(p + PYREPL_ID_LEN + 1, sp - p - PYREPL_ID_LEN - 1);
+    mtime = ngx_atotm(sp + 1, last - sp - 1);
+
+    if (size == NGX_ERROR || mtime == NGX_ERROR) {
+        return NULL;
+    }
+
+    return json_pack("{s:s%,s:I,s:o}",
+                     "checkpoint_id", p, (size_t) PYREPL_ID_LEN,
+                     "size_bytes", (json_int_t) size,
+                     "created_at", ngx_http_pyrepl_time_json(mtime));
+}
+
+
+/* Whether frame is the supervisor's "fail" with errcode code. */
+static ngx_uint_t
+ngx_http_pyrepl_ckpt_errcode(pr_frame_t *frame, const char *code)
+{
+    return frame->type == PR_T_FAIL
+           && frame->errcode.len == ngx_strlen(code)
+           && ngx_strncmp(frame->errcode.data, code, frame->errcode.len) == 0;
 }
 
 
@@ -439,8 +697,7 @@ ngx_http_pyrepl_restore_loaded(ngx_http_pyrepl_peer_t *peer,
     r = ck->cl.request;
 
     if (frame->type != PR_T_OK) {
-        rc = (frame->errcode.len == 9
-              && ngx_strncmp(frame->errcode.data, "not_found", 9) == 0);
+        rc = ngx_http_pyrepl_ckpt_errcode(frame, "not_found");
         ngx_http_pyrepl_peer_close(peer);
         ngx_http_pyrepl_ckpt_abandon(ck);
         ngx_http_pyrepl_finalize_error(r, rc ? NGX_HTTP_NOT_FOUND
@@ -537,7 +794,8 @@ ngx_http_pyrepl_ckpt_parse(pr_frame_t *frame)
 static ngx_uint_t
 ngx_http_pyrepl_ckpt_refused(ngx_http_pyrepl_ckpt_t *ck, json_t *doc)
 {
-    json_t  *error;
+    json_t      *error;
+    const char  *code, *message;
 
     error = doc ? json_object_get(doc, "error") : NULL;
 
@@ -548,7 +806,9 @@ ngx_http_pyrepl_ckpt_refused(ngx_http_pyrepl_ckpt_t *ck, json_t *doc)
     ngx_http_pyrepl_ckpt_abandon(ck);
 
     if (error != NULL) {
-        ngx_http_pyrepl_ckpt_error(ck, error);
+        code = json_string_value(json_object_get(error, "code"));
+        message = json_string_value(json_object_get(error, "message"));
+        ngx_http_pyrepl_ckpt_error(ck->cl.request, code, message);
 
     } else {
         ngx_http_pyrepl_finalize_error(ck->cl.request,
@@ -562,26 +822,31 @@ ngx_http_pyrepl_ckpt_refused(ngx_http_pyrepl_ckpt_t *ck, json_t *doc)
 }
 
 
-/* The runtime's {"code", "message"}: too_large 413, bad_checkpoint 400. */
+/*
+ * A refusal (the runtime's {"code", "message"}, or the supervisor's) as
+ * the API answers it: too_large and quota_exceeded 413, bad_checkpoint
+ * 400, not_found 404, anything else 503.  A NULL code or message is the
+ * session failing.
+ */
 static void
-ngx_http_pyrepl_ckpt_error(ngx_http_pyrepl_ckpt_t *ck, json_t *error)
+ngx_http_pyrepl_ckpt_error(ngx_http_request_t *r, const char *code,
+    const char *message)
 {
-    ngx_uint_t   status;
-    const char  *code, *message;
-
-    code = json_string_value(json_object_get(error, "code"));
-    message = json_string_value(json_object_get(error, "message"));
+    ngx_uint_t  status;
 
     if (code == NULL || message == NULL) {
         code = "unavailable";
         message = "the session failed";
     }
 
-    status = ngx_strcmp(code, "too_large") == 0 ? NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+    status = ngx_strcmp(code, "too_large") == 0
+             || ngx_strcmp(code, "quota_exceeded") == 0
+             ? NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
              : ngx_strcmp(code, "bad_checkpoint") == 0 ? NGX_HTTP_BAD_REQUEST
+             : ngx_strcmp(code, "not_found") == 0 ? NGX_HTTP_NOT_FOUND
              : NGX_HTTP_SERVICE_UNAVAILABLE;
 
-    ngx_http_pyrepl_finalize_error(ck->cl.request, status, code, message);
+    ngx_http_pyrepl_finalize_error(r, status, code, message);
 }
 
 

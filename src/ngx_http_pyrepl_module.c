@@ -50,6 +50,7 @@ static ngx_http_pyrepl_action_t  ngx_http_pyrepl_actions[] = {
 static ngx_int_t ngx_http_pyrepl_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyrepl_parse_path(ngx_http_request_t *r,
     u_char **id, ngx_http_pyrepl_action_t **action);
+static ngx_uint_t ngx_http_pyrepl_is_id(u_char *p, u_char *last);
 static char *ngx_http_pyrepl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_pyrepl_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -215,6 +216,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, max_sessions),
       NULL },
 
+    { ngx_string("pyrepl_max_sessions_per_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, max_sessions_per_key),
+      NULL },
+
     { ngx_string("pyrepl_pool_min_idle"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -241,6 +249,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pyrepl_main_conf_t, checkpoint_max_size),
+      NULL },
+
+    { ngx_string("pyrepl_checkpoint_quota"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyrepl_limit_size,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, checkpoint_quota),
       NULL },
 
     { ngx_string("pyrepl_restore_on_crash"),
@@ -394,7 +409,7 @@ ngx_http_pyrepl_handler(ngx_http_request_t *r)
 
     rc = ngx_http_pyrepl_parse_path(r, &id, &action);
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK && rc != NGX_DONE) {
         ngx_http_discard_request_body(r);
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                           "no such route");
@@ -405,7 +420,7 @@ ngx_http_pyrepl_handler(ngx_http_request_t *r)
      * it answers as an unknown id does, word for word.
      */
 
-    if (id != NULL
+    if (rc == NGX_OK && id != NULL
         && (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
             || s.tenant != tenant))
     {
@@ -413,7 +428,16 @@ ngx_http_pyrepl_handler(ngx_http_request_t *r)
         return ngx_http_pyrepl_send_not_found(r, id);
     }
 
-    if (id == NULL) {                                   /* /session */
+    if (rc == NGX_DONE) {                       /* /session/checkpoints... */
+        if (id == NULL && r->method == NGX_HTTP_GET) {
+            return ngx_http_pyrepl_checkpoints_handler(r);
+        }
+
+        if (id != NULL && r->method == NGX_HTTP_DELETE) {
+            return ngx_http_pyrepl_checkpoint_delete_handler(r, id);
+        }
+
+    } else if (id == NULL) {                            /* /session */
         if (r->method == NGX_HTTP_POST) {
             return ngx_http_pyrepl_create_handler(r);
         }
@@ -446,15 +470,15 @@ ngx_http_pyrepl_handler(ngx_http_request_t *r)
 /*
  * Split the URI below the location's prefix into a session id (NULL for
  * the collection) and an action (NULL for the session itself).  Returns
- * NGX_DECLINED for anything else; a session id must be exactly 32
- * lowercase hex digits, so "../" or NUL never reach a file name.
+ * NGX_DONE for /checkpoints (*id NULL) and /checkpoints/{id} (*id the
+ * checkpoint's), NGX_DECLINED for anything else; an id must be exactly
+ * 32 lowercase hex digits, so "../" or NUL never reach a file name.
  */
 static ngx_int_t
 ngx_http_pyrepl_parse_path(ngx_http_request_t *r, u_char **id,
     ngx_http_pyrepl_action_t **action)
 {
     u_char                    *p, *last;
-    ngx_uint_t                 i;
     ngx_http_pyrepl_action_t  *a;
     ngx_http_core_loc_conf_t  *clcf;
 
@@ -477,14 +501,31 @@ ngx_http_pyrepl_parse_path(ngx_http_request_t *r, u_char **id,
         return NGX_OK;
     }
 
-    if (*p++ != '/' || last - p < PYREPL_ID_LEN) {
+    if (*p++ != '/') {
         return NGX_DECLINED;
     }
 
-    for (i = 0; i < PYREPL_ID_LEN; i++) {
-        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) {
+    if ((size_t) (last - p) >= sizeof("checkpoints") - 1
+        && ngx_strncmp(p, "checkpoints", sizeof("checkpoints") - 1) == 0)
+    {
+        p += sizeof("checkpoints") - 1;
+
+        if (p == last) {
+            return NGX_DONE;
+        }
+
+        if (*p++ != '/' || last - p != PYREPL_ID_LEN
+            || !ngx_http_pyrepl_is_id(p, last))
+        {
             return NGX_DECLINED;
         }
+
+        *id = p;
+        return NGX_DONE;
+    }
+
+    if (!ngx_http_pyrepl_is_id(p, last)) {
+        return NGX_DECLINED;
     }
 
     *id = p;
@@ -508,6 +549,26 @@ ngx_http_pyrepl_parse_path(ngx_http_request_t *r, u_char **id,
     }
 
     return NGX_DECLINED;
+}
+
+
+/* Whether p starts with 32 lowercase hex digits before last. */
+static ngx_uint_t
+ngx_http_pyrepl_is_id(u_char *p, u_char *last)
+{
+    ngx_uint_t  i;
+
+    if (last - p < PYREPL_ID_LEN) {
+        return 0;
+    }
+
+    for (i = 0; i < PYREPL_ID_LEN; i++) {
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -640,9 +701,11 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->max_output = NGX_CONF_UNSET_SIZE;
     pmcf->max_code_size = NGX_CONF_UNSET_SIZE;
     pmcf->max_sessions = NGX_CONF_UNSET_UINT;
+    pmcf->max_sessions_per_key = NGX_CONF_UNSET_UINT;
     pmcf->default_language = NGX_CONF_UNSET_UINT;
     pmcf->pool_min_idle = NGX_CONF_UNSET_UINT;
     pmcf->checkpoint_max_size = NGX_CONF_UNSET_SIZE;
+    pmcf->checkpoint_quota = NGX_CONF_UNSET;
     pmcf->restore_on_crash = NGX_CONF_UNSET;
 
     ngx_http_pyrepl_sandbox_create(&pmcf->sandbox);
@@ -679,6 +742,7 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(pmcf->max_output, 64 * 1024 * 1024);
     ngx_conf_init_size_value(pmcf->max_code_size, 1024 * 1024);
     ngx_conf_init_size_value(pmcf->checkpoint_max_size, 512 * 1024 * 1024);
+    ngx_conf_init_value(pmcf->checkpoint_quota, 0);
     ngx_conf_init_value(pmcf->restore_on_crash, 0);
 
     if (pmcf->checkpoint_max_size < 4096) {
@@ -713,6 +777,16 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "pyrepl_max_sessions must be between 1 and "
                            "1000000");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_init_uint_value(pmcf->max_sessions_per_key, 0);
+
+    if (pmcf->max_sessions_per_key > pmcf->max_sessions) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_max_sessions_per_key %ui is more than "
+                           "pyrepl_max_sessions %ui",
+                           pmcf->max_sessions_per_key, pmcf->max_sessions);
         return NGX_CONF_ERROR;
     }
 

@@ -172,11 +172,13 @@ typedef struct {
     size_t                   max_code_size;
     ngx_msec_t               timeout_grace;
     ngx_uint_t               max_sessions;
+    ngx_uint_t               max_sessions_per_key;   /* 0: off */
     ngx_uint_t               default_language;
     ngx_uint_t               pool_min_idle;  /* forked, unassigned sessions */
     ngx_str_t                warmup;         /* Python the zygote runs once */
     ngx_str_t                checkpoint_path;
     size_t                   checkpoint_max_size;
+    off_t                    checkpoint_quota;       /* 0: off */
     ngx_flag_t               restore_on_crash;
     ngx_http_pyrepl_sandbox_conf_t  sandbox;
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
@@ -319,7 +321,7 @@ ngx_int_t ngx_http_pyrepl_exec_summary(ngx_http_pyrepl_exec_t *ex,
 ngx_int_t ngx_http_pyrepl_table_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
-    ngx_http_pyrepl_session_t *s, ngx_uint_t max);
+    ngx_http_pyrepl_session_t *s, ngx_uint_t max, ngx_uint_t max_per_key);
 ngx_int_t ngx_http_pyrepl_table_renew(ngx_shm_zone_t *zone, u_char *id,
     time_t expires);
 ngx_array_t *ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
@@ -453,6 +455,9 @@ ngx_uint_t ngx_http_pyrepl_state_refusal(ngx_http_pyrepl_session_t *s,
 ngx_int_t ngx_http_pyrepl_checkpoint_handler(ngx_http_request_t *r,
     u_char *id);
 ngx_int_t ngx_http_pyrepl_restore_handler(ngx_http_request_t *r, u_char *id);
+ngx_int_t ngx_http_pyrepl_checkpoints_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_pyrepl_checkpoint_delete_handler(ngx_http_request_t *r,
+    u_char *cid);
 void ngx_http_pyrepl_restore_created(ngx_http_request_t *r, u_char *id,
     u_char *cid);
 ngx_int_t ngx_http_pyrepl_rollback_handler(ngx_http_request_t *r,
@@ -461,6 +466,9 @@ ngx_int_t ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id);
 
 ngx_int_t ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,
+    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
+    ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail);
+ngx_int_t ngx_http_pyrepl_supervisor_call(ngx_http_request_t *r,
     ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
     ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail);
 ngx_int_t ngx_http_pyrepl_session_socket(ngx_http_request_t *r, u_char *id,

@@ -24,6 +24,8 @@ typedef struct {
 static void ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyrepl_create_parse(ngx_http_request_t *r,
     json_t *body, ngx_http_pyrepl_ctl_t *ctl);
+static void ngx_http_pyrepl_create_refused(ngx_http_request_t *r,
+    ngx_int_t rc);
 static ngx_int_t ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static void ngx_http_pyrepl_create_failed(ngx_http_pyrepl_peer_t *peer,
@@ -91,17 +93,11 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
     ctl->session.expires += ctl->session.created;
 
     rc = ngx_http_pyrepl_table_insert(pmcf->shm_zone, &ctl->session,
-                                      pmcf->max_sessions);
+                                      pmcf->max_sessions,
+                                      pmcf->max_sessions_per_key);
 
     if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "pyrepl: session refused: pyrepl_max_sessions %ui "
-                      "reached or pyrepl_zone full", pmcf->max_sessions);
-        ngx_http_finalize_request(r,
-            ngx_http_pyrepl_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
-                                       "too_many_sessions",
-                                       "at most %ui sessions may exist at "
-                                       "once", pmcf->max_sessions));
+        ngx_http_pyrepl_create_refused(r, rc);
         return;
     }
 
@@ -122,6 +118,43 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
                                        "unavailable",
                                        "the pyrepl supervisor is not running");
     }
+}
+
+
+/*
+ * 429 too_many_sessions for a refused table insert: NGX_ABORT, the
+ * caller's key is at pyrepl_max_sessions_per_key (other keys may go on);
+ * else every session the server may hold exists (or the zone is full).
+ */
+static void
+ngx_http_pyrepl_create_refused(ngx_http_request_t *r, ngx_int_t rc)
+{
+    u_char                        msg[128], *last;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    if (rc == NGX_ABORT) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "pyrepl: session refused: the key is at "
+                      "pyrepl_max_sessions_per_key %ui",
+                      pmcf->max_sessions_per_key);
+        last = ngx_snprintf(msg, sizeof(msg) - 1, "this API key has its "
+                            "%ui sessions (pyrepl_max_sessions_per_key); "
+                            "delete one first", pmcf->max_sessions_per_key);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "pyrepl: session refused: pyrepl_max_sessions %ui "
+                      "reached or pyrepl_zone full", pmcf->max_sessions);
+        last = ngx_snprintf(msg, sizeof(msg) - 1, "at most %ui sessions may "
+                            "exist at once", pmcf->max_sessions);
+    }
+
+    *last = '\0';
+
+    ngx_http_pyrepl_finalize_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                   "too_many_sessions", (char *) msg);
 }
 
 
@@ -456,7 +489,6 @@ ngx_http_pyrepl_session_detail(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id)
 {
-    ngx_int_t                     rc;
     pr_frame_t                    frame;
     ngx_http_pyrepl_ctl_t        *ctl;
     ngx_http_pyrepl_main_conf_t  *pmcf;
@@ -485,19 +517,9 @@ ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id)
     ctl->request = r;
     ctl->peer.data = ctl;
 
-    rc = ngx_http_pyrepl_supervisor_request(r, &ctl->peer, &frame,
-                                            ngx_http_pyrepl_deleted,
-                                            ngx_http_pyrepl_delete_failed);
-    if (rc != NGX_OK) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          "unavailable",
-                                          "the pyrepl supervisor is not "
-                                          "running");
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_pyrepl_supervisor_call(r, &ctl->peer, &frame,
+                                           ngx_http_pyrepl_deleted,
+                                           ngx_http_pyrepl_delete_failed);
 }
 
 
@@ -580,6 +602,31 @@ ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The same for a content handler that waits for the answer: NGX_DONE once
+ * the frame is on its way (reply or fail finalizes the request), or what
+ * answering 503 unavailable returned.
+ */
+ngx_int_t
+ngx_http_pyrepl_supervisor_call(ngx_http_request_t *r,
+    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
+    ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail)
+{
+    if (ngx_http_pyrepl_supervisor_request(r, peer, frame, reply, fail)
+        != NGX_OK)
+    {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "unavailable",
+                                          "the pyrepl supervisor is not "
+                                          "running");
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
 }
 
 

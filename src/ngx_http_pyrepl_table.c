@@ -167,13 +167,18 @@ ngx_http_pyrepl_lookup(ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id)
 
 
 /*
- * Returns NGX_OK, NGX_BUSY if the id exists already, or NGX_DECLINED if
- * max sessions exist or the zone is out of memory.
+ * Returns NGX_OK, NGX_BUSY if the id exists already, NGX_DECLINED if max
+ * sessions exist or the zone is out of memory, or NGX_ABORT if
+ * max_per_key (0: no such cap) of them are s->tenant's.  Both caps count
+ * every record, as the table holds them: a session being reaped counts
+ * until it is gone.
  */
 ngx_int_t
 ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
-    ngx_http_pyrepl_session_t *s, ngx_uint_t max)
+    ngx_http_pyrepl_session_t *s, ngx_uint_t max, ngx_uint_t max_per_key)
 {
+    ngx_uint_t                   own;
+    ngx_queue_t                 *q;
     ngx_http_pyrepl_node_t      *n;
     ngx_http_pyrepl_zone_ctx_t  *ctx;
 
@@ -184,6 +189,23 @@ ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
     if (ctx->sh->count >= max) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_DECLINED;
+    }
+
+    if (max_per_key) {
+        own = 0;
+
+        for (q = ngx_queue_head(&ctx->sh->queue);
+             q != ngx_queue_sentinel(&ctx->sh->queue);
+             q = ngx_queue_next(q))
+        {
+            n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
+            own += (n->s.tenant == s->tenant);
+        }
+
+        if (own >= max_per_key) {
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            return NGX_ABORT;
+        }
     }
 
     if (ngx_http_pyrepl_lookup(ctx, s->id) != NULL) {

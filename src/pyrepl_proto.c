@@ -245,7 +245,7 @@ pr_frame_decode(const uint8_t *payload, size_t len, msgpack_unpacked *up,
             return PR_INVALID;
         }
 
-        f->has |= 1u << k;
+        f->has |= (uint64_t) 1 << k;
     }
 
     if (f->type == PR_T_NONE) {
@@ -286,7 +286,7 @@ pr_frame_encode(const pr_frame_t *f, msgpack_sbuffer *sb)
 
     nfields = 1;
     for (k = 0; k < PR_F_MAX; k++) {
-        if (f->has & (1u << k)) {
+        if (f->has & ((uint64_t) 1 << k)) {
             nfields++;
         }
     }
@@ -305,7 +305,7 @@ pr_frame_encode(const pr_frame_t *f, msgpack_sbuffer *sb)
     rc |= pr_pack_str(&pk, tname, strlen(tname));
 
     for (k = 0; k < PR_F_MAX && rc == 0; k++) {
-        if (!(f->has & (1u << k))) {
+        if (!(f->has & ((uint64_t) 1 << k))) {
             continue;
         }
 

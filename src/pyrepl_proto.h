@@ -73,12 +73,20 @@
  * Control plane, nginx worker <-> supervisor (one connection per request):
  *   create         worker->super    id, lang: start a session process
  *   kill           worker->super    id: kill a session and remove its files
- *   store          worker->super    id, file, text, max_size: move the
- *                                   session's checkpoint file to the
+ *   store          worker->super    id, file, text, max_size, quota: move
+ *                                   the session's checkpoint file to the
  *                                   checkpoint directory as text (a
- *                                   "<tenant>/<checkpoint id>" name)
+ *                                   "<tenant>/<checkpoint id>" name);
+ *                                   fail errcode "quota_exceeded" when
+ *                                   the tenant would keep more than quota
+ *                                   bytes
  *   load           worker->super    id, file, text: copy checkpoint text
  *                                   into the session's directory as file
+ *   list           worker->super    text (a 16 hex tenant): answered ok
+ *                                   with checkpoints, that tenant's
+ *   remove         worker->super    text ("<tenant>/<checkpoint id>"):
+ *                                   delete that checkpoint; ok, or fail
+ *                                   errcode "not_found"
  *   move           worker->super    id, pid: the session's process is now
  *                                   pid (a rollback); the old one is killed
  *   status         worker->super    (no fields): answered ok with pool,
@@ -105,6 +113,8 @@
     X(RESTORE,       "restore")                                              \
     X(STORE,         "store")                                                \
     X(LOAD,          "load")                                                 \
+    X(LIST,          "list")                                                 \
+    X(REMOVE,        "remove")                                               \
     X(CREATE,        "create")                                               \
     X(KILL,          "kill")                                                 \
     X(STATUS,        "status")                                               \
@@ -155,7 +165,9 @@ typedef enum {
     X(removed,     STRS, "complete: names the run deleted")                  \
     X(tx,          STR,  "run: tx_policy; complete, ok: what became of it") \
     X(file,        STR,  "checkpoint file name in a session's directory")   \
-    X(max_size,    INT,  "checkpoint: the largest file, bytes (0: any)")
+    X(max_size,    INT,  "checkpoint: the largest file, bytes (0: any)")    \
+    X(quota,       INT,  "store: the bytes a tenant may keep (0: any)")     \
+    X(checkpoints, STRS, "list: \"<id> <size_bytes> <Unix mtime>\" each")
 
 typedef enum {
 #define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,
@@ -181,28 +193,33 @@ typedef struct {
 
 /*
  * A decoded or to-be-encoded frame.  "has" holds one bit per field
- * (1 << PR_F_x) telling which members are present.  Decoded strings point
+ * (PR_BIT(x)) telling which members are present.  Decoded strings point
  * into the input buffer or the decoder's zone: they live as long as both.
  */
+_Static_assert(PR_F_MAX <= 64, "a frame's \"has\" holds 64 fields");
+
 typedef struct {
     pr_type_t        type;
-    uint32_t         has;
+    uint64_t         has;
 #define PR_FIELD_MEMBER(name, kind, doc)  PR_KIND_##kind##_T name;
     PR_FIELDS(PR_FIELD_MEMBER)
 #undef PR_FIELD_MEMBER
 } pr_frame_t;
 
 
-#define pr_has(f, name)        ((f)->has & (1u << PR_F_##name))
+#define PR_BIT(name)           ((uint64_t) 1 << PR_F_##name)
+#define PR_FIELDS_MASK         (~(uint64_t) 0 >> (64 - PR_F_MAX))
+
+#define pr_has(f, name)        (((f)->has & PR_BIT(name)) != 0)
 
 #define pr_set_str(f, name, p, n)                                            \
     do { (f)->name.data = (const char *) (p); (f)->name.len = (n);           \
-         (f)->has |= 1u << PR_F_##name; } while (0)
+         (f)->has |= PR_BIT(name); } while (0)
 
 #define pr_set_cstr(f, name, s)  pr_set_str(f, name, s, strlen(s))
 
 #define pr_set_int(f, name, v)                                               \
-    do { (f)->name = (v); (f)->has |= 1u << PR_F_##name; } while (0)
+    do { (f)->name = (v); (f)->has |= PR_BIT(name); } while (0)
 
 
 /* Return codes of the codec. */

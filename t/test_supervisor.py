@@ -638,6 +638,15 @@ def test_kill_unknown_id_removes_leftovers(sup, tmp):
     {"t": "kill"},
     {"t": "run", "code": "1"},
     {"t": "ok"},
+    {"t": "list"},
+    {"t": "list", "text": "../../../../etc"},
+    {"t": "list", "text": "0" * 15},
+    {"t": "list", "text": "0" * 16 + "/"},
+    {"t": "remove"},
+    {"t": "remove", "text": "0" * 16},
+    {"t": "remove", "text": "0" * 16 + "/../../" + "0" * 26},
+    {"t": "remove", "text": "0" * 16 + "/" + "0" * 31 + "\0"},
+    {"t": "remove", "text": "0" * 16 + "/" + "A" * 32},
 ])
 def test_bad_request_fails_and_keeps_the_connection(sup, msg):
     c = sup.client()

@@ -190,7 +190,10 @@ sup_client_dispatch(const sup_conf_t *conf, sup_client_t *c)
             break;
         }
 
-        if (wk_conn_send(&c->conn, &reply) != WK_OK) {
+        rc = wk_conn_send(&c->conn, &reply);
+        sup_request_release(&reply);
+
+        if (rc != WK_OK) {
             goto fail;
         }
     }

@@ -6,17 +6,26 @@
  *                          (deferred while it waits for a pool process);
  *                          lang "python", or "bash" with --bash
  *   kill {id}          ->  ok {id}       (idempotent)
+ *   store {id, file, text, max_size, quota}
+ *                      ->  ok {id, checkpoints: [the new one's entry]}
+ *   load {id, file, text}
+ *                      ->  ok {id}
+ *   list {text}        ->  ok {checkpoints}: tenant text's, newest first
+ *   remove {text}      ->  ok  |  fail {errcode: "not_found"}
+ *   move {id, pid}     ->  ok {id, pid}
  *   status {}          ->  ok {pool, zygote, sessions}: pool processes
  *                          ready, the zygote's pid (0 while it is not
  *                          ready), live sessions
  *   anything else      ->  fail {errcode: "bad_request"}
  *
- * errcode is "bad_request", "conflict" (the id is in use) or "unavailable"
- * (the supervisor could not do it: out of memory, descriptors, processes).
+ * errcode is "bad_request", "conflict" (the id is in use), "not_found",
+ * "too_large", "quota_exceeded" (checkpoints) or "unavailable" (the
+ * supervisor could not do it: out of memory, descriptors, processes).
  * The id names files, so it is checked strictly: 32 lowercase hex digits.
  */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "supervisor.h"
@@ -24,6 +33,7 @@
 
 
 static int sup_request_id(const pr_frame_t *req, char *id);
+static int sup_request_name(const pr_frame_t *req, char *name, size_t size);
 static void sup_request_fail(pr_frame_t *reply, sup_err_t *err,
     const char *code, const char *msg);
 
@@ -55,6 +65,23 @@ sup_request_id(const pr_frame_t *req, char *id)
 }
 
 
+/* Copy req's text, without NULs, into name (size bytes); 0 or -1. */
+static int
+sup_request_name(const pr_frame_t *req, char *name, size_t size)
+{
+    if (!pr_has(req, text) || req->text.len >= size
+        || memchr(req->text.data, '\0', req->text.len) != NULL)
+    {
+        return -1;
+    }
+
+    memcpy(name, req->text.data, req->text.len);
+    name[req->text.len] = '\0';
+
+    return 0;
+}
+
+
 static void
 sup_request_fail(pr_frame_t *reply, sup_err_t *err, const char *code,
     const char *msg)
@@ -77,7 +104,6 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
 {
     int      rc, lang;
     pid_t    pid;
-    int64_t  size;
     char     id[SUP_ID_LEN + 1], msg[128], file[256], name[64];
 
     memset(reply, 0, sizeof(pr_frame_t));
@@ -132,8 +158,8 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
     case PR_T_STORE:
     case PR_T_LOAD:
         if (sup_request_id(req, id) == -1 || !pr_has(req, file)
-            || !pr_has(req, text) || req->file.len >= sizeof(file)
-            || req->text.len >= sizeof(name))
+            || req->file.len >= sizeof(file)
+            || sup_request_name(req, name, sizeof(name)) == -1)
         {
             sup_request_fail(reply, err, "bad_request",
                              "store and load take an id, a file and a name");
@@ -142,8 +168,6 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
 
         memcpy(file, req->file.data, req->file.len);
         file[req->file.len] = '\0';
-        memcpy(name, req->text.data, req->text.len);
-        name[req->text.len] = '\0';
 
         if (strlen(file) != req->file.len || !sup_checkpoint_file_ok(file)) {
             sup_request_fail(reply, err, "bad_request",
@@ -151,11 +175,11 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
             return 0;
         }
 
-        size = 0;
         rc = (req->type == PR_T_STORE)
              ? sup_checkpoint_store(conf, id, file, name,
                                     pr_has(req, max_size) ? req->max_size : 0,
-                                    &size, err)
+                                    pr_has(req, quota) ? req->quota : 0,
+                                    &reply->checkpoints, err)
              : sup_checkpoint_load(conf, id, file, name, err);
 
         if (rc == -1) {
@@ -165,7 +189,42 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
 
         reply->type = PR_T_OK;
         pr_set_str(reply, id, req->id.data, req->id.len);
-        pr_set_int(reply, max_size, size);
+
+        if (req->type == PR_T_STORE) {
+            reply->has |= PR_BIT(checkpoints);
+        }
+
+        return 0;
+
+    case PR_T_LIST:
+        if (sup_request_name(req, name, sizeof(name)) == -1) {
+            sup_request_fail(reply, err, "bad_request", "list takes a tenant");
+            return 0;
+        }
+
+        if (sup_checkpoint_list(conf, name, conf->max_frame,
+                                &reply->checkpoints, err) == -1)
+        {
+            sup_request_fail(reply, err, NULL, NULL);
+            return 0;
+        }
+
+        reply->type = PR_T_OK;
+        reply->has |= PR_BIT(checkpoints);
+        return 0;
+
+    case PR_T_REMOVE:
+        if (sup_request_name(req, name, sizeof(name)) == -1) {
+            sup_request_fail(reply, err, "bad_request", "remove takes a name");
+            return 0;
+        }
+
+        if (sup_checkpoint_remove(conf, name, err) == -1) {
+            sup_request_fail(reply, err, NULL, NULL);
+            return 0;
+        }
+
+        reply->type = PR_T_OK;
         return 0;
 
     case PR_T_MOVE:
@@ -211,9 +270,20 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
 
     default:
         (void) snprintf(msg, sizeof(msg), "unexpected \"%s\" request: the "
-                        "supervisor takes create, kill and status",
+                        "supervisor takes create, kill, store, load, list, "
+                        "remove, move and status",
                         pr_type_name(req->type));
         sup_request_fail(reply, err, "bad_request", msg);
         return 0;
+    }
+}
+
+
+void
+sup_request_release(pr_frame_t *reply)
+{
+    if (pr_has(reply, checkpoints)) {
+        free(reply->checkpoints.items);
+        reply->has &= ~PR_BIT(checkpoints);
     }
 }

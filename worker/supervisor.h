@@ -135,11 +135,25 @@ int sup_listen_unix(const char *path, int nonblock, int replace, uid_t uid,
 /*
  * Move session id's checkpoint file (a plain name in its directory) to
  * the checkpoint directory as name ("<16 hex>/<32 hex>"), refusing one
- * over max_size bytes (0: any); *size gets its size.  Returns 0, or -1
- * with err filled.
+ * over max_size bytes, or one that would take the tenant's checkpoints
+ * past quota bytes ("quota_exceeded"; 0: any); a refused file is removed.
+ * stored gets the new checkpoint's entry as sup_checkpoint_list() makes
+ * them.  Returns 0, or -1 with err filled.
  */
 int sup_checkpoint_store(const sup_conf_t *conf, const char *id,
-    const char *file, const char *name, int64_t max_size, int64_t *size,
+    const char *file, const char *name, int64_t max_size, int64_t quota,
+    pr_strs_t *stored, sup_err_t *err);
+
+/*
+ * The checkpoints of tenant (16 hex), newest first, as many as fit a
+ * frame of max_bytes: "<id> <size> <mtime>" each in out, whose items the
+ * caller frees (one block).  Returns 0, or -1 with err filled.
+ */
+int sup_checkpoint_list(const sup_conf_t *conf, const char *tenant,
+    size_t max_bytes, pr_strs_t *out, sup_err_t *err);
+
+/* Delete checkpoint name; 0, or -1 with err filled ("not_found"). */
+int sup_checkpoint_remove(const sup_conf_t *conf, const char *name,
     sup_err_t *err);
 
 /* Copy checkpoint name into session id's directory as file; 0 or -1. */
@@ -446,11 +460,14 @@ size_t sup_zygote_unreaped(void);
 
 /*
  * Handle one request frame from client; fills reply (whose strings point
- * into req, into msg, or to constants) with "ok" or "fail" and returns 0,
- * or returns 1 when the reply is deferred (sup_client_reply()).
+ * into req, into err, to constants, or for "list" into a block of its
+ * own) with "ok" or "fail" and returns 0, or returns 1 when the reply is
+ * deferred (sup_client_reply()).  Once sent, a reply is released with
+ * sup_request_release().
  */
 int sup_request(const sup_conf_t *conf, sup_client_t *client,
     const pr_frame_t *req, pr_frame_t *reply, sup_err_t *err);
+void sup_request_release(pr_frame_t *reply);
 
 
 /* sup_client.c */

@@ -100,7 +100,13 @@ test_round_trip_fields(void)
     pr_set_int(&in, pid, INT64_MAX);
     in.traceback.items = tb;
     in.traceback.n = 3;
-    in.has |= 1u << PR_F_traceback;
+    in.has |= PR_BIT(traceback);
+
+    /* the last fields are past bit 31 of "has" */
+    pr_set_int(&in, quota, 5);
+    in.checkpoints.items = tb;
+    in.checkpoints.n = 1;
+    in.has |= PR_BIT(checkpoints);
 
     msgpack_sbuffer_init(&sb);
     msgpack_unpacked_init(&up);
@@ -118,6 +124,9 @@ test_round_trip_fields(void)
     CHECK(out.traceback.n == 3 && str_eq(out.traceback.items[0], "a\n"));
     CHECK(out.traceback.n == 3 && out.traceback.items[1].len == 0);
     CHECK(out.traceback.n == 3 && out.traceback.items[2].len == 2);
+    CHECK(out.quota == 5);
+    CHECK(pr_has(&out, checkpoints) && out.checkpoints.n == 1
+          && str_eq(out.checkpoints.items[0], "a\n"));
     CHECK(!pr_has(&out, code));
     CHECK(pr_has(&out, ename));
 

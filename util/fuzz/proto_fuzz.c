@@ -101,7 +101,7 @@ frames_equal(const pr_frame_t *a, const pr_frame_t *b)
     }
 
     for (k = 0; k < PR_F_MAX; k++) {
-        if (!(a->has & (1u << k))) {
+        if (!(a->has & ((uint64_t) 1 << k))) {
             continue;
         }
 
@@ -218,12 +218,12 @@ decode(const uint8_t *payload, size_t len)
     }
 
     REQUIRE(f.type > PR_T_NONE && f.type < PR_T_MAX);
-    REQUIRE((f.has >> PR_F_MAX) == 0);
+    REQUIRE((f.has & ~PR_FIELDS_MASK) == 0);
 
     /* every decoded string is readable (ASan checks where it points) */
     sum = 0;
     for (k = 0; k < PR_F_MAX; k++) {
-        if (!(f.has & (1u << k)) || fields[k].kind == K_INT) {
+        if (!(f.has & ((uint64_t) 1 << k)) || fields[k].kind == K_INT) {
             continue;
         }
 
@@ -344,8 +344,8 @@ build(const uint8_t *data, size_t size)
 {
     int              k, i;
     char            *member;
-    uint32_t         j, mask;
-    uint64_t         v;
+    uint32_t         j;
+    uint64_t         v, mask;
     cursor_t         c;
     pr_str_t         items[PR_F_MAX][8];
     pr_frame_t       f;
@@ -368,13 +368,14 @@ build(const uint8_t *data, size_t size)
     REQUIRE(pr_type_from_name(pr_type_name(f.type),
                               strlen(pr_type_name(f.type))) == f.type);
 
-    mask = take_byte(&c);
-    mask |= take_byte(&c) << 8;
-    mask |= take_byte(&c) << 16;
-    f.has = mask & ((1u << PR_F_MAX) - 1);
+    mask = 0;
+    for (i = 0; i < 8; i++) {
+        mask = mask << 8 | take_byte(&c);
+    }
+    f.has = mask & PR_FIELDS_MASK;
 
     for (k = 0; k < PR_F_MAX; k++) {
-        if (!(f.has & (1u << k))) {
+        if (!(f.has & ((uint64_t) 1 << k))) {
             continue;
         }
 
