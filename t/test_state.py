@@ -162,6 +162,29 @@ def test_namespace_lists_variables_and_definitions(nginx, sid):
     ]
 
 
+def test_an_interrupt_after_a_run_never_lands_in_a_state_request(nginx,
+                                                                 sid):
+    # an interrupt that reaches the process just after its run ended (a
+    # deadline racing the end of the run) is pending when the next
+    # request comes: a state request must not take it
+    r = nginx.run_json(sid, "import os, signal, threading, time\n"
+                            "x = 1\n"
+                            "main = threading.main_thread().ident\n"
+                            "def late():\n"
+                            "    time.sleep(0.1)\n"
+                            "    signal.pthread_kill(main, signal.SIGINT)\n"
+                            "    open('sent', 'w').close()\n"
+                            "threading.Thread(target=late).start()")
+    assert r["status"] == "ok", r
+    sent = os.path.join(nginx.prefix, "work", sid, "sent")
+    wait_for(lambda: os.path.exists(sent), what="the late interrupt")
+    r = nginx.http.get(f"{nginx.url}/session/{sid}/namespace")
+    assert r.status_code == 200, r.text
+    assert "x" in [v["name"] for v in r.json()["variables"]]
+    # nor in the next run
+    assert nginx.run_json(sid, "x + 1")["result"] == {"text/plain": "2"}
+
+
 def test_namespace_of_a_busy_session_is_409(nginx, sid):
     started, asked = threading.Event(), threading.Event()
 

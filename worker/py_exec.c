@@ -113,6 +113,8 @@ static int py_exec_post(py_session_t *s, py_outcome_t *o);
 static int py_exec_wake(py_session_t *s);
 static void py_exec_hand_over(py_session_t *s, py_outcome_t *o)
     __attribute__((noreturn));
+static void py_exec_state_call(py_session_t *s, int op, const char *name,
+    py_outcome_t *o);
 static void py_exec_state(py_session_t *s, int op, const char *name,
     py_outcome_t *o);
 static int py_exec_names(PyObject *list, pr_strs_t *names);
@@ -1243,6 +1245,33 @@ done:
  */
 static void
 py_exec_state(py_session_t *s, int op, const char *name, py_outcome_t *o)
+{
+    sigset_t  intr, old;
+
+    /*
+     * Interrupts are a run's: none may land in a state request.  One the
+     * I/O thread sent as the last run ended (its deadline, its client's
+     * interrupt) has tripped Python's handler by now, and is dropped; a
+     * later one waits, blocked, and the next run drops it.
+     */
+    (void) sigemptyset(&intr);
+    (void) sigaddset(&intr, SIGINT);
+    (void) pthread_sigmask(SIG_BLOCK, &intr, &old);
+
+    if (PyErr_CheckSignals() != 0) {
+        PyErr_Clear();
+    }
+
+    py_exec_state_call(s, op, name, o);
+
+    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+
+/* py_exec_state()'s work, with SIGINT blocked. */
+static void
+py_exec_state_call(py_session_t *s, int op, const char *name,
+    py_outcome_t *o)
 {
     char       file[PATH_MAX];
     long long  count;
