@@ -2,6 +2,7 @@
 no process, and nginx -t rejects bad directives."""
 
 import os
+import re
 import signal
 
 import pytest
@@ -76,7 +77,15 @@ def test_stopping_nginx_leaves_no_process(fresh, how):
     assert len(processes_under(n.prefix)) >= 1 + 2 + 3
     n.stop(how)
     assert n.leftovers() == []
-    assert not os.path.exists(os.path.join(n.prefix, "run", "supervisor.sock"))
+    # nothing of PyREPL's is left on disk either, keeper.pid included
+    assert not os.path.exists(os.path.join(n.prefix, "run"))
+    assert not os.path.exists(os.path.join(n.prefix, "work"))
+    # the keeper's and supervisor's lines carry the time, as nginx's do
+    ours = [l for l in n.error_log().splitlines()
+            if "pyrepl-keeper[" in l or "pyrepl-supervisor[" in l]
+    assert ours and all(re.match(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d "
+                                 r"pyrepl-(keeper|supervisor)\[", l)
+                        for l in ours), ours
 
 
 def test_a_supervisor_socket_of_a_dead_instance_is_replaced(fresh):

@@ -90,7 +90,7 @@ main(int argc, char **argv)
         s->conns[i].conn.fd = -1;
     }
 
-    wk_log_init("bash");
+    wk_log_init("bash", 0);
 
     if (bs_session_args(argc, argv, s) != 0) {
         bs_session_usage();

@@ -118,7 +118,7 @@ main(int argc, char **argv)
 
     s = &py_session;
 
-    wk_log_init("python");
+    wk_log_init("python", 0);
 
     if (py_session_args(argc, argv, s, &py_zygote) != 0) {
         py_session_usage();

@@ -223,6 +223,21 @@ sup_keeper_main(const sup_conf_t *conf)
     if (k.lock_fd != -1) {
         (void) sup_fs_unlink(k.lock_path);
         (void) close(k.lock_fd);
+
+        /* nginx is gone: its directories go too, if nothing is left in */
+        if (rmdir(conf->workdir) == -1 && errno != ENOENT
+            && errno != ENOTEMPTY && errno != EEXIST)
+        {
+            wk_log("rmdir(\"%s\") failed: %s", conf->workdir,
+                   strerror(errno));
+        }
+
+        if (rmdir(conf->socket_dir) == -1 && errno != ENOENT
+            && errno != ENOTEMPTY && errno != EEXIST)
+        {
+            wk_log("rmdir(\"%s\") failed: %s", conf->socket_dir,
+                   strerror(errno));
+        }
     }
 
     free(k.argv);

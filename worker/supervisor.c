@@ -128,7 +128,7 @@ main(int argc, char **argv)
     sup_conf_t   conf;
     sup_state_t  st;
 
-    wk_log_init("supervisor");
+    wk_log_init("supervisor", 1);
 
     if (sup_parse(argc, argv, &conf) == -1) {
         (void) fputs(sup_usage, stderr);
@@ -136,7 +136,7 @@ main(int argc, char **argv)
     }
 
     if (conf.keeper) {
-        wk_log_init("keeper");
+        wk_log_init("keeper", 1);
         return sup_keeper_main(&conf);
     }
 

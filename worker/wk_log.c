@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wk_log.h"
@@ -22,12 +23,14 @@
 
 static const char  *wk_log_role = "worker";
 static int          wk_log_fd = STDERR_FILENO;
+static int          wk_log_stamp;
 
 
 void
-wk_log_init(const char *role)
+wk_log_init(const char *role, int stamp)
 {
     wk_log_role = role;
+    wk_log_stamp = stamp;
 }
 
 
@@ -57,19 +60,32 @@ wk_log_cwd_name(void)
 void
 wk_log(const char *fmt, ...)
 {
-    int      n, m, saved;
-    size_t   len;
-    ssize_t  w;
-    va_list  args;
-    char     line[WK_LOG_LINE];
+    int        n, m, saved;
+    size_t     len;
+    time_t     now;
+    ssize_t    w;
+    va_list    args;
+    struct tm  tm;
+    char       line[WK_LOG_LINE];
 
     saved = errno;
+    n = 0;
 
-    n = snprintf(line, sizeof(line), "pyrepl-%s[%ld]: ", wk_log_role,
+    if (wk_log_stamp) {
+        now = time(NULL);
+
+        if (localtime_r(&now, &tm) != NULL) {
+            n = (int) strftime(line, sizeof(line), "%Y/%m/%d %H:%M:%S ", &tm);
+        }
+    }
+
+    m = snprintf(line + n, sizeof(line) - n, "pyrepl-%s[%ld]: ", wk_log_role,
                  (long) getpid());
-    if (n < 0 || (size_t) n >= sizeof(line)) {
+    if (m < 0 || (size_t) (n + m) >= sizeof(line)) {
         goto done;
     }
+
+    n += m;
 
     va_start(args, fmt);
     m = vsnprintf(line + n, sizeof(line) - n, fmt, args);

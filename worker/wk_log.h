@@ -1,8 +1,9 @@
 /*
  * wk_log.h: the error-log logger of the worker binaries.  Their stderr is
- * nginx's error log, shared with every nginx process, so each message is
- * one line written with a single write(2) and tagged with the binary's
- * role and pid: "pyrepl-<role>[<pid>]: <message>".  Lines go to fd 2
+ * nginx's error log (or, below the keeper, its relay), shared with every
+ * nginx process, so each message is one line written with a single
+ * write(2) and tagged with the binary's role and pid:
+ * "[time ]pyrepl-<role>[<pid>]: <message>".  Lines go to fd 2
  * unless wk_log_set_fd() names another descriptor (a session process
  * keeps a copy of the error log there, because its fd 2 becomes the
  * user's stderr pipe).
@@ -12,8 +13,14 @@
 #define WK_LOG_H
 
 
-/* Set the role shown in every line ("supervisor", "python"); call once. */
-void wk_log_init(const char *role);
+/*
+ * Set the role shown in every line ("supervisor", "python"); call once.
+ * stamp: begin each line with the local time as nginx's own lines do
+ * ("2026/12/06 18:47:22 "), for the single-threaded processes that write
+ * the error log themselves (the keeper and the supervisor); sessions log
+ * through the keeper's relay, which stamps their lines.
+ */
+void wk_log_init(const char *role, int stamp);
 
 /*
  * Write every later line to fd instead of fd 2 (the default); for a
