@@ -311,6 +311,26 @@ class Supervisor:
     def fds(self):
         return sorted(os.listdir("/proc/%d/fd" % self.proc.pid), key=int)
 
+    def quiet_fds(self):
+        """fds() once no client connection is open in the supervisor (a
+        readiness probe's may still be, until it reads the probe's EOF)."""
+        def quiet():
+            with open("/proc/net/unix") as f:
+                connected = {l.split()[6] for l in f.readlines()[1:]
+                             if l.split()[5] == "03"}
+            fds = self.fds()
+            for fd in fds:
+                try:
+                    target = os.readlink(f"/proc/{self.proc.pid}/fd/{fd}")
+                except OSError:
+                    return None
+                if target.startswith("socket:[") and \
+                        target[8:-1] in connected:
+                    return None
+            return fds
+
+        return wait_for(quiet, "no client connection in the supervisor")
+
     def close_parent(self):
         os.close(self.wfd)
         self.wfd = None
@@ -479,7 +499,7 @@ def test_startup_failures_exit_1(tmp, case):
 # create -------------------------------------------------------------------
 
 def test_create_starts_a_session(sup):
-    base_fds = sup.fds()
+    base_fds = sup.quiet_fds()
     id_ = sid(3)
     pid = sup.create(id_)
     rep = sup.report(id_)
@@ -726,7 +746,7 @@ def test_half_closed_client_gets_its_reply(sup):
 
 
 def test_many_clients_at_once(sup):
-    base_fds = sup.fds()
+    base_fds = sup.quiet_fds()
     clients = [sup.client() for _ in range(20)]
     for i, c in enumerate(clients):
         c.send({"t": "create", "id": sid(100 + i), "lang": "python"})
