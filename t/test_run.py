@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import threading
 import time
 
@@ -291,3 +292,42 @@ def test_a_slow_sse_reader_gets_every_byte(nginx, session):
         if i % 200 == 0:
             time.sleep(0.002)       # a slow client, so the stream backs up
     assert "".join(out).splitlines() == [str(i) for i in range(300000)]
+
+
+def test_a_slow_reader_gets_everything_printed_before_a_crash(nginx):
+    # 8 MB written, then the process ends at once: far more than the
+    # kernel's buffers on the way hold, so most of it is still in the
+    # session when it ends, and reaches a reader that takes 16 KB every
+    # 10 ms all the same
+    sid = nginx.create()
+    n = 1 << 20
+    code = ("import os, sys\n"
+            f"sys.stdout.write(''.join(f'{{i:07d}}\\n' for i in range({n})))\n"
+            "sys.stdout.flush()\n"
+            "os._exit(3)")
+    body = json.dumps({"code": code}).encode()
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    c.connect(("127.0.0.1", nginx.port))
+    c.sendall(b"POST /session/%s/run HTTP/1.0\r\nContent-Length: %d\r\n"
+              b"\r\n" % (sid.encode(), len(body)) + body)
+    raw = b""
+    while True:
+        chunk = c.recv(16384)
+        if not chunk:
+            break
+        raw += chunk
+        time.sleep(0.01)            # the slow reader itself
+    c.close()
+    events = []
+    for block in raw.split(b"\r\n\r\n", 1)[1].decode().split("\n\n"):
+        fields = dict(l.split(": ", 1) for l in block.splitlines()
+                      if not l.startswith(":"))
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    out = stdout_of(events)
+    assert len(out) == n * 8
+    assert out == "".join(f"{i:07d}\n" for i in range(n))
+    assert events_of(events, "error")[0]["ename"] == "SessionCrashed"
+    assert events_of(events, "execution_complete")[0]["status"] == "crashed"
+    nginx.http.delete(f"{nginx.url}/session/{sid}")

@@ -178,6 +178,7 @@ py_drain(py_session_t *s, int why, int timeout_ms)
     int            n;
     ssize_t        r;
     int64_t        left, deadline;
+    uint64_t       progress, now_progress;
     unsigned char  c;
     struct pollfd  pfd;
 
@@ -202,11 +203,22 @@ py_drain(py_session_t *s, int why, int timeout_ms)
     }
 
     deadline = py_msec() + timeout_ms;
+    progress = __atomic_load_n(&s->drain_progress, __ATOMIC_RELAXED);
 
     for ( ;; ) {
         left = deadline - py_msec();
+
         if (left <= 0) {
-            return PY_DRAIN_TIMEOUT;
+            /* the I/O thread is still sending: wait on */
+            now_progress = __atomic_load_n(&s->drain_progress,
+                                           __ATOMIC_RELAXED);
+            if (now_progress == progress) {
+                return PY_DRAIN_TIMEOUT;
+            }
+
+            progress = now_progress;
+            deadline = py_msec() + timeout_ms;
+            continue;
         }
 
         pfd.fd = s->ack_fd;

@@ -1589,7 +1589,9 @@ py_io_last_words(void)
 /*
  * Empty the output pipes into the run's connection and write all of it,
  * waiting for the peer when its socket is full, until nothing is left or
- * PY_DRAIN_SEND_MS have passed.  Past PY_IO_HIGH_WATER unsent bytes the
+ * the peer has taken nothing for PY_DRAIN_SEND_MS (a slow reader gets
+ * every byte; each byte sent is published in s->drain_progress, which
+ * keeps the requesters waiting).  Past PY_IO_HIGH_WATER unsent bytes the
  * pipes are left alone until the peer takes some.  Without an active run
  * the pipes are only emptied.  Returns 0, or -1 on a fatal error (logged).
  */
@@ -1598,10 +1600,12 @@ py_io_send_all(void)
 {
     int             i, k, n, rc, nfds, backed_up;
     int64_t         now, deadline;
+    uint64_t        sent;
     wk_conn_t      *c;
     struct pollfd   pfds[3];
 
     deadline = py_msec() + PY_DRAIN_SEND_MS;
+    sent = 0;
 
     for ( ;; ) {
         i = py_io.run_conn;
@@ -1638,6 +1642,15 @@ py_io_send_all(void)
         }
 
         now = py_msec();
+
+        if (c->sent != sent) {
+            /* the peer takes output: it gets all of it */
+            sent = c->sent;
+            deadline = now + PY_DRAIN_SEND_MS;
+            __atomic_add_fetch(&py_io.s->drain_progress, 1,
+                               __ATOMIC_RELAXED);
+        }
+
         if (now >= deadline) {
             wk_log("session %s: the run's connection took no output for "
                    "%d ms; %zu bytes lost", py_io.s->id, PY_DRAIN_SEND_MS,

@@ -53,8 +53,10 @@
 /*
  * The drain before death.  The byte a requester writes says why (the I/O
  * thread logs it): PY_DRAIN_EXIT for os._exit(), else the signal number.
- * The I/O thread stops waiting for a slow peer after PY_DRAIN_SEND_MS;
- * requesters wait a little longer than that for its answer.
+ * The I/O thread sends everything, however slowly the peer reads, and
+ * gives up only on a peer that takes nothing for PY_DRAIN_SEND_MS;
+ * requesters wait for its answer as long as bytes go out
+ * (drain_progress), and a little longer than that once none do.
  */
 #define PY_DRAIN_EXIT       0
 #define PY_DRAIN_SEND_MS    900
@@ -148,6 +150,7 @@ typedef struct {
     int              drain_wfd;    /* thread's; write end, the main table's */
     int              ack_fd;       /* "ack" pipe: read end, the main */
     int              ack_wfd;      /* table's; write end, the I/O thread's */
+    uint64_t         drain_progress;   /* bytes the drain sent (atomic) */
     int              log_fd;       /* copy of nginx's error log, in both */
                                    /* tables: where wk_log() writes */
     pid_t            pid;          /* this process (not a forked child) */
@@ -283,7 +286,8 @@ int py_fatal_init(py_session_t *s);
 
 /*
  * Ask the I/O thread to send everything the pipes hold to the run's
- * connection and wait up to timeout_ms for its answer.  why is
+ * connection and wait for its answer: as long as it sends, then up to
+ * timeout_ms once nothing more goes out.  why is
  * PY_DRAIN_EXIT or a signal number.  Async-signal-safe, needs no lock
  * and no GIL; does nothing (PY_DRAIN_NOT_HERE) in a forked child or on
  * the I/O thread.  Returns a PY_DRAIN_* result; PY_DRAIN_FAILED leaves

@@ -302,6 +302,7 @@ wk_conn_flush(wk_conn_t *c)
 
         if (n >= 0) {
             c->wpos += (size_t) n;
+            c->sent += (uint64_t) n;
             continue;
         }
 

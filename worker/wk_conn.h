@@ -35,6 +35,7 @@ typedef struct {
     size_t     wlen;
     size_t     wpos;
     size_t     wcap;
+    uint64_t   sent;          /* bytes written so far, for progress */
 } wk_conn_t;
 
 
