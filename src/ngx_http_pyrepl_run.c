@@ -2,7 +2,7 @@
  * ngx_http_pyrepl_run.c: POST /session/{id}/run, the HTTP sinks of an exec
  * (ngx_http_pyrepl_exec.c): SSE events as they arrive (init, stdout,
  * stderr, result, error, execution_complete), or with "Accept:
- * application/json" one JSON document at the end.
+ * application/json" one JSON document.
  *
  * Flow control: when the client cannot take more (the output filter says
  * NGX_AGAIN), the exec is paused, so the session process blocks on its own
@@ -10,44 +10,63 @@
  * resumes it.  A client that goes away finalizes the request, whose pool
  * cleanup closes the session connection, which the session process takes
  * as an interrupt of the run.
+ *
+ * The JSON document, {"stdout", "stderr", "status", "result", "error",
+ * "execution_count", "duration_ms", "changes", ...}, is written as the run
+ * goes and never held whole.  stdout is escaped into one buffer (at most
+ * PYREPL_JSON_OUT bytes) that goes to the client whenever it fills, under
+ * the flow control above: a text that does not fit waits, unescaped, for
+ * the client.  stderr, which comes after stdout in the document, and then
+ * the closing fields go to the spool: at most PYREPL_JSON_SPOOL bytes in
+ * memory, the rest in a temporary file in client_body_temp_path.  So what
+ * a JSON run costs this worker in escaped output is bounded by those two
+ * figures, whatever pyrepl_max_output.  The headers go out with the first
+ * full stdout buffer (then the body is chunked), or at the end with a
+ * Content-Length, which also lets a run the session refused answer 409.
  */
 
 #include "ngx_http_pyrepl_module.h"
 
 
 #define PYREPL_PING_INTERVAL  15000
-#define PYREPL_SSE_MIN_BUF    8192
-
-
-typedef struct {
-    u_char                      *data;
-    size_t                       len;
-    size_t                       cap;
-} ngx_http_pyrepl_text_t;
+#define PYREPL_RUN_MIN_BUF    8192
+#define PYREPL_JSON_OUT       65536     /* escaped stdout on its way */
+#define PYREPL_JSON_SPOOL     65536     /* escaped stderr etc. in memory */
+#define PYREPL_JSON_ESCAPED   6         /* the most a byte escapes to */
 
 
 typedef struct {
     ngx_http_pyrepl_exec_t       exec;
     ngx_http_request_t          *request;
 
+    ngx_chain_t                 *free;          /* our buffers, to reuse */
+    ngx_chain_t                 *busy;          /* ... once the client has */
+
     ngx_uint_t                   seq;           /* SSE "id:" of the next */
-    ngx_chain_t                 *free;
-    ngx_chain_t                 *busy;
     ngx_event_t                  ping;
 
-    /* the JSON answer, built as events arrive */
-    ngx_http_pyrepl_text_t       out;
-    ngx_http_pyrepl_text_t       err;
+    /* the JSON answer */
+    ngx_chain_t                 *out;           /* stdout being escaped */
+    json_t                      *pending;       /* stdout not escaped yet */
+    size_t                       pending_pos;
+    ngx_buf_t                   *spool;         /* stderr, then the end */
+    ngx_temp_file_t             *spill;         /* the spool past memory */
     json_t                      *result;
     json_t                      *error;
 
     unsigned                     json:1;        /* Accept: application/json */
+    unsigned                     opened:1;      /* '{"stdout":"' is out */
+    unsigned                     complete:1;    /* the spool holds the end */
 } ngx_http_pyrepl_run_t;
 
 
 static void ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyrepl_run_start(ngx_http_request_t *r,
     ngx_http_pyrepl_run_t *ctx);
+static ngx_chain_t *ngx_http_pyrepl_run_buf(ngx_http_pyrepl_run_t *ctx,
+    size_t size);
+static ngx_int_t ngx_http_pyrepl_run_send(ngx_http_pyrepl_run_t *ctx,
+    ngx_chain_t *cl, ngx_uint_t last);
 static ngx_int_t ngx_http_pyrepl_sse_event(ngx_http_pyrepl_exec_t *ex,
     const char *event, json_t *data);
 static void ngx_http_pyrepl_sse_done(ngx_http_pyrepl_exec_t *ex,
@@ -58,9 +77,23 @@ static ngx_int_t ngx_http_pyrepl_json_event(ngx_http_pyrepl_exec_t *ex,
     const char *event, json_t *data);
 static void ngx_http_pyrepl_json_done(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_uint_t count, ngx_msec_t ms);
-static ngx_int_t ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r);
-static ngx_int_t ngx_http_pyrepl_text_append(ngx_http_pyrepl_text_t *t,
-    json_t *text, ngx_log_t *log);
+static ngx_int_t ngx_http_pyrepl_json_pump(ngx_http_pyrepl_run_t *ctx);
+static ngx_int_t ngx_http_pyrepl_json_send_out(ngx_http_pyrepl_run_t *ctx);
+static ngx_buf_t *ngx_http_pyrepl_json_out(ngx_http_pyrepl_run_t *ctx);
+static ngx_int_t ngx_http_pyrepl_json_spool(ngx_http_pyrepl_run_t *ctx,
+    u_char *data, size_t len, ngx_uint_t escape);
+static ngx_int_t ngx_http_pyrepl_json_spill(ngx_http_pyrepl_run_t *ctx);
+static int ngx_http_pyrepl_json_dump(const char *buffer, size_t size,
+    void *data);
+static ngx_int_t ngx_http_pyrepl_json_close(ngx_http_pyrepl_run_t *ctx,
+    json_t *end);
+static void ngx_http_pyrepl_json_end(ngx_http_pyrepl_run_t *ctx);
+static size_t ngx_http_pyrepl_json_escape(u_char **pos, u_char *end,
+    u_char *src, size_t len);
+static ngx_int_t ngx_http_pyrepl_json_grow(ngx_pool_t *pool, ngx_buf_t *b,
+    size_t max);
+static ngx_int_t ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r,
+    ngx_uint_t json, off_t length);
 static void ngx_http_pyrepl_run_client_write(ngx_http_request_t *r);
 static void ngx_http_pyrepl_run_client_read(ngx_http_request_t *r);
 static void ngx_http_pyrepl_run_ping(ngx_event_t *ev);
@@ -69,6 +102,8 @@ static ngx_uint_t ngx_http_pyrepl_accepts_json(ngx_http_request_t *r);
 
 
 static u_char  ngx_http_pyrepl_ping_comment[] = ": ping\n\n";
+static u_char  ngx_http_pyrepl_json_opening[] = "{\"stdout\":\"";
+static u_char  ngx_http_pyrepl_json_stderr[] = "\",\"stderr\":\"";
 
 
 ngx_int_t
@@ -159,8 +194,7 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
 {
-    ngx_int_t                  rc;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_int_t  rc;
 
     rc = ngx_http_pyrepl_exec_reserve(&ctx->exec);
 
@@ -192,20 +226,9 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
     r->write_event_handler = ngx_http_pyrepl_run_client_write;
 
     if (!ctx->json) {
-        rc = ngx_http_pyrepl_run_send_headers(r);
+        rc = ngx_http_pyrepl_run_send_headers(r, 0, -1);
         if (rc == NGX_ERROR || rc > NGX_OK) {
             return rc;
-        }
-
-        /*
-         * nginx turns Nagle off only when a connection goes keepalive; a
-         * stream of small events on a first request needs it off now
-         */
-
-        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-        if (clcf->tcp_nodelay && ngx_tcp_nodelay(r->connection) != NGX_OK) {
-            return NGX_ERROR;
         }
 
         ctx->ping.handler = ngx_http_pyrepl_run_ping;
@@ -218,6 +241,95 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
     rc = ngx_http_pyrepl_exec_start(&ctx->exec);
 
     return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * A buffer of ours with room for size bytes, one the client has emptied if
+ * there is one.  Returns its chain link, or NULL.
+ */
+static ngx_chain_t *
+ngx_http_pyrepl_run_buf(ngx_http_pyrepl_run_t *ctx, size_t size)
+{
+    ngx_buf_t    *b;
+    ngx_pool_t   *pool;
+    ngx_chain_t  *cl;
+
+    pool = ctx->request->pool;
+
+    cl = ngx_chain_get_free_buf(pool, &ctx->free);
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    b = cl->buf;
+
+    if (b->start == NULL || (size_t) (b->end - b->start) < size) {
+        if (b->start) {
+            ngx_pfree(pool, b->start);
+        }
+
+        size = ngx_max(size, PYREPL_RUN_MIN_BUF);
+        b->start = ngx_palloc(pool, size);
+        if (b->start == NULL) {
+            return NULL;
+        }
+
+        b->end = b->start + size;
+    }
+
+    b->pos = b->start;
+    b->last = b->start;
+    b->temporary = 1;
+    b->tag = (ngx_buf_tag_t) &ngx_http_pyrepl_module;
+
+    return cl;
+}
+
+
+/*
+ * Hand cl to the client.  If it cannot take more, the exec is paused and,
+ * unless this was the last of the answer (finalizing the request sees to
+ * that), the client's write event armed.  Returns NGX_OK, NGX_AGAIN or
+ * NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_pyrepl_run_send(ngx_http_pyrepl_run_t *ctx, ngx_chain_t *cl,
+    ngx_uint_t last)
+{
+    ngx_int_t                  rc;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = ctx->request;
+
+    rc = ngx_http_output_filter(r, cl);
+
+    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &cl,
+                            (ngx_buf_tag_t) &ngx_http_pyrepl_module);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_AGAIN && !r->connection->buffered) {
+        return NGX_OK;
+    }
+
+    ngx_http_pyrepl_exec_pause(&ctx->exec);
+
+    if (!last) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+        ngx_add_timer(r->connection->write, clcf->send_timeout);
+
+        if (ngx_handle_write_event(r->connection->write, clcf->send_lowat)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_AGAIN;
 }
 
 
@@ -265,14 +377,10 @@ static ngx_int_t
 ngx_http_pyrepl_sse_write(ngx_http_pyrepl_run_t *ctx, const char *event,
     json_t *data, ngx_uint_t last)
 {
-    size_t                     jlen, size;
-    ngx_int_t                  rc;
-    ngx_buf_t                 *b;
-    ngx_chain_t               *cl;
-    ngx_http_request_t        *r;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    r = ctx->request;
+    size_t        jlen;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
 
     if (data != NULL && ctx->exec.opensandbox) {
         data = ngx_http_pyrepl_opensandbox_event(event, data);
@@ -283,48 +391,26 @@ ngx_http_pyrepl_sse_write(ngx_http_pyrepl_run_t *ctx, const char *event,
     }
 
     jlen = json_dumpb(data, NULL, 0, JSON_COMPACT);
-    size = sizeof("event: \nid: \ndata: \n\n") + ngx_strlen(event)
-           + NGX_INT_T_LEN + jlen;
 
-    cl = ngx_chain_get_free_buf(r->pool, &ctx->free);
+    cl = ngx_http_pyrepl_run_buf(ctx, sizeof("event: \nid: \ndata: \n\n")
+                                      + ngx_strlen(event) + NGX_INT_T_LEN
+                                      + jlen);
     if (cl == NULL) {
+        json_decref(data);
         goto failed;
     }
 
     b = cl->buf;
-
-    if (b->start == NULL || (size_t) (b->end - b->start) < size) {
-        if (b->start) {
-            ngx_pfree(r->pool, b->start);
-        }
-
-        size = ngx_max(size, PYREPL_SSE_MIN_BUF);
-        b->start = ngx_palloc(r->pool, size);
-        if (b->start == NULL) {
-            goto failed;
-        }
-
-        b->end = b->start + size;
-    }
-
-    b->pos = b->start;
-    b->last = ngx_sprintf(b->start, "event: %s\nid: %ui\ndata: ", event,
+    b->last = ngx_sprintf(b->pos, "event: %s\nid: %ui\ndata: ", event,
                           ctx->seq++);
     b->last += json_dumpb(data, (char *) b->last, jlen, JSON_COMPACT);
     b->last = ngx_cpymem(b->last, "\n\n", 2);
     json_decref(data);
-    data = NULL;
 
-    b->temporary = 1;
-    b->memory = 0;
     b->flush = 1;
     b->last_buf = last;
-    b->tag = (ngx_buf_tag_t) &ngx_http_pyrepl_module;
 
-    rc = ngx_http_output_filter(r, cl);
-
-    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &cl,
-                            (ngx_buf_tag_t) &ngx_http_pyrepl_module);
+    rc = ngx_http_pyrepl_run_send(ctx, cl, last);
 
     if (rc == NGX_ERROR) {
         goto failed;
@@ -334,40 +420,27 @@ ngx_http_pyrepl_sse_write(ngx_http_pyrepl_run_t *ctx, const char *event,
         ngx_add_timer(&ctx->ping, PYREPL_PING_INTERVAL);
     }
 
-    if (rc == NGX_AGAIN || r->connection->buffered) {
-        ngx_http_pyrepl_exec_pause(&ctx->exec);
-
-        if (!last) {
-            clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-            ngx_add_timer(r->connection->write, clcf->send_timeout);
-
-            if (ngx_handle_write_event(r->connection->write,
-                                       clcf->send_lowat)
-                != NGX_OK)
-            {
-                goto failed;
-            }
-        }
-
-        return NGX_AGAIN;
-    }
-
-    return NGX_OK;
+    return rc;
 
 failed:
 
-    json_decref(data);
-    ngx_http_finalize_request(r, NGX_ERROR);
+    ngx_http_finalize_request(ctx->request, NGX_ERROR);
 
     return NGX_ERROR;
 }
 
 
-/* JSON mode: collect the events into the one document of the answer. */
+/*
+ * JSON mode: stdout goes out as it comes (ngx_http_pyrepl_json_pump),
+ * stderr to the spool, the result and the error wait for the end.  The
+ * exec sends nothing more on stdout while it is paused, so one text at
+ * most is pending.
+ */
 static ngx_int_t
 ngx_http_pyrepl_json_event(ngx_http_pyrepl_exec_t *ex, const char *event,
     json_t *data)
 {
+    json_t                 *text;
     ngx_int_t               rc;
     ngx_http_pyrepl_run_t  *ctx;
 
@@ -380,10 +453,22 @@ ngx_http_pyrepl_json_event(ngx_http_pyrepl_exec_t *ex, const char *event,
     } else if (ngx_strcmp(event, "stdout") == 0
                || ngx_strcmp(event, "stderr") == 0)
     {
-        rc = ngx_http_pyrepl_text_append(event[3] == 'o' ? &ctx->out
-                                                         : &ctx->err,
-                                         json_object_get(data, "text"),
-                                         ex->log);
+        text = json_object_get(data, "text");
+
+        if (!json_is_string(text)) {
+            rc = NGX_ERROR;
+
+        } else if (event[3] == 'o') {
+            ctx->pending = json_incref(text);
+            ctx->pending_pos = 0;
+            rc = ngx_http_pyrepl_json_pump(ctx);
+
+        } else {
+            rc = ngx_http_pyrepl_json_spool(ctx,
+                                            (u_char *) json_string_value(text),
+                                            json_string_length(text), 1);
+        }
+
         json_decref(data);
 
     } else if (ngx_strcmp(event, "result") == 0) {
@@ -406,58 +491,486 @@ ngx_http_pyrepl_json_event(ngx_http_pyrepl_exec_t *ex, const char *event,
 }
 
 
+/*
+ * The run is over: the closing fields go to the spool, and the answer ends
+ * now, or once the client has taken the stdout that still waits.
+ */
 static void
 ngx_http_pyrepl_json_done(ngx_http_pyrepl_exec_t *ex, const char *status,
     ngx_uint_t count, ngx_msec_t ms)
 {
-    json_t                 *doc;
+    json_t                 *end;
+    ngx_int_t               rc;
+    ngx_http_request_t     *r;
     ngx_http_pyrepl_run_t  *ctx;
 
     ctx = ex->data;
+    r = ctx->request;
 
-    if (ex->refused) {
-        ngx_http_pyrepl_finalize_error(ctx->request, NGX_HTTP_CONFLICT,
-                                       "session_busy",
+    if (ex->refused && !r->header_sent) {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT, "session_busy",
                                        "the session is still finishing an "
                                        "earlier run");
         return;
     }
 
-    doc = json_pack("{s:s,s:s%,s:s%,s:O?,s:O?,s:I,s:I}",
+    end = json_pack("{s:s,s:O?,s:O?,s:I,s:I}",
                     "status", status,
-                    "stdout", ctx->out.data ? (char *) ctx->out.data : "",
-                    ctx->out.len,
-                    "stderr", ctx->err.data ? (char *) ctx->err.data : "",
-                    ctx->err.len,
                     "result", ctx->result ? json_object_get(ctx->result,
                                                             "data") : NULL,
                     "error", ctx->error,
                     "execution_count", (json_int_t) count,
                     "duration_ms", (json_int_t) ms);
 
-    if (doc && ngx_http_pyrepl_exec_summary(ex, doc) != NGX_OK) {
-        json_decref(doc);
-        doc = NULL;
+    rc = NGX_ERROR;
+
+    if (end && ngx_http_pyrepl_exec_summary(ex, end) == NGX_OK) {
+        rc = ngx_http_pyrepl_json_close(ctx, end);
     }
 
-    ngx_http_finalize_request(ctx->request,
-                              doc ? ngx_http_pyrepl_send_json(ctx->request,
-                                                              NGX_HTTP_OK,
-                                                              doc)
-                                  : NGX_HTTP_INTERNAL_SERVER_ERROR);
+    json_decref(end);
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, r->header_sent
+                                     ? NGX_ERROR
+                                     : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->complete = 1;
+
+    if (ctx->pending == NULL) {
+        ngx_http_pyrepl_json_end(ctx);
+    }
 }
 
 
+/*
+ * Escape the pending stdout into the stdout buffer, which goes to the
+ * client each time it is full.  Returns NGX_OK once all of it is escaped,
+ * NGX_AGAIN when the client cannot take more (the exec is paused and
+ * ngx_http_pyrepl_run_client_write goes on from there), or NGX_ERROR.
+ */
 static ngx_int_t
-ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r)
+ngx_http_pyrepl_json_pump(ngx_http_pyrepl_run_t *ctx)
 {
-    ngx_table_elt_t  *h;
+    size_t      len;
+    u_char     *text;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
+
+    while (ctx->pending) {
+        b = ngx_http_pyrepl_json_out(ctx);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        text = (u_char *) json_string_value(ctx->pending);
+        len = json_string_length(ctx->pending);
+
+        ctx->pending_pos += ngx_http_pyrepl_json_escape(&b->last, b->end,
+                                                  text + ctx->pending_pos,
+                                                  len - ctx->pending_pos);
+
+        if (ctx->pending_pos == len) {
+            json_decref(ctx->pending);
+            ctx->pending = NULL;
+        }
+
+        if (b->end - b->last >= PYREPL_JSON_ESCAPED) {
+            continue;
+        }
+
+        rc = ngx_http_pyrepl_json_grow(ctx->request->pool, b,
+                                       PYREPL_JSON_OUT);
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_pyrepl_json_send_out(ctx);
+        }
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* Hand the full stdout buffer to the client, the headers first. */
+static ngx_int_t
+ngx_http_pyrepl_json_send_out(ngx_http_pyrepl_run_t *ctx)
+{
+    ngx_int_t     rc;
+    ngx_chain_t  *cl;
+
+    if (!ctx->request->header_sent) {
+        rc = ngx_http_pyrepl_run_send_headers(ctx->request, 1, -1);
+
+        if (rc == NGX_ERROR || rc > NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    cl = ctx->out;
+    ctx->out = NULL;
+    cl->buf->flush = 1;
+
+    return ngx_http_pyrepl_run_send(ctx, cl, 0);
+}
+
+
+/* The stdout buffer, begun with the document's opening if nothing was. */
+static ngx_buf_t *
+ngx_http_pyrepl_json_out(ngx_http_pyrepl_run_t *ctx)
+{
+    ngx_buf_t  *b;
+
+    if (ctx->out == NULL) {
+        ctx->out = ngx_http_pyrepl_run_buf(ctx, PYREPL_RUN_MIN_BUF);
+        if (ctx->out == NULL) {
+            return NULL;
+        }
+    }
+
+    b = ctx->out->buf;
+
+    if (!ctx->opened) {
+        b->last = ngx_cpymem(b->last, ngx_http_pyrepl_json_opening,
+                             sizeof(ngx_http_pyrepl_json_opening) - 1);
+        ctx->opened = 1;
+    }
+
+    return b;
+}
+
+
+/*
+ * Append to the spool, escaped for the inside of a JSON string if escape:
+ * it starts with the end of stdout and the key of stderr.  Past
+ * PYREPL_JSON_SPOOL bytes in memory they go to its temporary file.
+ * Returns NGX_OK or NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_pyrepl_json_spool(ngx_http_pyrepl_run_t *ctx, u_char *data,
+    size_t len, ngx_uint_t escape)
+{
+    size_t      n;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
+
+    b = ctx->spool;
+
+    if (b == NULL) {
+        b = ngx_create_temp_buf(ctx->request->pool, PYREPL_RUN_MIN_BUF);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->last = ngx_cpymem(b->last, ngx_http_pyrepl_json_stderr,
+                             sizeof(ngx_http_pyrepl_json_stderr) - 1);
+        ctx->spool = b;
+    }
+
+    for ( ;; ) {
+        if (escape) {
+            n = ngx_http_pyrepl_json_escape(&b->last, b->end, data, len);
+
+        } else {
+            n = ngx_min(len, (size_t) (b->end - b->last));
+            b->last = ngx_cpymem(b->last, data, n);
+        }
+
+        data += n;
+        len -= n;
+
+        if (len == 0) {
+            return NGX_OK;
+        }
+
+        rc = ngx_http_pyrepl_json_grow(ctx->request->pool, b,
+                                       PYREPL_JSON_SPOOL);
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_pyrepl_json_spill(ctx);
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+}
+
+
+/*
+ * Move what the spool holds in memory to the end of its temporary file,
+ * made (and unlinked at once) the first time, as the proxy module does
+ * with a response it buffers.  Returns NGX_OK or NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_pyrepl_json_spill(ngx_http_pyrepl_run_t *ctx)
+{
+    ssize_t                    n;
+    ngx_chain_t                cl;
+    ngx_temp_file_t           *tf;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    r = ctx->request;
+    tf = ctx->spill;
+
+    if (tf == NULL) {
+        tf = ngx_pcalloc(r->pool, sizeof(ngx_temp_file_t));
+        if (tf == NULL) {
+            return NGX_ERROR;
+        }
+
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        tf->file.fd = NGX_INVALID_FILE;
+        tf->file.log = r->connection->log;
+        tf->path = clcf->client_body_temp_path;
+        tf->pool = r->pool;
+        tf->log_level = NGX_LOG_INFO;
+        tf->warn = "pyrepl: a run's stderr is buffered to a temporary file";
+
+        ctx->spill = tf;
+    }
+
+    cl.buf = ctx->spool;
+    cl.next = NULL;
+
+    n = ngx_write_chain_to_temp_file(tf, &cl);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    tf->offset += n;
+    ctx->spool->last = ctx->spool->pos;
+
+    return NGX_OK;
+}
+
+
+/* jansson's json_dump_callback() output, to the spool as it is. */
+static int
+ngx_http_pyrepl_json_dump(const char *buffer, size_t size, void *data)
+{
+    return ngx_http_pyrepl_json_spool(data, (u_char *) buffer, size, 0)
+           == NGX_OK ? 0 : -1;
+}
+
+
+/*
+ * End the document in the spool: close the stderr string, then each field
+ * of end.  Returns NGX_OK or NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_pyrepl_json_close(ngx_http_pyrepl_run_t *ctx, json_t *end)
+{
+    json_t      *value;
+    const char  *key;
+
+    if (ngx_http_pyrepl_json_spool(ctx, (u_char *) "\"", 1, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    json_object_foreach(end, key, value) {
+        if (ngx_http_pyrepl_json_spool(ctx, (u_char *) ",\"", 2, 0)
+            != NGX_OK
+            || ngx_http_pyrepl_json_spool(ctx, (u_char *) key,
+                                          ngx_strlen(key), 0)
+               != NGX_OK
+            || ngx_http_pyrepl_json_spool(ctx, (u_char *) "\":", 2, 0)
+               != NGX_OK
+            || json_dump_callback(value, ngx_http_pyrepl_json_dump, ctx,
+                                  JSON_COMPACT | JSON_ENCODE_ANY)
+               != 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_pyrepl_json_spool(ctx, (u_char *) "}\n", 2, 0);
+}
+
+
+/*
+ * Send the rest of the document, the stdout buffer then the spool (its
+ * file, its memory), with a Content-Length if nothing went out before.
+ * Finalizes the request.
+ */
+static void
+ngx_http_pyrepl_json_end(ngx_http_pyrepl_run_t *ctx)
+{
+    off_t                size;
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t         *out, *cl, **ll;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    ll = &out;
+
+    if (!ctx->opened || ctx->out) {
+        if (ngx_http_pyrepl_json_out(ctx) == NULL) {
+            goto failed;
+        }
+
+        *ll = ctx->out;
+        ll = &ctx->out->next;
+        ctx->out = NULL;
+    }
+
+    if (ctx->spill) {
+        cl = ngx_alloc_chain_link(r->pool);
+        b = ngx_calloc_buf(r->pool);
+
+        if (cl == NULL || b == NULL) {
+            goto failed;
+        }
+
+        b->in_file = 1;
+        b->file = &ctx->spill->file;
+        b->file_last = ctx->spill->offset;
+        cl->buf = b;
+        *ll = cl;
+        ll = &cl->next;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        goto failed;
+    }
+
+    ctx->spool->last_buf = 1;
+    cl->buf = ctx->spool;
+    cl->next = NULL;
+    *ll = cl;
+
+    if (!r->header_sent) {
+        size = 0;
+
+        for (cl = out; cl; cl = cl->next) {
+            size += ngx_buf_size(cl->buf);
+        }
+
+        rc = ngx_http_pyrepl_run_send_headers(r, 1, size);
+
+        if (rc == NGX_ERROR || rc > NGX_OK) {
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+    }
+
+    ngx_http_finalize_request(r, ngx_http_pyrepl_run_send(ctx, out, 1));
+    return;
+
+failed:
+
+    ngx_http_finalize_request(r, r->header_sent
+                                 ? NGX_ERROR
+                                 : NGX_HTTP_INTERNAL_SERVER_ERROR);
+}
+
+
+/*
+ * Escape src for the inside of a JSON string into [*pos, end), as much of
+ * it as surely fits: ngx_escape_json() writes what jansson would, and no
+ * byte takes more than PYREPL_JSON_ESCAPED ("\u0000").  Returns how many
+ * bytes of src it took.
+ */
+static size_t
+ngx_http_pyrepl_json_escape(u_char **pos, u_char *end, u_char *src,
+    size_t len)
+{
+    size_t  n, took;
+
+    for (took = 0; took < len; took += n) {
+        n = ngx_min(len - took, (size_t) (end - *pos) / PYREPL_JSON_ESCAPED);
+        if (n == 0) {
+            break;
+        }
+
+        *pos = (u_char *) ngx_escape_json(*pos, src + took, n);
+    }
+
+    return took;
+}
+
+
+/*
+ * Double b, a buffer of ours yet to be sent, up to max bytes.  Returns
+ * NGX_OK, NGX_DECLINED when it has max bytes already, or NGX_ERROR.
+ */
+static ngx_int_t
+ngx_http_pyrepl_json_grow(ngx_pool_t *pool, ngx_buf_t *b, size_t max)
+{
+    u_char  *p;
+    size_t   size;
+
+    size = b->end - b->start;
+
+    if (size >= max) {
+        return NGX_DECLINED;
+    }
+
+    size = ngx_min(size * 2, max);
+
+    p = ngx_palloc(pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(p, b->pos, b->last - b->pos);
+    ngx_pfree(pool, b->start);
+
+    b->start = p;
+    b->pos = p;
+    b->end = p + size;
+
+    return NGX_OK;
+}
+
+
+/*
+ * 200 and the type of the answer; length -1 for a stream (chunked), which
+ * goes out in pieces as they come.
+ */
+static ngx_int_t
+ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r, ngx_uint_t json,
+    off_t length)
+{
+    ngx_table_elt_t           *h;
+    ngx_http_core_loc_conf_t  *clcf;
 
     r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = length;
+
+    /*
+     * nginx turns Nagle off only when a connection goes keepalive; pieces
+     * of a stream on a first request need it off now
+     */
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (length == -1 && clcf->tcp_nodelay
+        && ngx_tcp_nodelay(r->connection) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (json) {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+        r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+        return ngx_http_send_header(r);
+    }
+
     ngx_str_set(&r->headers_out.content_type,
                 "text/event-stream; charset=utf-8");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_length_n = -1;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -481,44 +994,10 @@ ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_http_pyrepl_text_append(ngx_http_pyrepl_text_t *t, json_t *text,
-    ngx_log_t *log)
-{
-    u_char  *p;
-    size_t   cap, len;
-
-    if (!json_is_string(text)) {
-        return NGX_ERROR;
-    }
-
-    len = json_string_length(text);
-
-    if (t->len + len > t->cap) {
-        cap = ngx_max(t->cap * 2, t->len + len);
-        cap = ngx_max(cap, 4096);
-
-        p = ngx_alloc(cap, log);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (t->data) {
-            ngx_memcpy(p, t->data, t->len);
-            ngx_free(t->data);
-        }
-
-        t->data = p;
-        t->cap = cap;
-    }
-
-    ngx_memcpy(t->data + t->len, json_string_value(text), len);
-    t->len += len;
-
-    return NGX_OK;
-}
-
-
+/*
+ * The client took what was waiting: a JSON answer escapes the stdout that
+ * waited with it, and ends if the run has; then the session goes on.
+ */
 static void
 ngx_http_pyrepl_run_client_write(ngx_http_request_t *r)
 {
@@ -565,6 +1044,24 @@ ngx_http_pyrepl_run_client_write(ngx_http_request_t *r)
 
     if (wev->timer_set) {
         ngx_del_timer(wev);
+    }
+
+    if (ctx->json) {
+        rc = ngx_http_pyrepl_json_pump(ctx);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        if (rc == NGX_AGAIN) {
+            return;
+        }
+
+        if (ctx->complete) {
+            ngx_http_pyrepl_json_end(ctx);
+            return;
+        }
     }
 
     ngx_http_pyrepl_exec_resume(&ctx->exec);
@@ -643,16 +1140,9 @@ ngx_http_pyrepl_run_cleanup(void *data)
         ngx_del_timer(&ctx->ping);
     }
 
+    json_decref(ctx->pending);
     json_decref(ctx->result);
     json_decref(ctx->error);
-
-    if (ctx->out.data) {
-        ngx_free(ctx->out.data);
-    }
-
-    if (ctx->err.data) {
-        ngx_free(ctx->err.data);
-    }
 }
 
 
