@@ -9,7 +9,10 @@
  * and its sessions alone.  They learn that nginx has stopped from a pipe:
  * the master keeps the write end (and its workers inherit it), the keeper
  * and the supervisor poll the read end, and EOF there means every nginx
- * process is gone, so they kill the sessions and exit.  On a reload a
+ * process is gone, so they kill the sessions and exit.  The master keeps
+ * the read end too: a keeper it starts again (on a reload that found
+ * none) gets the same pipe, so that whatever still holds it (a
+ * supervisor, its sessions) never takes that start for nginx's end.  On a reload a
  * supervisor that answers on its socket, or a keeper that holds its lock
  * (it may be restarting the supervisor right now), is kept; otherwise one
  * is started again.  At nginx's start one that a previous nginx left,
@@ -43,8 +46,9 @@ static void ngx_http_pyrepl_exec_supervisor(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf, int parent_fd);
 
 
-/* the master's end of the "nginx is alive" pipe */
+/* the "nginx is alive" pipe: the write end, and the read end for keepers */
 static ngx_fd_t  ngx_http_pyrepl_alive_fd = -1;
+static ngx_fd_t  ngx_http_pyrepl_alive_rfd = -1;
 
 
 ngx_int_t
@@ -101,10 +105,15 @@ ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
         goto failed;
     }
 
-    if (pipe2(fds, O_CLOEXEC) == -1) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
-                      "pyrepl: pipe2() failed");
-        goto failed;
+    if (ngx_http_pyrepl_alive_fd == -1) {
+        if (pipe2(fds, O_CLOEXEC) == -1) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                          "pyrepl: pipe2() failed");
+            goto failed;
+        }
+
+        ngx_http_pyrepl_alive_rfd = fds[0];
+        ngx_http_pyrepl_alive_fd = fds[1];
     }
 
     pid = fork();
@@ -112,35 +121,26 @@ ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
     if (pid == -1) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
                       "pyrepl: fork() failed");
-        close(fds[0]);
-        close(fds[1]);
         goto failed;
     }
 
     if (pid == 0) {
         /* the intermediate child: start the supervisor and leave at once */
 
-        close(fds[1]);
+        close(ngx_http_pyrepl_alive_fd);
 
         if (setsid() == -1 || fork() != 0) {
             _exit(0);
         }
 
-        ngx_http_pyrepl_exec_supervisor(cycle, pmcf, fds[0]);
+        ngx_http_pyrepl_exec_supervisor(cycle, pmcf,
+                                        ngx_http_pyrepl_alive_rfd);
         _exit(127);
     }
-
-    close(fds[0]);
 
     while (waitpid(pid, &status, 0) == -1 && ngx_errno == NGX_EINTR) {
         /* void */
     }
-
-    if (ngx_http_pyrepl_alive_fd != -1) {
-        close(ngx_http_pyrepl_alive_fd);
-    }
-
-    ngx_http_pyrepl_alive_fd = fds[1];
 
     /* the first workers should find the supervisor ready to serve */
 

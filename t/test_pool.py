@@ -87,6 +87,15 @@ def keeper_pid(n):
         return int(f.read())
 
 
+def keeper_alive(n, not_pid):
+    """Whether keeper.pid names a live process other than not_pid."""
+    try:
+        pid = keeper_pid(n)
+    except (OSError, ValueError):
+        return False
+    return pid != not_pid and os.path.exists(f"/proc/{pid}")
+
+
 def pid_of(n, sid):
     return int(n.run_json(sid, "import os; os.getpid()")
                ["result"]["text/plain"])
@@ -295,5 +304,52 @@ def test_nginx_t_checks_the_pool_directives(extra, message):
         r = n.test_config()
         assert r.returncode != 0
         assert message in r.stderr, r.stderr
+    finally:
+        n.check_and_clean()
+
+
+@pytest.mark.parametrize("order", ["keeper first", "supervisor first"])
+def test_the_keeper_and_the_supervisor_can_both_be_killed(order):
+    n = Nginx(workers=1).start()
+    try:
+        sid = n.create()
+        n.run(sid, "kept = 'yes'\nimport subprocess\n"
+                   "p = subprocess.Popen(['sleep', '1000'])")
+        first = keeper_pid(n)
+        for victim in ((first, n.supervisor_pid()) if order == "keeper first"
+                       else (n.supervisor_pid(), first)):
+            os.kill(victim, signal.SIGKILL)
+            # a keeper runs again (the supervisor became it, or restarted),
+            # and creates work, whichever of the two died
+            wait_for(lambda: keeper_alive(n, victim), timeout=20,
+                     what="a live keeper")
+            new = wait_for(lambda: try_create(n), timeout=20,
+                           what="a create to work again")
+            assert n.run_json(new, "1 + 1")["result"] == {"text/plain": "2"}
+        assert keeper_pid(n) != first
+        # the session lived on, and was adopted
+        assert n.run_json(sid, "kept")["result"] == {"text/plain": "'yes'"}
+        n.stop(signal.SIGQUIT)
+        # and nothing outlives nginx
+        assert n.leftovers() == []
+    finally:
+        n.check_and_clean()
+
+
+def test_nothing_outlives_nginx_when_keeper_and_supervisor_die_together():
+    n = Nginx(workers=1).start()
+    try:
+        sids = [n.create(), n.create(language="bash")]
+        n.run(sids[0], "import subprocess\n"
+                       "p = subprocess.Popen(['sleep', '1000'])")
+        n.run(sids[1], "sleep 1000 &")
+        supervisor = n.supervisor_pid()
+        for pid in (keeper_pid(n), supervisor):
+            os.kill(pid, signal.SIGKILL)
+        # no keeper and no supervisor are left to watch the sessions
+        wait_for(lambda: not os.path.exists(f"/proc/{supervisor}"),
+                 what="the supervisor to go")
+        n.stop(signal.SIGQUIT)
+        assert n.leftovers() == []
     finally:
         n.check_and_clean()

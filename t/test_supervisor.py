@@ -446,7 +446,7 @@ def test_confinement_options_reach_the_session_binary(tmp):
     try:
         id_ = sid(1)
         s.create(id_)
-        assert s.report(id_)["argv"][4:] == [
+        assert s.report(id_)["argv"][6:] == [
             "--uid-base", "1700000000", "--memory", "536870912", "--cpu", "0",
             "--nproc", "40", "--nofile", "1024", "--fsize", "0",
             "--seccomp", "log", "--network", "on"]
@@ -507,9 +507,9 @@ def test_create_starts_a_session(sup):
     assert rep["pid"] == pid
     assert rep["argv"] == ["--listen-fd", "3",
                            "--max-frame", str(DEFAULT_MAX_FRAME),
-                           *CONFINE_DEFAULTS]
+                           "--alive-fd", "5", *CONFINE_DEFAULTS]
     assert rep["cwd"] == os.path.join(sup.work, id_)
-    assert rep["fds"] == [0, 1, 2, 3]
+    assert rep["fds"] == [0, 1, 2, 3, 5]       # 5: nginx's alive pipe
     assert rep["stdin"] == "/dev/null"
     assert rep["stderr"] == sup.logpath
     assert rep["pgid"] == pid
@@ -1320,9 +1320,8 @@ def test_a_new_supervisor_adopts_live_sessions(tmp):
     old_zygote = status(a)["zygote"]
     wait_pool(a, 1)
     old_pool = pool_pids(a)
+    # (nginx, which holds a.wfd, lives on: sessions end when it goes)
     kill_and_reap(a.proc)
-    os.close(a.wfd)
-    a.wfd = None
     # sessions outlive their supervisor; its zygote does not
     wait_for(lambda: not running(old_zygote), "the old zygote to die")
     assert running(p_live) and running(p_dead)
@@ -1356,6 +1355,7 @@ def test_a_new_supervisor_adopts_live_sessions(tmp):
         wait_for(lambda: status(b)["sessions"] == 0, "no sessions left")
     finally:
         assert b.stop() == 0, b.log()
+        a.close_parent()
     assert os.listdir(b.run) == [] and os.listdir(b.work) == []
 
 
@@ -1514,3 +1514,20 @@ def test_a_second_keeper_exits_at_once(tmp):
         assert k.serving()
     finally:
         k.stop()
+
+
+def test_sessions_end_when_nginx_goes_even_without_a_supervisor(tmp):
+    bash = os.path.join(BIN_DIR, "pyrepl-bash")
+    a = Zygote(tmp, pool=1, extra=["--bash", bash]).start()
+    py, sh = sid(84), sid(85)
+    p_py = a.create(py)
+    r = a.request({"t": "create", "id": sh, "lang": "bash"})
+    assert r["t"] == "ok", r
+    p_sh = r["pid"]
+    # a supervisor killed with its keeper leaves sessions that nothing
+    # watches but nginx's alive pipe
+    kill_and_reap(a.proc)
+    assert running(p_py) and running(p_sh)
+    a.close_parent()            # nginx goes
+    for p in (p_py, p_sh):
+        wait_for(lambda: not running(p), f"session {p} to end by itself")

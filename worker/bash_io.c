@@ -57,7 +57,8 @@
 #define BS_IO_POLL_STATUS   2
 #define BS_IO_POLL_CMD      3
 #define BS_IO_POLL_PIPES    4               /* stdout, stderr */
-#define BS_IO_POLL_CONNS    6
+#define BS_IO_POLL_ALIVE    6               /* nginx's alive pipe */
+#define BS_IO_POLL_CONNS    7
 
 
 static int bs_io_poll_set(bs_session_t *s, struct pollfd *pfds, int *map,
@@ -151,6 +152,13 @@ bs_io_loop(bs_session_t *s)
             }
         }
 
+        if (pfds[BS_IO_POLL_ALIVE].revents != 0) {
+            /* EOF: every nginx process is gone (see python's py_io.c) */
+            wk_log("session %s: nginx is gone, ending", s->id);
+            bs_proc_kill_all(s);
+            return EXIT_SUCCESS;
+        }
+
         ev = pfds[BS_IO_POLL_LISTEN].revents;
 
         if (ev & (POLLERR | POLLHUP | POLLNVAL)) {
@@ -213,6 +221,9 @@ bs_io_poll_set(bs_session_t *s, struct pollfd *pfds, int *map, int *timeout)
 
     pfds[BS_IO_POLL_SIGNAL].fd = s->sig_fd;
     pfds[BS_IO_POLL_SIGNAL].events = POLLIN;
+
+    pfds[BS_IO_POLL_ALIVE].fd = s->alive_fd;
+    pfds[BS_IO_POLL_ALIVE].events = POLLIN;
 
     pfds[BS_IO_POLL_STATUS].fd = s->status_fd;
     pfds[BS_IO_POLL_STATUS].events = POLLIN;

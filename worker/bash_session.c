@@ -76,6 +76,7 @@ main(int argc, char **argv)
 
     s->listen_fd = -1;
     s->sig_fd = -1;
+    s->alive_fd = -1;
     s->cmd_fd = -1;
     s->status_fd = -1;
     s->code_fd = -1;
@@ -138,6 +139,7 @@ bs_session_args(int argc, char **argv, bs_session_t *s)
 
     static const struct option  options[] = {
         { "listen-fd", required_argument, NULL, 'l' },
+        { "alive-fd",  required_argument, NULL, 'a' },
         { "max-frame", required_argument, NULL, 'm' },
         WK_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
@@ -169,6 +171,20 @@ bs_session_args(int argc, char **argv, bs_session_t *s)
             }
 
             s->listen_fd = (int) v;
+            break;
+
+        case 'a':
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+
+            if (errno != 0 || *end != '\0' || end == optarg || v < 3
+                || v > 65535 || fcntl((int) v, F_SETFD, FD_CLOEXEC) == -1)
+            {
+                wk_log("bad --alive-fd \"%s\"", optarg);
+                return -1;
+            }
+
+            s->alive_fd = (int) v;
             break;
 
         case 'm':
@@ -210,7 +226,8 @@ bs_session_args(int argc, char **argv, bs_session_t *s)
 static void
 bs_session_usage(void)
 {
-    wk_log("usage: pyrepl-bash --listen-fd FD [--max-frame BYTES]");
+    wk_log("usage: pyrepl-bash --listen-fd FD [--max-frame BYTES] "
+           "[--alive-fd FD]");
     wk_log("    " WK_CONFINE_USAGE);
 }
 

@@ -83,6 +83,7 @@ typedef struct {
     size_t           chunk;        /* output bytes a frame, at most */
     int              listen_fd;
     int              sig_fd;       /* signalfd: SIGCHLD */
+    int              alive_fd;     /* --alive-fd: nginx's alive pipe, or -1 */
     pid_t            pid;          /* this process */
 
     /* the shell */

@@ -74,7 +74,8 @@
 #define PY_IO_POLL_DONE     1
 #define PY_IO_POLL_DRAIN    2
 #define PY_IO_POLL_PIPES    3               /* stdout, stderr */
-#define PY_IO_POLL_CONNS    5
+#define PY_IO_POLL_ALIVE    5               /* nginx's alive pipe */
+#define PY_IO_POLL_CONNS    6
 
 
 typedef struct {
@@ -97,6 +98,7 @@ typedef struct {
     py_io_pipe_t     pipes[2];
 
     int              drain_fd;     /* -1 once the user closed its end */
+    int              alive_fd;     /* nginx's alive pipe, or -1 */
 
     unsigned         run_active:1;
     unsigned         timed_out:1;  /* the deadline fired for this run */
@@ -315,6 +317,7 @@ py_io_setup(py_session_t *s)
     py_io.pipes[1].type = PR_T_STDERR;
     py_io.run_conn = -1;
     py_io.drain_fd = s->drain_fd;
+    py_io.alive_fd = s->alive_fd;
 
     /* published to py_drain() by the io_ready handshake */
     s->io_tid = gettid();
@@ -375,6 +378,19 @@ py_io_loop(void)
             }
         }
 
+        if (pfds[PY_IO_POLL_ALIVE].revents != 0) {
+            /*
+             * nginx never writes there: this is EOF, every nginx process
+             * is gone, and so, maybe, is what would have ended this one
+             * (a keeper and supervisor killed together).
+             */
+            wk_log("session %s: nginx is gone, ending", s->id);
+
+            /* with what the code started in its process group */
+            (void) kill(0, SIGKILL);
+            _exit(EXIT_SUCCESS);
+        }
+
         ev = pfds[PY_IO_POLL_LISTEN].revents;
 
         if (ev & (POLLERR | POLLHUP | POLLNVAL)) {
@@ -428,6 +444,9 @@ py_io_poll_set(struct pollfd *pfds, int *map, int *timeout)
 
     pfds[PY_IO_POLL_DRAIN].fd = py_io.drain_fd;
     pfds[PY_IO_POLL_DRAIN].events = POLLIN;
+
+    pfds[PY_IO_POLL_ALIVE].fd = py_io.alive_fd;
+    pfds[PY_IO_POLL_ALIVE].events = POLLIN;
 
     blocked = py_io.run_active && py_io.run_conn >= 0
               && wk_conn_pending(&py_io.conns[py_io.run_conn].conn)

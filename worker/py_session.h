@@ -151,8 +151,10 @@ typedef struct {
     int              ack_fd;       /* "ack" pipe: read end, the main */
     int              ack_wfd;      /* table's; write end, the I/O thread's */
     uint64_t         drain_progress;   /* bytes the drain sent (atomic) */
-    int              log_fd;       /* copy of nginx's error log, in both */
-                                   /* tables: where wk_log() writes */
+    int              log_fd;       /* copy of fd 2 (the log relay), in */
+                                   /* both tables: where wk_log() writes */
+    int              alive_fd;     /* --alive-fd: nginx's "alive" pipe, */
+                                   /* the I/O thread's alone, or -1 */
     pid_t            pid;          /* this process (not a forked child) */
     char             workdir[32];  /* "/proc/self/fd/N": its working */
                                    /* directory, held open (the code may

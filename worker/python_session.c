@@ -98,6 +98,7 @@ static py_session_t  py_session = {
     .ack_fd = -1,
     .ack_wfd = -1,
     .log_fd = -1,
+    .alive_fd = -1,
     .max_frame = PR_DEFAULT_MAX_FRAME,
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .cond = PTHREAD_COND_INITIALIZER,
@@ -236,6 +237,7 @@ py_session_args(int argc, char **argv, py_session_t *s,
         { "control-fd", required_argument, NULL, 'c' },
         { "workdir",    required_argument, NULL, 'w' },
         { "warmup-fd",  required_argument, NULL, 'W' },
+        { "alive-fd",   required_argument, NULL, 'a' },
         WK_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
@@ -305,6 +307,20 @@ py_session_args(int argc, char **argv, py_session_t *s,
             zc->workdir = optarg;
             break;
 
+        case 'a':
+            errno = 0;
+            v = strtoul(optarg, &end, 10);
+
+            if (errno != 0 || *end != '\0' || end == optarg || v < 3
+                || v > 65535 || fcntl((int) v, F_SETFD, FD_CLOEXEC) == -1)
+            {
+                wk_log("bad --alive-fd \"%s\"", optarg);
+                return -1;
+            }
+
+            s->alive_fd = (int) v;
+            break;
+
         case 'W':
             errno = 0;
             v = strtoul(optarg, &end, 10);
@@ -360,9 +376,9 @@ static void
 py_session_usage(void)
 {
     wk_log("usage: pyrepl-python --listen-fd FD "
-           "[--max-frame BYTES] [--warmup-fd FD]");
+           "[--max-frame BYTES] [--warmup-fd FD] [--alive-fd FD]");
     wk_log("   or: pyrepl-python --zygote --control-fd FD --workdir DIR "
-           "[--max-frame BYTES] [--warmup-fd FD]");
+           "[--max-frame BYTES] [--warmup-fd FD] [--alive-fd FD]");
     wk_log("   either with " WK_CONFINE_USAGE);
 }
 
@@ -657,9 +673,10 @@ py_session_pipes(py_session_t *s)
 /*
  * In the main thread's descriptor table (the I/O thread has its own by
  * now): the pipes become fds 1 and 2, and the listening socket, the
- * output pipes' read ends and the I/O thread's ends of the drain and ack
- * pipes go.  C stdio's stdout, now a pipe, is line-buffered like a
- * terminal's.
+ * output pipes' read ends, the I/O thread's ends of the drain and ack
+ * pipes and nginx's alive pipe go (a snapshot that takes the session over
+ * later has no alive pipe to watch).  C stdio's stdout, now a pipe, is
+ * line-buffered like a terminal's.
  */
 static int
 py_session_redirect(py_session_t *s)
@@ -679,11 +696,14 @@ py_session_redirect(py_session_t *s)
     if (close(s->out_wfd) == -1 || close(s->err_wfd) == -1
         || close(s->out_fd) == -1 || close(s->err_fd) == -1
         || close(s->drain_fd) == -1 || close(s->ack_wfd) == -1
-        || close(s->listen_fd) == -1)
+        || close(s->listen_fd) == -1
+        || (s->alive_fd != -1 && close(s->alive_fd) == -1))
     {
         wk_log("session %s: close() failed: %s", s->id, strerror(errno));
         return -1;
     }
+
+    s->alive_fd = -1;
 
     if (setvbuf(stdout, NULL, _IOLBF, 0) != 0) {
         wk_log("session %s: setvbuf(stdout) failed", s->id);

@@ -16,8 +16,15 @@
  *     keeper never signals a running process, except at shutdown;
  *   - it owns the log relay (sup_relay.c): the stdout and stderr of the
  *     zygote and of every session are a datagram socket whose other end
- *     it reads, passed to each supervisor as its --log-fd, and it writes
- *     what comes in to nginx's error log, attributed and made harmless;
+ *     it reads, passed to each supervisor as its --log-fd (and the end it
+ *     reads as --log-rx-fd, for a successor), and it writes what comes in
+ *     to nginx's error log, attributed and made harmless;
+ *   - its supervisor watches it in turn: told of the keeper's death by a
+ *     parent-death signal (--keeper-pid names the keeper it expects), the
+ *     supervisor execs itself as the keeper with the same descriptors
+ *     (sup_keeper_succeed); that new keeper starts a new supervisor, which
+ *     adopts the live sessions, so killing the keeper, then the
+ *     supervisor, leaves no session unwatched;
  *   - at EOF on the nginx pipe, or SIGTERM, SIGINT or SIGQUIT, it sends
  *     SIGTERM to the supervisor, waits for it to shut down, then kills
  *     whatever children it still has (each one's process group too),
@@ -54,6 +61,7 @@
 #define SUP_KEEPER_MAX_MS     5000
 #define SUP_KEEPER_STOP_MS    (SUP_REAP_WAIT_MS + 2000)
 #define SUP_KEEPER_LOG_FD     5      /* the relay, in the supervisor */
+#define SUP_KEEPER_LOG_RX_FD  6
 
 
 typedef struct {
@@ -66,6 +74,8 @@ typedef struct {
     int                relay_rx;     /* the log relay's ends */
     int                relay_tx;
     char               log_fd[16];   /* "--log-fd"'s value */
+    char               log_rx_fd[16];
+    char               self_pid[16];  /* "--keeper-pid"'s */
     pid_t              pid;          /* the supervisor, 0 while none */
     long               started;
     long               restart_at;   /* 0: not scheduled */
@@ -76,6 +86,7 @@ typedef struct {
 
 static int sup_keeper_lock(sup_keeper_t *k);
 static int sup_keeper_args(sup_keeper_t *k);
+static int sup_keeper_relay(sup_keeper_t *k);
 static void sup_keeper_spawn(sup_keeper_t *k);
 static void sup_keeper_reap(sup_keeper_t *k);
 static int sup_keeper_group_serves(sup_keeper_t *k, pid_t pgid);
@@ -129,7 +140,7 @@ sup_keeper_main(const sup_conf_t *conf)
         || sup_fs_mkdir(conf->socket_dir, 0700, conf->owner_uid,
                         conf->owner_gid) == -1
         || sup_keeper_lock(&k) == -1
-        || sup_relay_open(&k.relay_rx, &k.relay_tx) == -1)
+        || sup_keeper_relay(&k) == -1)
     {
         free(k.argv);
         return 1;
@@ -312,38 +323,175 @@ sup_keeper_lock(sup_keeper_t *k)
 }
 
 
-/* Our argv without --keeper, with the relay's --log-fd: the supervisor's. */
+/*
+ * Our argv without --keeper and the relay's options, with the relay's
+ * descriptors and our pid: the supervisor's.
+ */
 static int
 sup_keeper_args(sup_keeper_t *k)
 {
     int  i, j;
 
-    k->argv = calloc((size_t) k->conf->argc + 3, sizeof(char *));
+    k->argv = calloc((size_t) k->conf->argc + 7, sizeof(char *));
     if (k->argv == NULL) {
         wk_log("out of memory");
         return -1;
     }
 
     for (i = 0, j = 0; i < k->conf->argc; i++) {
-        if (strcmp(k->conf->argv[i], "--keeper") != 0) {
-            k->argv[j++] = k->conf->argv[i];
+        if (strcmp(k->conf->argv[i], "--keeper") == 0) {
+            continue;
         }
+
+        if ((strcmp(k->conf->argv[i], "--log-fd") == 0
+             || strcmp(k->conf->argv[i], "--log-rx-fd") == 0)
+            && i + 1 < k->conf->argc)
+        {
+            i++;
+            continue;
+        }
+
+        k->argv[j++] = k->conf->argv[i];
     }
 
     (void) snprintf(k->log_fd, sizeof(k->log_fd), "%d", SUP_KEEPER_LOG_FD);
+    (void) snprintf(k->log_rx_fd, sizeof(k->log_rx_fd), "%d",
+                    SUP_KEEPER_LOG_RX_FD);
+    (void) snprintf(k->self_pid, sizeof(k->self_pid), "%ld",
+                    (long) getpid());
 
     k->argv[j++] = "--log-fd";
     k->argv[j++] = k->log_fd;
+    k->argv[j++] = "--log-rx-fd";
+    k->argv[j++] = k->log_rx_fd;
+    k->argv[j++] = "--keeper-pid";
+    k->argv[j++] = k->self_pid;
     k->argv[j] = NULL;
 
     return 0;
 }
 
 
+/*
+ * The log relay: the one a supervisor that became the keeper passed on
+ * (so the sessions it leaves keep logging), else a new one.  0 or -1.
+ */
+static int
+sup_keeper_relay(sup_keeper_t *k)
+{
+    int  flags;
+
+    if (k->conf->log_fd == -1 || k->conf->log_rx_fd == -1) {
+        return sup_relay_open(&k->relay_rx, &k->relay_tx);
+    }
+
+    k->relay_tx = k->conf->log_fd;
+    k->relay_rx = k->conf->log_rx_fd;
+
+    flags = fcntl(k->relay_rx, F_GETFD);
+
+    if (flags == -1
+        || fcntl(k->relay_rx, F_SETFD, flags | FD_CLOEXEC) == -1
+        || fcntl(k->relay_tx, F_SETFD, flags | FD_CLOEXEC) == -1)
+    {
+        wk_log("--log-fd %d, --log-rx-fd %d: %s", k->relay_tx, k->relay_rx,
+               strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+sup_keeper_watch(const sup_conf_t *conf)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGUSR1, 0, 0, 0) == -1) {
+        wk_log("prctl(PR_SET_PDEATHSIG) failed: %s", strerror(errno));
+        return -1;
+    }
+
+    /* gone already: the signal was never sent */
+    if (getppid() != conf->keeper_pid) {
+        (void) raise(SIGUSR1);
+    }
+
+    return 0;
+}
+
+
+int
+sup_keeper_gone(const sup_conf_t *conf)
+{
+    return conf->keeper_pid != 0 && getppid() != conf->keeper_pid;
+}
+
+
+void
+sup_keeper_succeed(const sup_conf_t *conf)
+{
+    int     i, j, k, fds[4];
+    char  **argv;
+
+    wk_log("the keeper (pid %ld) is gone: this supervisor becomes the "
+           "keeper, and a new supervisor adopts its sessions",
+           (long) conf->keeper_pid);
+
+    argv = calloc((size_t) conf->argc + 2, sizeof(char *));
+    if (argv == NULL) {
+        wk_log("out of memory");
+        return;
+    }
+
+    argv[0] = conf->argv[0];
+    argv[1] = "--keeper";
+
+    for (i = 1, j = 2; i < conf->argc; i++) {
+        if (strcmp(conf->argv[i], "--keeper-pid") == 0
+            && i + 1 < conf->argc)
+        {
+            i++;
+            continue;
+        }
+
+        argv[j++] = conf->argv[i];
+    }
+
+    argv[j] = NULL;
+
+    /* what the keeper inherits, where the options say */
+    fds[0] = conf->parent_fd;
+    fds[1] = conf->warmup_fd;
+    fds[2] = conf->log_fd;
+    fds[3] = conf->log_rx_fd;
+
+    for (k = 0; k < 4; k++) {
+        if (fds[k] != -1) {
+            (void) fcntl(fds[k], F_SETFD, 0);
+        }
+    }
+
+    (void) prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+
+    execv("/proc/self/exe", argv);
+
+    wk_log("execv(\"/proc/self/exe\") failed: %s; serving on without a "
+           "keeper", strerror(errno));
+
+    for (k = 0; k < 4; k++) {
+        if (fds[k] != -1) {
+            (void) fcntl(fds[k], F_SETFD, FD_CLOEXEC);
+        }
+    }
+
+    free(argv);
+}
+
+
 static void
 sup_keeper_spawn(sup_keeper_t *k)
 {
-    int       to;
+    int       from[2], to[2];
     pid_t     pid;
     sigset_t  none;
 
@@ -360,9 +508,12 @@ sup_keeper_spawn(sup_keeper_t *k)
         sigemptyset(&none);
         (void) sigprocmask(SIG_SETMASK, &none, NULL);
 
-        to = SUP_KEEPER_LOG_FD;
+        from[0] = k->relay_tx;
+        to[0] = SUP_KEEPER_LOG_FD;
+        from[1] = k->relay_rx;
+        to[1] = SUP_KEEPER_LOG_RX_FD;
 
-        if (sup_spawn_fds(&k->relay_tx, &to, 1) == -1) {
+        if (sup_spawn_fds(from, to, 2) == -1) {
             _exit(1);
         }
 
@@ -400,7 +551,8 @@ sup_keeper_signals(sup_keeper_t *k)
             break;
         }
 
-        if (si.ssi_signo != SIGCHLD) {
+        /* SIGUSR1: a supervisor's word for "my keeper died" */
+        if (si.ssi_signo != SIGCHLD && si.ssi_signo != SIGUSR1) {
             wk_log("%s received, shutting down",
                    sigabbrev_np((int) si.ssi_signo));
             stop = 1;

@@ -12,9 +12,15 @@
  * sessions' (nginx made it: PATH, LANG, TMPDIR and pyrepl_env):
  *
  *   pyrepl-python --listen-fd 3 --max-frame N [--warmup-fd 4]
- *   pyrepl-bash --listen-fd 3 --max-frame N
+ *       [--alive-fd 5]
+ *   pyrepl-bash --listen-fd 3 --max-frame N [--alive-fd 5]
  *   pyrepl-python --zygote --control-fd 3 --workdir WORKDIR --max-frame N
- *       [--warmup-fd 4]
+ *       [--warmup-fd 4] [--alive-fd 5]
+ *
+ * --alive-fd is the read end of nginx's "alive" pipe (the supervisor's
+ * --parent-fd): a session process ends by itself when every nginx process
+ * is gone, so that none outlives nginx even when its keeper and its
+ * supervisor were killed together.
  *
  * Nothing private is on a command line, which every process can read:
  * no session id (a session's logs name it by its directory), no warm-up
@@ -43,6 +49,7 @@
 
 #define SUP_LISTEN_FD  3
 #define SUP_WARMUP_FD  4
+#define SUP_ALIVE_FD   5
 
 
 static void sup_spawn_child(const sup_conf_t *conf, const char *id,
@@ -140,6 +147,11 @@ sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
         argv[i++] = "4";
     }
 
+    if (conf->parent_fd != -1) {
+        argv[i++] = "--alive-fd";
+        argv[i++] = "5";
+    }
+
     confine = conf->confine;
     i += wk_confine_argv(&confine, &argv[i]);
 
@@ -198,6 +210,11 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
         argv[i++] = "4";
     }
 
+    if (conf->parent_fd != -1) {
+        argv[i++] = "--alive-fd";
+        argv[i++] = "5";
+    }
+
     confine = conf->confine;
     i += wk_confine_argv(&confine, &argv[i]);
 
@@ -216,15 +233,16 @@ fail:
 
 /*
  * In a forked child: its own session (or only process group), default
- * signal state, fd as fd 3 and, for Python, the warm-up code as fd 4
- * (inheritable), stdin on /dev/null, the log relay as stdout and stderr,
- * dir as cwd, nothing else open above them.  Returns 0 or -1 (logged).
+ * signal state, fd as fd 3, for Python the warm-up code as fd 4 and
+ * nginx's alive pipe as fd 5 (inheritable), stdin on /dev/null, the log
+ * relay as stdout and stderr, dir as cwd, nothing else open above them.
+ * Returns 0 or -1 (logged).
  */
 static int
 sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
     int listen_fd, int python, const char *dir)
 {
-    int               sig, fd, n, from[4], to[4];
+    int               sig, fd, n, from[5], to[5];
     sigset_t          set;
     struct sigaction  sa;
 
@@ -260,6 +278,11 @@ sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
         to[n++] = SUP_WARMUP_FD;
     }
 
+    if (conf->parent_fd != -1) {
+        from[n] = conf->parent_fd;
+        to[n++] = SUP_ALIVE_FD;
+    }
+
     if (conf->log_fd != -1) {
         from[n] = conf->log_fd;
         to[n++] = STDOUT_FILENO;
@@ -288,8 +311,16 @@ sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
         return -1;
     }
 
-    return sup_spawn_close_from((python && conf->warmup_fd != -1)
-                                ? SUP_WARMUP_FD + 1 : SUP_LISTEN_FD + 1);
+    /* the slots not filled stay empty */
+    if (!python || conf->warmup_fd == -1) {
+        (void) close(SUP_WARMUP_FD);
+    }
+
+    if (conf->parent_fd == -1) {
+        (void) close(SUP_ALIVE_FD);
+    }
+
+    return sup_spawn_close_from(SUP_ALIVE_FD + 1);
 }
 
 

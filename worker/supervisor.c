@@ -151,7 +151,9 @@ main(int argc, char **argv)
 
     wk_log("listening on \"%s\"", st.sock_path);
 
-    rc = sup_loop(&conf, &st);
+    while ((rc = sup_loop(&conf, &st)) == 2) {
+        sup_keeper_succeed(&conf);
+    }
 
     sup_shutdown(&conf, &st);
 
@@ -198,6 +200,8 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
         { "pool-min-idle", required_argument, NULL, 'n' },
         { "warmup-fd",  required_argument, NULL, 'W' },
         { "log-fd",     required_argument, NULL, 'L' },
+        { "log-rx-fd",  required_argument, NULL, 'R' },
+        { "keeper-pid", required_argument, NULL, 'K' },
         { "keeper",     no_argument,       NULL, 'k' },
         { "bash",       required_argument, NULL, 'b' },
         { "checkpoint-dir", required_argument, NULL, 'C' },
@@ -209,6 +213,7 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
     conf->parent_fd = -1;
     conf->warmup_fd = -1;
     conf->log_fd = -1;
+    conf->log_rx_fd = -1;
     conf->owner_uid = (uid_t) -1;
     conf->owner_gid = (gid_t) -1;
     conf->max_frame = PR_DEFAULT_MAX_FRAME;
@@ -305,6 +310,22 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
                 return -1;
             }
             conf->log_fd = (int) v;
+            break;
+
+        case 'R':
+            if (sup_parse_num("--log-rx-fd", optarg, INT_MAX, &v) == -1) {
+                return -1;
+            }
+            conf->log_rx_fd = (int) v;
+            break;
+
+        case 'K':
+            if (sup_parse_num("--keeper-pid", optarg, INT_MAX, &v) == -1
+                || v < 2)
+            {
+                return -1;
+            }
+            conf->keeper_pid = (pid_t) v;
             break;
 
         case 'k':
@@ -406,6 +427,7 @@ sup_signals(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGUSR1);
 
     if (sigprocmask(SIG_SETMASK, &set, NULL) == -1) {
         wk_log("sigprocmask() failed: %s", strerror(errno));
@@ -422,7 +444,10 @@ sup_signals(void)
 }
 
 
-/* Drain the signalfd; returns 1 if a shutdown signal came, else 0. */
+/*
+ * Drain the signalfd; returns 1 if a shutdown signal came, 2 if the
+ * keeper died (SIGUSR1, see sup_keeper_watch), else 0.
+ */
 static int
 sup_signal_read(const sup_conf_t *conf, int sigfd)
 {
@@ -455,6 +480,12 @@ sup_signal_read(const sup_conf_t *conf, int sigfd)
 
         if (si.ssi_signo == SIGCHLD) {
             chld = 1;
+
+        } else if (si.ssi_signo == SIGUSR1) {
+            /* the keeper's death (sup_keeper_watch), if it is gone */
+            if (sup_keeper_gone(conf) && stop == 0) {
+                stop = 2;
+            }
 
         } else {
             wk_log("%s received, shutting down",
@@ -512,10 +543,11 @@ sup_parent_gone(int fd, short revents)
 static int
 sup_start(const sup_conf_t *conf, sup_state_t *st)
 {
-    int          i, flags, fds[3];
+    int          i, flags, fds[4];
     struct stat  sb;
 
-    static const char  *opts[3] = { "--parent-fd", "--warmup-fd", "--log-fd" };
+    static const char  *opts[4] = { "--parent-fd", "--warmup-fd", "--log-fd",
+                                    "--log-rx-fd" };
 
     memset(st, 0, sizeof(sup_state_t));
     st->sigfd = -1;
@@ -544,8 +576,9 @@ sup_start(const sup_conf_t *conf, sup_state_t *st)
     fds[0] = conf->parent_fd;
     fds[1] = conf->warmup_fd;
     fds[2] = conf->log_fd;
+    fds[3] = conf->log_rx_fd;
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         if (fds[i] == -1) {
             continue;
         }
@@ -568,7 +601,9 @@ sup_start(const sup_conf_t *conf, sup_state_t *st)
     sup_raise_nofile();
 
     st->sigfd = sup_signals();
-    if (st->sigfd == -1) {
+    if (st->sigfd == -1
+        || (conf->keeper_pid != 0 && sup_keeper_watch(conf) == -1))
+    {
         return -1;
     }
 
@@ -680,7 +715,10 @@ sup_timeout(long now, long resume)
 }
 
 
-/* Serve until told to stop; returns the exit status. */
+/*
+ * Serve until told to stop; returns the exit status, or 2 when the keeper
+ * died (the caller then becomes the keeper: sup_keeper_succeed).
+ */
 static int
 sup_loop(const sup_conf_t *conf, sup_state_t *st)
 {
@@ -795,7 +833,7 @@ sup_loop(const sup_conf_t *conf, sup_state_t *st)
 
     free(pfd);
 
-    return 0;
+    return (stop == 2) ? 2 : 0;
 }
 
 

@@ -63,6 +63,8 @@ typedef struct {
     const char  *checkpoint_dir;  /* --checkpoint-dir, or NULL */
     int          warmup_fd;    /* --warmup-fd: the warm-up code, or -1 */
     int          log_fd;       /* --log-fd: the keeper's relay, or -1 */
+    int          log_rx_fd;    /* --log-rx-fd: its other end, or -1 */
+    pid_t        keeper_pid;   /* --keeper-pid: our keeper, or 0 */
     int          parent_fd;    /* -1 when not given */
     uid_t        owner_uid;    /* (uid_t) -1 when not given */
     gid_t        owner_gid;    /* (gid_t) -1 when not given */
@@ -508,5 +510,23 @@ int sup_std_fds(void);
 
 /* Be the keeper (--keeper); returns the exit status. */
 int sup_keeper_main(const sup_conf_t *conf);
+
+/*
+ * In a supervisor with --keeper-pid: SIGUSR1 (its signalfd's) when the
+ * keeper dies, raised at once if it is gone already.  0 or -1 (logged).
+ */
+int sup_keeper_watch(const sup_conf_t *conf);
+
+/* Whether the keeper this supervisor was started by is gone. */
+int sup_keeper_gone(const sup_conf_t *conf);
+
+/*
+ * The keeper is gone: exec this binary as the keeper, with the same
+ * options and descriptors (parent pipe, warm-up code, log relay).  The
+ * live sessions stay this process's children and in the journal; the
+ * new keeper's supervisor adopts them.  Returns only if the exec failed
+ * (logged): the supervisor then serves on without a keeper.
+ */
+void sup_keeper_succeed(const sup_conf_t *conf);
 
 #endif /* SUPERVISOR_H */
