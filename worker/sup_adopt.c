@@ -27,6 +27,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -160,7 +161,7 @@ sup_adopt_pool(const sup_conf_t *conf, const sup_jrec_t *r)
 
     if (sup_paths(conf, r->name, sock, dir) == 0) {
         (void) sup_fs_unlink(sock);
-        (void) sup_fs_rmtree(dir);
+        (void) sup_fs_rmtree(AT_FDCWD, dir);
     }
 }
 
@@ -331,11 +332,8 @@ sup_adopt_sweep_dirs(const sup_conf_t *conf)
     d = opendir(conf->workdir);
     if (d != NULL) {
         while ((de = readdir(d)) != NULL) {
-            if (strncmp(de->d_name, SUP_POOL_PREFIX, plen) == 0
-                && sup_fs_path(path, sizeof(path), conf->workdir,
-                               de->d_name, "") == 0)
-            {
-                (void) sup_fs_rmtree(path);
+            if (strncmp(de->d_name, SUP_POOL_PREFIX, plen) == 0) {
+                (void) sup_fs_rmtree(dirfd(d), de->d_name);
             }
         }
 
@@ -429,7 +427,7 @@ sup_adopt_event(const sup_conf_t *conf)
             twin = sup_session_find(id);
 
             if (twin == NULL && sup_paths(conf, id, sock, dir) == 0) {
-                (void) sup_fs_rmtree(dir);
+                (void) sup_fs_rmtree(AT_FDCWD, dir);
             }
         }
 

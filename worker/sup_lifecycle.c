@@ -38,6 +38,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -243,7 +244,7 @@ fail:
         (void) sup_fs_unlink(sock);
     }
 
-    (void) sup_fs_rmtree(dir);
+    (void) sup_fs_rmtree(AT_FDCWD, dir);
 
     return -1;
 }
@@ -359,7 +360,6 @@ sup_uid_leftovers(const sup_conf_t *conf, pid_t pgid)
     size_t          i;
     struct stat     st;
     struct dirent  *de;
-    char            path[PATH_MAX];
 
     static const char  *shared[] = { "/tmp", "/var/tmp", "/dev/shm" };
 
@@ -378,9 +378,9 @@ sup_uid_leftovers(const sup_conf_t *conf, pid_t pgid)
 
         while ((de = readdir(d)) != NULL) {
             if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0
-                || snprintf(path, sizeof(path), "%s/%s", shared[i],
-                            de->d_name) >= (int) sizeof(path)
-                || lstat(path, &st) == -1 || st.st_uid != uid)
+                || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW)
+                   == -1
+                || st.st_uid != uid)
             {
                 continue;
             }
@@ -391,7 +391,7 @@ sup_uid_leftovers(const sup_conf_t *conf, pid_t pgid)
                 killed = 1;
             }
 
-            (void) sup_fs_rmtree(path);
+            (void) sup_fs_rmtree(dirfd(d), de->d_name);
         }
 
         (void) closedir(d);
@@ -437,7 +437,7 @@ sup_remove_files(const sup_conf_t *conf, const char *id)
     }
 
     (void) sup_fs_unlink(sock);
-    (void) sup_fs_rmtree(dir);
+    (void) sup_fs_rmtree(AT_FDCWD, dir);
 }
 
 
@@ -593,7 +593,7 @@ sup_reap(const sup_conf_t *conf)
         twin = sup_session_find(s->id);
 
         if (twin == NULL && sup_paths(conf, s->id, sock, dir) == 0) {
-            (void) sup_fs_rmtree(dir);
+            (void) sup_fs_rmtree(AT_FDCWD, dir);
         }
 
         sup_session_remove(s);

@@ -581,7 +581,7 @@ sup_pool_files(const sup_conf_t *conf, const char *name)
 
     if (sup_paths(conf, name, sock, dir) == 0) {
         (void) sup_fs_unlink(sock);
-        (void) sup_fs_rmtree(dir);
+        (void) sup_fs_rmtree(AT_FDCWD, dir);
     }
 }
 

@@ -24,7 +24,8 @@
  *   sup_spawn.c      fork and exec of one session process or the zygote
  *   sup_sessions.c   the id -> pid table
  *   sup_listen.c     Unix listening sockets
- *   sup_fs.c         directories, the recursive removal, the pid file
+ *   sup_fs.c         directories, the descriptor-relative recursive
+ *                    removal, the pid file
  *   sup_checkpoint.c checkpoint files in and out of session directories
  */
 
@@ -93,10 +94,14 @@ typedef struct {
 int sup_fs_mkdir(const char *path, mode_t mode, uid_t uid, gid_t gid);
 
 /*
- * Remove path and everything below it without following symlinks.
- * A missing path is success.  Returns 0 or -1 (logged).
+ * Remove name in the directory dirfd and everything below it (AT_FDCWD:
+ * name is a path whose components but the last are the supervisor's own
+ * directories).  Descriptor-relative and never following a symlink: a
+ * symlink, the top included, is removed itself; no directory but the top's
+ * subdirectories on its file system is entered (sup_fs.c).  A missing name
+ * is success.  Returns 0, or -1 (logged) if something is left.
  */
-int sup_fs_rmtree(const char *path);
+int sup_fs_rmtree(int dirfd, const char *name);
 
 /* unlink(2) that treats a missing file as success; -1 is logged. */
 int sup_fs_unlink(const char *path);
