@@ -374,9 +374,8 @@ void
 sup_adopt_event(const sup_conf_t *conf)
 {
     int                 i, n;
-    sup_session_t      *s, *twin;
+    sup_session_t      *s;
     struct epoll_event  evs[SUP_ADOPT_EVENTS];
-    char                sock[PATH_MAX], dir[PATH_MAX], id[SUP_ID_LEN + 1];
 
     if (sup_adopt_epfd == -1) {
         return;
@@ -410,25 +409,14 @@ sup_adopt_event(const sup_conf_t *conf)
                 wk_log("session %s (pid %ld) crashed: the adopted process "
                        "exited", s->id, (long) s->pid);
 
-                if (sup_paths(conf, s->id, sock, dir) == 0) {
-                    (void) sup_fs_unlink(sock);
-                }
-
-                s->state = SUP_S_DEAD;
+                sup_dead(conf, s);
                 s->adopted = 0;
                 s->pid = 0;
                 continue;
             }
 
-            /* KILLED: as in sup_reap() */
-            memcpy(id, s->id, sizeof(id));
+            /* KILLED: its files go with the purge (sup_lifecycle.c) */
             sup_session_remove(s);
-
-            twin = sup_session_find(id);
-
-            if (twin == NULL && sup_paths(conf, id, sock, dir) == 0) {
-                (void) sup_fs_rmtree(AT_FDCWD, dir);
-            }
         }
 
     } while (n == SUP_ADOPT_EVENTS);

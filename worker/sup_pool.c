@@ -261,6 +261,14 @@ sup_pool_forked(const sup_conf_t *conf, uint32_t seq, pid_t pid, int err)
 
     sup_journal_add(SUP_J_POOL, p->name, p->pid, p->start);
 
+    if (sup_pid_in_use(pid)) {
+        /* it has the uid of a session whose files are not removed yet */
+        wk_log("pool process %s (pid %ld) has the first pid of a session "
+               "not removed yet: killed", p->name, (long) pid);
+        sup_proc_kill(pid, p->name);
+        p->killed = 1;
+    }
+
     sup_pool_serve(conf);
     sup_pool_fill(conf);
 }

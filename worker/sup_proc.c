@@ -1,9 +1,10 @@
 /*
  * sup_proc.c: what the supervisor and the keeper learn about processes
  * that are not (or no longer) their children: /proc/<pid>/stat (state,
- * parent, process group, start time, name) and pidfds.  A pid alone can
- * be reused; a pid with its start time names one process, and a pidfd
- * opened while that pair matched keeps naming it.
+ * parent, process group, start time, name), the uids in
+ * /proc/<pid>/status, and pidfds.  A pid alone can be reused; a pid with
+ * its start time names one process, and a pidfd opened while that pair
+ * matched keeps naming it.
  */
 
 #include <errno.h>
@@ -97,6 +98,68 @@ sup_proc_stat(pid_t pid, sup_proc_t *p)
             p->start = v;
         }
 
+        s = end;
+    }
+
+    return 0;
+}
+
+
+int
+sup_proc_status(pid_t pid, char *state, uid_t uid[4])
+{
+    int            fd, i;
+    char          *s, *end;
+    ssize_t        n;
+    unsigned long  v;
+    char           path[64], buf[1024];
+
+    (void) snprintf(path, sizeof(path), "/proc/%ld/status", (long) pid);
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return -1;
+    }
+
+    do {
+        n = read(fd, buf, sizeof(buf) - 1);
+    } while (n == -1 && errno == EINTR);
+
+    (void) close(fd);
+
+    if (n <= 0) {
+        errno = ENOENT;    /* gone between open and read */
+        return -1;
+    }
+
+    buf[n] = '\0';
+
+    /* "State:\tS (sleeping)\n" comes before "Uid:\tR\tE\tS\tF\n" */
+    s = strstr(buf, "\nState:\t");
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+
+    *state = s[sizeof("\nState:\t") - 1];
+
+    s = strstr(s, "\nUid:");
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+
+    s += sizeof("\nUid:") - 1;
+
+    for (i = 0; i < 4; i++) {
+        v = strtoul(s, &end, 10);
+
+        if (end == s) {
+            errno = EINVAL;
+            return -1;
+        }
+
+        uid[i] = (uid_t) v;
         s = end;
     }
 

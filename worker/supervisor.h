@@ -15,7 +15,8 @@
  *   sup_client.c     control connections from nginx workers: accept, read
  *                    requests, queue and flush replies, deferred replies
  *   sup_request.c    validate a request frame and build its reply
- *   sup_lifecycle.c  create, kill, reap and kill-all of session processes
+ *   sup_lifecycle.c  create, kill, reap and kill-all of session processes,
+ *                    the purge of what a killed or crashed session runs
  *   sup_pool.c       the pool of forked, unassigned sessions; waiters
  *   sup_zygote.c     starting and watching the zygote, its channel
  *   sup_adopt.c      adopting a previous supervisor's sessions (pidfds)
@@ -219,6 +220,14 @@ typedef struct {
 int sup_proc_stat(pid_t pid, sup_proc_t *p);
 
 /*
+ * From /proc/<pid>/status, pid's state letter and its real, effective,
+ * saved and file-system uids (the owner of /proc/<pid> is root for a
+ * process that is not dumpable, as sessions are, whatever its uids).
+ * Returns 0, or -1 (errno ENOENT: no such process).
+ */
+int sup_proc_status(pid_t pid, char *state, uid_t uid[4]);
+
+/*
  * A pidfd for pid if it is alive and started at start (0: any start
  * time), else -1 (ESRCH).  Close-on-exec.
  */
@@ -358,7 +367,29 @@ int sup_id_taken(const sup_conf_t *conf, const char *id, sup_err_t *err);
 
 int sup_paths(const sup_conf_t *conf, const char *name, char *sock,
     char *dir);
+
+/*
+ * Kill session id: its socket is unlinked at once, its process group gets
+ * SIGKILL, and sup_purge_timer() kills every other process of it and then
+ * removes its files (the purge, sup_lifecycle.c); those of a crashed
+ * session, whose processes are gone, and an unknown id's leftovers go at
+ * once.
+ */
 void sup_kill(const sup_conf_t *conf, const char *id);
+
+/*
+ * Session s's process died (it was LIVE): its socket is unlinked, the
+ * entry becomes DEAD and the rest of its processes are purged (its files
+ * stay until a kill).
+ */
+void sup_dead(const sup_conf_t *conf, sup_session_t *s);
+
+/*
+ * Whether pid is the first pid of a session that is dead or being purged:
+ * a new process with that pid has its uid (or session id) and must not
+ * serve a session.
+ */
+int sup_pid_in_use(pid_t pid);
 
 /*
  * Session id is served by pid from now on (a rollback's snapshot, in the
@@ -369,7 +400,16 @@ int sup_move(const sup_conf_t *conf, const char *id, pid_t pid,
     sup_err_t *err);
 void sup_reap(const sup_conf_t *conf);
 void sup_kill_all(const sup_conf_t *conf);
+
+/* Processes not reaped yet, and purges not done yet (at shutdown). */
 size_t sup_unreaped(void);
+
+/* The purges' next scan: milliseconds until it is due, or -1. */
+long sup_purge_timeout(long now);
+void sup_purge_timer(const sup_conf_t *conf, long now);
+
+/* Shutdown: log the purges not done (files left) and forget them. */
+void sup_purge_give_up(void);
 
 /* The sweep for what dead sessions left behind (see sup_lifecycle.c). */
 long sup_sweep_timeout(long now);
