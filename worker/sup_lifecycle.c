@@ -108,7 +108,6 @@ static int sup_purge_add(const char *id, pid_t pgid, int files);
 static sup_purge_t *sup_purge_find(const char *id);
 static void sup_purge_scan(const sup_conf_t *conf);
 static void sup_purge_proc(const sup_conf_t *conf, pid_t pid);
-static int sup_purge_threads(pid_t pid);
 static void sup_purge_files(const sup_conf_t *conf, const char *id);
 static int sup_purge_by_uid(const sup_conf_t *conf);
 static void sup_uid_leftovers(uid_t uid);
@@ -718,7 +717,7 @@ sup_purge_proc(const sup_conf_t *conf, pid_t pid)
          * exit_group(2)): the kill takes them all.
          */
         if (live == -1) {
-            live = (state != 'Z' || sup_purge_threads(pid));
+            live = (state != 'Z' || sup_proc_zombie_runs(pid));
         }
 
         if (!live) {
@@ -732,36 +731,6 @@ sup_purge_proc(const sup_conf_t *conf, pid_t pid)
 
         g->alive++;
     }
-}
-
-
-/* Whether a zombie pid still has threads (its /proc task/ lists more). */
-static int
-sup_purge_threads(pid_t pid)
-{
-    int             n;
-    DIR            *d;
-    struct dirent  *de;
-    char            path[64];
-
-    (void) snprintf(path, sizeof(path), "/proc/%ld/task", (long) pid);
-
-    d = opendir(path);
-    if (d == NULL) {
-        return 0;
-    }
-
-    n = 0;
-
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] != '.') {
-            n++;
-        }
-    }
-
-    (void) closedir(d);
-
-    return n > 1;
 }
 
 
@@ -1081,7 +1050,8 @@ sup_sweep(const sup_conf_t *conf)
         pid = (pid_t) strtol(de->d_name, NULL, 10);
 
         if (sup_proc_stat(pid, &p) == -1 || p.ppid != self
-            || p.state == 'Z' || sup_sweep_spares(conf, pid, &p))
+            || (p.state == 'Z' && !sup_proc_zombie_runs(pid))
+            || sup_sweep_spares(conf, pid, &p))
         {
             continue;
         }

@@ -2,11 +2,12 @@
  * sup_proc.c: what the supervisor and the keeper learn about processes
  * that are not (or no longer) their children: /proc/<pid>/stat (state,
  * parent, process group, start time, name), the uids in
- * /proc/<pid>/status, and pidfds.  A pid alone can be reused; a pid with
- * its start time names one process, and a pidfd opened while that pair
- * matched keeps naming it.
+ * /proc/<pid>/status, whether a zombie still has threads, and pidfds.  A
+ * pid alone can be reused; a pid with its start time names one process,
+ * and a pidfd opened while that pair matched keeps naming it.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -164,6 +165,35 @@ sup_proc_status(pid_t pid, char *state, uid_t uid[4])
     }
 
     return 0;
+}
+
+
+int
+sup_proc_zombie_runs(pid_t pid)
+{
+    int             n;
+    DIR            *d;
+    struct dirent  *de;
+    char            path[64];
+
+    (void) snprintf(path, sizeof(path), "/proc/%ld/task", (long) pid);
+
+    d = opendir(path);
+    if (d == NULL) {
+        return 0;
+    }
+
+    n = 0;
+
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] != '.') {
+            n++;
+        }
+    }
+
+    (void) closedir(d);
+
+    return n > 1;
 }
 
 

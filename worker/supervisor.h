@@ -228,6 +228,13 @@ int sup_proc_stat(pid_t pid, sup_proc_t *p);
 int sup_proc_status(pid_t pid, char *state, uid_t uid[4]);
 
 /*
+ * Whether pid, a zombie, still has threads that run: its first thread
+ * called exit(2), not exit_group(2) (/proc/<pid>/task lists more).  A
+ * kill of pid takes them all.
+ */
+int sup_proc_zombie_runs(pid_t pid);
+
+/*
  * A pidfd for pid if it is alive and started at start (0: any start
  * time), else -1 (ESRCH).  Close-on-exec.
  */
