@@ -21,16 +21,24 @@
 #include "wk_log.h"
 
 
-int
-sup_proc_stat(pid_t pid, sup_proc_t *p)
-{
-    int                 fd, i;
-    char               *s, *e, *end;
-    ssize_t             n;
-    unsigned long long  v;
-    char                path[64], buf[1024];
+#define SUP_PROC_BUF  1024    /* the start of a stat or status file */
 
-    (void) snprintf(path, sizeof(path), "/proc/%ld/stat", (long) pid);
+
+static int sup_proc_read(pid_t pid, const char *file, char *buf);
+
+
+/*
+ * The first SUP_PROC_BUF - 1 bytes of /proc/<pid>/<file> into buf, NUL
+ * terminated.  Returns 0, or -1 (errno ENOENT: no such process).
+ */
+static int
+sup_proc_read(pid_t pid, const char *file, char *buf)
+{
+    int      fd;
+    ssize_t  n;
+    char     path[64];
+
+    (void) snprintf(path, sizeof(path), "/proc/%ld/%s", (long) pid, file);
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd == -1) {
@@ -38,7 +46,7 @@ sup_proc_stat(pid_t pid, sup_proc_t *p)
     }
 
     do {
-        n = read(fd, buf, sizeof(buf) - 1);
+        n = read(fd, buf, SUP_PROC_BUF - 1);
     } while (n == -1 && errno == EINTR);
 
     (void) close(fd);
@@ -49,6 +57,23 @@ sup_proc_stat(pid_t pid, sup_proc_t *p)
     }
 
     buf[n] = '\0';
+
+    return 0;
+}
+
+
+int
+sup_proc_stat(pid_t pid, sup_proc_t *p)
+{
+    int                 i;
+    char               *s, *e, *end;
+    ssize_t             n;
+    unsigned long long  v;
+    char                buf[SUP_PROC_BUF];
+
+    if (sup_proc_read(pid, "stat", buf) == -1) {
+        return -1;
+    }
 
     /* "pid (comm) state ppid pgrp ..."; comm may hold spaces and ')' */
     s = strchr(buf, '(');
@@ -109,31 +134,14 @@ sup_proc_stat(pid_t pid, sup_proc_t *p)
 int
 sup_proc_status(pid_t pid, char *state, uid_t uid[4])
 {
-    int            fd, i;
+    int            i;
     char          *s, *end;
-    ssize_t        n;
     unsigned long  v;
-    char           path[64], buf[1024];
+    char           buf[SUP_PROC_BUF];
 
-    (void) snprintf(path, sizeof(path), "/proc/%ld/status", (long) pid);
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
+    if (sup_proc_read(pid, "status", buf) == -1) {
         return -1;
     }
-
-    do {
-        n = read(fd, buf, sizeof(buf) - 1);
-    } while (n == -1 && errno == EINTR);
-
-    (void) close(fd);
-
-    if (n <= 0) {
-        errno = ENOENT;    /* gone between open and read */
-        return -1;
-    }
-
-    buf[n] = '\0';
 
     /* "State:\tS (sleeping)\n" comes before "Uid:\tR\tE\tS\tF\n" */
     s = strstr(buf, "\nState:\t");
