@@ -509,19 +509,16 @@ sup_dead(const sup_conf_t *conf, sup_session_t *s)
 static int
 sup_purge_add(const char *id, pid_t pgid, int files)
 {
-    size_t        n;
     sup_purge_t  *p;
 
     if (sup_npurges == sup_cpurges) {
-        n = sup_cpurges ? sup_cpurges * 2 : 16;
-
-        p = realloc(sup_purges, n * sizeof(sup_purge_t));
+        p = sup_grow(sup_purges, &sup_cpurges, sizeof(sup_purge_t), 16,
+                     "the purges");
         if (p == NULL) {
             return -1;
         }
 
         sup_purges = p;
-        sup_cpurges = n;
     }
 
     p = &sup_purges[sup_npurges++];

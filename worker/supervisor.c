@@ -638,6 +638,27 @@ sup_raise_nofile(void)
 }
 
 
+void *
+sup_grow(void *array, size_t *cap, size_t size, size_t first,
+    const char *what)
+{
+    size_t   n;
+    void    *p;
+
+    n = *cap ? *cap * 2 : first;
+
+    p = realloc(array, n * size);
+    if (p == NULL) {
+        wk_log("cannot grow %s to %zu entries", what, n);
+        return NULL;
+    }
+
+    *cap = n;
+
+    return p;
+}
+
+
 long
 sup_now_ms(void)
 {

@@ -544,6 +544,14 @@ int sup_client_reply(const sup_conf_t *conf, sup_client_t *client,
 
 /* supervisor.c */
 
+/*
+ * The array of *cap elements of size bytes, grown by realloc() to twice
+ * as many (first, when it has none); *cap is updated.  NULL when out of
+ * memory (logged, naming what), the array left as it was.
+ */
+void *sup_grow(void *array, size_t *cap, size_t size, size_t first,
+    const char *what);
+
 long sup_now_ms(void);
 
 /* Ignore SIGHUP and SIGPIPE, block the others; a signalfd for them. */
