@@ -19,23 +19,10 @@
 #include <unistd.h>
 
 #include "supervisor.h"
+#include "unit.h"
 
 
 #define DEEP  3000    /* levels of 9 bytes: a path of 27000 bytes */
-
-
-static int  passed, failed;
-
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (cond) {                                                          \
-            passed++;                                                        \
-        } else {                                                             \
-            failed++;                                                        \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-        }                                                                    \
-    } while (0)
 
 
 static int   base;               /* the test's directory */
