@@ -9,6 +9,7 @@ directives (the defaults, except those the fixtures set).
 """
 
 import os
+import platform
 import shutil
 import textwrap
 
@@ -81,14 +82,20 @@ def session_pid(nginx, sid):
 
 
 def uid_processes(uid):
+    """Processes with uid as their real, effective, saved or file-system
+    uid, zombies included.  From /proc/PID/status: /proc/PID itself is
+    root's for a process that is not dumpable, as sessions are."""
     found = []
     for p in os.listdir("/proc"):
         if p.isdigit():
             try:
-                if os.stat(f"/proc/{p}").st_uid == uid:
-                    found.append(int(p))
+                with open(f"/proc/{p}/status") as f:
+                    status = f.read()
             except OSError:
-                pass
+                continue
+            uids = status.split("\nUid:")[1].split("\n")[0].split()
+            if str(uid) in uids:
+                found.append(int(p))
     return found
 
 
@@ -507,4 +514,170 @@ def test_what_a_session_leaves_in_shared_temp_dirs_goes_with_it(nginx,
     assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
     wait_for(lambda: not any(os.path.exists(p) for p in left),
              what="the session's files in /tmp and /dev/shm to go")
+    contained(nginx, victim)
+
+
+# deleting a session ----------------------------------------------------------
+
+# Folders of files named like the target's (and more, so that a walk
+# through them takes a while), each with a symlink to the target next to
+# it, and processes that left the session's process group and session id
+# (setsid) swapping each folder with its link through renameat2(2)'s
+# RENAME_EXCHANGE, round after round: a removal that walks paths unlinks
+# the target's files through the links.  One of them swaps from a thread
+# while its first thread has exited (a zombie that runs).
+SWAPPER = """
+import ctypes, os, threading
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+
+def exchange(a, b):
+    return libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
+
+def swap(pairs):
+    while True:
+        for a, b in pairs:
+            exchange(a, b)
+
+pairs = []
+for i in range({pairs}):
+    d, l = b"d%d" % i, b"l%d" % i
+    os.mkdir(d)
+    for n in {names!r} + ["z%d" % j for j in range(2000)]:
+        open(os.path.join(d, n.encode()), "w").close()
+    os.symlink({target!r}, l)
+    pairs.append((d, l))
+for _ in range(2):
+    assert exchange(*pairs[0]) == 0, os.strerror(ctypes.get_errno())
+for i in range({swappers}):
+    if os.fork() == 0:
+        os.setsid()
+        mine = pairs[i::{swappers}]
+        if i == 0:
+            threading.Thread(target=swap, args=(mine,)).start()
+            libc.syscall({sys_exit}, 0)
+        swap(mine)
+print("swapping")
+"""
+
+SYS_EXIT = {"x86_64": 60, "aarch64": 93}
+SWAPPERS = 4
+
+
+def delete_while_swapping(nginx, target, names, pairs):
+    """A session swaps folders with links to target (SWAPPER) and is
+    deleted; returns its uid and its working directory."""
+    if platform.machine() not in SYS_EXIT:
+        pytest.skip(f"no exit(2) number for {platform.machine()}")
+    sid = nginx.create()
+    uid = UID_BASE + session_pid(nginx, sid)
+    out = out_of(nginx, sid, SWAPPER.format(
+        pairs=pairs, names=names, target=target.encode(), swappers=SWAPPERS,
+        sys_exit=SYS_EXIT[platform.machine()]))
+    assert out == "swapping\n"
+    # the session process and every swapper
+    wait_for(lambda: len(uid_processes(uid)) == 1 + SWAPPERS,
+             what="the swappers to start")
+    assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
+    return uid, os.path.join(nginx.prefix, "work", sid)
+
+
+def gone_after_swaps(uid, workdir):
+    wait_for(lambda: not os.path.exists(workdir),
+             what="the working directory to go")
+    wait_for(lambda: not uid_processes(uid),
+             what="every process of the session's uid to be gone")
+
+
+def test_a_delete_racing_symlink_swaps_removes_nothing_outside(nginx,
+                                                              victim):
+    target = os.path.join(nginx.prefix, "root-only")
+    os.mkdir(target, 0o700)
+    names = ["f%03d" % i for i in range(300)]
+    for n in names:
+        with open(os.path.join(target, n), "w") as f:
+            f.write("root's")
+    uid, workdir = delete_while_swapping(nginx, target, names, pairs=12)
+    assert sorted(os.listdir(target)) == names
+    gone_after_swaps(uid, workdir)
+    assert sorted(os.listdir(target)) == names
+    contained(nginx, victim)
+
+
+def test_a_delete_racing_symlink_swaps_leaves_the_sockets(nginx, victim):
+    run_dir = os.path.join(nginx.prefix, "run")
+    names = [victim[0] + ".sock", "supervisor.sock", "supervisor.pid"]
+    uid, workdir = delete_while_swapping(nginx, run_dir, names, pairs=12)
+    gone_after_swaps(uid, workdir)
+    for n in names:
+        assert os.path.exists(os.path.join(run_dir, n)), n
+    contained(nginx, victim)
+
+
+def test_what_a_crashed_session_left_running_is_killed(nginx, victim):
+    if platform.machine() not in SYS_EXIT:
+        pytest.skip(f"no exit(2) number for {platform.machine()}")
+    sid = nginx.create()
+    uid = UID_BASE + session_pid(nginx, sid)
+    # a process of its own session whose first thread exits: a zombie
+    # whose other thread runs on; then the session process dies
+    r = run(nginx, sid, f"""
+        import ctypes, os, signal, threading, time
+        if os.fork() == 0:
+            os.setsid()
+            threading.Thread(target=time.sleep, args=(1000,)).start()
+            ctypes.CDLL(None).syscall({SYS_EXIT[platform.machine()]}, 0)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    assert r["status"] == "crashed", r
+    wait_for(lambda: not uid_processes(uid),
+             what="every process of the crashed session's uid to be gone")
+    assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
+    contained(nginx, victim)
+
+
+def test_a_tree_deeper_than_a_path_is_removed(nginx, victim):
+    sid = nginx.create()
+    out = out_of(nginx, sid, """
+        import os
+        fd = os.open(".", os.O_RDONLY)
+        for _ in range(1000):
+            os.mkdir("dddddddd", dir_fd=fd)
+            deeper = os.open("dddddddd", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+        os.close(os.open("bottom", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+        print("deep")
+        """)
+    assert out == "deep\n"
+    workdir = os.path.join(nginx.prefix, "work", sid)
+    assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
+    wait_for(lambda: not os.path.exists(workdir),
+             what="the working directory to go")
+    contained(nginx, victim)
+
+
+def test_what_a_session_leaves_in_run_lock_goes_with_it(nginx, victim):
+    if not os.path.isdir("/run/lock"):
+        pytest.skip("no /run/lock on this machine")
+    sid = nginx.create()
+    uid = UID_BASE + session_pid(nginx, sid)
+    out = out_of(nginx, sid, """
+        import os
+        try:
+            with open("/run/lock/pyrepl-left-%d" % os.getuid(), "w") as f:
+                f.write("lock")
+            print("written")
+        except OSError as e:
+            print(e.strerror)
+        """)
+    if out != "written\n":
+        nginx.http.delete(f"{nginx.url}/session/{sid}")
+        pytest.skip("/run/lock is not writable by a session: " + out.strip())
+    left = f"/run/lock/pyrepl-left-{uid}"
+    assert os.path.exists(left)
+    assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
+    wait_for(lambda: not os.path.lexists(left),
+             what="the session's file in /run/lock to go")
     contained(nginx, victim)

@@ -548,8 +548,10 @@ def test_duplicate_create_conflicts(sup):
     r = sup.request({"t": "create", "id": id_, "lang": "python"})
     assert r["t"] == "fail" and r["errcode"] == "conflict", r
     assert running(pid)
-    # after a kill the id can be used again
+    # after a kill the id can be used again, once its files are gone
     assert sup.request({"t": "kill", "id": id_}) == {"t": "ok", "id": id_}
+    wait_for(lambda: not os.path.exists(os.path.join(sup.work, id_)),
+             "the working directory to go")
     pid2 = sup.create(id_)
     assert pid2 != pid
     assert sup.report(id_)["pid"] == pid2
@@ -607,11 +609,12 @@ def test_kill_removes_the_session(sup):
 
     assert sup.request({"t": "kill", "id": id_}) == {"t": "ok", "id": id_}
 
+    # the socket goes at once, the directory once nothing of it runs
     assert not os.path.exists(sup.session_sock(id_))
-    assert not os.path.exists(os.path.join(sup.work, id_))
+    wait_for(lambda: not os.path.exists(os.path.join(sup.work, id_)),
+             "the working directory to go")
+    assert not running(pid) and not running(rep["grandchild"])
     wait_for(lambda: gone(pid), "the session process to be reaped")
-    wait_for(lambda: not running(rep["grandchild"]),
-             "the session's own child to die with its group")
     with pytest.raises(FileNotFoundError):
         Client(sup.session_sock(id_))
 
@@ -733,7 +736,7 @@ def test_pipelined_requests_answer_in_order(sup):
     pids = [r["pid"] for r in replies[:5]]
     for pid in pids:
         wait_for(lambda: gone(pid), "killed session %d reaped" % pid)
-    assert os.listdir(sup.work) == []
+    wait_for(lambda: os.listdir(sup.work) == [], "their directories to go")
 
 
 def test_half_closed_client_gets_its_reply(sup):
@@ -1218,10 +1221,11 @@ def test_what_a_session_leaves_is_swept_with_it(zsup):
     gone_id, live_id = sid(93), sid(94)
     zsup.create(gone_id)
     zsup.create(live_id)
-    # outside the session's process group: a kill of the group misses it
+    # outside the session's process group and session id: without a uid
+    # per session, neither the kill of the group nor the purge finds it
     job = int(run_code(zsup.session_sock(gone_id), "import subprocess; "
                        "subprocess.Popen(['sleep', '1000'], "
-                       "process_group=0).pid"))
+                       "start_new_session=True).pid"))
     # a live session's orphan (its parent exits): reparented, kept
     orphan = int(run_code(zsup.session_sock(live_id), "import subprocess; "
                           "int(subprocess.run(['sh', '-c', 'sleep 1000 "
@@ -1229,7 +1233,7 @@ def test_what_a_session_leaves_is_swept_with_it(zsup):
                           "text=True).stdout)"))
     wait_for(lambda: stat_of(orphan)[1] == zsup.supervisor_pid(),
              "the orphan to be reparented to the supervisor")
-    assert os.getpgid(job) != stat_of(job)[3]
+    assert os.getpgid(job) == stat_of(job)[3] == job
     assert zsup.request({"t": "kill", "id": gone_id})["t"] == "ok"
     wait_for(lambda: gone(job), "the job the session left to be killed")
     assert "killing process %d (sleep)" % job in zsup.log()
@@ -1237,6 +1241,24 @@ def test_what_a_session_leaves_is_swept_with_it(zsup):
     # once its session is gone too, the orphan goes
     assert zsup.request({"t": "kill", "id": live_id})["t"] == "ok"
     wait_for(lambda: gone(orphan), "the orphan to be killed")
+
+
+def test_a_killed_sessions_files_go_after_its_last_process(zsup):
+    # without a uid per session its processes are found by process group
+    # and session id: a job in a group of its own, writing into the
+    # working directory, is killed before the directory goes
+    id_ = sid(95)
+    zsup.create(id_)
+    wd = os.path.join(zsup.work, id_)
+    job = int(run_code(zsup.session_sock(id_), "import subprocess; "
+                       "subprocess.Popen(['sh', '-c', 'while :; do "
+                       "mkdir -p d; echo x > d/f; done'], "
+                       "process_group=0).pid"))
+    wait_for(lambda: os.path.exists(os.path.join(wd, "d", "f")),
+             "the job to write")
+    assert zsup.request({"t": "kill", "id": id_})["t"] == "ok"
+    wait_for(lambda: not os.path.exists(wd), "the working directory to go")
+    assert not running(job)
 
 
 def test_a_dead_pool_process_is_replaced(zsup):
@@ -1348,8 +1370,9 @@ def test_a_new_supervisor_adopts_live_sessions(tmp):
         # an adopted session is killed on request, and its files go
         assert b.request({"t": "kill", "id": live}) == {"t": "ok",
                                                         "id": live}
-        wait_for(lambda: not running(p_live), "the adopted session to die")
-        assert not os.path.exists(os.path.join(b.work, live))
+        wait_for(lambda: not os.path.exists(os.path.join(b.work, live)),
+                 "the adopted session's directory to go")
+        assert not running(p_live)
         assert b.request({"t": "kill", "id": dead})["t"] == "ok"
         assert not os.path.exists(os.path.join(b.work, dead))
         wait_for(lambda: status(b)["sessions"] == 0, "no sessions left")

@@ -27,6 +27,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -160,7 +161,7 @@ sup_adopt_pool(const sup_conf_t *conf, const sup_jrec_t *r)
 
     if (sup_paths(conf, r->name, sock, dir) == 0) {
         (void) sup_fs_unlink(sock);
-        (void) sup_fs_rmtree(dir);
+        (void) sup_fs_rmtree(AT_FDCWD, dir);
     }
 }
 
@@ -331,11 +332,8 @@ sup_adopt_sweep_dirs(const sup_conf_t *conf)
     d = opendir(conf->workdir);
     if (d != NULL) {
         while ((de = readdir(d)) != NULL) {
-            if (strncmp(de->d_name, SUP_POOL_PREFIX, plen) == 0
-                && sup_fs_path(path, sizeof(path), conf->workdir,
-                               de->d_name, "") == 0)
-            {
-                (void) sup_fs_rmtree(path);
+            if (strncmp(de->d_name, SUP_POOL_PREFIX, plen) == 0) {
+                (void) sup_fs_rmtree(dirfd(d), de->d_name);
             }
         }
 
@@ -376,9 +374,8 @@ void
 sup_adopt_event(const sup_conf_t *conf)
 {
     int                 i, n;
-    sup_session_t      *s, *twin;
+    sup_session_t      *s;
     struct epoll_event  evs[SUP_ADOPT_EVENTS];
-    char                sock[PATH_MAX], dir[PATH_MAX], id[SUP_ID_LEN + 1];
 
     if (sup_adopt_epfd == -1) {
         return;
@@ -412,25 +409,14 @@ sup_adopt_event(const sup_conf_t *conf)
                 wk_log("session %s (pid %ld) crashed: the adopted process "
                        "exited", s->id, (long) s->pid);
 
-                if (sup_paths(conf, s->id, sock, dir) == 0) {
-                    (void) sup_fs_unlink(sock);
-                }
-
-                s->state = SUP_S_DEAD;
+                sup_dead(conf, s);
                 s->adopted = 0;
                 s->pid = 0;
                 continue;
             }
 
-            /* KILLED: as in sup_reap() */
-            memcpy(id, s->id, sizeof(id));
+            /* KILLED: its files go with the purge (sup_lifecycle.c) */
             sup_session_remove(s);
-
-            twin = sup_session_find(id);
-
-            if (twin == NULL && sup_paths(conf, id, sock, dir) == 0) {
-                (void) sup_fs_rmtree(dir);
-            }
         }
 
     } while (n == SUP_ADOPT_EVENTS);

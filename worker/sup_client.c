@@ -58,7 +58,6 @@ int
 sup_client_accept(int listen_fd)
 {
     int              fd;
-    size_t           n;
     sup_client_t    *c, **p;
 
     for ( ;; ) {
@@ -81,16 +80,13 @@ sup_client_accept(int listen_fd)
         }
 
         if (sup_nclients == sup_cclients) {
-            n = sup_cclients ? sup_cclients * 2 : 16;
-
-            p = realloc(sup_clients, n * sizeof(sup_client_t *));
+            p = sup_grow(sup_clients, &sup_cclients, sizeof(sup_client_t *),
+                         16, "the client table");
             if (p == NULL) {
-                wk_log("cannot grow the client table to %zu entries", n);
                 goto fail;
             }
 
             sup_clients = p;
-            sup_cclients = n;
         }
 
         c = calloc(1, sizeof(sup_client_t));

@@ -138,10 +138,9 @@ sup_journal_load(const sup_conf_t *conf, sup_jrec_t **recs, size_t *n)
 
         if (i == k) {
             if (k == cap) {
-                cap = cap ? cap * 2 : 64;
-                p = realloc(out, cap * sizeof(sup_jrec_t));
+                p = sup_grow(out, &cap, sizeof(sup_jrec_t), 64,
+                             "the journal's records");
                 if (p == NULL) {
-                    wk_log("cannot read \"%s\": out of memory", sup_jpath);
                     free(out);
                     free(buf);
                     return -1;

@@ -141,22 +141,18 @@ static int
 sup_pool_fork_one(const sup_conf_t *conf)
 {
     int          rc, lfd, dfd;
-    size_t       n;
     uint32_t     seq;
     sup_pool_t  *p;
     char         name[SUP_NAME_LEN], sock[PATH_MAX], dir[PATH_MAX];
 
     if (sup_npool == sup_cpool) {
-        n = sup_cpool ? sup_cpool * 2 : 16;
-
-        p = realloc(sup_pool, n * sizeof(sup_pool_t));
+        p = sup_grow(sup_pool, &sup_cpool, sizeof(sup_pool_t), 16,
+                     "the pool");
         if (p == NULL) {
-            wk_log("cannot grow the pool to %zu entries", n);
             return -1;
         }
 
         sup_pool = p;
-        sup_cpool = n;
     }
 
     (void) snprintf(name, sizeof(name), SUP_POOL_PREFIX "%lu",
@@ -260,6 +256,14 @@ sup_pool_forked(const sup_conf_t *conf, uint32_t seq, pid_t pid, int err)
     }
 
     sup_journal_add(SUP_J_POOL, p->name, p->pid, p->start);
+
+    if (sup_pid_in_use(pid)) {
+        /* it has the uid of a session whose files are not removed yet */
+        wk_log("pool process %s (pid %ld) has the first pid of a session "
+               "not removed yet: killed", p->name, (long) pid);
+        sup_proc_kill(pid, p->name);
+        p->killed = 1;
+    }
 
     sup_pool_serve(conf);
     sup_pool_fill(conf);
@@ -419,20 +423,17 @@ int
 sup_pool_wait(const sup_conf_t *conf, sup_client_t *client, const char *id,
     sup_err_t *err)
 {
-    size_t         n;
     sup_waiter_t  *w;
 
     if (sup_nwaiters == sup_cwaiters) {
-        n = sup_cwaiters ? sup_cwaiters * 2 : 16;
-
-        w = realloc(sup_waiters, n * sizeof(sup_waiter_t));
+        w = sup_grow(sup_waiters, &sup_cwaiters, sizeof(sup_waiter_t), 16,
+                     "the waiting creates");
         if (w == NULL) {
             SUP_ERR(err, "unavailable", "out of memory");
             return -1;
         }
 
         sup_waiters = w;
-        sup_cwaiters = n;
     }
 
     w = &sup_waiters[sup_nwaiters++];
@@ -581,7 +582,7 @@ sup_pool_files(const sup_conf_t *conf, const char *name)
 
     if (sup_paths(conf, name, sock, dir) == 0) {
         (void) sup_fs_unlink(sock);
-        (void) sup_fs_rmtree(dir);
+        (void) sup_fs_rmtree(AT_FDCWD, dir);
     }
 }
 

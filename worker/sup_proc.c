@@ -1,11 +1,13 @@
 /*
  * sup_proc.c: what the supervisor and the keeper learn about processes
  * that are not (or no longer) their children: /proc/<pid>/stat (state,
- * parent, process group, start time, name) and pidfds.  A pid alone can
- * be reused; a pid with its start time names one process, and a pidfd
- * opened while that pair matched keeps naming it.
+ * parent, process group, start time, name), the uids in
+ * /proc/<pid>/status, whether a zombie still has threads, and pidfds.  A
+ * pid alone can be reused; a pid with its start time names one process,
+ * and a pidfd opened while that pair matched keeps naming it.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -19,16 +21,24 @@
 #include "wk_log.h"
 
 
-int
-sup_proc_stat(pid_t pid, sup_proc_t *p)
-{
-    int                 fd, i;
-    char               *s, *e, *end;
-    ssize_t             n;
-    unsigned long long  v;
-    char                path[64], buf[1024];
+#define SUP_PROC_BUF  1024    /* the start of a stat or status file */
 
-    (void) snprintf(path, sizeof(path), "/proc/%ld/stat", (long) pid);
+
+static int sup_proc_read(pid_t pid, const char *file, char *buf);
+
+
+/*
+ * The first SUP_PROC_BUF - 1 bytes of /proc/<pid>/<file> into buf, NUL
+ * terminated.  Returns 0, or -1 (errno ENOENT: no such process).
+ */
+static int
+sup_proc_read(pid_t pid, const char *file, char *buf)
+{
+    int      fd;
+    ssize_t  n;
+    char     path[64];
+
+    (void) snprintf(path, sizeof(path), "/proc/%ld/%s", (long) pid, file);
 
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd == -1) {
@@ -36,7 +46,7 @@ sup_proc_stat(pid_t pid, sup_proc_t *p)
     }
 
     do {
-        n = read(fd, buf, sizeof(buf) - 1);
+        n = read(fd, buf, SUP_PROC_BUF - 1);
     } while (n == -1 && errno == EINTR);
 
     (void) close(fd);
@@ -47,6 +57,23 @@ sup_proc_stat(pid_t pid, sup_proc_t *p)
     }
 
     buf[n] = '\0';
+
+    return 0;
+}
+
+
+int
+sup_proc_stat(pid_t pid, sup_proc_t *p)
+{
+    int                 i;
+    char               *s, *e, *end;
+    ssize_t             n;
+    unsigned long long  v;
+    char                buf[SUP_PROC_BUF];
+
+    if (sup_proc_read(pid, "stat", buf) == -1) {
+        return -1;
+    }
 
     /* "pid (comm) state ppid pgrp ..."; comm may hold spaces and ')' */
     s = strchr(buf, '(');
@@ -101,6 +128,80 @@ sup_proc_stat(pid_t pid, sup_proc_t *p)
     }
 
     return 0;
+}
+
+
+int
+sup_proc_status(pid_t pid, char *state, uid_t uid[4])
+{
+    int            i;
+    char          *s, *end;
+    unsigned long  v;
+    char           buf[SUP_PROC_BUF];
+
+    if (sup_proc_read(pid, "status", buf) == -1) {
+        return -1;
+    }
+
+    /* "State:\tS (sleeping)\n" comes before "Uid:\tR\tE\tS\tF\n" */
+    s = strstr(buf, "\nState:\t");
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+
+    *state = s[sizeof("\nState:\t") - 1];
+
+    s = strstr(s, "\nUid:");
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+
+    s += sizeof("\nUid:") - 1;
+
+    for (i = 0; i < 4; i++) {
+        v = strtoul(s, &end, 10);
+
+        if (end == s) {
+            errno = EINVAL;
+            return -1;
+        }
+
+        uid[i] = (uid_t) v;
+        s = end;
+    }
+
+    return 0;
+}
+
+
+int
+sup_proc_zombie_runs(pid_t pid)
+{
+    int             n;
+    DIR            *d;
+    struct dirent  *de;
+    char            path[64];
+
+    (void) snprintf(path, sizeof(path), "/proc/%ld/task", (long) pid);
+
+    d = opendir(path);
+    if (d == NULL) {
+        return 0;
+    }
+
+    n = 0;
+
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] != '.') {
+            n++;
+        }
+    }
+
+    (void) closedir(d);
+
+    return n > 1;
 }
 
 

@@ -17,7 +17,6 @@
 #include <string.h>
 
 #include "supervisor.h"
-#include "wk_log.h"
 
 
 static sup_session_t  *sup_sessions;
@@ -29,23 +28,19 @@ static size_t          sup_capacity;
 int
 sup_session_reserve(void)
 {
-    size_t          n;
     sup_session_t  *p;
 
     if (sup_nsessions < sup_capacity) {
         return 0;
     }
 
-    n = sup_capacity ? sup_capacity * 2 : 64;
-
-    p = realloc(sup_sessions, n * sizeof(sup_session_t));
+    p = sup_grow(sup_sessions, &sup_capacity, sizeof(sup_session_t), 64,
+                 "the session table");
     if (p == NULL) {
-        wk_log("cannot grow the session table to %zu entries", n);
         return -1;
     }
 
     sup_sessions = p;
-    sup_capacity = n;
 
     return 0;
 }

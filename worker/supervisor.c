@@ -12,10 +12,10 @@
  * DIR/supervisor.pid, and stays until nginx goes away: EOF or POLLHUP on
  * --parent-fd (a pipe whose write end only nginx processes hold), or
  * SIGTERM, SIGINT or SIGQUIT.  It then kills the zygote, the pool and
- * every session's process group, reaps them (or sees them exit), removes
- * their sockets and working directories, the journal, its own socket and
- * pid file, and exits 0.  Anything that stops it from serving at start-up
- * is logged and exits 1.
+ * every session's processes, reaps them (or sees them exit), removes
+ * their sockets and working directories once nothing of them runs, the
+ * journal, its own socket and pid file, and exits 0.  Anything that
+ * stops it from serving at start-up is logged and exits 1.
  *
  * The design (what nginx starts with all options):
  *
@@ -673,6 +673,27 @@ sup_raise_nofile(void)
 }
 
 
+void *
+sup_grow(void *array, size_t *cap, size_t size, size_t first,
+    const char *what)
+{
+    size_t   n;
+    void    *p;
+
+    n = *cap ? *cap * 2 : first;
+
+    p = realloc(array, n * size);
+    if (p == NULL) {
+        wk_log("cannot grow %s to %zu entries", what, n);
+        return NULL;
+    }
+
+    *cap = n;
+
+    return p;
+}
+
+
 long
 sup_now_ms(void)
 {
@@ -707,6 +728,11 @@ sup_timeout(long now, long resume)
     }
 
     t = sup_sweep_timeout(now);
+    if (t >= 0 && (min < 0 || t < min)) {
+        min = t;
+    }
+
+    t = sup_purge_timeout(now);
     if (t >= 0 && (min < 0 || t < min)) {
         min = t;
     }
@@ -815,6 +841,7 @@ sup_loop(const sup_conf_t *conf, sup_state_t *st)
         sup_zygote_timer(conf, now);
         sup_pool_timer(conf, now);
         sup_sweep_timer(conf, now);
+        sup_purge_timer(conf, now);
 
         for (i = 0; i < n; i++) {
             sup_client_event(conf, i, pfd[SUP_FIXED_FDS + i].revents);
@@ -841,7 +868,7 @@ static void
 sup_shutdown(const sup_conf_t *conf, sup_state_t *st)
 {
     int            rc;
-    long           deadline, left;
+    long           deadline, now, left, wait;
     size_t         left_n;
     struct stat    sb;
     struct pollfd  pfd[2];
@@ -861,16 +888,25 @@ sup_shutdown(const sup_conf_t *conf, sup_state_t *st)
     for ( ;; ) {
         sup_reap(conf);
         sup_adopt_event(conf);
+        sup_purge_timer(conf, sup_now_ms());
 
         left_n = sup_unreaped();
         if (left_n == 0) {
             break;
         }
 
-        left = deadline - sup_now_ms();
+        now = sup_now_ms();
+        left = deadline - now;
         if (left <= 0) {
-            wk_log("%zu processes did not exit after SIGKILL", left_n);
+            wk_log("%zu processes or purges did not end after SIGKILL",
+                   left_n);
             break;
+        }
+
+        /* the purges' next scan, if it comes first */
+        wait = sup_purge_timeout(now);
+        if (wait < 0 || wait > left) {
+            wait = left;
         }
 
         pfd[0].fd = st->sigfd;
@@ -880,7 +916,7 @@ sup_shutdown(const sup_conf_t *conf, sup_state_t *st)
         pfd[1].events = POLLIN;
         pfd[1].revents = 0;
 
-        rc = poll(pfd, 2, (int) left);
+        rc = poll(pfd, 2, (int) wait);
         if (rc == -1 && errno != EINTR) {
             wk_log("poll() failed: %s", strerror(errno));
             break;
@@ -891,6 +927,7 @@ sup_shutdown(const sup_conf_t *conf, sup_state_t *st)
         }
     }
 
+    sup_purge_give_up();
     sup_session_free_all();
     sup_pool_free_all();
     sup_journal_remove(conf);

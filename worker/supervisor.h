@@ -15,7 +15,8 @@
  *   sup_client.c     control connections from nginx workers: accept, read
  *                    requests, queue and flush replies, deferred replies
  *   sup_request.c    validate a request frame and build its reply
- *   sup_lifecycle.c  create, kill, reap and kill-all of session processes
+ *   sup_lifecycle.c  create, kill, reap and kill-all of session processes,
+ *                    the purge of what a killed or crashed session runs
  *   sup_pool.c       the pool of forked, unassigned sessions; waiters
  *   sup_zygote.c     starting and watching the zygote, its channel
  *   sup_adopt.c      adopting a previous supervisor's sessions (pidfds)
@@ -24,7 +25,8 @@
  *   sup_spawn.c      fork and exec of one session process or the zygote
  *   sup_sessions.c   the id -> pid table
  *   sup_listen.c     Unix listening sockets
- *   sup_fs.c         directories, the recursive removal, the pid file
+ *   sup_fs.c         directories, the descriptor-relative recursive
+ *                    removal, the pid file
  *   sup_checkpoint.c checkpoint files in and out of session directories
  */
 
@@ -95,10 +97,14 @@ typedef struct {
 int sup_fs_mkdir(const char *path, mode_t mode, uid_t uid, gid_t gid);
 
 /*
- * Remove path and everything below it without following symlinks.
- * A missing path is success.  Returns 0 or -1 (logged).
+ * Remove name in the directory dirfd and everything below it (AT_FDCWD:
+ * name is a path whose components but the last are the supervisor's own
+ * directories).  Descriptor-relative and never following a symlink: a
+ * symlink, the top included, is removed itself; no directory but the top's
+ * subdirectories on its file system is entered (sup_fs.c).  A missing name
+ * is success.  Returns 0, or -1 (logged) if something is left.
  */
-int sup_fs_rmtree(const char *path);
+int sup_fs_rmtree(int dirfd, const char *name);
 
 /* unlink(2) that treats a missing file as success; -1 is logged. */
 int sup_fs_unlink(const char *path);
@@ -214,6 +220,21 @@ typedef struct {
 
 /* Parse /proc/<pid>/stat; 0, or -1 (errno ENOENT: no such process). */
 int sup_proc_stat(pid_t pid, sup_proc_t *p);
+
+/*
+ * From /proc/<pid>/status, pid's state letter and its real, effective,
+ * saved and file-system uids (the owner of /proc/<pid> is root for a
+ * process that is not dumpable, as sessions are, whatever its uids).
+ * Returns 0, or -1 (errno ENOENT: no such process).
+ */
+int sup_proc_status(pid_t pid, char *state, uid_t uid[4]);
+
+/*
+ * Whether pid, a zombie, still has threads that run: its first thread
+ * called exit(2), not exit_group(2) (/proc/<pid>/task lists more).  A
+ * kill of pid takes them all.
+ */
+int sup_proc_zombie_runs(pid_t pid);
 
 /*
  * A pidfd for pid if it is alive and started at start (0: any start
@@ -355,7 +376,29 @@ int sup_id_taken(const sup_conf_t *conf, const char *id, sup_err_t *err);
 
 int sup_paths(const sup_conf_t *conf, const char *name, char *sock,
     char *dir);
+
+/*
+ * Kill session id: its socket is unlinked at once, its process group gets
+ * SIGKILL, and sup_purge_timer() kills every other process of it and then
+ * removes its files (the purge, sup_lifecycle.c); those of a crashed
+ * session, whose processes are gone, and an unknown id's leftovers go at
+ * once.
+ */
 void sup_kill(const sup_conf_t *conf, const char *id);
+
+/*
+ * Session s's process died (it was LIVE): its socket is unlinked, the
+ * entry becomes DEAD and the rest of its processes are purged (its files
+ * stay until a kill).
+ */
+void sup_dead(const sup_conf_t *conf, sup_session_t *s);
+
+/*
+ * Whether pid is the first pid of a session that is dead or being purged:
+ * a new process with that pid has its uid (or session id) and must not
+ * serve a session.
+ */
+int sup_pid_in_use(pid_t pid);
 
 /*
  * Session id is served by pid from now on (a rollback's snapshot, in the
@@ -366,7 +409,16 @@ int sup_move(const sup_conf_t *conf, const char *id, pid_t pid,
     sup_err_t *err);
 void sup_reap(const sup_conf_t *conf);
 void sup_kill_all(const sup_conf_t *conf);
+
+/* Processes not reaped yet, and purges not done yet (at shutdown). */
 size_t sup_unreaped(void);
+
+/* The purges' next scan: milliseconds until it is due, or -1. */
+long sup_purge_timeout(long now);
+void sup_purge_timer(const sup_conf_t *conf, long now);
+
+/* Shutdown: log the purges not done (files left) and forget them. */
+void sup_purge_give_up(void);
 
 /* The sweep for what dead sessions left behind (see sup_lifecycle.c). */
 long sup_sweep_timeout(long now);
@@ -493,6 +545,14 @@ int sup_client_reply(const sup_conf_t *conf, sup_client_t *client,
 
 
 /* supervisor.c */
+
+/*
+ * The array of *cap elements of size bytes, grown by realloc() to twice
+ * as many (first, when it has none); *cap is updated.  NULL when out of
+ * memory (logged, naming what), the array left as it was.
+ */
+void *sup_grow(void *array, size_t *cap, size_t size, size_t first,
+    const char *what);
 
 long sup_now_ms(void);
 

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "wk_sandbox.h"
+#include "unit.h"
 
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -57,18 +58,6 @@
 #define BENCH_FORKS   200
 #define X32_BIT       0x40000000L
 
-static int  passed, failed;
-
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (cond) {                                                          \
-            passed++;                                                        \
-        } else {                                                             \
-            failed++;                                                        \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-        }                                                                    \
-    } while (0)
 
 /* one denied syscall and harmless arguments for it */
 typedef struct {

@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 
 #include "pyrepl_ws.h"
+#include "unit.h"
 
 
 /* Address-space limits and ASan's shadow memory do not mix. */
@@ -41,19 +42,6 @@ typedef struct {
     size_t    cap;
 } buf_t;
 
-
-static int  passed, failed;
-
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (cond) {                                                          \
-            passed++;                                                        \
-        } else {                                                             \
-            failed++;                                                        \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-        }                                                                    \
-    } while (0)
 
 /* an invariant checked on every call: counts only when it breaks */
 #define INVARIANT(cond)                                                      \
