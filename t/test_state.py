@@ -378,3 +378,18 @@ def test_a_moved_session_survives_a_supervisor_restart(nginx, sid):
     r = nginx.http.delete(f"{nginx.url}/session/{sid}")
     assert r.status_code == 204
     wait_for(lambda: gone(moved), what="the moved process to be killed")
+
+
+def test_routine_work_writes_no_noise_to_the_log(nginx):
+    # last in this module: transactions committed and rolled back, moved
+    # sessions, deleted ones, subprocesses; none of it is an error
+    sid = nginx.create()
+    for policy in ("rollback_on_failure", "commit_on_success"):
+        nginx.run_json(sid, "import subprocess\n"
+                            "subprocess.run(['true'])\nx = 1",
+                       tx_policy=policy)
+        nginx.run_json(sid, "1 / 0", tx_policy=policy)
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+    noise = [l for l in nginx.error_log().splitlines()
+             if "reaped unknown child" in l or "No child processes" in l]
+    assert noise == [], noise[:5]

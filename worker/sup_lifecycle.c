@@ -450,12 +450,15 @@ sup_kill(const sup_conf_t *conf, const char *id)
         sup_kill_group(s);
         s->state = SUP_S_KILLED;
 
-        /* take it now if it is already gone; else on SIGCHLD */
+        /*
+         * Take it now if it is already gone; else on SIGCHLD.  ECHILD: a
+         * rollback's snapshot ("move") is its session's child, not ours.
+         */
         do {
             rc = waitpid(s->pid, &status, WNOHANG);
         } while (rc == -1 && errno == EINTR);
 
-        if (rc == -1) {
+        if (rc == -1 && errno != ECHILD) {
             wk_log("session %s: waitpid(%ld) failed: %s", id, (long) s->pid,
                    strerror(errno));
         }
@@ -927,8 +930,10 @@ sup_reap(const sup_conf_t *conf)
             if (!sup_zygote_reaped(conf, pid, status)
                 && !sup_pool_reaped(conf, pid, status))
             {
-                /* an orphan of user code, or of an intermediate process */
-                wk_log("reaped unknown child %ld", (long) pid);
+                /*
+                 * An orphan of user code, or a committed transaction's
+                 * snapshot: routine, not worth a log line each.
+                 */
                 sup_sweep_later();
             }
 
