@@ -1076,6 +1076,8 @@ sup_sweep(const sup_conf_t *conf)
 static int
 sup_sweep_spares(const sup_conf_t *conf, pid_t pid, const sup_proc_t *p)
 {
+    char            state;
+    uid_t           uid[4];
     size_t          i, n, wlen;
     ssize_t         len;
     sup_session_t  *s;
@@ -1096,7 +1098,29 @@ sup_sweep_spares(const sup_conf_t *conf, pid_t pid, const sup_proc_t *p)
         }
     }
 
-    /* a pool process whose answer is still on its way */
+    /*
+     * A pool process whose answer is still on its way, at any step of
+     * its birth: still in our own session (only the zygote's forks are:
+     * user code's processes are all in their sessions'), not confined
+     * yet (our own uid, which no user code has where sessions get an
+     * identity of their own), already its own identity (uid base + its
+     * pid: an orphan of a dead session has that session's), or already
+     * in its pool directory.
+     */
+    if (p->sid == getsid(0)) {
+        return 1;
+    }
+
+    if ((conf->confine.uid_base != WK_SANDBOX_NO_ID
+         || conf->confine.uid != WK_SANDBOX_NO_ID)
+        && sup_proc_status(pid, &state, uid) == 0
+        && (uid[0] == geteuid()
+            || (conf->confine.uid_base != WK_SANDBOX_NO_ID
+                && uid[0] == conf->confine.uid_base + (uid_t) pid)))
+    {
+        return 1;
+    }
+
     (void) snprintf(path, sizeof(path), "/proc/%ld/cwd", (long) pid);
 
     len = readlink(path, cwd, sizeof(cwd) - 1);
