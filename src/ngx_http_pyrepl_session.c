@@ -88,6 +88,7 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
     }
 
     ctl->session.state = PYREPL_STATE_STARTING;
+    ctl->session.runner = ngx_pid;          /* the worker finishing it */
     ctl->session.created = ngx_time();
     ctl->session.last_activity = ctl->session.created;
     ctl->session.expires += ctl->session.created;
@@ -124,7 +125,8 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
 /*
  * 429 too_many_sessions for a refused table insert: NGX_ABORT, the
  * caller's key is at pyrepl_max_sessions_per_key (other keys may go on);
- * else every session the server may hold exists (or the zone is full).
+ * NGX_ERROR, the session table's zone is full; else every session the
+ * server may hold exists.
  */
 static void
 ngx_http_pyrepl_create_refused(ngx_http_request_t *r, ngx_int_t rc)
@@ -143,10 +145,20 @@ ngx_http_pyrepl_create_refused(ngx_http_request_t *r, ngx_int_t rc)
                             "%ui sessions (pyrepl_max_sessions_per_key); "
                             "delete one first", pmcf->max_sessions_per_key);
 
+    } else if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "pyrepl: session refused: pyrepl_zone \"%V\" (%uz "
+                      "bytes) is full; make it larger",
+                      &pmcf->shm_zone->shm.name, pmcf->shm_zone->shm.size);
+        last = ngx_snprintf(msg, sizeof(msg) - 1, "the server's session "
+                            "table is full (pyrepl_zone \"%V\", %uz bytes)",
+                            &pmcf->shm_zone->shm.name,
+                            pmcf->shm_zone->shm.size);
+
     } else {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "pyrepl: session refused: pyrepl_max_sessions %ui "
-                      "reached or pyrepl_zone full", pmcf->max_sessions);
+                      "reached", pmcf->max_sessions);
         last = ngx_snprintf(msg, sizeof(msg) - 1, "at most %ui sessions may "
                             "exist at once", pmcf->max_sessions);
     }

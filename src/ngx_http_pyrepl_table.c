@@ -8,7 +8,10 @@
  *
  * The "runner" field makes "one run at a time" hold across workers: it is
  * the pid of the worker streaming a run, and a runner that no longer exists
- * (a crashed worker) does not keep the session busy.
+ * (a crashed worker) does not keep the session busy.  A session being
+ * created (or revived) names the worker doing it the same way: if that
+ * worker dies, the reaper undoes the create (or leaves the session
+ * crashed, to be revived again).
  *
  * A session past its expiry, or being reaped, is gone for
  * clients at once: lookups answer "no such session" even before the
@@ -34,6 +37,9 @@ static ngx_uint_t ngx_http_pyrepl_gone(ngx_http_pyrepl_session_t *s,
     time_t now);
 static ngx_http_pyrepl_node_t *ngx_http_pyrepl_find_live(
     ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id);
+static void ngx_http_pyrepl_set(ngx_http_pyrepl_zone_ctx_t *ctx,
+    ngx_http_pyrepl_node_t *n, ngx_uint_t state);
+static void ngx_http_pyrepl_unbusy(ngx_http_pyrepl_node_t *n);
 
 
 ngx_int_t
@@ -168,8 +174,8 @@ ngx_http_pyrepl_lookup(ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id)
 
 /*
  * Returns NGX_OK, NGX_BUSY if the id exists already, NGX_DECLINED if max
- * sessions exist or the zone is out of memory, or NGX_ABORT if
- * max_per_key (0: no such cap) of them are s->tenant's.  Both caps count
+ * sessions exist, NGX_ERROR if the zone has no room for one more, or
+ * NGX_ABORT if max_per_key (0: no such cap) of them are s->tenant's.  Both caps count
  * every record, as the table holds them: a session being reaped counts
  * until it is gone.
  */
@@ -215,8 +221,9 @@ ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
 
     n = ngx_slab_alloc_locked(ctx->shpool, sizeof(ngx_http_pyrepl_node_t));
     if (n == NULL) {
+        /* the zone is full (the slab logged it, naming the zone) */
         ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NGX_DECLINED;
+        return NGX_ERROR;
     }
 
     n->s = *s;
@@ -276,6 +283,7 @@ ngx_http_pyrepl_table_set_ready(ngx_shm_zone_t *zone, u_char *id,
     if (n != NULL) {
         n->s.pid = pid;
         n->s.state = PYREPL_STATE_IDLE;
+        n->s.runner = 0;
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -298,13 +306,7 @@ ngx_http_pyrepl_table_set_state(ngx_shm_zone_t *zone, u_char *id,
     n = ngx_http_pyrepl_lookup(ctx, id);
 
     if (n != NULL && n->s.state != PYREPL_STATE_REAPING) {
-        if (state == PYREPL_STATE_CRASHED
-            && n->s.state != PYREPL_STATE_CRASHED)
-        {
-            ngx_atomic_fetch_add(&ctx->sh->counters.crashes, 1);
-        }
-
-        n->s.state = state;
+        ngx_http_pyrepl_set(ctx, n, state);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -371,6 +373,21 @@ ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
     {
         n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
 
+        /* a create or revival whose worker died half way */
+        if (n->s.state == PYREPL_STATE_STARTING
+            && !ngx_http_pyrepl_runner_alive(n->s.runner))
+        {
+            n->s.runner = 0;
+
+            if (n->s.reviving) {
+                n->s.reviving = 0;
+                n->s.state = PYREPL_STATE_CRASHED;
+                continue;
+            }
+
+            n->s.state = PYREPL_STATE_REAPING;
+        }
+
         if (n->s.state != PYREPL_STATE_REAPING) {
 
             if (n->s.expires > now
@@ -418,6 +435,8 @@ ngx_http_pyrepl_table_states(ngx_shm_zone_t *zone, ngx_uint_t *counts)
          q = ngx_queue_next(q))
     {
         n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
+
+        ngx_http_pyrepl_unbusy(n);
 
         if (n->s.state <= PYREPL_STATE_REAPING) {
             counts[n->s.state]++;
@@ -569,6 +588,7 @@ ngx_http_pyrepl_table_revivable(ngx_shm_zone_t *zone, ngx_pool_t *pool,
         if (n->s.state == PYREPL_STATE_CRASHED) {
             n->s.reviving = 1;
             n->s.state = PYREPL_STATE_STARTING;
+            n->s.runner = ngx_pid;
         }
     }
 
@@ -597,6 +617,8 @@ ngx_http_pyrepl_table_revived(ngx_shm_zone_t *zone, u_char *id, ngx_pid_t pid)
 
     if (n != NULL && n->s.reviving) {
         n->s.reviving = 0;
+
+        n->s.runner = 0;
 
         if (pid > 0) {
             n->s.pid = pid;
@@ -663,7 +685,7 @@ ngx_http_pyrepl_table_end_run(ngx_shm_zone_t *zone, u_char *id,
         n->s.last_activity = ngx_time();
 
         if (n->s.state == PYREPL_STATE_BUSY) {
-            n->s.state = state;
+            ngx_http_pyrepl_set(ctx, n, state);
         }
 
         if (execution_count > n->s.execution_count) {
@@ -732,6 +754,8 @@ ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool,
             continue;
         }
 
+        ngx_http_pyrepl_unbusy(n);
+
         s = ngx_array_push(list);   /* preallocated: cannot fail */
         *s = n->s;
     }
@@ -762,6 +786,22 @@ ngx_http_pyrepl_runner_alive(ngx_pid_t pid)
 }
 
 
+/*
+ * A session's new state; the one place that counts a session that
+ * crashed (the status page's crashes).  Called with the mutex held.
+ */
+static void
+ngx_http_pyrepl_set(ngx_http_pyrepl_zone_ctx_t *ctx,
+    ngx_http_pyrepl_node_t *n, ngx_uint_t state)
+{
+    if (state == PYREPL_STATE_CRASHED && n->s.state != PYREPL_STATE_CRASHED) {
+        ngx_atomic_fetch_add(&ctx->sh->counters.crashes, 1);
+    }
+
+    n->s.state = state;
+}
+
+
 static ngx_uint_t
 ngx_http_pyrepl_gone(ngx_http_pyrepl_session_t *s, time_t now)
 {
@@ -785,12 +825,20 @@ ngx_http_pyrepl_find_live(ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id)
         return NULL;
     }
 
+    ngx_http_pyrepl_unbusy(n);
+
+    return n;
+}
+
+
+/* Drop the busy mark of a runner that died.  Called with the mutex held. */
+static void
+ngx_http_pyrepl_unbusy(ngx_http_pyrepl_node_t *n)
+{
     if (n->s.state == PYREPL_STATE_BUSY
         && !ngx_http_pyrepl_runner_alive(n->s.runner))
     {
         n->s.state = PYREPL_STATE_IDLE;
         n->s.runner = 0;
     }
-
-    return n;
 }

@@ -288,3 +288,88 @@ def fresh_nginx():
                                       "{ pyrepl_status; }").start()
     yield n
     n.check_and_clean()
+
+
+def test_a_crash_during_a_run_is_counted(nginx):
+    before = nginx.http.get(nginx.url + "/status").json()["counters"]
+    sid = nginx.create()
+    ev = nginx.run(sid, "import os; os._exit(3)")
+    assert events_of(ev, "execution_complete")[0]["status"] == "crashed"
+    after = nginx.http.get(nginx.url + "/status").json()["counters"]
+    assert after["crashes"] == before["crashes"] + 1
+    r = nginx.http.get(nginx.url + "/status?format=prometheus")
+    assert re.search(r"^pyrepl_session_crashes_total %d$"
+                     % after["crashes"], r.text, re.M)
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_a_full_zone_says_so():
+    n = Nginx(zone_size="32k", http_extra="pyrepl_max_sessions 1000; "
+                                          "pyrepl_pool_min_idle 0;").start()
+    try:
+        made = []
+        while True:
+            r = n.http.post(n.url + "/session", json={"language": "bash"})
+            if r.status_code != 201:
+                break
+            made.append(r.json()["session_id"])
+            assert len(made) < 1000
+        assert r.status_code == 429
+        assert r.json()["error"]["code"] == "too_many_sessions"
+        assert "session table is full" in r.json()["error"]["message"]
+        assert "pyrepl_zone" in r.json()["error"]["message"]
+        for sid in made:
+            n.http.delete(f"{n.url}/session/{sid}")
+    finally:
+        n.check_and_clean()
+
+
+def test_what_a_killed_worker_was_doing_is_finished_or_undone():
+    n = Nginx(workers=1, http_extra="pyrepl_max_sessions 2; "
+                                    "pyrepl_reap_interval 100ms;",
+              server_extra="location = /status { pyrepl_status; }").start()
+    n.expected.append(r"worker process \d+ exited on signal 9")
+    try:
+        busy = n.create()
+        # a run in progress, and a create the supervisor holds up
+        r = requests.post(f"{n.url}/session/{busy}/run",
+                          json={"code": "import time; time.sleep(60)"},
+                          stream=True)
+        events = parse_sse(r)          # kept: its end would close r
+        assert next(events)[0] == "init"
+        supervisor = n.supervisor_pid()
+        os.kill(supervisor, 19)                   # SIGSTOP
+        def create():
+            try:
+                requests.post(n.url + "/session", timeout=30)
+            except requests.ConnectionError:
+                pass                    # its worker is killed meanwhile
+
+        creating = threading.Thread(target=create)
+        creating.start()
+
+        def starting():
+            # the table alone: /status would wait for the supervisor
+            states = [s["state"] for s in
+                      n.http.get(n.url + "/session").json()["sessions"]]
+            return sorted(states) == ["busy", "starting"]
+        wait_for(starting, what="a create in flight and a run")
+        os.kill(n.worker_pids()[0], 9)
+        os.kill(supervisor, 18)                   # SIGCONT
+        creating.join(30)
+        r.close()
+
+        # the run's session is idle again, the create undone: nothing
+        # counts against pyrepl_max_sessions but the one session
+        def settled():
+            try:
+                st = n.http.get(n.url + "/status").json()["sessions"]
+            except requests.RequestException:
+                return False
+            return (st["starting"], st["busy"], st["idle"]) == (0, 0, 1)
+        wait_for(settled, what="the dead worker's work settled")
+        other = n.create()
+        assert n.run_json(busy, "1 + 1")["result"] == {"text/plain": "2"}
+        assert n.run_json(other, "2 + 2")["result"] == {"text/plain": "4"}
+    finally:
+        n.check_and_clean()
