@@ -386,25 +386,56 @@ def test_raw_packet_and_netlink_sockets_are_denied(nginx, attacker, victim):
     contained(nginx, victim)
 
 
-def test_network_is_off_by_default(nginx, attacker, victim):
-    out = out_of(nginx, attacker, f"""
+def test_network_off_is_a_loopback_of_the_session_s_own(nginx, attacker,
+                                                       victim):
+    # what Python does there fails loudly, as on a host with no route,
+    # and works within the session, as on any host
+    sid, _ = victim
+    assert run(nginx, sid, """
         import socket
-        try:
-            socket.create_connection(("127.0.0.1", {nginx.port}), 2)
-            print("connected")
-        except PermissionError as e:
-            print("tcp:", e.strerror)
-        try:
-            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            print("udp6 opened")
-        except PermissionError as e:
-            print("udp6:", e.strerror)
-        s = socket.socketpair()       # AF_UNIX stays usable
-        print("socketpair", len(s))
+        held = socket.socket(socket.AF_UNIX)
+        held.bind("\\0pyrepl-victim-abstract")
+        held.listen()
+        """)["status"] == "ok"
+    out = out_of(nginx, attacker, f"""
+        import asyncio, errno, logging.config, socket
+        def attempt(what, call):
+            try:
+                call()
+                print(what, "ok")
+            except OSError as e:
+                print(what, errno.errorcode[e.errno])
+        # nginx's port is on the host's loopback, not this one
+        attempt("nginx", lambda: socket.create_connection(
+            ("127.0.0.1", {nginx.port}), 2))
+        attempt("outside", lambda: socket.create_connection(
+            ("192.0.2.1", 80), 2))
+        attempt("abstract", lambda: socket.socket(socket.AF_UNIX).connect(
+            "\\0pyrepl-victim-abstract"))
+        async def echo():
+            async def serve(r, w):
+                w.write(await r.read(5))
+                await w.drain()
+                w.close()
+            server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(b"hello")
+            data = await r.read()
+            server.close()
+            return data
+        print("asyncio", asyncio.run(echo()).decode())
+        t = logging.config.listen(0)
+        t.start()
+        t.ready.wait(5)
+        print("logging listener", t.ready.is_set())
+        logging.config.stopListening()
+        t.join(5)
+        print("socketpair", len(socket.socketpair()))
         """)
-    assert out.splitlines() == ["tcp: Operation not permitted",
-                                "udp6: Operation not permitted",
-                                "socketpair 2"]
+    assert out.splitlines() == ["nginx ECONNREFUSED", "outside ENETUNREACH",
+                                "abstract ECONNREFUSED", "asyncio hello",
+                                "logging listener True", "socketpair 2"]
     contained(nginx, victim)
 
 

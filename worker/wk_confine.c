@@ -233,9 +233,13 @@ wk_confine_argv(wk_confine_t *c, char **argv)
 int
 wk_confine_prepare(const wk_confine_t *c)
 {
-    char  err[256];
+    char          err[256];
+    wk_sandbox_t  sb;
 
-    if (wk_sandbox_prepare(&c->sb, err, sizeof(err)) != 0) {
+    sb = c->sb;
+    sb.netns = !sb.network && geteuid() == 0;
+
+    if (wk_sandbox_prepare(&sb, err, sizeof(err)) != 0) {
         wk_log("cannot compile the seccomp filter: %s", err);
         return -1;
     }
@@ -305,9 +309,16 @@ wk_confine_session(wk_confine_t *c, const char *id, int dirfd,
     wk_confine_confined = (sb.seccomp != WK_SANDBOX_SECCOMP_OFF);
 #endif
 
+    /* network off: a namespace of its own, where root can make one */
+    sb.netns = !sb.network && geteuid() == 0;
+
     if (wk_sandbox_apply(&sb, err, sizeof(err)) != 0) {
         wk_log("session %s: cannot confine the process: %s", id, err);
         goto failed;
+    }
+
+    if (err[0] != '\0') {
+        wk_log("session %s: %s", id, err);
     }
 
     if (dirfd < 0) {

@@ -91,7 +91,8 @@
  *     weaken what a session execs;
  *   - ioctl TIOCSTI and TIOCLINUX: faking input on a terminal the process
  *     may still have (nginx in the foreground);
- *   - socket: AF_UNIX only, or with network on AF_UNIX, AF_INET and
+ *   - socket: AF_UNIX only, or with network on (or off in a network
+ *     namespace of the session's own, netns) AF_UNIX, AF_INET and
  *     AF_INET6 but no SOCK_RAW or SOCK_PACKET type (compared as type &
  *     0xf, the kernel's SOCK_TYPE_MASK, so SOCK_NONBLOCK and
  *     SOCK_CLOEXEC cannot hide it).  AF_NETLINK, AF_PACKET and the rest
@@ -132,6 +133,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <net/if.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -205,6 +207,7 @@ static int wk_sandbox_identity(const wk_sandbox_t *sb, char *err,
 static int wk_sandbox_workdir(const wk_sandbox_t *sb, char *err,
     size_t errlen);
 static int wk_sandbox_prctl(char *err, size_t errlen);
+static int wk_sandbox_netns(void);
 static int wk_sandbox_seccomp(const wk_sandbox_t *sb, char *err,
     size_t errlen);
 static int wk_sandbox_compile(const wk_sandbox_t *sb,
@@ -295,6 +298,7 @@ wk_sandbox_mode(const char *name)
 int
 wk_sandbox_prepare(const wk_sandbox_t *sb, char *err, size_t errlen)
 {
+    wk_sandbox_t        eff;
     wk_sandbox_prog_t  *prog;
 
     if (errlen > 0) {
@@ -309,13 +313,17 @@ wk_sandbox_prepare(const wk_sandbox_t *sb, char *err, size_t errlen)
         return 0;
     }
 
-    prog = &wk_sandbox_progs[sb->seccomp - 1][sb->network];
+    /* the one a session in a network namespace of its own loads */
+    eff = *sb;
+    eff.network = sb->network || sb->netns;
+
+    prog = &wk_sandbox_progs[eff.seccomp - 1][eff.network];
 
     if (prog->insns != NULL) {
         return 0;
     }
 
-    return wk_sandbox_compile(sb, prog, err, errlen);
+    return wk_sandbox_compile(&eff, prog, err, errlen);
 }
 
 
@@ -326,17 +334,88 @@ wk_sandbox_apply(const wk_sandbox_t *sb, char *err, size_t errlen)
         err[0] = '\0';
     }
 
-    if (wk_sandbox_check(sb, err, errlen) != 0
-        || wk_sandbox_limits(sb, err, errlen) != 0
+    int           netns_err;
+    wk_sandbox_t  eff;
+
+    if (wk_sandbox_check(sb, err, errlen) != 0) {
+        return -1;
+    }
+
+    /* in a namespace of its own, inet sockets reach only its loopback */
+    eff = *sb;
+    netns_err = 0;
+
+    if (sb->netns && !sb->network) {
+        if (wk_sandbox_netns() == 0) {
+            eff.network = 1;
+
+        } else {
+            netns_err = errno;
+        }
+    }
+
+    if (wk_sandbox_limits(sb, err, errlen) != 0
         || wk_sandbox_identity(sb, err, errlen) != 0
         || wk_sandbox_workdir(sb, err, errlen) != 0
         || wk_sandbox_prctl(err, errlen) != 0
-        || wk_sandbox_seccomp(sb, err, errlen) != 0)
+        || wk_sandbox_seccomp(&eff, err, errlen) != 0)
     {
         return -1;
     }
 
+    if (netns_err != 0 && errlen > 0) {
+        /* not fatal: the filter denies inet sockets instead */
+        (void) snprintf(err, errlen, "no network namespace (%s): inet "
+                        "sockets are denied instead", strerror(netns_err));
+    }
+
     return 0;
+}
+
+
+/*
+ * A network namespace with only its loopback, up.  Returns 0, or -1 with
+ * errno set (no privilege, or a kernel without network namespaces).
+ */
+static int
+wk_sandbox_netns(void)
+{
+    int           fd, err;
+    struct ifreq  ifr;
+
+    if (unshare(CLONE_NEWNET) == -1) {
+        return -1;
+    }
+
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        return -1;
+    }
+
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, "lo", sizeof("lo"));
+
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) == -1) {
+        goto failed;
+    }
+
+    ifr.ifr_flags |= IFF_UP;
+
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) == -1) {
+        goto failed;
+    }
+
+    (void) close(fd);
+
+    return 0;
+
+failed:
+
+    err = errno;
+    (void) close(fd);
+    errno = err;
+
+    return -1;
 }
 
 

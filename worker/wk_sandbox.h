@@ -67,6 +67,9 @@ typedef struct {
 
     int          seccomp;      /* WK_SANDBOX_SECCOMP_* */
     unsigned     network:1;    /* AF_INET, AF_INET6 sockets allowed */
+    unsigned     netns:1;      /* network off: a network namespace of its
+                                  own, loopback only, in which AF_INET and
+                                  AF_INET6 sockets are allowed (root) */
 
     const int   *keep_fds;     /* descriptors the process goes on using */
     size_t       nkeep_fds;

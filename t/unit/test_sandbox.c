@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/sched.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -595,6 +596,79 @@ test_sockets(void)
     sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
     child_ok(&sb, sock_try, (void *) &off_net[0]);
     child_ok(&sb, sock_try, (void *) &off_net[3]);
+}
+
+
+/*
+ * Network off in a namespace of its own: inet sockets open, reach the
+ * loopback and nothing else; raw ones stay denied.
+ */
+static void
+netns_try(void *arg)
+{
+    int                 l, c, a;
+    socklen_t           len;
+    struct sockaddr_in  sin;
+
+    l = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(l != -1);
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = sizeof(sin);
+
+    CHECK(bind(l, (struct sockaddr *) &sin, sizeof(sin)) == 0
+          && listen(l, 1) == 0
+          && getsockname(l, (struct sockaddr *) &sin, &len) == 0);
+
+    c = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(c != -1 && connect(c, (struct sockaddr *) &sin, sizeof(sin)) == 0);
+
+    a = accept(l, NULL, NULL);
+    CHECK(a != -1);
+
+    /* TEST-NET-1: no route out of the namespace */
+    sin.sin_addr.s_addr = htonl(0xc0000201);
+    sin.sin_port = htons(80);
+    close(c);
+    c = socket(AF_INET, SOCK_STREAM, 0);
+    errno = 0;
+    CHECK(connect(c, (struct sockaddr *) &sin, sizeof(sin)) == -1
+          && errno == ENETUNREACH);
+
+    errno = 0;
+    CHECK(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) == -1 && errno == EPERM);
+
+    (void) close(a);
+    (void) close(c);
+    (void) close(l);
+}
+
+
+static void
+test_netns(void)
+{
+    int           status;
+    pid_t         pid;
+    wk_sandbox_t  sb;
+
+    /* does this kernel let root make one at all? */
+    pid = fork();
+    if (pid == 0) {
+        _exit(unshare(CLONE_NEWNET) == 0 ? 0 : 1);
+    }
+
+    if (pid == -1 || waitpid(pid, &status, 0) != pid
+        || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    {
+        printf("test_sandbox: no network namespaces here, netns skipped\n");
+        return;
+    }
+
+    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb.netns = 1;
+    child_ok(&sb, netns_try, NULL);
 }
 
 
@@ -1451,6 +1525,7 @@ main(void)
     test_denied_syscalls();
     test_allowed();
     test_sockets();
+    test_netns();
     test_identity();
     test_dumpable_peer();
     test_limits();
