@@ -341,15 +341,11 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
     ex->peer.frame_handler = ngx_http_pyrepl_exec_frame;
     ex->peer.fail_handler = ngx_http_pyrepl_exec_failed;
 
-    sock.len = ex->pmcf->socket_dir.len + 1 + PYREPL_ID_LEN
-               + sizeof(".sock") - 1;
-    sock.data = ngx_pnalloc(ex->pool, sock.len + 1);
-    if (sock.data == NULL) {
+    if (ngx_http_pyrepl_socket_path(ex->pmcf, ex->pool, ex->id, &sock)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    ngx_sprintf(sock.data, "%V/%*s.sock%Z", &ex->pmcf->socket_dir,
-                (size_t) PYREPL_ID_LEN, ex->id);
 
     rc = ngx_http_pyrepl_peer_connect(&ex->peer, &sock, ex->pool);
 

@@ -900,9 +900,10 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* "<dir>/<32 hex>.sock" must fit a Unix socket address */
+    /* "<dir>/<id>.sock" must fit a Unix socket address */
 
-    if (pmcf->socket_dir.len + 1 + PYREPL_ID_LEN + sizeof(".sock")
+    if (pmcf->socket_dir.len + 1 + PYREPL_ID_LEN
+        + sizeof(PYREPL_SESSION_SUFFIX)
         > sizeof(sun.sun_path))
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -910,7 +911,7 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
                            "socket paths: at most %uz characters",
                            &pmcf->socket_dir,
                            sizeof(sun.sun_path) - 1 - PYREPL_ID_LEN
-                           - sizeof(".sock"));
+                           - sizeof(PYREPL_SESSION_SUFFIX));
         return NGX_CONF_ERROR;
     }
 

@@ -28,13 +28,7 @@
 #include <jansson.h>
 
 #include "pyrepl_proto.h"
-
-
-#define PYREPL_ID_LEN            32
-#define PYREPL_SUPERVISOR_SOCK   "supervisor.sock"
-#define PYREPL_SUPERVISOR_BIN    "pyrepl-supervisor"
-#define PYREPL_PYTHON_BIN        "pyrepl-python"
-#define PYREPL_BASH_BIN          "pyrepl-bash"
+#include "pyrepl_shared.h"
 
 
 typedef enum {

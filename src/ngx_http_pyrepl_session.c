@@ -658,14 +658,15 @@ ngx_int_t
 ngx_http_pyrepl_socket_path(ngx_http_pyrepl_main_conf_t *pmcf,
     ngx_pool_t *pool, u_char *id, ngx_str_t *path)
 {
-    path->len = pmcf->socket_dir.len + 1 + PYREPL_ID_LEN + sizeof(".sock") - 1;
+    path->len = pmcf->socket_dir.len + 1 + PYREPL_ID_LEN
+                + sizeof(PYREPL_SESSION_SUFFIX) - 1;
     path->data = ngx_pnalloc(pool, path->len + 1);
     if (path->data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(path->data, "%V/%*s.sock%Z", &pmcf->socket_dir,
-                (size_t) PYREPL_ID_LEN, id);
+    ngx_sprintf(path->data, "%V/%*s" PYREPL_SESSION_SUFFIX "%Z",
+                &pmcf->socket_dir, (size_t) PYREPL_ID_LEN, id);
 
     return NGX_OK;
 }

@@ -34,7 +34,6 @@
 
 
 #define PYREPL_SPAWN_WAIT_MS  5000
-#define PYREPL_KEEPER_PID     "keeper.pid"
 #define PYREPL_WARMUP_FD      4
 
 
@@ -156,7 +155,7 @@ ngx_http_pyrepl_spawn_supervisor(ngx_cycle_t *cycle,
     }
 
     ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                  "pyrepl: supervisor did not come up on \"%V\" within %ums, "
+                  "pyrepl: supervisor did not come up on \"%V\" within %ui ms, "
                   "see the lines above", &pmcf->supervisor_sock,
                   (ngx_uint_t) PYREPL_SPAWN_WAIT_MS);
 

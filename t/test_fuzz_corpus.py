@@ -20,9 +20,9 @@ CC = os.environ.get("CC", "cc")
 # NAME: what util/fuzz/NAME_fuzz.c fuzzes, and its libraries (as in
 # util/fuzz/run)
 TARGETS = {
-    "ws": (["src/pyrepl_ws.c"], []),
-    "proto": (["src/pyrepl_proto.c"], ["-lmsgpackc"]),
-    "mpjson": (["src/pyrepl_mpjson.c"], ["-ljansson", "-lmsgpackc", "-lm"]),
+    "ws": (["src/codec/pyrepl_ws.c"], []),
+    "proto": (["src/codec/pyrepl_proto.c"], ["-lmsgpackc"]),
+    "mpjson": (["src/codec/pyrepl_mpjson.c"], ["-ljansson", "-lmsgpackc", "-lm"]),
 }
 
 SAN = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
@@ -81,7 +81,7 @@ def test_seed_corpus_replays_clean(name, san_flags, tmp_path):
     srcs, libs = TARGETS[name]
     exe = str(tmp_path / name)
     p = subprocess.run([CC, "-std=gnu11", "-O1", "-g", "-Wall", "-Wextra",
-                        "-Werror", *san_flags, "-I", "src", "-o", exe,
+                        "-Werror", *san_flags, "-I", "src/codec", "-o", exe,
                         "util/fuzz/replay.c", f"util/fuzz/{name}_fuzz.c",
                         *srcs, *libs],
                        cwd=ROOT, capture_output=True, text=True)

@@ -289,7 +289,7 @@ sup_adopt_sweep_dirs(const sup_conf_t *conf)
     DIR             *d;
     struct dirent   *de;
     sup_session_t   *s;
-    char             path[PATH_MAX], id[SUP_ID_LEN + 1];
+    char             path[PATH_MAX], id[PYREPL_ID_LEN + 1];
 
     plen = sizeof(SUP_POOL_PREFIX) - 1;
 
@@ -298,8 +298,10 @@ sup_adopt_sweep_dirs(const sup_conf_t *conf)
         while ((de = readdir(d)) != NULL) {
             len = strlen(de->d_name);
 
-            if (len <= sizeof(".sock") - 1
-                || strcmp(de->d_name + len - 5, ".sock") != 0)
+            if (len <= sizeof(PYREPL_SESSION_SUFFIX) - 1
+                || strcmp(de->d_name + len
+                          - (sizeof(PYREPL_SESSION_SUFFIX) - 1),
+                          PYREPL_SESSION_SUFFIX) != 0)
             {
                 continue;
             }
@@ -309,8 +311,8 @@ sup_adopt_sweep_dirs(const sup_conf_t *conf)
                     continue;
                 }
 
-                memcpy(id, de->d_name, SUP_ID_LEN);
-                id[SUP_ID_LEN] = '\0';
+                memcpy(id, de->d_name, PYREPL_ID_LEN);
+                id[PYREPL_ID_LEN] = '\0';
 
                 s = sup_session_find(id);
                 if (s != NULL && s->state == SUP_S_LIVE) {
@@ -347,7 +349,7 @@ sup_adopt_is_id(const char *name, size_t len)
 {
     size_t  i;
 
-    if (len != SUP_ID_LEN) {
+    if (len != PYREPL_ID_LEN) {
         return 0;
     }
 

@@ -42,17 +42,17 @@
 
 
 #define SUP_CKPT_SUFFIX     ".ckpt"
-#define SUP_CKPT_FILE_LEN   (SUP_ID_LEN + sizeof(SUP_CKPT_SUFFIX) - 1)
+#define SUP_CKPT_FILE_LEN   (PYREPL_ID_LEN + sizeof(SUP_CKPT_SUFFIX) - 1)
 #define SUP_TENANT_LEN      16              /* hex digits */
-#define SUP_CKPT_NAME_LEN   (SUP_TENANT_LEN + 1 + SUP_ID_LEN)
+#define SUP_CKPT_NAME_LEN   (SUP_TENANT_LEN + 1 + PYREPL_ID_LEN)
 
 /* a list entry: "<32 hex> <size> <mtime>", two int64 in decimal */
-#define SUP_CKPT_ENTRY_LEN  (SUP_ID_LEN + 2 * 21)
+#define SUP_CKPT_ENTRY_LEN  (PYREPL_ID_LEN + 2 * 21)
 
 
 /* one checkpoint of a tenant, as its directory has it */
 typedef struct {
-    char     id[SUP_ID_LEN];
+    char     id[PYREPL_ID_LEN];
     int64_t  size;
     int64_t  mtime;
 } sup_ckpt_t;
@@ -167,7 +167,7 @@ sup_checkpoint_store(const sup_conf_t *conf, const char *id,
     (void) close(in);
     (void) close(out);
 
-    memcpy(ck.id, name + SUP_TENANT_LEN + 1, SUP_ID_LEN);
+    memcpy(ck.id, name + SUP_TENANT_LEN + 1, PYREPL_ID_LEN);
     ck.size = (int64_t) st.st_size;
     ck.mtime = (int64_t) copy.st_mtime;
 
@@ -539,8 +539,8 @@ sup_checkpoint_scan(const sup_conf_t *conf, const char *tenant,
         }
 
         if (strlen(de->d_name) != SUP_CKPT_FILE_LEN
-            || !sup_checkpoint_hex(de->d_name, SUP_ID_LEN)
-            || strcmp(de->d_name + SUP_ID_LEN, SUP_CKPT_SUFFIX) != 0
+            || !sup_checkpoint_hex(de->d_name, PYREPL_ID_LEN)
+            || strcmp(de->d_name + PYREPL_ID_LEN, SUP_CKPT_SUFFIX) != 0
             || fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1
             || !S_ISREG(st.st_mode))
         {
@@ -560,7 +560,7 @@ sup_checkpoint_scan(const sup_conf_t *conf, const char *tenant,
                 a = grown;
             }
 
-            memcpy(a[*n].id, de->d_name, SUP_ID_LEN);
+            memcpy(a[*n].id, de->d_name, PYREPL_ID_LEN);
             a[*n].size = (int64_t) st.st_size;
             a[*n].mtime = (int64_t) st.st_mtime;
         }
@@ -596,7 +596,7 @@ sup_checkpoint_newer(const void *a, const void *b)
         return x->mtime > y->mtime ? -1 : 1;
     }
 
-    return memcmp(x->id, y->id, SUP_ID_LEN);
+    return memcmp(x->id, y->id, PYREPL_ID_LEN);
 }
 
 
@@ -623,7 +623,7 @@ sup_checkpoint_name_ok(const char *name)
     return strlen(name) == SUP_CKPT_NAME_LEN
            && sup_checkpoint_hex(name, SUP_TENANT_LEN)
            && name[SUP_TENANT_LEN] == '/'
-           && sup_checkpoint_hex(name + SUP_TENANT_LEN + 1, SUP_ID_LEN);
+           && sup_checkpoint_hex(name + SUP_TENANT_LEN + 1, PYREPL_ID_LEN);
 }
 
 

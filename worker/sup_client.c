@@ -280,7 +280,7 @@ sup_client_reply(const sup_conf_t *conf, sup_client_t *c, const char *id,
 
     if (pid > 0) {
         reply.type = PR_T_OK;
-        pr_set_str(&reply, id, id, SUP_ID_LEN);
+        pr_set_str(&reply, id, id, PYREPL_ID_LEN);
         pr_set_int(&reply, pid, pid);
 
     } else {

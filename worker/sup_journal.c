@@ -170,7 +170,7 @@ sup_journal_parse(char *line, sup_jrec_t *r)
 {
     int        n;
     long long  pid;
-    char       kind, name[SUP_ID_LEN + 2];
+    char       kind, name[PYREPL_ID_LEN + 2];
     uint64_t   start;
 
     memset(r, 0, sizeof(sup_jrec_t));
@@ -215,7 +215,7 @@ sup_journal_name_ok(char kind, const char *name)
     len = strlen(name);
     plen = sizeof(SUP_POOL_PREFIX) - 1;
 
-    if (len == SUP_ID_LEN && kind != SUP_J_POOL) {
+    if (len == PYREPL_ID_LEN && kind != SUP_J_POOL) {
         for (i = 0; i < len; i++) {
             if (!((name[i] >= '0' && name[i] <= '9')
                   || (name[i] >= 'a' && name[i] <= 'f')))

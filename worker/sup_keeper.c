@@ -269,7 +269,7 @@ sup_keeper_lock(sup_keeper_t *k)
     struct stat  a, b;
 
     if (sup_fs_path(k->lock_path, sizeof(k->lock_path),
-                    k->conf->socket_dir, SUP_KEEPER_NAME, "") == -1)
+                    k->conf->socket_dir, PYREPL_KEEPER_PID, "") == -1)
     {
         return -1;
     }

@@ -95,7 +95,7 @@
 
 /* a killed or crashed session waiting for its last process to go */
 typedef struct {
-    char         id[SUP_ID_LEN + 1];
+    char         id[PYREPL_ID_LEN + 1];
     pid_t        pgid;     /* its first pid (uid, group, session id) */
     unsigned     alive;    /* its live processes the last scan found */
     unsigned     files:1;  /* killed: its files go after its processes */
@@ -129,7 +129,8 @@ static long          sup_purge_delay;
 int
 sup_paths(const sup_conf_t *conf, const char *name, char *sock, char *dir)
 {
-    if (sup_fs_path(sock, PATH_MAX, conf->socket_dir, name, ".sock") == -1
+    if (sup_fs_path(sock, PATH_MAX, conf->socket_dir, name,
+                    PYREPL_SESSION_SUFFIX) == -1
         || sup_fs_path(dir, PATH_MAX, conf->workdir, name, "") == -1)
     {
         return -1;
@@ -526,8 +527,8 @@ sup_purge_add(const char *id, pid_t pgid, int files)
 
     p = &sup_purges[sup_npurges++];
 
-    memcpy(p->id, id, SUP_ID_LEN);
-    p->id[SUP_ID_LEN] = '\0';
+    memcpy(p->id, id, PYREPL_ID_LEN);
+    p->id[PYREPL_ID_LEN] = '\0';
     p->pgid = pgid;
     p->alive = 0;
     p->files = files;
@@ -545,7 +546,7 @@ sup_purge_find(const char *id)
     size_t  i;
 
     for (i = 0; i < sup_npurges; i++) {
-        if (memcmp(sup_purges[i].id, id, SUP_ID_LEN) == 0) {
+        if (memcmp(sup_purges[i].id, id, PYREPL_ID_LEN) == 0) {
             return &sup_purges[i];
         }
     }
@@ -959,7 +960,7 @@ sup_kill_all(const sup_conf_t *conf)
 {
     size_t          i, n;
     sup_session_t  *s;
-    char            id[SUP_ID_LEN + 1];
+    char            id[PYREPL_ID_LEN + 1];
 
     /* sup_kill removes or re-states entries: rescan after each one */
     for ( ;; ) {

@@ -54,7 +54,7 @@ typedef struct {
 
 typedef struct {
     sup_client_t  *client;
-    char           id[SUP_ID_LEN + 1];
+    char           id[PYREPL_ID_LEN + 1];
     long           deadline;
 } sup_waiter_t;
 
@@ -438,8 +438,8 @@ sup_pool_wait(const sup_conf_t *conf, sup_client_t *client, const char *id,
 
     w = &sup_waiters[sup_nwaiters++];
     w->client = client;
-    memcpy(w->id, id, SUP_ID_LEN);
-    w->id[SUP_ID_LEN] = '\0';
+    memcpy(w->id, id, PYREPL_ID_LEN);
+    w->id[PYREPL_ID_LEN] = '\0';
     w->deadline = sup_now_ms() + SUP_POOL_WAIT_MS;
 
     sup_pool_fill(conf);
@@ -496,7 +496,7 @@ sup_pool_waiting(const char *id)
     size_t  i;
 
     for (i = 0; i < sup_nwaiters; i++) {
-        if (memcmp(sup_waiters[i].id, id, SUP_ID_LEN) == 0) {
+        if (memcmp(sup_waiters[i].id, id, PYREPL_ID_LEN) == 0) {
             return 1;
         }
     }

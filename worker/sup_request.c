@@ -38,18 +38,18 @@ static void sup_request_fail(pr_frame_t *reply, sup_err_t *err,
     const char *code, const char *msg);
 
 
-/* Copy a valid id from req into id (SUP_ID_LEN + 1 bytes); 0 or -1. */
+/* Copy a valid id from req into id (PYREPL_ID_LEN + 1 bytes); 0 or -1. */
 static int
 sup_request_id(const pr_frame_t *req, char *id)
 {
     size_t  i;
     char    c;
 
-    if (!pr_has(req, id) || req->id.len != SUP_ID_LEN) {
+    if (!pr_has(req, id) || req->id.len != PYREPL_ID_LEN) {
         return -1;
     }
 
-    for (i = 0; i < SUP_ID_LEN; i++) {
+    for (i = 0; i < PYREPL_ID_LEN; i++) {
         c = req->id.data[i];
 
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
@@ -59,7 +59,7 @@ sup_request_id(const pr_frame_t *req, char *id)
         id[i] = c;
     }
 
-    id[SUP_ID_LEN] = '\0';
+    id[PYREPL_ID_LEN] = '\0';
 
     return 0;
 }
@@ -104,7 +104,7 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
 {
     int      rc, lang;
     pid_t    pid;
-    char     id[SUP_ID_LEN + 1], msg[128], file[256], name[64];
+    char     id[PYREPL_ID_LEN + 1], msg[128], file[256], name[64];
 
     memset(reply, 0, sizeof(pr_frame_t));
 

@@ -57,8 +57,8 @@ sup_session_add(const char *id, pid_t pid)
 
     s = &sup_sessions[sup_nsessions++];
 
-    memcpy(s->id, id, SUP_ID_LEN);
-    s->id[SUP_ID_LEN] = '\0';
+    memcpy(s->id, id, PYREPL_ID_LEN);
+    s->id[PYREPL_ID_LEN] = '\0';
     s->pid = pid;
     s->pgid = pid;
     s->state = SUP_S_LIVE;
@@ -90,7 +90,7 @@ sup_session_find(const char *id)
 
     for (i = 0; i < sup_nsessions; i++) {
         if (sup_sessions[i].state != SUP_S_KILLED
-            && memcmp(sup_sessions[i].id, id, SUP_ID_LEN) == 0)
+            && memcmp(sup_sessions[i].id, id, PYREPL_ID_LEN) == 0)
         {
             return &sup_sessions[i];
         }

@@ -136,7 +136,7 @@ sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
     (void) snprintf(max_frame, sizeof(max_frame), "%zu", conf->max_frame);
 
     i = 0;
-    argv[i++] = python ? "pyrepl-python" : "pyrepl-bash";
+    argv[i++] = python ? PYREPL_PYTHON_BIN : PYREPL_BASH_BIN;
     argv[i++] = "--listen-fd";
     argv[i++] = "3";
     argv[i++] = "--max-frame";
@@ -196,7 +196,7 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
     (void) snprintf(max_frame, sizeof(max_frame), "%zu", conf->max_frame);
 
     i = 0;
-    argv[i++] = "pyrepl-python";
+    argv[i++] = PYREPL_PYTHON_BIN;
     argv[i++] = "--zygote";
     argv[i++] = "--control-fd";
     argv[i++] = "3";

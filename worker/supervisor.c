@@ -364,11 +364,13 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
     }
 
     /* DIR/<id>.sock must fit in sun_path, with its NUL */
-    len = strlen(conf->socket_dir) + 1 + SUP_ID_LEN + sizeof(".sock");
+    len = strlen(conf->socket_dir) + 1 + PYREPL_ID_LEN
+          + sizeof(PYREPL_SESSION_SUFFIX);
     if (len > SUP_SUN_PATH) {
         wk_log("--socket-dir \"%s\" is too long for Unix socket paths "
                "(at most %zu bytes)", conf->socket_dir,
-               SUP_SUN_PATH - 1 - SUP_ID_LEN - sizeof(".sock"));
+               SUP_SUN_PATH - 1 - PYREPL_ID_LEN
+               - sizeof(PYREPL_SESSION_SUFFIX));
         return -1;
     }
 
@@ -618,9 +620,9 @@ sup_start(const sup_conf_t *conf, sup_state_t *st)
     }
 
     if (sup_fs_path(st->sock_path, sizeof(st->sock_path), conf->socket_dir,
-                    SUP_SOCK_NAME, "") == -1
+                    PYREPL_SUPERVISOR_SOCK, "") == -1
         || sup_fs_path(st->pid_path, sizeof(st->pid_path), conf->socket_dir,
-                       SUP_PID_NAME, "") == -1)
+                       PYREPL_SUPERVISOR_PID, "") == -1)
     {
         return -1;
     }

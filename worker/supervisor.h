@@ -38,16 +38,13 @@
 #include <sys/types.h>
 
 #include "pyrepl_proto.h"
+#include "pyrepl_shared.h"
 #include "wk_confine.h"
 
 
-#define SUP_ID_LEN        32          /* lowercase hex characters */
 #define SUP_NAME_LEN      24          /* a pool entry's name, with NUL */
 #define SUP_BACKLOG       128
-#define SUP_SOCK_NAME     "supervisor.sock"
-#define SUP_PID_NAME      "supervisor.pid"
 #define SUP_JOURNAL_NAME  "sessions"
-#define SUP_KEEPER_NAME   "keeper.pid"
 #define SUP_POOL_PREFIX   "pool-"
 #define SUP_SESSION_COMM  "pyrepl-session"   /* comm of session processes */
 
@@ -179,7 +176,7 @@ int sup_checkpoint_file_ok(const char *file);
 #define SUP_S_DEAD    3    /* exited on its own; workdir kept until kill */
 
 typedef struct {
-    char         id[SUP_ID_LEN + 1];
+    char         id[PYREPL_ID_LEN + 1];
     pid_t        pid;      /* 0 if unknown */
     pid_t        pgid;     /* process group and session id: the first */
                            /* pid (a rollback hands the session to
@@ -254,7 +251,7 @@ void sup_proc_kill(pid_t pid, const char *what);
 
 typedef struct {
     char         kind;     /* SUP_J_* */
-    char         name[SUP_ID_LEN + 1];   /* id, or a pool name */
+    char         name[PYREPL_ID_LEN + 1];   /* id, or a pool name */
     pid_t        pid;
     uint64_t     start;
 } sup_jrec_t;
