@@ -175,9 +175,9 @@ ngx_http_pyrepl_lookup(ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id)
 /*
  * Returns NGX_OK, NGX_BUSY if the id exists already, NGX_DECLINED if max
  * sessions exist, NGX_ERROR if the zone has no room for one more, or
- * NGX_ABORT if max_per_key (0: no such cap) of them are s->tenant's.  Both caps count
- * every record, as the table holds them: a session being reaped counts
- * until it is gone.
+ * NGX_ABORT if max_per_key (0: no such cap) of them are s->tenant's.  Both
+ * caps count every record, as the table holds them: a session being reaped
+ * counts until it is gone.
  */
 ngx_int_t
 ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,

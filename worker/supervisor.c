@@ -48,15 +48,14 @@
  * (sup_lifecycle.c).
  *
  * Sessions do not die with their supervisor.  Every hand-out and kill is
- * appended to the journal DIR/sessions (sup_journal.c), a hand-out with
- * the pid and its start time.  A new supervisor (sup_adopt.c) adopts the sessions
- * whose processes still run (pidfds, checked against the start time, so
- * a reused pid is never adopted), unlinks the sockets of those that died
+ * appended to the journal DIR/sessions (sup_journal.c), a hand-out with the
+ * pid and its start time.  A new supervisor (sup_adopt.c) adopts the sessions
+ * whose processes still run (pidfds, checked against the start time, so a
+ * reused pid is never adopted), unlinks the sockets of those that died
  * meanwhile (nginx then reports them crashed), kills the old pool and
- * whatever session process the journal does not name, and serves: the
- * keeper restarts it at once, it binds the stale socket again, and
- * creates wait for its new zygote (tens of milliseconds plus the
- * warm-up).
+ * whatever session process the journal does not name, and serves: the keeper
+ * restarts it at once, it binds the stale socket again, and creates wait for
+ * its new zygote (tens of milliseconds plus the warm-up).
  *
  * Signals are taken synchronously through a signalfd; SIGHUP and SIGPIPE
  * are ignored.

@@ -48,16 +48,16 @@
  * as root the sessions share its uid and RLIMIT_NPROC counts its own
  * processes too.
  *
- * RLIMIT_FSIZE (default: inherited) limits each regular file written
- * (the session logs to a socket, the keeper's relay, so no log file is
- * among them).  It is no disk quota (user code can write many files); a
- * size-limited file system for the working directories is.  The memory limit is RLIMIT_DATA, the private writable
- * memory a process maps (heap, anonymous and private file mappings,
- * thread stacks), not RLIMIT_AS: address space that is only reserved
- * (glibc's 64 MiB arena per thread, PROT_NONE guard regions) and
- * read-only file mappings do not count, so thread pools and OpenBLAS
- * start their threads as under a plain python3.  Neither counts shared
- * memory (memfd, /dev/shm) nor resident pages as such: a session's
+ * RLIMIT_FSIZE (default: inherited) limits each regular file written (the
+ * session logs to a socket, the keeper's relay, so no log file is among
+ * them).  It is no disk quota (user code can write many files); a
+ * size-limited file system for the working directories is.  The memory limit
+ * is RLIMIT_DATA, the private writable memory a process maps (heap, anonymous
+ * and private file mappings, thread stacks), not RLIMIT_AS: address space
+ * that is only reserved (glibc's 64 MiB arena per thread, PROT_NONE guard
+ * regions) and read-only file mappings do not count, so thread pools and
+ * OpenBLAS start their threads as under a plain python3.  Neither counts
+ * shared memory (memfd, /dev/shm) nor resident pages as such: a session's
  * control group does (the jail).
  *
  * The seccomp filter is a deny-list (default ALLOW): the interpreter and
