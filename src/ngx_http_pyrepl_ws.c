@@ -15,10 +15,11 @@
  * {"type": "error", "id", "error": {"code", "message"}}.
  *
  * Output waits in a queue of frames; past PYREPL_WS_HIGH bytes the exec is
- * paused (the session process then blocks on its own writes) until the
- * client has read the queue down to PYREPL_WS_LOW; output the client does
- * not take for send_timeout ends the connection.  Closing the socket
- * destroys the running exec, which the session takes as an interrupt.
+ * paused (the session process then blocks on its own writes), and the
+ * client's own frames are not read (each may be answered: a pong, a refusal),
+ * until the client has read the queue down to PYREPL_WS_LOW; output the
+ * client does not take for send_timeout ends the connection.  Closing the
+ * socket destroys the running exec, which the session takes as an interrupt.
  *
  * A graceful reload or quit lets a run finish, as it does an SSE stream:
  * from the upgrade on the connection's events come here, not to nginx's
@@ -60,6 +61,7 @@ typedef struct {
 
     unsigned                      msgpack:1;
     unsigned                      paused:1;
+    unsigned                      deaf:1;     /* not reading the client */
     unsigned                      closing:1;  /* our close frame is queued */
     unsigned                      finished:1;
 } ngx_http_pyrepl_ws_t;
@@ -363,6 +365,12 @@ ngx_http_pyrepl_ws_read(ngx_http_request_t *r)
     c = r->connection;
 
     while (!ws->finished) {
+        if (ws->out_size > PYREPL_WS_HIGH) {
+            /* until the client reads its answers (ngx_http_pyrepl_ws_flush) */
+            ws->deaf = 1;
+            return;
+        }
+
         n = c->recv(c, buf, sizeof(buf));
 
         if (n == NGX_AGAIN) {
@@ -893,6 +901,11 @@ ngx_http_pyrepl_ws_flush(ngx_http_pyrepl_ws_t *ws)
 
     if (c->write->timer_set) {
         ngx_del_timer(c->write);
+    }
+
+    if (ws->deaf && ws->out_size <= PYREPL_WS_LOW) {
+        ws->deaf = 0;
+        ngx_post_event(c->read, &ngx_posted_events);
     }
 
     if (ws->paused && ws->out_size <= PYREPL_WS_LOW && ws->exec) {

@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import socket
+import select
 import struct
 
 import msgpack
@@ -347,5 +348,41 @@ def test_a_client_that_stops_reading_is_dropped_at_send_timeout():
             "result"] == {"text/plain": "True"}
         assert "WebSocket client timed out" in n.error_log()
         s.close()
+    finally:
+        n.check_and_clean()
+
+
+def worker_rss_kb(n):
+    with open(f"/proc/{n.worker_pids()[0]}/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0])
+
+
+def test_a_client_that_never_reads_its_answers_costs_the_worker_little():
+    # every bad message is answered; a client that sends them without
+    # end and reads nothing must not make the worker keep the answers
+    from conftest import Nginx
+    n = Nginx(workers=1).start()
+    try:
+        sid = n.create()
+        s, head = handshake(n, sid)
+        assert head.startswith(b"HTTP/1.1 101")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        before = worker_rss_kb(n)
+        chunk = frame(1, b"{}") * 4096
+        s.setblocking(False)
+        sent = 0
+        while sent < 64 << 20:
+            try:
+                sent += s.send(chunk)
+            except BlockingIOError:
+                # nginx stops reading once its answers pile up
+                r, w, _ = select.select([], [s], [], 2)
+                if not w:
+                    break
+        grown = worker_rss_kb(n) - before
+        assert sent < 64 << 20, "nginx kept reading"
+        assert grown < 32 * 1024, f"the worker grew by {grown} kB"
+        s.close()
+        assert n.run_json(sid, "1 + 1")["result"] == {"text/plain": "2"}
     finally:
         n.check_and_clean()
