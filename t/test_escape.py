@@ -11,6 +11,7 @@ directives (the defaults, except those the fixtures set).
 import os
 import platform
 import shutil
+import threading
 import textwrap
 
 import pytest
@@ -79,6 +80,14 @@ def contained(nginx, victim):
 def session_pid(nginx, sid):
     return int(nginx.run_json(sid, "import os; os.getpid()")
                ["result"]["text/plain"])
+
+
+def zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def uid_processes(uid):
@@ -712,3 +721,86 @@ def test_what_a_session_leaves_in_run_lock_goes_with_it(nginx, victim):
     wait_for(lambda: not os.path.lexists(left),
              what="the session's file in /run/lock to go")
     contained(nginx, victim)
+
+
+ORPHANS = """
+    import os
+    for i in range({n}):
+        if os.fork() == 0:
+            try:
+                os.setsid()
+                if os.fork() == 0:
+                    {body}
+            finally:
+                os._exit(0)
+        os.wait()
+    """
+
+
+def test_what_sessions_leave_cannot_write_the_log(nginx, attacker, victim):
+    # orphans of a session, one named like a log line, many of them: the
+    # supervisor that sweeps them writes one line, and none of their words
+    before = len(nginx.error_log().splitlines())
+    body = ("import ctypes, time; ctypes.CDLL(None).prctl("
+            "15, b'\\n[alert] forged', 0, 0, 0); time.sleep(120)")
+    # (this instance's process limit is 32 a session)
+    out_of(nginx, attacker, ORPHANS.format(n=25, body=body))
+    uid = UID_BASE + session_pid(nginx, attacker)
+    assert len([p for p in uid_processes(uid) if not zombie(p)]) > 25
+    # another session's end sweeps what no live session owns: these
+    # orphans left their session's
+    other = nginx.create()
+    nginx.http.delete(f"{nginx.url}/session/{other}")
+    wait_for(lambda: len([p for p in uid_processes(uid) if not zombie(p)])
+             == 1, timeout=30, what="the orphans to be swept")
+    added = nginx.error_log().splitlines()[before:]
+    assert not [l for l in added if "forged" in l], added[:5]
+    assert len(added) < 20, added[:30]
+    contained(nginx, victim)
+
+
+def relay_fd_code(text, seconds):
+    """Python that writes text to its log relay (a datagram socket) as
+    fast as it can for seconds, as a session's machinery would."""
+    return f"""
+        import os, socket, time
+        for fd in map(int, os.listdir("/proc/self/fd")):
+            try:
+                s = socket.socket(fileno=os.dup(fd))
+            except OSError:
+                continue
+            if s.type == socket.SOCK_DGRAM:
+                break
+        end = time.monotonic() + {seconds}
+        i = 0
+        while True:
+            try:
+                s.send(b"{text} %d" % i, socket.MSG_DONTWAIT)
+                i += 1
+            except BlockingIOError:
+                pass
+            if time.monotonic() > end:
+                break
+        """
+
+
+def test_a_session_cannot_silence_another_s_log_lines(nginx, attacker,
+                                                       victim):
+    before = len(nginx.error_log().splitlines())
+    flooding = threading.Thread(target=out_of, args=(
+        nginx, attacker, relay_fd_code("FLOOD", 3)))
+    flooding.start()
+    wait_for(lambda: "FLOOD 0" in nginx.error_log(), what="the flood")
+    # another session's machinery logs meanwhile (os._exit says so)
+    other = nginx.create()
+    pid = session_pid(nginx, other)
+    nginx.run_json(other, "import os; os._exit(0)")
+    flooding.join()
+    added = nginx.error_log().splitlines()[before:]
+    assert [l for l in added if f"pid {pid}," in l
+            and "called os._exit()" in l], "its line was lost"
+    flood = [l for l in added if "FLOOD" in l]
+    assert len(flood) <= 200, len(flood)       # a burst and its rate
+    nginx.http.delete(f"{nginx.url}/session/{other}")
+    contained(nginx, victim)
+

@@ -270,8 +270,9 @@ sup_adopt_sweep_procs(const sup_conf_t *conf)
             continue;
         }
 
-        wk_log("killing session process %ld that no session owns (cwd "
-               "\"%s\")", (long) pid, cwd);
+        /* (its cwd is not logged: a session chose its name) */
+        wk_log("killing session process %ld that no session owns",
+               (long) pid);
 
         sup_proc_kill(pid, "unowned session process");
         (void) close(fd);

@@ -1031,11 +1031,14 @@ sup_sweep(const sup_conf_t *conf)
 {
     pid_t           pid, self;
     DIR            *d;
+    size_t          killed;
     sup_proc_t      p;
     struct dirent  *de;
 
     /* pool processes answered for just now are known before the scan */
     sup_zygote_event(conf);
+
+    killed = 0;
 
     self = getpid();
 
@@ -1059,17 +1062,23 @@ sup_sweep(const sup_conf_t *conf)
             continue;
         }
 
-        wk_log("killing process %ld (%s), left by session process %ld",
-               (long) pid, p.comm, (long) p.sid);
-
         if (p.pgrp == pid) {
             (void) kill(-pid, SIGKILL);
         }
 
         (void) kill(pid, SIGKILL);
+        killed++;
     }
 
     (void) closedir(d);
+
+    /*
+     * One line a sweep, and nothing of what the processes chose (their
+     * names): user code makes these, as many as it likes.
+     */
+    if (killed > 0) {
+        wk_log("killed %zu processes that ended sessions left", killed);
+    }
 }
 
 

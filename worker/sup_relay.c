@@ -11,9 +11,12 @@
  *
  * with the text made harmless: control characters become '?' (a datagram
  * is one line, whatever it holds) and square brackets become parentheses
- * (no "[alert]" that a log scanner could take for nginx's own).  Lines
- * beyond SUP_RELAY_RATE a second (bursts of SUP_RELAY_BURST) are dropped
- * and counted, so that a session cannot flood the log.
+ * (no "[alert]" that a log scanner could take for nginx's own).  Each uid
+ * (a session, where sessions have their own) may log SUP_RELAY_RATE
+ * lines a second, in bursts of SUP_RELAY_BURST; what is over is dropped
+ * and counted, so that a session can neither flood the log nor silence
+ * another one's lines.  One call reads at most SUP_RELAY_BATCH datagrams,
+ * so that a flood cannot keep the keeper from its other work.
  *
  * The keeper outlives supervisors, so sessions that a new supervisor
  * adopts keep their relay.
@@ -29,19 +32,28 @@
 #include "wk_log.h"
 
 
-#define SUP_RELAY_LINE   1024       /* longer datagrams are cut */
-#define SUP_RELAY_RATE   100        /* lines a second, on average */
-#define SUP_RELAY_BURST  500
-#define SUP_RELAY_BUF    (256 * 1024)   /* the socket's receive buffer */
+#define SUP_RELAY_LINE    1024      /* longer datagrams are cut */
+#define SUP_RELAY_RATE    20        /* lines a second, on average */
+#define SUP_RELAY_BURST   100
+#define SUP_RELAY_UIDS    64        /* uids with a budget of their own */
+#define SUP_RELAY_BATCH   256       /* datagrams a call reads at most */
+#define SUP_RELAY_BUF     (256 * 1024)  /* the socket's receive buffer */
+
+
+/* one uid's budget */
+typedef struct {
+    uid_t          uid;
+    long           tokens;
+    long           refilled;        /* ms of the last refill, 0: unused */
+    unsigned long  dropped;
+} sup_relay_budget_t;
 
 
 static void sup_relay_clean(char *text, size_t len);
-static int sup_relay_admit(void);
+static int sup_relay_admit(uid_t uid);
 
 
-static long           sup_relay_tokens = SUP_RELAY_BURST;
-static long           sup_relay_refilled;    /* ms of the last refill */
-static unsigned long  sup_relay_dropped;
+static sup_relay_budget_t  sup_relay_budgets[SUP_RELAY_UIDS];
 
 
 int
@@ -80,6 +92,7 @@ sup_relay_open(int *rx, int *tx)
 void
 sup_relay_read(int rx)
 {
+    int              i;
     ssize_t          n;
     struct ucred     cred;
     struct iovec     iov;
@@ -88,7 +101,7 @@ sup_relay_read(int rx)
     char             text[SUP_RELAY_LINE + 1];
     char             cbuf[CMSG_SPACE(sizeof(struct ucred))];
 
-    for ( ;; ) {
+    for (i = 0; i < SUP_RELAY_BATCH; i++) {
         iov.iov_base = text;
         iov.iov_len = SUP_RELAY_LINE;
 
@@ -102,6 +115,7 @@ sup_relay_read(int rx)
 
         if (n == -1) {
             if (errno == EINTR) {
+                i--;
                 continue;
             }
 
@@ -125,7 +139,7 @@ sup_relay_read(int rx)
             }
         }
 
-        if (!sup_relay_admit()) {
+        if (!sup_relay_admit(cred.uid)) {
             continue;
         }
 
@@ -163,35 +177,61 @@ sup_relay_clean(char *text, size_t len)
 }
 
 
-/* The rate limit: 1 if this line may be logged. */
+/*
+ * The rate limit: 1 if this line of uid's may be logged.  A uid new to
+ * the table takes the budget unused for longest.
+ */
 static int
-sup_relay_admit(void)
+sup_relay_admit(uid_t uid)
 {
-    long  now, add;
+    long                 now, add;
+    size_t               i;
+    sup_relay_budget_t  *b, *oldest;
 
     now = sup_now_ms();
-    add = (now - sup_relay_refilled) * SUP_RELAY_RATE / 1000;
+    b = NULL;
+    oldest = &sup_relay_budgets[0];
 
-    if (add > 0) {
-        sup_relay_tokens += add;
-        sup_relay_refilled = now;
+    for (i = 0; i < SUP_RELAY_UIDS; i++) {
+        if (sup_relay_budgets[i].refilled != 0
+            && sup_relay_budgets[i].uid == uid)
+        {
+            b = &sup_relay_budgets[i];
+            break;
+        }
 
-        if (sup_relay_tokens > SUP_RELAY_BURST) {
-            sup_relay_tokens = SUP_RELAY_BURST;
+        if (sup_relay_budgets[i].refilled < oldest->refilled) {
+            oldest = &sup_relay_budgets[i];
         }
     }
 
-    if (sup_relay_tokens == 0) {
-        sup_relay_dropped++;
+    if (b == NULL) {
+        b = oldest;
+        b->uid = uid;
+        b->tokens = SUP_RELAY_BURST;
+        b->refilled = now;
+        b->dropped = 0;
+    }
+
+    add = (now - b->refilled) * SUP_RELAY_RATE / 1000;
+
+    if (add > 0) {
+        b->tokens = (b->tokens + add > SUP_RELAY_BURST)
+                    ? SUP_RELAY_BURST : b->tokens + add;
+        b->refilled = now;
+    }
+
+    if (b->tokens == 0) {
+        b->dropped++;
         return 0;
     }
 
-    sup_relay_tokens--;
+    b->tokens--;
 
-    if (sup_relay_dropped > 0) {
-        wk_log("%lu lines of session processes were dropped (more than %d "
-               "a second)", sup_relay_dropped, SUP_RELAY_RATE);
-        sup_relay_dropped = 0;
+    if (b->dropped > 0) {
+        wk_log("%lu lines of uid %ld were dropped (more than %d a second)",
+               b->dropped, (long) uid, SUP_RELAY_RATE);
+        b->dropped = 0;
     }
 
     return 1;

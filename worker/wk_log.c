@@ -4,10 +4,19 @@
  * sharing nginx's error log do not interleave.  Safe to call in a forked
  * child (the pid is looked up on every call).  The descriptor is fd 2
  * unless wk_log_set_fd() changed it.
+ *
+ * Below the keeper that descriptor is the keeper's log relay
+ * (sup_relay.c), a datagram socket every session shares: a line is sent
+ * without blocking (whatever O_NONBLOCK or SO_SNDTIMEO user code set on
+ * the shared socket), and while the relay is full (a session floods it)
+ * the line waits for room, in poll(2), WK_LOG_WAIT_MS at most: a flood
+ * delays another session's line a little, and neither silences it nor
+ * blocks it for long.
  */
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,7 +27,9 @@
 #include "wk_log.h"
 
 
-#define WK_LOG_LINE  2048
+#define WK_LOG_LINE     2048
+#define WK_LOG_WAIT_MS  200     /* for room on a full relay, at most */
+#define WK_LOG_POLL_MS  10
 
 
 static const char  *wk_log_role = "worker";
@@ -60,13 +71,14 @@ wk_log_cwd_name(void)
 void
 wk_log(const char *fmt, ...)
 {
-    int        n, m, saved;
-    size_t     len;
-    time_t     now;
-    ssize_t    w;
-    va_list    args;
-    struct tm  tm;
-    char       line[WK_LOG_LINE];
+    int            n, m, saved, wait;
+    size_t         len;
+    time_t         now;
+    ssize_t        w;
+    va_list        args;
+    struct tm      tm;
+    struct pollfd  pfd;
+    char           line[WK_LOG_LINE];
 
     saved = errno;
     n = 0;
@@ -105,12 +117,25 @@ wk_log(const char *fmt, ...)
     line[len++] = '\n';
 
     /* nowhere is left to report a failed log write */
-    w = send(wk_log_fd, line, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    for (wait = 0; ; wait += WK_LOG_POLL_MS) {
+        w = send(wk_log_fd, line, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
-    if (w == -1 && errno == ENOTSOCK) {
-        w = write(wk_log_fd, line, len);
-        (void) w;
+        if (w == -1 && errno == ENOTSOCK) {
+            w = write(wk_log_fd, line, len);
+            break;
+        }
+
+        if (w != -1 || errno != EAGAIN || wait >= WK_LOG_WAIT_MS) {
+            break;
+        }
+
+        /* the relay is full: wait for room */
+        pfd.fd = wk_log_fd;
+        pfd.events = POLLOUT;
+        (void) poll(&pfd, 1, WK_LOG_POLL_MS);
     }
+
+    (void) w;
 
 done:
 
