@@ -11,6 +11,7 @@ directives (the defaults, except those the fixtures set).
 import os
 import platform
 import shutil
+import subprocess
 import threading
 import textwrap
 
@@ -723,6 +724,80 @@ def test_what_a_session_leaves_in_run_lock_goes_with_it(nginx, victim):
     contained(nginx, victim)
 
 
+HOPPER = r"""
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+/* hopper CHAINS SECONDS: chains of processes that fork and exit at once */
+int main(int argc, char **argv) {
+    int i, chains = atoi(argv[1]);
+    time_t deadline = time(NULL) + atoi(argv[2]);
+    struct timespec ts = {0, 10000};
+    for (i = 0; i < chains; i++) {
+        if (fork() == 0) {
+            for (;;) {
+                setpgid(0, 0);
+                if (time(NULL) > deadline) _exit(0);
+                nanosleep(&ts, NULL);
+                if (fork() > 0) _exit(0);
+            }
+        }
+    }
+    _exit(0);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def hopper(tmp_path_factory):
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc to build the process hopper with")
+    d = tmp_path_factory.mktemp("hopper")
+    (d / "hopper.c").write_text(HOPPER)
+    subprocess.run(["gcc", "-O2", "-o", str(d / "hopper"), str(d / "hopper.c")],
+                   check=True)
+    return str(d / "hopper")
+
+
+def test_no_process_outlives_its_session_s_files(nginx, victim, hopper):
+    # processes that fork and exit as fast as they can: a scan of /proc
+    # passes a child forked under a pid it had passed already, while its
+    # parent, met later, has exited; the files go only once no process of
+    # the session is left at all, so none may be running when they do
+    for attempt in range(3):
+        sid = nginx.create()
+        workdir = os.path.join(nginx.prefix, "work", sid)
+        shutil.copy(hopper, os.path.join(workdir, "hopper"))
+        os.chmod(os.path.join(workdir, "hopper"), 0o755)
+        uid = int(out_of(nginx, sid, """
+            import os, subprocess
+            subprocess.Popen(["./hopper", "8", "20"])
+            print(os.getuid())
+            """))
+        assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code \
+            == 204
+        wait_for(lambda: not os.path.exists(workdir), timeout=30,
+                 what="the session's files to go")
+        left = [p for p in uid_processes(uid) if not zombie(p)]
+        assert left == [], f"attempt {attempt}: {left} outlived the purge"
+    contained(nginx, victim)
+
+
+def test_socket_names_never_show_a_session_id(loose):
+    # the kernel lists every Unix socket by the name it was bound to, to
+    # anyone who reads /proc/net/unix (a shared network, here)
+    others = [loose.create(language="bash"), loose.create()]
+    reader = loose.create()
+    r = loose.run_json(reader, "print(open('/proc/net/unix').read())")
+    assert r["status"] == "ok", r
+    assert "supervisor.sock" in r["stdout"]        # the list is there
+    for sid in others:
+        assert sid not in r["stdout"]
+    for sid in others + [reader]:
+        loose.http.delete(f"{loose.url}/session/{sid}")
+
+
 ORPHANS = """
     import os
     for i in range({n}):
@@ -804,3 +879,25 @@ def test_a_session_cannot_silence_another_s_log_lines(nginx, attacker,
     nginx.http.delete(f"{nginx.url}/session/{other}")
     contained(nginx, victim)
 
+
+def test_a_session_s_many_files_do_not_hold_up_the_others():
+    # the supervisor removes a deleted session's files in a child of its
+    # own: a session that leaves a great many does not stall every create
+    n = Nginx(http_extra="pyrepl_supervisor_timeout 300ms;").start()
+    try:
+        sid = n.create()
+        r = n.run_json(sid, textwrap.dedent("""
+            import os
+            os.mkdir("many")
+            for i in range(300000):
+                os.close(os.open(f"many/{i}", os.O_CREAT | os.O_WRONLY))
+            """), timeout_ms=120000)
+        assert r["status"] == "ok", r
+        workdir = os.path.join(n.prefix, "work", sid)
+        assert n.http.delete(f"{n.url}/session/{sid}").status_code == 204
+        fresh = n.http.post(n.url + "/session")
+        assert fresh.status_code == 201, fresh.text
+        wait_for(lambda: not os.path.exists(workdir), timeout=60,
+                 what="the files to go")
+    finally:
+        n.check_and_clean()

@@ -65,6 +65,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -109,6 +110,8 @@ static sup_purge_t *sup_purge_find(const char *id);
 static void sup_purge_scan(const sup_conf_t *conf);
 static void sup_purge_proc(const sup_conf_t *conf, pid_t pid);
 static void sup_purge_files(const sup_conf_t *conf, const char *id);
+static void sup_purge_kill_uid(uid_t uid);
+static int sup_remover_reaped(pid_t pid, int status);
 static int sup_purge_by_uid(const sup_conf_t *conf);
 static void sup_uid_leftovers(uid_t uid);
 static void sup_sweep_later(void);
@@ -117,13 +120,17 @@ static int sup_sweep_spares(const sup_conf_t *conf, pid_t pid,
     const sup_proc_t *p);
 
 
-static long          sup_sweep_at;     /* 0: no sweep due */
-static long          sup_sweep_last;
-static sup_purge_t  *sup_purges;
-static size_t        sup_npurges;
-static size_t        sup_cpurges;
-static long          sup_purge_at;     /* 0: no scan due */
-static long          sup_purge_delay;
+static long           sup_sweep_at;     /* 0: no sweep due */
+static long           sup_sweep_last;
+static sup_purge_t   *sup_purges;
+static size_t         sup_npurges;
+static size_t         sup_cpurges;
+static long           sup_purge_at;     /* 0: no scan due */
+static long           sup_purge_delay;
+static unsigned long  sup_exec_seq;     /* a socket's name till renamed */
+static pid_t         *sup_removers;     /* children removing files */
+static size_t         sup_nremovers;
+static size_t         sup_cremovers;
 
 
 int
@@ -233,7 +240,8 @@ sup_create_exec(const sup_conf_t *conf, const char *id, int lang,
     pid_t            p;
     sup_proc_t       st;
     sup_session_t   *s;
-    char             sock[PATH_MAX], dir[PATH_MAX];
+    char             sock[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX];
+    char             name[32];
 
     if (sup_id_busy(id, err)) {
         return -1;
@@ -263,15 +271,35 @@ sup_create_exec(const sup_conf_t *conf, const char *id, int lang,
         return -1;
     }
 
-    fd = sup_listen_unix(sock, 0, 0, conf->owner_uid, conf->owner_gid);
-    if (fd == -1) {
-        if (errno == EADDRINUSE) {
+    /*
+     * Bound under a name of no meaning, then renamed: the kernel lists a
+     * socket by the name it was bound to (/proc/net/unix), and an id is
+     * a key to a session where no API keys are set.
+     */
+    (void) snprintf(name, sizeof(name), "new-%lu", ++sup_exec_seq);
+
+    fd = -1;
+
+    if (sup_fs_path(tmp, PATH_MAX, conf->socket_dir, name,
+                    PYREPL_SESSION_SUFFIX) == 0)
+    {
+        fd = sup_listen_unix(tmp, 0, 1, conf->owner_uid, conf->owner_gid);
+    }
+
+    if (fd == -1 || sup_fs_rename(tmp, sock) == -1) {
+        if (fd != -1 && errno == EEXIST) {
             wk_log("session %s: socket \"%s\" exists", id, sock);
             SUP_ERR(err, "conflict", "socket of %s exists", id);
 
         } else {
             SUP_ERR(err, "unavailable", "cannot create the socket: %s",
                     strerror(errno));
+        }
+
+        if (fd != -1) {
+            (void) close(fd);
+            (void) sup_fs_unlink(tmp);
+            fd = -1;
         }
 
         goto fail;
@@ -603,6 +631,11 @@ sup_purge_scan(const sup_conf_t *conf)
 
     for (i = 0; i < sup_npurges; i++) {
         sup_purges[i].alive = 0;
+
+        if (sup_purge_by_uid(conf)) {
+            sup_purge_kill_uid(conf->confine.uid_base
+                               + (uid_t) sup_purges[i].pgid);
+        }
     }
 
     failed = 0;
@@ -659,6 +692,45 @@ sup_purge_scan(const sup_conf_t *conf)
 
     sup_purge_delay = (sup_purge_delay * 2 < SUP_PURGE_MAX_MS)
                       ? sup_purge_delay * 2 : SUP_PURGE_MAX_MS;
+}
+
+
+/*
+ * Every process of uid at once: kill(-1) in a child that has become uid
+ * signals all of uid's processes while no process can fork (the kernel
+ * holds the task list for it), so a session whose processes fork and exit
+ * faster than a scan of /proc goes in one stroke; the scan then finds the
+ * ones still dying.
+ */
+static void
+sup_purge_kill_uid(uid_t uid)
+{
+    int    status;
+    pid_t  pid;
+
+    pid = fork();
+
+    if (pid == -1) {
+        wk_log("fork() to kill uid %lu failed: %s", (unsigned long) uid,
+               strerror(errno));
+        return;
+    }
+
+    if (pid == 0) {
+        if (setgroups(0, NULL) == -1
+            || setresgid((gid_t) uid, (gid_t) uid, (gid_t) uid) == -1
+            || setresuid(uid, uid, uid) == -1)
+        {
+            _exit(EXIT_FAILURE);
+        }
+
+        (void) kill(-1, SIGKILL);
+        _exit(EXIT_SUCCESS);
+    }
+
+    while (waitpid(pid, &status, 0) == -1 && errno == EINTR) {
+        /* void */
+    }
 }
 
 
@@ -721,15 +793,20 @@ sup_purge_proc(const sup_conf_t *conf, pid_t pid)
             live = (state != 'Z' || sup_proc_zombie_runs(pid));
         }
 
-        if (!live) {
-            return;
-        }
-
-        if (kill(pid, SIGKILL) == -1 && errno != ESRCH) {
+        if (live && kill(pid, SIGKILL) == -1 && errno != ESRCH) {
             wk_log("session %s: kill(%ld, SIGKILL) failed: %s", g->id,
                    (long) pid, strerror(errno));
         }
 
+        /*
+         * A zombie counts too, until it is reaped.  A scan is no
+         * snapshot: a process it passed alive may have forked a child
+         * under a pid the scan had passed already, and exited, before
+         * the scan reached it.  Only a scan that meets no process of
+         * the session, not even a zombie, proves none is left: a process
+         * forked meanwhile has a parent the scan would meet (the chain
+         * ends at the session's first process, which only we reap).
+         */
         g->alive++;
     }
 }
@@ -739,17 +816,44 @@ sup_purge_proc(const sup_conf_t *conf, pid_t pid)
  * Remove session id's working directory and, with a uid per session, what
  * its uid left in the shared temporary directories: the uid is the
  * directory's owner (the session's process made it its own, and cannot
- * give it away), whatever the table says.
+ * give it away), whatever the table says.  In a child of ours, so that a
+ * session that left millions of files does not hold up every other one;
+ * the id stays taken until its directory is gone (sup_id_taken).
  */
 static void
 sup_purge_files(const sup_conf_t *conf, const char *id)
 {
+    pid_t       *r, pid;
     uid_t        uid;
     struct stat  st;
     char         sock[PATH_MAX], dir[PATH_MAX];
 
     if (sup_paths(conf, id, sock, dir) == -1) {
         return;
+    }
+
+    pid = fork();
+
+    if (pid == -1) {
+        wk_log("session %s: fork() to remove its files failed: %s; removing "
+               "them here", id, strerror(errno));
+
+    } else if (pid > 0) {
+        if (sup_nremovers == sup_cremovers) {
+            r = sup_grow(sup_removers, &sup_cremovers, sizeof(pid_t), 8,
+                         "the removers");
+            if (r == NULL) {
+                return;         /* reaped all the same, not waited for */
+            }
+
+            sup_removers = r;
+        }
+
+        sup_removers[sup_nremovers++] = pid;
+        return;
+
+    } else {
+        (void) sup_spawn_close_from(3);
     }
 
     uid = 0;
@@ -766,6 +870,32 @@ sup_purge_files(const sup_conf_t *conf, const char *id)
     if (uid != 0) {
         sup_uid_leftovers(uid);
     }
+
+    if (pid == 0) {
+        _exit(EXIT_SUCCESS);
+    }
+}
+
+
+/* A reaped pid: 1 if it was a remover (sup_purge_files), else 0. */
+static int
+sup_remover_reaped(pid_t pid, int status)
+{
+    size_t  i;
+
+    for (i = 0; i < sup_nremovers; i++) {
+        if (sup_removers[i] == pid) {
+            sup_removers[i] = sup_removers[--sup_nremovers];
+
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                sup_log_exit("file remover", NULL, pid, status);
+            }
+
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -929,7 +1059,8 @@ sup_reap(const sup_conf_t *conf)
 
         if (s == NULL) {
             if (!sup_zygote_reaped(conf, pid, status)
-                && !sup_pool_reaped(conf, pid, status))
+                && !sup_pool_reaped(conf, pid, status)
+                && !sup_remover_reaped(pid, status))
             {
                 /*
                  * An orphan of user code, or a committed transaction's
@@ -1114,8 +1245,9 @@ sup_sweep_spares(const sup_conf_t *conf, pid_t pid, const sup_proc_t *p)
      * user code's processes are all in their sessions'), not confined
      * yet (our own uid, which no user code has where sessions get an
      * identity of their own), already its own identity (uid base + its
-     * pid: an orphan of a dead session has that session's), or already
-     * in its pool directory.
+     * pid: an orphan of a dead session has that session's), or, where
+     * sessions share one identity, already in its pool directory (a
+     * name any session process could enter with a uid of its own).
      */
     if (p->sid == getsid(0)) {
         return 1;
@@ -1129,6 +1261,10 @@ sup_sweep_spares(const sup_conf_t *conf, pid_t pid, const sup_proc_t *p)
                 && uid[0] == conf->confine.uid_base + (uid_t) pid)))
     {
         return 1;
+    }
+
+    if (conf->confine.uid_base != WK_SANDBOX_NO_ID) {
+        return 0;
     }
 
     (void) snprintf(path, sizeof(path), "/proc/%ld/cwd", (long) pid);
@@ -1156,7 +1292,8 @@ sup_unreaped(void)
     size_t  i, n, k;
 
     n = sup_session_count();
-    k = sup_pool_unreaped() + sup_zygote_unreaped() + sup_npurges;
+    k = sup_pool_unreaped() + sup_zygote_unreaped() + sup_npurges
+        + sup_nremovers;
 
     for (i = 0; i < n; i++) {
         if (sup_session_at(i)->state != SUP_S_DEAD) {
