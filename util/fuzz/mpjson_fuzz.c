@@ -1,7 +1,7 @@
 /*
  * mpjson_fuzz.c: libFuzzer target for what nginx does with a client's
  * message before any session sees it: JSON parsed by jansson with the
- * module's flags, msgpack converted by src/pyrepl_mpjson.c, and the checks
+ * module's flags, msgpack converted by src/codec/pyrepl_mpjson.c, and the checks
  * the module makes on a run (or input) message.
  *
  * Input layout: byte 0 bit 0 picks the path, the rest is the message.
@@ -26,8 +26,8 @@
  *
  * Any broken rule aborts, which libFuzzer reports as a crash.
  *
- * Build: clang -fsanitize=fuzzer,address,undefined -I src \
- *            util/fuzz/mpjson_fuzz.c src/pyrepl_mpjson.c \
+ * Build: clang -fsanitize=fuzzer,address,undefined -I src/codec \
+ *            util/fuzz/mpjson_fuzz.c src/codec/pyrepl_mpjson.c \
  *            -ljansson -lmsgpackc
  */
 

@@ -1,5 +1,5 @@
 /*
- * proto_fuzz.c: libFuzzer target for the frame codec (src/pyrepl_proto.c),
+ * proto_fuzz.c: libFuzzer target for the frame codec (src/codec/pyrepl_proto.c),
  * which reads what session processes and the supervisor send to nginx and
  * what nginx sends to them.
  *
@@ -24,8 +24,8 @@
  *
  * Any broken rule aborts, which libFuzzer reports as a crash.
  *
- * Build: clang -fsanitize=fuzzer,address,undefined -I src \
- *            util/fuzz/proto_fuzz.c src/pyrepl_proto.c -lmsgpackc
+ * Build: clang -fsanitize=fuzzer,address,undefined -I src/codec \
+ *            util/fuzz/proto_fuzz.c src/codec/pyrepl_proto.c -lmsgpackc
  */
 
 #include <stddef.h>

@@ -9,7 +9,7 @@
  * input, 1 if a file cannot be read.
  *
  * Build: cc -fsanitize=address,undefined -I src util/fuzz/replay.c \
- *            util/fuzz/<name>_fuzz.c src/<what it fuzzes>.c ...
+ *            util/fuzz/<name>_fuzz.c src/codec/<what it fuzzes>.c ...
  */
 
 #include <dirent.h>

@@ -1,5 +1,5 @@
 /*
- * ws_fuzz.c: libFuzzer target for the WebSocket core (src/pyrepl_ws.c).
+ * ws_fuzz.c: libFuzzer target for the WebSocket core (src/codec/pyrepl_ws.c).
  *
  * Input layout: byte 0 picks the parser limits and the largest piece size,
  * byte 1 seeds the split points, the rest is a client byte stream.  The
@@ -10,8 +10,8 @@
  * (a close payload built from them must parse back) and the handshake
  * helpers.  Any broken rule aborts, which libFuzzer reports as a crash.
  *
- * Build: clang -fsanitize=fuzzer,address,undefined -I src \
- *            util/fuzz/ws_fuzz.c src/pyrepl_ws.c -o ws_fuzz
+ * Build: clang -fsanitize=fuzzer,address,undefined -I src/codec \
+ *            util/fuzz/ws_fuzz.c src/codec/pyrepl_ws.c -o ws_fuzz
  */
 
 #include <stdio.h>
