@@ -756,7 +756,7 @@ ngx_http_pyrepl_exec_grace(ngx_event_t *ev)
                   "deadline for %M ms: killing it", (size_t) PYREPL_ID_LEN,
                   ex->id, ex->pmcf->timeout_grace);
 
-    ngx_http_pyrepl_kill_session(ex->pmcf, ex->id, ev->log);
+    ngx_http_pyrepl_supervisor_kill_now(ex->pmcf, ex->id, ev->log);
 }
 
 
@@ -902,7 +902,7 @@ ngx_http_pyrepl_exec_tx_done(ngx_http_pyrepl_exec_t *ex, pr_frame_t *frame)
                                  ngx_strcmp(ex->tx, "pending") == 0, pid);
 
     if (pid > 0) {
-        ngx_http_pyrepl_move_session(ex->pmcf, ex->id, pid, ex->log);
+        ngx_http_pyrepl_supervisor_move(ex->pmcf, ex->id, pid, ex->log);
     }
 }
 

@@ -420,15 +420,42 @@ ngx_table_elt_t *ngx_http_pyrepl_header(ngx_http_request_t *r,
 
 void ngx_http_pyrepl_reaper_start(ngx_cycle_t *cycle,
     ngx_http_pyrepl_main_conf_t *pmcf);
-void ngx_http_pyrepl_move_session(ngx_http_pyrepl_main_conf_t *pmcf,
-    u_char *id, ngx_pid_t pid, ngx_log_t *log);
 void ngx_http_pyrepl_revive(ngx_http_pyrepl_main_conf_t *pmcf,
     ngx_log_t *log);
-void ngx_http_pyrepl_kill_session(ngx_http_pyrepl_main_conf_t *pmcf,
-    u_char *id, ngx_log_t *log);
 ngx_int_t ngx_http_pyrepl_status_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_pyrepl_supervisor_up(ngx_http_pyrepl_main_conf_t *pmcf);
 ngx_uint_t ngx_http_pyrepl_run_status(const char *status);
+
+
+/* every message to the supervisor (ngx_http_pyrepl_supervisor.c) */
+
+typedef void (*ngx_http_pyrepl_reaped_pt)(void);
+
+ngx_int_t ngx_http_pyrepl_supervisor_create(
+    ngx_http_pyrepl_main_conf_t *pmcf, ngx_pool_t *pool,
+    ngx_http_pyrepl_peer_t *peer, u_char *id, ngx_uint_t lang);
+ngx_int_t ngx_http_pyrepl_supervisor_kill(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, u_char *id);
+ngx_int_t ngx_http_pyrepl_supervisor_store(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, u_char *id,
+    const char *file, uint64_t tenant, u_char *cid);
+ngx_int_t ngx_http_pyrepl_supervisor_load(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, u_char *id,
+    const char *file, uint64_t tenant, u_char *cid);
+ngx_int_t ngx_http_pyrepl_supervisor_list(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, uint64_t tenant);
+ngx_int_t ngx_http_pyrepl_supervisor_remove(
+    ngx_http_pyrepl_main_conf_t *pmcf, ngx_pool_t *pool,
+    ngx_http_pyrepl_peer_t *peer, uint64_t tenant, u_char *cid);
+ngx_int_t ngx_http_pyrepl_supervisor_status(
+    ngx_http_pyrepl_main_conf_t *pmcf, ngx_pool_t *pool,
+    ngx_http_pyrepl_peer_t *peer);
+void ngx_http_pyrepl_supervisor_kill_now(ngx_http_pyrepl_main_conf_t *pmcf,
+    u_char *id, ngx_log_t *log);
+void ngx_http_pyrepl_supervisor_move(ngx_http_pyrepl_main_conf_t *pmcf,
+    u_char *id, ngx_pid_t pid, ngx_log_t *log);
+ngx_uint_t ngx_http_pyrepl_supervisor_reap(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_array_t *ids, ngx_http_pyrepl_reaped_pt reaped, ngx_log_t *log);
+ngx_int_t ngx_http_pyrepl_supervisor_up(ngx_http_pyrepl_main_conf_t *pmcf);
 
 
 /* handlers (ngx_http_pyrepl_session.c, ngx_http_pyrepl_run.c) */
@@ -459,14 +486,6 @@ ngx_int_t ngx_http_pyrepl_rollback_handler(ngx_http_request_t *r,
 ngx_int_t ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id);
 
-ngx_int_t ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,
-    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
-    ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail);
-ngx_int_t ngx_http_pyrepl_supervisor_call(ngx_http_request_t *r,
-    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
-    ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail);
-ngx_int_t ngx_http_pyrepl_session_socket(ngx_http_request_t *r, u_char *id,
-    ngx_str_t *path);
 ngx_int_t ngx_http_pyrepl_socket_path(ngx_http_pyrepl_main_conf_t *pmcf,
     ngx_pool_t *pool, u_char *id, ngx_str_t *path);
 

@@ -177,7 +177,8 @@ ngx_http_pyrepl_tx_answered(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     ngx_http_pyrepl_table_set_tx(pmcf->shm_zone, cl->id, 0, pid);
 
     if (pid > 0) {
-        ngx_http_pyrepl_move_session(pmcf, cl->id, pid, r->connection->log);
+        ngx_http_pyrepl_supervisor_move(pmcf, cl->id, pid,
+                                        r->connection->log);
     }
 
     ngx_http_finalize_request(r, ngx_http_pyrepl_send_json(r,

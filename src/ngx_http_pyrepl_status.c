@@ -44,7 +44,6 @@ static ngx_int_t ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_pyrepl_status_handler(ngx_http_request_t *r)
 {
-    pr_frame_t                     frame;
     ngx_http_pyrepl_sup_status_t  *st;
 
     if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
@@ -64,13 +63,13 @@ ngx_http_pyrepl_status_handler(ngx_http_request_t *r)
 
     st->request = r;
     st->peer.data = st;
+    st->peer.log = r->connection->log;
+    st->peer.frame_handler = ngx_http_pyrepl_status_reply;
+    st->peer.fail_handler = ngx_http_pyrepl_status_failed;
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_STATUS;
-
-    if (ngx_http_pyrepl_supervisor_request(r, &st->peer, &frame,
-                                           ngx_http_pyrepl_status_reply,
-                                           ngx_http_pyrepl_status_failed)
+    if (ngx_http_pyrepl_supervisor_status(
+            ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module),
+            r->pool, &st->peer)
         != NGX_OK)
     {
         /* the supervisor is down: answer now, finalizing like the rest */
@@ -304,36 +303,6 @@ ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
-}
-
-
-/*
- * Does the supervisor accept connections?  connect() on a Unix socket
- * answers at once, so this never blocks the worker.
- */
-ngx_int_t
-ngx_http_pyrepl_supervisor_up(ngx_http_pyrepl_main_conf_t *pmcf)
-{
-    int                 fd, rc;
-    ngx_err_t           err;
-    struct sockaddr_un  sun;
-
-    ngx_memzero(&sun, sizeof(struct sockaddr_un));
-    sun.sun_family = AF_UNIX;
-    ngx_memcpy(sun.sun_path, pmcf->supervisor_sock.data,
-               pmcf->supervisor_sock.len);
-
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        return NGX_ERROR;
-    }
-
-    rc = connect(fd, (struct sockaddr *) &sun, sizeof(struct sockaddr_un));
-    err = ngx_errno;
-    close(fd);
-
-    /* a full backlog (EAGAIN) still means somebody listens */
-    return (rc == 0 || err == NGX_EAGAIN) ? NGX_OK : NGX_DECLINED;
 }
 
 
