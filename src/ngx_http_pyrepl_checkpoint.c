@@ -31,7 +31,15 @@
  * answers show.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_checkpoint.h"
+
+#include "ngx_http_pyrepl_auth.h"
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_state.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 #include <sys/random.h>
 

@@ -8,7 +8,11 @@
  * one starts from.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_control.h"
+
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 static void ngx_http_pyrepl_renew_body_handler(ngx_http_request_t *r);

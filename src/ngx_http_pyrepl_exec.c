@@ -23,7 +23,13 @@
  * a notice goes to stderr and the run is interrupted.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_exec.h"
+
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_status.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 #include <sys/random.h>
 

@@ -7,6 +7,21 @@
 
 #include "ngx_http_pyrepl_module.h"
 
+#include "ngx_http_pyrepl_auth.h"
+#include "ngx_http_pyrepl_checkpoint.h"
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_opensandbox.h"
+#include "ngx_http_pyrepl_reaper.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_run.h"
+#include "ngx_http_pyrepl_sandbox.h"
+#include "ngx_http_pyrepl_session.h"
+#include "ngx_http_pyrepl_spawn.h"
+#include "ngx_http_pyrepl_state.h"
+#include "ngx_http_pyrepl_status.h"
+#include "ngx_http_pyrepl_table.h"
+#include "ngx_http_pyrepl_ws.h"
+
 
 #ifndef PYREPL_BIN_DIR
 #define PYREPL_BIN_DIR  "/usr/lib/pyrepl"

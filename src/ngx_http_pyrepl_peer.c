@@ -12,7 +12,7 @@
  * after fail_handler and the optional sent_handler.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_peer.h"
 
 
 #define PYREPL_PEER_INITIAL_BUF  16384

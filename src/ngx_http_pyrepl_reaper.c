@@ -11,7 +11,11 @@
  * (ngx_http_pyrepl_revive.c).
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_reaper.h"
+
+#include "ngx_http_pyrepl_revive.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 static void ngx_http_pyrepl_reap(ngx_event_t *ev);

@@ -6,7 +6,7 @@
  * as one JSON object.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_reply.h"
 
 
 static const char  *ngx_http_pyrepl_states[] = {

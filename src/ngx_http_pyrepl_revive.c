@@ -16,7 +16,14 @@
  * or "crashed" for good if any step fails.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_revive.h"
+
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
+
+#include <jansson.h>
 
 
 #define PYREPL_REVIVE_KILL     0

@@ -25,7 +25,11 @@
  * Content-Length, which also lets a run the session refused answer 409.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_run.h"
+
+#include "ngx_http_pyrepl_exec.h"
+#include "ngx_http_pyrepl_opensandbox.h"
+#include "ngx_http_pyrepl_reply.h"
 
 
 #define PYREPL_PING_INTERVAL  15000

@@ -6,7 +6,16 @@
  * supervisor through ngx_http_pyrepl_supervisor.c.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_session.h"
+
+#include "ngx_http_pyrepl_auth.h"
+#include "ngx_http_pyrepl_checkpoint.h"
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_opensandbox.h"
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 #include <sys/random.h>
 

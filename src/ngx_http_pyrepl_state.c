@@ -11,7 +11,13 @@
  *                                  goes to the table and the supervisor
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_state.h"
+
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 static ngx_int_t ngx_http_pyrepl_state_ask(ngx_http_request_t *r, u_char *id,

@@ -7,7 +7,12 @@
  * the pool and zygote from a "status" request to the supervisor.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_status.h"
+
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 static const ngx_msec_t  ngx_http_pyrepl_buckets[] = PYREPL_RUN_BUCKETS;

@@ -26,7 +26,11 @@
  * that answers at once (ngx_http_pyrepl_supervisor_up).
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_supervisor.h"
+
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 /* "<tenant, 16 hex>/<checkpoint id>" */

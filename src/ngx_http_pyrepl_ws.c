@@ -31,7 +31,11 @@
  * keeps it alive until the close frame is out.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_ws.h"
+
+#include "ngx_http_pyrepl_exec.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_table.h"
 #include "pyrepl_ws.h"
 #include "pyrepl_mpjson.h"
 
