@@ -27,6 +27,7 @@
 
 #include "ngx_http_pyrepl_control.h"
 #include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_status.h"
 #include "ngx_http_pyrepl_supervisor.h"
 #include "ngx_http_pyrepl_table.h"
@@ -40,6 +41,8 @@ static void ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static ngx_int_t ngx_http_pyrepl_exec_truncate(ngx_http_pyrepl_exec_t *ex,
     pr_frame_t *frame);
+static const char *ngx_http_pyrepl_exec_check(ngx_http_pyrepl_exec_t *ex,
+    json_t *body);
 static const char *ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex,
     json_t *body);
 static ngx_int_t ngx_http_pyrepl_exec_crashed(ngx_http_pyrepl_exec_t *ex,
@@ -65,11 +68,29 @@ static const ngx_msec_t  ngx_http_pyrepl_exec_buckets[] = PYREPL_RUN_BUCKETS;
 
 /*
  * Read a run request ({"code" | "command", "timeout_ms", "tx_policy", and
- * for bash sessions "cwd", "env", "stdin"}) into ex.  Returns NULL, or what
- * is wrong with it for a 400 (a 413 when ex->too_large).
+ * for bash sessions "cwd", "env", "stdin"}) into ex.  Returns NGX_OK, or
+ * NGX_DECLINED with ex->refusal and ex->why saying what is wrong.
  */
-const char *
+ngx_int_t
 ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
+{
+    ex->why = ngx_http_pyrepl_exec_check(ex, body);
+
+    if (ex->why == NULL) {
+        return NGX_OK;
+    }
+
+    if (ex->refusal == 0) {
+        ex->refusal = PYREPL_REFUSED_BAD_REQUEST;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* NULL, or what is wrong with the run request (in ex->text, or static). */
+static const char *
+ngx_http_pyrepl_exec_check(ngx_http_pyrepl_exec_t *ex, json_t *body)
 {
     json_t                     *code, *v;
     size_t                      len;
@@ -93,11 +114,11 @@ ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
     len = json_string_length(code);
 
     if (len > ex->pmcf->max_code_size) {
-        ex->too_large = 1;
-        ngx_snprintf(ex->why, sizeof(ex->why) - 1,
+        ex->refusal = PYREPL_REFUSED_TOO_LARGE;
+        ngx_snprintf(ex->text, sizeof(ex->text) - 1,
                      "the code is over pyrepl_max_code_size (%uz bytes)%Z",
                      ex->pmcf->max_code_size);
-        return (char *) ex->why;
+        return (char *) ex->text;
     }
 
     ex->code.data = ngx_pnalloc(ex->pool, len ? len : 1);
@@ -119,10 +140,10 @@ ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
         if (!json_is_integer(v) || json_integer_value(v) < 1
             || json_integer_value(v) > (json_int_t) ex->pmcf->run_timeout_max)
         {
-            ngx_snprintf(ex->why, sizeof(ex->why) - 1,
+            ngx_snprintf(ex->text, sizeof(ex->text) - 1,
                          "\"timeout_ms\" must be an integer from 1 to %M%Z",
                          ex->pmcf->run_timeout_max);
-            return (char *) ex->why;
+            return (char *) ex->text;
         }
 
         ex->timeout = (ngx_msec_t) json_integer_value(v);
@@ -247,11 +268,11 @@ ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex, json_t *body)
 
 
 /*
- * Reserve the session for this run.  Returns NGX_OK, NGX_DECLINED if there
- * is no such session, NGX_BUSY if it runs something else, NGX_AGAIN if an
- * explicit transaction waits for a commit or rollback; NGX_ERROR on
- * allocation failure.  After NGX_OK the sink gets ready for events and
- * calls ngx_http_pyrepl_exec_start.
+ * Reserve the session for this run.  Returns NGX_OK, NGX_DECLINED when
+ * the run is refused (ex->refusal: no such session, it runs something
+ * else, an explicit transaction waits for a commit or rollback), or
+ * NGX_ERROR on allocation failure.  After NGX_OK the sink gets ready for
+ * events and calls ngx_http_pyrepl_exec_start.
  */
 ngx_int_t
 ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
@@ -279,17 +300,20 @@ ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
     rc = ngx_http_pyrepl_table_start_run(ex->pmcf->shm_zone, ex->id, &s);
 
     if (rc == NGX_DECLINED) {
+        ex->refusal = PYREPL_REFUSED_NOT_FOUND;
         return NGX_DECLINED;
     }
 
     if (rc == NGX_BUSY || (rc == NGX_ABORT
                            && s.state == PYREPL_STATE_STARTING))
     {
-        return NGX_BUSY;
+        ex->refusal = PYREPL_REFUSED_BUSY;
+        return NGX_DECLINED;
     }
 
     if (rc == NGX_AGAIN) {
-        return NGX_AGAIN;           /* a transaction waits for its fate */
+        ex->refusal = PYREPL_REFUSED_TX_PENDING;
+        return NGX_DECLINED;
     }
 
     ex->ended = (rc != NGX_OK);
@@ -298,6 +322,55 @@ ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
     ex->execution_count = s.execution_count;
 
     return NGX_OK;
+}
+
+
+/*
+ * A run that did not start (ex->refusal), as the API answers it whatever
+ * the sink: returns the HTTP status (400, 404, 409 or 413) and sets *code
+ * and *message (which may live in ex).
+ */
+ngx_uint_t
+ngx_http_pyrepl_exec_refusal(ngx_http_pyrepl_exec_t *ex, const char **code,
+    const char **message)
+{
+    switch (ex->refusal) {
+
+    case PYREPL_REFUSED_TOO_LARGE:
+        *code = "too_large";
+        *message = ex->why;
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+
+    case PYREPL_REFUSED_NOT_FOUND:
+        *code = "not_found";
+        *message = (char *) ngx_http_pyrepl_no_session(ex->text, ex->id);
+        return NGX_HTTP_NOT_FOUND;
+
+    case PYREPL_REFUSED_BUSY:
+        *code = "session_busy";
+        *message = "the session is running code";
+        return NGX_HTTP_CONFLICT;
+
+    case PYREPL_REFUSED_RUNNING:
+        *code = "session_busy";
+        *message = "a run is going on";
+        return NGX_HTTP_CONFLICT;
+
+    case PYREPL_REFUSED_UNFINISHED:
+        *code = "session_busy";
+        *message = "the session is still finishing an earlier run";
+        return NGX_HTTP_CONFLICT;
+
+    case PYREPL_REFUSED_TX_PENDING:
+        *code = "transaction_pending";
+        *message = "the last run waits for a commit or a rollback";
+        return NGX_HTTP_CONFLICT;
+
+    default: /* PYREPL_REFUSED_BAD_REQUEST */
+        *code = "bad_request";
+        *message = ex->why;
+        return NGX_HTTP_BAD_REQUEST;
+    }
 }
 
 
@@ -479,7 +552,7 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     u_char                   status[32];
     json_t                  *data, *tb;
     ngx_uint_t               i, ended;
-    const char              *event;
+    const char              *event, *code, *message;
     ngx_http_pyrepl_exec_t  *ex;
 
     ex = peer->data;
@@ -591,11 +664,11 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
         /* the session process refused the run: another one is unwinding */
         ngx_http_pyrepl_peer_close(peer);
-        ex->refused = 1;
+        ex->refusal = PYREPL_REFUSED_UNFINISHED;
+        (void) ngx_http_pyrepl_exec_refusal(ex, &code, &message);
 
         data = json_pack("{s:s,s:s,s:[]}", "ename", "SessionBusy",
-                         "evalue", "the session is still finishing an "
-                         "earlier run", "traceback");
+                         "evalue", message, "traceback");
 
         if (ex->event(ex, "error", data) == NGX_ERROR) {
             return NGX_DONE;

@@ -16,6 +16,19 @@
 typedef struct ngx_http_pyrepl_exec_s  ngx_http_pyrepl_exec_t;
 
 /*
+ * Why a run did not start (ex->refusal).  ngx_http_pyrepl_exec_refusal()
+ * is the one place each becomes the API's error, for every sink.
+ */
+#define PYREPL_REFUSED_BAD_REQUEST  1    /* ex->why says what is wrong */
+#define PYREPL_REFUSED_TOO_LARGE    2    /* over pyrepl_max_code_size */
+#define PYREPL_REFUSED_NOT_FOUND    3    /* no such session (any more) */
+#define PYREPL_REFUSED_BUSY         4    /* another run has the session */
+#define PYREPL_REFUSED_RUNNING      5    /* this WebSocket's own run goes on */
+#define PYREPL_REFUSED_TX_PENDING   6    /* a run's effects await their fate */
+#define PYREPL_REFUSED_UNFINISHED   7    /* the session process still ends */
+                                         /* an earlier run */
+
+/*
  * An event for the sink (data reference stolen).  Returns NGX_OK, NGX_AGAIN
  * when the sink paused the exec, or NGX_ERROR when the sink has failed and
  * may have freed the exec.
@@ -52,7 +65,9 @@ struct ngx_http_pyrepl_exec_s {
     size_t                        output;     /* stdout + stderr bytes */
     ngx_event_t                   deadline;
     ngx_event_t                   grace;
-    u_char                        why[96];    /* a 400's message */
+    ngx_uint_t                    refusal;    /* PYREPL_REFUSED_* */
+    const char                   *why;        /* a bad request's words */
+    u_char                        text[96];   /* room for them */
 
     unsigned                      interactive:1; /* input() is answerable */
     unsigned                      ended:1;    /* the table is updated */
@@ -60,17 +75,17 @@ struct ngx_http_pyrepl_exec_s {
     unsigned                      timed_out:1;
     unsigned                      killed:1;   /* past the grace period */
     unsigned                      truncated:1; /* over max_output */
-    unsigned                      too_large:1; /* code over max_code_size */
-    unsigned                      refused:1;  /* the session was busy */
     unsigned                      has_cwd:1;
     unsigned                      has_stdin:1;
     unsigned                      terminated:1; /* ended before this run */
     unsigned                      opensandbox:1; /* that dialect's fields */
 };
 
-const char *ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex,
+ngx_int_t ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex,
     json_t *body);
 ngx_int_t ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex);
+ngx_uint_t ngx_http_pyrepl_exec_refusal(ngx_http_pyrepl_exec_t *ex,
+    const char **code, const char **message);
 ngx_int_t ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex);
 void ngx_http_pyrepl_exec_pause(ngx_http_pyrepl_exec_t *ex);
 void ngx_http_pyrepl_exec_resume(ngx_http_pyrepl_exec_t *ex);

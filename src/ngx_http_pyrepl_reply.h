@@ -12,12 +12,17 @@
 #include <jansson.h>
 
 
+/* "no session <id>" with its NUL */
+#define PYREPL_NO_SESSION_LEN  (sizeof("no session ") + PYREPL_ID_LEN)
+
+
 ngx_int_t ngx_http_pyrepl_send_json(ngx_http_request_t *r,
     ngx_uint_t status, json_t *body);
 /* fmt: nginx's formats (ngx_vslprintf), not libc's */
 ngx_int_t ngx_http_pyrepl_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *fmt, ...);
 ngx_int_t ngx_http_pyrepl_send_not_found(ngx_http_request_t *r, u_char *id);
+u_char *ngx_http_pyrepl_no_session(u_char *buf, u_char *id);
 void ngx_http_pyrepl_finalize_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 ngx_int_t ngx_http_pyrepl_read_body(ngx_http_request_t *r,

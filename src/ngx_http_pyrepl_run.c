@@ -65,6 +65,8 @@ typedef struct {
 
 
 static void ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r);
+static void ngx_http_pyrepl_run_refused(ngx_http_request_t *r,
+    ngx_http_pyrepl_exec_t *ex);
 static ngx_int_t ngx_http_pyrepl_run_start(ngx_http_request_t *r,
     ngx_http_pyrepl_run_t *ctx);
 static ngx_chain_t *ngx_http_pyrepl_run_buf(ngx_http_pyrepl_run_t *ctx,
@@ -147,7 +149,6 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
 {
     json_t                 *body;
     ngx_int_t               rc;
-    const char             *invalid;
     ngx_http_pyrepl_run_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_pyrepl_module);
@@ -159,19 +160,11 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
     ctx->exec.opensandbox = (ngx_http_pyrepl_dialect(r)
                              == PYREPL_DIALECT_OPENSANDBOX);
 
-    invalid = ngx_http_pyrepl_exec_parse(&ctx->exec, body);
+    rc = ngx_http_pyrepl_exec_parse(&ctx->exec, body);
     json_decref(body);
 
-    if (invalid) {
-        if (ctx->exec.too_large) {
-            ngx_http_pyrepl_finalize_error(r,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           "too_large", invalid);
-            return;
-        }
-
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST,
-                                       "bad_request", invalid);
+    if (rc != NGX_OK) {
+        ngx_http_pyrepl_run_refused(r, &ctx->exec);
         return;
     }
 
@@ -203,22 +196,7 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
     rc = ngx_http_pyrepl_exec_reserve(&ctx->exec);
 
     if (rc == NGX_DECLINED) {
-        ngx_http_finalize_request(r,
-            ngx_http_pyrepl_send_not_found(r, ctx->exec.id));
-        return NGX_DONE;
-    }
-
-    if (rc == NGX_BUSY) {
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT, "session_busy",
-                                       "the session is running code");
-        return NGX_DONE;
-    }
-
-    if (rc == NGX_AGAIN) {
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT,
-                                       "transaction_pending",
-                                       "the last run waits for a commit or "
-                                       "a rollback");
+        ngx_http_pyrepl_run_refused(r, &ctx->exec);
         return NGX_DONE;
     }
 
@@ -245,6 +223,19 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
     rc = ngx_http_pyrepl_exec_start(&ctx->exec);
 
     return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+/* Answer a run that did not start with its error, and finalize. */
+static void
+ngx_http_pyrepl_run_refused(ngx_http_request_t *r, ngx_http_pyrepl_exec_t *ex)
+{
+    ngx_uint_t   status;
+    const char  *code, *message;
+
+    status = ngx_http_pyrepl_exec_refusal(ex, &code, &message);
+
+    ngx_http_pyrepl_finalize_error(r, status, code, message);
 }
 
 
@@ -511,10 +502,8 @@ ngx_http_pyrepl_json_done(ngx_http_pyrepl_exec_t *ex, const char *status,
     ctx = ex->data;
     r = ctx->request;
 
-    if (ex->refused && !r->header_sent) {
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT, "session_busy",
-                                       "the session is still finishing an "
-                                       "earlier run");
+    if (ex->refusal && !r->header_sent) {
+        ngx_http_pyrepl_run_refused(r, ex);
         return;
     }
 

@@ -90,6 +90,8 @@ static void ngx_http_pyrepl_ws_done(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_uint_t count, ngx_msec_t ms);
 static ngx_int_t ngx_http_pyrepl_ws_refuse(ngx_http_pyrepl_ws_t *ws,
     json_t *id, const char *code, const char *message);
+static ngx_int_t ngx_http_pyrepl_ws_refused(ngx_http_pyrepl_ws_t *ws,
+    json_t *id, ngx_http_pyrepl_exec_t *ex);
 static ngx_int_t ngx_http_pyrepl_ws_send_json(ngx_http_pyrepl_ws_t *ws,
     json_t *o);
 static ngx_int_t ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws,
@@ -551,15 +553,9 @@ ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws, json_t *msg)
     json_t                  *id;
     ngx_int_t                rc;
     ngx_pool_t              *pool;
-    const char              *invalid;
     ngx_http_pyrepl_exec_t  *ex;
 
     id = json_object_get(msg, "id");
-
-    if (ws->exec) {
-        return ngx_http_pyrepl_ws_refuse(ws, id, "session_busy",
-                                         "a run is going on");
-    }
 
     pool = ngx_create_pool(4096, ws->request->connection->log);
     if (pool == NULL) {
@@ -583,28 +579,25 @@ ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws, json_t *msg)
     ex->interactive = 1;
     ngx_memcpy(ex->id, ws->id, PYREPL_ID_LEN);
 
-    invalid = ngx_http_pyrepl_exec_parse(ex, msg);
-    if (invalid) {
-        rc = ngx_http_pyrepl_ws_refuse(ws, id, ex->too_large ? "too_large"
-                                                            : "bad_request",
-                                       invalid);
-        ngx_destroy_pool(pool);
-        return rc;
+    if (ws->exec) {
+        ex->refusal = PYREPL_REFUSED_RUNNING;   /* one run at a time here */
+        rc = NGX_DECLINED;
+
+    } else {
+        rc = ngx_http_pyrepl_exec_parse(ex, msg);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_pyrepl_exec_reserve(ex);
+        }
     }
 
-    rc = ngx_http_pyrepl_exec_reserve(ex);
-
     if (rc != NGX_OK) {
+        rc = (rc == NGX_DECLINED)
+             ? ngx_http_pyrepl_ws_refused(ws, id, ex)
+             : ngx_http_pyrepl_ws_refuse(ws, id, "unavailable",
+                                         "out of memory");
         ngx_destroy_pool(pool);
-        return ngx_http_pyrepl_ws_refuse(ws, id,
-                   rc == NGX_BUSY ? "session_busy"
-                   : rc == NGX_AGAIN ? "transaction_pending"
-                   : rc == NGX_DECLINED ? "not_found" : "unavailable",
-                   rc == NGX_BUSY ? "the session is running code"
-                   : rc == NGX_AGAIN ? "the last run waits for a commit or "
-                                       "a rollback"
-                   : rc == NGX_DECLINED ? "the session is gone"
-                   : "out of memory");
+        return rc;
     }
 
     ws->exec = ex;
@@ -731,6 +724,19 @@ ngx_http_pyrepl_ws_refuse(ngx_http_pyrepl_ws_t *ws, json_t *id,
     }
 
     return ngx_http_pyrepl_ws_send_json(ws, o);
+}
+
+
+/* A run that did not start, refused with its error. */
+static ngx_int_t
+ngx_http_pyrepl_ws_refused(ngx_http_pyrepl_ws_t *ws, json_t *id,
+    ngx_http_pyrepl_exec_t *ex)
+{
+    const char  *code, *message;
+
+    (void) ngx_http_pyrepl_exec_refusal(ex, &code, &message);
+
+    return ngx_http_pyrepl_ws_refuse(ws, id, code, message);
 }
 
 
