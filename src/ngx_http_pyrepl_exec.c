@@ -14,10 +14,13 @@
  * do exactly that, so the exec touches nothing after calling them.
  *
  * Deadlines: every run has one (timeout_ms, at most and by default
- * pyrepl_run_timeout_max).  At the deadline the run is interrupted; if it
- * is still going pyrepl_timeout_grace later (the code swallowed the
- * KeyboardInterrupt), the supervisor kills the session process, the run
- * ends "crashed" and so does the session.
+ * pyrepl_run_timeout_max), which goes to the session process in the run
+ * frame: the session process owns it, interrupts the run there and
+ * completes it as "timeout".  What is left here is a watchdog: a run
+ * still going pyrepl_timeout_grace after its deadline (the code swallowed
+ * the KeyboardInterrupt, or never returns to Python) has the supervisor
+ * kill the session process; the run ends "crashed" and so does the
+ * session.
  *
  * Output: past pyrepl_max_output bytes in one run, the rest is dropped,
  * a notice goes to stderr and the run is interrupted.
@@ -49,9 +52,7 @@ static ngx_int_t ngx_http_pyrepl_exec_crashed(ngx_http_pyrepl_exec_t *ex,
     const char *why);
 static ngx_int_t ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_uint_t count, ngx_msec_t ms);
-static void ngx_http_pyrepl_exec_deadline(ngx_event_t *ev);
-static void ngx_http_pyrepl_exec_grace(ngx_event_t *ev);
-static void ngx_http_pyrepl_exec_timers_off(ngx_http_pyrepl_exec_t *ex);
+static void ngx_http_pyrepl_exec_watchdog(ngx_event_t *ev);
 static void ngx_http_pyrepl_exec_count(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_msec_t ms);
 static void ngx_http_pyrepl_exec_cleanup(void *data);
@@ -476,12 +477,10 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
         return NGX_ERROR;
     }
 
-    if (ex->timeout) {
-        ex->deadline.handler = ngx_http_pyrepl_exec_deadline;
-        ex->deadline.data = ex;
-        ex->deadline.log = ex->log;
-        ngx_add_timer(&ex->deadline, ex->timeout);
-    }
+    ex->watchdog.handler = ngx_http_pyrepl_exec_watchdog;
+    ex->watchdog.data = ex;
+    ex->watchdog.log = ex->log;
+    ngx_add_timer(&ex->watchdog, ex->timeout + ex->pmcf->timeout_grace);
 
     return NGX_OK;
 }
@@ -609,10 +608,7 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     case PR_T_COMPLETE:
         /* frame strings live in the peer's buffer: copy before closing */
 
-        if (ex->timed_out) {
-            ngx_cpystrn(status, (u_char *) "timeout", sizeof(status));
-
-        } else if (frame->status.len == 0) {
+        if (frame->status.len == 0) {
             ngx_cpystrn(status, (u_char *) "ok", sizeof(status));
 
         } else {
@@ -744,11 +740,7 @@ ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer, const char *reason)
                   "pyrepl: session %*s lost during a run: %s",
                   (size_t) PYREPL_ID_LEN, ex->id, reason);
 
-    ngx_http_pyrepl_exec_crashed(ex, ex->killed
-                                     ? "the run ignored the interrupt at its "
-                                       "timeout; the session process was "
-                                       "killed"
-                                     : "the session process exited");
+    ngx_http_pyrepl_exec_crashed(ex, "the session process exited");
 }
 
 
@@ -789,7 +781,9 @@ ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex, const char *status,
         ex->ended = 1;
     }
 
-    ngx_http_pyrepl_exec_timers_off(ex);
+    if (ex->watchdog.timer_set) {
+        ngx_del_timer(&ex->watchdog);
+    }
 
     ngx_http_pyrepl_exec_count(ex, status, ms);
 
@@ -799,36 +793,18 @@ ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex, const char *status,
 }
 
 
-/* timeout_ms reached: interrupt the run; it completes as "timeout". */
+/*
+ * pyrepl_timeout_grace past the run's deadline, the session process has
+ * not completed it: the run outlived its interrupt.  The process goes
+ * and the run ends here and now, without waiting for the connection to
+ * close: a sink that cannot take more has stopped reading it.
+ */
 static void
-ngx_http_pyrepl_exec_deadline(ngx_event_t *ev)
+ngx_http_pyrepl_exec_watchdog(ngx_event_t *ev)
 {
     ngx_http_pyrepl_exec_t  *ex;
 
     ex = ev->data;
-    ex->timed_out = 1;
-
-    if (ngx_http_pyrepl_exec_interrupt(ex) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "pyrepl: cannot interrupt session %*s at its deadline",
-                      (size_t) PYREPL_ID_LEN, ex->id);
-    }
-
-    ex->grace.handler = ngx_http_pyrepl_exec_grace;
-    ex->grace.data = ex;
-    ex->grace.log = ex->log;
-    ngx_add_timer(&ex->grace, ex->pmcf->timeout_grace);
-}
-
-
-/* The run outlived its interrupt: end the session process. */
-static void
-ngx_http_pyrepl_exec_grace(ngx_event_t *ev)
-{
-    ngx_http_pyrepl_exec_t  *ex;
-
-    ex = ev->data;
-    ex->killed = 1;
 
     ngx_log_error(NGX_LOG_WARN, ev->log, 0,
                   "pyrepl: session %*s ignored the interrupt at its "
@@ -836,19 +812,11 @@ ngx_http_pyrepl_exec_grace(ngx_event_t *ev)
                   ex->id, ex->pmcf->timeout_grace);
 
     ngx_http_pyrepl_supervisor_kill_now(ex->pmcf, ex->id, ev->log);
-}
+    ngx_http_pyrepl_peer_close(&ex->peer);
 
-
-static void
-ngx_http_pyrepl_exec_timers_off(ngx_http_pyrepl_exec_t *ex)
-{
-    if (ex->deadline.timer_set) {
-        ngx_del_timer(&ex->deadline);
-    }
-
-    if (ex->grace.timer_set) {
-        ngx_del_timer(&ex->grace);
-    }
+    (void) ngx_http_pyrepl_exec_crashed(ex, "the run ignored the interrupt "
+                                            "at its timeout; the session "
+                                            "process was killed");
 }
 
 
@@ -887,7 +855,9 @@ ngx_http_pyrepl_exec_cleanup(void *data)
         ex->ended = 1;
     }
 
-    ngx_http_pyrepl_exec_timers_off(ex);
+    if (ex->watchdog.timer_set) {
+        ngx_del_timer(&ex->watchdog);
+    }
 
     ngx_http_pyrepl_peer_close(&ex->peer);
 

@@ -63,8 +63,7 @@ struct ngx_http_pyrepl_exec_s {
     u_char                        tx[16];     /* what became of it */
     ngx_uint_t                    execution_count;
     size_t                        output;     /* stdout + stderr bytes */
-    ngx_event_t                   deadline;
-    ngx_event_t                   grace;
+    ngx_event_t                   watchdog;   /* timeout + grace */
     ngx_uint_t                    refusal;    /* PYREPL_REFUSED_* */
     const char                   *why;        /* a bad request's words */
     u_char                        text[96];   /* room for them */
@@ -72,8 +71,6 @@ struct ngx_http_pyrepl_exec_s {
     unsigned                      interactive:1; /* input() is answerable */
     unsigned                      ended:1;    /* the table is updated */
     unsigned                      crashed:1;  /* known dead at reserve */
-    unsigned                      timed_out:1;
-    unsigned                      killed:1;   /* past the grace period */
     unsigned                      truncated:1; /* over max_output */
     unsigned                      has_cwd:1;
     unsigned                      has_stdin:1;

@@ -26,7 +26,7 @@
  * request handler (which ends a request marked c->close without a close
  * frame), and the connection counts as idle only between runs.  So an
  * exiting worker closes an idle WebSocket with 1001 at once and one with
- * a run when the run completes (the run's deadline timer keeps the worker
+ * a run when the run completes (the run's watchdog timer keeps the worker
  * alive meanwhile, worker_shutdown_timeout bounds it); the send timer
  * keeps it alive until the close frame is out.
  */
