@@ -17,10 +17,10 @@
  * PYREPL_JSON_OUT bytes) that goes to the client whenever it fills, under
  * the flow control above: a text that does not fit waits, unescaped, for
  * the client.  stderr, which comes after stdout in the document, and then
- * the closing fields go to the spool: at most PYREPL_JSON_SPOOL bytes in
+ * the closing fields go to the spool (ngx_http_pyrepl_spool.c): bounded
  * memory, the rest in a temporary file in client_body_temp_path.  So what
- * a JSON run costs this worker in escaped output is bounded by those two
- * figures, whatever pyrepl_max_output.  The headers go out with the first
+ * a JSON run costs this worker in escaped output is bounded, whatever
+ * pyrepl_max_output.  The headers go out with the first
  * full stdout buffer (then the body is chunked), or at the end with a
  * Content-Length, which also lets a run the session refused answer 409.
  */
@@ -30,13 +30,12 @@
 #include "ngx_http_pyrepl_exec.h"
 #include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_spool.h"
 
 
 #define PYREPL_PING_INTERVAL  15000
 #define PYREPL_RUN_MIN_BUF    8192
 #define PYREPL_JSON_OUT       65536     /* escaped stdout on its way */
-#define PYREPL_JSON_SPOOL     65536     /* escaped stderr etc. in memory */
-#define PYREPL_JSON_ESCAPED   6         /* the most a byte escapes to */
 
 
 typedef struct {
@@ -53,8 +52,7 @@ typedef struct {
     ngx_chain_t                 *out;           /* stdout being escaped */
     json_t                      *pending;       /* stdout not escaped yet */
     size_t                       pending_pos;
-    ngx_buf_t                   *spool;         /* stderr, then the end */
-    ngx_temp_file_t             *spill;         /* the spool past memory */
+    ngx_http_pyrepl_spool_t      spool;         /* stderr, then the end */
     json_t                      *result;
     json_t                      *error;
 
@@ -88,16 +86,9 @@ static ngx_int_t ngx_http_pyrepl_json_send_out(ngx_http_pyrepl_run_t *ctx);
 static ngx_buf_t *ngx_http_pyrepl_json_out(ngx_http_pyrepl_run_t *ctx);
 static ngx_int_t ngx_http_pyrepl_json_spool(ngx_http_pyrepl_run_t *ctx,
     u_char *data, size_t len, ngx_uint_t escape);
-static ngx_int_t ngx_http_pyrepl_json_spill(ngx_http_pyrepl_run_t *ctx);
-static int ngx_http_pyrepl_json_dump(const char *buffer, size_t size,
-    void *data);
 static ngx_int_t ngx_http_pyrepl_json_close(ngx_http_pyrepl_run_t *ctx,
     json_t *end);
 static void ngx_http_pyrepl_json_end(ngx_http_pyrepl_run_t *ctx);
-static size_t ngx_http_pyrepl_json_escape(u_char **pos, u_char *end,
-    u_char *src, size_t len);
-static ngx_int_t ngx_http_pyrepl_json_grow(ngx_pool_t *pool, ngx_buf_t *b,
-    size_t max);
 static ngx_int_t ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r,
     ngx_uint_t json, off_t length);
 static void ngx_http_pyrepl_run_client_write(ngx_http_request_t *r);
@@ -132,6 +123,7 @@ ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id)
     cln->data = ctx;
 
     ctx->request = r;
+    ctx->spool.request = r;
     ctx->exec.pool = r->pool;
     ctx->exec.log = r->connection->log;
     ctx->exec.pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
@@ -574,7 +566,7 @@ ngx_http_pyrepl_json_pump(ngx_http_pyrepl_run_t *ctx)
             continue;
         }
 
-        rc = ngx_http_pyrepl_json_grow(ctx->request->pool, b,
+        rc = ngx_http_pyrepl_buf_grow(ctx->request->pool, b,
                                        PYREPL_JSON_OUT);
 
         if (rc == NGX_DECLINED) {
@@ -640,118 +632,23 @@ ngx_http_pyrepl_json_out(ngx_http_pyrepl_run_t *ctx)
 
 /*
  * Append to the spool, escaped for the inside of a JSON string if escape:
- * it starts with the end of stdout and the key of stderr.  Past
- * PYREPL_JSON_SPOOL bytes in memory they go to its temporary file.
- * Returns NGX_OK or NGX_ERROR.
+ * it starts with the end of stdout and the key of stderr.  Returns NGX_OK
+ * or NGX_ERROR.
  */
 static ngx_int_t
 ngx_http_pyrepl_json_spool(ngx_http_pyrepl_run_t *ctx, u_char *data,
     size_t len, ngx_uint_t escape)
 {
-    size_t      n;
-    ngx_int_t   rc;
-    ngx_buf_t  *b;
-
-    b = ctx->spool;
-
-    if (b == NULL) {
-        b = ngx_create_temp_buf(ctx->request->pool, PYREPL_RUN_MIN_BUF);
-        if (b == NULL) {
-            return NGX_ERROR;
-        }
-
-        b->last = ngx_cpymem(b->last, ngx_http_pyrepl_json_stderr,
-                             sizeof(ngx_http_pyrepl_json_stderr) - 1);
-        ctx->spool = b;
-    }
-
-    for ( ;; ) {
-        if (escape) {
-            n = ngx_http_pyrepl_json_escape(&b->last, b->end, data, len);
-
-        } else {
-            n = ngx_min(len, (size_t) (b->end - b->last));
-            b->last = ngx_cpymem(b->last, data, n);
-        }
-
-        data += n;
-        len -= n;
-
-        if (len == 0) {
-            return NGX_OK;
-        }
-
-        rc = ngx_http_pyrepl_json_grow(ctx->request->pool, b,
-                                       PYREPL_JSON_SPOOL);
-
-        if (rc == NGX_DECLINED) {
-            rc = ngx_http_pyrepl_json_spill(ctx);
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-}
-
-
-/*
- * Move what the spool holds in memory to the end of its temporary file,
- * made (and unlinked at once) the first time, as the proxy module does
- * with a response it buffers.  Returns NGX_OK or NGX_ERROR.
- */
-static ngx_int_t
-ngx_http_pyrepl_json_spill(ngx_http_pyrepl_run_t *ctx)
-{
-    ssize_t                    n;
-    ngx_chain_t                cl;
-    ngx_temp_file_t           *tf;
-    ngx_http_request_t        *r;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    r = ctx->request;
-    tf = ctx->spill;
-
-    if (tf == NULL) {
-        tf = ngx_pcalloc(r->pool, sizeof(ngx_temp_file_t));
-        if (tf == NULL) {
-            return NGX_ERROR;
-        }
-
-        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-        tf->file.fd = NGX_INVALID_FILE;
-        tf->file.log = r->connection->log;
-        tf->path = clcf->client_body_temp_path;
-        tf->pool = r->pool;
-        tf->log_level = NGX_LOG_INFO;
-        tf->warn = "pyrepl: a run's stderr is buffered to a temporary file";
-
-        ctx->spill = tf;
-    }
-
-    cl.buf = ctx->spool;
-    cl.next = NULL;
-
-    n = ngx_write_chain_to_temp_file(tf, &cl);
-
-    if (n == NGX_ERROR) {
+    if (ctx->spool.buf == NULL
+        && ngx_http_pyrepl_spool_add(&ctx->spool, ngx_http_pyrepl_json_stderr,
+                                     sizeof(ngx_http_pyrepl_json_stderr) - 1,
+                                     0)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    tf->offset += n;
-    ctx->spool->last = ctx->spool->pos;
-
-    return NGX_OK;
-}
-
-
-/* jansson's json_dump_callback() output, to the spool as it is. */
-static int
-ngx_http_pyrepl_json_dump(const char *buffer, size_t size, void *data)
-{
-    return ngx_http_pyrepl_json_spool(data, (u_char *) buffer, size, 0)
-           == NGX_OK ? 0 : -1;
+    return ngx_http_pyrepl_spool_add(&ctx->spool, data, len, escape);
 }
 
 
@@ -762,27 +659,10 @@ ngx_http_pyrepl_json_dump(const char *buffer, size_t size, void *data)
 static ngx_int_t
 ngx_http_pyrepl_json_close(ngx_http_pyrepl_run_t *ctx, json_t *end)
 {
-    json_t      *value;
-    const char  *key;
-
-    if (ngx_http_pyrepl_json_spool(ctx, (u_char *) "\"", 1, 0) != NGX_OK) {
+    if (ngx_http_pyrepl_json_spool(ctx, (u_char *) "\"", 1, 0) != NGX_OK
+        || ngx_http_pyrepl_spool_fields(&ctx->spool, end) != NGX_OK)
+    {
         return NGX_ERROR;
-    }
-
-    json_object_foreach(end, key, value) {
-        if (ngx_http_pyrepl_json_spool(ctx, (u_char *) ",\"", 2, 0)
-            != NGX_OK
-            || ngx_http_pyrepl_json_spool(ctx, (u_char *) key,
-                                          ngx_strlen(key), 0)
-               != NGX_OK
-            || ngx_http_pyrepl_json_spool(ctx, (u_char *) "\":", 2, 0)
-               != NGX_OK
-            || json_dump_callback(value, ngx_http_pyrepl_json_dump, ctx,
-                                  JSON_COMPACT | JSON_ENCODE_ANY)
-               != 0)
-        {
-            return NGX_ERROR;
-        }
     }
 
     return ngx_http_pyrepl_json_spool(ctx, (u_char *) "}\n", 2, 0);
@@ -799,7 +679,6 @@ ngx_http_pyrepl_json_end(ngx_http_pyrepl_run_t *ctx)
 {
     off_t                size;
     ngx_int_t            rc;
-    ngx_buf_t           *b;
     ngx_chain_t         *out, *cl, **ll;
     ngx_http_request_t  *r;
 
@@ -816,31 +695,11 @@ ngx_http_pyrepl_json_end(ngx_http_pyrepl_run_t *ctx)
         ctx->out = NULL;
     }
 
-    if (ctx->spill) {
-        cl = ngx_alloc_chain_link(r->pool);
-        b = ngx_calloc_buf(r->pool);
+    ctx->spool.buf->last_buf = 1;
 
-        if (cl == NULL || b == NULL) {
-            goto failed;
-        }
-
-        b->in_file = 1;
-        b->file = &ctx->spill->file;
-        b->file_last = ctx->spill->offset;
-        cl->buf = b;
-        *ll = cl;
-        ll = &cl->next;
-    }
-
-    cl = ngx_alloc_chain_link(r->pool);
-    if (cl == NULL) {
+    if (ngx_http_pyrepl_spool_chain(&ctx->spool, &ll) != NGX_OK) {
         goto failed;
     }
-
-    ctx->spool->last_buf = 1;
-    cl->buf = ctx->spool;
-    cl->next = NULL;
-    *ll = cl;
 
     if (!r->header_sent) {
         size = 0;
@@ -865,65 +724,6 @@ failed:
     ngx_http_finalize_request(r, r->header_sent
                                  ? NGX_ERROR
                                  : NGX_HTTP_INTERNAL_SERVER_ERROR);
-}
-
-
-/*
- * Escape src for the inside of a JSON string into [*pos, end), as much of
- * it as surely fits: ngx_escape_json() writes what jansson would, and no
- * byte takes more than PYREPL_JSON_ESCAPED ("\u0000").  Returns how many
- * bytes of src it took.
- */
-static size_t
-ngx_http_pyrepl_json_escape(u_char **pos, u_char *end, u_char *src,
-    size_t len)
-{
-    size_t  n, took;
-
-    for (took = 0; took < len; took += n) {
-        n = ngx_min(len - took, (size_t) (end - *pos) / PYREPL_JSON_ESCAPED);
-        if (n == 0) {
-            break;
-        }
-
-        *pos = (u_char *) ngx_escape_json(*pos, src + took, n);
-    }
-
-    return took;
-}
-
-
-/*
- * Double b, a buffer of ours yet to be sent, up to max bytes.  Returns
- * NGX_OK, NGX_DECLINED when it has max bytes already, or NGX_ERROR.
- */
-static ngx_int_t
-ngx_http_pyrepl_json_grow(ngx_pool_t *pool, ngx_buf_t *b, size_t max)
-{
-    u_char  *p;
-    size_t   size;
-
-    size = b->end - b->start;
-
-    if (size >= max) {
-        return NGX_DECLINED;
-    }
-
-    size = ngx_min(size * 2, max);
-
-    p = ngx_palloc(pool, size);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->last = ngx_cpymem(p, b->pos, b->last - b->pos);
-    ngx_pfree(pool, b->start);
-
-    b->start = p;
-    b->pos = p;
-    b->end = p + size;
-
-    return NGX_OK;
 }
 
 
