@@ -78,8 +78,6 @@ struct ngx_http_pyrepl_exec_s {
     unsigned                      opensandbox:1; /* that dialect's fields */
 };
 
-ngx_int_t ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex,
-    json_t *body);
 ngx_int_t ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex);
 ngx_uint_t ngx_http_pyrepl_exec_refusal(ngx_http_pyrepl_exec_t *ex,
     const char **code, const char **message);

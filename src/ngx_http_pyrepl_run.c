@@ -28,6 +28,7 @@
 #include "ngx_http_pyrepl_run.h"
 
 #include "ngx_http_pyrepl_exec.h"
+#include "ngx_http_pyrepl_exec_parse.h"
 #include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_spool.h"

@@ -35,6 +35,7 @@
 #include "ngx_http_pyrepl_ws.h"
 
 #include "ngx_http_pyrepl_exec.h"
+#include "ngx_http_pyrepl_exec_parse.h"
 #include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_table.h"
 #include "ngx_http_pyrepl_upgrade.h"
