@@ -261,11 +261,13 @@ ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
         st->up, st->zygote_up, st->pool,
         states[PYREPL_STATE_STARTING], states[PYREPL_STATE_IDLE],
         states[PYREPL_STATE_BUSY], states[PYREPL_STATE_CRASHED],
-        states[PYREPL_STATE_TERMINATED], pmcf->max_sessions, c->creates, c->crashes, c->reaped);
+        states[PYREPL_STATE_TERMINATED], pmcf->max_sessions, c->creates,
+        c->crashes, c->reaped);
 
     count = 0;
     for (i = 0; i < PYREPL_RUN_STATUS_MAX; i++) {
-        b->last = ngx_sprintf(b->last, "pyrepl_runs_total{status=\"%s\"} %uA\n",
+        b->last = ngx_sprintf(b->last,
+                              "pyrepl_runs_total{status=\"%s\"} %uA\n",
                               ngx_http_pyrepl_run_statuses[i], c->runs[i]);
         count += c->runs[i];
     }
@@ -278,8 +280,8 @@ ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
     for (i = 0; i < PYREPL_RUN_NBUCKETS - 1; i++) {
         cumulative += c->run_buckets[i];
         b->last = ngx_sprintf(b->last,
-                              "pyrepl_run_duration_seconds_bucket{le=\"%ui.%03ui\"}"
-                              " %ui\n",
+                              "pyrepl_run_duration_seconds_bucket"
+                              "{le=\"%ui.%03ui\"} %ui\n",
                               ngx_http_pyrepl_buckets[i] / 1000,
                               ngx_http_pyrepl_buckets[i] % 1000, cumulative);
     }
