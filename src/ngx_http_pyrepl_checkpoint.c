@@ -256,15 +256,12 @@ ngx_http_pyrepl_ckpt_supervisor(ngx_http_pyrepl_ckpt_t *ck, pr_type_t type,
     ck->sup.frame_handler = answered;
     ck->sup.fail_handler = ngx_http_pyrepl_ckpt_failed;
 
-    if (type == PR_T_STORE) {
-        return ngx_http_pyrepl_supervisor_store(pmcf, r->pool, &ck->sup,
-                                                ck->cl.id, PYREPL_CKPT_FILE,
-                                                ck->s.tenant, ck->cid);
-    }
-
-    return ngx_http_pyrepl_supervisor_load(pmcf, r->pool, &ck->sup,
-                                           ck->cl.id, PYREPL_RESTORE_FILE,
-                                           ck->s.tenant, ck->cid);
+    return ngx_http_pyrepl_supervisor_checkpoint(pmcf, r->pool, &ck->sup,
+                                                 type, ck->cl.id,
+                                                 type == PR_T_STORE
+                                                 ? PYREPL_CKPT_FILE
+                                                 : PYREPL_RESTORE_FILE,
+                                                 ck->s.tenant, ck->cid);
 }
 
 
@@ -425,24 +422,12 @@ ngx_http_pyrepl_ckpt_ask(ngx_http_request_t *r, u_char *cid,
 
     if (cid != NULL) {
         ngx_memcpy(cl->id, cid, PYREPL_ID_LEN);
-        rc = ngx_http_pyrepl_supervisor_remove(pmcf, r->pool, &cl->peer,
-                                               tenant, cid);
-
-    } else {
-        rc = ngx_http_pyrepl_supervisor_list(pmcf, r->pool, &cl->peer,
-                                             tenant);
     }
 
-    if (rc != NGX_OK) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          "unavailable",
-                                          "the pyrepl supervisor is not "
-                                          "running");
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_pyrepl_supervisor_wait(r,
+               ngx_http_pyrepl_supervisor_checkpoints(pmcf, r->pool,
+                                                      &cl->peer, tenant,
+                                                      cid));
 }
 
 

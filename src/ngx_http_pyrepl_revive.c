@@ -162,10 +162,12 @@ ngx_http_pyrepl_revive_step(ngx_http_pyrepl_revive_t *rc)
         break;
 
     case PYREPL_REVIVE_LOAD:
-        rv = ngx_http_pyrepl_supervisor_load(rc->pmcf, rc->pool, rc->peer,
-                                             rc->rv.id, PYREPL_REVIVE_FILE,
-                                             rc->rv.tenant,
-                                             rc->rv.checkpoint);
+        rv = ngx_http_pyrepl_supervisor_checkpoint(rc->pmcf, rc->pool,
+                                                   rc->peer, PR_T_LOAD,
+                                                   rc->rv.id,
+                                                   PYREPL_REVIVE_FILE,
+                                                   rc->rv.tenant,
+                                                   rc->rv.checkpoint);
         break;
 
     default: /* PYREPL_REVIVE_RESTORE, to the session process */

@@ -568,7 +568,7 @@ ngx_http_pyrepl_json_pump(ngx_http_pyrepl_run_t *ctx)
         }
 
         rc = ngx_http_pyrepl_buf_grow(ctx->request->pool, b,
-                                       PYREPL_JSON_OUT);
+                                      PYREPL_JSON_OUT);
 
         if (rc == NGX_DECLINED) {
             rc = ngx_http_pyrepl_json_send_out(ctx);

@@ -533,19 +533,9 @@ ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id)
     ctl->peer.frame_handler = ngx_http_pyrepl_deleted;
     ctl->peer.fail_handler = ngx_http_pyrepl_delete_failed;
 
-    if (ngx_http_pyrepl_supervisor_kill(pmcf, r->pool, &ctl->peer,
-                                        ctl->session.id)
-        != NGX_OK)
-    {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          "unavailable",
-                                          "the pyrepl supervisor is not "
-                                          "running");
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_pyrepl_supervisor_wait(r,
+               ngx_http_pyrepl_supervisor_kill(pmcf, r->pool, &ctl->peer,
+                                               ctl->session.id));
 }
 
 

@@ -18,7 +18,8 @@
  * Three kinds of caller.  A request that waits for the answer (a route, a
  * revival) hands in its own peer with data, log and the ready and error
  * handlers (frame_handler, fail_handler) set: the answer, "ok" or "fail"
- * {errcode, message}, goes to the first, no answer to the second.  A kill
+ * {errcode, message}, goes to the first, no answer to the second (and a
+ * route's content handler returns ngx_http_pyrepl_supervisor_wait).  A kill
  * or a move that nobody waits for gets a connection in a pool of its own,
  * since the request that caused it may be gone before the answer: a
  * refusal is logged.  The reaper's round pipelines its kills on one such
@@ -47,6 +48,8 @@ typedef struct {
 } ngx_http_pyrepl_sup_conn_t;
 
 
+static void ngx_http_pyrepl_supervisor_frame(pr_frame_t *frame,
+    pr_type_t type, u_char *id);
 static ngx_int_t ngx_http_pyrepl_supervisor_send(
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_pool_t *pool,
     ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame);
@@ -82,9 +85,7 @@ ngx_http_pyrepl_supervisor_create(ngx_http_pyrepl_main_conf_t *pmcf,
 {
     pr_frame_t  frame;
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_CREATE;
-    pr_set_str(&frame, id, id, PYREPL_ID_LEN);
+    ngx_http_pyrepl_supervisor_frame(&frame, PR_T_CREATE, id);
     pr_set_cstr(&frame, lang, ngx_http_pyrepl_lang_name(lang));
 
     return ngx_http_pyrepl_supervisor_send(pmcf, pool, peer, &frame);
@@ -97,85 +98,54 @@ ngx_http_pyrepl_supervisor_kill(ngx_http_pyrepl_main_conf_t *pmcf,
 {
     pr_frame_t  frame;
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_KILL;
-    pr_set_str(&frame, id, id, PYREPL_ID_LEN);
+    ngx_http_pyrepl_supervisor_frame(&frame, PR_T_KILL, id);
 
     return ngx_http_pyrepl_supervisor_send(pmcf, pool, peer, &frame);
 }
 
 
 /*
- * Checkpoint cid of tenant: "store" moves file out of session id's
- * directory into pyrepl_checkpoint_path (at most
- * pyrepl_checkpoint_max_size, within pyrepl_checkpoint_quota), "load"
- * copies it back in as file.
+ * Checkpoint cid of tenant, type PR_T_STORE: file moves out of session
+ * id's directory into pyrepl_checkpoint_path (at most
+ * pyrepl_checkpoint_max_size, within pyrepl_checkpoint_quota, else "fail
+ * too_large" or "quota_exceeded"); PR_T_LOAD: a copy of it goes into the
+ * session's directory as file ("fail not_found" if tenant has none such).
  */
 ngx_int_t
-ngx_http_pyrepl_supervisor_store(ngx_http_pyrepl_main_conf_t *pmcf,
-    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, u_char *id,
-    const char *file, uint64_t tenant, u_char *cid)
+ngx_http_pyrepl_supervisor_checkpoint(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, pr_type_t type,
+    u_char *id, const char *file, uint64_t tenant, u_char *cid)
 {
     u_char      name[PYREPL_CKPT_NAME_LEN];
     pr_frame_t  frame;
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_STORE;
-    pr_set_str(&frame, id, id, PYREPL_ID_LEN);
-    pr_set_cstr(&frame, file, file);
-    ngx_http_pyrepl_supervisor_name(&frame, name, tenant, cid);
-    pr_set_int(&frame, max_size, (int64_t) pmcf->checkpoint_max_size);
-    pr_set_int(&frame, quota, (int64_t) pmcf->checkpoint_quota);
-
-    return ngx_http_pyrepl_supervisor_send(pmcf, pool, peer, &frame);
-}
-
-
-ngx_int_t
-ngx_http_pyrepl_supervisor_load(ngx_http_pyrepl_main_conf_t *pmcf,
-    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, u_char *id,
-    const char *file, uint64_t tenant, u_char *cid)
-{
-    u_char      name[PYREPL_CKPT_NAME_LEN];
-    pr_frame_t  frame;
-
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_LOAD;
-    pr_set_str(&frame, id, id, PYREPL_ID_LEN);
+    ngx_http_pyrepl_supervisor_frame(&frame, type, id);
     pr_set_cstr(&frame, file, file);
     ngx_http_pyrepl_supervisor_name(&frame, name, tenant, cid);
 
-    return ngx_http_pyrepl_supervisor_send(pmcf, pool, peer, &frame);
-}
-
-
-/* tenant's checkpoints, newest first */
-ngx_int_t
-ngx_http_pyrepl_supervisor_list(ngx_http_pyrepl_main_conf_t *pmcf,
-    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, uint64_t tenant)
-{
-    u_char      name[PYREPL_CKPT_NAME_LEN];
-    pr_frame_t  frame;
-
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_LIST;
-    ngx_http_pyrepl_supervisor_name(&frame, name, tenant, NULL);
+    if (type == PR_T_STORE) {
+        pr_set_int(&frame, max_size, (int64_t) pmcf->checkpoint_max_size);
+        pr_set_int(&frame, quota, (int64_t) pmcf->checkpoint_quota);
+    }
 
     return ngx_http_pyrepl_supervisor_send(pmcf, pool, peer, &frame);
 }
 
 
-/* tenant's checkpoint cid goes ("fail not_found" if tenant has none such) */
+/*
+ * tenant's checkpoints: "list" them all, newest first (cid NULL), or
+ * "remove" cid ("fail not_found" if tenant has none such).
+ */
 ngx_int_t
-ngx_http_pyrepl_supervisor_remove(ngx_http_pyrepl_main_conf_t *pmcf,
+ngx_http_pyrepl_supervisor_checkpoints(ngx_http_pyrepl_main_conf_t *pmcf,
     ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, uint64_t tenant,
     u_char *cid)
 {
     u_char      name[PYREPL_CKPT_NAME_LEN];
     pr_frame_t  frame;
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_REMOVE;
+    ngx_http_pyrepl_supervisor_frame(&frame, cid ? PR_T_REMOVE : PR_T_LIST,
+                                     NULL);
     ngx_http_pyrepl_supervisor_name(&frame, name, tenant, cid);
 
     return ngx_http_pyrepl_supervisor_send(pmcf, pool, peer, &frame);
@@ -189,10 +159,23 @@ ngx_http_pyrepl_supervisor_status(ngx_http_pyrepl_main_conf_t *pmcf,
 {
     pr_frame_t  frame;
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_STATUS;
+    ngx_http_pyrepl_supervisor_frame(&frame, PR_T_STATUS, NULL);
 
     return ngx_http_pyrepl_supervisor_send(pmcf, pool, peer, &frame);
+}
+
+
+/* A frame of type, about session id unless id is NULL. */
+static void
+ngx_http_pyrepl_supervisor_frame(pr_frame_t *frame, pr_type_t type,
+    u_char *id)
+{
+    ngx_memzero(frame, sizeof(pr_frame_t));
+    frame->type = type;
+
+    if (id != NULL) {
+        pr_set_str(frame, id, id, PYREPL_ID_LEN);
+    }
 }
 
 
@@ -210,6 +193,27 @@ ngx_http_pyrepl_supervisor_send(ngx_http_pyrepl_main_conf_t *pmcf,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * What a content handler returns once it asked the supervisor (rc: what
+ * the request function returned): NGX_DONE, the answer finalizing the
+ * request later, or now 503 unavailable.
+ */
+ngx_int_t
+ngx_http_pyrepl_supervisor_wait(ngx_http_request_t *r, ngx_int_t rc)
+{
+    if (rc != NGX_OK) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                          "unavailable",
+                                          "the pyrepl supervisor is not "
+                                          "running");
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
 }
 
 
@@ -266,9 +270,7 @@ ngx_http_pyrepl_supervisor_kill_now(ngx_http_pyrepl_main_conf_t *pmcf,
 {
     pr_frame_t  frame;
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_KILL;
-    pr_set_str(&frame, id, id, PYREPL_ID_LEN);
+    ngx_http_pyrepl_supervisor_frame(&frame, PR_T_KILL, id);
 
     ngx_http_pyrepl_supervisor_tell(pmcf, &frame, log);
 }
@@ -285,9 +287,7 @@ ngx_http_pyrepl_supervisor_move(ngx_http_pyrepl_main_conf_t *pmcf,
 {
     pr_frame_t  frame;
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_MOVE;
-    pr_set_str(&frame, id, id, PYREPL_ID_LEN);
+    ngx_http_pyrepl_supervisor_frame(&frame, PR_T_MOVE, id);
     pr_set_int(&frame, pid, pid);
 
     ngx_http_pyrepl_supervisor_tell(pmcf, &frame, log);
@@ -344,9 +344,7 @@ ngx_http_pyrepl_supervisor_reap(ngx_http_pyrepl_main_conf_t *pmcf,
     id = ids->elts;
 
     for (i = 0; i < ids->nelts; i++, id += PYREPL_ID_LEN) {
-        ngx_memzero(&frame, sizeof(pr_frame_t));
-        frame.type = PR_T_KILL;
-        pr_set_str(&frame, id, id, PYREPL_ID_LEN);
+        ngx_http_pyrepl_supervisor_frame(&frame, PR_T_KILL, id);
 
         if (ngx_http_pyrepl_peer_send(&sc->peer, sc->pool, &frame)
             != NGX_OK)

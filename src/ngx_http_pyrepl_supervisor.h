@@ -19,20 +19,18 @@ ngx_int_t ngx_http_pyrepl_supervisor_create(
     ngx_http_pyrepl_peer_t *peer, u_char *id, ngx_uint_t lang);
 ngx_int_t ngx_http_pyrepl_supervisor_kill(ngx_http_pyrepl_main_conf_t *pmcf,
     ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, u_char *id);
-ngx_int_t ngx_http_pyrepl_supervisor_store(ngx_http_pyrepl_main_conf_t *pmcf,
-    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, u_char *id,
+ngx_int_t ngx_http_pyrepl_supervisor_checkpoint(
+    ngx_http_pyrepl_main_conf_t *pmcf, ngx_pool_t *pool,
+    ngx_http_pyrepl_peer_t *peer, pr_type_t type, u_char *id,
     const char *file, uint64_t tenant, u_char *cid);
-ngx_int_t ngx_http_pyrepl_supervisor_load(ngx_http_pyrepl_main_conf_t *pmcf,
-    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, u_char *id,
-    const char *file, uint64_t tenant, u_char *cid);
-ngx_int_t ngx_http_pyrepl_supervisor_list(ngx_http_pyrepl_main_conf_t *pmcf,
-    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, uint64_t tenant);
-ngx_int_t ngx_http_pyrepl_supervisor_remove(
+ngx_int_t ngx_http_pyrepl_supervisor_checkpoints(
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_pool_t *pool,
     ngx_http_pyrepl_peer_t *peer, uint64_t tenant, u_char *cid);
 ngx_int_t ngx_http_pyrepl_supervisor_status(
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_pool_t *pool,
     ngx_http_pyrepl_peer_t *peer);
+ngx_int_t ngx_http_pyrepl_supervisor_wait(ngx_http_request_t *r,
+    ngx_int_t rc);
 void ngx_http_pyrepl_supervisor_kill_now(ngx_http_pyrepl_main_conf_t *pmcf,
     u_char *id, ngx_log_t *log);
 void ngx_http_pyrepl_supervisor_move(ngx_http_pyrepl_main_conf_t *pmcf,
