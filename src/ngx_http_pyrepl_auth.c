@@ -8,7 +8,7 @@
  * configured key, every byte) and never logged.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_auth.h"
 #include "pyrepl_ws.h"
 
 

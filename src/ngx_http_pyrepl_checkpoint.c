@@ -31,7 +31,15 @@
  * answers show.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_checkpoint.h"
+
+#include "ngx_http_pyrepl_auth.h"
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_state.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 #include <sys/random.h>
 
@@ -45,7 +53,6 @@ typedef struct {
     ngx_http_pyrepl_peer_t       sup;
     json_t                      *doc;       /* the session's answer */
     ngx_http_pyrepl_session_t    s;
-    u_char                       name[16 + 1 + PYREPL_ID_LEN];
     u_char                       cid[PYREPL_ID_LEN];
     unsigned                     created:1; /* POST /session's: 201, and */
                                             /* no session left on failure */
@@ -58,7 +65,7 @@ static void ngx_http_pyrepl_ckpt_cleanup(void *data);
 static ngx_int_t ngx_http_pyrepl_ckpt_session(ngx_http_pyrepl_ckpt_t *ck,
     pr_type_t type, const char *file, ngx_http_pyrepl_frame_pt answered);
 static ngx_int_t ngx_http_pyrepl_ckpt_supervisor(ngx_http_pyrepl_ckpt_t *ck,
-    pr_type_t type, const char *file, ngx_http_pyrepl_frame_pt answered);
+    pr_type_t type, ngx_http_pyrepl_frame_pt answered);
 static ngx_int_t ngx_http_pyrepl_ckpt_written(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static ngx_int_t ngx_http_pyrepl_ckpt_stored(ngx_http_pyrepl_peer_t *peer,
@@ -69,7 +76,7 @@ static ngx_int_t ngx_http_pyrepl_restore_loaded(ngx_http_pyrepl_peer_t *peer,
 static ngx_int_t ngx_http_pyrepl_restore_done(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static ngx_int_t ngx_http_pyrepl_ckpt_ask(ngx_http_request_t *r,
-    pr_type_t type, u_char *cid, ngx_http_pyrepl_frame_pt answered);
+    u_char *cid, ngx_http_pyrepl_frame_pt answered);
 static ngx_int_t ngx_http_pyrepl_ckpt_listed(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static ngx_int_t ngx_http_pyrepl_ckpt_removed(ngx_http_pyrepl_peer_t *peer,
@@ -118,7 +125,6 @@ ngx_http_pyrepl_checkpoint_handler(ngx_http_request_t *r, u_char *id)
     }
 
     ngx_hex_dump(ck->cid, raw, sizeof(raw));
-    ngx_memcpy(ck->name + 17, ck->cid, PYREPL_ID_LEN);
 
     rc = ngx_http_pyrepl_ckpt_session(ck, PR_T_CHECKPOINT, PYREPL_CKPT_FILE,
                                       ngx_http_pyrepl_ckpt_written);
@@ -178,8 +184,6 @@ ngx_http_pyrepl_ckpt_create(ngx_http_request_t *r, u_char *id)
         ck->s.state = PYREPL_STATE_TERMINATED;
     }
 
-    ngx_sprintf(ck->name, "%016xL/", ck->s.tenant);
-
     return ck;
 }
 
@@ -233,32 +237,31 @@ ngx_http_pyrepl_ckpt_session(ngx_http_pyrepl_ckpt_t *ck, pr_type_t type,
 }
 
 
+/*
+ * "store" the checkpoint the session wrote, or "load" a copy of it into
+ * the session's directory: NGX_OK, or NGX_DECLINED (no supervisor).
+ */
 static ngx_int_t
 ngx_http_pyrepl_ckpt_supervisor(ngx_http_pyrepl_ckpt_t *ck, pr_type_t type,
-    const char *file, ngx_http_pyrepl_frame_pt answered)
+    ngx_http_pyrepl_frame_pt answered)
 {
-    pr_frame_t                    frame;
+    ngx_http_request_t           *r;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
-    pmcf = ngx_http_get_module_main_conf(ck->cl.request,
-                                         ngx_http_pyrepl_module);
-
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = type;
-    pr_set_str(&frame, id, ck->cl.id, PYREPL_ID_LEN);
-    pr_set_cstr(&frame, file, file);
-    pr_set_str(&frame, text, ck->name, sizeof(ck->name));
-    pr_set_int(&frame, max_size, (int64_t) pmcf->checkpoint_max_size);
-
-    if (type == PR_T_STORE) {
-        pr_set_int(&frame, quota, (int64_t) pmcf->checkpoint_quota);
-    }
+    r = ck->cl.request;
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
     ck->sup.data = ck;
+    ck->sup.log = r->connection->log;
+    ck->sup.frame_handler = answered;
+    ck->sup.fail_handler = ngx_http_pyrepl_ckpt_failed;
 
-    return ngx_http_pyrepl_supervisor_request(ck->cl.request, &ck->sup,
-                                              &frame, answered,
-                                              ngx_http_pyrepl_ckpt_failed);
+    return ngx_http_pyrepl_supervisor_checkpoint(pmcf, r->pool, &ck->sup,
+                                                 type, ck->cl.id,
+                                                 type == PR_T_STORE
+                                                 ? PYREPL_CKPT_FILE
+                                                 : PYREPL_RESTORE_FILE,
+                                                 ck->s.tenant, ck->cid);
 }
 
 
@@ -282,7 +285,7 @@ ngx_http_pyrepl_ckpt_written(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
         return NGX_DONE;
     }
 
-    if (ngx_http_pyrepl_ckpt_supervisor(ck, PR_T_STORE, PYREPL_CKPT_FILE,
+    if (ngx_http_pyrepl_ckpt_supervisor(ck, PR_T_STORE,
                                         ngx_http_pyrepl_ckpt_stored)
         != NGX_OK)
     {
@@ -368,8 +371,7 @@ ngx_http_pyrepl_ckpt_stored(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 ngx_int_t
 ngx_http_pyrepl_checkpoints_handler(ngx_http_request_t *r)
 {
-    return ngx_http_pyrepl_ckpt_ask(r, PR_T_LIST, NULL,
-                                    ngx_http_pyrepl_ckpt_listed);
+    return ngx_http_pyrepl_ckpt_ask(r, NULL, ngx_http_pyrepl_ckpt_listed);
 }
 
 
@@ -377,26 +379,24 @@ ngx_int_t
 ngx_http_pyrepl_checkpoint_delete_handler(ngx_http_request_t *r,
     u_char *cid)
 {
-    return ngx_http_pyrepl_ckpt_ask(r, PR_T_REMOVE, cid,
-                                    ngx_http_pyrepl_ckpt_removed);
+    return ngx_http_pyrepl_ckpt_ask(r, cid, ngx_http_pyrepl_ckpt_removed);
 }
 
 
 /*
  * One request to the supervisor about the caller's checkpoints: "list"
- * names the tenant ("<16 hex>"), "remove" one of its checkpoints
- * ("<16 hex>/<cid>"), so no key reaches another's.  The answer goes to
- * answered.  Returns what a content handler returns.
+ * them all (cid NULL), or "remove" cid; under the caller's tenant, so no
+ * key reaches another's.  The answer goes to answered.  Returns what a
+ * content handler returns.
  */
 static ngx_int_t
-ngx_http_pyrepl_ckpt_ask(ngx_http_request_t *r, pr_type_t type, u_char *cid,
+ngx_http_pyrepl_ckpt_ask(ngx_http_request_t *r, u_char *cid,
     ngx_http_pyrepl_frame_pt answered)
 {
-    u_char                      name[16 + 1 + PYREPL_ID_LEN], *last;
-    uint64_t                    tenant;
-    ngx_int_t                   rc;
-    pr_frame_t                  frame;
-    ngx_http_pyrepl_control_t  *cl;
+    uint64_t                      tenant;
+    ngx_int_t                     rc;
+    ngx_http_pyrepl_control_t    *cl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -407,6 +407,8 @@ ngx_http_pyrepl_ckpt_ask(ngx_http_request_t *r, pr_type_t type, u_char *cid,
         return NGX_HTTP_UNAUTHORIZED;          /* checked by the router */
     }
 
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
     cl = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_control_t));
     if (cl == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -414,20 +416,18 @@ ngx_http_pyrepl_ckpt_ask(ngx_http_request_t *r, pr_type_t type, u_char *cid,
 
     cl->request = r;
     cl->peer.data = cl;
-
-    last = ngx_sprintf(name, "%016xL", tenant);
+    cl->peer.log = r->connection->log;
+    cl->peer.frame_handler = answered;
+    cl->peer.fail_handler = ngx_http_pyrepl_ckpt_ask_failed;
 
     if (cid != NULL) {
         ngx_memcpy(cl->id, cid, PYREPL_ID_LEN);
-        last = ngx_sprintf(last, "/%*s", (size_t) PYREPL_ID_LEN, cid);
     }
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = type;
-    pr_set_str(&frame, text, name, last - name);
-
-    return ngx_http_pyrepl_supervisor_call(r, &cl->peer, &frame, answered,
-                                           ngx_http_pyrepl_ckpt_ask_failed);
+    return ngx_http_pyrepl_supervisor_wait(r,
+               ngx_http_pyrepl_supervisor_checkpoints(pmcf, r->pool,
+                                                      &cl->peer, tenant,
+                                                      cid));
 }
 
 
@@ -591,16 +591,15 @@ ngx_http_pyrepl_restore_created(ngx_http_request_t *r, u_char *id,
         /* no session is left behind */
         pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
         ngx_http_pyrepl_table_remove(pmcf->shm_zone, id);
-        ngx_http_pyrepl_kill_session(pmcf, id, r->connection->log);
+        ngx_http_pyrepl_supervisor_kill_now(pmcf, id, r->connection->log);
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
     ck->created = 1;
     ngx_memcpy(ck->cid, cid, PYREPL_ID_LEN);
-    ngx_memcpy(ck->name + 17, cid, PYREPL_ID_LEN);
 
-    if (ngx_http_pyrepl_ckpt_supervisor(ck, PR_T_LOAD, PYREPL_RESTORE_FILE,
+    if (ngx_http_pyrepl_ckpt_supervisor(ck, PR_T_LOAD,
                                         ngx_http_pyrepl_restore_loaded)
         != NGX_OK)
     {
@@ -626,8 +625,8 @@ ngx_http_pyrepl_ckpt_abandon(ngx_http_pyrepl_ckpt_t *ck)
                                          ngx_http_pyrepl_module);
 
     ngx_http_pyrepl_table_remove(pmcf->shm_zone, ck->cl.id);
-    ngx_http_pyrepl_kill_session(pmcf, ck->cl.id,
-                                 ck->cl.request->connection->log);
+    ngx_http_pyrepl_supervisor_kill_now(pmcf, ck->cl.id,
+                                        ck->cl.request->connection->log);
 }
 
 
@@ -664,7 +663,6 @@ ngx_http_pyrepl_restore_body(ngx_http_request_t *r)
     }
 
     ngx_memcpy(ck->cid, s, PYREPL_ID_LEN);
-    ngx_memcpy(ck->name + 17, s, PYREPL_ID_LEN);
     json_decref(body);
 
 
@@ -674,7 +672,7 @@ ngx_http_pyrepl_restore_body(ngx_http_request_t *r)
         return;
     }
 
-    if (ngx_http_pyrepl_ckpt_supervisor(ck, PR_T_LOAD, PYREPL_RESTORE_FILE,
+    if (ngx_http_pyrepl_ckpt_supervisor(ck, PR_T_LOAD,
                                         ngx_http_pyrepl_restore_loaded)
         != NGX_OK)
     {

@@ -2,11 +2,17 @@
  * ngx_http_pyrepl_control.c: the small POSTs that steer a session without
  * running code: renew (a new expiry in the shared table), interrupt and
  * input (one frame to the session process on a connection of their own,
- * so they work from any worker, whichever worker streams the run); and
- * that one-frame connection, which ngx_http_pyrepl_state.c uses too.
+ * so they work from any worker, whichever worker streams the run); that
+ * one-frame connection, which the state and checkpoint routes use too;
+ * and the path of a session process's socket, which every connection to
+ * one starts from.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_control.h"
+
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 static void ngx_http_pyrepl_renew_body_handler(ngx_http_request_t *r);
@@ -54,7 +60,8 @@ ngx_http_pyrepl_control_send(ngx_http_pyrepl_control_t *cl,
     r = cl->request;
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
-    if (ngx_http_pyrepl_session_socket(r, cl->id, &sock) != NGX_OK) {
+    if (ngx_http_pyrepl_socket_path(pmcf, r->pool, cl->id, &sock) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -69,6 +76,25 @@ ngx_http_pyrepl_control_send(ngx_http_pyrepl_control_t *cl,
     }
 
     return ngx_http_pyrepl_peer_send(&cl->peer, r->pool, frame);
+}
+
+
+/* "<socket_dir>/<id>.sock", NUL-terminated, in pool. */
+ngx_int_t
+ngx_http_pyrepl_socket_path(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_pool_t *pool, u_char *id, ngx_str_t *path)
+{
+    path->len = pmcf->socket_dir.len + 1 + PYREPL_ID_LEN
+                + sizeof(PYREPL_SESSION_SUFFIX) - 1;
+    path->data = ngx_pnalloc(pool, path->len + 1);
+    if (path->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(path->data, "%V/%*s" PYREPL_SESSION_SUFFIX "%Z",
+                &pmcf->socket_dir, (size_t) PYREPL_ID_LEN, id);
+
+    return NGX_OK;
 }
 
 

@@ -5,7 +5,10 @@
  * back into API events ("init", "stdout", "stderr", "result", "error"),
  * handing each to its sink; at the end it releases the session, counts the
  * outcome and calls the sink's done handler once.  The sinks are the HTTP
- * answers (SSE and JSON, ngx_http_pyrepl_run.c) and the WebSocket.
+ * answers (SSE and JSON, ngx_http_pyrepl_run.c) and the WebSocket; what a
+ * run request may ask is read by ngx_http_pyrepl_exec_parse.c, and a run
+ * that does not start becomes the API's error here, for all of them
+ * (ngx_http_pyrepl_exec_refusal).
  *
  * Lifetime: the exec lives in a pool its sink owns; a cleanup on that pool
  * undoes whatever is still open (peer, timer, the session's busy mark), so
@@ -14,16 +17,26 @@
  * do exactly that, so the exec touches nothing after calling them.
  *
  * Deadlines: every run has one (timeout_ms, at most and by default
- * pyrepl_run_timeout_max).  At the deadline the run is interrupted; if it
- * is still going pyrepl_timeout_grace later (the code swallowed the
- * KeyboardInterrupt), the supervisor kills the session process, the run
- * ends "crashed" and so does the session.
+ * pyrepl_run_timeout_max), which goes to the session process in the run
+ * frame: the session process owns it, interrupts the run there and
+ * completes it as "timeout".  What is left here is a watchdog: a run
+ * still going pyrepl_timeout_grace after its deadline (the code swallowed
+ * the KeyboardInterrupt, or never returns to Python) has the supervisor
+ * kill the session process; the run ends "crashed" and so does the
+ * session.
  *
  * Output: past pyrepl_max_output bytes in one run, the rest is dropped,
  * a notice goes to stderr and the run is interrupted.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_exec.h"
+
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_status.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 #include <sys/random.h>
 
@@ -34,20 +47,15 @@ static void ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static ngx_int_t ngx_http_pyrepl_exec_truncate(ngx_http_pyrepl_exec_t *ex,
     pr_frame_t *frame);
-static const char *ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex,
-    json_t *body);
 static ngx_int_t ngx_http_pyrepl_exec_crashed(ngx_http_pyrepl_exec_t *ex,
     const char *why);
 static ngx_int_t ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_uint_t count, ngx_msec_t ms);
-static void ngx_http_pyrepl_exec_deadline(ngx_event_t *ev);
-static void ngx_http_pyrepl_exec_grace(ngx_event_t *ev);
-static void ngx_http_pyrepl_exec_timers_off(ngx_http_pyrepl_exec_t *ex);
+static void ngx_http_pyrepl_exec_watchdog(ngx_event_t *ev);
 static void ngx_http_pyrepl_exec_count(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_msec_t ms);
 static void ngx_http_pyrepl_exec_cleanup(void *data);
 static json_t *ngx_http_pyrepl_exec_changes(pr_frame_t *frame);
-static const char *ngx_http_pyrepl_exec_tx_policy(json_t *v);
 static void ngx_http_pyrepl_exec_tx_done(ngx_http_pyrepl_exec_t *ex,
     pr_frame_t *frame);
 static json_t *ngx_http_pyrepl_json_strs(pr_strs_t *strs);
@@ -58,194 +66,11 @@ static const ngx_msec_t  ngx_http_pyrepl_exec_buckets[] = PYREPL_RUN_BUCKETS;
 
 
 /*
- * Read a run request ({"code" | "command", "timeout_ms", "tx_policy", and
- * for bash sessions "cwd", "env", "stdin"}) into ex.  Returns NULL, or what
- * is wrong with it for a 400 (a 413 when ex->too_large).
- */
-const char *
-ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
-{
-    json_t                     *code, *v;
-    size_t                      len;
-    ngx_http_pyrepl_session_t   s;
-
-    ex->exit_code = -1;
-
-    if (ngx_http_pyrepl_table_get(ex->pmcf->shm_zone, ex->id, &s) == NGX_OK) {
-        ex->lang = s.lang;
-    }
-
-    code = body ? json_object_get(body, "code") : NULL;
-    if (code == NULL && body) {
-        code = json_object_get(body, "command");
-    }
-
-    if (code == NULL || !json_is_string(code)) {
-        return "\"code\" must be a string";
-    }
-
-    len = json_string_length(code);
-
-    if (len > ex->pmcf->max_code_size) {
-        ex->too_large = 1;
-        ngx_snprintf(ex->why, sizeof(ex->why) - 1,
-                     "the code is over pyrepl_max_code_size (%uz bytes)%Z",
-                     ex->pmcf->max_code_size);
-        return (char *) ex->why;
-    }
-
-    ex->code.data = ngx_pnalloc(ex->pool, len ? len : 1);
-    if (ex->code.data == NULL) {
-        return "out of memory";
-    }
-
-    ngx_memcpy(ex->code.data, json_string_value(code), len);
-    ex->code.len = len;
-
-    ex->timeout = ex->pmcf->run_timeout_max;
-
-    v = json_object_get(body, "timeout_ms");
-    if (v == NULL && ex->opensandbox) {
-        v = json_object_get(body, "timeout");    /* execd's, milliseconds */
-    }
-
-    if (v != NULL && !json_is_null(v)) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1
-            || json_integer_value(v) > (json_int_t) ex->pmcf->run_timeout_max)
-        {
-            ngx_snprintf(ex->why, sizeof(ex->why) - 1,
-                         "\"timeout_ms\" must be an integer from 1 to %M%Z",
-                         ex->pmcf->run_timeout_max);
-            return (char *) ex->why;
-        }
-
-        ex->timeout = (ngx_msec_t) json_integer_value(v);
-    }
-
-    v = json_object_get(body, "tx_policy");
-    if (v != NULL && !json_is_null(v)) {
-        ex->tx_policy = ngx_http_pyrepl_exec_tx_policy(v);
-
-        if (ex->tx_policy == NULL) {
-            return "\"tx_policy\" must be \"commit_always\", "
-                   "\"commit_on_success\", \"rollback_on_failure\" or "
-                   "\"explicit\"";
-        }
-
-        if (ex->lang == PYREPL_LANG_BASH
-            && ngx_strcmp(ex->tx_policy, "commit_always") != 0)
-        {
-            return "bash sessions cannot roll back: their \"tx_policy\" "
-                   "is \"commit_always\"";
-        }
-    }
-
-    if (ex->lang == PYREPL_LANG_BASH) {
-        return ngx_http_pyrepl_exec_parse_bash(ex, body);
-    }
-
-    if (json_object_get(body, "cwd") || json_object_get(body, "env")
-        || json_object_get(body, "stdin"))
-    {
-        return "\"cwd\", \"env\" and \"stdin\" are for bash sessions; "
-               "python sessions do not take them yet";
-    }
-
-    return NULL;
-}
-
-
-/* cwd: str, env: {name: str}, stdin: str; they apply to this run only. */
-static const char *
-ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex, json_t *body)
-{
-    u_char       *p;
-    json_t       *v, *val;
-    ngx_str_t    *kv;
-    const char   *name;
-
-    v = json_object_get(body, "cwd");
-    if (v != NULL) {
-        if (!json_is_string(v) || json_string_length(v) == 0) {
-            return "\"cwd\" must be a non-empty string";
-        }
-
-        ex->cwd.len = json_string_length(v);
-        ex->cwd.data = ngx_pnalloc(ex->pool, ex->cwd.len);
-        if (ex->cwd.data == NULL) {
-            return "out of memory";
-        }
-
-        ngx_memcpy(ex->cwd.data, json_string_value(v), ex->cwd.len);
-        ex->has_cwd = 1;
-    }
-
-    v = json_object_get(body, "stdin");
-    if (v != NULL) {
-        if (!json_is_string(v)) {
-            return "\"stdin\" must be a string";
-        }
-
-        ex->stdin_text.len = json_string_length(v);
-        ex->stdin_text.data = ngx_pnalloc(ex->pool,
-                                          ex->stdin_text.len + 1);
-        if (ex->stdin_text.data == NULL) {
-            return "out of memory";
-        }
-
-        ngx_memcpy(ex->stdin_text.data, json_string_value(v),
-                   ex->stdin_text.len);
-        ex->has_stdin = 1;
-    }
-
-    v = json_object_get(body, "env");
-    if (v == NULL) {
-        return NULL;
-    }
-
-    if (!json_is_object(v)) {
-        return "\"env\" must be an object of strings";
-    }
-
-    ex->env = ngx_array_create(ex->pool, json_object_size(v) + 1,
-                               sizeof(ngx_str_t));
-    if (ex->env == NULL) {
-        return "out of memory";
-    }
-
-    json_object_foreach(v, name, val) {
-        if (!json_is_string(val) || name[0] == '\0'
-            || ngx_strchr(name, '=') != NULL)
-        {
-            return "\"env\" must map names (without \"=\") to strings";
-        }
-
-        kv = ngx_array_push(ex->env);
-        if (kv == NULL) {
-            return "out of memory";
-        }
-
-        kv->len = ngx_strlen(name) + 1 + json_string_length(val);
-        kv->data = ngx_pnalloc(ex->pool, kv->len);
-        if (kv->data == NULL) {
-            return "out of memory";
-        }
-
-        p = ngx_cpymem(kv->data, name, ngx_strlen(name));
-        *p++ = '=';
-        ngx_memcpy(p, json_string_value(val), json_string_length(val));
-    }
-
-    return NULL;
-}
-
-
-/*
- * Reserve the session for this run.  Returns NGX_OK, NGX_DECLINED if there
- * is no such session, NGX_BUSY if it runs something else, NGX_AGAIN if an
- * explicit transaction waits for a commit or rollback; NGX_ERROR on
- * allocation failure.  After NGX_OK the sink gets ready for events and
- * calls ngx_http_pyrepl_exec_start.
+ * Reserve the session for this run.  Returns NGX_OK, NGX_DECLINED when
+ * the run is refused (ex->refusal: no such session, it runs something
+ * else, an explicit transaction waits for a commit or rollback), or
+ * NGX_ERROR on allocation failure.  After NGX_OK the sink gets ready for
+ * events and calls ngx_http_pyrepl_exec_start.
  */
 ngx_int_t
 ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
@@ -273,17 +98,20 @@ ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
     rc = ngx_http_pyrepl_table_start_run(ex->pmcf->shm_zone, ex->id, &s);
 
     if (rc == NGX_DECLINED) {
+        ex->refusal = PYREPL_REFUSED_NOT_FOUND;
         return NGX_DECLINED;
     }
 
     if (rc == NGX_BUSY || (rc == NGX_ABORT
                            && s.state == PYREPL_STATE_STARTING))
     {
-        return NGX_BUSY;
+        ex->refusal = PYREPL_REFUSED_BUSY;
+        return NGX_DECLINED;
     }
 
     if (rc == NGX_AGAIN) {
-        return NGX_AGAIN;           /* a transaction waits for its fate */
+        ex->refusal = PYREPL_REFUSED_TX_PENDING;
+        return NGX_DECLINED;
     }
 
     ex->ended = (rc != NGX_OK);
@@ -292,6 +120,55 @@ ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
     ex->execution_count = s.execution_count;
 
     return NGX_OK;
+}
+
+
+/*
+ * A run that did not start (ex->refusal), as the API answers it whatever
+ * the sink: returns the HTTP status (400, 404, 409 or 413) and sets *code
+ * and *message (which may live in ex).
+ */
+ngx_uint_t
+ngx_http_pyrepl_exec_refusal(ngx_http_pyrepl_exec_t *ex, const char **code,
+    const char **message)
+{
+    switch (ex->refusal) {
+
+    case PYREPL_REFUSED_TOO_LARGE:
+        *code = "too_large";
+        *message = ex->why;
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+
+    case PYREPL_REFUSED_NOT_FOUND:
+        *code = "not_found";
+        *message = (char *) ngx_http_pyrepl_no_session(ex->text, ex->id);
+        return NGX_HTTP_NOT_FOUND;
+
+    case PYREPL_REFUSED_BUSY:
+        *code = "session_busy";
+        *message = "the session is running code";
+        return NGX_HTTP_CONFLICT;
+
+    case PYREPL_REFUSED_RUNNING:
+        *code = "session_busy";
+        *message = "a run is going on";
+        return NGX_HTTP_CONFLICT;
+
+    case PYREPL_REFUSED_UNFINISHED:
+        *code = "session_busy";
+        *message = "the session is still finishing an earlier run";
+        return NGX_HTTP_CONFLICT;
+
+    case PYREPL_REFUSED_TX_PENDING:
+        *code = "transaction_pending";
+        *message = "the last run waits for a commit or a rollback";
+        return NGX_HTTP_CONFLICT;
+
+    default: /* PYREPL_REFUSED_BAD_REQUEST */
+        *code = "bad_request";
+        *message = ex->why;
+        return NGX_HTTP_BAD_REQUEST;
+    }
 }
 
 
@@ -397,12 +274,10 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
         return NGX_ERROR;
     }
 
-    if (ex->timeout) {
-        ex->deadline.handler = ngx_http_pyrepl_exec_deadline;
-        ex->deadline.data = ex;
-        ex->deadline.log = ex->log;
-        ngx_add_timer(&ex->deadline, ex->timeout);
-    }
+    ex->watchdog.handler = ngx_http_pyrepl_exec_watchdog;
+    ex->watchdog.data = ex;
+    ex->watchdog.log = ex->log;
+    ngx_add_timer(&ex->watchdog, ex->timeout + ex->pmcf->timeout_grace);
 
     return NGX_OK;
 }
@@ -473,7 +348,7 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     u_char                   status[32];
     json_t                  *data, *tb;
     ngx_uint_t               i, ended;
-    const char              *event;
+    const char              *event, *code, *message;
     ngx_http_pyrepl_exec_t  *ex;
 
     ex = peer->data;
@@ -530,10 +405,7 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     case PR_T_COMPLETE:
         /* frame strings live in the peer's buffer: copy before closing */
 
-        if (ex->timed_out) {
-            ngx_cpystrn(status, (u_char *) "timeout", sizeof(status));
-
-        } else if (frame->status.len == 0) {
+        if (frame->status.len == 0) {
             ngx_cpystrn(status, (u_char *) "ok", sizeof(status));
 
         } else {
@@ -585,11 +457,11 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
         /* the session process refused the run: another one is unwinding */
         ngx_http_pyrepl_peer_close(peer);
-        ex->refused = 1;
+        ex->refusal = PYREPL_REFUSED_UNFINISHED;
+        (void) ngx_http_pyrepl_exec_refusal(ex, &code, &message);
 
         data = json_pack("{s:s,s:s,s:[]}", "ename", "SessionBusy",
-                         "evalue", "the session is still finishing an "
-                         "earlier run", "traceback");
+                         "evalue", message, "traceback");
 
         if (ex->event(ex, "error", data) == NGX_ERROR) {
             return NGX_DONE;
@@ -665,11 +537,7 @@ ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer, const char *reason)
                   "pyrepl: session %*s lost during a run: %s",
                   (size_t) PYREPL_ID_LEN, ex->id, reason);
 
-    ngx_http_pyrepl_exec_crashed(ex, ex->killed
-                                     ? "the run ignored the interrupt at its "
-                                       "timeout; the session process was "
-                                       "killed"
-                                     : "the session process exited");
+    ngx_http_pyrepl_exec_crashed(ex, "the session process exited");
 }
 
 
@@ -710,7 +578,9 @@ ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex, const char *status,
         ex->ended = 1;
     }
 
-    ngx_http_pyrepl_exec_timers_off(ex);
+    if (ex->watchdog.timer_set) {
+        ngx_del_timer(&ex->watchdog);
+    }
 
     ngx_http_pyrepl_exec_count(ex, status, ms);
 
@@ -720,56 +590,30 @@ ngx_http_pyrepl_exec_finish(ngx_http_pyrepl_exec_t *ex, const char *status,
 }
 
 
-/* timeout_ms reached: interrupt the run; it completes as "timeout". */
+/*
+ * pyrepl_timeout_grace past the run's deadline, the session process has
+ * not completed it: the run outlived its interrupt.  The process goes
+ * and the run ends here and now, without waiting for the connection to
+ * close: a sink that cannot take more has stopped reading it.
+ */
 static void
-ngx_http_pyrepl_exec_deadline(ngx_event_t *ev)
+ngx_http_pyrepl_exec_watchdog(ngx_event_t *ev)
 {
     ngx_http_pyrepl_exec_t  *ex;
 
     ex = ev->data;
-    ex->timed_out = 1;
-
-    if (ngx_http_pyrepl_exec_interrupt(ex) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "pyrepl: cannot interrupt session %*s at its deadline",
-                      (size_t) PYREPL_ID_LEN, ex->id);
-    }
-
-    ex->grace.handler = ngx_http_pyrepl_exec_grace;
-    ex->grace.data = ex;
-    ex->grace.log = ex->log;
-    ngx_add_timer(&ex->grace, ex->pmcf->timeout_grace);
-}
-
-
-/* The run outlived its interrupt: end the session process. */
-static void
-ngx_http_pyrepl_exec_grace(ngx_event_t *ev)
-{
-    ngx_http_pyrepl_exec_t  *ex;
-
-    ex = ev->data;
-    ex->killed = 1;
 
     ngx_log_error(NGX_LOG_WARN, ev->log, 0,
                   "pyrepl: session %*s ignored the interrupt at its "
                   "deadline for %M ms: killing it", (size_t) PYREPL_ID_LEN,
                   ex->id, ex->pmcf->timeout_grace);
 
-    ngx_http_pyrepl_kill_session(ex->pmcf, ex->id, ev->log);
-}
+    ngx_http_pyrepl_supervisor_kill_now(ex->pmcf, ex->id, ev->log);
+    ngx_http_pyrepl_peer_close(&ex->peer);
 
-
-static void
-ngx_http_pyrepl_exec_timers_off(ngx_http_pyrepl_exec_t *ex)
-{
-    if (ex->deadline.timer_set) {
-        ngx_del_timer(&ex->deadline);
-    }
-
-    if (ex->grace.timer_set) {
-        ngx_del_timer(&ex->grace);
-    }
+    (void) ngx_http_pyrepl_exec_crashed(ex, "the run ignored the interrupt "
+                                            "at its timeout; the session "
+                                            "process was killed");
 }
 
 
@@ -808,7 +652,9 @@ ngx_http_pyrepl_exec_cleanup(void *data)
         ex->ended = 1;
     }
 
-    ngx_http_pyrepl_exec_timers_off(ex);
+    if (ex->watchdog.timer_set) {
+        ngx_del_timer(&ex->watchdog);
+    }
 
     ngx_http_pyrepl_peer_close(&ex->peer);
 
@@ -856,33 +702,6 @@ ngx_http_pyrepl_exec_summary(ngx_http_pyrepl_exec_t *ex, json_t *obj)
 }
 
 
-static const char *
-ngx_http_pyrepl_exec_tx_policy(json_t *v)
-{
-    ngx_uint_t   i;
-    const char  *s;
-
-    static const char  *policies[] = {
-        "commit_always", "commit_on_success", "rollback_on_failure",
-        "explicit"
-    };
-
-    if (!json_is_string(v)) {
-        return NULL;
-    }
-
-    s = json_string_value(v);
-
-    for (i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
-        if (ngx_strcmp(s, policies[i]) == 0) {
-            return policies[i];
-        }
-    }
-
-    return NULL;
-}
-
-
 /*
  * What became of a transaction (complete frame): kept for the answer; a
  * pending one marks the session; a rollback's new process goes to the
@@ -902,7 +721,7 @@ ngx_http_pyrepl_exec_tx_done(ngx_http_pyrepl_exec_t *ex, pr_frame_t *frame)
                                  ngx_strcmp(ex->tx, "pending") == 0, pid);
 
     if (pid > 0) {
-        ngx_http_pyrepl_move_session(ex->pmcf, ex->id, pid, ex->log);
+        ngx_http_pyrepl_supervisor_move(ex->pmcf, ex->id, pid, ex->log);
     }
 }
 

@@ -1,11 +1,23 @@
 /*
  * ngx_http_pyrepl_module.c: the module's face to nginx.  It declares the
- * pyrepl_* directives, validates them (so "nginx -t" catches mistakes),
- * starts the supervisor from the master process, and routes requests of a
- * "pyrepl" location to the session and run handlers by method and path.
+ * pyrepl_* directives, validates and merges them (so "nginx -t" catches
+ * mistakes), starts the supervisor from the master process and the
+ * reaper in worker 0.  A "pyrepl" location hands its requests to the
+ * router (ngx_http_pyrepl_router.c), "pyrepl_status" to
+ * ngx_http_pyrepl_status.c.
  */
 
 #include "ngx_http_pyrepl_module.h"
+
+#include "ngx_http_pyrepl_auth.h"
+#include "ngx_http_pyrepl_opensandbox.h"
+#include "ngx_http_pyrepl_reaper.h"
+#include "ngx_http_pyrepl_router.h"
+#include "ngx_http_pyrepl_sandbox.h"
+#include "ngx_http_pyrepl_spawn.h"
+#include "ngx_http_pyrepl_status.h"
+#include "ngx_http_pyrepl_table.h"
+#include "pyrepl_proto.h"
 
 
 #ifndef PYREPL_BIN_DIR
@@ -16,41 +28,6 @@
 #define PYREPL_DEFAULT_TTL_MAX  86400
 
 
-typedef ngx_int_t (*ngx_http_pyrepl_action_pt)(ngx_http_request_t *r,
-    u_char *id);
-
-/* <method> /session/{id}/<name> */
-typedef struct {
-    ngx_str_t                    name;
-    ngx_uint_t                   method;
-    ngx_http_pyrepl_action_pt    handler;
-} ngx_http_pyrepl_action_t;
-
-
-static ngx_http_pyrepl_action_t  ngx_http_pyrepl_actions[] = {
-    { ngx_string("run"), NGX_HTTP_POST, ngx_http_pyrepl_run_handler },
-    { ngx_string("renew"), NGX_HTTP_POST, ngx_http_pyrepl_renew_handler },
-    { ngx_string("interrupt"), NGX_HTTP_POST,
-      ngx_http_pyrepl_interrupt_handler },
-    { ngx_string("input"), NGX_HTTP_POST, ngx_http_pyrepl_input_handler },
-    { ngx_string("namespace"), NGX_HTTP_GET,
-      ngx_http_pyrepl_namespace_handler },
-    { ngx_string("commit"), NGX_HTTP_POST, ngx_http_pyrepl_commit_handler },
-    { ngx_string("checkpoint"), NGX_HTTP_POST,
-      ngx_http_pyrepl_checkpoint_handler },
-    { ngx_string("restore"), NGX_HTTP_POST,
-      ngx_http_pyrepl_restore_handler },
-    { ngx_string("rollback"), NGX_HTTP_POST,
-      ngx_http_pyrepl_rollback_handler },
-    { ngx_string("ws"), NGX_HTTP_GET, ngx_http_pyrepl_ws_handler },
-    { ngx_null_string, 0, NULL }
-};
-
-
-static ngx_int_t ngx_http_pyrepl_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_pyrepl_parse_path(ngx_http_request_t *r,
-    u_char **id, ngx_http_pyrepl_action_t **action);
-static ngx_uint_t ngx_http_pyrepl_is_id(u_char *p, u_char *last);
 static char *ngx_http_pyrepl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_pyrepl_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -377,201 +354,6 @@ ngx_module_t  ngx_http_pyrepl_module = {
 };
 
 
-static ngx_int_t
-ngx_http_pyrepl_handler(ngx_http_request_t *r)
-{
-    u_char                       *id;
-    uint64_t                      tenant;
-    ngx_int_t                     rc;
-    ngx_table_elt_t              *h;
-    ngx_http_pyrepl_session_t     s;
-    ngx_http_pyrepl_action_t     *action;
-    ngx_http_pyrepl_main_conf_t  *pmcf;
-
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
-
-    if (ngx_http_pyrepl_authenticate(r, &tenant) != NGX_OK) {
-        ngx_http_discard_request_body(r);
-
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h != NULL) {
-            h->hash = 1;
-            ngx_str_set(&h->key, "WWW-Authenticate");
-            ngx_str_set(&h->value, "Bearer realm=\"pyrepl\"");
-        }
-
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_UNAUTHORIZED,
-                                          "unauthorized",
-                                          "a valid API key is required "
-                                          "(Authorization: Bearer <key> or "
-                                          "X-API-Key: <key>)");
-    }
-
-    rc = ngx_http_pyrepl_parse_path(r, &id, &action);
-
-    if (rc != NGX_OK && rc != NGX_DONE) {
-        ngx_http_discard_request_body(r);
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                          "no such route");
-    }
-
-    /*
-     * Another tenant's session does not exist, as far as this one knows:
-     * it answers as an unknown id does, word for word.
-     */
-
-    if (rc == NGX_OK && id != NULL
-        && (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
-            || s.tenant != tenant))
-    {
-        ngx_http_discard_request_body(r);
-        return ngx_http_pyrepl_send_not_found(r, id);
-    }
-
-    if (rc == NGX_DONE) {                       /* /session/checkpoints... */
-        if (id == NULL && r->method == NGX_HTTP_GET) {
-            return ngx_http_pyrepl_checkpoints_handler(r);
-        }
-
-        if (id != NULL && r->method == NGX_HTTP_DELETE) {
-            return ngx_http_pyrepl_checkpoint_delete_handler(r, id);
-        }
-
-    } else if (id == NULL) {                            /* /session */
-        if (r->method == NGX_HTTP_POST) {
-            return ngx_http_pyrepl_create_handler(r);
-        }
-
-        if (r->method == NGX_HTTP_GET) {
-            return ngx_http_pyrepl_list_handler(r);
-        }
-
-    } else if (action == NULL) {                        /* /session/{id} */
-        if (r->method == NGX_HTTP_GET) {
-            return ngx_http_pyrepl_get_handler(r, id);
-        }
-
-        if (r->method == NGX_HTTP_DELETE) {
-            return ngx_http_pyrepl_delete_handler(r, id);
-        }
-
-    } else if (r->method == action->method) {           /* /session/{id}/x */
-        return action->handler(r, id);
-    }
-
-    ngx_http_discard_request_body(r);
-
-    return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                      "method_not_allowed",
-                                      "method not allowed on this route");
-}
-
-
-/*
- * Split the URI below the location's prefix into a session id (NULL for
- * the collection) and an action (NULL for the session itself).  Returns
- * NGX_DONE for /checkpoints (*id NULL) and /checkpoints/{id} (*id the
- * checkpoint's), NGX_DECLINED for anything else; an id must be exactly
- * 32 lowercase hex digits, so "../" or NUL never reach a file name.
- */
-static ngx_int_t
-ngx_http_pyrepl_parse_path(ngx_http_request_t *r, u_char **id,
-    ngx_http_pyrepl_action_t **action)
-{
-    u_char                    *p, *last;
-    ngx_http_pyrepl_action_t  *a;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    *id = NULL;
-    *action = NULL;
-
-    p = r->uri.data;
-    last = r->uri.data + r->uri.len;
-
-    if (!clcf->regex && r->uri.len >= clcf->name.len) {
-        p += clcf->name.len;
-        if (clcf->name.len && clcf->name.data[clcf->name.len - 1] == '/') {
-            p--;
-        }
-    }
-
-    if (p == last || (last - p == 1 && *p == '/')) {
-        return NGX_OK;
-    }
-
-    if (*p++ != '/') {
-        return NGX_DECLINED;
-    }
-
-    if ((size_t) (last - p) >= sizeof("checkpoints") - 1
-        && ngx_strncmp(p, "checkpoints", sizeof("checkpoints") - 1) == 0)
-    {
-        p += sizeof("checkpoints") - 1;
-
-        if (p == last) {
-            return NGX_DONE;
-        }
-
-        if (*p++ != '/' || last - p != PYREPL_ID_LEN
-            || !ngx_http_pyrepl_is_id(p, last))
-        {
-            return NGX_DECLINED;
-        }
-
-        *id = p;
-        return NGX_DONE;
-    }
-
-    if (!ngx_http_pyrepl_is_id(p, last)) {
-        return NGX_DECLINED;
-    }
-
-    *id = p;
-    p += PYREPL_ID_LEN;
-
-    if (p == last) {
-        return NGX_OK;
-    }
-
-    if (*p++ != '/') {
-        return NGX_DECLINED;
-    }
-
-    for (a = ngx_http_pyrepl_actions; a->handler; a++) {
-        if ((size_t) (last - p) == a->name.len
-            && ngx_strncmp(p, a->name.data, a->name.len) == 0)
-        {
-            *action = a;
-            return NGX_OK;
-        }
-    }
-
-    return NGX_DECLINED;
-}
-
-
-/* Whether p starts with 32 lowercase hex digits before last. */
-static ngx_uint_t
-ngx_http_pyrepl_is_id(u_char *p, u_char *last)
-{
-    ngx_uint_t  i;
-
-    if (last - p < PYREPL_ID_LEN) {
-        return 0;
-    }
-
-    for (i = 0; i < PYREPL_ID_LEN; i++) {
-        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
 static char *
 ngx_http_pyrepl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -587,7 +369,7 @@ ngx_http_pyrepl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     plcf->enable = 1;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_pyrepl_handler;
+    clcf->handler = ngx_http_pyrepl_router_handler;
 
     pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pyrepl_module);
     pmcf->enabled = 1;

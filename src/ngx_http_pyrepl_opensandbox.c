@@ -23,7 +23,7 @@
  * (DELETE /command?id=) lives outside /session and is not served.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_opensandbox.h"
 
 
 ngx_conf_enum_t  ngx_http_pyrepl_dialects[] = {

@@ -12,7 +12,7 @@
  * after fail_handler and the optional sent_handler.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_peer.h"
 
 
 #define PYREPL_PEER_INITIAL_BUF  16384
@@ -210,7 +210,7 @@ ngx_http_pyrepl_peer_read_handler(ngx_event_t *rev)
         }
 
         if (peer->paused) {
-            return;                  /* resumed by ngx_http_pyrepl_peer_resume */
+            return;             /* resumed by ngx_http_pyrepl_peer_resume */
         }
 
         if (ngx_http_pyrepl_peer_reserve(peer) != NGX_OK) {

@@ -6,7 +6,7 @@
  * as one JSON object.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_reply.h"
 
 
 static const char  *ngx_http_pyrepl_states[] = {
@@ -129,9 +129,21 @@ ngx_http_pyrepl_send_error(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t
 ngx_http_pyrepl_send_not_found(ngx_http_request_t *r, u_char *id)
 {
+    u_char  message[PYREPL_NO_SESSION_LEN];
+
     return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                      "no session %*s",
-                                      (size_t) PYREPL_ID_LEN, id);
+                                      "%s",
+                                      ngx_http_pyrepl_no_session(message, id));
+}
+
+
+/* That 404's message, in buf (PYREPL_NO_SESSION_LEN bytes); returns buf. */
+u_char *
+ngx_http_pyrepl_no_session(u_char *buf, u_char *id)
+{
+    ngx_sprintf(buf, "no session %*s%Z", (size_t) PYREPL_ID_LEN, id);
+
+    return buf;
 }
 
 

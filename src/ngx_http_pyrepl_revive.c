@@ -16,7 +16,14 @@
  * or "crashed" for good if any step fails.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_revive.h"
+
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
+
+#include <jansson.h>
 
 
 #define PYREPL_REVIVE_KILL     0
@@ -34,7 +41,6 @@ typedef struct {
     ngx_http_pyrepl_peer_t       *peer;
     ngx_uint_t                    step;
     ngx_pid_t                     pid;
-    u_char                        name[16 + 1 + PYREPL_ID_LEN];
 } ngx_http_pyrepl_revive_t;
 
 
@@ -114,9 +120,6 @@ ngx_http_pyrepl_revive_start(ngx_http_pyrepl_main_conf_t *pmcf,
     rc->rv = *rv;
     rc->step = PYREPL_REVIVE_KILL;
 
-    ngx_sprintf(rc->name, "%016xL/%*s", rv->tenant, (size_t) PYREPL_ID_LEN,
-                rv->checkpoint);
-
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
                   "pyrepl: session %*s crashed, restoring it from "
                   "checkpoint %*s", (size_t) PYREPL_ID_LEN, rv->id,
@@ -130,6 +133,7 @@ ngx_http_pyrepl_revive_start(ngx_http_pyrepl_main_conf_t *pmcf,
 static void
 ngx_http_pyrepl_revive_step(ngx_http_pyrepl_revive_t *rc)
 {
+    ngx_int_t    rv;
     ngx_str_t    path;
     pr_frame_t   frame;
 
@@ -141,48 +145,53 @@ ngx_http_pyrepl_revive_step(ngx_http_pyrepl_revive_t *rc)
 
     rc->peer->data = rc;
     rc->peer->log = rc->log;
-    rc->peer->max_frame = rc->pmcf->max_frame;
     rc->peer->read_timeout = rc->pmcf->run_timeout_max;
     rc->peer->frame_handler = ngx_http_pyrepl_revive_answered;
     rc->peer->fail_handler = ngx_http_pyrepl_revive_failed;
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    pr_set_str(&frame, id, rc->rv.id, PYREPL_ID_LEN);
-    path = rc->pmcf->supervisor_sock;
-
     switch (rc->step) {
 
     case PYREPL_REVIVE_KILL:
-        frame.type = PR_T_KILL;
+        rv = ngx_http_pyrepl_supervisor_kill(rc->pmcf, rc->pool, rc->peer,
+                                             rc->rv.id);
         break;
 
     case PYREPL_REVIVE_CREATE:
-        frame.type = PR_T_CREATE;
-        pr_set_cstr(&frame, lang, "python");
+        rv = ngx_http_pyrepl_supervisor_create(rc->pmcf, rc->pool, rc->peer,
+                                               rc->rv.id, PYREPL_LANG_PYTHON);
         break;
 
     case PYREPL_REVIVE_LOAD:
-        frame.type = PR_T_LOAD;
-        pr_set_cstr(&frame, file, PYREPL_REVIVE_FILE);
-        pr_set_str(&frame, text, rc->name, sizeof(rc->name));
+        rv = ngx_http_pyrepl_supervisor_checkpoint(rc->pmcf, rc->pool,
+                                                   rc->peer, PR_T_LOAD,
+                                                   rc->rv.id,
+                                                   PYREPL_REVIVE_FILE,
+                                                   rc->rv.tenant,
+                                                   rc->rv.checkpoint);
         break;
 
-    default: /* PYREPL_REVIVE_RESTORE */
-        frame.type = PR_T_RESTORE;
-        frame.has = 0;
-        pr_set_cstr(&frame, file, PYREPL_REVIVE_FILE);
-
+    default: /* PYREPL_REVIVE_RESTORE, to the session process */
         if (ngx_http_pyrepl_socket_path(rc->pmcf, rc->pool, rc->rv.id, &path)
             != NGX_OK)
         {
             ngx_http_pyrepl_revive_end(rc, 0, "out of memory");
             return;
         }
+
+        ngx_memzero(&frame, sizeof(pr_frame_t));
+        frame.type = PR_T_RESTORE;
+        pr_set_cstr(&frame, file, PYREPL_REVIVE_FILE);
+
+        rc->peer->max_frame = rc->pmcf->max_frame;
+
+        rv = (ngx_http_pyrepl_peer_connect(rc->peer, &path, rc->pool)
+              == NGX_OK
+              && ngx_http_pyrepl_peer_send(rc->peer, rc->pool, &frame)
+                 == NGX_OK)
+             ? NGX_OK : NGX_DECLINED;
     }
 
-    if (ngx_http_pyrepl_peer_connect(rc->peer, &path, rc->pool) != NGX_OK
-        || ngx_http_pyrepl_peer_send(rc->peer, rc->pool, &frame) != NGX_OK)
-    {
+    if (rv != NGX_OK) {
         ngx_http_pyrepl_revive_end(rc, 0, "cannot connect");
     }
 }
@@ -216,7 +225,8 @@ ngx_http_pyrepl_revive_answered(ngx_http_pyrepl_peer_t *peer,
             != NGX_OK || !s.reviving)
         {
             ngx_http_pyrepl_peer_close(peer);
-            ngx_http_pyrepl_kill_session(rc->pmcf, rc->rv.id, rc->log);
+            ngx_http_pyrepl_supervisor_kill_now(rc->pmcf, rc->rv.id,
+                                                rc->log);
             ngx_http_pyrepl_revive_end(rc, 0, "the session was deleted");
             return NGX_DONE;
         }

@@ -17,22 +17,26 @@
  * PYREPL_JSON_OUT bytes) that goes to the client whenever it fills, under
  * the flow control above: a text that does not fit waits, unescaped, for
  * the client.  stderr, which comes after stdout in the document, and then
- * the closing fields go to the spool: at most PYREPL_JSON_SPOOL bytes in
+ * the closing fields go to the spool (ngx_http_pyrepl_spool.c): bounded
  * memory, the rest in a temporary file in client_body_temp_path.  So what
- * a JSON run costs this worker in escaped output is bounded by those two
- * figures, whatever pyrepl_max_output.  The headers go out with the first
+ * a JSON run costs this worker in escaped output is bounded, whatever
+ * pyrepl_max_output.  The headers go out with the first
  * full stdout buffer (then the body is chunked), or at the end with a
  * Content-Length, which also lets a run the session refused answer 409.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_run.h"
+
+#include "ngx_http_pyrepl_exec.h"
+#include "ngx_http_pyrepl_exec_parse.h"
+#include "ngx_http_pyrepl_opensandbox.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_spool.h"
 
 
 #define PYREPL_PING_INTERVAL  15000
 #define PYREPL_RUN_MIN_BUF    8192
 #define PYREPL_JSON_OUT       65536     /* escaped stdout on its way */
-#define PYREPL_JSON_SPOOL     65536     /* escaped stderr etc. in memory */
-#define PYREPL_JSON_ESCAPED   6         /* the most a byte escapes to */
 
 
 typedef struct {
@@ -49,8 +53,7 @@ typedef struct {
     ngx_chain_t                 *out;           /* stdout being escaped */
     json_t                      *pending;       /* stdout not escaped yet */
     size_t                       pending_pos;
-    ngx_buf_t                   *spool;         /* stderr, then the end */
-    ngx_temp_file_t             *spill;         /* the spool past memory */
+    ngx_http_pyrepl_spool_t      spool;         /* stderr, then the end */
     json_t                      *result;
     json_t                      *error;
 
@@ -61,6 +64,8 @@ typedef struct {
 
 
 static void ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r);
+static void ngx_http_pyrepl_run_refused(ngx_http_request_t *r,
+    ngx_http_pyrepl_exec_t *ex);
 static ngx_int_t ngx_http_pyrepl_run_start(ngx_http_request_t *r,
     ngx_http_pyrepl_run_t *ctx);
 static ngx_chain_t *ngx_http_pyrepl_run_buf(ngx_http_pyrepl_run_t *ctx,
@@ -82,16 +87,9 @@ static ngx_int_t ngx_http_pyrepl_json_send_out(ngx_http_pyrepl_run_t *ctx);
 static ngx_buf_t *ngx_http_pyrepl_json_out(ngx_http_pyrepl_run_t *ctx);
 static ngx_int_t ngx_http_pyrepl_json_spool(ngx_http_pyrepl_run_t *ctx,
     u_char *data, size_t len, ngx_uint_t escape);
-static ngx_int_t ngx_http_pyrepl_json_spill(ngx_http_pyrepl_run_t *ctx);
-static int ngx_http_pyrepl_json_dump(const char *buffer, size_t size,
-    void *data);
 static ngx_int_t ngx_http_pyrepl_json_close(ngx_http_pyrepl_run_t *ctx,
     json_t *end);
 static void ngx_http_pyrepl_json_end(ngx_http_pyrepl_run_t *ctx);
-static size_t ngx_http_pyrepl_json_escape(u_char **pos, u_char *end,
-    u_char *src, size_t len);
-static ngx_int_t ngx_http_pyrepl_json_grow(ngx_pool_t *pool, ngx_buf_t *b,
-    size_t max);
 static ngx_int_t ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r,
     ngx_uint_t json, off_t length);
 static void ngx_http_pyrepl_run_client_write(ngx_http_request_t *r);
@@ -126,6 +124,7 @@ ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id)
     cln->data = ctx;
 
     ctx->request = r;
+    ctx->spool.request = r;
     ctx->exec.pool = r->pool;
     ctx->exec.log = r->connection->log;
     ctx->exec.pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
@@ -143,7 +142,6 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
 {
     json_t                 *body;
     ngx_int_t               rc;
-    const char             *invalid;
     ngx_http_pyrepl_run_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_pyrepl_module);
@@ -155,19 +153,11 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
     ctx->exec.opensandbox = (ngx_http_pyrepl_dialect(r)
                              == PYREPL_DIALECT_OPENSANDBOX);
 
-    invalid = ngx_http_pyrepl_exec_parse(&ctx->exec, body);
+    rc = ngx_http_pyrepl_exec_parse(&ctx->exec, body);
     json_decref(body);
 
-    if (invalid) {
-        if (ctx->exec.too_large) {
-            ngx_http_pyrepl_finalize_error(r,
-                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                           "too_large", invalid);
-            return;
-        }
-
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST,
-                                       "bad_request", invalid);
+    if (rc != NGX_OK) {
+        ngx_http_pyrepl_run_refused(r, &ctx->exec);
         return;
     }
 
@@ -199,22 +189,7 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
     rc = ngx_http_pyrepl_exec_reserve(&ctx->exec);
 
     if (rc == NGX_DECLINED) {
-        ngx_http_finalize_request(r,
-            ngx_http_pyrepl_send_not_found(r, ctx->exec.id));
-        return NGX_DONE;
-    }
-
-    if (rc == NGX_BUSY) {
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT, "session_busy",
-                                       "the session is running code");
-        return NGX_DONE;
-    }
-
-    if (rc == NGX_AGAIN) {
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT,
-                                       "transaction_pending",
-                                       "the last run waits for a commit or "
-                                       "a rollback");
+        ngx_http_pyrepl_run_refused(r, &ctx->exec);
         return NGX_DONE;
     }
 
@@ -241,6 +216,19 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
     rc = ngx_http_pyrepl_exec_start(&ctx->exec);
 
     return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+/* Answer a run that did not start with its error, and finalize. */
+static void
+ngx_http_pyrepl_run_refused(ngx_http_request_t *r, ngx_http_pyrepl_exec_t *ex)
+{
+    ngx_uint_t   status;
+    const char  *code, *message;
+
+    status = ngx_http_pyrepl_exec_refusal(ex, &code, &message);
+
+    ngx_http_pyrepl_finalize_error(r, status, code, message);
 }
 
 
@@ -507,10 +495,8 @@ ngx_http_pyrepl_json_done(ngx_http_pyrepl_exec_t *ex, const char *status,
     ctx = ex->data;
     r = ctx->request;
 
-    if (ex->refused && !r->header_sent) {
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT, "session_busy",
-                                       "the session is still finishing an "
-                                       "earlier run");
+    if (ex->refusal && !r->header_sent) {
+        ngx_http_pyrepl_run_refused(r, ex);
         return;
     }
 
@@ -581,8 +567,8 @@ ngx_http_pyrepl_json_pump(ngx_http_pyrepl_run_t *ctx)
             continue;
         }
 
-        rc = ngx_http_pyrepl_json_grow(ctx->request->pool, b,
-                                       PYREPL_JSON_OUT);
+        rc = ngx_http_pyrepl_buf_grow(ctx->request->pool, b,
+                                      PYREPL_JSON_OUT);
 
         if (rc == NGX_DECLINED) {
             rc = ngx_http_pyrepl_json_send_out(ctx);
@@ -647,118 +633,23 @@ ngx_http_pyrepl_json_out(ngx_http_pyrepl_run_t *ctx)
 
 /*
  * Append to the spool, escaped for the inside of a JSON string if escape:
- * it starts with the end of stdout and the key of stderr.  Past
- * PYREPL_JSON_SPOOL bytes in memory they go to its temporary file.
- * Returns NGX_OK or NGX_ERROR.
+ * it starts with the end of stdout and the key of stderr.  Returns NGX_OK
+ * or NGX_ERROR.
  */
 static ngx_int_t
 ngx_http_pyrepl_json_spool(ngx_http_pyrepl_run_t *ctx, u_char *data,
     size_t len, ngx_uint_t escape)
 {
-    size_t      n;
-    ngx_int_t   rc;
-    ngx_buf_t  *b;
-
-    b = ctx->spool;
-
-    if (b == NULL) {
-        b = ngx_create_temp_buf(ctx->request->pool, PYREPL_RUN_MIN_BUF);
-        if (b == NULL) {
-            return NGX_ERROR;
-        }
-
-        b->last = ngx_cpymem(b->last, ngx_http_pyrepl_json_stderr,
-                             sizeof(ngx_http_pyrepl_json_stderr) - 1);
-        ctx->spool = b;
-    }
-
-    for ( ;; ) {
-        if (escape) {
-            n = ngx_http_pyrepl_json_escape(&b->last, b->end, data, len);
-
-        } else {
-            n = ngx_min(len, (size_t) (b->end - b->last));
-            b->last = ngx_cpymem(b->last, data, n);
-        }
-
-        data += n;
-        len -= n;
-
-        if (len == 0) {
-            return NGX_OK;
-        }
-
-        rc = ngx_http_pyrepl_json_grow(ctx->request->pool, b,
-                                       PYREPL_JSON_SPOOL);
-
-        if (rc == NGX_DECLINED) {
-            rc = ngx_http_pyrepl_json_spill(ctx);
-        }
-
-        if (rc != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-}
-
-
-/*
- * Move what the spool holds in memory to the end of its temporary file,
- * made (and unlinked at once) the first time, as the proxy module does
- * with a response it buffers.  Returns NGX_OK or NGX_ERROR.
- */
-static ngx_int_t
-ngx_http_pyrepl_json_spill(ngx_http_pyrepl_run_t *ctx)
-{
-    ssize_t                    n;
-    ngx_chain_t                cl;
-    ngx_temp_file_t           *tf;
-    ngx_http_request_t        *r;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    r = ctx->request;
-    tf = ctx->spill;
-
-    if (tf == NULL) {
-        tf = ngx_pcalloc(r->pool, sizeof(ngx_temp_file_t));
-        if (tf == NULL) {
-            return NGX_ERROR;
-        }
-
-        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-        tf->file.fd = NGX_INVALID_FILE;
-        tf->file.log = r->connection->log;
-        tf->path = clcf->client_body_temp_path;
-        tf->pool = r->pool;
-        tf->log_level = NGX_LOG_INFO;
-        tf->warn = "pyrepl: a run's stderr is buffered to a temporary file";
-
-        ctx->spill = tf;
-    }
-
-    cl.buf = ctx->spool;
-    cl.next = NULL;
-
-    n = ngx_write_chain_to_temp_file(tf, &cl);
-
-    if (n == NGX_ERROR) {
+    if (ctx->spool.buf == NULL
+        && ngx_http_pyrepl_spool_add(&ctx->spool, ngx_http_pyrepl_json_stderr,
+                                     sizeof(ngx_http_pyrepl_json_stderr) - 1,
+                                     0)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    tf->offset += n;
-    ctx->spool->last = ctx->spool->pos;
-
-    return NGX_OK;
-}
-
-
-/* jansson's json_dump_callback() output, to the spool as it is. */
-static int
-ngx_http_pyrepl_json_dump(const char *buffer, size_t size, void *data)
-{
-    return ngx_http_pyrepl_json_spool(data, (u_char *) buffer, size, 0)
-           == NGX_OK ? 0 : -1;
+    return ngx_http_pyrepl_spool_add(&ctx->spool, data, len, escape);
 }
 
 
@@ -769,27 +660,10 @@ ngx_http_pyrepl_json_dump(const char *buffer, size_t size, void *data)
 static ngx_int_t
 ngx_http_pyrepl_json_close(ngx_http_pyrepl_run_t *ctx, json_t *end)
 {
-    json_t      *value;
-    const char  *key;
-
-    if (ngx_http_pyrepl_json_spool(ctx, (u_char *) "\"", 1, 0) != NGX_OK) {
+    if (ngx_http_pyrepl_json_spool(ctx, (u_char *) "\"", 1, 0) != NGX_OK
+        || ngx_http_pyrepl_spool_fields(&ctx->spool, end) != NGX_OK)
+    {
         return NGX_ERROR;
-    }
-
-    json_object_foreach(end, key, value) {
-        if (ngx_http_pyrepl_json_spool(ctx, (u_char *) ",\"", 2, 0)
-            != NGX_OK
-            || ngx_http_pyrepl_json_spool(ctx, (u_char *) key,
-                                          ngx_strlen(key), 0)
-               != NGX_OK
-            || ngx_http_pyrepl_json_spool(ctx, (u_char *) "\":", 2, 0)
-               != NGX_OK
-            || json_dump_callback(value, ngx_http_pyrepl_json_dump, ctx,
-                                  JSON_COMPACT | JSON_ENCODE_ANY)
-               != 0)
-        {
-            return NGX_ERROR;
-        }
     }
 
     return ngx_http_pyrepl_json_spool(ctx, (u_char *) "}\n", 2, 0);
@@ -806,7 +680,6 @@ ngx_http_pyrepl_json_end(ngx_http_pyrepl_run_t *ctx)
 {
     off_t                size;
     ngx_int_t            rc;
-    ngx_buf_t           *b;
     ngx_chain_t         *out, *cl, **ll;
     ngx_http_request_t  *r;
 
@@ -823,31 +696,11 @@ ngx_http_pyrepl_json_end(ngx_http_pyrepl_run_t *ctx)
         ctx->out = NULL;
     }
 
-    if (ctx->spill) {
-        cl = ngx_alloc_chain_link(r->pool);
-        b = ngx_calloc_buf(r->pool);
+    ctx->spool.buf->last_buf = 1;
 
-        if (cl == NULL || b == NULL) {
-            goto failed;
-        }
-
-        b->in_file = 1;
-        b->file = &ctx->spill->file;
-        b->file_last = ctx->spill->offset;
-        cl->buf = b;
-        *ll = cl;
-        ll = &cl->next;
-    }
-
-    cl = ngx_alloc_chain_link(r->pool);
-    if (cl == NULL) {
+    if (ngx_http_pyrepl_spool_chain(&ctx->spool, &ll) != NGX_OK) {
         goto failed;
     }
-
-    ctx->spool->last_buf = 1;
-    cl->buf = ctx->spool;
-    cl->next = NULL;
-    *ll = cl;
 
     if (!r->header_sent) {
         size = 0;
@@ -872,65 +725,6 @@ failed:
     ngx_http_finalize_request(r, r->header_sent
                                  ? NGX_ERROR
                                  : NGX_HTTP_INTERNAL_SERVER_ERROR);
-}
-
-
-/*
- * Escape src for the inside of a JSON string into [*pos, end), as much of
- * it as surely fits: ngx_escape_json() writes what jansson would, and no
- * byte takes more than PYREPL_JSON_ESCAPED ("\u0000").  Returns how many
- * bytes of src it took.
- */
-static size_t
-ngx_http_pyrepl_json_escape(u_char **pos, u_char *end, u_char *src,
-    size_t len)
-{
-    size_t  n, took;
-
-    for (took = 0; took < len; took += n) {
-        n = ngx_min(len - took, (size_t) (end - *pos) / PYREPL_JSON_ESCAPED);
-        if (n == 0) {
-            break;
-        }
-
-        *pos = (u_char *) ngx_escape_json(*pos, src + took, n);
-    }
-
-    return took;
-}
-
-
-/*
- * Double b, a buffer of ours yet to be sent, up to max bytes.  Returns
- * NGX_OK, NGX_DECLINED when it has max bytes already, or NGX_ERROR.
- */
-static ngx_int_t
-ngx_http_pyrepl_json_grow(ngx_pool_t *pool, ngx_buf_t *b, size_t max)
-{
-    u_char  *p;
-    size_t   size;
-
-    size = b->end - b->start;
-
-    if (size >= max) {
-        return NGX_DECLINED;
-    }
-
-    size = ngx_min(size * 2, max);
-
-    p = ngx_palloc(pool, size);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->last = ngx_cpymem(p, b->pos, b->last - b->pos);
-    ngx_pfree(pool, b->start);
-
-    b->start = p;
-    b->pos = p;
-    b->end = p + size;
-
-    return NGX_OK;
 }
 
 

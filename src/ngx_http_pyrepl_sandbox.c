@@ -33,7 +33,7 @@
  * signals, sockets and files.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_sandbox.h"
 
 #include <grp.h>
 #include <pwd.h>

@@ -2,12 +2,20 @@
  * ngx_http_pyrepl_session.c: the session routes.  POST /session asks the
  * supervisor for a session process and records it in the shared table;
  * GET lists or shows sessions from the table; DELETE has the supervisor
- * kill the session's processes and drops it from the table.  Requests to
- * the supervisor go over a non-blocking frame connection (one per request)
- * with pyrepl_supervisor_timeout as the deadline.
+ * kill the session's processes and drops it from the table.  Both ask the
+ * supervisor through ngx_http_pyrepl_supervisor.c.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_session.h"
+
+#include "ngx_http_pyrepl_auth.h"
+#include "ngx_http_pyrepl_checkpoint.h"
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_opensandbox.h"
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 #include <sys/random.h>
 
@@ -51,7 +59,6 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
 {
     json_t                       *body;
     ngx_int_t                     rc;
-    pr_frame_t                    frame;
     ngx_http_pyrepl_ctl_t        *ctl;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
@@ -102,17 +109,15 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_CREATE;
-    pr_set_str(&frame, id, ctl->session.id, PYREPL_ID_LEN);
-    pr_set_cstr(&frame, lang, ngx_http_pyrepl_lang_name(ctl->session.lang));
-
     ctl->request = r;
     ctl->peer.data = ctl;
+    ctl->peer.log = r->connection->log;
+    ctl->peer.frame_handler = ngx_http_pyrepl_created;
+    ctl->peer.fail_handler = ngx_http_pyrepl_create_failed;
 
-    rc = ngx_http_pyrepl_supervisor_request(r, &ctl->peer, &frame,
-                                            ngx_http_pyrepl_created,
-                                            ngx_http_pyrepl_create_failed);
+    rc = ngx_http_pyrepl_supervisor_create(pmcf, r->pool, &ctl->peer,
+                                           ctl->session.id,
+                                           ctl->session.lang);
     if (rc != NGX_OK) {
         ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
         ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -454,7 +459,8 @@ ngx_http_pyrepl_session_detail(ngx_http_request_t *r,
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
     if (s->state == PYREPL_STATE_IDLE
-        && ngx_http_pyrepl_session_socket(r, s->id, &sock) == NGX_OK
+        && ngx_http_pyrepl_socket_path(pmcf, r->pool, s->id, &sock)
+           == NGX_OK
         && ngx_file_info(sock.data, &fi) == NGX_FILE_ERROR
         && ngx_errno == NGX_ENOENT)
     {
@@ -501,7 +507,6 @@ ngx_http_pyrepl_session_detail(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id)
 {
-    pr_frame_t                    frame;
     ngx_http_pyrepl_ctl_t        *ctl;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
@@ -522,16 +527,15 @@ ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id)
         return ngx_http_pyrepl_send_not_found(r, id);
     }
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_KILL;
-    pr_set_str(&frame, id, ctl->session.id, PYREPL_ID_LEN);
-
     ctl->request = r;
     ctl->peer.data = ctl;
+    ctl->peer.log = r->connection->log;
+    ctl->peer.frame_handler = ngx_http_pyrepl_deleted;
+    ctl->peer.fail_handler = ngx_http_pyrepl_delete_failed;
 
-    return ngx_http_pyrepl_supervisor_call(r, &ctl->peer, &frame,
-                                           ngx_http_pyrepl_deleted,
-                                           ngx_http_pyrepl_delete_failed);
+    return ngx_http_pyrepl_supervisor_wait(r,
+               ngx_http_pyrepl_supervisor_kill(pmcf, r->pool, &ctl->peer,
+                                               ctl->session.id));
 }
 
 
@@ -579,96 +583,6 @@ ngx_http_pyrepl_delete_failed(ngx_http_pyrepl_peer_t *peer,
     ngx_http_pyrepl_finalize_error(ctl->request, NGX_HTTP_SERVICE_UNAVAILABLE,
                                    "unavailable",
                                    "the pyrepl supervisor did not answer");
-}
-
-
-/*
- * Send one request frame to the supervisor; its answer goes to reply, a
- * failure to fail.  Returns NGX_OK, or NGX_DECLINED when the supervisor
- * cannot be reached (nothing was sent).
- */
-ngx_int_t
-ngx_http_pyrepl_supervisor_request(ngx_http_request_t *r,
-    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
-    ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail)
-{
-    ngx_http_pyrepl_main_conf_t  *pmcf;
-
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
-
-    peer->log = r->connection->log;
-    peer->max_frame = pmcf->max_frame;
-    peer->read_timeout = pmcf->supervisor_timeout;
-    peer->frame_handler = reply;
-    peer->fail_handler = fail;
-
-    if (ngx_http_pyrepl_peer_connect(peer, &pmcf->supervisor_sock, r->pool)
-        != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    if (ngx_http_pyrepl_peer_send(peer, r->pool, frame) != NGX_OK) {
-        ngx_http_pyrepl_peer_close(peer);
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * The same for a content handler that waits for the answer: NGX_DONE once
- * the frame is on its way (reply or fail finalizes the request), or what
- * answering 503 unavailable returned.
- */
-ngx_int_t
-ngx_http_pyrepl_supervisor_call(ngx_http_request_t *r,
-    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame,
-    ngx_http_pyrepl_frame_pt reply, ngx_http_pyrepl_fail_pt fail)
-{
-    if (ngx_http_pyrepl_supervisor_request(r, peer, frame, reply, fail)
-        != NGX_OK)
-    {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                          "unavailable",
-                                          "the pyrepl supervisor is not "
-                                          "running");
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
-}
-
-
-/* "<socket_dir>/<id>.sock", NUL-terminated, in the request pool. */
-ngx_int_t
-ngx_http_pyrepl_session_socket(ngx_http_request_t *r, u_char *id,
-    ngx_str_t *path)
-{
-    return ngx_http_pyrepl_socket_path(
-               ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module),
-               r->pool, id, path);
-}
-
-
-/* The same, for callers without a request (worker 0's revivals). */
-ngx_int_t
-ngx_http_pyrepl_socket_path(ngx_http_pyrepl_main_conf_t *pmcf,
-    ngx_pool_t *pool, u_char *id, ngx_str_t *path)
-{
-    path->len = pmcf->socket_dir.len + 1 + PYREPL_ID_LEN
-                + sizeof(PYREPL_SESSION_SUFFIX) - 1;
-    path->data = ngx_pnalloc(pool, path->len + 1);
-    if (path->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(path->data, "%V/%*s" PYREPL_SESSION_SUFFIX "%Z",
-                &pmcf->socket_dir, (size_t) PYREPL_ID_LEN, id);
-
-    return NGX_OK;
 }
 
 

@@ -25,7 +25,10 @@
  * the sockets, whose names are session ids.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_spawn.h"
+
+#include "ngx_http_pyrepl_sandbox.h"
+#include "ngx_http_pyrepl_supervisor.h"
 
 #include <sys/file.h>
 #include <sys/mman.h>

@@ -11,7 +11,13 @@
  *                                  goes to the table and the supervisor
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_state.h"
+
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 static ngx_int_t ngx_http_pyrepl_state_ask(ngx_http_request_t *r, u_char *id,
@@ -177,7 +183,8 @@ ngx_http_pyrepl_tx_answered(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     ngx_http_pyrepl_table_set_tx(pmcf->shm_zone, cl->id, 0, pid);
 
     if (pid > 0) {
-        ngx_http_pyrepl_move_session(pmcf, cl->id, pid, r->connection->log);
+        ngx_http_pyrepl_supervisor_move(pmcf, cl->id, pid,
+                                        r->connection->log);
     }
 
     ngx_http_finalize_request(r, ngx_http_pyrepl_send_json(r,

@@ -7,7 +7,12 @@
  * the pool and zygote from a "status" request to the supervisor.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_status.h"
+
+#include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 static const ngx_msec_t  ngx_http_pyrepl_buckets[] = PYREPL_RUN_BUCKETS;
@@ -44,7 +49,6 @@ static ngx_int_t ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_pyrepl_status_handler(ngx_http_request_t *r)
 {
-    pr_frame_t                     frame;
     ngx_http_pyrepl_sup_status_t  *st;
 
     if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
@@ -64,13 +68,13 @@ ngx_http_pyrepl_status_handler(ngx_http_request_t *r)
 
     st->request = r;
     st->peer.data = st;
+    st->peer.log = r->connection->log;
+    st->peer.frame_handler = ngx_http_pyrepl_status_reply;
+    st->peer.fail_handler = ngx_http_pyrepl_status_failed;
 
-    ngx_memzero(&frame, sizeof(pr_frame_t));
-    frame.type = PR_T_STATUS;
-
-    if (ngx_http_pyrepl_supervisor_request(r, &st->peer, &frame,
-                                           ngx_http_pyrepl_status_reply,
-                                           ngx_http_pyrepl_status_failed)
+    if (ngx_http_pyrepl_supervisor_status(
+            ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module),
+            r->pool, &st->peer)
         != NGX_OK)
     {
         /* the supervisor is down: answer now, finalizing like the rest */
@@ -257,11 +261,13 @@ ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
         st->up, st->zygote_up, st->pool,
         states[PYREPL_STATE_STARTING], states[PYREPL_STATE_IDLE],
         states[PYREPL_STATE_BUSY], states[PYREPL_STATE_CRASHED],
-        states[PYREPL_STATE_TERMINATED], pmcf->max_sessions, c->creates, c->crashes, c->reaped);
+        states[PYREPL_STATE_TERMINATED], pmcf->max_sessions, c->creates,
+        c->crashes, c->reaped);
 
     count = 0;
     for (i = 0; i < PYREPL_RUN_STATUS_MAX; i++) {
-        b->last = ngx_sprintf(b->last, "pyrepl_runs_total{status=\"%s\"} %uA\n",
+        b->last = ngx_sprintf(b->last,
+                              "pyrepl_runs_total{status=\"%s\"} %uA\n",
                               ngx_http_pyrepl_run_statuses[i], c->runs[i]);
         count += c->runs[i];
     }
@@ -274,8 +280,8 @@ ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
     for (i = 0; i < PYREPL_RUN_NBUCKETS - 1; i++) {
         cumulative += c->run_buckets[i];
         b->last = ngx_sprintf(b->last,
-                              "pyrepl_run_duration_seconds_bucket{le=\"%ui.%03ui\"}"
-                              " %ui\n",
+                              "pyrepl_run_duration_seconds_bucket"
+                              "{le=\"%ui.%03ui\"} %ui\n",
                               ngx_http_pyrepl_buckets[i] / 1000,
                               ngx_http_pyrepl_buckets[i] % 1000, cumulative);
     }
@@ -304,36 +310,6 @@ ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
-}
-
-
-/*
- * Does the supervisor accept connections?  connect() on a Unix socket
- * answers at once, so this never blocks the worker.
- */
-ngx_int_t
-ngx_http_pyrepl_supervisor_up(ngx_http_pyrepl_main_conf_t *pmcf)
-{
-    int                 fd, rc;
-    ngx_err_t           err;
-    struct sockaddr_un  sun;
-
-    ngx_memzero(&sun, sizeof(struct sockaddr_un));
-    sun.sun_family = AF_UNIX;
-    ngx_memcpy(sun.sun_path, pmcf->supervisor_sock.data,
-               pmcf->supervisor_sock.len);
-
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        return NGX_ERROR;
-    }
-
-    rc = connect(fd, (struct sockaddr *) &sun, sizeof(struct sockaddr_un));
-    err = ngx_errno;
-    close(fd);
-
-    /* a full backlog (EAGAIN) still means somebody listens */
-    return (rc == 0 || err == NGX_EAGAIN) ? NGX_OK : NGX_DECLINED;
 }
 
 

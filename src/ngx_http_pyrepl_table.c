@@ -18,7 +18,7 @@
  * reaper has had the supervisor kill its processes.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 typedef struct {

@@ -1,7 +1,8 @@
 /*
  * ngx_http_pyrepl_ws.c: GET /session/{id}/ws, the WebSocket API.  The
- * handshake answers 101 and takes the connection over from HTTP; from then
- * on client frames go through the RFC 6455 parser (src/pyrepl_ws.c) and
+ * handshake (ngx_http_pyrepl_upgrade.c) answers 101 and the connection is
+ * taken over from HTTP; from then on client frames go through the RFC
+ * 6455 parser (src/codec/pyrepl_ws.c) and
  * each message is a JSON object ("pyrepl.msgpack" subprotocol: the same as
  * msgpack in binary frames) with a "type":
  *
@@ -26,12 +27,18 @@
  * request handler (which ends a request marked c->close without a close
  * frame), and the connection counts as idle only between runs.  So an
  * exiting worker closes an idle WebSocket with 1001 at once and one with
- * a run when the run completes (the run's deadline timer keeps the worker
+ * a run when the run completes (the run's watchdog timer keeps the worker
  * alive meanwhile, worker_shutdown_timeout bounds it); the send timer
  * keeps it alive until the close frame is out.
  */
 
-#include "ngx_http_pyrepl_module.h"
+#include "ngx_http_pyrepl_ws.h"
+
+#include "ngx_http_pyrepl_exec.h"
+#include "ngx_http_pyrepl_exec_parse.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_table.h"
+#include "ngx_http_pyrepl_upgrade.h"
 #include "pyrepl_ws.h"
 #include "pyrepl_mpjson.h"
 
@@ -67,8 +74,6 @@ typedef struct {
 } ngx_http_pyrepl_ws_t;
 
 
-static const char *ngx_http_pyrepl_ws_handshake(ngx_http_request_t *r,
-    ngx_http_pyrepl_ws_t *ws);
 static void ngx_http_pyrepl_ws_event_handler(ngx_event_t *ev);
 static void ngx_http_pyrepl_ws_read(ngx_http_request_t *r);
 static void ngx_http_pyrepl_ws_write(ngx_http_request_t *r);
@@ -86,6 +91,8 @@ static void ngx_http_pyrepl_ws_done(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_uint_t count, ngx_msec_t ms);
 static ngx_int_t ngx_http_pyrepl_ws_refuse(ngx_http_pyrepl_ws_t *ws,
     json_t *id, const char *code, const char *message);
+static ngx_int_t ngx_http_pyrepl_ws_refused(ngx_http_pyrepl_ws_t *ws,
+    json_t *id, ngx_http_pyrepl_exec_t *ex);
 static ngx_int_t ngx_http_pyrepl_ws_send_json(ngx_http_pyrepl_ws_t *ws,
     json_t *o);
 static ngx_int_t ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws,
@@ -104,6 +111,7 @@ ngx_int_t
 ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
 {
     ngx_int_t                    rc;
+    ngx_uint_t                   msgpack;
     const char                  *invalid;
     ngx_pool_cleanup_t          *cln;
     ngx_http_pyrepl_ws_t        *ws;
@@ -132,11 +140,13 @@ ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
         return ngx_http_pyrepl_send_not_found(r, id);
     }
 
-    invalid = ngx_http_pyrepl_ws_handshake(r, ws);
+    invalid = ngx_http_pyrepl_upgrade(r, PYREPL_WS_SUBPROTOCOL, &msgpack);
     if (invalid) {
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
                                           "bad_request", "%s", invalid);
     }
+
+    ws->msgpack = msgpack;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyrepl_module);
 
@@ -203,104 +213,6 @@ ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
     ngx_http_pyrepl_ws_read(r);
 
     return NGX_DONE;
-}
-
-
-/*
- * Check the upgrade request and add the 101 headers.  Returns NULL, or
- * why the request is no WebSocket upgrade (for a 400).
- */
-static const char *
-ngx_http_pyrepl_ws_handshake(ngx_http_request_t *r, ngx_http_pyrepl_ws_t *ws)
-{
-    u_char            *accept;
-    ngx_table_elt_t   *upgrade, *connection, *key, *version, *proto, *h;
-
-    /* nginx 1.22 keeps no pointer to Connection: look both up */
-    upgrade = ngx_http_pyrepl_header(r, "Upgrade");
-    connection = ngx_http_pyrepl_header(r, "Connection");
-    key = ngx_http_pyrepl_header(r, "Sec-WebSocket-Key");
-    version = ngx_http_pyrepl_header(r, "Sec-WebSocket-Version");
-    proto = ngx_http_pyrepl_header(r, "Sec-WebSocket-Protocol");
-
-    if (r->http_version != NGX_HTTP_VERSION_11
-        || upgrade == NULL
-        || ngx_strlcasestrn(upgrade->value.data,
-                            upgrade->value.data + upgrade->value.len,
-                            (u_char *) "websocket", sizeof("websocket") - 2)
-           == NULL
-        || connection == NULL
-        || ngx_strlcasestrn(connection->value.data,
-                            connection->value.data + connection->value.len,
-                            (u_char *) "upgrade", sizeof("upgrade") - 2)
-           == NULL)
-    {
-        return "this route takes an HTTP/1.1 WebSocket upgrade";
-    }
-
-    if (version == NULL || version->value.len != 2
-        || ngx_strncmp(version->value.data, "13", 2) != 0)
-    {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h != NULL) {
-            h->hash = 1;
-            ngx_str_set(&h->key, "Sec-WebSocket-Version");
-            ngx_str_set(&h->value, "13");
-        }
-
-        return "Sec-WebSocket-Version must be 13";
-    }
-
-    accept = ngx_pnalloc(r->pool, PR_WS_ACCEPT_LEN + 1);
-    if (accept == NULL) {
-        return "out of memory";
-    }
-
-    if (key == NULL
-        || pr_ws_accept_key((char *) key->value.data, key->value.len,
-                            (char *) accept) != 0)
-    {
-        return "Sec-WebSocket-Key is missing or malformed";
-    }
-
-    ws->msgpack = proto != NULL
-                  && ngx_strlcasestrn(proto->value.data,
-                                      proto->value.data + proto->value.len,
-                                      (u_char *) PYREPL_WS_SUBPROTOCOL,
-                                      sizeof(PYREPL_WS_SUBPROTOCOL) - 2)
-                     != NULL;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return "out of memory";
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Upgrade");
-    ngx_str_set(&h->value, "websocket");
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return "out of memory";
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Sec-WebSocket-Accept");
-    h->value.data = accept;
-    h->value.len = PR_WS_ACCEPT_LEN;
-
-    if (ws->msgpack) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return "out of memory";
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Sec-WebSocket-Protocol");
-        ngx_str_set(&h->value, PYREPL_WS_SUBPROTOCOL);
-    }
-
-    return NULL;
 }
 
 
@@ -547,15 +459,9 @@ ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws, json_t *msg)
     json_t                  *id;
     ngx_int_t                rc;
     ngx_pool_t              *pool;
-    const char              *invalid;
     ngx_http_pyrepl_exec_t  *ex;
 
     id = json_object_get(msg, "id");
-
-    if (ws->exec) {
-        return ngx_http_pyrepl_ws_refuse(ws, id, "session_busy",
-                                         "a run is going on");
-    }
 
     pool = ngx_create_pool(4096, ws->request->connection->log);
     if (pool == NULL) {
@@ -579,28 +485,25 @@ ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws, json_t *msg)
     ex->interactive = 1;
     ngx_memcpy(ex->id, ws->id, PYREPL_ID_LEN);
 
-    invalid = ngx_http_pyrepl_exec_parse(ex, msg);
-    if (invalid) {
-        rc = ngx_http_pyrepl_ws_refuse(ws, id, ex->too_large ? "too_large"
-                                                            : "bad_request",
-                                       invalid);
-        ngx_destroy_pool(pool);
-        return rc;
+    if (ws->exec) {
+        ex->refusal = PYREPL_REFUSED_RUNNING;   /* one run at a time here */
+        rc = NGX_DECLINED;
+
+    } else {
+        rc = ngx_http_pyrepl_exec_parse(ex, msg);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_pyrepl_exec_reserve(ex);
+        }
     }
 
-    rc = ngx_http_pyrepl_exec_reserve(ex);
-
     if (rc != NGX_OK) {
+        rc = (rc == NGX_DECLINED)
+             ? ngx_http_pyrepl_ws_refused(ws, id, ex)
+             : ngx_http_pyrepl_ws_refuse(ws, id, "unavailable",
+                                         "out of memory");
         ngx_destroy_pool(pool);
-        return ngx_http_pyrepl_ws_refuse(ws, id,
-                   rc == NGX_BUSY ? "session_busy"
-                   : rc == NGX_AGAIN ? "transaction_pending"
-                   : rc == NGX_DECLINED ? "not_found" : "unavailable",
-                   rc == NGX_BUSY ? "the session is running code"
-                   : rc == NGX_AGAIN ? "the last run waits for a commit or "
-                                       "a rollback"
-                   : rc == NGX_DECLINED ? "the session is gone"
-                   : "out of memory");
+        return rc;
     }
 
     ws->exec = ex;
@@ -727,6 +630,19 @@ ngx_http_pyrepl_ws_refuse(ngx_http_pyrepl_ws_t *ws, json_t *id,
     }
 
     return ngx_http_pyrepl_ws_send_json(ws, o);
+}
+
+
+/* A run that did not start, refused with its error. */
+static ngx_int_t
+ngx_http_pyrepl_ws_refused(ngx_http_pyrepl_ws_t *ws, json_t *id,
+    ngx_http_pyrepl_exec_t *ex)
+{
+    const char  *code, *message;
+
+    (void) ngx_http_pyrepl_exec_refusal(ex, &code, &message);
+
+    return ngx_http_pyrepl_ws_refuse(ws, id, code, message);
 }
 
 

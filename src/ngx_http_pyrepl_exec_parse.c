@@ -1,0 +1,254 @@
+/*
+ * ngx_http_pyrepl_exec_parse.c: what a run request may ask, whichever
+ * sink it came to (POST .../run's body, a WebSocket's run message):
+ *
+ *   code (or command)    the code, at most pyrepl_max_code_size bytes
+ *   timeout_ms           1 to pyrepl_run_timeout_max, which is also the
+ *                        default (OpenSandbox's dialect: "timeout")
+ *   tx_policy            commit_always (bash sessions: the only one),
+ *                        commit_on_success, rollback_on_failure, explicit
+ *   cwd, env, stdin      bash sessions only, for that run
+ *
+ * read into the exec, or refused (PYREPL_REFUSED_BAD_REQUEST or
+ * PYREPL_REFUSED_TOO_LARGE) with the words of why.
+ */
+
+#include "ngx_http_pyrepl_exec_parse.h"
+
+#include "ngx_http_pyrepl_exec.h"
+#include "ngx_http_pyrepl_table.h"
+
+
+static const char *ngx_http_pyrepl_exec_check(ngx_http_pyrepl_exec_t *ex,
+    json_t *body);
+static const char *ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex,
+    json_t *body);
+static const char *ngx_http_pyrepl_exec_tx_policy(json_t *v);
+
+
+/*
+ * Read a run request ({"code" | "command", "timeout_ms", "tx_policy", and
+ * for bash sessions "cwd", "env", "stdin"}) into ex.  Returns NGX_OK, or
+ * NGX_DECLINED with ex->refusal and ex->why saying what is wrong.
+ */
+ngx_int_t
+ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
+{
+    ex->why = ngx_http_pyrepl_exec_check(ex, body);
+
+    if (ex->why == NULL) {
+        return NGX_OK;
+    }
+
+    if (ex->refusal == 0) {
+        ex->refusal = PYREPL_REFUSED_BAD_REQUEST;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* NULL, or what is wrong with the run request (in ex->text, or static). */
+static const char *
+ngx_http_pyrepl_exec_check(ngx_http_pyrepl_exec_t *ex, json_t *body)
+{
+    json_t                     *code, *v;
+    size_t                      len;
+    ngx_http_pyrepl_session_t   s;
+
+    ex->exit_code = -1;
+
+    if (ngx_http_pyrepl_table_get(ex->pmcf->shm_zone, ex->id, &s) == NGX_OK) {
+        ex->lang = s.lang;
+    }
+
+    code = body ? json_object_get(body, "code") : NULL;
+    if (code == NULL && body) {
+        code = json_object_get(body, "command");
+    }
+
+    if (code == NULL || !json_is_string(code)) {
+        return "\"code\" must be a string";
+    }
+
+    len = json_string_length(code);
+
+    if (len > ex->pmcf->max_code_size) {
+        ex->refusal = PYREPL_REFUSED_TOO_LARGE;
+        ngx_snprintf(ex->text, sizeof(ex->text) - 1,
+                     "the code is over pyrepl_max_code_size (%uz bytes)%Z",
+                     ex->pmcf->max_code_size);
+        return (char *) ex->text;
+    }
+
+    ex->code.data = ngx_pnalloc(ex->pool, len ? len : 1);
+    if (ex->code.data == NULL) {
+        return "out of memory";
+    }
+
+    ngx_memcpy(ex->code.data, json_string_value(code), len);
+    ex->code.len = len;
+
+    ex->timeout = ex->pmcf->run_timeout_max;
+
+    v = json_object_get(body, "timeout_ms");
+    if (v == NULL && ex->opensandbox) {
+        v = json_object_get(body, "timeout");    /* execd's, milliseconds */
+    }
+
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1
+            || json_integer_value(v) > (json_int_t) ex->pmcf->run_timeout_max)
+        {
+            ngx_snprintf(ex->text, sizeof(ex->text) - 1,
+                         "\"timeout_ms\" must be an integer from 1 to %M%Z",
+                         ex->pmcf->run_timeout_max);
+            return (char *) ex->text;
+        }
+
+        ex->timeout = (ngx_msec_t) json_integer_value(v);
+    }
+
+    v = json_object_get(body, "tx_policy");
+    if (v != NULL && !json_is_null(v)) {
+        ex->tx_policy = ngx_http_pyrepl_exec_tx_policy(v);
+
+        if (ex->tx_policy == NULL) {
+            return "\"tx_policy\" must be \"commit_always\", "
+                   "\"commit_on_success\", \"rollback_on_failure\" or "
+                   "\"explicit\"";
+        }
+
+        if (ex->lang == PYREPL_LANG_BASH
+            && ngx_strcmp(ex->tx_policy, "commit_always") != 0)
+        {
+            return "bash sessions cannot roll back: their \"tx_policy\" "
+                   "is \"commit_always\"";
+        }
+    }
+
+    if (ex->lang == PYREPL_LANG_BASH) {
+        return ngx_http_pyrepl_exec_parse_bash(ex, body);
+    }
+
+    if (json_object_get(body, "cwd") || json_object_get(body, "env")
+        || json_object_get(body, "stdin"))
+    {
+        return "\"cwd\", \"env\" and \"stdin\" are for bash sessions; "
+               "python sessions do not take them yet";
+    }
+
+    return NULL;
+}
+
+
+/* cwd: str, env: {name: str}, stdin: str; they apply to this run only. */
+static const char *
+ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex, json_t *body)
+{
+    u_char       *p;
+    json_t       *v, *val;
+    ngx_str_t    *kv;
+    const char   *name;
+
+    v = json_object_get(body, "cwd");
+    if (v != NULL) {
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            return "\"cwd\" must be a non-empty string";
+        }
+
+        ex->cwd.len = json_string_length(v);
+        ex->cwd.data = ngx_pnalloc(ex->pool, ex->cwd.len);
+        if (ex->cwd.data == NULL) {
+            return "out of memory";
+        }
+
+        ngx_memcpy(ex->cwd.data, json_string_value(v), ex->cwd.len);
+        ex->has_cwd = 1;
+    }
+
+    v = json_object_get(body, "stdin");
+    if (v != NULL) {
+        if (!json_is_string(v)) {
+            return "\"stdin\" must be a string";
+        }
+
+        ex->stdin_text.len = json_string_length(v);
+        ex->stdin_text.data = ngx_pnalloc(ex->pool,
+                                          ex->stdin_text.len + 1);
+        if (ex->stdin_text.data == NULL) {
+            return "out of memory";
+        }
+
+        ngx_memcpy(ex->stdin_text.data, json_string_value(v),
+                   ex->stdin_text.len);
+        ex->has_stdin = 1;
+    }
+
+    v = json_object_get(body, "env");
+    if (v == NULL) {
+        return NULL;
+    }
+
+    if (!json_is_object(v)) {
+        return "\"env\" must be an object of strings";
+    }
+
+    ex->env = ngx_array_create(ex->pool, json_object_size(v) + 1,
+                               sizeof(ngx_str_t));
+    if (ex->env == NULL) {
+        return "out of memory";
+    }
+
+    json_object_foreach(v, name, val) {
+        if (!json_is_string(val) || name[0] == '\0'
+            || ngx_strchr(name, '=') != NULL)
+        {
+            return "\"env\" must map names (without \"=\") to strings";
+        }
+
+        kv = ngx_array_push(ex->env);
+        if (kv == NULL) {
+            return "out of memory";
+        }
+
+        kv->len = ngx_strlen(name) + 1 + json_string_length(val);
+        kv->data = ngx_pnalloc(ex->pool, kv->len);
+        if (kv->data == NULL) {
+            return "out of memory";
+        }
+
+        p = ngx_cpymem(kv->data, name, ngx_strlen(name));
+        *p++ = '=';
+        ngx_memcpy(p, json_string_value(val), json_string_length(val));
+    }
+
+    return NULL;
+}
+
+
+static const char *
+ngx_http_pyrepl_exec_tx_policy(json_t *v)
+{
+    ngx_uint_t   i;
+    const char  *s;
+
+    static const char  *policies[] = {
+        "commit_always", "commit_on_success", "rollback_on_failure",
+        "explicit"
+    };
+
+    if (!json_is_string(v)) {
+        return NULL;
+    }
+
+    s = json_string_value(v);
+
+    for (i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+        if (ngx_strcmp(s, policies[i]) == 0) {
+            return policies[i];
+        }
+    }
+
+    return NULL;
+}

@@ -1,0 +1,259 @@
+/*
+ * ngx_http_pyrepl_router.c: which handler answers a request of a
+ * "pyrepl" location, by its method and its path below the location's
+ * prefix (here "location /session"):
+ *
+ *   POST, GET             /session
+ *   GET                   /session/checkpoints
+ *   DELETE                /session/checkpoints/{checkpoint id}
+ *   GET, DELETE           /session/{id}
+ *   POST or GET           /session/{id}/<action>, from the table below
+ *
+ * Every request needs a valid API key first (401); a session id is
+ * exactly 32 lowercase hex digits and the caller's own (else 404, as for
+ * an unknown one); anything else is 404 no such route or 405.
+ */
+
+#include "ngx_http_pyrepl_router.h"
+
+#include "ngx_http_pyrepl_auth.h"
+#include "ngx_http_pyrepl_checkpoint.h"
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_run.h"
+#include "ngx_http_pyrepl_session.h"
+#include "ngx_http_pyrepl_state.h"
+#include "ngx_http_pyrepl_table.h"
+#include "ngx_http_pyrepl_ws.h"
+
+
+typedef ngx_int_t (*ngx_http_pyrepl_action_pt)(ngx_http_request_t *r,
+    u_char *id);
+
+/* <method> /session/{id}/<name> */
+typedef struct {
+    ngx_str_t                    name;
+    ngx_uint_t                   method;
+    ngx_http_pyrepl_action_pt    handler;
+} ngx_http_pyrepl_action_t;
+
+
+static ngx_http_pyrepl_action_t  ngx_http_pyrepl_actions[] = {
+    { ngx_string("run"), NGX_HTTP_POST, ngx_http_pyrepl_run_handler },
+    { ngx_string("renew"), NGX_HTTP_POST, ngx_http_pyrepl_renew_handler },
+    { ngx_string("interrupt"), NGX_HTTP_POST,
+      ngx_http_pyrepl_interrupt_handler },
+    { ngx_string("input"), NGX_HTTP_POST, ngx_http_pyrepl_input_handler },
+    { ngx_string("namespace"), NGX_HTTP_GET,
+      ngx_http_pyrepl_namespace_handler },
+    { ngx_string("commit"), NGX_HTTP_POST, ngx_http_pyrepl_commit_handler },
+    { ngx_string("checkpoint"), NGX_HTTP_POST,
+      ngx_http_pyrepl_checkpoint_handler },
+    { ngx_string("restore"), NGX_HTTP_POST,
+      ngx_http_pyrepl_restore_handler },
+    { ngx_string("rollback"), NGX_HTTP_POST,
+      ngx_http_pyrepl_rollback_handler },
+    { ngx_string("ws"), NGX_HTTP_GET, ngx_http_pyrepl_ws_handler },
+    { ngx_null_string, 0, NULL }
+};
+
+
+static ngx_int_t ngx_http_pyrepl_parse_path(ngx_http_request_t *r,
+    u_char **id, ngx_http_pyrepl_action_t **action);
+static ngx_uint_t ngx_http_pyrepl_is_id(u_char *p, u_char *last);
+
+
+/* The content handler of a "pyrepl" location. */
+ngx_int_t
+ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
+{
+    u_char                       *id;
+    uint64_t                      tenant;
+    ngx_int_t                     rc;
+    ngx_table_elt_t              *h;
+    ngx_http_pyrepl_session_t     s;
+    ngx_http_pyrepl_action_t     *action;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    if (ngx_http_pyrepl_authenticate(r, &tenant) != NGX_OK) {
+        ngx_http_discard_request_body(r);
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h != NULL) {
+            h->hash = 1;
+            ngx_str_set(&h->key, "WWW-Authenticate");
+            ngx_str_set(&h->value, "Bearer realm=\"pyrepl\"");
+        }
+
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_UNAUTHORIZED,
+                                          "unauthorized",
+                                          "a valid API key is required "
+                                          "(Authorization: Bearer <key> or "
+                                          "X-API-Key: <key>)");
+    }
+
+    rc = ngx_http_pyrepl_parse_path(r, &id, &action);
+
+    if (rc != NGX_OK && rc != NGX_DONE) {
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "no such route");
+    }
+
+    /*
+     * Another tenant's session does not exist, as far as this one knows:
+     * it answers as an unknown id does, word for word.
+     */
+
+    if (rc == NGX_OK && id != NULL
+        && (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
+            || s.tenant != tenant))
+    {
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_not_found(r, id);
+    }
+
+    if (rc == NGX_DONE) {                       /* /session/checkpoints... */
+        if (id == NULL && r->method == NGX_HTTP_GET) {
+            return ngx_http_pyrepl_checkpoints_handler(r);
+        }
+
+        if (id != NULL && r->method == NGX_HTTP_DELETE) {
+            return ngx_http_pyrepl_checkpoint_delete_handler(r, id);
+        }
+
+    } else if (id == NULL) {                            /* /session */
+        if (r->method == NGX_HTTP_POST) {
+            return ngx_http_pyrepl_create_handler(r);
+        }
+
+        if (r->method == NGX_HTTP_GET) {
+            return ngx_http_pyrepl_list_handler(r);
+        }
+
+    } else if (action == NULL) {                        /* /session/{id} */
+        if (r->method == NGX_HTTP_GET) {
+            return ngx_http_pyrepl_get_handler(r, id);
+        }
+
+        if (r->method == NGX_HTTP_DELETE) {
+            return ngx_http_pyrepl_delete_handler(r, id);
+        }
+
+    } else if (r->method == action->method) {           /* /session/{id}/x */
+        return action->handler(r, id);
+    }
+
+    ngx_http_discard_request_body(r);
+
+    return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                      "method_not_allowed",
+                                      "method not allowed on this route");
+}
+
+
+/*
+ * Split the URI below the location's prefix into a session id (NULL for
+ * the collection) and an action (NULL for the session itself).  Returns
+ * NGX_DONE for /checkpoints (*id NULL) and /checkpoints/{id} (*id the
+ * checkpoint's), NGX_DECLINED for anything else; an id must be exactly
+ * 32 lowercase hex digits, so "../" or NUL never reach a file name.
+ */
+static ngx_int_t
+ngx_http_pyrepl_parse_path(ngx_http_request_t *r, u_char **id,
+    ngx_http_pyrepl_action_t **action)
+{
+    u_char                    *p, *last;
+    ngx_http_pyrepl_action_t  *a;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    *id = NULL;
+    *action = NULL;
+
+    p = r->uri.data;
+    last = r->uri.data + r->uri.len;
+
+    if (!clcf->regex && r->uri.len >= clcf->name.len) {
+        p += clcf->name.len;
+        if (clcf->name.len && clcf->name.data[clcf->name.len - 1] == '/') {
+            p--;
+        }
+    }
+
+    if (p == last || (last - p == 1 && *p == '/')) {
+        return NGX_OK;
+    }
+
+    if (*p++ != '/') {
+        return NGX_DECLINED;
+    }
+
+    if ((size_t) (last - p) >= sizeof("checkpoints") - 1
+        && ngx_strncmp(p, "checkpoints", sizeof("checkpoints") - 1) == 0)
+    {
+        p += sizeof("checkpoints") - 1;
+
+        if (p == last) {
+            return NGX_DONE;
+        }
+
+        if (*p++ != '/' || last - p != PYREPL_ID_LEN
+            || !ngx_http_pyrepl_is_id(p, last))
+        {
+            return NGX_DECLINED;
+        }
+
+        *id = p;
+        return NGX_DONE;
+    }
+
+    if (!ngx_http_pyrepl_is_id(p, last)) {
+        return NGX_DECLINED;
+    }
+
+    *id = p;
+    p += PYREPL_ID_LEN;
+
+    if (p == last) {
+        return NGX_OK;
+    }
+
+    if (*p++ != '/') {
+        return NGX_DECLINED;
+    }
+
+    for (a = ngx_http_pyrepl_actions; a->handler; a++) {
+        if ((size_t) (last - p) == a->name.len
+            && ngx_strncmp(p, a->name.data, a->name.len) == 0)
+        {
+            *action = a;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* Whether p starts with 32 lowercase hex digits before last. */
+static ngx_uint_t
+ngx_http_pyrepl_is_id(u_char *p, u_char *last)
+{
+    ngx_uint_t  i;
+
+    if (last - p < PYREPL_ID_LEN) {
+        return 0;
+    }
+
+    for (i = 0; i < PYREPL_ID_LEN; i++) {
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
