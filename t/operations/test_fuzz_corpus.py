@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 FUZZ = os.path.join(ROOT, "util", "fuzz")
 CC = os.environ.get("CC", "cc")
 

@@ -11,7 +11,7 @@ its working directory: no id is on a command line).  The tests
 speak the control protocol like an nginx worker: 4-byte big-endian length,
 then a msgpack map with "t".
 
-Run: /usr/bin/python3 -m pytest t/test_supervisor.py
+Run: /usr/bin/python3 -m pytest t/processes/test_supervisor.py
 """
 
 import json
@@ -30,7 +30,8 @@ import pytest
 
 
 BIN_DIR = os.environ.get("PYREPL_BIN_DIR", os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "bin"))
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "build", "bin"))
 SUPERVISOR = os.path.join(BIN_DIR, "pyrepl-supervisor")
 DEADLINE = 10.0
 MAX_REQUEST = 64 * 1024

@@ -25,7 +25,8 @@ import time
 import msgpack
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 BIN_DIR = os.environ.get(
     "PYREPL_BIN_DIR",
     os.path.join(os.environ.get("PYREPL_BUILD", os.path.join(ROOT, "build")),
