@@ -30,7 +30,7 @@ import requests
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "operations"))
-from conftest import Nginx, wait_for, processes_under  # noqa: E402
+from helpers import Nginx, wait_for, processes_under  # noqa: E402
 from test_pool import sup_status, pool_procs  # noqa: E402
 
 

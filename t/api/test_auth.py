@@ -7,7 +7,7 @@ import os
 import pytest
 import requests
 
-from conftest import Nginx
+from helpers import Nginx
 
 KEY_A = "alpha-key-0123456789abcdef"
 KEY_B = "bravo-key-0123456789abcdef"

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from conftest import Nginx
+from helpers import Nginx
 
 FACTS = textwrap.dedent("""
     import getpass, json, locale, os, pathlib, site, sys

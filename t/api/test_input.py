@@ -12,7 +12,7 @@ import time
 import requests
 import websockets
 
-from conftest import events_of, parse_sse, stdout_of, wait_for
+from helpers import events_of, parse_sse, stdout_of, wait_for
 
 
 def start(nginx, sid, code, **extra):

@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from conftest import wait_for, events_of, stdout_of, parse_sse
+from helpers import wait_for, events_of, stdout_of, parse_sse
 
 
 def test_a_final_expression_is_the_result_and_state_persists(nginx, session):

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from conftest import Nginx, PRELOAD, wait_for
+from helpers import Nginx, PRELOAD, wait_for
 
 MARKER = "warmup_marker_5f1d"          # in the warm-up code only
 SECRET = "operator-secret-7c2e9a"       # in nginx's own environment only

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from conftest import wait_for, processes_under
+from helpers import wait_for, processes_under
 
 
 def error_of(r):

@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 
-from conftest import Nginx, events_of, wait_for
+from helpers import Nginx, events_of, wait_for
 
 
 @pytest.fixture(scope="module")

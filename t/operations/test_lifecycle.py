@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import Nginx, wait_for, events_of, parse_sse
+from helpers import Nginx, wait_for, events_of, parse_sse
 
 
 @pytest.fixture(scope="module")

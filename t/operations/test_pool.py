@@ -15,7 +15,7 @@ import msgpack
 import pytest
 import requests
 
-from conftest import Nginx, wait_for, processes_under
+from helpers import Nginx, wait_for, processes_under
 
 PLAIN_GLOBALS = ["__annotations__", "__builtins__", "__doc__", "__loader__",
                  "__name__", "__package__", "__spec__"]

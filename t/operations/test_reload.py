@@ -10,7 +10,7 @@ import threading
 import pytest
 import websockets
 
-from conftest import Nginx, parse_sse
+from helpers import Nginx, parse_sse
 
 # ten lines over about a second, each one flushed
 COUNT = ("import time\n"

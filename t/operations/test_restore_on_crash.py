@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from conftest import Nginx, wait_for
+from helpers import Nginx, wait_for
 
 
 @pytest.fixture(scope="module")

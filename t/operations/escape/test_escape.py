@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from conftest import Nginx, PRELOAD, events_of, wait_for
+from helpers import Nginx, PRELOAD, events_of, wait_for
 
 UID_BASE = 1610612736          # pyrepl_session_uids' default
 

@@ -1,0 +1,337 @@
+"""
+helpers.py: what the test modules of every group (api/, processes/,
+operations/) share, defined once here and imported by name: the build
+under test, the sanitizer build's environment and reports, wait_for,
+processes_under, and Nginx (one nginx with the module in a temp prefix on
+a free port) with the API's SSE parsing (parse_sse, events_of, stdout_of).
+
+Environment: PYREPL_BUILD (default <repo>/build) selects the build, e.g.
+build/san for the sanitizer build.
+
+With the sanitizer build (util/build --sanitize leaves BUILD/preload), nginx
+runs with the ASan runtime preloaded and every process of an instance
+(nginx, the supervisor, sessions) writes sanitizer reports to
+<prefix>/logs/asan.<pid>; worker binaries a test starts itself write to
+SAN_DIR.  conftest.py fails a test on any such report.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("PYREPL_BUILD", os.path.join(ROOT, "build"))
+MODULE = os.path.join(BUILD, "nginx", "objs", "ngx_http_pyrepl_module.so")
+BIN_DIR = os.path.join(BUILD, "bin")
+NGINX = "/usr/sbin/nginx"
+
+# The sanitizer build: what nginx needs in LD_PRELOAD (the ASan runtime, then
+# a library that takes LD_PRELOAD out of nginx's environment again, so the
+# processes nginx starts do not inherit it; see util/san_unpreload.c).
+try:
+    with open(os.path.join(BUILD, "preload")) as _f:
+        PRELOAD = _f.read().strip()
+except FileNotFoundError:
+    PRELOAD = None
+
+# abort_on_error=0: a report ends the process with exit code 1 (not a core
+# dump); halt_on_error=1 with -fno-sanitize-recover: UB ends it too.
+ASAN_OPTIONS = "abort_on_error=0:halt_on_error=1:detect_leaks=1"
+UBSAN_OPTIONS = "abort_on_error=0:halt_on_error=1:print_stacktrace=1"
+SAN_REPORT = re.compile(r"^asan\.\d+$")
+
+
+def san_env(log_dir, preload=False):
+    """os.environ with sanitizer options logging to log_dir/asan.<pid> (one
+    runtime: ASan, LSan and UBSan reports alike), and LD_PRELOAD set if
+    preload (for nginx)."""
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = ASAN_OPTIONS + ":log_path=" + log_dir + "/asan"
+    env["UBSAN_OPTIONS"] = UBSAN_OPTIONS + ":log_path=" + log_dir + "/asan"
+    if preload:
+        env["LD_PRELOAD"] = PRELOAD
+    return env
+
+
+def san_reports(log_dir):
+    """The text of every sanitizer report file in log_dir."""
+    found = []
+    try:
+        names = sorted(os.listdir(log_dir))
+    except FileNotFoundError:
+        return found
+    for name in names:
+        if SAN_REPORT.match(name):
+            with open(os.path.join(log_dir, name), errors="replace") as f:
+                found.append(f"--- {name}\n" + f.read())
+    return found
+
+
+# worker binaries that tests start themselves report here
+SAN_DIR = None
+if PRELOAD:
+    SAN_DIR = tempfile.mkdtemp(prefix="pyrepl-san-")
+    os.environ.update(san_env(SAN_DIR))
+
+BAD_LOG = re.compile(r"\[(alert|emerg)\]|AddressSanitizer|LeakSanitizer|"
+                     r"runtime error:|UndefinedBehaviorSanitizer|"
+                     r"Can't open file: .*/asan")
+
+CONF = """
+daemon off;
+worker_processes {workers};
+error_log logs/error.log {log_level};
+pid logs/nginx.pid;
+load_module {module};
+{main_extra}
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path tmp/body;
+    pyrepl_zone pyrepl {zone_size};
+    pyrepl_bin_dir {bin_dir};
+    pyrepl_socket_dir {socket_dir};
+    pyrepl_workdir {prefix}/work;
+    pyrepl_checkpoint_path {prefix}/checkpoints;
+    {http_extra}
+    server {{
+        listen 127.0.0.1:{port};
+        {server_extra}
+        location /session {{
+            pyrepl;
+        }}
+    }}
+}}
+"""
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    """Poll cond() until it returns a true value; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.01)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def processes_under(prefix):
+    """PIDs whose command line or working directory is inside prefix."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        if prefix in cmd or cwd.startswith(prefix):
+            found.append(int(pid))
+    return found
+
+
+class Nginx:
+    """One nginx instance with the module, in its own prefix.
+    check_and_clean() stops it and fails if error.log has [alert] /
+    [emerg] / sanitizer lines or if any process of the instance (the
+    supervisor, a session) is left behind."""
+
+    def __init__(self, workers=1, http_extra="", server_extra="",
+                 main_extra="", zone_size="4m", log_level="info"):
+        self.prefix = tempfile.mkdtemp(prefix="pyrepl-t-")
+        os.chmod(self.prefix, 0o755)
+        for d in ("conf", "logs", "tmp"):
+            os.mkdir(os.path.join(self.prefix, d))
+        # sanitizer reports of nginx's workers and of sessions, which run
+        # as other users, land here too
+        os.chmod(os.path.join(self.prefix, "logs"), 0o1777)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.conf_path = os.path.join(self.prefix, "conf", "nginx.conf")
+        self.params = dict(workers=workers, http_extra=http_extra,
+                           server_extra=server_extra, main_extra=main_extra,
+                           zone_size=zone_size, log_level=log_level,
+                           module=MODULE, bin_dir=BIN_DIR,
+                           prefix=self.prefix, port=self.port,
+                           socket_dir=self.prefix + "/run")
+        self.write_conf()
+        self.env = self.env_no_leaks = None
+        if PRELOAD:
+            # nginx never frees its cycle when a process exits (a worker's
+            # connection and event arrays, for one), so its processes run
+            # without the leak check, and so do the supervisor and sessions
+            # they start; the tests in processes/ start those binaries
+            # themselves, with it
+            self.env = san_env(os.path.join(self.prefix, "logs"), preload=True)
+            self.env["ASAN_OPTIONS"] += ":detect_leaks=0"
+            self.env_no_leaks = self.env
+        self.proc = None
+        self.http = requests.Session()
+        # log lines a test provokes on purpose (a worker it killed)
+        self.expected = []
+
+    def write_conf(self, **changes):
+        self.params.update(changes)
+        with open(self.conf_path, "w") as f:
+            f.write(CONF.format(**self.params))
+
+    def cmd(self, *args):
+        return [NGINX, "-p", self.prefix + "/", "-c", self.conf_path, *args]
+
+    def test_config(self):
+        return subprocess.run(self.cmd("-t"), capture_output=True, text=True,
+                              env=self.env_no_leaks)
+
+    def start(self):
+        self.proc = subprocess.Popen(self.cmd(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env=self.env)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("nginx exited: " +
+                                     self.proc.stderr.read().decode())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(up, what="nginx to listen")
+        return self
+
+    def send(self, name):
+        subprocess.run(self.cmd("-s", name), check=True,
+                       env=self.env_no_leaks)
+
+    def worker_pids(self):
+        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid",
+                              str(self.proc.pid)], capture_output=True,
+                             text=True).stdout
+        return sorted(int(l.split()[0]) for l in out.splitlines()
+                      if "worker process" in l)
+
+    def supervisor_pid(self):
+        try:
+            with open(os.path.join(self.prefix, "run", "supervisor.pid")) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def error_log(self):
+        try:
+            with open(os.path.join(self.prefix, "logs", "error.log"),
+                      errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig=signal.SIGQUIT):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+        self.http.close()
+
+    def leftovers(self, timeout=10.0):
+        """Wait for every process of this instance to go; return the rest."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            left = processes_under(self.prefix)
+            if not left:
+                return []
+            time.sleep(0.02)
+        return processes_under(self.prefix)
+
+    def check_and_clean(self):
+        self.stop()
+        problems = []
+        left = self.leftovers()
+        if left:
+            problems.append(f"processes left behind: {left}")
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        bad = [l for l in self.error_log().splitlines() if BAD_LOG.search(l)
+               and not any(re.search(e, l) for e in self.expected)]
+        if bad:
+            problems.append("error.log:\n" + "\n".join(bad[:20]))
+        reports = san_reports(os.path.join(self.prefix, "logs"))
+        if reports:
+            problems.append("sanitizer reports:\n" + "\n".join(reports))
+        if problems:
+            raise AssertionError("; ".join(problems) +
+                                 f" (prefix {self.prefix} kept)")
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+    # API helpers -------------------------------------------------------
+
+    def create(self, **body):
+        r = self.http.post(self.url + "/session", json=body or None)
+        assert r.status_code == 201, r.text
+        return r.json()["session_id"]
+
+    def run(self, sid, code, **extra):
+        """Run code over SSE; returns the list of (event, data) pairs."""
+        r = self.http.post(f"{self.url}/session/{sid}/run",
+                           json={"code": code, **extra}, stream=True)
+        assert r.status_code == 200, r.text
+        return list(parse_sse(r))
+
+    def run_json(self, sid, code, **extra):
+        r = self.http.post(f"{self.url}/session/{sid}/run",
+                           json={"code": code, **extra},
+                           headers={"Accept": "application/json"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def parse_sse(response):
+    """Yield (event, data) from an SSE response as lines arrive."""
+    response.encoding = "utf-8"          # SSE is UTF-8 whatever it says
+    event, data = None, []
+    for raw in response.iter_lines(decode_unicode=True):
+        if raw == "":
+            if event is not None:
+                yield event, json.loads("\n".join(data))
+            event, data = None, []
+            continue
+        if raw.startswith(":"):
+            continue
+        field, _, value = raw.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+
+
+def events_of(events, name):
+    return [d for e, d in events if e == name]
+
+
+def stdout_of(events):
+    return "".join(d["text"] for e, d in events if e == "stdout")
