@@ -1,12 +1,19 @@
 """
 helpers.py: what the test modules of every group (api/, processes/,
-operations/) share, defined once here and imported by name: the build
-under test, the sanitizer build's environment and reports, wait_for,
-processes_under, and Nginx (one nginx with the module in a temp prefix on
-a free port) with the API's SSE parsing (parse_sse, events_of, stdout_of).
+operations/) share, defined once here and imported by name.
 
-Environment: PYREPL_BUILD (default <repo>/build) selects the build, e.g.
-build/san for the sanitizer build.
+- the build under test: PYREPL_BUILD (default <repo>/build) selects it,
+  e.g. build/san for the sanitizer build; PYREPL_BIN_DIR (default
+  $PYREPL_BUILD/bin) its worker binaries;
+- the sanitizer build's environment and reports (san_env, san_reports,
+  bad_lines);
+- wait_for, the one way a test awaits a condition;
+- processes, from /proc: proc_stat, running, gone, children, cmdline,
+  processes_under, pool_processes;
+- the worker processes' wire protocol (a 4-byte big-endian length, then a
+  msgpack map with "t"): frame, Conn, Run, request;
+- Nginx, one nginx with the module in a temp prefix on a free port, and
+  what tests of the API through it use: parse_sse, events_of, stdout_of.
 
 With the sanitizer build (util/build --sanitize leaves BUILD/preload), nginx
 runs with the ASan runtime preloaded and every process of an instance
@@ -15,27 +22,37 @@ runs with the ASan runtime preloaded and every process of an instance
 SAN_DIR.  conftest.py fails a test on any such report.
 """
 
+import collections
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
 
+import msgpack
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("PYREPL_BUILD", os.path.join(ROOT, "build"))
 MODULE = os.path.join(BUILD, "nginx", "objs", "ngx_http_pyrepl_module.so")
-BIN_DIR = os.path.join(BUILD, "bin")
+BIN_DIR = os.environ.get("PYREPL_BIN_DIR", os.path.join(BUILD, "bin"))
 NGINX = "/usr/sbin/nginx"
 
-# The sanitizer build: what nginx needs in LD_PRELOAD (the ASan runtime, then
-# a library that takes LD_PRELOAD out of nginx's environment again, so the
-# processes nginx starts do not inherit it; see util/san_unpreload.c).
+# the globals of a fresh session's namespace
+PLAIN_GLOBALS = ["__annotations__", "__builtins__", "__doc__", "__loader__",
+                 "__name__", "__package__", "__spec__"]
+
+
+# the sanitizer build --------------------------------------------------------
+
+# What nginx needs in LD_PRELOAD (the ASan runtime, then a library that
+# takes LD_PRELOAD out of nginx's environment again, so the processes nginx
+# starts do not inherit it; see util/san_unpreload.c).
 try:
     with open(os.path.join(BUILD, "preload")) as _f:
         PRELOAD = _f.read().strip()
@@ -47,6 +64,10 @@ except FileNotFoundError:
 ASAN_OPTIONS = "abort_on_error=0:halt_on_error=1:detect_leaks=1"
 UBSAN_OPTIONS = "abort_on_error=0:halt_on_error=1:print_stacktrace=1"
 SAN_REPORT = re.compile(r"^asan\.\d+$")
+
+# a sanitizer's report in a log
+SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|"
+                       r"UndefinedBehaviorSanitizer")
 
 
 def san_env(log_dir, preload=False):
@@ -75,15 +96,272 @@ def san_reports(log_dir):
     return found
 
 
+def bad_lines(text, pattern=SANITIZER):
+    """The lines of a log that match pattern."""
+    return [line for line in text.splitlines() if pattern.search(line)]
+
+
 # worker binaries that tests start themselves report here
 SAN_DIR = None
 if PRELOAD:
     SAN_DIR = tempfile.mkdtemp(prefix="pyrepl-san-")
     os.environ.update(san_env(SAN_DIR))
 
-BAD_LOG = re.compile(r"\[(alert|emerg)\]|AddressSanitizer|LeakSanitizer|"
-                     r"runtime error:|UndefinedBehaviorSanitizer|"
-                     r"Can't open file: .*/asan")
+
+# waiting ---------------------------------------------------------------------
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    """Poll cond() until it returns a true value, and return that; fail
+    after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.01)
+
+
+# processes -----------------------------------------------------------------
+
+Stat = collections.namedtuple("Stat", "state ppid pgrp session comm")
+
+
+def proc_stat(pid):
+    """pid's /proc/PID/stat as a Stat (state letter, parent, process group,
+    session, command name), or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None             # gone, possibly between open() and read()
+    if ")" not in data:
+        return None
+    rest = data[data.rindex(")") + 2:].split()
+    return Stat(rest[0], int(rest[1]), int(rest[2]), int(rest[3]),
+                data[data.index("(") + 1:data.rindex(")")])
+
+
+def running(pid):
+    """pid is a live process: neither gone nor a zombie."""
+    st = proc_stat(pid)
+    return st is not None and st.state not in "ZX"
+
+
+def gone(pid):
+    """No process at all: exited and reaped."""
+    return proc_stat(pid) is None
+
+
+def children(pid):
+    """The live children of pid, sorted."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = proc_stat(int(d))
+            if st and st.ppid == pid and st.state not in "ZX":
+                out.append(int(d))
+    return sorted(out)
+
+
+def cmdline(pid):
+    """pid's arguments, or [] if it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode() for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def processes_under(prefix):
+    """Live processes (but this one) whose command line or working
+    directory is inside prefix."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if (prefix in cmd or cwd.startswith(prefix)) and running(int(pid)):
+            found.append(int(pid))
+    return found
+
+
+def pool_processes(pids, workdir):
+    """Those of pids that are pool processes waiting in workdir/pool-*."""
+    out = []
+    for pid in pids:
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue            # exited meanwhile
+        st = proc_stat(pid)
+        if st and st.comm == "pyrepl-session" and \
+                cwd.startswith(os.path.join(workdir, "pool-")):
+            out.append(pid)
+    return sorted(out)
+
+
+def read_pid(path):
+    """The pid in a pid file, or None while there is none."""
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+# the worker processes' frames -----------------------------------------------
+
+def frame(msg):
+    """msg as one frame: a 4-byte big-endian length, then msgpack."""
+    body = msgpack.packb(msg)
+    return struct.pack(">I", len(body)) + body
+
+
+class Conn:
+    """One client connection to a worker process (the supervisor or a
+    session) on its Unix socket, speaking frames."""
+
+    def __init__(self, path, timeout=10.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = bytearray()
+
+    def send(self, msg=None, **fields):
+        """Send msg, or a frame of fields: send({"t": "kill"}) or
+        send(t="run", code=...)."""
+        self.send_raw(frame({**(msg or {}), **fields}))
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def recv(self, timeout=10.0):
+        """The next frame as a dict, or None on a clean EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack(">I", self.buf[:4])[0]
+                if len(self.buf) >= 4 + n:
+                    payload = bytes(self.buf[4:4 + n])
+                    del self.buf[:4 + n]
+                    # raw=False: every str must be valid UTF-8
+                    return msgpack.unpackb(payload, raw=False)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out waiting for a frame")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                assert not self.buf, "EOF inside a frame"
+                return None
+            self.buf += data
+
+    def request(self, msg, timeout=10.0):
+        """Send msg; the answer (ConnectionError if the peer closes the
+        connection instead)."""
+        self.send(msg)
+        answer = self.recv(timeout)
+        if answer is None:
+            raise ConnectionError("closed without an answer")
+        return answer
+
+    def at_eof(self):
+        """True if the peer closed this connection without answering."""
+        return self.recv() is None
+
+    def until_complete(self, timeout=10.0):
+        """Frames up to and including "complete" (or a "fail")."""
+        frames = []
+        deadline = time.monotonic() + timeout
+        while True:
+            f = self.recv(max(deadline - time.monotonic(), 0.001))
+            assert f is not None, f"EOF before complete, got {frames}"
+            frames.append(f)
+            if f["t"] in ("complete", "fail"):
+                return Run(frames)
+
+    def wait_stdout(self, text, timeout=10.0):
+        """Read frames until the stdout seen so far contains text."""
+        seen = ""
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            f = self.recv(max(deadline - time.monotonic(), 0.001))
+            assert f is not None and f["t"] == "stdout", f
+            seen += f["text"]
+        return seen
+
+    def close(self):
+        self.sock.close()
+
+
+def request(path, msg, timeout=10.0):
+    """Send msg on a connection of its own to the socket at path; the
+    answer."""
+    c = Conn(path, timeout)
+    try:
+        return c.request(msg, timeout)
+    finally:
+        c.close()
+
+
+class Run:
+    """The frames of one run, with what a user would look at."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        self.types = [f["t"] for f in frames]
+
+    def text(self, kind):
+        return "".join(f["text"] for f in self.frames if f["t"] == kind)
+
+    @property
+    def stdout(self):
+        return self.text("stdout")
+
+    @property
+    def stderr(self):
+        return self.text("stderr")
+
+    def one(self, kind):
+        found = [f for f in self.frames if f["t"] == kind]
+        assert len(found) == 1, f"expected one {kind} in {self.frames}"
+        return found[0]
+
+    @property
+    def result(self):
+        return self.one("result")
+
+    @property
+    def error(self):
+        return self.one("error")
+
+    @property
+    def complete(self):
+        assert self.frames[-1]["t"] == "complete", self.frames
+        return self.frames[-1]
+
+    @property
+    def status(self):
+        return self.complete["status"]
+
+
+# nginx -----------------------------------------------------------------------
+
+# error.log lines that fail a test
+BAD_LOG = re.compile(r"\[(alert|emerg)\]|" + SANITIZER.pattern +
+                     r"|Can't open file: .*/asan")
 
 CONF = """
 daemon off;
@@ -113,44 +391,12 @@ http {{
 """
 
 
-def wait_for(cond, timeout=10.0, what="condition"):
-    """Poll cond() until it returns a true value; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.01)
-
-
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def processes_under(prefix):
-    """PIDs whose command line or working directory is inside prefix."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except OSError:
-            continue
-        if prefix in cmd or cwd.startswith(prefix):
-            found.append(int(pid))
-    return found
 
 
 class Nginx:
@@ -234,11 +480,7 @@ class Nginx:
                       if "worker process" in l)
 
     def supervisor_pid(self):
-        try:
-            with open(os.path.join(self.prefix, "run", "supervisor.pid")) as f:
-                return int(f.read())
-        except (OSError, ValueError):
-            return None
+        return read_pid(os.path.join(self.prefix, "run", "supervisor.pid"))
 
     def error_log(self):
         try:
@@ -275,8 +517,8 @@ class Nginx:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-        bad = [l for l in self.error_log().splitlines() if BAD_LOG.search(l)
-               and not any(re.search(e, l) for e in self.expected)]
+        bad = [l for l in bad_lines(self.error_log(), BAD_LOG)
+               if not any(re.search(e, l) for e in self.expected)]
         if bad:
             problems.append("error.log:\n" + "\n".join(bad[:20]))
         reports = san_reports(os.path.join(self.prefix, "logs"))

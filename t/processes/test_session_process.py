@@ -1,240 +1,24 @@
 """
 test_session_process.py: pyrepl-python on its own, without nginx or the
 supervisor.  Each test starts one session process on a fresh listening
-Unix socket (as the supervisor would: the socket as an inherited fd, cwd
-the session directory, stdin /dev/null, stderr a log file), talks the wire
-protocol to it (4-byte big-endian length + msgpack map) and asserts what a
-client would see.  Teardown kills and reaps the process and fails on
-sanitizer output in its log.
-
-The binary comes from $PYREPL_BIN_DIR (default: $PYREPL_BUILD/bin, else
-<repo>/build/bin).  Run with /usr/bin/python3 -m pytest.
+Unix socket (binaries.SessionProcess, the session fixture of
+conftest.py), talks the wire protocol to it (helpers.Conn) and asserts
+what a client would see.  Teardown kills and reaps the process and fails
+on sanitizer output in its log.
 """
 
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
-import struct
 import subprocess
-import tempfile
 import time
 
-import msgpack
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-BIN_DIR = os.environ.get(
-    "PYREPL_BIN_DIR",
-    os.path.join(os.environ.get("PYREPL_BUILD", os.path.join(ROOT, "build")),
-                 "bin"))
-BINARY = os.path.join(BIN_DIR, "pyrepl-python")
-SESSION_ID = "0123456789abcdef0123456789abcdef"
-
-BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|"
-                     r"UndefinedBehaviorSanitizer|Fatal Python error")
-
-
-def wait_for(cond, timeout=10.0, what="condition"):
-    """Poll cond() until it returns a true value; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.01)
-
-
-class Conn:
-    """One client connection speaking frames."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.buf = bytearray()
-
-    def send(self, **frame):
-        self.send_raw(self.encode(frame))
-
-    @staticmethod
-    def encode(frame):
-        payload = msgpack.packb(frame)
-        return struct.pack(">I", len(payload)) + payload
-
-    def send_raw(self, data):
-        self.sock.sendall(data)
-
-    def recv(self, timeout=10.0):
-        """The next frame as a dict, or None on a clean EOF."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if len(self.buf) >= 4:
-                n = struct.unpack(">I", self.buf[:4])[0]
-                if len(self.buf) >= 4 + n:
-                    payload = bytes(self.buf[4:4 + n])
-                    del self.buf[:4 + n]
-                    # raw=False: every str must be valid UTF-8
-                    return msgpack.unpackb(payload, raw=False)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("timed out waiting for a frame")
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(1 << 20)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                data = b""
-            if not data:
-                assert not self.buf, "EOF inside a frame"
-                return None
-            self.buf += data
-
-    def until_complete(self, timeout=10.0):
-        """Frames up to and including "complete" (or a "fail")."""
-        frames = []
-        deadline = time.monotonic() + timeout
-        while True:
-            f = self.recv(max(deadline - time.monotonic(), 0.001))
-            assert f is not None, f"EOF before complete, got {frames}"
-            frames.append(f)
-            if f["t"] in ("complete", "fail"):
-                return Run(frames)
-
-    def wait_stdout(self, text, timeout=10.0):
-        """Read frames until the stdout seen so far contains text."""
-        seen = ""
-        deadline = time.monotonic() + timeout
-        while text not in seen:
-            f = self.recv(max(deadline - time.monotonic(), 0.001))
-            assert f is not None and f["t"] == "stdout", f
-            seen += f["text"]
-        return seen
-
-    def close(self):
-        self.sock.close()
-
-
-class Run:
-    """The frames of one run, with what a user would look at."""
-
-    def __init__(self, frames):
-        self.frames = frames
-        self.types = [f["t"] for f in frames]
-
-    def text(self, kind):
-        return "".join(f["text"] for f in self.frames if f["t"] == kind)
-
-    @property
-    def stdout(self):
-        return self.text("stdout")
-
-    @property
-    def stderr(self):
-        return self.text("stderr")
-
-    def one(self, kind):
-        found = [f for f in self.frames if f["t"] == kind]
-        assert len(found) == 1, f"expected one {kind} in {self.frames}"
-        return found[0]
-
-    @property
-    def result(self):
-        return self.one("result")
-
-    @property
-    def error(self):
-        return self.one("error")
-
-    @property
-    def complete(self):
-        assert self.frames[-1]["t"] == "complete", self.frames
-        return self.frames[-1]
-
-
-class SessionProcess:
-    """One pyrepl-python on a listening socket in a temp directory."""
-
-    def __init__(self, *extra_args, preexec_fn=None):
-        self.dir = tempfile.mkdtemp(prefix="pyrepl-")
-        self.path = os.path.join(self.dir, "s.sock")
-        self.log_path = os.path.join(self.dir, "session.log")
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(self.path)
-        self.listener.listen(64)
-        fd = self.listener.fileno()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [BINARY, "--listen-fd", str(fd), *extra_args],
-                pass_fds=(fd,), cwd=self.dir, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=log, preexec_fn=preexec_fn)
-        self.conns = []
-
-    def connect(self):
-        c = Conn(self.path)
-        self.conns.append(c)
-        return c
-
-    def run(self, code, **extra):
-        c = self.connect()
-        c.send(t="run", code=code, **extra)
-        r = c.until_complete()
-        c.close()
-        return r
-
-    def run_to_eof(self, code, timeout=10.0):
-        """Frames of a run that ends the process: up to the connection's
-        EOF."""
-        c = self.connect()
-        c.send(t="run", code=code)
-        frames = []
-        deadline = time.monotonic() + timeout
-        while True:
-            f = c.recv(max(deadline - time.monotonic(), 0.001))
-            if f is None:
-                return Run(frames)
-            frames.append(f)
-
-    def run_when_idle(self, code, timeout=10.0):
-        """Run code as soon as the session stops answering session_busy."""
-        deadline = time.monotonic() + timeout
-        while True:
-            c = self.connect()
-            c.send(t="run", code=code)
-            r = c.until_complete()
-            c.close()
-            if r.types != ["fail"] or r.frames[0]["errcode"] != "session_busy":
-                return r
-            assert time.monotonic() < deadline, "the session stayed busy"
-            time.sleep(0.01)
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        for c in self.conns:
-            c.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.listener.close()
-        bad = [l for l in self.log().splitlines() if BAD_LOG.search(l)]
-        shutil.rmtree(self.dir, ignore_errors=True)
-        assert not bad, "session log:\n" + "\n".join(bad)
-
-
-@pytest.fixture
-def session():
-    assert os.access(BINARY, os.X_OK), f"{BINARY} is not built"
-    s = SessionProcess()
-    yield s
-    s.stop()
+from binaries import PYTHON, SESSION_ID, SessionProcess
+from helpers import frame, wait_for
 
 
 # REPL semantics ---------------------------------------------------------
@@ -580,9 +364,9 @@ def test_interrupt_from_another_connection(session):
 
 def test_interrupt_sent_with_the_run_is_not_lost(session):
     c = session.connect()
-    c.send_raw(Conn.encode({"t": "run", "code": "import time; "
+    c.send_raw(frame({"t": "run", "code": "import time; "
                                                 "time.sleep(100)"})
-               + Conn.encode({"t": "interrupt"}))
+               + frame({"t": "interrupt"}))
     r = c.until_complete()
     assert r.complete["status"] == "interrupted"
     assert r.error["ename"] == "KeyboardInterrupt"
@@ -1046,7 +830,7 @@ def test_the_process_exits_when_the_listening_socket_fails(session):
     ["--listen-fd", "3", "extra"],
 ])
 def test_bad_command_lines_are_refused(args):
-    p = subprocess.run([BINARY, *args], stdin=subprocess.DEVNULL,
+    p = subprocess.run([PYTHON, *args], stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=10)
     assert p.returncode != 0
     assert b"pyrepl-python[" in p.stderr
@@ -1055,7 +839,7 @@ def test_bad_command_lines_are_refused(args):
 def test_a_descriptor_that_is_not_listening_is_refused(tmp_path):
     a, b = socket.socketpair()
     try:
-        p = subprocess.run([BINARY, "--listen-fd", str(a.fileno())],
+        p = subprocess.run([PYTHON, "--listen-fd", str(a.fileno())],
                            pass_fds=(a.fileno(),),
                            stdin=subprocess.DEVNULL, capture_output=True,
                            timeout=10)

@@ -1,39 +1,27 @@
 """
-Tests of pyrepl-supervisor on its own, without the Python session binary.
-
-The supervisor is started from $PYREPL_BIN_DIR (default
-<repo>/build/bin) with --python pointing at a small fake session
-written per test: it records what it was given (argv, cwd, descriptors,
-process group, signal state) in report.json in its working directory,
-starts a grandchild (sleep) in its process group, and answers every
-connection on its listening socket (fd 3) with "hello <id>" (the name of
-its working directory: no id is on a command line).  The tests
-speak the control protocol like an nginx worker: 4-byte big-endian length,
-then a msgpack map with "t".
-
-Run: /usr/bin/python3 -m pytest t/processes/test_supervisor.py
+Tests of pyrepl-supervisor on its own, without nginx (binaries.Supervisor):
+with the fake session binary of binaries.py, or with the real
+pyrepl-python as its zygote (binaries.Zygote).  The tests speak the
+control protocol like an nginx worker (helpers.Conn).
 """
 
-import json
 import os
-import shutil
 import signal
 import socket
 import stat
 import struct
 import subprocess
-import tempfile
 import time
 
 import msgpack
 import pytest
 
+from binaries import (BIN_DIR, DEADLINE, PYTHON, Supervisor, Zygote, pool_pids,
+                      run_code, sid, status, wait_pool)
+from helpers import (PLAIN_GLOBALS, Conn as Client, cmdline, frame, gone,
+                     processes_under as procs_under, proc_stat as stat_of,
+                     running, wait_for)
 
-BIN_DIR = os.environ.get("PYREPL_BIN_DIR", os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "build", "bin"))
-SUPERVISOR = os.path.join(BIN_DIR, "pyrepl-supervisor")
-DEADLINE = 10.0
 MAX_REQUEST = 64 * 1024
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 # the confinement a session binary is told about when the supervisor got
@@ -41,361 +29,6 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 CONFINE_DEFAULTS = ["--memory", str(1 << 30), "--cpu", "0", "--nproc", "1600",
                     "--nofile", "1024", "--fsize", "0", "--seccomp", "on",
                     "--network", "off"]
-
-# The shell records the signal state the supervisor handed over (Python
-# changes it at start-up) with builtins only, then runs the Python part
-# with the same descriptors.
-FAKE_WRAPPER = r'''#!/bin/sh
-while read -r k v; do
-    case "$k" in SigBlk:|SigIgn:) echo "$k $v" ;; esac
-done < /proc/self/status > sigstate
-exec /usr/bin/python3 "$0.py" "$@"
-'''
-
-FAKE_SESSION = r'''
-import json, os, socket, subprocess, sys
-
-fds = []
-for fd in range(1024):
-    try:
-        os.fstat(fd)
-    except OSError:
-        continue
-    fds.append(fd)
-
-mode = os.environ.get("FAKE_MODE", "")
-if mode.startswith("exit"):
-    sys.exit(int(mode[4:]))
-
-status = {}
-with open("sigstate") as f:
-    for line in f:
-        k, _, v = line.partition(":")
-        status[k] = v.strip()
-
-blocking = os.get_blocking(3)
-lsock = socket.socket(fileno=3)
-child = subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL)
-sid = os.path.basename(os.getcwd())
-
-report = {
-    "argv": sys.argv[1:],
-    "cwd": os.getcwd(),
-    "fds": fds,
-    "pid": os.getpid(),
-    "pgid": os.getpgid(0),
-    "sigblk": int(status["SigBlk"], 16),
-    "sigign": int(status["SigIgn"], 16),
-    "stdin": os.readlink("/proc/self/fd/0"),
-    "stderr": os.readlink("/proc/self/fd/2"),
-    "listening": lsock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN),
-    "blocking": blocking,
-    "grandchild": child.pid,
-}
-with open("report.json.tmp", "w") as f:
-    json.dump(report, f)
-os.rename("report.json.tmp", "report.json")
-
-while True:
-    c, _ = lsock.accept()
-    c.sendall(b"hello " + sid.encode())
-    c.close()
-'''
-
-
-# helpers ------------------------------------------------------------------
-
-def wait_for(cond, what, timeout=DEADLINE):
-    """Poll cond() until it returns something true; fail after timeout."""
-    end = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.005)
-
-
-def proc_state(pid):
-    """The /proc state letter of pid, or None if there is no such process."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None     # gone, possibly between open() and read()
-    return data[data.rindex(")") + 2]
-
-
-def running(pid):
-    s = proc_state(pid)
-    return s is not None and s not in "ZX"
-
-
-def gone(pid):
-    """No process at all: exited and reaped."""
-    return proc_state(pid) is None
-
-
-def procs_under(root):
-    """Live processes started from or working in root (sessions and the
-    children they spawn)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                cmd = f.read()
-            cwd = os.readlink("/proc/%s/cwd" % d)
-        except OSError:
-            continue
-        if ((root.encode() in cmd or cwd.startswith(root + "/"))
-                and running(int(d))):
-            out.append(int(d))
-    return out
-
-
-def frame(msg):
-    body = msgpack.packb(msg)
-    return struct.pack(">I", len(body)) + body
-
-
-def sid(n):
-    return "%032x" % (0xabc0000000000000000000000000000 + n)
-
-
-class Client:
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(DEADLINE)
-        self.sock.connect(path)
-
-    def send(self, msg):
-        self.sock.sendall(frame(msg))
-
-    def _recv_exact(self, n):
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise EOFError("supervisor closed the connection")
-            data += chunk
-        return data
-
-    def recv(self):
-        (n,) = struct.unpack(">I", self._recv_exact(4))
-        return msgpack.unpackb(self._recv_exact(n), raw=False)
-
-    def request(self, msg):
-        self.send(msg)
-        return self.recv()
-
-    def at_eof(self):
-        """True if the supervisor closed this connection (no reply)."""
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def close(self):
-        self.sock.close()
-
-
-class Supervisor:
-    def __init__(self, root, python=None, extra=(), env=None, parent=True,
-                 warmup=None):
-        self.root = root
-        self.run = os.path.join(root, "run")
-        self.work = os.path.join(root, "work")
-        self.sock = os.path.join(self.run, "supervisor.sock")
-        self.logpath = os.path.join(root, "supervisor.log")
-        self.python = python or os.path.join(root, "fake-session")
-        self.extra = list(extra)
-        self.env = env
-        self.parent = parent
-        self.warmup = warmup
-        self.proc = None
-        self.wfd = None
-        self.clients = []
-
-    def args(self):
-        return [SUPERVISOR, "--socket-dir", self.run, "--workdir", self.work,
-                "--python", self.python] + self.extra
-
-    def spawn(self, args=None):
-        """Start the binary; returns the Popen (does not wait for it)."""
-        assert os.access(SUPERVISOR, os.X_OK), \
-            "build pyrepl-supervisor into %s first" % BIN_DIR
-        args = args or self.args()
-        pass_fds = ()
-        if self.parent:
-            rfd, self.wfd = os.pipe()
-            os.set_inheritable(self.wfd, False)
-            args = args + ["--parent-fd", str(rfd)]
-            pass_fds = (rfd,)
-        warmup = None
-        if self.warmup is not None:
-            # as nginx passes it: a memfd, never the command line
-            warmup = os.memfd_create("warmup")
-            os.write(warmup, self.warmup.encode())
-            args = args + ["--warmup-fd", str(warmup)]
-            pass_fds += (warmup,)
-        env = dict(os.environ)
-        env.update(self.env or {})
-        log = open(self.logpath, "ab")
-        # a descriptor nginx leaked into the supervisor: sessions must not
-        # inherit it
-        leak = os.open("/dev/null", os.O_RDONLY)
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=log,
-                                     pass_fds=pass_fds + (leak,), env=env)
-        os.close(leak)
-        if warmup is not None:
-            os.close(warmup)
-        log.close()
-        if self.parent:
-            os.close(rfd)
-        return self.proc
-
-    def start(self):
-        self.spawn()
-        wait_for(self.serving, "the supervisor to listen")
-        return self
-
-    def serving(self):
-        if self.proc.poll() is not None:
-            raise AssertionError("supervisor exited with %s:\n%s"
-                                 % (self.proc.returncode, self.log()))
-        try:
-            with open(os.path.join(self.run, "supervisor.pid")) as f:
-                if int(f.read()) != self.proc.pid:
-                    return False
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(self.sock)
-            s.close()
-            return True
-        except (OSError, ValueError):
-            return False
-
-    def client(self):
-        c = Client(self.sock)
-        self.clients.append(c)
-        return c
-
-    def request(self, msg):
-        c = Client(self.sock)
-        try:
-            return c.request(msg)
-        finally:
-            c.close()
-
-    def create(self, id_):
-        r = self.request({"t": "create", "id": id_, "lang": "python"})
-        assert r == {"t": "ok", "id": id_, "pid": r.get("pid")}, r
-        assert isinstance(r["pid"], int) and r["pid"] > 0
-        return r["pid"]
-
-    def report(self, id_):
-        path = os.path.join(self.work, id_, "report.json")
-        wait_for(lambda: os.path.exists(path), "the session's report")
-        with open(path) as f:
-            return json.load(f)
-
-    def session_sock(self, id_):
-        return os.path.join(self.run, id_ + ".sock")
-
-    def log(self):
-        with open(self.logpath, errors="replace") as f:
-            return f.read()
-
-    def fds(self):
-        return sorted(os.listdir("/proc/%d/fd" % self.proc.pid), key=int)
-
-    def quiet_fds(self):
-        """fds() once no client connection is open in the supervisor (a
-        readiness probe's may still be, until it reads the probe's EOF)."""
-        def quiet():
-            with open("/proc/net/unix") as f:
-                connected = {l.split()[6] for l in f.readlines()[1:]
-                             if l.split()[5] == "03"}
-            fds = self.fds()
-            for fd in fds:
-                try:
-                    target = os.readlink(f"/proc/{self.proc.pid}/fd/{fd}")
-                except OSError:
-                    return None
-                if target.startswith("socket:[") and \
-                        target[8:-1] in connected:
-                    return None
-            return fds
-
-        return wait_for(quiet, "no client connection in the supervisor")
-
-    def close_parent(self):
-        os.close(self.wfd)
-        self.wfd = None
-
-    def wait_exit(self):
-        try:
-            return self.proc.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("supervisor did not exit:\n" + self.log())
-
-    def stop(self):
-        """Shut down as nginx would; returns the exit status."""
-        for c in self.clients:
-            c.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.wfd is not None:
-            os.close(self.wfd)
-            self.wfd = None
-        return self.proc.returncode if self.proc else None
-
-
-@pytest.fixture
-def tmp():
-    root = tempfile.mkdtemp(prefix="pyrepl-")
-    path = os.path.join(root, "fake-session")
-    with open(path, "w") as f:
-        f.write(FAKE_WRAPPER)
-    os.chmod(path, 0o755)
-    with open(path + ".py", "w") as f:
-        f.write(FAKE_SESSION)
-    yield root
-    for name in os.listdir(root):
-        if name.endswith(".log"):
-            with open(os.path.join(root, name), errors="replace") as f:
-                log = f.read()
-            for bad in ("Sanitizer", "runtime error:", "AddressSanitizer"):
-                assert bad not in log, log
-    # SIGKILLed processes may take a moment to be gone; await it, bounded
-    end = time.monotonic() + DEADLINE
-    strays = procs_under(root)
-    while strays and time.monotonic() < end:
-        time.sleep(0.01)
-        strays = procs_under(root)
-    for pid in strays:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    shutil.rmtree(root, ignore_errors=True)
-    assert not strays, "processes left behind: %s" % strays
-
-
-@pytest.fixture
-def sup(tmp):
-    s = Supervisor(tmp).start()
-    yield s
-    assert s.stop() == 0, s.log()
-    assert os.listdir(s.work) == [], "workdirs left after shutdown"
 
 
 # start-up -----------------------------------------------------------------
@@ -529,7 +162,7 @@ def test_create_starts_a_session(sup):
     c.close()
 
     # nothing leaks into the supervisor from the create
-    wait_for(lambda: sup.fds() == base_fds, "supervisor fds back to "
+    wait_for(lambda: sup.fds() == base_fds, what="supervisor fds back to "
              "%s (now %s)" % (base_fds, sup.fds()))
     assert "session %s started, pid %d" % (id_, pid) in sup.log()
 
@@ -552,7 +185,7 @@ def test_duplicate_create_conflicts(sup):
     # after a kill the id can be used again, once its files are gone
     assert sup.request({"t": "kill", "id": id_}) == {"t": "ok", "id": id_}
     wait_for(lambda: not os.path.exists(os.path.join(sup.work, id_)),
-             "the working directory to go")
+             what="the working directory to go")
     pid2 = sup.create(id_)
     assert pid2 != pid
     assert sup.report(id_)["pid"] == pid2
@@ -586,7 +219,7 @@ def test_leftover_workdir_conflicts(sup):
     assert os.path.isdir(os.path.join(sup.work, id_))
     assert sup.request({"t": "kill", "id": id_})["t"] == "ok"
     wait_for(lambda: not os.path.exists(os.path.join(sup.work, id_)),
-             "the directory to go")
+             what="the directory to go")
 
 
 def test_leftover_socket_conflicts_and_is_not_removed(sup):
@@ -614,9 +247,9 @@ def test_kill_removes_the_session(sup):
     # the socket goes at once, the directory once nothing of it runs
     assert not os.path.exists(sup.session_sock(id_))
     wait_for(lambda: not os.path.exists(os.path.join(sup.work, id_)),
-             "the working directory to go")
+             what="the working directory to go")
     assert not running(pid) and not running(rep["grandchild"])
-    wait_for(lambda: gone(pid), "the session process to be reaped")
+    wait_for(lambda: gone(pid), what="the session process to be reaped")
     with pytest.raises(FileNotFoundError):
         Client(sup.session_sock(id_))
 
@@ -641,7 +274,7 @@ def test_kill_unknown_id_removes_leftovers(sup, tmp):
     assert sup.request({"t": "kill", "id": id_}) == {"t": "ok", "id": id_}
 
     # removed by a child of the supervisor's, right after the answer
-    wait_for(lambda: not os.path.lexists(wd), "the leftovers to go")
+    wait_for(lambda: not os.path.lexists(wd), what="the leftovers to go")
     assert not os.path.lexists(sup.session_sock(id_))
     # symlinks were removed, never followed
     with open(os.path.join(outside, "keep")) as f:
@@ -738,8 +371,9 @@ def test_pipelined_requests_answer_in_order(sup):
     assert all(r["t"] == "ok" for r in replies)
     pids = [r["pid"] for r in replies[:5]]
     for pid in pids:
-        wait_for(lambda: gone(pid), "killed session %d reaped" % pid)
-    wait_for(lambda: os.listdir(sup.work) == [], "their directories to go")
+        wait_for(lambda: gone(pid), what="killed session %d reaped" % pid)
+    wait_for(lambda: os.listdir(sup.work) == [],
+             what="their directories to go")
 
 
 def test_half_closed_client_gets_its_reply(sup):
@@ -766,8 +400,8 @@ def test_many_clients_at_once(sup):
     for c in clients:
         c.close()
     for p in pids:
-        wait_for(lambda: gone(p), "session %d reaped" % p)
-    wait_for(lambda: sup.fds() == base_fds, "supervisor fds back to "
+        wait_for(lambda: gone(p), what="session %d reaped" % p)
+    wait_for(lambda: sup.fds() == base_fds, what="supervisor fds back to "
              "%s (now %s)" % (base_fds, sup.fds()))
 
 
@@ -791,13 +425,13 @@ def test_crashed_session_loses_its_socket_keeps_its_workdir(sup):
     os.kill(pid, signal.SIGKILL)
 
     wait_for(lambda: not os.path.exists(sup.session_sock(id_)),
-             "the crashed session's socket to be unlinked")
-    wait_for(lambda: gone(pid), "the crashed session to be reaped")
+             what="the crashed session's socket to be unlinked")
+    wait_for(lambda: gone(pid), what="the crashed session to be reaped")
     wait_for(lambda: not running(rep["grandchild"]),
-             "the crashed session's child to be killed")
+             what="the crashed session's child to be killed")
     assert os.path.isdir(os.path.join(sup.work, id_))
     wait_for(lambda: "session %s (pid %d) crashed: killed by signal 9"
-             % (id_, pid) in sup.log(), "the crash in the log")
+             % (id_, pid) in sup.log(), what="the crash in the log")
     with pytest.raises(FileNotFoundError):
         Client(sup.session_sock(id_))
 
@@ -815,7 +449,7 @@ def test_session_exit_status_is_logged(tmp):
         id_ = sid(25)
         pid = s.create(id_)
         wait_for(lambda: "session %s (pid %d) exited with status 3"
-                 % (id_, pid) in s.log(), "the exit in the log")
+                 % (id_, pid) in s.log(), what="the exit in the log")
         assert not os.path.exists(s.session_sock(id_))
         assert gone(pid)
     finally:
@@ -832,7 +466,7 @@ def test_exec_failure_is_a_crashed_session(tmp):
         id_ = sid(26)
         pid = s.create(id_)
         wait_for(lambda: "exited with status 127" in s.log(),
-                 "the failed exec in the log")
+                 what="the failed exec in the log")
         assert 'execv("%s") failed' % path in s.log()
         assert not os.path.exists(s.session_sock(id_))
         assert gone(pid)
@@ -851,14 +485,14 @@ def shutdown_check(s, how):
     # one already crashed, one killed: both must be cleaned up too
     os.kill(pids[0], signal.SIGKILL)
     wait_for(lambda: not os.path.exists(s.session_sock(sid(30))),
-             "the crash to be noticed")
+             what="the crash to be noticed")
     c = s.client()   # an idle client must not hold the supervisor up
 
     how(s)
 
     assert s.wait_exit() == 0, s.log()
     for p in pids + kids:
-        wait_for(lambda: not running(p), "process %d to die" % p)
+        wait_for(lambda: not running(p), what="process %d to die" % p)
     assert os.listdir(s.run) == []
     assert os.listdir(s.work) == []
     assert c.at_eof()
@@ -959,136 +593,6 @@ def test_owner_can_connect(tmp):
 # zygote, pool, keeper and adoption -----------------------------------------
 #
 # These use the real session binary: the zygote is "pyrepl-python --zygote".
-
-PYTHON = os.path.join(BIN_DIR, "pyrepl-python")
-PLAIN_GLOBALS = ["__annotations__", "__builtins__", "__doc__", "__loader__",
-                 "__name__", "__package__", "__spec__"]
-
-
-def stat_of(pid):
-    """(state, ppid, pgrp, session, comm) of pid, or None."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except OSError:
-        return None
-    comm = data[data.index("(") + 1:data.rindex(")")]
-    rest = data[data.rindex(")") + 2:].split()
-    return rest[0], int(rest[1]), int(rest[2]), int(rest[3]), comm
-
-
-def cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return [a.decode() for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = stat_of(int(d))
-            if st and st[1] == pid and st[0] not in "ZX":
-                out.append(int(d))
-    return sorted(out)
-
-
-def run_code(path, code):
-    """Run code in the session listening on path; its result (repr) or
-    "<ename>: <evalue>"."""
-    c = Client(path)
-    try:
-        c.send({"t": "run", "code": code})
-        result = None
-        while True:
-            f = c.recv()
-            if f["t"] == "result":
-                result = f["text"]
-            elif f["t"] == "error":
-                result = "%s: %s" % (f["ename"], f["evalue"])
-            elif f["t"] == "complete":
-                return result
-    finally:
-        c.close()
-
-
-def status(s):
-    r = s.request({"t": "status"})
-    assert r["t"] == "ok" and set(r) == {"t", "pool", "zygote", "sessions"}, r
-    return r
-
-
-def pool_pids(s):
-    """The supervisor's children that are pool processes."""
-    out = []
-    for p in children(s.supervisor_pid()):
-        st = stat_of(p)
-        try:
-            cwd = os.readlink("/proc/%d/cwd" % p)
-        except OSError:
-            continue        # exited meanwhile
-        if st and st[4] == "pyrepl-session" \
-                and cwd.startswith(os.path.join(s.work, "pool-")):
-            out.append(p)
-    return out
-
-
-def wait_pool(s, n):
-    wait_for(lambda: status(s)["pool"] == n and len(pool_pids(s)) == n,
-             "%d pool processes (status %s)" % (n, status(s)))
-
-
-class Zygote(Supervisor):
-    """A supervisor with a zygote and a pool (and maybe its keeper)."""
-
-    def __init__(self, root, pool=2, keeper=False, extra=(), warmup=None):
-        extra = ["--zygote", "--pool-min-idle", str(pool)] + list(extra)
-        if keeper:
-            extra.append("--keeper")
-        super().__init__(root, python=PYTHON, extra=extra, warmup=warmup)
-        self.keeper = keeper
-        self.pool = pool
-
-    def supervisor_pid(self):
-        try:
-            with open(os.path.join(self.run, "supervisor.pid")) as f:
-                return int(f.read())
-        except (OSError, ValueError):
-            return None
-
-    def serving(self):
-        if self.proc.poll() is not None:
-            raise AssertionError("exited with %s:\n%s"
-                                 % (self.proc.returncode, self.log()))
-        pid = self.supervisor_pid()
-        if pid is None or not running(pid):
-            return False
-        if self.keeper != (pid != self.proc.pid):
-            return False
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(self.sock)
-            s.close()
-            return status(self)["zygote"] > 0
-        except OSError:
-            return False
-
-    def start(self):
-        super().start()
-        wait_pool(self, self.pool)
-        return self
-
-
-@pytest.fixture
-def zsup(tmp):
-    s = Zygote(tmp).start()
-    yield s
-    assert s.stop() == 0, s.log()
-    assert os.listdir(s.work) == [], "workdirs left after shutdown"
-    assert os.listdir(s.run) == [], "files left after shutdown"
-
 
 def test_status_without_a_zygote(sup):
     assert status(sup) == {"t": "ok", "pool": 0, "zygote": 0, "sessions": 0}
@@ -1210,12 +714,12 @@ def test_a_killed_zygote_is_restarted_and_creates_wait_for_it(zsup):
         os.kill(p, signal.SIGKILL)
     # reaped: a killed process shows "Z" while its threads still exit
     for p in pool + [z]:
-        wait_for(lambda: gone(p), "process %d to be reaped" % p)
+        wait_for(lambda: gone(p), what="process %d to be reaped" % p)
     pid = zsup.create(sid(55))
     wait_for(lambda: cmdline(pid)[:2] == ["pyrepl-python", "--session"],
-             "a session forked by the zygote (%s)" % cmdline(pid))
+             what="a session forked by the zygote (%s)" % cmdline(pid))
     assert run_code(zsup.session_sock(sid(55)), "6 * 7") == "42"
-    wait_for(lambda: status(zsup)["zygote"] not in (0, z), "a new zygote")
+    wait_for(lambda: status(zsup)["zygote"] not in (0, z), what="a new zygote")
     wait_pool(zsup, 2)
     assert "zygote (pid %d) died: killed by signal 9" % z in zsup.log()
 
@@ -1235,17 +739,17 @@ def test_what_a_session_leaves_is_swept_with_it(zsup):
                           ">/dev/null 2>&1 & echo $!'], capture_output=True, "
                           "text=True).stdout)"))
     wait_for(lambda: stat_of(orphan)[1] == zsup.supervisor_pid(),
-             "the orphan to be reparented to the supervisor")
+             what="the orphan to be reparented to the supervisor")
     assert os.getpgid(job) == stat_of(job)[3] == job
     assert zsup.request({"t": "kill", "id": gone_id})["t"] == "ok"
-    wait_for(lambda: gone(job), "the job the session left to be killed")
+    wait_for(lambda: gone(job), what="the job the session left to be killed")
     # one line a sweep, with nothing of what the processes chose
     assert "killed 1 processes that ended sessions left" in zsup.log()
     assert "(sleep)" not in zsup.log()
     assert running(orphan)
     # once its session is gone too, the orphan goes
     assert zsup.request({"t": "kill", "id": live_id})["t"] == "ok"
-    wait_for(lambda: gone(orphan), "the orphan to be killed")
+    wait_for(lambda: gone(orphan), what="the orphan to be killed")
 
 
 def test_a_killed_sessions_files_go_after_its_last_process(zsup):
@@ -1260,9 +764,10 @@ def test_a_killed_sessions_files_go_after_its_last_process(zsup):
                        "mkdir -p d; echo x > d/f; done'], "
                        "process_group=0).pid"))
     wait_for(lambda: os.path.exists(os.path.join(wd, "d", "f")),
-             "the job to write")
+             what="the job to write")
     assert zsup.request({"t": "kill", "id": id_})["t"] == "ok"
-    wait_for(lambda: not os.path.exists(wd), "the working directory to go")
+    wait_for(lambda: not os.path.exists(wd),
+             what="the working directory to go")
     assert not running(job)
 
 
@@ -1272,8 +777,8 @@ def test_a_dead_pool_process_is_replaced(zsup):
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: not os.path.exists(os.path.join(zsup.run,
                                                      name + ".sock")),
-             "the dead pool process's socket to go")
-    wait_for(lambda: victim not in pool_pids(zsup), "it to be reaped")
+             what="the dead pool process's socket to go")
+    wait_for(lambda: victim not in pool_pids(zsup), what="it to be reaped")
     wait_pool(zsup, 2)
     assert not os.path.exists(os.path.join(zsup.work, name))
     assert "pool process %s (pid %d) died" % (name, victim) in zsup.log()
@@ -1286,10 +791,10 @@ def test_without_a_pool_a_create_waits_for_a_fork(tmp):
             pid = s.create(sid(56 + i))
             wait_for(lambda: cmdline(pid)[:2] == ["pyrepl-python",
                                                   "--session"],
-                     "a session forked by the zygote (%s)" % cmdline(pid))
+                     what="a session forked by the zygote (%s)" % cmdline(pid))
             # reparented once the intermediate process has exited
             wait_for(lambda: stat_of(pid)[1] == s.supervisor_pid(),
-                     "the session to be the supervisor's child")
+                     what="the session to be the supervisor's child")
             assert status(s)["pool"] == 0
         assert run_code(s.session_sock(sid(58)), "'ok'") == "'ok'"
     finally:
@@ -1322,11 +827,11 @@ def test_a_zygote_that_cannot_start_means_fork_and_exec(tmp):
     try:
         pid = s.create(sid(80))
         wait_for(lambda: "--listen-fd" in cmdline(pid),
-                 "a session by fork and exec (%s)" % cmdline(pid))
+                 what="a session by fork and exec (%s)" % cmdline(pid))
         assert run_code(s.session_sock(sid(80)), "2 ** 10") == "1024"
         assert "zygote (pid" in s.log()
         wait_for(lambda: "the zygote keeps failing" in s.log(),
-                 "the supervisor to give up on the zygote")
+                 what="the supervisor to give up on the zygote")
         assert status(s) == {"t": "ok", "pool": 0, "zygote": 0,
                              "sessions": 1}
     finally:
@@ -1350,10 +855,10 @@ def test_a_new_supervisor_adopts_live_sessions(tmp):
     # (nginx, which holds a.wfd, lives on: sessions end when it goes)
     kill_and_reap(a.proc)
     # sessions outlive their supervisor; its zygote does not
-    wait_for(lambda: not running(old_zygote), "the old zygote to die")
+    wait_for(lambda: not running(old_zygote), what="the old zygote to die")
     assert running(p_live) and running(p_dead)
     os.kill(p_dead, signal.SIGKILL)
-    wait_for(lambda: not running(p_dead), "the session to die")
+    wait_for(lambda: not running(p_dead), what="the session to die")
 
     b = Zygote(tmp, pool=1).start()
     try:
@@ -1369,18 +874,18 @@ def test_a_new_supervisor_adopts_live_sessions(tmp):
         assert r["t"] == "fail" and r["errcode"] == "conflict", r
         # the old pool was killed and its files removed
         for p in old_pool:
-            wait_for(lambda: not running(p), "old pool process %d" % p)
+            wait_for(lambda: not running(p), what="old pool process %d" % p)
         assert len([n for n in os.listdir(b.work)
                     if n.startswith("pool-")]) == 1
         # an adopted session is killed on request, and its files go
         assert b.request({"t": "kill", "id": live}) == {"t": "ok",
                                                         "id": live}
         wait_for(lambda: not os.path.exists(os.path.join(b.work, live)),
-                 "the adopted session's directory to go")
+                 what="the adopted session's directory to go")
         assert not running(p_live)
         assert b.request({"t": "kill", "id": dead})["t"] == "ok"
         assert not os.path.exists(os.path.join(b.work, dead))
-        wait_for(lambda: status(b)["sessions"] == 0, "no sessions left")
+        wait_for(lambda: status(b)["sessions"] == 0, what="no sessions left")
     finally:
         assert b.stop() == 0, b.log()
         a.close_parent()
@@ -1396,9 +901,9 @@ def test_an_adopted_session_that_dies_is_crashed(tmp):
     try:
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not os.path.exists(b.session_sock(id_)),
-                 "the adopted session's socket to go")
+                 what="the adopted session's socket to go")
         wait_for(lambda: "session %s (pid %d) crashed" % (id_, pid)
-                 in b.log(), "the crash in the log")
+                 in b.log(), what="the crash in the log")
         assert status(b)["sessions"] == 0
     finally:
         b.stop()
@@ -1464,7 +969,7 @@ def test_the_keeper_restarts_a_killed_supervisor_at_once(tmp):
                 return None
             return r if r.get("t") == "ok" else None
 
-        r = wait_for(created, "a create to work again")
+        r = wait_for(created, what="a create to work again")
         assert time.monotonic() - t0 < 1.0
         second = k.supervisor_pid()
         assert second != first and stat_of(second)[1] == k.proc.pid
@@ -1477,7 +982,7 @@ def test_the_keeper_restarts_a_killed_supervisor_at_once(tmp):
                         "subprocess.Popen(['sleep', '1000']).pid") \
             is not None
         assert k.request({"t": "kill", "id": live})["t"] == "ok"
-        wait_for(lambda: gone(p_live), "the keeper to reap the session")
+        wait_for(lambda: gone(p_live), what="the keeper to reap the session")
         assert r["pid"] != p_live
     finally:
         assert k.stop() == 0, k.log()
@@ -1496,17 +1001,17 @@ def test_a_session_killed_while_no_supervisor_runs_is_crashed(tmp):
         try:
             os.kill(first, signal.SIGKILL)
             wait_for(lambda: stat_of(first) is None
-                     or stat_of(first)[0] == "Z", "the supervisor to die")
+                     or stat_of(first)[0] == "Z", what="the supervisor to die")
             os.kill(pids[1], signal.SIGKILL)
-            wait_for(lambda: not running(pids[1]), "the session to die")
+            wait_for(lambda: not running(pids[1]), what="the session to die")
         finally:
             os.kill(k.proc.pid, signal.SIGCONT)
-        wait_for(k.serving, "a new supervisor")
+        wait_for(k.serving, what="a new supervisor")
         assert not os.path.exists(k.session_sock(ids[1]))
         assert os.path.exists(k.session_sock(ids[0]))
         assert run_code(k.session_sock(ids[0]), "y") == "5"
         assert status(k)["sessions"] == 1
-        wait_for(lambda: gone(pids[1]), "the keeper to reap it")
+        wait_for(lambda: gone(pids[1]), what="the keeper to reap it")
     finally:
         assert k.stop() == 0, k.log()
 
@@ -1520,11 +1025,11 @@ def test_nginx_going_away_ends_the_keeper_and_everything(tmp):
     # one more supervisor generation, so that the session is adopted
     os.kill(k.supervisor_pid(), signal.SIGKILL)
     wait_for(lambda: k.serving() and status(k)["sessions"] == 1,
-             "the session to be adopted")
+             what="the session to be adopted")
     k.close_parent()
     assert k.wait_exit() == 0, k.log()
     for p in (pid, child):
-        wait_for(lambda: not running(p), "process %d to die" % p)
+        wait_for(lambda: not running(p), what="process %d to die" % p)
     assert procs_under(tmp) == []
     # the keeper leaves nothing, its directories included
     assert not os.path.exists(k.run) and not os.path.exists(k.work)
@@ -1558,4 +1063,4 @@ def test_sessions_end_when_nginx_goes_even_without_a_supervisor(tmp):
     assert running(p_py) and running(p_sh)
     a.close_parent()            # nginx goes
     for p in (p_py, p_sh):
-        wait_for(lambda: not running(p), f"session {p} to end by itself")
+        wait_for(lambda: not running(p), what=f"session {p} to end by itself")
