@@ -9,11 +9,12 @@ operations/) share, defined once here and imported by name.
   bad_lines);
 - wait_for, the one way a test awaits a condition;
 - processes, from /proc: proc_stat, running, gone, children, cmdline,
-  processes_under, pool_processes;
+  processes_under, uid_processes, pool_processes;
 - the worker processes' wire protocol (a 4-byte big-endian length, then a
   msgpack map with "t"): frame, Conn, Run, request;
 - Nginx, one nginx with the module in a temp prefix on a free port, and
-  what tests of the API through it use: parse_sse, events_of, stdout_of.
+  what tests of the API through it use: parse_sse, events_of, stdout_of,
+  start_stream, ws_url, pid_of, sup_status, pool_procs.
 
 With the sanitizer build (util/build --sanitize leaves BUILD/preload), nginx
 runs with the ASan runtime preloaded and every process of an instance
@@ -35,6 +36,7 @@ import tempfile
 import time
 
 import msgpack
+import pytest
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +44,13 @@ BUILD = os.environ.get("PYREPL_BUILD", os.path.join(ROOT, "build"))
 MODULE = os.path.join(BUILD, "nginx", "objs", "ngx_http_pyrepl_module.so")
 BIN_DIR = os.environ.get("PYREPL_BIN_DIR", os.path.join(BUILD, "bin"))
 NGINX = "/usr/sbin/nginx"
+
+# sessions run as UID_BASE + their pid (pyrepl_session_uids' default), but
+# only when nginx runs as root
+UID_BASE = 1610612736
+root_only = pytest.mark.skipif(os.geteuid() != 0,
+                               reason="sessions get their own uid only when "
+                                      "nginx runs as root")
 
 # the globals of a fresh session's namespace
 PLAIN_GLOBALS = ["__annotations__", "__builtins__", "__doc__", "__loader__",
@@ -189,6 +198,24 @@ def processes_under(prefix):
             continue
         if (prefix in cmd or cwd.startswith(prefix)) and running(int(pid)):
             found.append(int(pid))
+    return found
+
+
+def uid_processes(uid):
+    """Processes with uid as their real, effective, saved or file-system
+    uid, zombies included.  From /proc/PID/status: /proc/PID itself is
+    root's for a process that is not dumpable, as sessions are."""
+    found = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/status") as f:
+                    status = f.read()
+            except OSError:
+                continue
+            uids = status.split("\nUid:")[1].split("\n")[0].split()
+            if str(uid) in uids:
+                found.append(int(p))
     return found
 
 
@@ -543,10 +570,13 @@ class Nginx:
         assert r.status_code == 200, r.text
         return list(parse_sse(r))
 
-    def run_json(self, sid, code, **extra):
+    def run_json(self, sid, code, timeout=None, **extra):
+        """Run code for one JSON answer (waiting at most timeout seconds
+        for each read of it); returns the answer."""
         r = self.http.post(f"{self.url}/session/{sid}/run",
                            json={"code": code, **extra},
-                           headers={"Accept": "application/json"})
+                           headers={"Accept": "application/json"},
+                           timeout=timeout)
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -577,3 +607,39 @@ def events_of(events, name):
 
 def stdout_of(events):
     return "".join(d["text"] for e, d in events if e == "stdout")
+
+
+def start_stream(nginx, sid, code, **extra):
+    """Start an SSE run on a connection of its own; returns (http session,
+    response, events iterator)."""
+    s = requests.Session()
+    r = s.post(f"{nginx.url}/session/{sid}/run",
+               json={"code": code, **extra}, stream=True, timeout=30)
+    assert r.status_code == 200, r.text
+    return s, r, parse_sse(r)
+
+
+def ws_url(nginx, sid):
+    return f"ws://127.0.0.1:{nginx.port}/session/{sid}/ws"
+
+
+def pid_of(nginx, sid):
+    """The pid of the process of a Python session."""
+    return int(nginx.run_json(sid, "import os; os.getpid()")
+               ["result"]["text/plain"])
+
+
+def sup_status(nginx):
+    """The supervisor's status frame (pool processes ready, the zygote's
+    pid, live sessions), or None while none answers."""
+    try:
+        return request(os.path.join(nginx.prefix, "run", "supervisor.sock"),
+                       {"t": "status"}, timeout=5)
+    except OSError:
+        return None
+
+
+def pool_procs(nginx):
+    """Processes of this instance waiting in the pool."""
+    return pool_processes(processes_under(nginx.prefix),
+                          os.path.join(nginx.prefix, "work"))

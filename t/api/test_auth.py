@@ -1,7 +1,6 @@
 """API keys and tenancy: 401 without a valid key, sessions visible only to
 the key that created them, keys from a file, keys never in the logs."""
 
-import json
 import os
 
 import pytest

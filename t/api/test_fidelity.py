@@ -5,7 +5,6 @@ Each fact is read in a session and in /usr/bin/python3 started with the
 session's own environment, and compared."""
 
 import json
-import os
 import subprocess
 import textwrap
 

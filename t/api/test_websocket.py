@@ -14,11 +14,7 @@ import msgpack
 import pytest
 import websockets
 
-from helpers import Nginx, wait_for
-
-
-def ws_url(nginx, sid):
-    return f"ws://127.0.0.1:{nginx.port}/session/{sid}/ws"
+from helpers import Nginx, wait_for, ws_url
 
 
 async def collect_run(ws, run_id, code, binary=False, **extra):

@@ -17,13 +17,10 @@ import textwrap
 
 import pytest
 
-from helpers import Nginx, PRELOAD, events_of, wait_for
+from helpers import (PRELOAD, UID_BASE, Nginx, pid_of, proc_stat, root_only,
+                     uid_processes, wait_for)
 
-UID_BASE = 1610612736          # pyrepl_session_uids' default
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0,
-                                reason="sessions get their own uid only when "
-                                       "nginx runs as root")
+pytestmark = root_only
 
 
 @pytest.fixture(scope="module")
@@ -78,41 +75,16 @@ def contained(nginx, victim):
     nginx.http.delete(f"{nginx.url}/session/{fresh}")
 
 
-def session_pid(nginx, sid):
-    return int(nginx.run_json(sid, "import os; os.getpid()")
-               ["result"]["text/plain"])
-
-
 def zombie(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
-def uid_processes(uid):
-    """Processes with uid as their real, effective, saved or file-system
-    uid, zombies included.  From /proc/PID/status: /proc/PID itself is
-    root's for a process that is not dumpable, as sessions are."""
-    found = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open(f"/proc/{p}/status") as f:
-                    status = f.read()
-            except OSError:
-                continue
-            uids = status.split("\nUid:")[1].split("\n")[0].split()
-            if str(uid) in uids:
-                found.append(int(p))
-    return found
+    """pid is a zombie, or gone."""
+    st = proc_stat(pid)
+    return st is None or st.state == "Z"
 
 
 # identity and limits ------------------------------------------------------
 
 def test_a_session_runs_as_its_own_unprivileged_uid(nginx, attacker, victim):
-    pid = session_pid(nginx, attacker)
+    pid = pid_of(nginx, attacker)
     out = out_of(nginx, attacker, """
         import os
         print(os.getuid(), os.geteuid(), os.getgid(), os.getgroups())
@@ -152,7 +124,7 @@ def test_limits_are_the_directives(nginx, attacker):
 # processes and memory ------------------------------------------------------
 
 def test_fork_bomb_is_stopped_at_the_process_limit(nginx, attacker, victim):
-    uid = UID_BASE + session_pid(nginx, attacker)
+    uid = UID_BASE + pid_of(nginx, attacker)
     out = out_of(nginx, attacker, """
         import os, time
         children = 0
@@ -540,7 +512,7 @@ def test_nginx_t_accepts_a_separate_user_for_all_sessions():
 def test_what_a_session_leaves_in_shared_temp_dirs_goes_with_it(nginx,
                                                                 victim):
     sid = nginx.create()
-    uid = UID_BASE + session_pid(nginx, sid)
+    uid = UID_BASE + pid_of(nginx, sid)
     r = run(nginx, sid, """
         import os
         for d in ("/tmp", "/dev/shm"):
@@ -611,7 +583,7 @@ def delete_while_swapping(nginx, target, names, pairs):
     if platform.machine() not in SYS_EXIT:
         pytest.skip(f"no exit(2) number for {platform.machine()}")
     sid = nginx.create()
-    uid = UID_BASE + session_pid(nginx, sid)
+    uid = UID_BASE + pid_of(nginx, sid)
     out = out_of(nginx, sid, SWAPPER.format(
         pairs=pairs, names=names, target=target.encode(), swappers=SWAPPERS,
         sys_exit=SYS_EXIT[platform.machine()]))
@@ -659,7 +631,7 @@ def test_what_a_crashed_session_left_running_is_killed(nginx, victim):
     if platform.machine() not in SYS_EXIT:
         pytest.skip(f"no exit(2) number for {platform.machine()}")
     sid = nginx.create()
-    uid = UID_BASE + session_pid(nginx, sid)
+    uid = UID_BASE + pid_of(nginx, sid)
     # a process of its own session whose first thread exits: a zombie
     # whose other thread runs on; then the session process dies
     r = run(nginx, sid, f"""
@@ -703,7 +675,7 @@ def test_what_a_session_leaves_in_run_lock_goes_with_it(nginx, victim):
     if not os.path.isdir("/run/lock"):
         pytest.skip("no /run/lock on this machine")
     sid = nginx.create()
-    uid = UID_BASE + session_pid(nginx, sid)
+    uid = UID_BASE + pid_of(nginx, sid)
     out = out_of(nginx, sid, """
         import os
         try:
@@ -820,7 +792,7 @@ def test_what_sessions_leave_cannot_write_the_log(nginx, attacker, victim):
             "15, b'\\n[alert] forged', 0, 0, 0); time.sleep(120)")
     # (this instance's process limit is 32 a session)
     out_of(nginx, attacker, ORPHANS.format(n=25, body=body))
-    uid = UID_BASE + session_pid(nginx, attacker)
+    uid = UID_BASE + pid_of(nginx, attacker)
     assert len([p for p in uid_processes(uid) if not zombie(p)]) > 25
     # another session's end sweeps what no live session owns: these
     # orphans left their session's
@@ -868,7 +840,7 @@ def test_a_session_cannot_silence_another_s_log_lines(nginx, attacker,
     wait_for(lambda: "FLOOD 0" in nginx.error_log(), what="the flood")
     # another session's machinery logs meanwhile (os._exit says so)
     other = nginx.create()
-    pid = session_pid(nginx, other)
+    pid = pid_of(nginx, other)
     nginx.run_json(other, "import os; os._exit(0)")
     flooding.join()
     added = nginx.error_log().splitlines()[before:]
