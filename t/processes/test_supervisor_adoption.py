@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 
-from binaries import (BIN_DIR, DEADLINE, PYTHON, Supervisor, Zygote, pool_pids,
+from binaries import (BASH, DEADLINE, PYTHON, Supervisor, Zygote, pool_pids,
                       run_code, sid, status, wait_pool)
 from helpers import (gone, processes_under as procs_under,
                      proc_stat as stat_of, running, wait_for)
@@ -230,8 +230,7 @@ def test_a_second_keeper_exits_at_once(tmp):
 
 
 def test_sessions_end_when_nginx_goes_even_without_a_supervisor(tmp):
-    bash = os.path.join(BIN_DIR, "pyrepl-bash")
-    a = Zygote(tmp, pool=1, extra=["--bash", bash]).start()
+    a = Zygote(tmp, pool=1, extra=["--bash", BASH]).start()
     py, sh = sid(84), sid(85)
     p_py = a.create(py)
     r = a.request({"t": "create", "id": sh, "lang": "bash"})
