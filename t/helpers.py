@@ -9,7 +9,7 @@ operations/) share, defined once here and imported by name.
   bad_lines);
 - wait_for, the one way a test awaits a condition;
 - processes, from /proc: proc_stat, running, gone, children, cmdline,
-  processes_under, uid_processes, pool_processes;
+  processes_under, leftovers, kill_all, uid_processes, pool_processes;
 - the worker processes' wire protocol (a 4-byte big-endian length, then a
   msgpack map with "t"): frame, Conn, Run, request;
 - Nginx, one nginx with the module in a temp prefix on a free port, and
@@ -199,6 +199,26 @@ def processes_under(prefix):
         if (prefix in cmd or cwd.startswith(prefix)) and running(int(pid)):
             found.append(int(pid))
     return found
+
+
+def leftovers(prefix, timeout=10.0):
+    """Wait for every process under prefix to go; the ones left."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = processes_under(prefix)
+        if not left:
+            return []
+        time.sleep(0.02)
+    return processes_under(prefix)
+
+
+def kill_all(pids):
+    """SIGKILL each of pids that is still there."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def uid_processes(uid):
@@ -525,13 +545,7 @@ class Nginx:
 
     def leftovers(self, timeout=10.0):
         """Wait for every process of this instance to go; return the rest."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            left = processes_under(self.prefix)
-            if not left:
-                return []
-            time.sleep(0.02)
-        return processes_under(self.prefix)
+        return leftovers(self.prefix, timeout)
 
     def check_and_clean(self):
         self.stop()
@@ -539,11 +553,7 @@ class Nginx:
         left = self.leftovers()
         if left:
             problems.append(f"processes left behind: {left}")
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            kill_all(left)
         bad = [l for l in bad_lines(self.error_log(), BAD_LOG)
                if not any(re.search(e, l) for e in self.expected)]
         if bad:

@@ -16,15 +16,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 
 from helpers import (BIN_DIR, SANITIZER, Conn, Run, bad_lines, children,
-                     pool_processes, proc_stat, read_pid, request, running,
-                     wait_for)
+                     kill_all, pool_processes, proc_stat, read_pid, request,
+                     running, wait_for)
 
 PYTHON = os.path.join(BIN_DIR, "pyrepl-python")
 BASH = os.path.join(BIN_DIR, "pyrepl-bash")
@@ -173,11 +172,7 @@ class BashProcess(SessionBinary):
             return []
         except AssertionError:
             left = in_session(self.shell) + [self.sentinel]
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            kill_all(left)
             return left
 
 

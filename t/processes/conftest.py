@@ -2,8 +2,10 @@
 conftest.py of processes/: the fixtures of the tests that start the worker
 binaries themselves (binaries.py), without nginx.
 
-- session: one pyrepl-python on its listening socket (test_bash_process.py
-  has its own: one pyrepl-bash);
+- session: one pyrepl-python on its listening socket, started as the
+  supervisor would (binaries.SessionProcess); its teardown kills and reaps
+  it and fails on sanitizer output in its log (test_bash_process.py has
+  its own: one pyrepl-bash);
 - tmp: a temp directory with the fake session binary in it; at teardown it
   fails on sanitizer lines in its logs and on any process left in it;
 - sup: a supervisor with the fake session binary in tmp; zsup: one with a
@@ -12,15 +14,13 @@ binaries themselves (binaries.py), without nginx.
 
 import os
 import shutil
-import signal
 import tempfile
-import time
 
 import pytest
 
 from binaries import (DEADLINE, SessionProcess, Supervisor, Zygote,
                       write_fake_session)
-from helpers import bad_lines, processes_under
+from helpers import bad_lines, kill_all, leftovers
 
 
 @pytest.fixture
@@ -41,16 +41,8 @@ def tmp():
                 log = f.read()
             assert not bad_lines(log), log
     # SIGKILLed processes may take a moment to be gone; await it, bounded
-    end = time.monotonic() + DEADLINE
-    strays = processes_under(root)
-    while strays and time.monotonic() < end:
-        time.sleep(0.01)
-        strays = processes_under(root)
-    for pid in strays:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    strays = leftovers(root, DEADLINE)
+    kill_all(strays)
     shutil.rmtree(root, ignore_errors=True)
     assert not strays, "processes left behind: %s" % strays
 

@@ -3,11 +3,8 @@ pyrepl-python interrupted: an interrupt frame, from the run's connection
 or another, SIGINT, a closed connection and a deadline end the run and the
 session goes on; a second run while one is busy is refused.
 
-Each test starts one pyrepl-python on a fresh listening Unix socket,
-without nginx or the supervisor (binaries.SessionProcess, the session
-fixture of conftest.py), talks the wire protocol to it (helpers.Conn) and
-asserts what a client would see.  Teardown kills and reaps the process and
-fails on sanitizer output in its log.
+Each test talks frames (helpers.Conn) to a pyrepl-python of its own,
+without nginx or the supervisor: the session fixture of conftest.py.
 """
 
 import os

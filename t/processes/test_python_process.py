@@ -6,11 +6,8 @@ listening socket failing ends it, output written just before it ends
 (os._exit, a fatal signal) is never lost, os._exit behaves as the
 original, and what the main thread reports goes to its log.
 
-Each test starts one pyrepl-python on a fresh listening Unix socket,
-without nginx or the supervisor (binaries.SessionProcess, the session
-fixture of conftest.py), talks the wire protocol to it (helpers.Conn) and
-asserts what a client would see.  Teardown kills and reaps the process and
-fails on sanitizer output in its log.
+Each test talks frames (helpers.Conn) to a pyrepl-python of its own,
+without nginx or the supervisor: the session fixture of conftest.py.
 """
 
 import resource

@@ -4,11 +4,8 @@ result, the namespace, imports), output (streamed, ordered, UTF-8 kept
 whole, bounded frames, a reader that stops reading) and errors
 (tracebacks, syntax errors, SystemExit, the frame limit).
 
-Each test starts one pyrepl-python on a fresh listening Unix socket,
-without nginx or the supervisor (binaries.SessionProcess, the session
-fixture of conftest.py), talks the wire protocol to it (helpers.Conn) and
-asserts what a client would see.  Teardown kills and reaps the process and
-fails on sanitizer output in its log.
+Each test talks frames (helpers.Conn) to a pyrepl-python of its own,
+without nginx or the supervisor: the session fixture of conftest.py.
 """
 
 import os

@@ -4,13 +4,9 @@ while the session is deleted, processes that left its process group or
 outlive a crash or its files, socket names, and orphans and descriptors
 that would write nginx's error log in its name.
 
-Each test runs hostile code in one session while another session holds
-state (conftest.py's attacker and victim), and checks what a user would
-see: the attempt fails with a clear Python error (or only the attacker's
-own session dies), and nginx, the supervisor and the other session go on
-working (attacks.contained).  Sessions run as uid UID_BASE + pid under a
-seccomp filter, with rlimits from the pyrepl_* directives (the defaults,
-except those the fixtures set).
+Each test works as test_escape.py's do: hostile code in one session, then
+a check that nginx, the supervisor and another session go on working
+(attacks.contained).
 """
 
 import os
