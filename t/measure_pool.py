@@ -28,8 +28,8 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import Nginx, wait_for, processes_under  # noqa: E402
-from test_pool import sup_status, pool_procs  # noqa: E402
+from helpers import (Nginx, pool_procs, processes_under,  # noqa: E402
+                     sup_status, wait_for)
 
 
 def pct(values, p):

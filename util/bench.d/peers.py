@@ -2,7 +2,7 @@
 peers.py: the servers the benchmark measures, and the tools around them.
 
 It owns starting and stopping them: an nginx with the PyREPL module in its
-own temp prefix on a free loopback port (the way t/conftest.py does it),
+own temp prefix on a free loopback port (the way t/helpers.py does it),
 and a Jupyter server from Debian's packages (jupyter-server with
 python3-ipykernel) in its own temp directory, token auth on, also on a free
 loopback port.  Every process either of them starts carries the prefix in

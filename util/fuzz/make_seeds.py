@@ -2,7 +2,8 @@
 """make_seeds.py: write the seed corpora of proto_fuzz (corpus/proto/) and
 mpjson_fuzz (corpus/mpjson/), one small file per case the code must handle,
 named after it.  Run it again after changing a case; the files are
-committed, so the fuzz targets and t/test_fuzz_corpus.py do not need it.
+committed, so the fuzz targets and t/operations/test_fuzz_corpus.py do not
+need it.
 
 proto inputs are 2 bytes (the cap selector and split point, see
 proto_fuzz.c) and a byte stream of length-prefixed msgpack frames; mpjson

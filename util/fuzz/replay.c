@@ -1,6 +1,7 @@
 /*
  * replay.c: a main() for a fuzz target without libFuzzer, so that the
- * corpora can be replayed by the normal compiler (t/test_fuzz_corpus.py).
+ * corpora can be replayed by the normal compiler
+ * (t/operations/test_fuzz_corpus.py).
  * Runs LLVMFuzzerTestOneInput once for each file named on the command line,
  * and for each regular file in a directory named there (in name order),
  * each read into a heap buffer of exactly its size so that ASan sees a read

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from conftest import Nginx, wait_for
+from helpers import Nginx, pid_of, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +20,6 @@ def nginx():
 
 def session(nginx, sid):
     return nginx.http.get(f"{nginx.url}/session/{sid}").json()
-
-
-def pid_of(nginx, sid):
-    return int(nginx.run_json(sid, "import os; os.getpid()")
-               ["result"]["text/plain"])
 
 
 def test_an_idle_session_that_dies_comes_back_from_its_checkpoint(nginx):

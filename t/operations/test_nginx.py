@@ -8,7 +8,7 @@ import signal
 import pytest
 import requests
 
-from conftest import Nginx, wait_for, processes_under
+from helpers import Nginx, wait_for, processes_under
 
 
 @pytest.fixture

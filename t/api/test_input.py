@@ -12,17 +12,7 @@ import time
 import requests
 import websockets
 
-from conftest import events_of, parse_sse, stdout_of, wait_for
-
-
-def start(nginx, sid, code, **extra):
-    """Start an SSE run on a connection of its own; returns (http session,
-    response, events iterator)."""
-    s = requests.Session()
-    r = s.post(f"{nginx.url}/session/{sid}/run",
-               json={"code": code, **extra}, stream=True, timeout=30)
-    assert r.status_code == 200, r.text
-    return s, r, parse_sse(r)
+from helpers import events_of, start_stream, stdout_of, wait_for, ws_url
 
 
 def until(events, name):
@@ -45,13 +35,6 @@ def post_input(nginx, sid, value, request_id=None):
                       timeout=30)
 
 
-def run_json(nginx, sid, code):
-    r = nginx.http.post(f"{nginx.url}/session/{sid}/run", json={"code": code},
-                        headers={"Accept": "application/json"}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
 def assert_no_pending_input(r):
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "no_pending_input"
@@ -59,10 +42,11 @@ def assert_no_pending_input(r):
 
 
 def test_an_sse_run_asks_and_gets_the_answer(nginx, session):
-    s, r, events = start(nginx, session, "print('before')\n"
-                                         "name = input('name? ')\n"
-                                         "print('hello', name)\n"
-                                         "name")
+    s, r, events = start_stream(nginx, session,
+                                "print('before')\n"
+                                "name = input('name? ')\n"
+                                "print('hello', name)\n"
+                                "name")
     seen = until(events, "input_request")
     assert seen[0][0] == "init"
     assert stdout_of(seen) == "before\n"
@@ -87,11 +71,11 @@ def test_an_sse_run_asks_and_gets_the_answer(nginx, session):
 def test_answers_from_fresh_connections_reach_the_run(nginx, session):
     # each answer comes on a new connection, so some are taken by the other
     # nginx worker than the one streaming the run
-    s, r, events = start(nginx, session,
-                         "import getpass\n"
-                         "got = [input(f'{i}? ') for i in range(4)]\n"
-                         "got.append(getpass.getpass())\n"
-                         "got")
+    s, r, events = start_stream(nginx, session,
+                                "import getpass\n"
+                                "got = [input(f'{i}? ') for i in range(4)]\n"
+                                "got.append(getpass.getpass())\n"
+                                "got")
     ids = set()
     for i in range(4):
         req = until(events, "input_request")[-1][1]
@@ -117,8 +101,9 @@ def test_answers_from_fresh_connections_reach_the_run(nginx, session):
 def test_input_when_nothing_waits_is_409(nginx, session):
     assert_no_pending_input(post_input(nginx, session, "x"))
 
-    s, r, events = start(nginx, session, "print('started', flush=True)\n"
-                                         "import time; time.sleep(30)")
+    s, r, events = start_stream(nginx, session,
+                                "print('started', flush=True)\n"
+                                "import time; time.sleep(30)")
     until(events, "stdout")
     # busy, but not in input()
     assert_no_pending_input(post_input(nginx, session, "x"))
@@ -131,7 +116,7 @@ def test_input_when_nothing_waits_is_409(nginx, session):
 
 
 def test_a_wrong_request_id_is_409_and_the_right_one_204(nginx, session):
-    s, r, events = start(nginx, session, "input('? ')")
+    s, r, events = start_stream(nginx, session, "input('? ')")
     rid = until(events, "input_request")[-1][1]["request_id"]
     assert_no_pending_input(post_input(nginx, session, "x", rid + "-old"))
     assert post_input(nginx, session, "right", rid).status_code == 204
@@ -156,7 +141,7 @@ def test_bad_input_requests(nginx, session):
 def test_json_mode_input_and_getpass_are_eof_at_once(nginx, session):
     for code in ("input('? ')", "import getpass; getpass.getpass()"):
         started = time.monotonic()
-        doc = run_json(nginx, session, code)
+        doc = nginx.run_json(session, code, timeout=30)
         assert time.monotonic() - started < 5
         assert doc["status"] == "error"
         assert doc["error"]["ename"] == "EOFError"
@@ -165,13 +150,13 @@ def test_json_mode_input_and_getpass_are_eof_at_once(nginx, session):
 
 
 def test_an_interrupt_while_input_waits(nginx, session):
-    s, r, events = start(nginx, session,
-                         "import time\n"
-                         "try:\n"
-                         "    input('? ')\n"
-                         "except KeyboardInterrupt:\n"
-                         "    caught = time.monotonic()\n"
-                         "    raise\n")
+    s, r, events = start_stream(nginx, session,
+                                "import time\n"
+                                "try:\n"
+                                "    input('? ')\n"
+                                "except KeyboardInterrupt:\n"
+                                "    caught = time.monotonic()\n"
+                                "    raise\n")
     rid = until(events, "input_request")[-1][1]["request_id"]
     sent = time.monotonic()
     assert nginx.http.post(
@@ -183,14 +168,14 @@ def test_an_interrupt_while_input_waits(nginx, session):
     r.close()
     s.close()
 
-    doc = run_json(nginx, session, "caught")
+    doc = nginx.run_json(session, "caught", timeout=30)
     assert float(doc["result"]["text/plain"]) - sent < 0.5
     assert_no_pending_input(post_input(nginx, session, "late", rid))
 
 
 def test_the_deadline_ends_a_waiting_input(nginx, session):
     started = time.monotonic()
-    s, r, events = start(nginx, session, "input()", timeout_ms=300)
+    s, r, events = start_stream(nginx, session, "input()", timeout_ms=300)
     ev = list(events)
     r.close()
     s.close()
@@ -201,12 +186,12 @@ def test_the_deadline_ends_a_waiting_input(nginx, session):
 
 
 def test_closing_the_stream_interrupts_a_waiting_input(nginx, session):
-    s, r, events = start(nginx, session,
-                         "stopped = False\n"
-                         "try:\n"
-                         "    input()\n"
-                         "except KeyboardInterrupt:\n"
-                         "    stopped = True\n")
+    s, r, events = start_stream(nginx, session,
+                                "stopped = False\n"
+                                "try:\n"
+                                "    input()\n"
+                                "except KeyboardInterrupt:\n"
+                                "    stopped = True\n")
     until(events, "input_request")
     r.close()
     s.close()
@@ -225,10 +210,6 @@ def test_closing_the_stream_interrupts_a_waiting_input(nginx, session):
 
 
 # WebSocket ---------------------------------------------------------------
-
-def ws_url(nginx, sid):
-    return f"ws://127.0.0.1:{nginx.port}/session/{sid}/ws"
-
 
 async def ws_until(ws, name):
     events = []

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Nginx
+from helpers import Nginx
 
 KEY = "opensandbox-key-0123456789"
 

@@ -5,13 +5,12 @@ Each fact is read in a session and in /usr/bin/python3 started with the
 session's own environment, and compared."""
 
 import json
-import os
 import subprocess
 import textwrap
 
 import pytest
 
-from conftest import Nginx
+from helpers import Nginx
 
 FACTS = textwrap.dedent("""
     import getpass, json, locale, os, pathlib, site, sys

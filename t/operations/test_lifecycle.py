@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import Nginx, wait_for, events_of, parse_sse
+from helpers import Nginx, events_of, parse_sse, pid_of, running, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +22,6 @@ def nginx():
               server_extra="location = /status { pyrepl_status; }").start()
     yield n
     n.check_and_clean()
-
-
-def pid_of(nginx, sid):
-    return int(nginx.run_json(sid, "import os; os.getpid()")
-               ["result"]["text/plain"])
-
-
-def process_gone(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_a_run_that_swallows_its_timeout_is_killed(nginx):
@@ -100,7 +87,7 @@ def test_an_expired_session_is_reaped(nginx):
         return nginx.http.get(f"{nginx.url}/session/{sid}").status_code == 404
 
     wait_for(gone, timeout=5, what="the session to expire")
-    wait_for(lambda: process_gone(pid), timeout=3, what="its process to go")
+    wait_for(lambda: not running(pid), timeout=3, what="its process to go")
     wait_for(lambda: not os.path.exists(workdir), timeout=3,
              what="its directory to go")
     assert sid not in [s["session_id"] for s in

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from conftest import Nginx, PRELOAD, wait_for
+from helpers import PRELOAD, Nginx, root_only, wait_for
 
 MARKER = "warmup_marker_5f1d"          # in the warm-up code only
 SECRET = "operator-secret-7c2e9a"       # in nginx's own environment only
@@ -27,10 +27,6 @@ def own_part(env):
     options, so that sessions' reports land where the tests look)."""
     return {k: v for k, v in env.items()
             if not (PRELOAD and k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"))}
-
-root_only = pytest.mark.skipif(os.geteuid() != 0,
-                               reason="sessions get their own uid only when "
-                                      "nginx runs as root")
 
 
 @pytest.fixture(scope="module")

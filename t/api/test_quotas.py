@@ -13,7 +13,7 @@ import signal
 import pytest
 import requests
 
-from conftest import Nginx, wait_for
+from helpers import Nginx, wait_for
 
 KEY_A = "quota-alpha-key-0123456789"
 KEY_B = "quota-bravo-key-0123456789"

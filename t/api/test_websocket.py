@@ -14,11 +14,7 @@ import msgpack
 import pytest
 import websockets
 
-from conftest import wait_for
-
-
-def ws_url(nginx, sid):
-    return f"ws://127.0.0.1:{nginx.port}/session/{sid}/ws"
+from helpers import Nginx, wait_for, ws_url
 
 
 async def collect_run(ws, run_id, code, binary=False, **extra):
@@ -323,7 +319,6 @@ def test_ws_of_an_unknown_session_is_404(nginx):
 
 
 def test_a_client_that_stops_reading_is_dropped_at_send_timeout():
-    from conftest import Nginx
     n = Nginx(server_extra="send_timeout 1s;").start()
     try:
         sid = n.create()
@@ -360,7 +355,6 @@ def worker_rss_kb(n):
 def test_a_client_that_never_reads_its_answers_costs_the_worker_little():
     # every bad message is answered; a client that sends them without
     # end and reads nothing must not make the worker keep the answers
-    from conftest import Nginx
     n = Nginx(workers=1).start()
     try:
         sid = n.create()

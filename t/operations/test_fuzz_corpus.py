@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 FUZZ = os.path.join(ROOT, "util", "fuzz")
 CC = os.environ.get("CC", "cc")
 
@@ -29,7 +30,7 @@ SAN = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
        "-fno-omit-frame-pointer"]
 
 # as util/fuzz/run: an absurd msgpack container size fails like malloc
-# would; reports go to stderr, whatever the sanitizer build's conftest set
+# would; reports go to stderr, whatever the sanitizer build's helpers.py set
 ENV = dict(os.environ,
            ASAN_OPTIONS="allocator_may_return_null=1:"
                         "max_allocation_size_mb=64:abort_on_error=0",

@@ -1,297 +1,28 @@
 """
 test_bash_process.py: pyrepl-bash on its own, without nginx or the
 supervisor.  Each test starts one session process on a fresh listening
-Unix socket (as the supervisor would: the socket as an inherited fd, cwd
-the session directory, stdin /dev/null, stderr a log file), talks the wire
-protocol to it (4-byte big-endian length + msgpack map) and asserts what a
-client would see.  Teardown kills and reaps the process, then fails if any
-process of the shell's session (or the sentinel) is left, or on sanitizer
-output in its log.
-
-The binary comes from $PYREPL_BIN_DIR (default: $PYREPL_BUILD/bin, else
-<repo>/build/bin).  Run with /usr/bin/python3 -m pytest; with -s the
-latency test prints its percentiles.
+Unix socket (binaries.BashProcess, the session fixture here), talks the
+wire protocol to it (helpers.Conn) and asserts what a client would see.
+Teardown kills and reaps the process, then fails if any process of the
+shell's session (or the sentinel) is left, or on sanitizer output in its
+log.
 """
 
 import os
-import re
-import shutil
 import signal
 import socket
-import struct
 import subprocess
-import tempfile
 import time
 
 import msgpack
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN_DIR = os.environ.get(
-    "PYREPL_BIN_DIR",
-    os.path.join(os.environ.get("PYREPL_BUILD", os.path.join(ROOT, "build")),
-                 "bin"))
-BINARY = os.path.join(BIN_DIR, "pyrepl-bash")
-SESSION_ID = "0123456789abcdef0123456789abcdef"
-
-BAD_LOG = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|"
-                     r"UndefinedBehaviorSanitizer")
-
-
-def wait_for(cond, timeout=10.0, what="condition"):
-    """Poll cond() until it returns a true value; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.01)
-
-
-def proc_stat(pid):
-    """(state, ppid, pgid, sid) of pid, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return rest[0], int(rest[1]), int(rest[2]), int(rest[3])
-
-
-def alive(pid):
-    st = proc_stat(pid)
-    return st is not None and st[0] != "Z"
-
-
-def in_session(sid):
-    """Live processes whose session id is sid."""
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            st = proc_stat(int(name))
-            if st is not None and st[0] != "Z" and st[3] == sid:
-                found.append(int(name))
-    return found
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-class Conn:
-    """One client connection speaking frames."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.buf = bytearray()
-
-    def send(self, **frame):
-        self.send_raw(self.encode(frame))
-
-    @staticmethod
-    def encode(frame):
-        payload = msgpack.packb(frame, use_bin_type=True)
-        return struct.pack(">I", len(payload)) + payload
-
-    def send_raw(self, data):
-        self.sock.sendall(data)
-
-    def recv(self, timeout=10.0):
-        """The next frame as a dict, or None on a clean EOF."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if len(self.buf) >= 4:
-                n = struct.unpack(">I", self.buf[:4])[0]
-                if len(self.buf) >= 4 + n:
-                    payload = bytes(self.buf[4:4 + n])
-                    del self.buf[:4 + n]
-                    # raw=False: every str must be valid UTF-8
-                    return msgpack.unpackb(payload, raw=False)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("timed out waiting for a frame")
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(1 << 20)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                data = b""
-            if not data:
-                assert not self.buf, "EOF inside a frame"
-                return None
-            self.buf += data
-
-    def until_complete(self, timeout=10.0):
-        """Frames up to and including "complete" (or a "fail")."""
-        frames = []
-        deadline = time.monotonic() + timeout
-        while True:
-            f = self.recv(max(deadline - time.monotonic(), 0.001))
-            assert f is not None, f"EOF before complete, got {frames}"
-            frames.append(f)
-            if f["t"] in ("complete", "fail"):
-                return Run(frames)
-
-    def wait_stdout(self, text, timeout=10.0):
-        """Read frames until the stdout seen so far contains text."""
-        seen = ""
-        deadline = time.monotonic() + timeout
-        while text not in seen:
-            f = self.recv(max(deadline - time.monotonic(), 0.001))
-            assert f is not None and f["t"] == "stdout", f
-            seen += f["text"]
-        return seen
-
-    def close(self):
-        self.sock.close()
-
-
-class Run:
-    """The frames of one run, with what a user would look at."""
-
-    def __init__(self, frames):
-        self.frames = frames
-        self.types = [f["t"] for f in frames]
-
-    def text(self, kind):
-        return "".join(f["text"] for f in self.frames if f["t"] == kind)
-
-    @property
-    def stdout(self):
-        return self.text("stdout")
-
-    @property
-    def stderr(self):
-        return self.text("stderr")
-
-    @property
-    def error(self):
-        found = [f for f in self.frames if f["t"] == "error"]
-        assert len(found) == 1, f"expected one error in {self.frames}"
-        return found[0]
-
-    @property
-    def complete(self):
-        assert self.frames[-1]["t"] == "complete", self.frames
-        return self.frames[-1]
-
-    @property
-    def status(self):
-        return self.complete["status"]
-
-
-class BashProcess:
-    """One pyrepl-bash on a listening socket in a short temp directory."""
-
-    def __init__(self, *extra_args, preexec_fn=None):
-        self.dir = tempfile.mkdtemp(prefix="pb-")
-        self.path = os.path.join(self.dir, "s.sock")
-        self.log_path = os.path.join(self.dir, "session.log")
-        self.work = os.path.join(self.dir, "work")
-        os.mkdir(self.work)
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(self.path)
-        self.listener.listen(64)
-        fd = self.listener.fileno()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [BINARY, "--listen-fd", str(fd), *extra_args],
-                pass_fds=(fd,), cwd=self.work, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=log, preexec_fn=preexec_fn)
-        self.conns = []
-        self.shell, self.sentinel = wait_for(self._helpers,
-                                             what="the shell and sentinel")
-
-    def _helpers(self):
-        kids = {comm(k): k for k in children(self.proc.pid)}
-        if "bash" in kids and "pyrepl-sentinel" in kids:
-            return kids["bash"], kids["pyrepl-sentinel"]
-        return None
-
-    def connect(self):
-        c = Conn(self.path)
-        self.conns.append(c)
-        return c
-
-    def run(self, code, timeout=10.0, **extra):
-        c = self.connect()
-        c.send(t="run", code=code, **extra)
-        r = c.until_complete(timeout)
-        c.close()
-        return r
-
-    def run_to_eof(self, code, timeout=10.0):
-        """Frames of a run that ends the process, up to the EOF."""
-        c = self.connect()
-        c.send(t="run", code=code)
-        frames = []
-        deadline = time.monotonic() + timeout
-        while True:
-            f = c.recv(max(deadline - time.monotonic(), 0.001))
-            if f is None:
-                return Run(frames)
-            frames.append(f)
-
-    def run_when_idle(self, code, timeout=10.0):
-        """Run code as soon as the session stops answering session_busy."""
-        deadline = time.monotonic() + timeout
-        while True:
-            r = self.run(code)
-            if r.types != ["fail"] or r.frames[0]["errcode"] != "session_busy":
-                return r
-            assert time.monotonic() < deadline, "the session stayed busy"
-            time.sleep(0.01)
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        for c in self.conns:
-            c.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.listener.close()
-        # the sentinel empties the shell's session, then exits itself
-        left = []
-        try:
-            wait_for(lambda: not in_session(self.shell)
-                     and not alive(self.sentinel),
-                     what="the shell's processes and the sentinel to go")
-        except AssertionError:
-            left = in_session(self.shell) + [self.sentinel]
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        bad = [line for line in self.log().splitlines()
-               if BAD_LOG.search(line)]
-        shutil.rmtree(self.dir, ignore_errors=True)
-        assert not left, f"processes left behind: {left}"
-        assert not bad, "session log:\n" + "\n".join(bad)
+from binaries import BASH, SESSION_ID, BashProcess
+from helpers import Run, frame, proc_stat, running as alive, wait_for
 
 
 @pytest.fixture
 def session():
-    assert os.access(BINARY, os.X_OK), f"{BINARY} is not built"
     s = BashProcess()
     yield s
     s.stop()
@@ -576,8 +307,8 @@ def test_interrupt_stops_any_kind_of_run(session, code):
 
 def test_interrupt_sent_with_the_run_is_not_lost(session):
     c = session.connect()
-    c.send_raw(Conn.encode({"t": "run", "code": "sleep 100"})
-               + Conn.encode({"t": "interrupt"}))
+    c.send_raw(frame({"t": "run", "code": "sleep 100"})
+               + frame({"t": "interrupt"}))
     assert c.until_complete().status == "interrupted"
 
 
@@ -775,7 +506,7 @@ def test_a_malformed_frame_closes_only_that_connection(session):
     ["--listen-fd", "3", "extra"],
 ])
 def test_bad_command_lines_are_refused(args):
-    p = subprocess.run([BINARY, *args], stdin=subprocess.DEVNULL,
+    p = subprocess.run([BASH, *args], stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=10)
     assert p.returncode != 0
     assert b"pyrepl-bash[" in p.stderr

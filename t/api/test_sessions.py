@@ -5,9 +5,8 @@ import re
 import time
 
 import pytest
-import requests
 
-from conftest import wait_for, processes_under
+from helpers import running, wait_for
 
 
 def error_of(r):
@@ -90,15 +89,7 @@ def test_delete_kills_the_process_and_forgets_the_session(nginx):
     pid = nginx.run_json(sid, "import os; os.getpid()")["result"]["text/plain"]
     pid = int(pid)
     assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
-
-    def gone():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-        except OSError:
-            return True
-
-    wait_for(gone, what="the session process to exit")
+    wait_for(lambda: not running(pid), what="the session process to exit")
     r = nginx.http.get(f"{nginx.url}/session/{sid}")
     assert r.status_code == 404
     assert error_of(r) == "not_found"

@@ -7,73 +7,16 @@ live sessions) is read straight from its socket; process facts from /proc.
 
 import os
 import signal
-import socket
-import struct
 import time
 
-import msgpack
 import pytest
 import requests
 
-from conftest import Nginx, wait_for, processes_under
-
-PLAIN_GLOBALS = ["__annotations__", "__builtins__", "__doc__", "__loader__",
-                 "__name__", "__package__", "__spec__"]
+from helpers import (PLAIN_GLOBALS, Nginx, pid_of, pool_procs, processes_under,
+                     running, sup_status, wait_for)
 
 
 # helpers ------------------------------------------------------------------
-
-def sup_status(n):
-    """The supervisor's status frame, or None while none answers."""
-    try:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5)
-        s.connect(os.path.join(n.prefix, "run", "supervisor.sock"))
-        body = msgpack.packb({"t": "status"})
-        s.sendall(struct.pack(">I", len(body)) + body)
-        data = b""
-        while len(data) < 4 or len(data) < 4 + struct.unpack(
-                ">I", data[:4])[0]:
-            chunk = s.recv(4096)
-            if not chunk:
-                return None
-            data += chunk
-        s.close()
-    except OSError:
-        return None
-    return msgpack.unpackb(data[4:], raw=False)
-
-
-def proc_stat(pid):
-    """(state, ppid, comm) or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rindex(")") + 2:].split()
-    return rest[0], int(rest[1]), data[data.index("(") + 1:data.rindex(")")]
-
-
-def running(pid):
-    st = proc_stat(pid)
-    return st is not None and st[0] not in "ZX"
-
-
-def pool_procs(n):
-    """Processes of this instance waiting in the pool."""
-    out = []
-    for pid in processes_under(n.prefix):
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        st = proc_stat(pid)
-        if st and st[2] == "pyrepl-session" and \
-                cwd.startswith(os.path.join(n.prefix, "work", "pool-")):
-            out.append(pid)
-    return sorted(out)
-
 
 def wait_pool(n, count):
     def full():
@@ -94,11 +37,6 @@ def keeper_alive(n, not_pid):
     except (OSError, ValueError):
         return False
     return pid != not_pid and os.path.exists(f"/proc/{pid}")
-
-
-def pid_of(n, sid):
-    return int(n.run_json(sid, "import os; os.getpid()")
-               ["result"]["text/plain"])
 
 
 def state_of(n, sid):

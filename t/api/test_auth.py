@@ -1,13 +1,12 @@
 """API keys and tenancy: 401 without a valid key, sessions visible only to
 the key that created them, keys from a file, keys never in the logs."""
 
-import json
 import os
 
 import pytest
 import requests
 
-from conftest import Nginx
+from helpers import Nginx
 
 KEY_A = "alpha-key-0123456789abcdef"
 KEY_B = "bravo-key-0123456789abcdef"

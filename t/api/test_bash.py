@@ -2,12 +2,11 @@
 exit codes, interrupt and timeout, background jobs, exit ending a session."""
 
 import os
-import time
 
 import pytest
 import requests
 
-from conftest import Nginx, wait_for, events_of, stdout_of, parse_sse
+from helpers import Nginx, events_of, parse_sse, running, stdout_of, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +121,7 @@ def test_delete_kills_background_jobs(nginx):
     pid = int(stdout_of(ev))
     assert os.path.exists(f"/proc/{pid}")
     assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
-
-    def gone():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-        except OSError:
-            return True
-
-    wait_for(gone, what="the background job to die")
+    wait_for(lambda: not running(pid), what="the background job to die")
 
 
 def test_python_sessions_refuse_bash_fields(nginx):

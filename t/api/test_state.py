@@ -8,7 +8,7 @@ import threading
 import pytest
 import requests
 
-from conftest import Nginx, events_of, wait_for
+from helpers import Nginx, events_of, pid_of, running, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -229,19 +229,6 @@ def test_namespace_errors(nginx):
 
 # transactions -----------------------------------------------------------
 
-def pid_of(nginx, sid):
-    return int(nginx.run_json(sid, "import os; os.getpid()")
-               ["result"]["text/plain"])
-
-
-def gone(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def test_rollback_on_failure_undoes_in_place_mutations(nginx, sid):
     with open(f"{nginx.prefix}/work/{sid}/settings.py", "w") as f:
         f.write("level = 1\n")
@@ -265,7 +252,7 @@ def test_rollback_on_failure_undoes_in_place_mutations(nginx, sid):
     after = pid_of(nginx, sid)
     assert after != before
     # the process that ran the undone code is gone, the session lives on
-    wait_for(lambda: gone(before), what="the old process to be killed")
+    wait_for(lambda: not running(before), what="the old process to be killed")
     assert nginx.http.get(f"{nginx.url}/session/{sid}").json()["state"] \
         == "idle"
 
@@ -366,7 +353,7 @@ def test_a_moved_session_survives_a_supervisor_restart(nginx, sid):
     assert r["tx"] == "rolled_back"
     moved = pid_of(nginx, sid)
     assert moved != first
-    wait_for(lambda: gone(first), what="the old process to be killed")
+    wait_for(lambda: not running(first), what="the old process to be killed")
 
     old_sup = nginx.supervisor_pid()
     os.kill(old_sup, signal.SIGKILL)
@@ -377,7 +364,7 @@ def test_a_moved_session_survives_a_supervisor_restart(nginx, sid):
     assert pid_of(nginx, sid) == moved
     r = nginx.http.delete(f"{nginx.url}/session/{sid}")
     assert r.status_code == 204
-    wait_for(lambda: gone(moved), what="the moved process to be killed")
+    wait_for(lambda: not running(moved), what="the moved process to be killed")
 
 
 def test_routine_work_writes_no_noise_to_the_log(nginx):

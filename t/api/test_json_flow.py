@@ -20,7 +20,7 @@ import termios
 import time
 
 import pytest
-from conftest import PRELOAD, Nginx, wait_for
+from helpers import PRELOAD, Nginx, wait_for
 
 JSON = {"Accept": "application/json"}
 

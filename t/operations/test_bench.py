@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import PRELOAD, ROOT, processes_under
+from helpers import PRELOAD, ROOT, processes_under
 
 METRICS = [
     "loadgen floor: GET /floor, 1 connection",

@@ -10,7 +10,7 @@ import threading
 import pytest
 import websockets
 
-from conftest import Nginx, parse_sse
+from helpers import Nginx, parse_sse, ws_url
 
 # ten lines over about a second, each one flushed
 COUNT = ("import time\n"
@@ -25,10 +25,6 @@ def nginx():
     n = Nginx(workers=2).start()
     yield n
     n.check_and_clean()
-
-
-def ws_url(n, sid):
-    return f"ws://127.0.0.1:{n.port}/session/{sid}/ws"
 
 
 async def run_through(n, sid, signal_name):

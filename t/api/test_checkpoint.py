@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from conftest import Nginx, wait_for
+from helpers import Nginx, wait_for
 
 KEY_A = "tenant-a-key-0123456789"
 KEY_B = "tenant-b-key-0123456789"

@@ -3,12 +3,9 @@
 import json
 import os
 import socket
-import threading
 import time
 
-import requests
-
-from conftest import wait_for, events_of, stdout_of, parse_sse
+from helpers import events_of, parse_sse, start_stream, stdout_of, wait_for
 
 
 def test_a_final_expression_is_the_result_and_state_persists(nginx, session):
@@ -170,15 +167,6 @@ def test_run_on_unknown_session_is_404(nginx):
     r = nginx.http.post(f"{nginx.url}/session/{'f' * 32}/run",
                         json={"code": "1"})
     assert r.status_code == 404
-
-
-def start_stream(nginx, sid, code):
-    """Start a run on its own connection; returns (response, events iter)."""
-    s = requests.Session()
-    r = s.post(f"{nginx.url}/session/{sid}/run", json={"code": code},
-               stream=True)
-    assert r.status_code == 200
-    return s, r, parse_sse(r)
 
 
 def test_a_second_run_while_busy_gets_409(nginx, session):
