@@ -3,7 +3,7 @@
  * one Python session: a persistent __main__ namespace that runs one piece
  * of code at a time.  The pieces:
  *
- *   python_session.c  command line, descriptors, start-up order
+ *   py_session.c      command line, descriptors, start-up order
  *   py_exec.c         the main thread: libpython, the embedded runtime,
  *                     running code and describing its outcome, os._exit()
  *   py_io.c           the I/O thread: the listening socket, connections,
@@ -217,7 +217,7 @@ typedef struct {
 extern const char  pyrepl_runtime_source[];
 
 
-/* python_session.c */
+/* py_session.c */
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t py_msec(void);
@@ -245,7 +245,7 @@ void py_exec_loop(py_session_t *s);
 void py_outcome_free(py_outcome_t *o);
 
 
-/* python_session.c */
+/* py_session.c */
 
 /*
  * In a snapshot that takes over its session: the descriptors, the lock

@@ -1,6 +1,6 @@
 """pyrepl_runtime: the Python half of a PyREPL session process.
 
-The session process (python_session.c) embeds this file as a C string,
+The session process (py_session.c) embeds this file as a C string,
 executes it once at start-up into a private module and calls run_cell()
 for every run.  It owns REPL semantics (the value of a final expression),
 the linecache entries that let tracebacks and inspect show cell source, and

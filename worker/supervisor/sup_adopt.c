@@ -37,7 +37,7 @@
 #include <sys/pidfd.h>
 #include <unistd.h>
 
-#include "supervisor.h"
+#include "sup.h"
 #include "wk_log.h"
 
 

@@ -23,7 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "supervisor.h"
+#include "sup.h"
 #include "wk_conn.h"
 #include "wk_log.h"
 

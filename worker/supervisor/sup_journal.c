@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "supervisor.h"
+#include "sup.h"
 #include "wk_log.h"
 
 

@@ -52,7 +52,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "supervisor.h"
+#include "sup.h"
 #include "wk_log.h"
 
 

@@ -13,7 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "supervisor.h"
+#include "sup.h"
 #include "wk_log.h"
 
 

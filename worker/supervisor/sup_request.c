@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "supervisor.h"
+#include "sup.h"
 #include "wk_log.h"
 
 

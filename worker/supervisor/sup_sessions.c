@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "supervisor.h"
+#include "sup.h"
 
 
 static sup_session_t  *sup_sessions;

@@ -43,7 +43,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "supervisor.h"
+#include "sup.h"
 #include "wk_log.h"
 
 

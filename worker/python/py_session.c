@@ -1,5 +1,5 @@
 /*
- * python_session.c: main() of pyrepl-python, one session process = one
+ * py_session.c: main() of pyrepl-python, one session process = one
  * persistent Python namespace.  The supervisor execs it as
  *
  *     pyrepl-python --listen-fd 3 [--max-frame BYTES] [--warmup-fd 4]

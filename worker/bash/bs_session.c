@@ -1,5 +1,5 @@
 /*
- * bash_session.c: main() of pyrepl-bash, one session process = one
+ * bs_session.c: main() of pyrepl-bash, one session process = one
  * long-lived bash.  The supervisor execs it as
  *
  *     pyrepl-bash --listen-fd 3 [--max-frame BYTES]
@@ -24,8 +24,8 @@
  *      the shell and everything it runs inherit;
  *   3. this process becomes a child subreaper, so that whatever the shell
  *      starts stays in its tree when orphaned (to be found and stopped);
- *   4. the shell (bash_shell.c), then the sentinel (bash_proc.c);
- *   5. the poll loop (bash_io.c) serves until the shell exits.
+ *   4. the shell (bs_shell.c), then the sentinel (bs_proc.c);
+ *   5. the poll loop (bs_io.c) serves until the shell exits.
  *
  * Exit status: 0 when the shell ended during a run (exit, or an error
  * that ends a non-interactive shell: the session has ended cleanly), 1
@@ -45,7 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bash_session.h"
+#include "bs_session.h"
 #include "wk_confine.h"
 #include "wk_log.h"
 

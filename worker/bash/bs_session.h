@@ -1,26 +1,26 @@
 /*
- * bash_session.h: what the pieces of pyrepl-bash share.  One process is
+ * bs_session.h: what the pieces of pyrepl-bash share.  One process is
  * one bash session: a long-lived /bin/bash, its child, runs one piece of
  * code at a time in its main shell (not a subshell), so the working
  * directory, variables, functions, aliases and options persist between
  * runs.  The pieces:
  *
- *   bash_session.c  command line, descriptors, start-up order
- *   bash_shell.c    the shell: spawning it, the bootstrap script, the
- *                   commands that run one piece of code, the status lines
- *   bash_proc.c     processes: /proc scans, which processes belong to a
- *                   run, signalling them, the sentinel, reaping
- *   bash_io.c       the poll loop: the listening socket, connections, the
- *                   output pipes, runs, deadlines, interrupts, the end
+ *   bs_session.c  command line, descriptors, start-up order
+ *   bs_shell.c    the shell: spawning it, the bootstrap script, the
+ *                 commands that run one piece of code, the status lines
+ *   bs_proc.c     processes: /proc scans, which processes belong to a
+ *                 run, signalling them, the sentinel, reaping
+ *   bs_io.c       the poll loop: the listening socket, connections, the
+ *                 output pipes, runs, deadlines, interrupts, the end
  *
  * The process is single-threaded.  It is the shell's parent and a child
  * subreaper, so every process the shell starts stays its descendant even
  * when orphaned; SIGCHLD arrives on a signalfd.  How a run is framed and
- * stopped is described at the top of bash_shell.c.
+ * stopped is described at the top of bs_shell.c.
  */
 
-#ifndef BASH_SESSION_H
-#define BASH_SESSION_H
+#ifndef BS_SESSION_H
+#define BS_SESSION_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -46,7 +46,7 @@
 #define BS_STOP_TIMEOUT     2              /* its timeout_ms passed */
 #define BS_STOP_CLOSED      3              /* its connection went away */
 
-/* the stop of a run, in ms since it began (see bash_io.c) */
+/* the stop of a run, in ms since it began (see bs_io.c) */
 #define BS_STOP_TICK_MS     50             /* SIGINT again, this often */
 #define BS_STOP_KILL_MS     1000           /* then SIGKILL its processes */
 #define BS_STOP_GIVEUP_MS   3000           /* then SIGKILL the shell */
@@ -153,7 +153,7 @@ typedef struct {
 } bs_session_t;
 
 
-/* bash_session.c */
+/* bs_session.c */
 
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t bs_msec(void);
@@ -166,7 +166,7 @@ int64_t bs_msec(void);
 void bs_close_range(unsigned lo, unsigned hi);
 
 
-/* bash_shell.c */
+/* bs_shell.c */
 
 /*
  * Start the shell: the pipes and memfds, fork, and in the child a new
@@ -203,7 +203,7 @@ size_t bs_shell_pending(const bs_session_t *s);
 int bs_shell_status(bs_session_t *s, int *rc);
 
 
-/* bash_proc.c */
+/* bs_proc.c */
 
 /*
  * Record which process groups exist among this process's descendants
@@ -242,9 +242,9 @@ int bs_proc_reap(bs_session_t *s);
 void bs_proc_kill_all(bs_session_t *s);
 
 
-/* bash_io.c */
+/* bs_io.c */
 
 /* Serve until the shell exits; returns the process's exit status. */
 int bs_io_loop(bs_session_t *s);
 
-#endif /* BASH_SESSION_H */
+#endif /* BS_SESSION_H */

@@ -1,5 +1,5 @@
 /*
- * bash_proc.c: the processes of a bash session.
+ * bs_proc.c: the processes of a bash session.
  *
  * This process is a child subreaper, so everything the shell starts stays
  * among its descendants, orphans and daemons included; they are found by
@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bash_session.h"
+#include "bs_session.h"
 #include "wk_log.h"
 
 

@@ -1,10 +1,10 @@
 /*
- * bash_io.c: the poll loop of a bash session.  One thread, one poll(2)
+ * bs_io.c: the poll loop of a bash session.  One thread, one poll(2)
  * over the listening socket, the signalfd (SIGCHLD), the status pipe, the
  * shell's stdout and stderr pipes, the command pipe while commands wait
  * to be written, and the open connections (a small fixed array).
  *
- * Per connection it answers "run" (bash_shell.c frames it, or "fail
+ * Per connection it answers "run" (bs_shell.c frames it, or "fail
  * session_busy"), "interrupt" (stop the run) and "input" (fail
  * no_pending_input: stdin comes whole with the run, never from input
  * frames), and fails anything else.  While a run is active, pipe output
@@ -15,12 +15,12 @@
  * not read, so the command blocks in write() instead of this process
  * growing.
  *
- * A run ends when its status line arrives (bash_shell.c): the pipes are
+ * A run ends when its status line arrives (bs_shell.c): the pipes are
  * read until empty, then error (on a non-zero status) and complete go out.
  * It is stopped by an interrupt frame, its deadline or its connection
  * going away; the stop ticks every BS_STOP_TICK_MS until the status line
- * comes: SIGINT to the shell (its trap abandons the run, see bash_shell.c)
- * and, once each, SIGINT to the run's processes (bash_proc.c); from
+ * comes: SIGINT to the shell (its trap abandons the run, see bs_shell.c)
+ * and, once each, SIGINT to the run's processes (bs_proc.c); from
  * BS_STOP_KILL_MS on, SIGKILL to them instead; at BS_STOP_GIVEUP_MS, a
  * shell that still has not answered is killed.  Whatever of the run is
  * left when its status arrives (background jobs it started, a process that
@@ -42,7 +42,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "bash_session.h"
+#include "bs_session.h"
 #include "wk_log.h"
 
 

@@ -1,5 +1,5 @@
 /*
- * supervisor.c: pyrepl-supervisor's entry point: the command line,
+ * sup_main.c: pyrepl-supervisor's entry point: the command line,
  * start-up, signal handling, the poll(2) loop and shutdown.
  *
  *   pyrepl-supervisor --socket-dir DIR --workdir DIR --python PATH
@@ -78,7 +78,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "supervisor.h"
+#include "sup.h"
 #include "wk_log.h"
 
 

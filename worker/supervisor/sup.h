@@ -1,14 +1,14 @@
 /*
- * supervisor.h: what the pieces of pyrepl-supervisor share.  The
+ * sup.h: what the pieces of pyrepl-supervisor share.  The
  * supervisor is a single-threaded poll(2) loop, started by a keeper
  * process that the nginx master spawns, that hands out session processes
  * on request (from a pool of processes its zygote forked, or by fork and
  * exec), kills them on request, reaps them, adopts the live ones a
  * previous supervisor left, and takes every one of them along when nginx
- * goes away.  The design is described at the top of supervisor.c.  The
+ * goes away.  The design is described at the top of sup_main.c.  The
  * pieces:
  *
- *   supervisor.c     command line, start-up, signals, the poll loop and
+ *   sup_main.c       command line, start-up, signals, the poll loop and
  *                    shutdown
  *   sup_keeper.c     the keeper: restarts the supervisor, reaps orphans
  *   sup_relay.c      the keeper's relay of what sessions log
@@ -30,8 +30,8 @@
  *   sup_checkpoint.c checkpoint files in and out of session directories
  */
 
-#ifndef SUPERVISOR_H
-#define SUPERVISOR_H
+#ifndef SUP_H
+#define SUP_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -541,7 +541,7 @@ int sup_client_reply(const sup_conf_t *conf, sup_client_t *client,
     const char *id, pid_t pid, const sup_err_t *err);
 
 
-/* supervisor.c */
+/* sup_main.c */
 
 /*
  * The array of *cap elements of size bytes, grown by realloc() to twice
@@ -586,4 +586,4 @@ int sup_keeper_gone(const sup_conf_t *conf);
  */
 void sup_keeper_succeed(const sup_conf_t *conf);
 
-#endif /* SUPERVISOR_H */
+#endif /* SUP_H */

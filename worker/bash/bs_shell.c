@@ -1,10 +1,10 @@
 /*
- * bash_shell.c: the shell of a bash session and how one run is framed.
+ * bs_shell.c: the shell of a bash session and how one run is framed.
  *
  * The shell is "bash --norc --noprofile /dev/fd/60": non-interactive,
  * reading its script from a pipe this process writes (the command pipe),
  * in a session and process group of its own, with fd 0 on /dev/null, fds 1
- * and 2 on the output pipes and fds 61-63 as in bash_session.h.  It is
+ * and 2 on the output pipes and fds 61-63 as in bs_session.h.  It is
  * never sent user code as script text: the code goes to a memfd and the
  * shell sources it ("\builtin . /dev/fd/62"), so no quoting or unfinished
  * construct in it can reach the commands around it, aliases defined on
@@ -32,14 +32,14 @@
  * nonce per run, so output without a newline, binary output, or a command
  * that prints (or writes to fd 61) anything at all cannot end or fake a
  * run.  When the line arrives, everything the run's foreground commands
- * wrote is already in the output pipes, and bash_io.c reads them until
+ * wrote is already in the output pipes, and bs_io.c reads them until
  * they are empty.
  *
  * Stopping a run (interrupt, timeout, closed connection) relies on how a
  * non-interactive bash with job control handles a foreground job killed
  * by SIGINT: it acts as if it had received SIGINT itself and, SIGINT being
  * trapped, abandons the whole top-level command it was executing (loops,
- * functions, sourced files and all) and reads the next one.  So bash_io.c
+ * functions, sourced files and all) and reads the next one.  So bs_io.c
  * sends SIGINT to the run's processes, and to the shell, whose trap
  *
  *   { [[ -n ${__pyrepl_run-} ]] && { __pyrepl_run=; \builtin set -m;
@@ -51,7 +51,7 @@
  * The trap acts only while __pyrepl_run is set: from L1's start to the
  * end of the code, and once per run (it clears the flag), so a SIGINT that
  * comes late, or twice, can never abandon L2 or the next run's L1, and
- * bash_io.c may repeat it freely.  The "exit 0" after the kill is needed:
+ * bs_io.c may repeat it freely.  The "exit 0" after the kill is needed:
  * as the subshell's last command the kill alone does not end it by the
  * signal.  The pre/post functions apply a run's cwd and env in the main
  * shell and restore the previous directory and variables in L2, after an
@@ -61,7 +61,7 @@
  *
  * Known limits: the INT trap is the session's (L1 sets it again): a run
  * that removes it and is then interrupted ends the shell, one that
- * ignores or replaces it may not stop (bash_io.c then kills the shell
+ * ignores or replaces it may not stop (bs_io.c then kills the shell
  * after BS_STOP_GIVEUP_MS).  Being non-interactive, the shell exits where
  * bash scripts exit: "exit", set -e, set -u, ${x:?}.  set -v echoes the
  * wrapper lines.  While the code runs, fds 61 and 63 are closed (bash
@@ -80,7 +80,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "bash_session.h"
+#include "bs_session.h"
 #include "wk_log.h"
 
 
@@ -99,7 +99,7 @@
  * (bash reads its script from its own copy, fd 255).  It is followed by
  * "BOOTNONCE ready" to the status pipe: until that line arrives the INT
  * trap may not be set, and a SIGINT would end the shell, so a stop does
- * not signal the shell before (bash_io.c).
+ * not signal the shell before (bs_io.c).
  */
 static const char  bs_shell_bootstrap[] =
     "exec 60<&-\n"
