@@ -3,7 +3,7 @@
  * long-lived bash.  The supervisor execs it as
  *
  *     pyrepl-bash --listen-fd 3 [--max-frame BYTES]
- *         [confinement options, wk_confine.h]
+ *         [confinement options, sb_confine.h]
  *
  * with fd 3 an already-listening Unix stream socket, the session's working
  * directory as cwd (its name, the session id, names the session in log
@@ -20,7 +20,7 @@
  *      SIGPIPE ignored here (the command pipe) and SIGCHLD blocked and
  *      read from a signalfd;
  *   2. fds 0-2 open, the listening socket checked, then the confinement
- *      (wk_confine.h: uid, rlimits, working directory, seccomp), which
+ *      (sb_confine.h: uid, rlimits, working directory, seccomp), which
  *      the shell and everything it runs inherit;
  *   3. this process becomes a child subreaper, so that whatever the shell
  *      starts stays in its tree when orphaned (to be found and stopped);
@@ -46,7 +46,7 @@
 #include <unistd.h>
 
 #include "bs_session.h"
-#include "wk_confine.h"
+#include "sb_confine.h"
 #include "wk_log.h"
 
 
@@ -63,7 +63,7 @@ static int bs_session_buffers(bs_session_t *s);
 
 
 static bs_session_t  bs_session;
-static wk_confine_t  bs_confine;
+static sb_confine_t  bs_confine;
 
 
 int
@@ -105,7 +105,7 @@ main(int argc, char **argv)
         || bs_session_std_fds() != 0
         || bs_session_listen_fd(s->listen_fd) != 0
         || bs_session_buffers(s) != 0
-        || wk_confine_session(&bs_confine, s->id, -1, &s->listen_fd, 1) != 0)
+        || sb_confine_session(&bs_confine, s->id, -1, &s->listen_fd, 1) != 0)
     {
         return EXIT_FAILURE;
     }
@@ -141,16 +141,16 @@ bs_session_args(int argc, char **argv, bs_session_t *s)
         { "listen-fd", required_argument, NULL, 'l' },
         { "alive-fd",  required_argument, NULL, 'a' },
         { "max-frame", required_argument, NULL, 'm' },
-        WK_CONFINE_OPTIONS,
+        SB_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
 
     opterr = 0;
-    wk_confine_init(&bs_confine);
+    sb_confine_init(&bs_confine);
 
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
 
-        switch (wk_confine_option(&bs_confine, c, optarg)) {
+        switch (sb_confine_option(&bs_confine, c, optarg)) {
         case 1:
             continue;
         case -1:
@@ -219,7 +219,7 @@ bs_session_args(int argc, char **argv, bs_session_t *s)
         return -1;
     }
 
-    return wk_confine_check(&bs_confine);
+    return sb_confine_check(&bs_confine);
 }
 
 
@@ -228,7 +228,7 @@ bs_session_usage(void)
 {
     wk_log("usage: pyrepl-bash --listen-fd FD [--max-frame BYTES] "
            "[--alive-fd FD]");
-    wk_log("    " WK_CONFINE_USAGE);
+    wk_log("    " SB_CONFINE_USAGE);
 }
 
 

@@ -19,7 +19,7 @@
  *      and its descriptor closed, the listening socket checked;
  *   2. the stdout and stderr pipes, the "run finished" eventfd and the
  *      drain and ack pipes (py_fatal.c), then the confinement
- *      (wk_confine.h: uid, rlimits, working directory, seccomp), so that
+ *      (sb_confine.h: uid, rlimits, working directory, seccomp), so that
  *      nothing after it, libpython included, runs with the supervisor's
  *      privileges;
  *   3. libpython, while fd 2 is still the error log, so that what Python
@@ -154,7 +154,7 @@ main(int argc, char **argv)
             return EXIT_FAILURE;
         }
 
-        if (wk_confine_prepare(&py_zygote.confine) != 0) {
+        if (sb_confine_prepare(&py_zygote.confine) != 0) {
             return EXIT_FAILURE;
         }
 
@@ -184,7 +184,7 @@ main(int argc, char **argv)
             || py_session_log_fd(s) != 0
             || py_session_listen_fd(s) != 0
             || py_session_pipes(s) != 0
-            || wk_confine_session(&py_zygote.confine, s->id, -1,
+            || sb_confine_session(&py_zygote.confine, s->id, -1,
                                   &s->listen_fd, 1) != 0
             || py_session_workdir(s) != 0)
         {
@@ -238,16 +238,16 @@ py_session_args(int argc, char **argv, py_session_t *s,
         { "workdir",    required_argument, NULL, 'w' },
         { "warmup-fd",  required_argument, NULL, 'W' },
         { "alive-fd",   required_argument, NULL, 'a' },
-        WK_CONFINE_OPTIONS,
+        SB_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
 
     opterr = 0;
-    wk_confine_init(&zc->confine);
+    sb_confine_init(&zc->confine);
 
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
 
-        switch (wk_confine_option(&zc->confine, c, optarg)) {
+        switch (sb_confine_option(&zc->confine, c, optarg)) {
         case 1:
             continue;
         case -1:
@@ -347,7 +347,7 @@ py_session_args(int argc, char **argv, py_session_t *s,
         return -1;
     }
 
-    if (wk_confine_check(&zc->confine) != 0) {
+    if (sb_confine_check(&zc->confine) != 0) {
         return -1;
     }
 
@@ -379,7 +379,7 @@ py_session_usage(void)
            "[--max-frame BYTES] [--warmup-fd FD] [--alive-fd FD]");
     wk_log("   or: pyrepl-python --zygote --control-fd FD --workdir DIR "
            "[--max-frame BYTES] [--warmup-fd FD] [--alive-fd FD]");
-    wk_log("   either with " WK_CONFINE_USAGE);
+    wk_log("   either with " SB_CONFINE_USAGE);
 }
 
 

@@ -288,7 +288,7 @@ py_zygote_child(py_session_t *s, py_zygote_conf_t *zc, const wk_zy_msg_t *req,
         _exit(EXIT_FAILURE);
     }
 
-    if (wk_confine_session(&zc->confine, s->id, dfd, &lfd, 1) != 0) {
+    if (sb_confine_session(&zc->confine, s->id, dfd, &lfd, 1) != 0) {
         _exit(EXIT_FAILURE);
     }
 

@@ -7,7 +7,7 @@
  *
  * The zygote initialises libpython once, runs the warm-up code, and then
  * forks one session process per FORK message from the supervisor
- * (wk_zygote.h), each confined (wk_confine.h) as soon as it exists: a
+ * (wk_zygote.h), each confined (sb_confine.h) as soon as it exists: a
  * pool process never runs a line of user code, but it is ready to.
  * py_zygote_serve() returns in each of those session processes, which
  * then start like an exec'd one from the descriptors on.
@@ -17,7 +17,7 @@
 #define PY_ZYGOTE_H
 
 #include "py_session.h"
-#include "wk_confine.h"
+#include "sb_confine.h"
 
 
 #define PY_ZYGOTE_COMM  "pyrepl-session"   /* comm of a forked session */
@@ -30,7 +30,7 @@ typedef struct {
     const char   *workdir;          /* --workdir */
     int           warmup_fd;        /* --warmup-fd, -1 if not given */
     char         *warmup;           /* read from it, or NULL */
-    wk_confine_t  confine;          /* applied to each session process */
+    sb_confine_t  confine;          /* applied to each session process */
     int           argc;             /* main()'s, for the process title */
     char        **argv;
 } py_zygote_conf_t;

@@ -39,7 +39,7 @@
 
 #include "pyrepl_proto.h"
 #include "pyrepl_shared.h"
-#include "wk_confine.h"
+#include "sb_confine.h"
 
 
 #define SUP_NAME_LEN      24          /* a pool entry's name, with NUL */
@@ -69,7 +69,7 @@ typedef struct {
     gid_t        owner_gid;    /* (gid_t) -1 when not given */
     size_t       max_frame;    /* passed to session processes */
     unsigned     pool_min_idle;
-    wk_confine_t confine;      /* passed on to session processes */
+    sb_confine_t confine;      /* passed on to session processes */
     unsigned     keeper:1;     /* --keeper: be the keeper */
     unsigned     zygote:1;     /* --zygote: fork sessions from a zygote */
     int          argc;         /* main()'s, for the keeper */

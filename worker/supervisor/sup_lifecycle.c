@@ -41,7 +41,7 @@
  * that nothing renames under the removal (which never follows a link
  * anyway, sup_fs.c); a crashed session's processes go at once, its files
  * at its kill.  Its processes are found in /proc: with a uid per
- * session (uid base + its first pid, wk_confine.h), by any of the four
+ * session (uid base + its first pid, sb_confine.h), by any of the four
  * uids in /proc/<pid>/status (not by the owner of /proc/<pid>, which is
  * root for processes that are not dumpable), which finds those that left
  * its process group and session (setsid) too; with one uid for all
@@ -903,7 +903,7 @@ sup_remover_reaped(pid_t pid, int status)
 static int
 sup_purge_by_uid(const sup_conf_t *conf)
 {
-    return conf->confine.uid_base != WK_SANDBOX_NO_ID && geteuid() == 0;
+    return conf->confine.uid_base != SB_SANDBOX_NO_ID && geteuid() == 0;
 }
 
 
@@ -1253,17 +1253,17 @@ sup_sweep_spares(const sup_conf_t *conf, pid_t pid, const sup_proc_t *p)
         return 1;
     }
 
-    if ((conf->confine.uid_base != WK_SANDBOX_NO_ID
-         || conf->confine.uid != WK_SANDBOX_NO_ID)
+    if ((conf->confine.uid_base != SB_SANDBOX_NO_ID
+         || conf->confine.uid != SB_SANDBOX_NO_ID)
         && sup_proc_status(pid, &state, uid) == 0
         && (uid[0] == geteuid()
-            || (conf->confine.uid_base != WK_SANDBOX_NO_ID
+            || (conf->confine.uid_base != SB_SANDBOX_NO_ID
                 && uid[0] == conf->confine.uid_base + (uid_t) pid)))
     {
         return 1;
     }
 
-    if (conf->confine.uid_base != WK_SANDBOX_NO_ID) {
+    if (conf->confine.uid_base != SB_SANDBOX_NO_ID) {
         return 0;
     }
 

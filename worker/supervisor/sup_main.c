@@ -117,7 +117,7 @@ static const char  sup_usage[] =
     "           [--max-frame BYTES] [--zygote] [--pool-min-idle N]\n"
     "           [--warmup-fd N] [--log-fd N] [--bash PATH]\n"
     "           [--checkpoint-dir DIR] [--keeper]\n"
-    "           " WK_CONFINE_USAGE "\n";
+    "           " SB_CONFINE_USAGE "\n";
 
 
 int
@@ -204,7 +204,7 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
         { "keeper",     no_argument,       NULL, 'k' },
         { "bash",       required_argument, NULL, 'b' },
         { "checkpoint-dir", required_argument, NULL, 'C' },
-        WK_CONFINE_OPTIONS,
+        SB_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
 
@@ -218,12 +218,12 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
     conf->max_frame = PR_DEFAULT_MAX_FRAME;
     conf->argc = argc;
     conf->argv = argv;
-    wk_confine_init(&conf->confine);
+    sb_confine_init(&conf->confine);
 
     opterr = 0;
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        rc = wk_confine_option(&conf->confine, c, optarg);
+        rc = sb_confine_option(&conf->confine, c, optarg);
         if (rc != 0) {
             if (rc == -1) {
                 return -1;
@@ -351,7 +351,7 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
         return -1;
     }
 
-    if (wk_confine_check(&conf->confine) == -1) {
+    if (sb_confine_check(&conf->confine) == -1) {
         return -1;
     }
 

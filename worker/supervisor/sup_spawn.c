@@ -120,8 +120,8 @@ sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
 {
     int           i, python;
     char          max_frame[32], what[64];
-    char         *argv[10 + WK_CONFINE_MAX_ARGS];
-    wk_confine_t  confine;
+    char         *argv[10 + SB_CONFINE_MAX_ARGS];
+    sb_confine_t  confine;
     const char  *bin;
 
     python = (lang != SUP_LANG_BASH);
@@ -153,7 +153,7 @@ sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
     }
 
     confine = conf->confine;
-    i += wk_confine_argv(&confine, &argv[i]);
+    i += sb_confine_argv(&confine, &argv[i]);
 
     argv[i] = NULL;
 
@@ -173,8 +173,8 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
 {
     int           i;
     char          max_frame[32];
-    char         *argv[12 + WK_CONFINE_MAX_ARGS];
-    wk_confine_t  confine;
+    char         *argv[12 + SB_CONFINE_MAX_ARGS];
+    sb_confine_t  confine;
 
     /* die with the supervisor, even if it dies before this line */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == -1) {
@@ -216,7 +216,7 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
     }
 
     confine = conf->confine;
-    i += wk_confine_argv(&confine, &argv[i]);
+    i += sb_confine_argv(&confine, &argv[i]);
 
     argv[i] = NULL;
 

@@ -1,6 +1,6 @@
 /*
- * wk_sandbox.c: wk_sandbox_apply(), the confinement of a session process
- * (see wk_sandbox.h for the caller's contract).  It owns the order of the
+ * sb_sandbox.c: sb_sandbox_apply(), the confinement of a session process
+ * (see sb_sandbox.h for the caller's contract).  It owns the order of the
  * steps and the seccomp policy; every step is checked and a failure ends
  * in one message for the caller to log before it exits.
  *
@@ -42,7 +42,7 @@
  * directories (0700 separates uids, not sessions), and RLIMIT_NPROC counts
  * the tasks of all of them together, so one session forking up to the
  * limit stops the others (and new sessions) from creating threads or
- * processes until it is killed.  The default (WK_SANDBOX_NPROC) assumes
+ * processes until it is killed.  The default (SB_SANDBOX_NPROC) assumes
  * the default 100 sessions with 16 tasks each; one uid per session, from
  * a range, is the real fix for all three.  When the server does not run
  * as root the sessions share its uid and RLIMIT_NPROC counts its own
@@ -122,7 +122,7 @@
  * Cost: libseccomp compiles the rules (about 330 BPF instructions, most
  * of them for personality) in about 0.7 ms; loading the result takes the
  * kernel about 0.1 ms, most of which any filter costs.  The compiled
- * program is kept per mode and network setting, so wk_sandbox_prepare()
+ * program is kept per mode and network setting, so sb_sandbox_prepare()
  * in a parent that forks sessions (the zygote) leaves each session only
  * the load.  Syscalls without rules are in the kernel's constant-action
  * cache and cost nothing more; those with rules (socket, ioctl, clone...)
@@ -151,11 +151,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "wk_sandbox.h"
+#include "sb_sandbox.h"
 
 
 #if defined(__s390__) || defined(__s390x__)
-#error "wk_sandbox.c: clone takes its flags in argument 1 on s390"
+#error "sb_sandbox.c: clone takes its flags in argument 1 on s390"
 #endif
 
 #ifndef CLONE_NEWCGROUP
@@ -167,24 +167,24 @@
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
-#define WK_SANDBOX_ASAN  1
+#define SB_SANDBOX_ASAN  1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define WK_SANDBOX_ASAN  1
+#define SB_SANDBOX_ASAN  1
 #endif
 #endif
-#ifndef WK_SANDBOX_ASAN
-#define WK_SANDBOX_ASAN  0
+#ifndef SB_SANDBOX_ASAN
+#define SB_SANDBOX_ASAN  0
 #endif
 
-#define WK_SANDBOX_SOCK_TYPE_MASK  0xf         /* the kernel's */
-#define WK_SANDBOX_LOW32           0xffffffffULL
+#define SB_SANDBOX_SOCK_TYPE_MASK  0xf         /* the kernel's */
+#define SB_SANDBOX_LOW32           0xffffffffULL
 
 /*
  * clone()'s namespace flags; CLONE_NEWTIME (unshare, clone3 only) is a bit
  * of clone()'s CSIGNAL byte there
  */
-#define WK_SANDBOX_CLONE_NS                                                  \
+#define SB_SANDBOX_CLONE_NS                                                  \
     (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET              \
      | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)
 
@@ -193,36 +193,36 @@
 typedef struct {
     struct sock_filter  *insns;
     unsigned short       len;
-} wk_sandbox_prog_t;
+} sb_sandbox_prog_t;
 
 
-static int wk_sandbox_check(const wk_sandbox_t *sb, char *err,
+static int sb_sandbox_check(const sb_sandbox_t *sb, char *err,
     size_t errlen);
-static int wk_sandbox_limits(const wk_sandbox_t *sb, char *err,
+static int sb_sandbox_limits(const sb_sandbox_t *sb, char *err,
     size_t errlen);
-static int wk_sandbox_limit(int resource, const char *name, rlim_t soft,
+static int sb_sandbox_limit(int resource, const char *name, rlim_t soft,
     rlim_t hard, char *err, size_t errlen);
-static int wk_sandbox_identity(const wk_sandbox_t *sb, char *err,
+static int sb_sandbox_identity(const sb_sandbox_t *sb, char *err,
     size_t errlen);
-static int wk_sandbox_workdir(const wk_sandbox_t *sb, char *err,
+static int sb_sandbox_workdir(const sb_sandbox_t *sb, char *err,
     size_t errlen);
-static int wk_sandbox_prctl(char *err, size_t errlen);
-static int wk_sandbox_netns(void);
-static int wk_sandbox_seccomp(const wk_sandbox_t *sb, char *err,
+static int sb_sandbox_prctl(char *err, size_t errlen);
+static int sb_sandbox_netns(void);
+static int sb_sandbox_seccomp(const sb_sandbox_t *sb, char *err,
     size_t errlen);
-static int wk_sandbox_compile(const wk_sandbox_t *sb,
-    wk_sandbox_prog_t *prog, char *err, size_t errlen);
-static int wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb,
+static int sb_sandbox_compile(const sb_sandbox_t *sb,
+    sb_sandbox_prog_t *prog, char *err, size_t errlen);
+static int sb_sandbox_rules(scmp_filter_ctx ctx, const sb_sandbox_t *sb,
     uint32_t deny, char *err, size_t errlen);
-static int wk_sandbox_rule(scmp_filter_ctx ctx, uint32_t action,
+static int sb_sandbox_rule(scmp_filter_ctx ctx, uint32_t action,
     const char *name, unsigned n, struct scmp_arg_cmp a,
     struct scmp_arg_cmp b, char *err, size_t errlen);
-static void wk_sandbox_error(char *err, size_t errlen, int errnum,
+static void sb_sandbox_error(char *err, size_t errlen, int errnum,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 
 /* denied whatever their arguments; names absent on an arch are skipped */
-static const char  *wk_sandbox_denied[] = {
+static const char  *sb_sandbox_denied[] = {
     /* other processes */
     "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd",
     "process_madvise", "kcmp",
@@ -244,51 +244,51 @@ static const char  *wk_sandbox_denied[] = {
     NULL
 };
 
-static const uint64_t  wk_sandbox_ns_flags[] = {
+static const uint64_t  sb_sandbox_ns_flags[] = {
     CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC,
     CLONE_NEWUTS, CLONE_NEWCGROUP, CLONE_NEWTIME
 };
 
-#define WK_SANDBOX_NNS                                                       \
-    (sizeof(wk_sandbox_ns_flags) / sizeof(wk_sandbox_ns_flags[0]))
+#define SB_SANDBOX_NNS                                                       \
+    (sizeof(sb_sandbox_ns_flags) / sizeof(sb_sandbox_ns_flags[0]))
 
-/* by [seccomp mode - 1][network]: what wk_sandbox_prepare() compiled */
-static wk_sandbox_prog_t  wk_sandbox_progs[2][2];
+/* by [seccomp mode - 1][network]: what sb_sandbox_prepare() compiled */
+static sb_sandbox_prog_t  sb_sandbox_progs[2][2];
 
 /* an unused comparison, for one-argument rules */
-static const struct scmp_arg_cmp  wk_sandbox_none;
+static const struct scmp_arg_cmp  sb_sandbox_none;
 
 
 void
-wk_sandbox_init(wk_sandbox_t *sb)
+sb_sandbox_init(sb_sandbox_t *sb)
 {
-    memset(sb, 0, sizeof(wk_sandbox_t));
+    memset(sb, 0, sizeof(sb_sandbox_t));
 
-    sb->uid = WK_SANDBOX_NO_ID;
-    sb->gid = (gid_t) WK_SANDBOX_NO_ID;
+    sb->uid = SB_SANDBOX_NO_ID;
+    sb->gid = (gid_t) SB_SANDBOX_NO_ID;
     sb->workdir_fd = -1;
-    sb->memory = WK_SANDBOX_MEMORY;
-    sb->cpu = WK_SANDBOX_CPU;
-    sb->nproc = WK_SANDBOX_NPROC;
-    sb->nofile = WK_SANDBOX_NOFILE;
-    sb->fsize = WK_SANDBOX_FSIZE;
-    sb->seccomp = WK_SANDBOX_SECCOMP_ON;
+    sb->memory = SB_SANDBOX_MEMORY;
+    sb->cpu = SB_SANDBOX_CPU;
+    sb->nproc = SB_SANDBOX_NPROC;
+    sb->nofile = SB_SANDBOX_NOFILE;
+    sb->fsize = SB_SANDBOX_FSIZE;
+    sb->seccomp = SB_SANDBOX_SECCOMP_ON;
 }
 
 
 int
-wk_sandbox_mode(const char *name)
+sb_sandbox_mode(const char *name)
 {
     if (strcmp(name, "off") == 0) {
-        return WK_SANDBOX_SECCOMP_OFF;
+        return SB_SANDBOX_SECCOMP_OFF;
     }
 
     if (strcmp(name, "on") == 0) {
-        return WK_SANDBOX_SECCOMP_ON;
+        return SB_SANDBOX_SECCOMP_ON;
     }
 
     if (strcmp(name, "log") == 0) {
-        return WK_SANDBOX_SECCOMP_LOG;
+        return SB_SANDBOX_SECCOMP_LOG;
     }
 
     return -1;
@@ -296,20 +296,20 @@ wk_sandbox_mode(const char *name)
 
 
 int
-wk_sandbox_prepare(const wk_sandbox_t *sb, char *err, size_t errlen)
+sb_sandbox_prepare(const sb_sandbox_t *sb, char *err, size_t errlen)
 {
-    wk_sandbox_t        eff;
-    wk_sandbox_prog_t  *prog;
+    sb_sandbox_t        eff;
+    sb_sandbox_prog_t  *prog;
 
     if (errlen > 0) {
         err[0] = '\0';
     }
 
-    if (wk_sandbox_check(sb, err, errlen) != 0) {
+    if (sb_sandbox_check(sb, err, errlen) != 0) {
         return -1;
     }
 
-    if (sb->seccomp == WK_SANDBOX_SECCOMP_OFF) {
+    if (sb->seccomp == SB_SANDBOX_SECCOMP_OFF) {
         return 0;
     }
 
@@ -317,27 +317,27 @@ wk_sandbox_prepare(const wk_sandbox_t *sb, char *err, size_t errlen)
     eff = *sb;
     eff.network = sb->network || sb->netns;
 
-    prog = &wk_sandbox_progs[eff.seccomp - 1][eff.network];
+    prog = &sb_sandbox_progs[eff.seccomp - 1][eff.network];
 
     if (prog->insns != NULL) {
         return 0;
     }
 
-    return wk_sandbox_compile(&eff, prog, err, errlen);
+    return sb_sandbox_compile(&eff, prog, err, errlen);
 }
 
 
 int
-wk_sandbox_apply(const wk_sandbox_t *sb, char *err, size_t errlen)
+sb_sandbox_apply(const sb_sandbox_t *sb, char *err, size_t errlen)
 {
     if (errlen > 0) {
         err[0] = '\0';
     }
 
     int           netns_err;
-    wk_sandbox_t  eff;
+    sb_sandbox_t  eff;
 
-    if (wk_sandbox_check(sb, err, errlen) != 0) {
+    if (sb_sandbox_check(sb, err, errlen) != 0) {
         return -1;
     }
 
@@ -346,7 +346,7 @@ wk_sandbox_apply(const wk_sandbox_t *sb, char *err, size_t errlen)
     netns_err = 0;
 
     if (sb->netns && !sb->network) {
-        if (wk_sandbox_netns() == 0) {
+        if (sb_sandbox_netns() == 0) {
             eff.network = 1;
 
         } else {
@@ -354,11 +354,11 @@ wk_sandbox_apply(const wk_sandbox_t *sb, char *err, size_t errlen)
         }
     }
 
-    if (wk_sandbox_limits(sb, err, errlen) != 0
-        || wk_sandbox_identity(sb, err, errlen) != 0
-        || wk_sandbox_workdir(sb, err, errlen) != 0
-        || wk_sandbox_prctl(err, errlen) != 0
-        || wk_sandbox_seccomp(&eff, err, errlen) != 0)
+    if (sb_sandbox_limits(sb, err, errlen) != 0
+        || sb_sandbox_identity(sb, err, errlen) != 0
+        || sb_sandbox_workdir(sb, err, errlen) != 0
+        || sb_sandbox_prctl(err, errlen) != 0
+        || sb_sandbox_seccomp(&eff, err, errlen) != 0)
     {
         return -1;
     }
@@ -378,7 +378,7 @@ wk_sandbox_apply(const wk_sandbox_t *sb, char *err, size_t errlen)
  * errno set (no privilege, or a kernel without network namespaces).
  */
 static int
-wk_sandbox_netns(void)
+sb_sandbox_netns(void)
 {
     int           fd, err;
     struct ifreq  ifr;
@@ -421,29 +421,29 @@ failed:
 
 /* The arguments, before anything changes. */
 static int
-wk_sandbox_check(const wk_sandbox_t *sb, char *err, size_t errlen)
+sb_sandbox_check(const sb_sandbox_t *sb, char *err, size_t errlen)
 {
     size_t  i;
     int     fd;
 
-    if (sb->seccomp != WK_SANDBOX_SECCOMP_OFF
-        && sb->seccomp != WK_SANDBOX_SECCOMP_ON
-        && sb->seccomp != WK_SANDBOX_SECCOMP_LOG)
+    if (sb->seccomp != SB_SANDBOX_SECCOMP_OFF
+        && sb->seccomp != SB_SANDBOX_SECCOMP_ON
+        && sb->seccomp != SB_SANDBOX_SECCOMP_LOG)
     {
-        wk_sandbox_error(err, errlen, 0, "unknown seccomp mode %d",
+        sb_sandbox_error(err, errlen, 0, "unknown seccomp mode %d",
                          sb->seccomp);
         return -1;
     }
 
-    if ((sb->uid == WK_SANDBOX_NO_ID)
-        != (sb->gid == (gid_t) WK_SANDBOX_NO_ID))
+    if ((sb->uid == SB_SANDBOX_NO_ID)
+        != (sb->gid == (gid_t) SB_SANDBOX_NO_ID))
     {
-        wk_sandbox_error(err, errlen, 0, "uid and gid must be given together");
+        sb_sandbox_error(err, errlen, 0, "uid and gid must be given together");
         return -1;
     }
 
     if (sb->uid == 0 || sb->gid == 0) {
-        wk_sandbox_error(err, errlen, 0,
+        sb_sandbox_error(err, errlen, 0,
                          "uid %lu, gid %lu: root is no unprivileged user",
                          (unsigned long) sb->uid, (unsigned long) sb->gid);
         return -1;
@@ -453,13 +453,13 @@ wk_sandbox_check(const wk_sandbox_t *sb, char *err, size_t errlen)
         fd = sb->keep_fds[i];
 
         if (fd < 0 || fcntl(fd, F_GETFD) == -1) {
-            wk_sandbox_error(err, errlen, fd < 0 ? EBADF : errno,
+            sb_sandbox_error(err, errlen, fd < 0 ? EBADF : errno,
                              "descriptor %d to keep is not open", fd);
             return -1;
         }
 
         if (sb->nofile != 0 && (rlim_t) fd >= sb->nofile) {
-            wk_sandbox_error(err, errlen, 0,
+            sb_sandbox_error(err, errlen, 0,
                              "descriptor %d to keep is not below nofile %lu",
                              fd, (unsigned long) sb->nofile);
             return -1;
@@ -471,9 +471,9 @@ wk_sandbox_check(const wk_sandbox_t *sb, char *err, size_t errlen)
 
 
 static int
-wk_sandbox_limits(const wk_sandbox_t *sb, char *err, size_t errlen)
+sb_sandbox_limits(const sb_sandbox_t *sb, char *err, size_t errlen)
 {
-    if (wk_sandbox_limit(RLIMIT_CORE, "RLIMIT_CORE", 0, 0, err, errlen)
+    if (sb_sandbox_limit(RLIMIT_CORE, "RLIMIT_CORE", 0, 0, err, errlen)
         != 0)
     {
         return -1;
@@ -485,36 +485,36 @@ wk_sandbox_limits(const wk_sandbox_t *sb, char *err, size_t errlen)
      * and one set here makes its next allocation fail.  ASan builds are
      * for tests (util/test --sanitize), so they run without it.
      */
-    if (sb->memory != 0 && !WK_SANDBOX_ASAN
-        && wk_sandbox_limit(RLIMIT_DATA, "RLIMIT_DATA", sb->memory,
+    if (sb->memory != 0 && !SB_SANDBOX_ASAN
+        && sb_sandbox_limit(RLIMIT_DATA, "RLIMIT_DATA", sb->memory,
                             sb->memory, err, errlen) != 0)
     {
         return -1;
     }
 
     if (sb->cpu != 0
-        && wk_sandbox_limit(RLIMIT_CPU, "RLIMIT_CPU", sb->cpu, sb->cpu + 1,
+        && sb_sandbox_limit(RLIMIT_CPU, "RLIMIT_CPU", sb->cpu, sb->cpu + 1,
                             err, errlen) != 0)
     {
         return -1;
     }
 
     if (sb->nproc != 0
-        && wk_sandbox_limit(RLIMIT_NPROC, "RLIMIT_NPROC", sb->nproc,
+        && sb_sandbox_limit(RLIMIT_NPROC, "RLIMIT_NPROC", sb->nproc,
                             sb->nproc, err, errlen) != 0)
     {
         return -1;
     }
 
     if (sb->nofile != 0
-        && wk_sandbox_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", sb->nofile,
+        && sb_sandbox_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", sb->nofile,
                             sb->nofile, err, errlen) != 0)
     {
         return -1;
     }
 
     if (sb->fsize != 0
-        && wk_sandbox_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", sb->fsize,
+        && sb_sandbox_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", sb->fsize,
                             sb->fsize, err, errlen) != 0)
     {
         return -1;
@@ -529,7 +529,7 @@ wk_sandbox_limits(const wk_sandbox_t *sb, char *err, size_t errlen)
  * then both are lowered to the inherited hard limit, tighter than asked.
  */
 static int
-wk_sandbox_limit(int resource, const char *name, rlim_t soft, rlim_t hard,
+sb_sandbox_limit(int resource, const char *name, rlim_t soft, rlim_t hard,
     char *err, size_t errlen)
 {
     struct rlimit  rl, old;
@@ -552,37 +552,37 @@ wk_sandbox_limit(int resource, const char *name, rlim_t soft, rlim_t hard,
         }
     }
 
-    wk_sandbox_error(err, errlen, errno, "setrlimit(%s, %lu, %lu) failed",
+    sb_sandbox_error(err, errlen, errno, "setrlimit(%s, %lu, %lu) failed",
                      name, (unsigned long) soft, (unsigned long) hard);
     return -1;
 }
 
 
 static int
-wk_sandbox_identity(const wk_sandbox_t *sb, char *err, size_t errlen)
+sb_sandbox_identity(const sb_sandbox_t *sb, char *err, size_t errlen)
 {
     int    n;
     uid_t  ruid, euid, suid;
     gid_t  rgid, egid, sgid, groups[2];
 
-    if (sb->uid == WK_SANDBOX_NO_ID || geteuid() != 0) {
+    if (sb->uid == SB_SANDBOX_NO_ID || geteuid() != 0) {
         return 0;
     }
 
     if (setgroups(1, &sb->gid) == -1) {
-        wk_sandbox_error(err, errlen, errno, "setgroups(%lu) failed",
+        sb_sandbox_error(err, errlen, errno, "setgroups(%lu) failed",
                          (unsigned long) sb->gid);
         return -1;
     }
 
     if (setresgid(sb->gid, sb->gid, sb->gid) == -1) {
-        wk_sandbox_error(err, errlen, errno, "setresgid(%lu) failed",
+        sb_sandbox_error(err, errlen, errno, "setresgid(%lu) failed",
                          (unsigned long) sb->gid);
         return -1;
     }
 
     if (setresuid(sb->uid, sb->uid, sb->uid) == -1) {
-        wk_sandbox_error(err, errlen, errno, "setresuid(%lu) failed",
+        sb_sandbox_error(err, errlen, errno, "setresuid(%lu) failed",
                          (unsigned long) sb->uid);
         return -1;
     }
@@ -590,7 +590,7 @@ wk_sandbox_identity(const wk_sandbox_t *sb, char *err, size_t errlen)
     if (getresuid(&ruid, &euid, &suid) == -1
         || getresgid(&rgid, &egid, &sgid) == -1)
     {
-        wk_sandbox_error(err, errlen, errno, "getresuid/getresgid failed");
+        sb_sandbox_error(err, errlen, errno, "getresuid/getresgid failed");
         return -1;
     }
 
@@ -600,7 +600,7 @@ wk_sandbox_identity(const wk_sandbox_t *sb, char *err, size_t errlen)
         || rgid != sb->gid || egid != sb->gid || sgid != sb->gid
         || n != 1 || groups[0] != sb->gid)
     {
-        wk_sandbox_error(err, errlen, 0,
+        sb_sandbox_error(err, errlen, 0,
                          "ids after the drop to %lu:%lu are uid %lu/%lu/%lu "
                          "gid %lu/%lu/%lu, %d groups",
                          (unsigned long) sb->uid, (unsigned long) sb->gid,
@@ -611,7 +611,7 @@ wk_sandbox_identity(const wk_sandbox_t *sb, char *err, size_t errlen)
     }
 
     if (setuid(0) != -1 || setgid(0) != -1) {
-        wk_sandbox_error(err, errlen, 0,
+        sb_sandbox_error(err, errlen, 0,
                          "setuid(0) or setgid(0) succeeded after the drop");
         return -1;
     }
@@ -621,7 +621,7 @@ wk_sandbox_identity(const wk_sandbox_t *sb, char *err, size_t errlen)
 
 
 static int
-wk_sandbox_workdir(const wk_sandbox_t *sb, char *err, size_t errlen)
+sb_sandbox_workdir(const sb_sandbox_t *sb, char *err, size_t errlen)
 {
     const char   *name;
     struct stat   st;
@@ -630,7 +630,7 @@ wk_sandbox_workdir(const wk_sandbox_t *sb, char *err, size_t errlen)
 
     if (sb->workdir_fd >= 0) {
         if (fchdir(sb->workdir_fd) == -1) {
-            wk_sandbox_error(err, errlen, errno,
+            sb_sandbox_error(err, errlen, errno,
                              "fchdir(%d) to \"%s\" failed", sb->workdir_fd,
                              name);
             return -1;
@@ -640,17 +640,17 @@ wk_sandbox_workdir(const wk_sandbox_t *sb, char *err, size_t errlen)
         return 0;
 
     } else if (chdir(sb->workdir) == -1) {
-        wk_sandbox_error(err, errlen, errno, "chdir(\"%s\") failed", name);
+        sb_sandbox_error(err, errlen, errno, "chdir(\"%s\") failed", name);
         return -1;
     }
 
     if (stat(".", &st) == -1) {
-        wk_sandbox_error(err, errlen, errno, "stat(\"%s\") failed", name);
+        sb_sandbox_error(err, errlen, errno, "stat(\"%s\") failed", name);
         return -1;
     }
 
     if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
-        wk_sandbox_error(err, errlen, 0,
+        sb_sandbox_error(err, errlen, 0,
                          "working directory \"%s\" has owner %lu, mode %04o; "
                          "owner %lu, mode 0700 expected", name,
                          (unsigned long) st.st_uid,
@@ -664,27 +664,27 @@ wk_sandbox_workdir(const wk_sandbox_t *sb, char *err, size_t errlen)
 
 
 static int
-wk_sandbox_prctl(char *err, size_t errlen)
+sb_sandbox_prctl(char *err, size_t errlen)
 {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
-        wk_sandbox_error(err, errlen, errno,
+        sb_sandbox_error(err, errlen, errno,
                          "prctl(PR_SET_NO_NEW_PRIVS) failed");
         return -1;
     }
 
     if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) {
-        wk_sandbox_error(err, errlen, 0, "no_new_privs did not stick");
+        sb_sandbox_error(err, errlen, 0, "no_new_privs did not stick");
         return -1;
     }
 
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1) {
-        wk_sandbox_error(err, errlen, errno,
+        sb_sandbox_error(err, errlen, errno,
                          "prctl(PR_SET_DUMPABLE, 0) failed");
         return -1;
     }
 
     if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) {
-        wk_sandbox_error(err, errlen, 0, "dumpable 0 did not stick");
+        sb_sandbox_error(err, errlen, 0, "dumpable 0 did not stick");
         return -1;
     }
 
@@ -695,22 +695,22 @@ wk_sandbox_prctl(char *err, size_t errlen)
 /*
  * Load the filter for sb's mode and network setting with TSYNC, compiling
  * it first unless this process (or the one it was forked from, through
- * wk_sandbox_prepare) already has.
+ * sb_sandbox_prepare) already has.
  */
 static int
-wk_sandbox_seccomp(const wk_sandbox_t *sb, char *err, size_t errlen)
+sb_sandbox_seccomp(const sb_sandbox_t *sb, char *err, size_t errlen)
 {
     long                 rc;
     struct sock_fprog    fprog;
-    wk_sandbox_prog_t   *prog;
+    sb_sandbox_prog_t   *prog;
 
-    if (sb->seccomp == WK_SANDBOX_SECCOMP_OFF) {
+    if (sb->seccomp == SB_SANDBOX_SECCOMP_OFF) {
         return 0;
     }
 
-    prog = &wk_sandbox_progs[sb->seccomp - 1][sb->network];
+    prog = &sb_sandbox_progs[sb->seccomp - 1][sb->network];
 
-    if (prog->insns == NULL && wk_sandbox_compile(sb, prog, err, errlen) != 0)
+    if (prog->insns == NULL && sb_sandbox_compile(sb, prog, err, errlen) != 0)
     {
         return -1;
     }
@@ -722,13 +722,13 @@ wk_sandbox_seccomp(const wk_sandbox_t *sb, char *err, size_t errlen)
                  SECCOMP_FILTER_FLAG_TSYNC, &fprog);
 
     if (rc == -1) {
-        wk_sandbox_error(err, errlen, errno,
+        sb_sandbox_error(err, errlen, errno,
                          "seccomp(SECCOMP_SET_MODE_FILTER) failed");
         return -1;
     }
 
     if (rc != 0) {
-        wk_sandbox_error(err, errlen, 0,
+        sb_sandbox_error(err, errlen, 0,
                          "seccomp filter: thread %ld cannot be synchronised",
                          rc);
         return -1;
@@ -744,7 +744,7 @@ wk_sandbox_seccomp(const wk_sandbox_t *sb, char *err, size_t errlen)
  * descriptor, so the program goes through a memfd.
  */
 static int
-wk_sandbox_compile(const wk_sandbox_t *sb, wk_sandbox_prog_t *prog,
+sb_sandbox_compile(const sb_sandbox_t *sb, sb_sandbox_prog_t *prog,
     char *err, size_t errlen)
 {
     int                  rc, fd;
@@ -759,13 +759,13 @@ wk_sandbox_compile(const wk_sandbox_t *sb, wk_sandbox_prog_t *prog,
     api = seccomp_api_get();
 
     if (api < 3) {
-        wk_sandbox_error(err, errlen, 0,
+        sb_sandbox_error(err, errlen, 0,
                          "libseccomp API level %u, 3 (Linux 4.14) needed",
                          api);
         return -1;
     }
 
-    if (sb->seccomp == WK_SANDBOX_SECCOMP_LOG) {
+    if (sb->seccomp == SB_SANDBOX_SECCOMP_LOG) {
         deny = SCMP_ACT_LOG;
         badarch = SCMP_ACT_LOG;
 
@@ -779,7 +779,7 @@ wk_sandbox_compile(const wk_sandbox_t *sb, wk_sandbox_prog_t *prog,
 
     ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (ctx == NULL) {
-        wk_sandbox_error(err, errlen, 0, "seccomp_init() failed");
+        sb_sandbox_error(err, errlen, 0, "seccomp_init() failed");
         return -1;
     }
 
@@ -787,49 +787,49 @@ wk_sandbox_compile(const wk_sandbox_t *sb, wk_sandbox_prog_t *prog,
     if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, badarch)) != 0
         || (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)) != 0)
     {
-        wk_sandbox_error(err, errlen, -rc, "seccomp_attr_set() failed");
+        sb_sandbox_error(err, errlen, -rc, "seccomp_attr_set() failed");
         goto fail;
     }
 
-    if (wk_sandbox_rules(ctx, sb, deny, err, errlen) != 0) {
+    if (sb_sandbox_rules(ctx, sb, deny, err, errlen) != 0) {
         goto fail;
     }
 
-    fd = memfd_create("wk_sandbox", MFD_CLOEXEC);
+    fd = memfd_create("sb_sandbox", MFD_CLOEXEC);
     if (fd == -1) {
-        wk_sandbox_error(err, errlen, errno, "memfd_create() failed");
+        sb_sandbox_error(err, errlen, errno, "memfd_create() failed");
         goto fail;
     }
 
     rc = seccomp_export_bpf(ctx, fd);
     if (rc != 0) {
-        wk_sandbox_error(err, errlen, -rc, "seccomp_export_bpf() failed");
+        sb_sandbox_error(err, errlen, -rc, "seccomp_export_bpf() failed");
         goto fail;
     }
 
     if (fstat(fd, &st) == -1) {
-        wk_sandbox_error(err, errlen, errno, "fstat(memfd) failed");
+        sb_sandbox_error(err, errlen, errno, "fstat(memfd) failed");
         goto fail;
     }
 
     if (st.st_size == 0 || st.st_size % sizeof(struct sock_filter) != 0
         || st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS)
     {
-        wk_sandbox_error(err, errlen, 0, "seccomp program of %ld bytes",
+        sb_sandbox_error(err, errlen, 0, "seccomp program of %ld bytes",
                          (long) st.st_size);
         goto fail;
     }
 
     insns = malloc(st.st_size);
     if (insns == NULL) {
-        wk_sandbox_error(err, errlen, errno, "malloc(%ld) failed",
+        sb_sandbox_error(err, errlen, errno, "malloc(%ld) failed",
                          (long) st.st_size);
         goto fail;
     }
 
     n = pread(fd, insns, st.st_size, 0);
     if (n != st.st_size) {
-        wk_sandbox_error(err, errlen, n == -1 ? errno : 0,
+        sb_sandbox_error(err, errlen, n == -1 ? errno : 0,
                          "pread(memfd) of the seccomp program failed");
         goto fail;
     }
@@ -856,7 +856,7 @@ fail:
 
 
 static int
-wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
+sb_sandbox_rules(scmp_filter_ctx ctx, const sb_sandbox_t *sb, uint32_t deny,
     char *err, size_t errlen)
 {
     int                   domain;
@@ -866,10 +866,10 @@ wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
     struct scmp_arg_cmp   none;
     const char          **name;
 
-    none = wk_sandbox_none;
+    none = sb_sandbox_none;
 
-    for (name = wk_sandbox_denied; *name != NULL; name++) {
-        if (wk_sandbox_rule(ctx, deny, *name, 0, none, none, err, errlen)
+    for (name = sb_sandbox_denied; *name != NULL; name++) {
+        if (sb_sandbox_rule(ctx, deny, *name, 0, none, none, err, errlen)
             != 0)
         {
             return -1;
@@ -877,18 +877,18 @@ wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
     }
 
     /* namespaces: any one flag denies */
-    for (i = 0; i < WK_SANDBOX_NNS; i++) {
-        bit = wk_sandbox_ns_flags[i];
+    for (i = 0; i < SB_SANDBOX_NNS; i++) {
+        bit = sb_sandbox_ns_flags[i];
 
-        if ((bit & WK_SANDBOX_CLONE_NS)
-            && wk_sandbox_rule(ctx, deny, "clone", 1,
+        if ((bit & SB_SANDBOX_CLONE_NS)
+            && sb_sandbox_rule(ctx, deny, "clone", 1,
                                SCMP_A0(SCMP_CMP_MASKED_EQ, bit, bit), none,
                                err, errlen) != 0)
         {
             return -1;
         }
 
-        if (wk_sandbox_rule(ctx, deny, "unshare", 1,
+        if (sb_sandbox_rule(ctx, deny, "unshare", 1,
                             SCMP_A0(SCMP_CMP_MASKED_EQ, bit, bit), none,
                             err, errlen) != 0)
         {
@@ -898,7 +898,7 @@ wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
 
     enosys = (deny == SCMP_ACT_LOG) ? SCMP_ACT_LOG : SCMP_ACT_ERRNO(ENOSYS);
 
-    if (wk_sandbox_rule(ctx, enosys, "clone3", 0, none, none, err, errlen)
+    if (sb_sandbox_rule(ctx, enosys, "clone3", 0, none, none, err, errlen)
         != 0)
     {
         return -1;
@@ -913,10 +913,10 @@ wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
     for (i = 0; i < 31; i++) {
         bit = (uint64_t) 1 << i;
 
-        if (wk_sandbox_rule(ctx, deny, "personality", 1,
+        if (sb_sandbox_rule(ctx, deny, "personality", 1,
                             SCMP_A0(SCMP_CMP_MASKED_EQ, bit | 0x80000000,
                                     bit), none, err, errlen) != 0
-            || wk_sandbox_rule(ctx, deny, "personality", 1,
+            || sb_sandbox_rule(ctx, deny, "personality", 1,
                                SCMP_A0(SCMP_CMP_MASKED_EQ, bit | 0x80000000,
                                        0x80000000), none, err, errlen) != 0)
         {
@@ -925,18 +925,18 @@ wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
     }
 
     /* terminals: cmd is an unsigned int */
-    if (wk_sandbox_rule(ctx, deny, "ioctl", 1,
-                        SCMP_A1(SCMP_CMP_MASKED_EQ, WK_SANDBOX_LOW32,
+    if (sb_sandbox_rule(ctx, deny, "ioctl", 1,
+                        SCMP_A1(SCMP_CMP_MASKED_EQ, SB_SANDBOX_LOW32,
                                 TIOCSTI), none, err, errlen) != 0
-        || wk_sandbox_rule(ctx, deny, "ioctl", 1,
-                           SCMP_A1(SCMP_CMP_MASKED_EQ, WK_SANDBOX_LOW32,
+        || sb_sandbox_rule(ctx, deny, "ioctl", 1,
+                           SCMP_A1(SCMP_CMP_MASKED_EQ, SB_SANDBOX_LOW32,
                                    TIOCLINUX), none, err, errlen) != 0)
     {
         return -1;
     }
 
     /* socketpair: AF_UNIX only (the only family that has it, anyway) */
-    if (wk_sandbox_rule(ctx, deny, "socketpair", 1,
+    if (sb_sandbox_rule(ctx, deny, "socketpair", 1,
                         SCMP_A0(SCMP_CMP_NE, AF_UNIX), none, err, errlen)
         != 0)
     {
@@ -944,7 +944,7 @@ wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
     }
 
     if (!sb->network) {
-        return wk_sandbox_rule(ctx, deny, "socket", 1,
+        return sb_sandbox_rule(ctx, deny, "socket", 1,
                                SCMP_A0(SCMP_CMP_NE, AF_UNIX), none, err,
                                errlen);
     }
@@ -954,10 +954,10 @@ wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
      * families between are denied one by one; above, by one comparison
      * that also catches anything in the upper 32 bits.
      */
-    if (wk_sandbox_rule(ctx, deny, "socket", 1,
+    if (sb_sandbox_rule(ctx, deny, "socket", 1,
                         SCMP_A0(SCMP_CMP_GT, AF_INET6), none, err, errlen)
         != 0
-        || wk_sandbox_rule(ctx, deny, "socket", 1,
+        || sb_sandbox_rule(ctx, deny, "socket", 1,
                            SCMP_A0(SCMP_CMP_EQ, AF_UNSPEC), none, err,
                            errlen) != 0)
     {
@@ -965,7 +965,7 @@ wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
     }
 
     for (domain = AF_INET + 1; domain < AF_INET6; domain++) {
-        if (wk_sandbox_rule(ctx, deny, "socket", 1,
+        if (sb_sandbox_rule(ctx, deny, "socket", 1,
                             SCMP_A0(SCMP_CMP_EQ, domain), none, err, errlen)
             != 0)
         {
@@ -976,15 +976,15 @@ wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
     for (i = 0; i < 2; i++) {
         domain = (i == 0) ? AF_INET : AF_INET6;
 
-        if (wk_sandbox_rule(ctx, deny, "socket", 2,
+        if (sb_sandbox_rule(ctx, deny, "socket", 2,
                             SCMP_A0(SCMP_CMP_EQ, domain),
                             SCMP_A1(SCMP_CMP_MASKED_EQ,
-                                    WK_SANDBOX_SOCK_TYPE_MASK, SOCK_RAW),
+                                    SB_SANDBOX_SOCK_TYPE_MASK, SOCK_RAW),
                             err, errlen) != 0
-            || wk_sandbox_rule(ctx, deny, "socket", 2,
+            || sb_sandbox_rule(ctx, deny, "socket", 2,
                                SCMP_A0(SCMP_CMP_EQ, domain),
                                SCMP_A1(SCMP_CMP_MASKED_EQ,
-                                       WK_SANDBOX_SOCK_TYPE_MASK,
+                                       SB_SANDBOX_SOCK_TYPE_MASK,
                                        SOCK_PACKET),
                                err, errlen) != 0)
         {
@@ -1001,7 +1001,7 @@ wk_sandbox_rules(scmp_filter_ctx ctx, const wk_sandbox_t *sb, uint32_t deny,
  * name the native arch does not have is skipped.
  */
 static int
-wk_sandbox_rule(scmp_filter_ctx ctx, uint32_t action, const char *name,
+sb_sandbox_rule(scmp_filter_ctx ctx, uint32_t action, const char *name,
     unsigned n, struct scmp_arg_cmp a, struct scmp_arg_cmp b, char *err,
     size_t errlen)
 {
@@ -1018,7 +1018,7 @@ wk_sandbox_rule(scmp_filter_ctx ctx, uint32_t action, const char *name,
 
     rc = seccomp_rule_add_array(ctx, action, nr, n, cmp);
     if (rc != 0) {
-        wk_sandbox_error(err, errlen, -rc, "seccomp rule for %s failed",
+        sb_sandbox_error(err, errlen, -rc, "seccomp rule for %s failed",
                          name);
         return -1;
     }
@@ -1029,7 +1029,7 @@ wk_sandbox_rule(scmp_filter_ctx ctx, uint32_t action, const char *name,
 
 /* "message: strerror(errnum)", or just the message when errnum is 0. */
 static void
-wk_sandbox_error(char *err, size_t errlen, int errnum, const char *fmt, ...)
+sb_sandbox_error(char *err, size_t errlen, int errnum, const char *fmt, ...)
 {
     int      n;
     va_list  args;
