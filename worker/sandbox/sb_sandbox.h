@@ -2,8 +2,9 @@
  * sb_sandbox.h: confinement of one session process, applied after the
  * fork that makes it and before any user code runs: resource limits, an
  * unprivileged uid/gid, its working directory, no_new_privs, not
- * dumpable, and a libseccomp deny-list.  What is denied and why is in the
- * comment at the top of sb_sandbox.c.
+ * dumpable, and a libseccomp deny-list.  Why each step and limit is as
+ * it is: the comment at the top of sb_sandbox.c; what the filter denies
+ * and why: the one at the top of sb_seccomp.c.
  *
  * The caller's side of the contract:
  *   - call it while the process is single-threaded if possible (right
