@@ -16,7 +16,9 @@
  *                    requests, queue and flush replies, deferred replies
  *   sup_request.c    validate a request frame and build its reply
  *   sup_lifecycle.c  create, kill, reap and kill-all of session processes,
- *                    the purge of what a killed or crashed session runs
+ *                    the sweep of what dead sessions leave
+ *   sup_purge.c      the purge of what a killed or crashed session runs,
+ *                    then of its files
  *   sup_pool.c       the pool of forked, unassigned sessions; waiters
  *   sup_zygote.c     starting and watching the zygote, its channel
  *   sup_adopt.c      adopting a previous supervisor's sessions (pidfds)
@@ -377,9 +379,8 @@ int sup_paths(const sup_conf_t *conf, const char *name, char *sock,
 /*
  * Kill session id: its socket is unlinked at once, its process group gets
  * SIGKILL, and sup_purge_timer() kills every other process of it and then
- * removes its files (the purge, sup_lifecycle.c); those of a crashed
- * session, whose processes are gone, and an unknown id's leftovers go at
- * once.
+ * removes its files (the purge, sup_purge.c); those of a crashed session,
+ * whose processes are gone, and an unknown id's leftovers go at once.
  */
 void sup_kill(const sup_conf_t *conf, const char *id);
 
@@ -389,13 +390,6 @@ void sup_kill(const sup_conf_t *conf, const char *id);
  * stay until a kill).
  */
 void sup_dead(const sup_conf_t *conf, sup_session_t *s);
-
-/*
- * Whether pid is the first pid of a session that is dead or being purged:
- * a new process with that pid has its uid (or session id) and must not
- * serve a session.
- */
-int sup_pid_in_use(pid_t pid);
 
 /*
  * Session id is served by pid from now on (a rollback's snapshot, in the
@@ -410,18 +404,46 @@ void sup_kill_all(const sup_conf_t *conf);
 /* Processes not reaped yet, and purges not done yet (at shutdown). */
 size_t sup_unreaped(void);
 
+/* The sweep for what dead sessions left behind (see sup_lifecycle.c). */
+long sup_sweep_timeout(long now);
+void sup_sweep_timer(const sup_conf_t *conf, long now);
+void sup_log_exit(const char *what, const char *name, pid_t pid,
+    int status);
+
+
+/* sup_purge.c */
+
+/*
+ * Purge session id: every process of it (those of process group pgid, or
+ * with its uid; none when pgid is 0, as nothing of it can run), then, with
+ * files, its working directory and its uid's leftovers, in a child of
+ * ours.  A purge of id under way takes the files along when asked to.
+ */
+void sup_purge(const sup_conf_t *conf, const char *id, pid_t pgid,
+    int files);
+
+/* Whether a purge of session id is under way. */
+int sup_purge_pending(const char *id);
+
+/*
+ * Whether pid is the first pid of a session that is dead or being purged:
+ * a new process with that pid has its uid (or session id) and must not
+ * serve a session.
+ */
+int sup_pid_in_use(pid_t pid);
+
+/* A reaped child: 1 if it was one removing a session's files, else 0. */
+int sup_purge_reaped(pid_t pid, int status);
+
+/* Purges and file removals not done yet (at shutdown). */
+size_t sup_purge_unfinished(void);
+
 /* The purges' next scan: milliseconds until it is due, or -1. */
 long sup_purge_timeout(long now);
 void sup_purge_timer(const sup_conf_t *conf, long now);
 
 /* Shutdown: log the purges not done (files left) and forget them. */
 void sup_purge_give_up(void);
-
-/* The sweep for what dead sessions left behind (see sup_lifecycle.c). */
-long sup_sweep_timeout(long now);
-void sup_sweep_timer(const sup_conf_t *conf, long now);
-void sup_log_exit(const char *what, const char *name, pid_t pid,
-    int status);
 
 
 /* sup_pool.c */
