@@ -44,6 +44,7 @@
 
 #include "bs_session.h"
 #include "wk_log.h"
+#include "wk_time.h"
 
 
 #define BS_IO_HIGH_WATER    ((size_t) 1024 * 1024) /* unsent: stop pipes */
@@ -179,13 +180,13 @@ bs_io_loop(bs_session_t *s)
         }
 
         if (s->run_active && s->deadline != 0 && s->stop == 0
-            && bs_msec() >= s->deadline)
+            && wk_msec() >= s->deadline)
         {
             bs_io_stop(s, BS_STOP_TIMEOUT);
         }
 
         if (s->run_active && s->stop != 0 && s->stop_next != 0
-            && bs_msec() >= s->stop_next && bs_io_stop_tick(s) != 0)
+            && wk_msec() >= s->stop_next && bs_io_stop_tick(s) != 0)
         {
             bs_proc_kill_all(s);
             return EXIT_FAILURE;
@@ -209,7 +210,7 @@ bs_io_poll_set(bs_session_t *s, struct pollfd *pfds, int *map, int *timeout)
     int64_t     now, wake;
     wk_conn_t  *c;
 
-    now = bs_msec();
+    now = wk_msec();
     wake = 0;
 
     if (s->accept_resume != 0 && now >= s->accept_resume) {
@@ -319,7 +320,7 @@ bs_io_accept(bs_session_t *s)
             case ENOMEM:
                 wk_log("session %s: accept() failed: %s; pausing", s->id,
                        strerror(errno));
-                s->accept_resume = bs_msec() + BS_IO_ACCEPT_PAUSE;
+                s->accept_resume = wk_msec() + BS_IO_ACCEPT_PAUSE;
                 return 0;
 
             default:
@@ -563,7 +564,7 @@ bs_io_run(bs_session_t *s, int i, const pr_frame_t *f)
     s->run_active = 1;
     s->run_conn = i;
     s->count++;
-    s->started = bs_msec();
+    s->started = wk_msec();
     s->deadline = 0;
     s->stop = 0;
     s->stop_next = 0;
@@ -592,7 +593,7 @@ bs_io_stop(bs_session_t *s, int why)
     }
 
     s->stop = why;
-    s->stop_started = bs_msec();
+    s->stop_started = wk_msec();
     s->stop_next = s->stop_started;
     s->stop_killed = 0;
     bs_proc_stop_reset(s);
@@ -612,7 +613,7 @@ bs_io_stop_tick(bs_session_t *s)
 {
     int64_t  now, elapsed;
 
-    now = bs_msec();
+    now = wk_msec();
     elapsed = now - s->stop_started;
 
     if (elapsed >= BS_STOP_GIVEUP_MS) {
@@ -745,7 +746,7 @@ bs_io_outcome(bs_session_t *s, int rc, const char *ename,
     f.type = PR_T_COMPLETE;
     pr_set_cstr(&f, status, status);
     pr_set_int(&f, count, s->count);
-    pr_set_int(&f, ms, bs_msec() - s->started);
+    pr_set_int(&f, ms, wk_msec() - s->started);
     pr_set_int(&f, exit_code, rc);
 
     if (s->shell_exited) {
@@ -976,7 +977,7 @@ bs_io_send_all(bs_session_t *s)
     struct pollfd  pfd;
 
     i = s->run_conn;
-    deadline = bs_msec() + BS_IO_SEND_MS;
+    deadline = wk_msec() + BS_IO_SEND_MS;
 
     while (i >= 0 && s->conns[i].used
            && wk_conn_pending(&s->conns[i].conn) != 0)
@@ -985,7 +986,7 @@ bs_io_send_all(bs_session_t *s)
             return;
         }
 
-        now = bs_msec();
+        now = wk_msec();
         if (now >= deadline) {
             wk_log("session %s: the run's connection took no output for "
                    "%d ms; %zu bytes lost", s->id, BS_IO_SEND_MS,

@@ -42,7 +42,6 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bs_session.h"
@@ -386,19 +385,6 @@ bs_session_buffers(bs_session_t *s)
     }
 
     return 0;
-}
-
-
-int64_t
-bs_msec(void)
-{
-    struct timespec  ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
-        return 0;
-    }
-
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 

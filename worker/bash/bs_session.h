@@ -123,8 +123,8 @@ typedef struct {
     int              run_conn;     /* slot of its connection, or -1 */
     char             nonce[BS_NONCE_LEN + 1];
     int64_t          count;        /* runs so far */
-    int64_t          started;      /* bs_msec() */
-    int64_t          deadline;     /* bs_msec(), 0 for none */
+    int64_t          started;      /* wk_msec() */
+    int64_t          deadline;     /* wk_msec(), 0 for none */
 
     /* stopping it */
     int              stop;         /* BS_STOP_*, 0 if not stopping */
@@ -154,9 +154,6 @@ typedef struct {
 
 
 /* bs_session.c */
-
-/* CLOCK_MONOTONIC in milliseconds. */
-int64_t bs_msec(void);
 
 /*
  * Close every descriptor from lo to hi (inclusive): close_range(2), or

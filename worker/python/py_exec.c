@@ -49,6 +49,7 @@
 
 #include "py_session.h"
 #include "wk_log.h"
+#include "wk_time.h"
 
 
 #define PY_EXEC_RUNTIME_FILE  "<pyrepl_runtime>"  /* _FILE in the runtime */
@@ -1168,7 +1169,7 @@ py_exec_run(py_session_t *s, const char *code, size_t len, py_outcome_t *o)
     filename = NULL;
 
     o->count = ++py_exec_count;
-    start = py_msec();
+    start = wk_msec();
 
     /*
      * A SIGINT that arrived between runs (an interrupt racing the end of
@@ -1234,7 +1235,7 @@ done:
 
     py_exec_flush();
 
-    o->ms = py_msec() - start;
+    o->ms = wk_msec() - start;
 }
 
 

@@ -50,6 +50,7 @@
 
 #include "py_session.h"
 #include "wk_log.h"
+#include "wk_time.h"
 
 
 #define PY_FATAL_ALTSTACK  ((size_t) 64 * 1024)
@@ -202,11 +203,11 @@ py_drain(py_session_t *s, int why, int timeout_ms)
         return PY_DRAIN_FAILED;
     }
 
-    deadline = py_msec() + timeout_ms;
+    deadline = wk_msec() + timeout_ms;
     progress = __atomic_load_n(&s->drain_progress, __ATOMIC_RELAXED);
 
     for ( ;; ) {
-        left = deadline - py_msec();
+        left = deadline - wk_msec();
 
         if (left <= 0) {
             /* the I/O thread is still sending: wait on */
@@ -217,7 +218,7 @@ py_drain(py_session_t *s, int why, int timeout_ms)
             }
 
             progress = now_progress;
-            deadline = py_msec() + timeout_ms;
+            deadline = wk_msec() + timeout_ms;
             continue;
         }
 

@@ -59,6 +59,7 @@
 #include "py_session.h"
 #include "wk_conn.h"
 #include "wk_log.h"
+#include "wk_time.h"
 
 
 #define PY_IO_MAX_CONNS     16
@@ -105,7 +106,7 @@ typedef struct {
     unsigned         interactive:1; /* the run may ask input() */
     unsigned         tx_pending:1; /* an explicit run waits for its fate */
     int              run_conn;     /* slot of the run's connection, or -1 */
-    int64_t          deadline;     /* py_msec() time, 0 for none */
+    int64_t          deadline;     /* wk_msec() time, 0 for none */
     int64_t          accept_resume; /* listening paused until, 0 if not */
 
     uint64_t         input_seq;    /* input_request ids so far */
@@ -404,7 +405,7 @@ py_io_loop(void)
         }
 
         if (py_io.run_active && py_io.deadline != 0 && !py_io.timed_out
-            && py_msec() >= py_io.deadline)
+            && wk_msec() >= py_io.deadline)
         {
             py_io.timed_out = 1;
             py_io_interrupt("the deadline passed");
@@ -429,7 +430,7 @@ py_io_poll_set(struct pollfd *pfds, int *map, int *timeout)
     py_session_t  *s;
 
     s = py_io.s;
-    now = py_msec();
+    now = wk_msec();
     wake = 0;
 
     if (py_io.accept_resume != 0 && now >= py_io.accept_resume) {
@@ -533,7 +534,7 @@ py_io_accept(void)
             case ENOMEM:
                 wk_log("session %s: accept() failed: %s; pausing", s->id,
                        strerror(errno));
-                py_io.accept_resume = py_msec() + PY_IO_ACCEPT_PAUSE;
+                py_io.accept_resume = wk_msec() + PY_IO_ACCEPT_PAUSE;
                 return 0;
 
             default:
@@ -857,7 +858,7 @@ py_io_run(int i, const pr_frame_t *f)
                pr_has(f, interactive) && f->interactive != 0);
 
     if (pr_has(f, timeout_ms) && f->timeout_ms > 0) {
-        py_io.deadline = py_msec() + f->timeout_ms;
+        py_io.deadline = wk_msec() + f->timeout_ms;
     }
 }
 
@@ -1623,7 +1624,7 @@ py_io_send_all(void)
     wk_conn_t      *c;
     struct pollfd   pfds[3];
 
-    deadline = py_msec() + PY_DRAIN_SEND_MS;
+    deadline = wk_msec() + PY_DRAIN_SEND_MS;
     sent = 0;
 
     for ( ;; ) {
@@ -1660,7 +1661,7 @@ py_io_send_all(void)
             return 0;
         }
 
-        now = py_msec();
+        now = wk_msec();
 
         if (c->sent != sent) {
             /* the peer takes output: it gets all of it */

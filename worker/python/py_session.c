@@ -61,7 +61,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "py_session.h"
@@ -711,17 +710,4 @@ py_session_redirect(py_session_t *s)
     }
 
     return 0;
-}
-
-
-int64_t
-py_msec(void)
-{
-    struct timespec  ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1) {
-        return 0;
-    }
-
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -217,12 +217,6 @@ typedef struct {
 extern const char  pyrepl_runtime_source[];
 
 
-/* py_session.c */
-
-/* CLOCK_MONOTONIC in milliseconds. */
-int64_t py_msec(void);
-
-
 /* py_exec.c */
 
 /*

@@ -405,8 +405,8 @@ void sup_kill_all(const sup_conf_t *conf);
 size_t sup_unreaped(void);
 
 /* The sweep for what dead sessions left behind (see sup_lifecycle.c). */
-long sup_sweep_timeout(long now);
-void sup_sweep_timer(const sup_conf_t *conf, long now);
+int64_t sup_sweep_timeout(int64_t now);
+void sup_sweep_timer(const sup_conf_t *conf, int64_t now);
 void sup_log_exit(const char *what, const char *name, pid_t pid,
     int status);
 
@@ -439,8 +439,8 @@ int sup_purge_reaped(pid_t pid, int status);
 size_t sup_purge_unfinished(void);
 
 /* The purges' next scan: milliseconds until it is due, or -1. */
-long sup_purge_timeout(long now);
-void sup_purge_timer(const sup_conf_t *conf, long now);
+int64_t sup_purge_timeout(int64_t now);
+void sup_purge_timer(const sup_conf_t *conf, int64_t now);
 
 /* Shutdown: log the purges not done (files left) and forget them. */
 void sup_purge_give_up(void);
@@ -481,8 +481,8 @@ void sup_pool_zygote_gone(const sup_conf_t *conf);
 int sup_pool_reaped(const sup_conf_t *conf, pid_t pid, int status);
 
 /* Milliseconds until sup_pool_timer() has work, or -1. */
-long sup_pool_timeout(long now);
-void sup_pool_timer(const sup_conf_t *conf, long now);
+int64_t sup_pool_timeout(int64_t now);
+void sup_pool_timer(const sup_conf_t *conf, int64_t now);
 
 void sup_pool_kill_all(const sup_conf_t *conf);
 void sup_pool_free_all(void);
@@ -521,8 +521,8 @@ int sup_zygote_is(pid_t pid);
 /* A reaped pid: 1 if it was the zygote (handled), else 0. */
 int sup_zygote_reaped(const sup_conf_t *conf, pid_t pid, int status);
 
-long sup_zygote_timeout(long now);
-void sup_zygote_timer(const sup_conf_t *conf, long now);
+int64_t sup_zygote_timeout(int64_t now);
+void sup_zygote_timer(const sup_conf_t *conf, int64_t now);
 
 /* Shutdown: no restarts, SIGKILL it; 1 while it is still unreaped. */
 void sup_zygote_stop(void);
@@ -572,8 +572,6 @@ int sup_client_reply(const sup_conf_t *conf, sup_client_t *client,
  */
 void *sup_grow(void *array, size_t *cap, size_t size, size_t first,
     const char *what);
-
-long sup_now_ms(void);
 
 /* Ignore SIGHUP and SIGPIPE, block the others; a signalfd for them. */
 int sup_signals(void);

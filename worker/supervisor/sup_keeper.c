@@ -54,6 +54,7 @@
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_time.h"
 
 
 #define SUP_KEEPER_FAST_MS    1000   /* a supervisor that lived less failed */
@@ -77,8 +78,8 @@ typedef struct {
     char               log_rx_fd[16];
     char               self_pid[16];  /* "--keeper-pid"'s */
     pid_t              pid;          /* the supervisor, 0 while none */
-    long               started;
-    long               restart_at;   /* 0: not scheduled */
+    int64_t            started;
+    int64_t            restart_at;   /* 0: not scheduled */
     unsigned           failures;     /* quick deaths in a row */
     unsigned           stopping:1;
 } sup_keeper_t;
@@ -99,7 +100,7 @@ int
 sup_keeper_main(const sup_conf_t *conf)
 {
     int            rc, timeout;
-    long           now, deadline;
+    int64_t        now, deadline;
     ssize_t        n;
     sup_keeper_t   k;
     struct pollfd  pfd[3];
@@ -151,7 +152,7 @@ sup_keeper_main(const sup_conf_t *conf)
     sup_keeper_spawn(&k);
 
     for ( ;; ) {
-        now = sup_now_ms();
+        now = wk_msec();
 
         if (k.stopping) {
             if (k.pid == 0 && sup_keeper_kill_children() == 0) {
@@ -215,14 +216,14 @@ sup_keeper_main(const sup_conf_t *conf)
 
         if (pfd[0].revents && sup_keeper_signals(&k) && !k.stopping) {
             sup_keeper_stop(&k);
-            deadline = sup_now_ms() + SUP_KEEPER_STOP_MS;
+            deadline = wk_msec() + SUP_KEEPER_STOP_MS;
         }
 
         if (pfd[1].revents && !k.stopping
             && sup_parent_gone(conf->parent_fd, pfd[1].revents))
         {
             sup_keeper_stop(&k);
-            deadline = sup_now_ms() + SUP_KEEPER_STOP_MS;
+            deadline = wk_msec() + SUP_KEEPER_STOP_MS;
         }
     }
 
@@ -499,7 +500,7 @@ sup_keeper_spawn(sup_keeper_t *k)
 
     if (pid == -1) {
         wk_log("fork() failed: %s", strerror(errno));
-        k->restart_at = sup_now_ms() + SUP_KEEPER_MAX_MS;
+        k->restart_at = wk_msec() + SUP_KEEPER_MAX_MS;
         return;
     }
 
@@ -524,7 +525,7 @@ sup_keeper_spawn(sup_keeper_t *k)
     }
 
     k->pid = pid;
-    k->started = sup_now_ms();
+    k->started = wk_msec();
 
     wk_log("supervisor started, pid %ld", (long) pid);
 }
@@ -601,7 +602,7 @@ static void
 sup_keeper_reap(sup_keeper_t *k)
 {
     int         status;
-    long        lived, delay;
+    int64_t     lived, delay;
     pid_t       pid, rc;
     unsigned    i;
     siginfo_t   si;
@@ -663,7 +664,7 @@ sup_keeper_reap(sup_keeper_t *k)
             continue;
         }
 
-        lived = sup_now_ms() - k->started;
+        lived = wk_msec() - k->started;
         k->failures = (lived < SUP_KEEPER_FAST_MS) ? k->failures + 1 : 0;
 
         delay = 0;
@@ -682,7 +683,7 @@ sup_keeper_reap(sup_keeper_t *k)
 
         wk_log("restarting the supervisor%s", delay ? " after a pause" : "");
 
-        k->restart_at = sup_now_ms() + delay;
+        k->restart_at = wk_msec() + delay;
         if (k->restart_at == 0) {
             k->restart_at = 1;
         }

@@ -53,6 +53,7 @@
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_time.h"
 
 
 #define SUP_SWEEP_MS        20    /* after a reap, before the sweep */
@@ -74,8 +75,8 @@ static int sup_sweep_spares(const sup_conf_t *conf, pid_t pid,
     const sup_proc_t *p);
 
 
-static long           sup_sweep_at;     /* 0: no sweep due */
-static long           sup_sweep_last;
+static int64_t        sup_sweep_at;     /* 0: no sweep due */
+static int64_t        sup_sweep_last;
 static unsigned long  sup_exec_seq;     /* a socket's name till renamed */
 
 
@@ -593,13 +594,13 @@ sup_kill_all(const sup_conf_t *conf)
 static void
 sup_sweep_later(void)
 {
-    long  at;
+    int64_t  at;
 
     if (sup_sweep_at != 0) {
         return;
     }
 
-    at = sup_now_ms() + SUP_SWEEP_MS;
+    at = wk_msec() + SUP_SWEEP_MS;
 
     if (sup_sweep_last != 0 && at < sup_sweep_last + SUP_SWEEP_EVERY_MS) {
         at = sup_sweep_last + SUP_SWEEP_EVERY_MS;
@@ -609,8 +610,8 @@ sup_sweep_later(void)
 }
 
 
-long
-sup_sweep_timeout(long now)
+int64_t
+sup_sweep_timeout(int64_t now)
 {
     if (sup_sweep_at == 0) {
         return -1;
@@ -621,7 +622,7 @@ sup_sweep_timeout(long now)
 
 
 void
-sup_sweep_timer(const sup_conf_t *conf, long now)
+sup_sweep_timer(const sup_conf_t *conf, int64_t now)
 {
     if (sup_sweep_at != 0 && now >= sup_sweep_at) {
         sup_sweep_at = 0;

@@ -75,11 +75,11 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_time.h"
 
 
 #define SUP_ACCEPT_PAUSE_MS   100     /* after running out of descriptors */
@@ -107,7 +107,7 @@ static int sup_signal_read(const sup_conf_t *conf, int sigfd);
 static int sup_start(const sup_conf_t *conf, sup_state_t *st);
 static void sup_raise_nofile(void);
 static int sup_loop(const sup_conf_t *conf, sup_state_t *st);
-static int sup_timeout(long now, long resume);
+static int sup_timeout(int64_t now, int64_t resume);
 static void sup_shutdown(const sup_conf_t *conf, sup_state_t *st);
 
 
@@ -695,22 +695,11 @@ sup_grow(void *array, size_t *cap, size_t size, size_t first,
 }
 
 
-long
-sup_now_ms(void)
-{
-    struct timespec  ts;
-
-    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
 /* The poll timeout: the nearest of the timers, or -1. */
 static int
-sup_timeout(long now, long resume)
+sup_timeout(int64_t now, int64_t resume)
 {
-    long  t, min;
+    int64_t  t, min;
 
     min = -1;
 
@@ -750,7 +739,7 @@ static int
 sup_loop(const sup_conf_t *conf, sup_state_t *st)
 {
     int             rc, stop, timeout;
-    long            resume, now;
+    int64_t         resume, now;
     size_t          i, n, cap;
     struct pollfd  *pfd, *p;
 
@@ -775,7 +764,7 @@ sup_loop(const sup_conf_t *conf, sup_state_t *st)
             pfd = p;
         }
 
-        now = sup_now_ms();
+        now = wk_msec();
 
         if (resume != 0 && resume <= now) {
             resume = 0;
@@ -838,7 +827,7 @@ sup_loop(const sup_conf_t *conf, sup_state_t *st)
             sup_adopt_event(conf);
         }
 
-        now = sup_now_ms();
+        now = wk_msec();
         sup_zygote_timer(conf, now);
         sup_pool_timer(conf, now);
         sup_sweep_timer(conf, now);
@@ -853,7 +842,7 @@ sup_loop(const sup_conf_t *conf, sup_state_t *st)
         if ((pfd[2].revents & POLLIN)
             && sup_client_accept(st->listen_fd) == -1)
         {
-            resume = sup_now_ms() + SUP_ACCEPT_PAUSE_MS;
+            resume = wk_msec() + SUP_ACCEPT_PAUSE_MS;
         }
 
         sup_pool_idle_work(conf);
@@ -869,7 +858,7 @@ static void
 sup_shutdown(const sup_conf_t *conf, sup_state_t *st)
 {
     int            rc;
-    long           deadline, now, left, wait;
+    int64_t        deadline, now, left, wait;
     size_t         left_n;
     struct stat    sb;
     struct pollfd  pfd[2];
@@ -884,19 +873,19 @@ sup_shutdown(const sup_conf_t *conf, sup_state_t *st)
     sup_pool_kill_all(conf);
     sup_kill_all(conf);
 
-    deadline = sup_now_ms() + SUP_REAP_WAIT_MS;
+    deadline = wk_msec() + SUP_REAP_WAIT_MS;
 
     for ( ;; ) {
         sup_reap(conf);
         sup_adopt_event(conf);
-        sup_purge_timer(conf, sup_now_ms());
+        sup_purge_timer(conf, wk_msec());
 
         left_n = sup_unreaped();
         if (left_n == 0) {
             break;
         }
 
-        now = sup_now_ms();
+        now = wk_msec();
         left = deadline - now;
         if (left <= 0) {
             wk_log("%zu processes or purges did not end after SIGKILL",

@@ -37,6 +37,7 @@
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_time.h"
 
 
 #define SUP_POOL_INFLIGHT  4      /* FORKs outstanding at once */
@@ -55,7 +56,7 @@ typedef struct {
 typedef struct {
     sup_client_t  *client;
     char           id[PYREPL_ID_LEN + 1];
-    long           deadline;
+    int64_t        deadline;
 } sup_waiter_t;
 
 
@@ -65,7 +66,7 @@ static int sup_pool_assign(const sup_conf_t *conf, size_t i, const char *id,
 static void sup_pool_serve(const sup_conf_t *conf);
 static void sup_pool_drop(const sup_conf_t *conf, size_t i);
 static void sup_pool_files(const sup_conf_t *conf, const char *name);
-static long sup_pool_ready_at(void);
+static int64_t sup_pool_ready_at(void);
 static ssize_t sup_pool_ready(void);
 
 
@@ -78,7 +79,7 @@ static size_t          sup_cwaiters;
 static unsigned        sup_pool_min;
 static uint32_t        sup_pool_seq;
 static unsigned long   sup_pool_serial;
-static long            sup_pool_retry_at;
+static int64_t         sup_pool_retry_at;
 static unsigned        sup_pool_refill;    /* fill after the replies */
 
 
@@ -105,7 +106,7 @@ sup_pool_fill(const sup_conf_t *conf)
     }
 
     if (sup_pool_retry_at != 0) {
-        if (sup_now_ms() < sup_pool_retry_at) {
+        if (wk_msec() < sup_pool_retry_at) {
             return;
         }
 
@@ -126,7 +127,7 @@ sup_pool_fill(const sup_conf_t *conf)
 
     while (have < want && forking < SUP_POOL_INFLIGHT) {
         if (sup_pool_fork_one(conf) == -1) {
-            sup_pool_retry_at = sup_now_ms() + SUP_POOL_RETRY_MS;
+            sup_pool_retry_at = wk_msec() + SUP_POOL_RETRY_MS;
             return;
         }
 
@@ -245,7 +246,7 @@ sup_pool_forked(const sup_conf_t *conf, uint32_t seq, pid_t pid, int err)
         wk_log("the zygote could not fork %s: %s", p->name,
                strerror(err > 0 ? err : EIO));
         sup_pool_drop(conf, i);
-        sup_pool_retry_at = sup_now_ms() + SUP_POOL_RETRY_MS;
+        sup_pool_retry_at = wk_msec() + SUP_POOL_RETRY_MS;
         return;
     }
 
@@ -440,7 +441,7 @@ sup_pool_wait(const sup_conf_t *conf, sup_client_t *client, const char *id,
     w->client = client;
     memcpy(w->id, id, PYREPL_ID_LEN);
     w->id[PYREPL_ID_LEN] = '\0';
-    w->deadline = sup_now_ms() + SUP_POOL_WAIT_MS;
+    w->deadline = wk_msec() + SUP_POOL_WAIT_MS;
 
     sup_pool_fill(conf);
 
@@ -553,7 +554,7 @@ sup_pool_reaped(const sup_conf_t *conf, pid_t pid, int status)
 
     if (!sup_pool[i].killed) {
         sup_log_exit("pool process", sup_pool[i].name, pid, status);
-        sup_pool_retry_at = sup_now_ms() + SUP_POOL_RETRY_MS;
+        sup_pool_retry_at = wk_msec() + SUP_POOL_RETRY_MS;
     }
 
     sup_journal_gone(sup_pool[i].name);
@@ -587,7 +588,7 @@ sup_pool_files(const sup_conf_t *conf, const char *name)
 }
 
 
-static long
+static int64_t
 sup_pool_ready_at(void)
 {
     if (sup_nwaiters == 0) {
@@ -603,10 +604,10 @@ sup_pool_ready_at(void)
 }
 
 
-long
-sup_pool_timeout(long now)
+int64_t
+sup_pool_timeout(int64_t now)
 {
-    long  at;
+    int64_t  at;
 
     if (sup_nwaiters > 0 && !sup_zygote_usable()) {
         return 0;
@@ -623,7 +624,7 @@ sup_pool_timeout(long now)
 
 
 void
-sup_pool_timer(const sup_conf_t *conf, long now)
+sup_pool_timer(const sup_conf_t *conf, int64_t now)
 {
     int           rc, usable;
     pid_t         pid;

@@ -43,6 +43,7 @@
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_time.h"
 
 
 #define SUP_PURGE_FIRST_MS  2     /* the first scan again after a kill's */
@@ -71,8 +72,8 @@ static void sup_purge_uid_leftovers(uid_t uid);
 static sup_purge_t   *sup_purges;
 static size_t         sup_npurges;
 static size_t         sup_cpurges;
-static long           sup_purge_at;     /* 0: no scan due */
-static long           sup_purge_delay;
+static int64_t        sup_purge_at;     /* 0: no scan due */
+static int64_t        sup_purge_delay;
 static pid_t         *sup_removers;     /* children removing files */
 static size_t         sup_nremovers;
 static size_t         sup_cremovers;
@@ -137,7 +138,7 @@ sup_purge_add(const char *id, pid_t pgid, int files)
     p->alive = 0;
     p->files = files;
 
-    sup_purge_at = sup_now_ms();
+    sup_purge_at = wk_msec();
     sup_purge_delay = SUP_PURGE_FIRST_MS;
 
     return 0;
@@ -264,7 +265,7 @@ sup_purge_scan(const sup_conf_t *conf)
         return;
     }
 
-    sup_purge_at = sup_now_ms() + sup_purge_delay;
+    sup_purge_at = wk_msec() + sup_purge_delay;
 
     sup_purge_delay = (sup_purge_delay * 2 < SUP_PURGE_MAX_MS)
                       ? sup_purge_delay * 2 : SUP_PURGE_MAX_MS;
@@ -530,8 +531,8 @@ sup_purge_uid_leftovers(uid_t uid)
 }
 
 
-long
-sup_purge_timeout(long now)
+int64_t
+sup_purge_timeout(int64_t now)
 {
     if (sup_purge_at == 0) {
         return -1;
@@ -542,7 +543,7 @@ sup_purge_timeout(long now)
 
 
 void
-sup_purge_timer(const sup_conf_t *conf, long now)
+sup_purge_timer(const sup_conf_t *conf, int64_t now)
 {
     if (sup_purge_at != 0 && now >= sup_purge_at) {
         sup_purge_scan(conf);

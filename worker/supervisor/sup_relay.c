@@ -30,6 +30,7 @@
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_time.h"
 
 
 #define SUP_RELAY_LINE    1024      /* longer datagrams are cut */
@@ -43,8 +44,8 @@
 /* one uid's budget */
 typedef struct {
     uid_t          uid;
-    long           tokens;
-    long           refilled;        /* ms of the last refill, 0: unused */
+    int64_t        tokens;
+    int64_t        refilled;        /* ms of the last refill, 0: unused */
     unsigned long  dropped;
 } sup_relay_budget_t;
 
@@ -184,11 +185,11 @@ sup_relay_clean(char *text, size_t len)
 static int
 sup_relay_admit(uid_t uid)
 {
-    long                 now, add;
+    int64_t              now, add;
     size_t               i;
     sup_relay_budget_t  *b, *oldest;
 
-    now = sup_now_ms();
+    now = wk_msec();
     b = NULL;
     oldest = &sup_relay_budgets[0];
 

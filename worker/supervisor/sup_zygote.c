@@ -26,6 +26,7 @@
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_time.h"
 #include "wk_zygote.h"
 
 
@@ -46,8 +47,8 @@ static void sup_zygote_schedule(void);
 static pid_t     sup_zy_pid;
 static int       sup_zy_fd = -1;
 static int       sup_zy_state = SUP_ZY_DOWN;
-static long      sup_zy_started;
-static long      sup_zy_restart_at;
+static int64_t   sup_zy_started;
+static int64_t   sup_zy_restart_at;
 static unsigned  sup_zy_failures;      /* deaths in a row before READY */
 static unsigned  sup_zy_was_ready;     /* the current one said READY */
 
@@ -86,7 +87,7 @@ sup_zygote_start(const sup_conf_t *conf)
     sup_zy_pid = pid;
     sup_zy_state = SUP_ZY_STARTING;
     sup_zy_was_ready = 0;
-    sup_zy_started = sup_now_ms();
+    sup_zy_started = wk_msec();
 
     wk_log("zygote started, pid %ld", (long) pid);
 }
@@ -96,7 +97,7 @@ sup_zygote_start(const sup_conf_t *conf)
 static void
 sup_zygote_schedule(void)
 {
-    long      delay;
+    int64_t   delay;
     unsigned  i;
 
     delay = 0;
@@ -114,7 +115,7 @@ sup_zygote_schedule(void)
     }
 
     sup_zy_state = SUP_ZY_DOWN;
-    sup_zy_restart_at = sup_now_ms() + delay;
+    sup_zy_restart_at = wk_msec() + delay;
 }
 
 
@@ -167,7 +168,7 @@ sup_zygote_event(const sup_conf_t *conf)
                 sup_zy_failures = 0;
 
                 wk_log("zygote (pid %ld) ready in %ld ms", (long) sup_zy_pid,
-                       sup_now_ms() - sup_zy_started);
+                       (long) (wk_msec() - sup_zy_started));
 
                 sup_pool_fill(conf);
             }
@@ -301,8 +302,8 @@ sup_zygote_reaped(const sup_conf_t *conf, pid_t pid, int status)
 }
 
 
-long
-sup_zygote_timeout(long now)
+int64_t
+sup_zygote_timeout(int64_t now)
 {
     if (sup_zy_state != SUP_ZY_DOWN || sup_zy_restart_at == 0) {
         return -1;
@@ -313,7 +314,7 @@ sup_zygote_timeout(long now)
 
 
 void
-sup_zygote_timer(const sup_conf_t *conf, long now)
+sup_zygote_timer(const sup_conf_t *conf, int64_t now)
 {
     if (sup_zy_state == SUP_ZY_DOWN && sup_zy_restart_at != 0
         && now >= sup_zy_restart_at && sup_zy_pid == 0)
