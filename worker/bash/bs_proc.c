@@ -35,6 +35,7 @@
 
 #include "bs_session.h"
 #include "wk_log.h"
+#include "wk_proc.h"
 
 
 #define BS_PROC_DEPTH         256     /* longest parent chain followed */
@@ -551,8 +552,8 @@ bs_proc_sentinel_main(bs_session_t *s, int fd)
     struct sigaction  sa;
     struct timespec   ts;
 
-    bs_close_range(3, (unsigned) fd - 1);
-    bs_close_range((unsigned) fd + 1, ~0U);
+    wk_proc_close_range(3, (unsigned) fd - 1);
+    wk_proc_close_range((unsigned) fd + 1, ~0U);
 
     memset(&sa, 0, sizeof(struct sigaction));
     sa.sa_handler = SIG_IGN;

@@ -39,14 +39,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bs_session.h"
 #include "sb_confine.h"
 #include "wk_log.h"
+#include "wk_proc.h"
 
 
 #define BS_MIN_FRAME   4096
@@ -56,8 +55,6 @@
 static int bs_session_args(int argc, char **argv, bs_session_t *s);
 static void bs_session_usage(void);
 static int bs_session_signals(bs_session_t *s);
-static int bs_session_std_fds(void);
-static int bs_session_listen_fd(int fd);
 static int bs_session_buffers(bs_session_t *s);
 
 
@@ -101,8 +98,8 @@ main(int argc, char **argv)
     s->id = wk_log_cwd_name();
 
     if (bs_session_signals(s) != 0
-        || bs_session_std_fds() != 0
-        || bs_session_listen_fd(s->listen_fd) != 0
+        || wk_proc_std_fds() != 0
+        || wk_proc_listen_fd(s->listen_fd) != 0
         || bs_session_buffers(s) != 0
         || sb_confine_session(&bs_confine, s->id, -1, &s->listen_fd, 1) != 0)
     {
@@ -232,38 +229,27 @@ bs_session_usage(void)
 
 
 /*
- * Every signal back to SIG_DFL and nothing blocked, then SIGPIPE ignored
- * and SIGCHLD blocked and delivered to a signalfd.  The shell's child
- * undoes the last two before exec.
+ * Every signal back to SIG_DFL and nothing blocked (wk_proc_signals),
+ * then SIGPIPE ignored and SIGCHLD blocked and delivered to a signalfd.
+ * The shell's child undoes the last two before exec.
  */
 static int
 bs_session_signals(bs_session_t *s)
 {
-    int               sig;
     sigset_t          set;
     struct sigaction  sa;
 
+    if (wk_proc_signals() != 0) {
+        return -1;
+    }
+
     memset(&sa, 0, sizeof(struct sigaction));
-    sa.sa_handler = SIG_DFL;
+    sa.sa_handler = SIG_IGN;
 
     if (sigemptyset(&sa.sa_mask) == -1 || sigemptyset(&set) == -1) {
         wk_log("sigemptyset() failed: %s", strerror(errno));
         return -1;
     }
-
-    for (sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) {
-            continue;
-        }
-
-        /* EINVAL: a signal the C library reserves for itself */
-        if (sigaction(sig, &sa, NULL) == -1 && errno != EINVAL) {
-            wk_log("sigaction(%d) failed: %s", sig, strerror(errno));
-            return -1;
-        }
-    }
-
-    sa.sa_handler = SIG_IGN;
 
     if (sigaction(SIGPIPE, &sa, NULL) == -1) {
         wk_log("sigaction(SIGPIPE) failed: %s", strerror(errno));
@@ -280,81 +266,6 @@ bs_session_signals(bs_session_t *s)
     s->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (s->sig_fd == -1) {
         wk_log("signalfd() failed: %s", strerror(errno));
-        return -1;
-    }
-
-    return 0;
-}
-
-
-/* Fds 0, 1 and 2 open, so that no descriptor opened below lands on them. */
-static int
-bs_session_std_fds(void)
-{
-    int  fd, nul;
-
-    for (fd = 0; fd <= 2; fd++) {
-        if (fcntl(fd, F_GETFD) != -1) {
-            continue;
-        }
-
-        if (errno != EBADF) {
-            wk_log("fcntl(%d, F_GETFD) failed: %s", fd, strerror(errno));
-            return -1;
-        }
-
-        nul = open("/dev/null", O_RDWR);
-
-        if (nul == -1) {
-            wk_log("open(\"/dev/null\") failed: %s", strerror(errno));
-            return -1;
-        }
-
-        if (nul != fd) {
-            wk_log("open(\"/dev/null\") gave fd %d for fd %d", nul, fd);
-            return -1;
-        }
-    }
-
-    return 0;
-}
-
-
-/*
- * The inherited socket must be listening; it becomes non-blocking (the
- * accept loop runs to EAGAIN) and close-on-exec (the shell must not hold
- * it).
- */
-static int
-bs_session_listen_fd(int fd)
-{
-    int        flags, on;
-    socklen_t  len;
-
-    on = 0;
-    len = sizeof(int);
-
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == -1) {
-        wk_log("--listen-fd %d: getsockopt(SO_ACCEPTCONN) failed: %s", fd,
-               strerror(errno));
-        return -1;
-    }
-
-    if (!on) {
-        wk_log("--listen-fd %d: not a listening socket", fd);
-        return -1;
-    }
-
-    flags = fcntl(fd, F_GETFL);
-    if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
-        wk_log("--listen-fd %d: fcntl(O_NONBLOCK) failed: %s", fd,
-               strerror(errno));
-        return -1;
-    }
-
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
-        wk_log("--listen-fd %d: fcntl(FD_CLOEXEC) failed: %s", fd,
-               strerror(errno));
         return -1;
     }
 
@@ -385,28 +296,4 @@ bs_session_buffers(bs_session_t *s)
     }
 
     return 0;
-}
-
-
-void
-bs_close_range(unsigned lo, unsigned hi)
-{
-    unsigned       fd;
-    struct rlimit  rl;
-
-    if (lo > hi || close_range(lo, hi, 0) == 0) {
-        return;
-    }
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur > 65536) {
-        rl.rlim_cur = 65536;
-    }
-
-    if (hi >= rl.rlim_cur) {
-        hi = (unsigned) rl.rlim_cur - 1;
-    }
-
-    for (fd = lo; fd <= hi && fd >= lo; fd++) {
-        (void) close((int) fd);
-    }
 }

@@ -153,16 +153,6 @@ typedef struct {
 } bs_session_t;
 
 
-/* bs_session.c */
-
-/*
- * Close every descriptor from lo to hi (inclusive): close_range(2), or
- * one by one up to the descriptor limit where that is missing or denied.
- * For a freshly forked child; it never fails.
- */
-void bs_close_range(unsigned lo, unsigned hi);
-
-
 /* bs_shell.c */
 
 /*

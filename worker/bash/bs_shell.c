@@ -82,6 +82,7 @@
 
 #include "bs_session.h"
 #include "wk_log.h"
+#include "wk_proc.h"
 
 
 #define BS_SHELL_BASH   "/bin/bash"
@@ -436,8 +437,8 @@ bs_shell_child(pid_t parent, const int *from, char **envp)
         }
     }
 
-    bs_close_range(3, BS_FD_SCRIPT - 1);
-    bs_close_range(BS_FD_STDIN + 1, ~0U);
+    wk_proc_close_range(3, BS_FD_SCRIPT - 1);
+    wk_proc_close_range(BS_FD_STDIN + 1, ~0U);
 
     execve(BS_SHELL_BASH, argv, envp);
 

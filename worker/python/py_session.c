@@ -59,13 +59,13 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "py_session.h"
 #include "py_zygote.h"
 #include "wk_log.h"
+#include "wk_proc.h"
 
 
 #define PY_SESSION_MIN_FRAME  4096
@@ -73,8 +73,6 @@
 
 static int py_session_args(int argc, char **argv, py_session_t *s,
     py_zygote_conf_t *zc);
-static int py_session_signals(void);
-static int py_session_std_fds(void);
 static int py_session_log_fd(py_session_t *s);
 static int py_session_listen_fd(py_session_t *s);
 static int py_session_workdir(py_session_t *s);
@@ -141,8 +139,8 @@ main(int argc, char **argv)
         py_zygote.argc = argc;
         py_zygote.argv = argv;
 
-        if (py_session_signals() != 0
-            || py_session_std_fds() != 0
+        if (wk_proc_signals() != 0
+            || wk_proc_std_fds() != 0
             || py_session_log_fd(s) != 0)
         {
             return EXIT_FAILURE;
@@ -178,8 +176,8 @@ main(int argc, char **argv)
     } else {
         s->id = wk_log_cwd_name();
 
-        if (py_session_signals() != 0
-            || py_session_std_fds() != 0
+        if (wk_proc_signals() != 0
+            || wk_proc_std_fds() != 0
             || py_session_log_fd(s) != 0
             || py_session_listen_fd(s) != 0
             || py_session_pipes(s) != 0
@@ -383,84 +381,6 @@ py_session_usage(void)
 
 
 /*
- * Every signal back to SIG_DFL and nothing blocked: what the spawner
- * ignored or blocked would survive exec and, for SIGINT, keep Python from
- * installing its handler at all.
- */
-static int
-py_session_signals(void)
-{
-    int               sig;
-    sigset_t          none;
-    struct sigaction  sa;
-
-    memset(&sa, 0, sizeof(struct sigaction));
-    sa.sa_handler = SIG_DFL;
-
-    if (sigemptyset(&sa.sa_mask) == -1 || sigemptyset(&none) == -1) {
-        wk_log("sigemptyset() failed: %s", strerror(errno));
-        return -1;
-    }
-
-    for (sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) {
-            continue;
-        }
-
-        /* EINVAL: a signal the C library reserves for itself */
-        if (sigaction(sig, &sa, NULL) == -1 && errno != EINVAL) {
-            wk_log("sigaction(%d) failed: %s", sig, strerror(errno));
-            return -1;
-        }
-    }
-
-    if (sigprocmask(SIG_SETMASK, &none, NULL) == -1) {
-        wk_log("sigprocmask() failed: %s", strerror(errno));
-        return -1;
-    }
-
-    return 0;
-}
-
-
-/*
- * Fds 0, 1 and 2 open (on /dev/null if the spawner left one closed), so
- * that no descriptor opened below lands on them and Python creates its
- * sys.std* objects.
- */
-static int
-py_session_std_fds(void)
-{
-    int  fd, nul;
-
-    for (fd = 0; fd <= 2; fd++) {
-        if (fcntl(fd, F_GETFD) != -1) {
-            continue;
-        }
-
-        if (errno != EBADF) {
-            wk_log("fcntl(%d, F_GETFD) failed: %s", fd, strerror(errno));
-            return -1;
-        }
-
-        nul = open("/dev/null", O_RDWR);
-
-        if (nul == -1) {
-            wk_log("open(\"/dev/null\") failed: %s", strerror(errno));
-            return -1;
-        }
-
-        if (nul != fd) {
-            wk_log("open(\"/dev/null\") gave fd %d for fd %d", nul, fd);
-            return -1;
-        }
-    }
-
-    return 0;
-}
-
-
-/*
  * wk_log() writes to a close-on-exec copy of fd 2 from here on: in the
  * main thread's table fd 2 becomes the user's stderr pipe, and the I/O
  * thread's table inherits the copy.
@@ -482,42 +402,17 @@ py_session_log_fd(py_session_t *s)
 
 
 /*
- * The inherited socket must be listening; it becomes non-blocking (the
- * accept loop runs to EAGAIN) and close-on-exec, and gets a spare copy
+ * The inherited socket, checked (wk_proc_listen_fd), gets a spare copy
  * that stays in the main thread's table for a snapshot (py_tx.c).
  */
 static int
 py_session_listen_fd(py_session_t *s)
 {
-    int        fd, flags, on;
-    socklen_t  len;
+    int  fd;
 
     fd = s->listen_fd;
 
-    on = 0;
-    len = sizeof(int);
-
-    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == -1) {
-        wk_log("--listen-fd %d: getsockopt(SO_ACCEPTCONN) failed: %s", fd,
-               strerror(errno));
-        return -1;
-    }
-
-    if (!on) {
-        wk_log("--listen-fd %d: not a listening socket", fd);
-        return -1;
-    }
-
-    flags = fcntl(fd, F_GETFL);
-    if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
-        wk_log("--listen-fd %d: fcntl(O_NONBLOCK) failed: %s", fd,
-               strerror(errno));
-        return -1;
-    }
-
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
-        wk_log("--listen-fd %d: fcntl(FD_CLOEXEC) failed: %s", fd,
-               strerror(errno));
+    if (wk_proc_listen_fd(fd) != 0) {
         return -1;
     }
 

@@ -329,9 +329,6 @@ pid_t sup_spawn(const sup_conf_t *conf, const char *id, int lang,
  */
 pid_t sup_spawn_zygote(const sup_conf_t *conf, int control_fd);
 
-/* Close every descriptor from lowfd up; 0 or -1 (logged). */
-int sup_spawn_close_from(int lowfd);
-
 /*
  * In a child about to exec: descriptor from[i] becomes to[i], without
  * close-on-exec, for n (at most 8) pairs, whatever the numbers (a source
@@ -578,9 +575,6 @@ int sup_signals(void);
 
 /* Whether the parent pipe's revents say nginx is gone. */
 int sup_parent_gone(int fd, short revents);
-
-/* Make sure fds 0-2 are open; 0 or -1. */
-int sup_std_fds(void);
 
 
 /* sup_keeper.c */

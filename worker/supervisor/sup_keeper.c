@@ -54,6 +54,7 @@
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_proc.h"
 #include "wk_time.h"
 
 
@@ -112,7 +113,7 @@ sup_keeper_main(const sup_conf_t *conf)
     k.relay_tx = -1;
     deadline = 0;
 
-    if (sup_std_fds() == -1) {
+    if (wk_proc_std_fds() == -1) {
         return 1;
     }
 

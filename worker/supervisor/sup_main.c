@@ -79,6 +79,7 @@
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_proc.h"
 #include "wk_time.h"
 
 
@@ -377,33 +378,6 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
 }
 
 
-/* Make sure 0, 1 and 2 are open, so no socket lands on them. */
-int
-sup_std_fds(void)
-{
-    int  fd;
-
-    for ( ;; ) {
-        fd = open("/dev/null", O_RDWR);
-        if (fd == -1) {
-            wk_log("open(\"/dev/null\") failed: %s", strerror(errno));
-            return -1;
-        }
-
-        if (fd > STDERR_FILENO) {
-            break;
-        }
-    }
-
-    if (close(fd) == -1) {
-        wk_log("close(%d) failed: %s", fd, strerror(errno));
-        return -1;
-    }
-
-    return 0;
-}
-
-
 /* Ignore SIGHUP and SIGPIPE; return a signalfd for the others. */
 int
 sup_signals(void)
@@ -554,7 +528,7 @@ sup_start(const sup_conf_t *conf, sup_state_t *st)
     st->sigfd = -1;
     st->listen_fd = -1;
 
-    if (sup_std_fds() == -1) {
+    if (wk_proc_std_fds() == -1) {
         return -1;
     }
 

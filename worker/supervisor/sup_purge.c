@@ -43,6 +43,7 @@
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_proc.h"
 #include "wk_time.h"
 
 
@@ -430,7 +431,7 @@ sup_purge_files(const sup_conf_t *conf, const char *id)
         return;
 
     } else {
-        (void) sup_spawn_close_from(3);
+        wk_proc_close_range(3, ~0U);
     }
 
     uid = 0;

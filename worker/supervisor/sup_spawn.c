@@ -40,11 +40,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_proc.h"
 
 
 #define SUP_LISTEN_FD  3
@@ -320,7 +320,9 @@ sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
         (void) close(SUP_ALIVE_FD);
     }
 
-    return sup_spawn_close_from(SUP_ALIVE_FD + 1);
+    wk_proc_close_range(SUP_ALIVE_FD + 1, ~0U);
+
+    return 0;
 }
 
 
@@ -356,35 +358,6 @@ sup_spawn_fds(const int *from, const int *to, size_t n)
 
     for (i = 0; i < n; i++) {
         (void) close(fd[i]);
-    }
-
-    return 0;
-}
-
-
-int
-sup_spawn_close_from(int lowfd)
-{
-    int            fd;
-    struct rlimit  rl;
-
-    if (close_range((unsigned) lowfd, ~0U, 0) == 0) {
-        return 0;
-    }
-
-    if (errno != ENOSYS && errno != EINVAL) {
-        wk_log("close_range(%d) failed: %s", lowfd, strerror(errno));
-        return -1;
-    }
-
-    /* kernels before 5.9 */
-    if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
-        wk_log("getrlimit(RLIMIT_NOFILE) failed: %s", strerror(errno));
-        return -1;
-    }
-
-    for (fd = lowfd; (rlim_t) fd < rl.rlim_cur; fd++) {
-        (void) close(fd);   /* EBADF for the unused ones */
     }
 
     return 0;
