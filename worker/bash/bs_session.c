@@ -34,7 +34,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +44,10 @@
 #include "bs_session.h"
 #include "sb_confine.h"
 #include "wk_log.h"
+#include "wk_opt.h"
 #include "wk_proc.h"
 
 
-#define BS_MIN_FRAME   4096
 #define BS_CHUNK       ((size_t) 64 * 1024)
 
 
@@ -81,7 +80,6 @@ main(int argc, char **argv)
     s->pipes[1].fd = -1;
     s->sentinel_fd = -1;
     s->run_conn = -1;
-    s->max_frame = PR_DEFAULT_MAX_FRAME;
 
     for (i = 0; i < BS_MAX_CONNS; i++) {
         s->conns[i].conn.fd = -1;
@@ -126,96 +124,34 @@ main(int argc, char **argv)
 }
 
 
+/* The command line into s and bs_confine; 0, or -1 (logged). */
 static int
 bs_session_args(int argc, char **argv, bs_session_t *s)
 {
-    int            c;
-    char          *end;
-    unsigned long  v;
+    wk_opt_session_t  so;
 
     static const struct option  options[] = {
-        { "listen-fd", required_argument, NULL, 'l' },
-        { "alive-fd",  required_argument, NULL, 'a' },
-        { "max-frame", required_argument, NULL, 'm' },
+        WK_OPT_SESSION_OPTIONS,
         SB_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
 
-    opterr = 0;
-    sb_confine_init(&bs_confine);
-
-    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
-
-        switch (sb_confine_option(&bs_confine, c, optarg)) {
-        case 1:
-            continue;
-        case -1:
-            return -1;
-        }
-
-        switch (c) {
-
-        case 'l':
-            errno = 0;
-            v = strtoul(optarg, &end, 10);
-
-            if (errno != 0 || *end != '\0' || end == optarg || v < 3
-                || v > 65535)
-            {
-                wk_log("bad --listen-fd \"%s\"", optarg);
-                return -1;
-            }
-
-            s->listen_fd = (int) v;
-            break;
-
-        case 'a':
-            errno = 0;
-            v = strtoul(optarg, &end, 10);
-
-            if (errno != 0 || *end != '\0' || end == optarg || v < 3
-                || v > 65535 || fcntl((int) v, F_SETFD, FD_CLOEXEC) == -1)
-            {
-                wk_log("bad --alive-fd \"%s\"", optarg);
-                return -1;
-            }
-
-            s->alive_fd = (int) v;
-            break;
-
-        case 'm':
-            errno = 0;
-            v = strtoul(optarg, &end, 10);
-
-            if (errno != 0 || *end != '\0' || end == optarg
-                || v < BS_MIN_FRAME || v > UINT32_MAX)
-            {
-                wk_log("bad --max-frame \"%s\": %d to %lu expected", optarg,
-                       BS_MIN_FRAME, (unsigned long) UINT32_MAX);
-                return -1;
-            }
-
-            s->max_frame = v;
-            break;
-
-        default:
-            wk_log("unknown or incomplete option \"%s\"",
-                   argv[optind - 1]);
-            return -1;
-        }
-    }
-
-    if (optind != argc) {
-        wk_log("unexpected argument \"%s\"", argv[optind]);
+    if (wk_opt_parse(argc, argv, options, &bs_confine, &so, NULL, NULL)
+        != 0)
+    {
         return -1;
     }
+
+    s->listen_fd = so.listen_fd;
+    s->alive_fd = so.alive_fd;
+    s->max_frame = so.max_frame;
 
     if (s->listen_fd == -1) {
         wk_log("--listen-fd is required");
         return -1;
     }
 
-    return sb_confine_check(&bs_confine);
+    return 0;
 }
 
 

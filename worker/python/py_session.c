@@ -51,7 +51,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -65,14 +64,13 @@
 #include "py_session.h"
 #include "py_zygote.h"
 #include "wk_log.h"
+#include "wk_opt.h"
 #include "wk_proc.h"
-
-
-#define PY_SESSION_MIN_FRAME  4096
 
 
 static int py_session_args(int argc, char **argv, py_session_t *s,
     py_zygote_conf_t *zc);
+static int py_session_option(void *data, int opt, const char *arg);
 static int py_session_log_fd(py_session_t *s);
 static int py_session_listen_fd(py_session_t *s);
 static int py_session_workdir(py_session_t *s);
@@ -96,7 +94,6 @@ static py_session_t  py_session = {
     .ack_wfd = -1,
     .log_fd = -1,
     .alive_fd = -1,
-    .max_frame = PR_DEFAULT_MAX_FRAME,
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .cond = PTHREAD_COND_INITIALIZER,
 };
@@ -219,134 +216,36 @@ main(int argc, char **argv)
 }
 
 
+/*
+ * The command line: the session options into s, the zygote's into zc.
+ * Returns 0, or -1 (logged).
+ */
 static int
 py_session_args(int argc, char **argv, py_session_t *s,
     py_zygote_conf_t *zc)
 {
-    int            c;
-    char          *end;
-    unsigned long  v;
+    wk_opt_session_t  so;
 
     static const struct option  options[] = {
-        { "listen-fd",  required_argument, NULL, 'l' },
-        { "max-frame",  required_argument, NULL, 'm' },
+        WK_OPT_SESSION_OPTIONS,
         { "zygote",     no_argument,       NULL, 'z' },
         { "control-fd", required_argument, NULL, 'c' },
         { "workdir",    required_argument, NULL, 'w' },
         { "warmup-fd",  required_argument, NULL, 'W' },
-        { "alive-fd",   required_argument, NULL, 'a' },
         SB_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
 
-    opterr = 0;
-    sb_confine_init(&zc->confine);
-
-    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
-
-        switch (sb_confine_option(&zc->confine, c, optarg)) {
-        case 1:
-            continue;
-        case -1:
-            return -1;
-        }
-
-        switch (c) {
-
-        case 'l':
-            errno = 0;
-            v = strtoul(optarg, &end, 10);
-
-            if (errno != 0 || *end != '\0' || end == optarg || v < 3
-                || v > 65535)
-            {
-                wk_log("bad --listen-fd \"%s\"", optarg);
-                return -1;
-            }
-
-            s->listen_fd = (int) v;
-            break;
-
-        case 'm':
-            errno = 0;
-            v = strtoul(optarg, &end, 10);
-
-            if (errno != 0 || *end != '\0' || end == optarg
-                || v < PY_SESSION_MIN_FRAME || v > UINT32_MAX)
-            {
-                wk_log("bad --max-frame \"%s\": %d to %lu expected", optarg,
-                       PY_SESSION_MIN_FRAME, (unsigned long) UINT32_MAX);
-                return -1;
-            }
-
-            s->max_frame = v;
-            break;
-
-        case 'z':
-            zc->enabled = 1;
-            break;
-
-        case 'c':
-            errno = 0;
-            v = strtoul(optarg, &end, 10);
-
-            if (errno != 0 || *end != '\0' || end == optarg || v < 3
-                || v > 65535)
-            {
-                wk_log("bad --control-fd \"%s\"", optarg);
-                return -1;
-            }
-
-            zc->control_fd = (int) v;
-            break;
-
-        case 'w':
-            zc->workdir = optarg;
-            break;
-
-        case 'a':
-            errno = 0;
-            v = strtoul(optarg, &end, 10);
-
-            if (errno != 0 || *end != '\0' || end == optarg || v < 3
-                || v > 65535 || fcntl((int) v, F_SETFD, FD_CLOEXEC) == -1)
-            {
-                wk_log("bad --alive-fd \"%s\"", optarg);
-                return -1;
-            }
-
-            s->alive_fd = (int) v;
-            break;
-
-        case 'W':
-            errno = 0;
-            v = strtoul(optarg, &end, 10);
-
-            if (errno != 0 || *end != '\0' || end == optarg || v < 3
-                || v > 65535)
-            {
-                wk_log("bad --warmup-fd \"%s\"", optarg);
-                return -1;
-            }
-
-            zc->warmup_fd = (int) v;
-            break;
-
-        default:
-            wk_log("unknown or incomplete option \"%s\"",
-                   argv[optind - 1]);
-            return -1;
-        }
-    }
-
-    if (optind != argc) {
-        wk_log("unexpected argument \"%s\"", argv[optind]);
+    if (wk_opt_parse(argc, argv, options, &zc->confine, &so,
+                     py_session_option, zc)
+        != 0)
+    {
         return -1;
     }
 
-    if (sb_confine_check(&zc->confine) != 0) {
-        return -1;
-    }
+    s->listen_fd = so.listen_fd;
+    s->alive_fd = so.alive_fd;
+    s->max_frame = so.max_frame;
 
     if (zc->enabled) {
         if (zc->control_fd == -1 || zc->workdir == NULL
@@ -366,6 +265,47 @@ py_session_args(int argc, char **argv, py_session_t *s,
     }
 
     return 0;
+}
+
+
+/* The zygote's options (wk_opt_handler_pt); data is the zygote's conf. */
+static int
+py_session_option(void *data, int opt, const char *arg)
+{
+    py_zygote_conf_t    *zc;
+    unsigned long long   v;
+
+    zc = data;
+
+    switch (opt) {
+
+    case 'z':
+        zc->enabled = 1;
+        return 0;
+
+    case 'c':
+        if (wk_opt_num("--control-fd", arg, 3, 65535, &v) != 0) {
+            return -1;
+        }
+
+        zc->control_fd = (int) v;
+        return 0;
+
+    case 'w':
+        zc->workdir = arg;
+        return 0;
+
+    case 'W':
+        if (wk_opt_num("--warmup-fd", arg, 3, 65535, &v) != 0) {
+            return -1;
+        }
+
+        zc->warmup_fd = (int) v;
+        return 0;
+
+    default:
+        return WK_OPT_UNKNOWN;
+    }
 }
 
 

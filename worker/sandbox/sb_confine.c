@@ -9,17 +9,15 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "sb_confine.h"
 #include "wk_log.h"
+#include "wk_opt.h"
 
 
-static int sb_confine_number(const char *name, const char *arg,
-    unsigned long long max, unsigned long long *v);
 static int sb_confine_flag(const char *name, const char *arg);
 
 
@@ -74,8 +72,8 @@ sb_confine_option(sb_confine_t *c, int opt, const char *arg)
 
     case SB_CONFINE_OPT_UID_BASE:
         /* the base plus any pid (at most 2^22) stays below uid -1 */
-        if (sb_confine_number("--uid-base", arg, UINT_MAX - (1U << 22) - 1,
-                              &n) != 0)
+        if (wk_opt_num("--uid-base", arg, 0, UINT_MAX - (1U << 22) - 1,
+                       &n) != 0)
         {
             return -1;
         }
@@ -83,35 +81,35 @@ sb_confine_option(sb_confine_t *c, int opt, const char *arg)
         return 1;
 
     case SB_CONFINE_OPT_UID:
-        if (sb_confine_number("--uid", arg, UINT_MAX - 1, &n) != 0) {
+        if (wk_opt_num("--uid", arg, 0, UINT_MAX - 1, &n) != 0) {
             return -1;
         }
         c->uid = (uid_t) n;
         return 1;
 
     case SB_CONFINE_OPT_GID:
-        if (sb_confine_number("--gid", arg, UINT_MAX - 1, &n) != 0) {
+        if (wk_opt_num("--gid", arg, 0, UINT_MAX - 1, &n) != 0) {
             return -1;
         }
         c->gid = (gid_t) n;
         return 1;
 
     case SB_CONFINE_OPT_MEMORY:
-        if (sb_confine_number("--memory", arg, RLIM_INFINITY - 1, &n) != 0) {
+        if (wk_opt_num("--memory", arg, 0, RLIM_INFINITY - 1, &n) != 0) {
             return -1;
         }
         c->sb.memory = (rlim_t) n;
         return 1;
 
     case SB_CONFINE_OPT_CPU:
-        if (sb_confine_number("--cpu", arg, RLIM_INFINITY - 2, &n) != 0) {
+        if (wk_opt_num("--cpu", arg, 0, RLIM_INFINITY - 2, &n) != 0) {
             return -1;
         }
         c->sb.cpu = (rlim_t) n;
         return 1;
 
     case SB_CONFINE_OPT_NPROC:
-        if (sb_confine_number("--nproc", arg, RLIM_INFINITY - 1, &n) != 0) {
+        if (wk_opt_num("--nproc", arg, 0, RLIM_INFINITY - 1, &n) != 0) {
             return -1;
         }
         c->sb.nproc = (rlim_t) n;
@@ -119,7 +117,7 @@ sb_confine_option(sb_confine_t *c, int opt, const char *arg)
 
     case SB_CONFINE_OPT_NOFILE:
         /* the session's own descriptors need a few dozen */
-        if (sb_confine_number("--nofile", arg, 1U << 20, &n) != 0) {
+        if (wk_opt_num("--nofile", arg, 0, 1U << 20, &n) != 0) {
             return -1;
         }
         if (n != 0 && n < 32) {
@@ -130,7 +128,7 @@ sb_confine_option(sb_confine_t *c, int opt, const char *arg)
         return 1;
 
     case SB_CONFINE_OPT_FSIZE:
-        if (sb_confine_number("--fsize", arg, RLIM_INFINITY - 1, &n) != 0) {
+        if (wk_opt_num("--fsize", arg, 0, RLIM_INFINITY - 1, &n) != 0) {
             return -1;
         }
         c->sb.fsize = (rlim_t) n;
@@ -334,26 +332,6 @@ failed:
     }
 
     return -1;
-}
-
-
-static int
-sb_confine_number(const char *name, const char *arg, unsigned long long max,
-    unsigned long long *v)
-{
-    char  *end;
-
-    errno = 0;
-    *v = strtoull(arg, &end, 10);
-
-    if (errno != 0 || end == arg || *end != '\0' || arg[0] == '-'
-        || *v > max)
-    {
-        wk_log("%s \"%s\": a number from 0 to %llu expected", name, arg, max);
-        return -1;
-    }
-
-    return 0;
 }
 
 

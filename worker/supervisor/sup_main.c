@@ -63,7 +63,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -79,6 +78,7 @@
 
 #include "sup.h"
 #include "wk_log.h"
+#include "wk_opt.h"
 #include "wk_proc.h"
 #include "wk_time.h"
 
@@ -102,8 +102,7 @@ typedef struct {
 
 
 static int sup_parse(int argc, char **argv, sup_conf_t *conf);
-static int sup_parse_num(const char *opt, const char *s, unsigned long max,
-    unsigned long *v);
+static int sup_option(void *data, int opt, const char *arg);
 static int sup_signal_read(const sup_conf_t *conf, int sigfd);
 static int sup_start(const sup_conf_t *conf, sup_state_t *st);
 static void sup_raise_nofile(void);
@@ -164,29 +163,9 @@ main(int argc, char **argv)
 
 
 static int
-sup_parse_num(const char *opt, const char *s, unsigned long max,
-    unsigned long *v)
-{
-    char  *end;
-
-    errno = 0;
-    *v = strtoul(s, &end, 10);
-
-    if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || *v > max) {
-        wk_log("invalid %s \"%s\"", opt, s);
-        return -1;
-    }
-
-    return 0;
-}
-
-
-static int
 sup_parse(int argc, char **argv, sup_conf_t *conf)
 {
-    int            c, rc;
-    size_t         len;
-    unsigned long  v;
+    size_t  len;
 
     static const struct option  opts[] = {
         { "socket-dir", required_argument, NULL, 's' },
@@ -219,140 +198,11 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
     conf->max_frame = PR_DEFAULT_MAX_FRAME;
     conf->argc = argc;
     conf->argv = argv;
-    sb_confine_init(&conf->confine);
 
-    opterr = 0;
-
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        rc = sb_confine_option(&conf->confine, c, optarg);
-        if (rc != 0) {
-            if (rc == -1) {
-                return -1;
-            }
-            continue;
-        }
-
-        switch (c) {
-
-        case 's':
-            conf->socket_dir = optarg;
-            break;
-
-        case 'w':
-            conf->workdir = optarg;
-            break;
-
-        case 'p':
-            conf->python = optarg;
-            break;
-
-        case 'f':
-            if (sup_parse_num("--parent-fd", optarg, INT_MAX, &v) == -1) {
-                return -1;
-            }
-            conf->parent_fd = (int) v;
-            break;
-
-        case 'u':
-            if (sup_parse_num("--owner-uid", optarg, UINT_MAX - 1, &v)
-                == -1)
-            {
-                return -1;
-            }
-            conf->owner_uid = (uid_t) v;
-            break;
-
-        case 'g':
-            if (sup_parse_num("--owner-gid", optarg, UINT_MAX - 1, &v)
-                == -1)
-            {
-                return -1;
-            }
-            conf->owner_gid = (gid_t) v;
-            break;
-
-        case 'm':
-            if (sup_parse_num("--max-frame", optarg, UINT32_MAX, &v) == -1) {
-                return -1;
-            }
-
-            if (v < SUP_MIN_FRAME) {
-                wk_log("--max-frame must be at least %d bytes",
-                       SUP_MIN_FRAME);
-                return -1;
-            }
-
-            conf->max_frame = v;
-            break;
-
-        case 'z':
-            conf->zygote = 1;
-            break;
-
-        case 'n':
-            if (sup_parse_num("--pool-min-idle", optarg, SUP_MAX_POOL, &v)
-                == -1)
-            {
-                return -1;
-            }
-            conf->pool_min_idle = (unsigned) v;
-            break;
-
-        case 'W':
-            if (sup_parse_num("--warmup-fd", optarg, INT_MAX, &v) == -1) {
-                return -1;
-            }
-            conf->warmup_fd = (int) v;
-            break;
-
-        case 'L':
-            if (sup_parse_num("--log-fd", optarg, INT_MAX, &v) == -1) {
-                return -1;
-            }
-            conf->log_fd = (int) v;
-            break;
-
-        case 'R':
-            if (sup_parse_num("--log-rx-fd", optarg, INT_MAX, &v) == -1) {
-                return -1;
-            }
-            conf->log_rx_fd = (int) v;
-            break;
-
-        case 'K':
-            if (sup_parse_num("--keeper-pid", optarg, INT_MAX, &v) == -1
-                || v < 2)
-            {
-                return -1;
-            }
-            conf->keeper_pid = (pid_t) v;
-            break;
-
-        case 'k':
-            conf->keeper = 1;
-            break;
-
-        case 'b':
-            conf->bash = optarg;
-            break;
-
-        case 'C':
-            conf->checkpoint_dir = optarg;
-            break;
-
-        default:
-            wk_log("unknown or incomplete option \"%s\"",
-                   argv[optind - 1]);
-            return -1;
-        }
-    }
-
-    if (optind != argc) {
-        wk_log("unexpected argument \"%s\"", argv[optind]);
-        return -1;
-    }
-
-    if (sb_confine_check(&conf->confine) == -1) {
+    if (wk_opt_parse(argc, argv, opts, &conf->confine, NULL, sup_option,
+                     conf)
+        == -1)
+    {
         return -1;
     }
 
@@ -375,6 +225,125 @@ sup_parse(int argc, char **argv, sup_conf_t *conf)
     }
 
     return 0;
+}
+
+
+/* One of sup_parse()'s options (wk_opt_handler_pt); data is the conf. */
+static int
+sup_option(void *data, int opt, const char *arg)
+{
+    sup_conf_t          *conf;
+    unsigned long long   v;
+
+    conf = data;
+
+    switch (opt) {
+
+    case 's':
+        conf->socket_dir = arg;
+        return 0;
+
+    case 'w':
+        conf->workdir = arg;
+        return 0;
+
+    case 'p':
+        conf->python = arg;
+        return 0;
+
+    case 'z':
+        conf->zygote = 1;
+        return 0;
+
+    case 'k':
+        conf->keeper = 1;
+        return 0;
+
+    case 'b':
+        conf->bash = arg;
+        return 0;
+
+    case 'C':
+        conf->checkpoint_dir = arg;
+        return 0;
+
+    case 'f':
+        if (wk_opt_num("--parent-fd", arg, 0, INT_MAX, &v) != 0) {
+            return -1;
+        }
+
+        conf->parent_fd = (int) v;
+        return 0;
+
+    case 'u':
+        if (wk_opt_num("--owner-uid", arg, 0, UINT_MAX - 1, &v) != 0) {
+            return -1;
+        }
+
+        conf->owner_uid = (uid_t) v;
+        return 0;
+
+    case 'g':
+        if (wk_opt_num("--owner-gid", arg, 0, UINT_MAX - 1, &v) != 0) {
+            return -1;
+        }
+
+        conf->owner_gid = (gid_t) v;
+        return 0;
+
+    case 'm':
+        if (wk_opt_num("--max-frame", arg, SUP_MIN_FRAME, UINT32_MAX, &v)
+            != 0)
+        {
+            return -1;
+        }
+
+        conf->max_frame = (size_t) v;
+        return 0;
+
+    case 'n':
+        if (wk_opt_num("--pool-min-idle", arg, 0, SUP_MAX_POOL, &v) != 0) {
+            return -1;
+        }
+
+        conf->pool_min_idle = (unsigned) v;
+        return 0;
+
+    case 'W':
+        if (wk_opt_num("--warmup-fd", arg, 0, INT_MAX, &v) != 0) {
+            return -1;
+        }
+
+        conf->warmup_fd = (int) v;
+        return 0;
+
+    case 'L':
+        if (wk_opt_num("--log-fd", arg, 0, INT_MAX, &v) != 0) {
+            return -1;
+        }
+
+        conf->log_fd = (int) v;
+        return 0;
+
+    case 'R':
+        if (wk_opt_num("--log-rx-fd", arg, 0, INT_MAX, &v) != 0) {
+            return -1;
+        }
+
+        conf->log_rx_fd = (int) v;
+        return 0;
+
+    case 'K':
+        if (wk_opt_num("--keeper-pid", arg, 2, INT_MAX, &v) != 0) {
+            return -1;
+        }
+
+        conf->keeper_pid = (pid_t) v;
+        return 0;
+
+    default:
+        return WK_OPT_UNKNOWN;
+    }
 }
 
 
