@@ -48,13 +48,9 @@
 #include "wk_proc.h"
 
 
-#define BS_CHUNK       ((size_t) 64 * 1024)
-
-
-static int bs_session_args(int argc, char **argv, bs_session_t *s);
+static int bs_session_args(int argc, char **argv, wk_opt_session_t *so);
 static void bs_session_usage(void);
 static int bs_session_signals(bs_session_t *s);
-static int bs_session_buffers(bs_session_t *s);
 
 
 static bs_session_t  bs_session;
@@ -64,30 +60,21 @@ static sb_confine_t  bs_confine;
 int
 main(int argc, char **argv)
 {
-    int            i;
-    bs_session_t  *s;
+    bs_session_t      *s;
+    wk_opt_session_t   so;
 
     s = &bs_session;
 
-    s->listen_fd = -1;
     s->sig_fd = -1;
-    s->alive_fd = -1;
     s->cmd_fd = -1;
     s->status_fd = -1;
     s->code_fd = -1;
     s->stdin_fd = -1;
-    s->pipes[0].fd = -1;
-    s->pipes[1].fd = -1;
     s->sentinel_fd = -1;
-    s->run_conn = -1;
-
-    for (i = 0; i < BS_MAX_CONNS; i++) {
-        s->conns[i].conn.fd = -1;
-    }
 
     wk_log_init("bash", 0);
 
-    if (bs_session_args(argc, argv, s) != 0) {
+    if (bs_session_args(argc, argv, &so) != 0) {
         bs_session_usage();
         return 2;
     }
@@ -97,9 +84,10 @@ main(int argc, char **argv)
 
     if (bs_session_signals(s) != 0
         || wk_proc_std_fds() != 0
-        || wk_proc_listen_fd(s->listen_fd) != 0
-        || bs_session_buffers(s) != 0
-        || sb_confine_session(&bs_confine, s->id, -1, &s->listen_fd, 1) != 0)
+        || wk_proc_listen_fd(so.listen_fd) != 0
+        || bs_io_init(s, so.listen_fd, so.alive_fd, so.max_frame) != 0
+        || sb_confine_session(&bs_confine, s->id, -1, &s->io.listen_fd, 1)
+           != 0)
     {
         return EXIT_FAILURE;
     }
@@ -124,29 +112,21 @@ main(int argc, char **argv)
 }
 
 
-/* The command line into s and bs_confine; 0, or -1 (logged). */
+/* The command line into so and bs_confine; 0, or -1 (logged). */
 static int
-bs_session_args(int argc, char **argv, bs_session_t *s)
+bs_session_args(int argc, char **argv, wk_opt_session_t *so)
 {
-    wk_opt_session_t  so;
-
     static const struct option  options[] = {
         WK_OPT_SESSION_OPTIONS,
         SB_CONFINE_OPTIONS,
         { NULL, 0, NULL, 0 }
     };
 
-    if (wk_opt_parse(argc, argv, options, &bs_confine, &so, NULL, NULL)
-        != 0)
-    {
+    if (wk_opt_parse(argc, argv, options, &bs_confine, so, NULL, NULL) != 0) {
         return -1;
     }
 
-    s->listen_fd = so.listen_fd;
-    s->alive_fd = so.alive_fd;
-    s->max_frame = so.max_frame;
-
-    if (s->listen_fd == -1) {
+    if (so->listen_fd == -1) {
         wk_log("--listen-fd is required");
         return -1;
     }
@@ -202,32 +182,6 @@ bs_session_signals(bs_session_t *s)
     s->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (s->sig_fd == -1) {
         wk_log("signalfd() failed: %s", strerror(errno));
-        return -1;
-    }
-
-    return 0;
-}
-
-
-/*
- * The output buffers.  A frame of output carries at most "chunk" bytes,
- * which sanitize may triple, so with a small --max-frame the chunk
- * shrinks to keep every frame under it.
- */
-static int
-bs_session_buffers(bs_session_t *s)
-{
-    s->chunk = BS_CHUNK;
-
-    if (s->chunk > (s->max_frame - 64) / 3) {
-        s->chunk = (s->max_frame - 64) / 3;
-    }
-
-    s->rbuf = malloc(s->chunk + 4);
-    s->tbuf = malloc(3 * (s->chunk + 4));
-
-    if (s->rbuf == NULL || s->tbuf == NULL) {
-        wk_log("session %s: cannot allocate the output buffers", s->id);
         return -1;
     }
 

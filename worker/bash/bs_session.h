@@ -27,10 +27,9 @@
 #include <sys/types.h>
 
 #include "pyrepl_proto.h"
-#include "wk_conn.h"
+#include "wk_io.h"
 
 
-#define BS_MAX_CONNS        16
 #define BS_NONCE_LEN        16             /* hex digits of a run's nonce */
 #define BS_STATUS_LINE_MAX  128            /* longer lines are not ours */
 
@@ -52,20 +51,6 @@
 #define BS_STOP_GIVEUP_MS   3000           /* then SIGKILL the shell */
 
 
-typedef struct {
-    int              fd;           /* read end, non-blocking; -1: closed */
-    pr_type_t        type;         /* PR_T_STDOUT or PR_T_STDERR */
-    uint8_t          carry[4];     /* an incomplete UTF-8 character */
-    size_t           ncarry;
-} bs_pipe_t;
-
-
-typedef struct {
-    wk_conn_t        conn;
-    unsigned         used:1;
-} bs_conn_t;
-
-
 /* One process found in /proc. */
 typedef struct {
     pid_t            pid;
@@ -77,13 +62,15 @@ typedef struct {
 
 
 typedef struct {
+    /*
+     * the connections, the shell's fds 1 and 2 as output pipes, and the
+     * run: its connection, start and deadline (wk_io.h)
+     */
+    wk_io_t          io;
+
     /* set at start-up, read-only afterwards */
     const char      *id;
-    size_t           max_frame;
-    size_t           chunk;        /* output bytes a frame, at most */
-    int              listen_fd;
     int              sig_fd;       /* signalfd: SIGCHLD */
-    int              alive_fd;     /* --alive-fd: nginx's alive pipe, or -1 */
     pid_t            pid;          /* this process */
 
     /* the shell */
@@ -98,7 +85,6 @@ typedef struct {
     int              status_fd;    /* status pipe, read end, O_NONBLOCK */
     int              code_fd;      /* memfd behind the shell's fd 62 */
     int              stdin_fd;     /* memfd behind the shell's fd 63 */
-    bs_pipe_t        pipes[2];     /* its fds 1 and 2 */
     unsigned         xtrace:1;     /* set -x was on when the last run ended */
 
     char            *cmd;          /* commands not yet written to cmd_fd */
@@ -114,17 +100,11 @@ typedef struct {
     pid_t            sentinel_pid;
     int              sentinel_fd;  /* the pipe it waits on, write end */
 
-    bs_conn_t        conns[BS_MAX_CONNS];
-    int64_t          accept_resume;  /* listening paused until, or 0 */
     unsigned         fatal:1;      /* a failure that ends the process */
 
-    /* the run */
-    unsigned         run_active:1;
-    int              run_conn;     /* slot of its connection, or -1 */
+    /* the run (io.run_active) */
     char             nonce[BS_NONCE_LEN + 1];
     int64_t          count;        /* runs so far */
-    int64_t          started;      /* wk_msec() */
-    int64_t          deadline;     /* wk_msec(), 0 for none */
 
     /* stopping it */
     int              stop;         /* BS_STOP_*, 0 if not stopping */
@@ -146,10 +126,6 @@ typedef struct {
     bs_proc_t       *procs;
     size_t           nprocs;
     size_t           procs_cap;
-
-    /* output buffers */
-    uint8_t         *rbuf;         /* chunk + 4: raw pipe bytes */
-    uint8_t         *tbuf;         /* 3 * (chunk + 4): sanitized */
 } bs_session_t;
 
 
@@ -230,6 +206,14 @@ void bs_proc_kill_all(bs_session_t *s);
 
 
 /* bs_io.c */
+
+/*
+ * Set up s->io for the listening socket listen_fd, nginx's alive pipe
+ * alive_fd (or -1) and frames of at most max_frame bytes.  Returns 0 or
+ * -1 (logged).
+ */
+int bs_io_init(bs_session_t *s, int listen_fd, int alive_fd,
+    size_t max_frame);
 
 /* Serve until the shell exits; returns the process's exit status. */
 int bs_io_loop(bs_session_t *s);

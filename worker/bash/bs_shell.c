@@ -251,10 +251,8 @@ bs_shell_start(bs_session_t *s)
     s->status_fd = status[0];
     s->code_fd = code;
     s->stdin_fd = in;
-    s->pipes[0].fd = out[0];
-    s->pipes[0].type = PR_T_STDOUT;
-    s->pipes[1].fd = err[0];
-    s->pipes[1].type = PR_T_STDERR;
+    s->io.pipes[0].fd = out[0];
+    s->io.pipes[1].fd = err[0];
 
     if (close(script[0]) == -1 || close(status[1]) == -1
         || close(out[1]) == -1 || close(err[1]) == -1 || close(nul) == -1)
@@ -870,7 +868,7 @@ bs_shell_status(bs_session_t *s, int *rc)
             {
                 s->shell_ready = 1;
 
-            } else if (!found && s->run_active
+            } else if (!found && s->io.run_active
                        && bs_shell_line(s, s->status, s->status_len, rc))
             {
                 found = 1;

@@ -943,11 +943,11 @@ py_exec_transact(py_session_t *s, int tx_policy, char *code, size_t len,
     switch (tx_policy) {
 
     case PY_TX_COMMIT_ON_SUCCESS:
-        undo = (o->status != PY_RUN_OK);
+        undo = (o->status != WK_IO_RUN_OK);
         break;
 
     case PY_TX_ROLLBACK_ON_FAILURE:
-        undo = (o->status == PY_RUN_ERROR);
+        undo = (o->status == WK_IO_RUN_ERROR);
         break;
 
     case PY_TX_EXPLICIT:
@@ -977,7 +977,7 @@ py_exec_decide(py_session_t *s, int op, py_outcome_t *o)
     o->count = py_exec_count;
 
     if (s->tx_child == 0) {
-        o->status = PY_RUN_ERROR;
+        o->status = WK_IO_RUN_ERROR;
         o->errcode = "no_transaction";
         return;
     }
@@ -1369,16 +1369,16 @@ py_exec_outcome(py_session_t *s, PyObject *ret, py_outcome_t *o)
     if (PyUnicode_Check(status)
         && PyUnicode_CompareWithASCIIString(status, "ok") == 0)
     {
-        o->status = PY_RUN_OK;
+        o->status = WK_IO_RUN_OK;
 
     } else if (PyUnicode_Check(status)
                && PyUnicode_CompareWithASCIIString(status, "interrupted")
                   == 0)
     {
-        o->status = PY_RUN_INTERRUPTED;
+        o->status = WK_IO_RUN_INTERRUPTED;
 
     } else {
-        o->status = PY_RUN_ERROR;
+        o->status = WK_IO_RUN_ERROR;
     }
 
     if (result != Py_None
@@ -1427,9 +1427,9 @@ py_exec_escaped(py_session_t *s, py_outcome_t *o)
 
     o->status = (exc != NULL
                  && PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt))
-                ? PY_RUN_INTERRUPTED : PY_RUN_ERROR;
+                ? WK_IO_RUN_INTERRUPTED : WK_IO_RUN_ERROR;
 
-    fallback = (o->status == PY_RUN_INTERRUPTED) ? "KeyboardInterrupt"
+    fallback = (o->status == WK_IO_RUN_INTERRUPTED) ? "KeyboardInterrupt"
                                                  : "SystemError";
 
     if (exc != NULL) {
@@ -1463,7 +1463,7 @@ py_exec_escaped(py_session_t *s, py_outcome_t *o)
     if (o->ename.data == NULL || o->evalue.data == NULL) {
         wk_log("session %s: out of memory describing an error", s->id);
         py_outcome_free(o);
-        o->status = PY_RUN_ERROR;
+        o->status = WK_IO_RUN_ERROR;
         o->count = count;
         return;
     }

@@ -1,21 +1,16 @@
 /*
  * py_io.c: the I/O thread of a session process.  It owns every socket and
- * never takes the GIL: one poll(2) loop over the listening socket, the
- * open connections (a small fixed array of wk_conn_t), the read ends of
- * the pipes behind fds 1 and 2, and the eventfd the main thread writes
- * when a run has finished.
+ * never takes the GIL: one poll(2) loop over the eventfd the main thread
+ * writes when a run has finished, the drain pipe, and what every session
+ * process polls (wk_io.h): the listening socket, nginx's alive pipe, the
+ * read ends of the pipes behind fds 1 and 2 and the open connections.
  *
  * Per connection it answers "run" (hand the code to the main thread, or
  * "fail session_busy"), "interrupt" (SIGINT to the main thread), "input"
- * (see below) and fails anything else.  While a run is active, pipe
- * output goes to the run's
- * connection as stdout/stderr frames, whole UTF-8 characters only (an
- * incomplete tail waits for the next read) and invalid bytes replaced;
- * between runs it is read and dropped.  When the run's connection holds
- * more than PY_IO_HIGH_WATER unsent bytes the pipes are not read, so the
- * code blocks in write() instead of this process growing.  If the run's
- * connection goes away, the run is interrupted and its output dropped.
- * A run's deadline (timeout_ms) interrupts it the same way and turns the
+ * (see below) and fails anything else.  The code's output goes to the
+ * run's connection as wk_io.h says.  If the run's connection goes away,
+ * the run is interrupted and its output dropped.  A run's deadline
+ * (timeout_ms, wk_io_deadline()) interrupts it the same way and turns the
  * "interrupted" status into "timeout".
  *
  * input() in a run whose run frame said "interactive" (py_exec.c) asks
@@ -43,7 +38,6 @@
  */
 
 #include <errno.h>
-#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -53,67 +47,33 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "py_session.h"
-#include "wk_conn.h"
+#include "wk_io.h"
 #include "wk_log.h"
 #include "wk_time.h"
 
 
-#define PY_IO_MAX_CONNS     16
-#define PY_IO_CHUNK         ((size_t) 64 * 1024)   /* output bytes a frame */
-#define PY_IO_RBUF          (PY_IO_CHUNK + 4)      /* + 3 carried bytes */
-#define PY_IO_HIGH_WATER    ((size_t) 1024 * 1024) /* unsent: stop pipes */
-#define PY_IO_DRAIN_MAX     ((size_t) 1024 * 1024) /* per pipe and drain */
-#define PY_IO_ACCEPT_PAUSE  100                    /* ms, on EMFILE */
 #define PY_IO_INPUT_ID_LEN  24                     /* "i" and a counter */
 
-/* fixed slots at the start of the poll set; connections follow */
-#define PY_IO_POLL_LISTEN   0
-#define PY_IO_POLL_DONE     1
-#define PY_IO_POLL_DRAIN    2
-#define PY_IO_POLL_PIPES    3               /* stdout, stderr */
-#define PY_IO_POLL_ALIVE    5               /* nginx's alive pipe */
-#define PY_IO_POLL_CONNS    6
+/* the thread's own slots in the poll set (wk_io_poll_set) */
+#define PY_IO_POLL_DONE     (WK_IO_POLL_OWN + 0)
+#define PY_IO_POLL_DRAIN    (WK_IO_POLL_OWN + 1)
+#define PY_IO_POLL_NOWN     2
 
 
 typedef struct {
-    int              fd;           /* -1 once the user closed its end */
-    pr_type_t        type;         /* PR_T_STDOUT or PR_T_STDERR */
-    uint8_t          carry[4];     /* an incomplete UTF-8 character */
-    size_t           ncarry;
-} py_io_pipe_t;
-
-
-typedef struct {
-    wk_conn_t        conn;
-    unsigned         used:1;
-} py_io_conn_t;
-
-
-typedef struct {
+    wk_io_t          io;           /* connections, pipes, the run */
     py_session_t    *s;
-    py_io_conn_t     conns[PY_IO_MAX_CONNS];
-    py_io_pipe_t     pipes[2];
 
     int              drain_fd;     /* -1 once the user closed its end */
-    int              alive_fd;     /* nginx's alive pipe, or -1 */
 
-    unsigned         run_active:1;
-    unsigned         timed_out:1;  /* the deadline fired for this run */
     unsigned         interactive:1; /* the run may ask input() */
     unsigned         tx_pending:1; /* an explicit run waits for its fate */
-    int              run_conn;     /* slot of the run's connection, or -1 */
-    int64_t          deadline;     /* wk_msec() time, 0 for none */
-    int64_t          accept_resume; /* listening paused until, 0 if not */
 
     uint64_t         input_seq;    /* input_request ids so far */
     char             input_id[PY_IO_INPUT_ID_LEN];  /* the last one sent */
-
-    uint8_t          rbuf[PY_IO_RBUF];      /* raw pipe bytes */
-    uint8_t          tbuf[3 * PY_IO_RBUF];  /* the same, sanitized */
 } py_io_t;
 
 
@@ -121,18 +81,13 @@ static void *py_io_thread(void *arg);
 static int py_io_setup(py_session_t *s);
 static int py_io_loop(void);
 static int py_io_poll_set(struct pollfd *pfds, int *map, int *timeout);
-static int py_io_accept(void);
-static void py_io_conn_event(int i, int fd, short revents);
-static void py_io_conn_frames(int i);
-static void py_io_conn_close(int i, const char *why);
-static void py_io_conn_flush(int i);
-static void py_io_send(int i, const pr_frame_t *f);
-static void py_io_fail(int i, const char *code, const char *message);
+static void py_io_frame(wk_io_t *io, int i, const pr_frame_t *f);
+static void py_io_lost(wk_io_t *io, const char *why);
 static void py_io_run(int i, const pr_frame_t *f);
 static void py_io_op(int i, int op, char *arg, size_t len,
     int64_t max_size);
 static void py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
-    int64_t max_size, unsigned interactive);
+    int64_t max_size, unsigned interactive, int64_t timeout_ms);
 static char *py_io_copy(int i, const pr_str_t *str, const char *what);
 static void py_io_file_op(int i, const pr_frame_t *f);
 static int py_io_tx_policy(const pr_frame_t *f);
@@ -144,12 +99,8 @@ static int py_io_ask(void);
 static void py_io_input(int i, const pr_frame_t *f);
 static void py_io_input_end(int from, int to);
 static void py_io_wake_asker(void);
-static ssize_t py_io_pipe_read(py_io_pipe_t *p);
-static int py_io_drain(void);
 static int py_io_last_words(void);
 static int py_io_send_all(void);
-static void py_io_flush_carry(void);
-static void py_io_forward(py_io_pipe_t *p, const uint8_t *buf, size_t len);
 static void py_io_lock(void);
 static void py_io_unlock(void);
 
@@ -183,13 +134,12 @@ py_io_start(py_session_t *s)
         return -1;
     }
 
-    /*
-     * A snapshot taking over starts from a clean slate; the buffers at the
-     * end are left alone: writing them would copy their pages (a quarter
-     * of a megabyte) out of the zygote's into every session.
-     */
-    memset(&py_io, 0, offsetof(py_io_t, rbuf));
+    /* a snapshot taking over starts from a clean slate (py_io_setup) */
     py_io.s = s;
+    py_io.interactive = 0;
+    py_io.tx_pending = 0;
+    py_io.input_seq = 0;
+    py_io.input_id[0] = '\0';
 
     /* before the tables part, so that both hold it */
     s->input_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -278,7 +228,7 @@ py_io_thread(void *arg)
 static int
 py_io_setup(py_session_t *s)
 {
-    int  i, nul;
+    int  nul;
 
     if (unshare(CLONE_FILES) == -1) {
         wk_log("session %s: unshare(CLONE_FILES) failed: %s", s->id,
@@ -308,17 +258,20 @@ py_io_setup(py_session_t *s)
         return -1;
     }
 
-    for (i = 0; i < PY_IO_MAX_CONNS; i++) {
-        py_io.conns[i].conn.fd = -1;
+    py_io.io.frame = py_io_frame;
+    py_io.io.lost = py_io_lost;
+    py_io.io.data = &py_io;
+
+    if (wk_io_init(&py_io.io, s->id, s->listen_fd, s->alive_fd,
+                   s->max_frame)
+        != 0)
+    {
+        return -1;
     }
 
-    py_io.pipes[0].fd = s->out_fd;
-    py_io.pipes[0].type = PR_T_STDOUT;
-    py_io.pipes[1].fd = s->err_fd;
-    py_io.pipes[1].type = PR_T_STDERR;
-    py_io.run_conn = -1;
+    py_io.io.pipes[0].fd = s->out_fd;
+    py_io.io.pipes[1].fd = s->err_fd;
     py_io.drain_fd = s->drain_fd;
-    py_io.alive_fd = s->alive_fd;
 
     /* published to py_drain() by the io_ready handshake */
     s->io_tid = gettid();
@@ -331,11 +284,10 @@ py_io_setup(py_session_t *s)
 static int
 py_io_loop(void)
 {
-    int            i, n, nfds, timeout;
-    short          ev;
+    int            n, nfds, timeout;
     py_session_t  *s;
-    int            map[PY_IO_MAX_CONNS];
-    struct pollfd  pfds[PY_IO_POLL_CONNS + PY_IO_MAX_CONNS];
+    int            map[WK_IO_MAX_CONNS];
+    struct pollfd  pfds[WK_IO_POLL_OWN + PY_IO_POLL_NOWN + WK_IO_MAX_CONNS];
 
     s = py_io.s;
 
@@ -363,51 +315,19 @@ py_io_loop(void)
             return -1;
         }
 
-        for (i = 0; i < 2; i++) {
-            if (pfds[PY_IO_POLL_PIPES + i].revents != 0
-                && py_io.pipes[i].fd != -1
-                && py_io_pipe_read(&py_io.pipes[i]) < 0)
-            {
-                return -1;
-            }
-        }
+        n = wk_io_events(&py_io.io, pfds, nfds, PY_IO_POLL_NOWN, map);
 
-        for (i = PY_IO_POLL_CONNS; i < nfds; i++) {
-            if (pfds[i].revents != 0) {
-                py_io_conn_event(map[i - PY_IO_POLL_CONNS], pfds[i].fd,
-                                 pfds[i].revents);
-            }
-        }
-
-        if (pfds[PY_IO_POLL_ALIVE].revents != 0) {
-            /*
-             * nginx never writes there: this is EOF, every nginx process
-             * is gone, and so, maybe, is what would have ended this one
-             * (a keeper and supervisor killed together).
-             */
-            wk_log("session %s: nginx is gone, ending", s->id);
-
+        if (n == WK_IO_GONE) {
             /* with what the code started in its process group */
             (void) kill(0, SIGKILL);
             _exit(EXIT_SUCCESS);
         }
 
-        ev = pfds[PY_IO_POLL_LISTEN].revents;
-
-        if (ev & (POLLERR | POLLHUP | POLLNVAL)) {
-            wk_log("session %s: the listening socket failed (revents %#x)",
-                   s->id, (unsigned) ev);
+        if (n != 0) {
             return -1;
         }
 
-        if ((ev & POLLIN) && py_io_accept() != 0) {
-            return -1;
-        }
-
-        if (py_io.run_active && py_io.deadline != 0 && !py_io.timed_out
-            && wk_msec() >= py_io.deadline)
-        {
-            py_io.timed_out = 1;
+        if (wk_io_deadline(&py_io.io)) {
             py_io_interrupt("the deadline passed");
         }
     }
@@ -415,340 +335,80 @@ py_io_loop(void)
 
 
 /*
- * Fill the poll set: listening socket (unless paused), eventfd, pipes
- * (unless the run's connection is backed up), then every connection, with
- * map[k] the slot of pfds[PY_IO_POLL_CONNS + k].  *timeout is the time to
- * the nearest deadline or listening resumption, -1 if none.  Returns the
- * number of entries.
+ * Fill the poll set: what wk_io_poll_set() puts there, the eventfd and
+ * the drain pipe.  *timeout is the time to the deadline or listening
+ * resumption, -1 if none.  Returns the number of entries.
  */
 static int
 py_io_poll_set(struct pollfd *pfds, int *map, int *timeout)
 {
-    int            i, n, blocked;
-    int64_t        now, wake;
-    wk_conn_t     *c;
-    py_session_t  *s;
+    int      n;
+    int64_t  wake;
 
-    s = py_io.s;
-    now = wk_msec();
-    wake = 0;
+    n = wk_io_poll_set(&py_io.io, pfds, PY_IO_POLL_NOWN, map, &wake);
 
-    if (py_io.accept_resume != 0 && now >= py_io.accept_resume) {
-        py_io.accept_resume = 0;
-    }
-
-    pfds[PY_IO_POLL_LISTEN].fd = py_io.accept_resume ? -1 : s->listen_fd;
-    pfds[PY_IO_POLL_LISTEN].events = POLLIN;
-
-    pfds[PY_IO_POLL_DONE].fd = s->done_fd;
+    pfds[PY_IO_POLL_DONE].fd = py_io.s->done_fd;
     pfds[PY_IO_POLL_DONE].events = POLLIN;
 
     pfds[PY_IO_POLL_DRAIN].fd = py_io.drain_fd;
     pfds[PY_IO_POLL_DRAIN].events = POLLIN;
 
-    pfds[PY_IO_POLL_ALIVE].fd = py_io.alive_fd;
-    pfds[PY_IO_POLL_ALIVE].events = POLLIN;
-
-    blocked = py_io.run_active && py_io.run_conn >= 0
-              && wk_conn_pending(&py_io.conns[py_io.run_conn].conn)
-                 > PY_IO_HIGH_WATER;
-
-    for (i = 0; i < 2; i++) {
-        pfds[PY_IO_POLL_PIPES + i].fd = blocked ? -1 : py_io.pipes[i].fd;
-        pfds[PY_IO_POLL_PIPES + i].events = POLLIN;
-    }
-
-    n = PY_IO_POLL_CONNS;
-
-    for (i = 0; i < PY_IO_MAX_CONNS; i++) {
-        if (!py_io.conns[i].used) {
-            continue;
-        }
-
-        c = &py_io.conns[i].conn;
-
-        pfds[n].fd = c->fd;
-        pfds[n].events = POLLIN | (wk_conn_pending(c) ? POLLOUT : 0);
-        map[n - PY_IO_POLL_CONNS] = i;
-        n++;
-    }
-
-    for (i = 0; i < n; i++) {
-        pfds[i].revents = 0;
-    }
-
-    if (py_io.accept_resume != 0) {
-        wake = py_io.accept_resume;
-    }
-
-    if (py_io.run_active && py_io.deadline != 0 && !py_io.timed_out
-        && (wake == 0 || py_io.deadline < wake))
-    {
-        wake = py_io.deadline;
-    }
-
-    if (wake == 0) {
-        *timeout = -1;
-
-    } else if (wake <= now) {
-        *timeout = 0;
-
-    } else {
-        *timeout = (wake - now > 60000) ? 60000 : (int) (wake - now);
-    }
+    *timeout = wk_io_poll_timeout(wk_msec(), wake);
 
     return n;
 }
 
 
-/*
- * Accept every pending connection.  A full table closes the newcomer;
- * running out of descriptors or memory pauses listening briefly.  Returns
- * 0, or -1 if the listening socket is unusable (logged).
- */
-static int
-py_io_accept(void)
+/* A frame on slot i (wk_io_frame_pt). */
+static void
+py_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
 {
-    int            i, fd;
-    py_session_t  *s;
+    switch (f->type) {
 
-    s = py_io.s;
+    case PR_T_RUN:
+        py_io_run(i, f);
+        break;
 
-    for ( ;; ) {
-        fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    case PR_T_NAMESPACE:
+        py_io_op(i, PY_OP_NAMESPACE, NULL, 0, 0);
+        break;
 
-        if (fd == -1) {
-            switch (errno) {
+    case PR_T_COMMIT:
+        py_io_op(i, PY_OP_COMMIT, NULL, 0, 0);
+        break;
 
-            case EINTR:
-            case ECONNABORTED:
-            case EPROTO:
-                continue;
+    case PR_T_CHECKPOINT:
+    case PR_T_RESTORE:
+        py_io_file_op(i, f);
+        break;
 
-            case EAGAIN:
-                return 0;
+    case PR_T_ROLLBACK:
+        py_io_op(i, PY_OP_ROLLBACK, NULL, 0, 0);
+        break;
 
-            case EMFILE:
-            case ENFILE:
-            case ENOBUFS:
-            case ENOMEM:
-                wk_log("session %s: accept() failed: %s; pausing", s->id,
-                       strerror(errno));
-                py_io.accept_resume = wk_msec() + PY_IO_ACCEPT_PAUSE;
-                return 0;
+    case PR_T_INTERRUPT:
+        py_io_interrupt("an interrupt frame");
+        break;
 
-            default:
-                wk_log("session %s: accept() failed: %s", s->id,
-                       strerror(errno));
-                return -1;
-            }
-        }
+    case PR_T_INPUT:
+        py_io_input(i, f);
+        break;
 
-        for (i = 0; i < PY_IO_MAX_CONNS; i++) {
-            if (!py_io.conns[i].used) {
-                break;
-            }
-        }
-
-        if (i == PY_IO_MAX_CONNS) {
-            wk_log("session %s: %d connections open, refusing another",
-                   s->id, PY_IO_MAX_CONNS);
-
-            if (close(fd) == -1) {
-                wk_log("close(%d) failed: %s", fd, strerror(errno));
-            }
-
-            continue;
-        }
-
-        if (wk_conn_init(&py_io.conns[i].conn, fd, s->max_frame) != WK_OK) {
-            wk_conn_close(&py_io.conns[i].conn);
-            continue;
-        }
-
-        py_io.conns[i].used = 1;
+    default:
+        wk_io_fail(io, i, "bad_request",
+                   "a session process does not take this frame type");
+        break;
     }
 }
 
 
-/*
- * Handle poll events of slot i, whose descriptor was fd when the poll set
- * was built (the slot may have been closed or reused since; stale events
- * then only cause a harmless EAGAIN).
- */
+/* The run's connection went away (wk_io_lost_pt): interrupt the run. */
 static void
-py_io_conn_event(int i, int fd, short revents)
+py_io_lost(wk_io_t *io, const char *why)
 {
-    int            rc;
-    py_io_conn_t  *c;
-
-    c = &py_io.conns[i];
-
-    if (!c->used || c->conn.fd != fd) {
-        return;
-    }
-
-    if (revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
-        rc = wk_conn_read(&c->conn);
-
-        /* frames that arrived before EOF still count ("interrupt", close) */
-        py_io_conn_frames(i);
-
-        if (!c->used) {
-            return;
-        }
-
-        if (rc == WK_EOF || rc == WK_ERROR) {
-            py_io_conn_close(i, rc == WK_EOF ? "closed by the peer"
-                                             : "failed");
-            return;
-        }
-    }
-
-    if (revents & POLLOUT) {
-        py_io_conn_flush(i);
-    }
-}
-
-
-/* Act on every whole frame buffered in slot i. */
-static void
-py_io_conn_frames(int i)
-{
-    int               rc;
-    pr_frame_t        f;
-    py_io_conn_t     *c;
-    msgpack_unpacked  up;
-
-    c = &py_io.conns[i];
-
-    msgpack_unpacked_init(&up);
-
-    while (c->used) {
-        rc = wk_conn_next(&c->conn, &up, &f);
-
-        if (rc == 0) {
-            break;
-        }
-
-        if (rc == WK_ERROR) {
-            /* logged by wk_conn_next(); say why, then hang up */
-            py_io_fail(i, "bad_request", "malformed or oversized frame");
-
-            if (c->used) {
-                (void) wk_conn_flush(&c->conn);
-                py_io_conn_close(i, "sent a bad frame");
-            }
-
-            break;
-        }
-
-        switch (f.type) {
-
-        case PR_T_RUN:
-            py_io_run(i, &f);
-            break;
-
-        case PR_T_NAMESPACE:
-            py_io_op(i, PY_OP_NAMESPACE, NULL, 0, 0);
-            break;
-
-        case PR_T_COMMIT:
-            py_io_op(i, PY_OP_COMMIT, NULL, 0, 0);
-            break;
-
-        case PR_T_CHECKPOINT:
-        case PR_T_RESTORE:
-            py_io_file_op(i, &f);
-            break;
-
-        case PR_T_ROLLBACK:
-            py_io_op(i, PY_OP_ROLLBACK, NULL, 0, 0);
-            break;
-
-        case PR_T_INTERRUPT:
-            py_io_interrupt("an interrupt frame");
-            break;
-
-        case PR_T_INPUT:
-            py_io_input(i, &f);
-            break;
-
-        default:
-            py_io_fail(i, "bad_request",
-                       "a session process does not take this frame type");
-            break;
-        }
-    }
-
-    msgpack_unpacked_destroy(&up);
-
-    if (c->used) {
-        py_io_conn_flush(i);
-    }
-}
-
-
-/*
- * Close slot i.  The run's connection going away interrupts the run; its
- * remaining output is dropped.
- */
-static void
-py_io_conn_close(int i, const char *why)
-{
-    wk_conn_close(&py_io.conns[i].conn);
-    py_io.conns[i].used = 0;
-
-    if (i != py_io.run_conn) {
-        return;
-    }
-
-    py_io.run_conn = -1;
-
-    if (py_io.run_active) {
-        wk_log("session %s: the run's connection %s, interrupting the run",
-               py_io.s->id, why);
-        py_io_interrupt("its connection went away");
-    }
-}
-
-
-static void
-py_io_conn_flush(int i)
-{
-    if (py_io.conns[i].used
-        && wk_conn_flush(&py_io.conns[i].conn) == WK_ERROR)
-    {
-        py_io_conn_close(i, "failed to take output");
-    }
-}
-
-
-/* Queue f on slot i; a connection that cannot take it is closed. */
-static void
-py_io_send(int i, const pr_frame_t *f)
-{
-    if (i < 0 || !py_io.conns[i].used) {
-        return;
-    }
-
-    if (wk_conn_send(&py_io.conns[i].conn, f) != WK_OK) {
-        py_io_conn_close(i, "failed to queue a frame");
-    }
-}
-
-
-static void
-py_io_fail(int i, const char *code, const char *message)
-{
-    pr_frame_t  f;
-
-    memset(&f, 0, sizeof(pr_frame_t));
-    f.type = PR_T_FAIL;
-    pr_set_cstr(&f, errcode, code);
-    pr_set_cstr(&f, message, message);
-
-    py_io_send(i, &f);
+    wk_log("session %s: the run's connection %s, interrupting the run",
+           io->id, why);
+    py_io_interrupt("its connection went away");
 }
 
 
@@ -760,23 +420,24 @@ py_io_fail(int i, const char *code, const char *message)
 static void
 py_io_op(int i, int op, char *arg, size_t len, int64_t max_size)
 {
-    if (py_io.run_active) {
+    if (py_io.io.run_active) {
         free(arg);
-        py_io_fail(i, "session_busy", "a run is in progress");
+        wk_io_fail(&py_io.io, i, "session_busy", "a run is in progress");
         return;
     }
 
-    py_io_hand(i, op, arg, len, PY_TX_COMMIT_ALWAYS, max_size, 0);
+    py_io_hand(i, op, arg, len, PY_TX_COMMIT_ALWAYS, max_size, 0, 0);
 }
 
 
 /*
  * Hand the main thread its next job (op with code, taken), which the
- * connection in slot i waits for; the run is active from here on.
+ * connection in slot i waits for; the run is active from here on, with a
+ * deadline when timeout_ms > 0.
  */
 static void
 py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
-    int64_t max_size, unsigned interactive)
+    int64_t max_size, unsigned interactive, int64_t timeout_ms)
 {
     int            rc;
     py_session_t  *s;
@@ -804,10 +465,7 @@ py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
         _exit(EXIT_FAILURE);
     }
 
-    py_io.run_active = 1;
-    py_io.run_conn = i;
-    py_io.timed_out = 0;
-    py_io.deadline = 0;
+    wk_io_run_begin(&py_io.io, i, timeout_ms);
 }
 
 
@@ -818,25 +476,25 @@ py_io_run(int i, const pr_frame_t *f)
     int    tx;
     char  *code;
 
-    if (py_io.run_active) {
-        py_io_fail(i, "session_busy", "another run is in progress");
+    if (py_io.io.run_active) {
+        wk_io_fail(&py_io.io, i, "session_busy", "another run is in progress");
         return;
     }
 
     if (!pr_has(f, code)) {
-        py_io_fail(i, "bad_request", "a run frame needs \"code\"");
+        wk_io_fail(&py_io.io, i, "bad_request", "a run frame needs \"code\"");
         return;
     }
 
     if (py_io.tx_pending) {
-        py_io_fail(i, "transaction_pending", "the last run waits for a "
-                   "commit or a rollback");
+        wk_io_fail(&py_io.io, i, "transaction_pending",
+                   "the last run waits for a commit or a rollback");
         return;
     }
 
     tx = py_io_tx_policy(f);
     if (tx == -1) {
-        py_io_fail(i, "bad_request", "unknown tx_policy");
+        wk_io_fail(&py_io.io, i, "bad_request", "unknown tx_policy");
         return;
     }
 
@@ -846,20 +504,14 @@ py_io_run(int i, const pr_frame_t *f)
     }
 
     /* what background children wrote since the last run is not this run's */
-    if (py_io_drain() < 0) {
+    if (wk_io_discard(&py_io.io) != 0) {
         free(code);
         _exit(EXIT_FAILURE);
     }
 
-    py_io.pipes[0].ncarry = 0;
-    py_io.pipes[1].ncarry = 0;
-
     py_io_hand(i, PY_OP_RUN, code, f->code.len, tx, 0,
-               pr_has(f, interactive) && f->interactive != 0);
-
-    if (pr_has(f, timeout_ms) && f->timeout_ms > 0) {
-        py_io.deadline = wk_msec() + f->timeout_ms;
-    }
+               pr_has(f, interactive) && f->interactive != 0,
+               pr_has(f, timeout_ms) ? f->timeout_ms : 0);
 }
 
 
@@ -878,7 +530,7 @@ py_io_file_op(int i, const pr_frame_t *f)
         || (f->file.data[0] == '.' && f->file.len <= 2
             && (f->file.len == 1 || f->file.data[1] == '.')))
     {
-        py_io_fail(i, "bad_request", "a plain file name is needed");
+        wk_io_fail(&py_io.io, i, "bad_request", "a plain file name is needed");
         return;
     }
 
@@ -906,7 +558,7 @@ py_io_copy(int i, const pr_str_t *str, const char *what)
     if (p == NULL) {
         wk_log("session %s: cannot allocate %zu bytes of %s", py_io.s->id,
                str->len + 1, what);
-        py_io_fail(i, "unavailable", "out of memory");
+        wk_io_fail(&py_io.io, i, "unavailable", "out of memory");
         return NULL;
     }
 
@@ -964,10 +616,9 @@ py_io_release(py_outcome_t *o)
 
     (void) close(s->listen_fd);
 
-    for (i = 0; i < PY_IO_MAX_CONNS; i++) {
-        if (py_io.conns[i].used && i != py_io.run_conn) {
-            wk_conn_close(&py_io.conns[i].conn);
-            py_io.conns[i].used = 0;
+    for (i = 0; i < WK_IO_MAX_CONNS; i++) {
+        if (py_io.io.conns[i].used && i != py_io.io.run_conn) {
+            wk_io_close(&py_io.io, i, "released");
         }
     }
 
@@ -1004,7 +655,7 @@ py_io_interrupt(const char *why)
     int            rc;
     py_session_t  *s;
 
-    if (!py_io.run_active) {
+    if (!py_io.io.run_active) {
         return;
     }
 
@@ -1070,19 +721,17 @@ py_io_done(void)
         return py_io_ask();
     }
 
-    if (!py_io.run_active) {
+    if (!py_io.io.run_active) {
         wk_log("session %s: a run finished that was never started", s->id);
         py_outcome_free(&o);
         return py_io_ask();
     }
 
     /* everything the run wrote is in the pipes by now */
-    if (py_io_drain() < 0) {
+    if (wk_io_output_end(&py_io.io) != 0) {
         py_outcome_free(&o);
         return -1;
     }
-
-    py_io_flush_carry();
 
     if (o.tx == PY_TX_ROLLED_BACK) {
         py_io_release(&o);
@@ -1108,10 +757,7 @@ py_io_done(void)
 
     py_outcome_free(&o);
 
-    py_io.run_active = 0;
-    py_io.run_conn = -1;
-    py_io.deadline = 0;
-    py_io.timed_out = 0;
+    wk_io_run_end(&py_io.io);
     py_io.interactive = 0;
 
     py_io_input_end(PY_INPUT_WAITING, PY_INPUT_EOF);
@@ -1132,18 +778,17 @@ static const char  *py_io_tx_names[] = {
 static void
 py_io_outcome(const py_outcome_t *o)
 {
-    int          i;
-    pr_frame_t   f;
-    const char  *status;
+    int         i;
+    pr_frame_t  f;
 
-    i = py_io.run_conn;
+    i = py_io.io.run_conn;
 
     if (o->op == PY_OP_COMMIT || o->op == PY_OP_ROLLBACK) {
         memset(&f, 0, sizeof(pr_frame_t));
 
         if (o->errcode != NULL) {
-            py_io_fail(i, o->errcode, "no run waits for a commit or a "
-                                      "rollback");
+            wk_io_fail(&py_io.io, i, o->errcode,
+                       "no run waits for a commit or a rollback");
 
         } else {
             f.type = PR_T_OK;
@@ -1153,12 +798,10 @@ py_io_outcome(const py_outcome_t *o)
                 pr_set_int(&f, pid, o->new_pid);
             }
 
-            py_io_send(i, &f);
+            wk_io_send(&py_io.io, i, &f);
         }
 
-        if (i >= 0) {
-            py_io_conn_flush(i);
-        }
+        wk_io_flush(&py_io.io, i);
 
         return;
     }
@@ -1168,20 +811,18 @@ py_io_outcome(const py_outcome_t *o)
     {
         memset(&f, 0, sizeof(pr_frame_t));
 
-        if (o->status == PY_RUN_OK && o->result.data != NULL) {
+        if (o->status == WK_IO_RUN_OK && o->result.data != NULL) {
             f.type = PR_T_OK;
             pr_set_str(&f, text, o->result.data, o->result.len);
-            py_io_send(i, &f);
+            wk_io_send(&py_io.io, i, &f);
 
         } else {
-            py_io_fail(i, "unavailable", "the namespace cannot be read or "
-                                         "written (interrupted, or out of "
-                                         "memory)");
+            wk_io_fail(&py_io.io, i, "unavailable",
+                       "the namespace cannot be read or written "
+                       "(interrupted, or out of memory)");
         }
 
-        if (i >= 0) {
-            py_io_conn_flush(i);
-        }
+        wk_io_flush(&py_io.io, i);
 
         return;
     }
@@ -1191,7 +832,7 @@ py_io_outcome(const py_outcome_t *o)
         f.type = PR_T_RESULT;
         pr_set_str(&f, text, o->result.data, o->result.len);
         pr_set_int(&f, count, o->count);
-        py_io_send(i, &f);
+        wk_io_send(&py_io.io, i, &f);
     }
 
     if (o->ename.data != NULL) {
@@ -1201,27 +842,12 @@ py_io_outcome(const py_outcome_t *o)
         pr_set_str(&f, evalue, o->evalue.data, o->evalue.len);
         f.traceback = o->traceback;
         f.has |= 1u << PR_F_traceback;
-        py_io_send(i, &f);
-    }
-
-    switch (o->status) {
-
-    case PY_RUN_OK:
-        status = "ok";
-        break;
-
-    case PY_RUN_INTERRUPTED:
-        status = py_io.timed_out ? "timeout" : "interrupted";
-        break;
-
-    default:
-        status = "error";
-        break;
+        wk_io_send(&py_io.io, i, &f);
     }
 
     memset(&f, 0, sizeof(pr_frame_t));
     f.type = PR_T_COMPLETE;
-    pr_set_cstr(&f, status, status);
+    pr_set_cstr(&f, status, wk_io_status(&py_io.io, o->status));
     pr_set_int(&f, count, o->count);
     pr_set_int(&f, ms, o->ms);
     f.added = o->added;
@@ -1238,11 +864,9 @@ py_io_outcome(const py_outcome_t *o)
         pr_set_int(&f, pid, o->new_pid);
     }
 
-    py_io_send(i, &f);
+    wk_io_send(&py_io.io, i, &f);
 
-    if (i >= 0) {
-        py_io_conn_flush(i);
-    }
+    wk_io_flush(&py_io.io, i);
 }
 
 
@@ -1270,17 +894,17 @@ py_io_ask(void)
         return 0;
     }
 
-    if (!py_io.run_active || !py_io.interactive || py_io.run_conn < 0) {
+    if (!py_io.io.run_active || !py_io.interactive || py_io.io.run_conn < 0) {
         py_io_input_end(PY_INPUT_ASKED, PY_INPUT_EOF);
         return 0;
     }
 
     /* the output before input() precedes the request */
-    if (py_io_drain() < 0) {
+    if (wk_io_drain(&py_io.io) < 0) {
         return -1;
     }
 
-    i = py_io.run_conn;
+    i = py_io.io.run_conn;
 
     if (i < 0) {
         /* the drain lost the connection; that interrupted the run */
@@ -1315,8 +939,8 @@ py_io_ask(void)
     pr_set_int(&f, password, password ? 1 : 0);
 
     /* a connection that cannot take it is closed: that interrupts */
-    py_io_send(i, &f);
-    py_io_conn_flush(i);
+    wk_io_send(&py_io.io, i, &f);
+    wk_io_flush(&py_io.io, i);
 
     free((char *) prompt.data);
 
@@ -1340,7 +964,8 @@ py_io_input(int i, const pr_frame_t *f)
     s = py_io.s;
 
     if (!pr_has(f, text)) {
-        py_io_fail(i, "bad_request", "an input frame needs \"text\"");
+        wk_io_fail(&py_io.io, i, "bad_request",
+                   "an input frame needs \"text\"");
         return;
     }
 
@@ -1367,7 +992,7 @@ py_io_input(int i, const pr_frame_t *f)
 
     if (!delivered) {
         free(text);
-        py_io_fail(i, "no_pending_input", pr_has(f, id)
+        wk_io_fail(&py_io.io, i, "no_pending_input", pr_has(f, id)
                    ? "no input() is waiting for this request id"
                    : "no input() is waiting");
         return;
@@ -1377,7 +1002,7 @@ py_io_input(int i, const pr_frame_t *f)
 
     memset(&ok, 0, sizeof(pr_frame_t));
     ok.type = PR_T_OK;
-    py_io_send(i, &ok);
+    wk_io_send(&py_io.io, i, &ok);
 }
 
 
@@ -1422,114 +1047,6 @@ py_io_wake_asker(void)
         wk_log("session %s: write(input eventfd) failed: %s", py_io.s->id,
                strerror(errno));
     }
-}
-
-
-/*
- * Read once from pipe p (up to PY_IO_CHUNK bytes after its carried
- * bytes) and forward what ends on a character boundary, or drop it all
- * when no connection wants it.  Returns the bytes read, 0 if none were
- * ready, or -1 on a fatal error (logged).
- */
-static ssize_t
-py_io_pipe_read(py_io_pipe_t *p)
-{
-    size_t    total, keep;
-    ssize_t   n;
-    uint8_t  *buf;
-
-    buf = py_io.rbuf;
-
-    if (p->ncarry != 0) {
-        memcpy(buf, p->carry, p->ncarry);
-    }
-
-    do {
-        n = read(p->fd, buf + p->ncarry, PY_IO_CHUNK);
-    } while (n == -1 && errno == EINTR);
-
-    if (n == -1) {
-        if (errno == EAGAIN) {
-            return 0;
-        }
-
-        wk_log("session %s: read(%s pipe) failed: %s", py_io.s->id,
-               pr_type_name(p->type), strerror(errno));
-        return -1;
-    }
-
-    if (n == 0) {
-        /* the code closed its fd 1 or 2: nothing more can come */
-        wk_log("session %s: the %s pipe was closed by user code",
-               py_io.s->id, pr_type_name(p->type));
-
-        if (close(p->fd) == -1) {
-            wk_log("close(%d) failed: %s", p->fd, strerror(errno));
-        }
-
-        p->fd = -1;
-        p->ncarry = 0;
-        return 0;
-    }
-
-    if (!py_io.run_active || py_io.run_conn < 0) {
-        p->ncarry = 0;
-        return n;
-    }
-
-    total = p->ncarry + (size_t) n;
-    keep = pr_utf8_boundary(buf, total);
-
-    p->ncarry = total - keep;
-    if (p->ncarry != 0) {
-        memcpy(p->carry, buf + keep, p->ncarry);
-    }
-
-    py_io_forward(p, buf, keep);
-
-    return n;
-}
-
-
-/*
- * Read both pipes until they are empty (or PY_IO_DRAIN_MAX bytes each,
- * should a background writer keep them busy).  Returns 0 when both were
- * found empty (or closed), 1 when one still had bytes at the cap, -1 on a
- * fatal error (logged).
- */
-static int
-py_io_drain(void)
-{
-    int      i, rc;
-    size_t   total;
-    ssize_t  n;
-
-    rc = 0;
-
-    for (i = 0; i < 2; i++) {
-        total = 0;
-
-        while (py_io.pipes[i].fd != -1) {
-            if (total >= PY_IO_DRAIN_MAX) {
-                rc = 1;
-                break;
-            }
-
-            n = py_io_pipe_read(&py_io.pipes[i]);
-
-            if (n < 0) {
-                return -1;
-            }
-
-            if (n == 0) {
-                break;
-            }
-
-            total += (size_t) n;
-        }
-    }
-
-    return rc;
 }
 
 
@@ -1611,7 +1128,7 @@ py_io_last_words(void)
  * waiting for the peer when its socket is full, until nothing is left or
  * the peer has taken nothing for PY_DRAIN_SEND_MS (a slow reader gets
  * every byte; each byte sent is published in s->drain_progress, which
- * keeps the requesters waiting).  Past PY_IO_HIGH_WATER unsent bytes the
+ * keeps the requesters waiting).  Past WK_IO_HIGH_WATER unsent bytes the
  * pipes are left alone until the peer takes some.  Without an active run
  * the pipes are only emptied.  Returns 0, or -1 on a fatal error (logged).
  */
@@ -1628,14 +1145,14 @@ py_io_send_all(void)
     sent = 0;
 
     for ( ;; ) {
-        i = py_io.run_conn;
-        c = (py_io.run_active && i >= 0) ? &py_io.conns[i].conn : NULL;
+        i = py_io.io.run_conn;
+        c = (py_io.io.run_active && i >= 0) ? &py_io.io.conns[i].conn : NULL;
 
-        backed_up = (c != NULL && wk_conn_pending(c) > PY_IO_HIGH_WATER);
+        backed_up = wk_io_backed_up(&py_io.io);
         rc = 1;
 
         if (!backed_up) {
-            rc = py_io_drain();
+            rc = wk_io_drain(&py_io.io);
             if (rc < 0) {
                 return -1;
             }
@@ -1643,16 +1160,16 @@ py_io_send_all(void)
 
         if (rc == 0) {
             /* nothing more comes from a process about to end */
-            py_io_flush_carry();
+            wk_io_flush_carry(&py_io.io);
         }
 
         if (c == NULL) {
             return 0;
         }
 
-        py_io_conn_flush(i);
+        wk_io_flush(&py_io.io, i);
 
-        if (!py_io.conns[i].used) {
+        if (!py_io.io.conns[i].used) {
             /* the peer went away; the run's output goes with it */
             return 0;
         }
@@ -1693,8 +1210,8 @@ py_io_send_all(void)
         }
 
         for (k = 0; k < 2 && !backed_up; k++) {
-            if (py_io.pipes[k].fd != -1) {
-                pfds[nfds].fd = py_io.pipes[k].fd;
+            if (py_io.io.pipes[k].fd != -1) {
+                pfds[nfds].fd = py_io.io.pipes[k].fd;
                 pfds[nfds].events = POLLIN;
                 pfds[nfds].revents = 0;
                 nfds++;
@@ -1709,46 +1226,6 @@ py_io_send_all(void)
             return -1;
         }
     }
-}
-
-
-/*
- * Forward a character the run never finished (sanitize makes it U+FFFD);
- * nothing can complete it any more.
- */
-static void
-py_io_flush_carry(void)
-{
-    int  i;
-
-    for (i = 0; i < 2; i++) {
-        if (py_io.pipes[i].ncarry != 0) {
-            py_io_forward(&py_io.pipes[i], py_io.pipes[i].carry,
-                          py_io.pipes[i].ncarry);
-            py_io.pipes[i].ncarry = 0;
-        }
-    }
-}
-
-
-/* Send len bytes of p's output as one frame of valid UTF-8. */
-static void
-py_io_forward(py_io_pipe_t *p, const uint8_t *buf, size_t len)
-{
-    size_t      n;
-    pr_frame_t  f;
-
-    if (len == 0 || !py_io.run_active || py_io.run_conn < 0) {
-        return;
-    }
-
-    n = pr_utf8_sanitize(buf, len, py_io.tbuf);
-
-    memset(&f, 0, sizeof(pr_frame_t));
-    f.type = p->type;
-    pr_set_str(&f, text, py_io.tbuf, n);
-
-    py_io_send(py_io.run_conn, &f);
 }
 
 

@@ -42,12 +42,7 @@
 #include <sys/types.h>
 
 #include "pyrepl_proto.h"
-
-
-/* How a run ended (the "status" of a complete frame). */
-#define PY_RUN_OK           0
-#define PY_RUN_ERROR        1      /* an exception escaped */
-#define PY_RUN_INTERRUPTED  2      /* KeyboardInterrupt escaped */
+#include "wk_io.h"
 
 
 /*
@@ -114,7 +109,9 @@
 
 typedef struct {
     int          op;               /* PY_OP_* */
-    int          status;           /* PY_RUN_* */
+    int          status;           /* WK_IO_RUN_*: ERROR when an */
+                                   /* exception escaped, INTERRUPTED
+                                      when KeyboardInterrupt did */
     int64_t      count;            /* execution_count of the run */
     int64_t      ms;               /* wall-clock duration */
     pr_str_t     result;           /* repr() of a final value, or absent */
