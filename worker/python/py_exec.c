@@ -103,8 +103,6 @@ static int py_exec_ask_once(PyObject *prompt, const char *dflt,
 static int py_exec_ask_wait(py_session_t *s, const sigset_t *mask,
     pr_str_t *answer);
 static void py_exec_ask_end(py_session_t *s, pr_str_t *answer);
-static void py_exec_lock(py_session_t *s);
-static void py_exec_unlock(py_session_t *s);
 static int py_exec_wait(py_session_t *s, char **code, size_t *len,
     int *interactive, int *op, int *tx_policy);
 static int py_exec_transact(py_session_t *s, int tx_policy, char *code,
@@ -127,7 +125,6 @@ static void py_exec_escaped(py_session_t *s, py_outcome_t *o);
 static int py_exec_text(PyObject *obj, size_t limit, pr_str_t *t);
 static int py_exec_traceback(PyObject *list, size_t budget, pr_strs_t *tb);
 static int py_exec_interrupted(py_session_t *s);
-static void py_exec_flush(void);
 static PyObject *py_exec_fetch(void);
 static void py_exec_log_error(const char *what);
 static void py_exec_home(void);
@@ -654,7 +651,7 @@ py_exec_ask_once(PyObject *prompt, const char *dflt, int password,
         return -1;
     }
 
-    py_exec_lock(s);
+    py_session_lock(s);
 
     state = s->input_state;
 
@@ -665,7 +662,7 @@ py_exec_ask_once(PyObject *prompt, const char *dflt, int password,
         text.data = NULL;
     }
 
-    py_exec_unlock(s);
+    py_session_unlock(s);
 
     if (state != PY_INPUT_NONE) {
         (void) pthread_sigmask(SIG_SETMASK, &mask, NULL);
@@ -734,7 +731,7 @@ py_exec_ask_wait(py_session_t *s, const sigset_t *mask, pr_str_t *answer)
     struct pollfd  pfd;
 
     for ( ;; ) {
-        py_exec_lock(s);
+        py_session_lock(s);
 
         state = s->input_state;
 
@@ -745,7 +742,7 @@ py_exec_ask_wait(py_session_t *s, const sigset_t *mask, pr_str_t *answer)
             s->input_state = PY_INPUT_NONE;
         }
 
-        py_exec_unlock(s);
+        py_session_unlock(s);
 
         if (state >= PY_INPUT_ANSWERED) {
             return state;
@@ -798,7 +795,7 @@ py_exec_ask_end(py_session_t *s, pr_str_t *answer)
 {
     pr_str_t  prompt, text;
 
-    py_exec_lock(s);
+    py_session_lock(s);
 
     prompt = s->input_prompt;
     text = s->input_text;
@@ -806,7 +803,7 @@ py_exec_ask_end(py_session_t *s, pr_str_t *answer)
     memset(&s->input_text, 0, sizeof(pr_str_t));
     s->input_state = PY_INPUT_NONE;
 
-    py_exec_unlock(s);
+    py_session_unlock(s);
 
     free((char *) prompt.data);
     free((char *) text.data);
@@ -1663,12 +1660,7 @@ py_exec_interrupted(py_session_t *s)
 }
 
 
-/*
- * Push out what the run wrote: sys.stdout and sys.stderr (whatever the
- * code replaced them with) and C stdio.  Errors here are the code's own
- * business (it may have closed them); they are dropped.
- */
-static void
+void
 py_exec_flush(void)
 {
     int          i;
@@ -1695,33 +1687,6 @@ py_exec_flush(void)
     if (fflush(NULL) == EOF) {
         clearerr(stdout);
         clearerr(stderr);
-    }
-}
-
-
-/* The session lock; failing to take it leaves nothing sane to do. */
-static void
-py_exec_lock(py_session_t *s)
-{
-    int  rc;
-
-    rc = pthread_mutex_lock(&s->lock);
-    if (rc != 0) {
-        wk_log("pthread_mutex_lock() failed: %s", strerror(rc));
-        _exit(EXIT_FAILURE);
-    }
-}
-
-
-static void
-py_exec_unlock(py_session_t *s)
-{
-    int  rc;
-
-    rc = pthread_mutex_unlock(&s->lock);
-    if (rc != 0) {
-        wk_log("pthread_mutex_unlock() failed: %s", strerror(rc));
-        _exit(EXIT_FAILURE);
     }
 }
 

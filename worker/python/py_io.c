@@ -101,8 +101,6 @@ static void py_io_input_end(int from, int to);
 static void py_io_wake_asker(void);
 static int py_io_last_words(void);
 static int py_io_send_all(void);
-static void py_io_lock(void);
-static void py_io_unlock(void);
 
 
 static py_io_t  py_io;
@@ -168,7 +166,7 @@ py_io_start(py_session_t *s)
         return -1;
     }
 
-    py_io_lock();
+    py_session_lock(py_io.s);
 
     while (!s->io_ready && !s->io_failed) {
         rc = pthread_cond_wait(&s->cond, &s->lock);
@@ -179,7 +177,7 @@ py_io_start(py_session_t *s)
     }
 
     err = s->io_failed;
-    py_io_unlock();
+    py_session_unlock(py_io.s);
 
     return err ? -1 : 0;
 }
@@ -195,7 +193,7 @@ py_io_thread(void *arg)
 
     rc = py_io_setup(s);
 
-    py_io_lock();
+    py_session_lock(py_io.s);
 
     if (rc == 0) {
         s->io_ready = 1;
@@ -204,7 +202,7 @@ py_io_thread(void *arg)
     }
 
     (void) pthread_cond_broadcast(&s->cond);
-    py_io_unlock();
+    py_session_unlock(py_io.s);
 
     if (rc != 0) {
         return NULL;
@@ -444,7 +442,7 @@ py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
 
     s = py_io.s;
 
-    py_io_lock();
+    py_session_lock(py_io.s);
 
     s->code = code;
     s->code_len = len;
@@ -458,7 +456,7 @@ py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
 
     rc = pthread_cond_signal(&s->cond);
 
-    py_io_unlock();
+    py_session_unlock(py_io.s);
 
     if (rc != 0) {
         wk_log("pthread_cond_signal() failed: %s", strerror(rc));
@@ -622,7 +620,7 @@ py_io_release(py_outcome_t *o)
         }
     }
 
-    py_io_lock();
+    py_session_lock(py_io.s);
 
     s->released = 1;
     rc = pthread_cond_broadcast(&s->cond);
@@ -633,7 +631,7 @@ py_io_release(py_outcome_t *o)
 
     o->new_pid = s->outcome.new_pid;
 
-    py_io_unlock();
+    py_session_unlock(py_io.s);
 
     if (rc != 0) {
         wk_log("session %s: the hand-over failed: %s", s->id, strerror(rc));
@@ -661,9 +659,9 @@ py_io_interrupt(const char *why)
 
     s = py_io.s;
 
-    py_io_lock();
+    py_session_lock(py_io.s);
     s->interrupt = 1;
-    py_io_unlock();
+    py_session_unlock(py_io.s);
 
     rc = pthread_kill(s->main_thread, SIGINT);
     if (rc != 0) {
@@ -708,14 +706,14 @@ py_io_done(void)
         return -1;
     }
 
-    py_io_lock();
+    py_session_lock(py_io.s);
 
     o = s->outcome;
     finished = s->finished;
     memset(&s->outcome, 0, sizeof(py_outcome_t));
     s->finished = 0;
 
-    py_io_unlock();
+    py_session_unlock(py_io.s);
 
     if (!finished) {
         return py_io_ask();
@@ -886,9 +884,9 @@ py_io_ask(void)
 
     s = py_io.s;
 
-    py_io_lock();
+    py_session_lock(py_io.s);
     asked = (s->input_state == PY_INPUT_ASKED);
-    py_io_unlock();
+    py_session_unlock(py_io.s);
 
     if (!asked) {
         return 0;
@@ -912,11 +910,11 @@ py_io_ask(void)
         return 0;
     }
 
-    py_io_lock();
+    py_session_lock(py_io.s);
 
     if (s->input_state != PY_INPUT_ASKED) {
         /* the asker gave up, or an interrupt came first */
-        py_io_unlock();
+        py_session_unlock(py_io.s);
         return 0;
     }
 
@@ -926,7 +924,7 @@ py_io_ask(void)
     s->input_prompt.len = 0;
     s->input_state = PY_INPUT_WAITING;
 
-    py_io_unlock();
+    py_session_unlock(py_io.s);
 
     (void) snprintf(py_io.input_id, PY_IO_INPUT_ID_LEN, "i%" PRIu64,
                     ++py_io.input_seq);
@@ -974,7 +972,7 @@ py_io_input(int i, const pr_frame_t *f)
         return;
     }
 
-    py_io_lock();
+    py_session_lock(py_io.s);
 
     delivered = (s->input_state == PY_INPUT_WAITING
                  && (!pr_has(f, id)
@@ -988,7 +986,7 @@ py_io_input(int i, const pr_frame_t *f)
         s->input_state = PY_INPUT_ANSWERED;
     }
 
-    py_io_unlock();
+    py_session_unlock(py_io.s);
 
     if (!delivered) {
         free(text);
@@ -1015,14 +1013,14 @@ py_io_input_end(int from, int to)
 
     s = py_io.s;
 
-    py_io_lock();
+    py_session_lock(py_io.s);
 
     changed = (s->input_state == from);
     if (changed) {
         s->input_state = to;
     }
 
-    py_io_unlock();
+    py_session_unlock(py_io.s);
 
     if (changed) {
         py_io_wake_asker();
@@ -1225,32 +1223,5 @@ py_io_send_all(void)
                    strerror(errno));
             return -1;
         }
-    }
-}
-
-
-/* The session lock; failing to take it leaves nothing sane to do. */
-static void
-py_io_lock(void)
-{
-    int  rc;
-
-    rc = pthread_mutex_lock(&py_io.s->lock);
-    if (rc != 0) {
-        wk_log("pthread_mutex_lock() failed: %s", strerror(rc));
-        _exit(EXIT_FAILURE);
-    }
-}
-
-
-static void
-py_io_unlock(void)
-{
-    int  rc;
-
-    rc = pthread_mutex_unlock(&py_io.s->lock);
-    if (rc != 0) {
-        wk_log("pthread_mutex_unlock() failed: %s", strerror(rc));
-        _exit(EXIT_FAILURE);
     }
 }

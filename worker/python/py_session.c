@@ -546,3 +546,29 @@ py_session_redirect(py_session_t *s)
 
     return 0;
 }
+
+
+void
+py_session_lock(py_session_t *s)
+{
+    int  rc;
+
+    rc = pthread_mutex_lock(&s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_lock() failed: %s", strerror(rc));
+        _exit(EXIT_FAILURE);
+    }
+}
+
+
+void
+py_session_unlock(py_session_t *s)
+{
+    int  rc;
+
+    rc = pthread_mutex_unlock(&s->lock);
+    if (rc != 0) {
+        wk_log("pthread_mutex_unlock() failed: %s", strerror(rc));
+        _exit(EXIT_FAILURE);
+    }
+}

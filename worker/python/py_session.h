@@ -235,8 +235,23 @@ void py_exec_loop(py_session_t *s);
 /* Free every string of an outcome and zero it. */
 void py_outcome_free(py_outcome_t *o);
 
+/*
+ * Push out what Python and C stdio hold: sys.stdout and sys.stderr
+ * (whatever the code replaced them with) and C stdio, with the GIL held.
+ * Errors here are the code's own business (it may have closed them);
+ * they are dropped.
+ */
+void py_exec_flush(void);
+
 
 /* py_session.c */
+
+/*
+ * Take and release s->lock, from either thread.  Failing to leaves nothing
+ * sane to do: the process exits (logged).
+ */
+void py_session_lock(py_session_t *s);
+void py_session_unlock(py_session_t *s);
 
 /*
  * In a snapshot that takes over its session: the descriptors, the lock

@@ -62,7 +62,6 @@ static void py_zygote_answer(py_zygote_conf_t *zc, const wk_zy_msg_t *req,
     int err);
 static void py_zygote_title(py_zygote_conf_t *zc);
 static void py_zygote_freeze(void);
-static void py_zygote_flush(void);
 static void py_zygote_report(const char *what);
 
 
@@ -89,7 +88,7 @@ py_zygote_serve(py_session_t *s, py_zygote_conf_t *zc)
     }
 
     py_zygote_freeze();
-    py_zygote_flush();
+    py_exec_flush();
 
     memset(&m, 0, sizeof(wk_zy_msg_t));
     m.type = WK_ZY_READY;
@@ -163,7 +162,7 @@ py_zygote_fork(py_session_t *s, py_zygote_conf_t *zc, const wk_zy_msg_t *req,
         return 1;
     }
 
-    py_zygote_flush();
+    py_exec_flush();
 
     PyOS_BeforeFork();
 
@@ -455,7 +454,7 @@ done:
     Py_XDECREF(globals);
     Py_XDECREF(saved);
 
-    py_zygote_flush();
+    py_exec_flush();
 
     return rc;
 }
@@ -549,34 +548,6 @@ py_zygote_freeze(void)
 }
 
 
-/* Push out what Python and C stdio hold, so no child inherits it. */
-static void
-py_zygote_flush(void)
-{
-    int        i;
-    PyObject  *f, *ret;
-
-    static const char  *names[] = { "stdout", "stderr" };
-
-    for (i = 0; i < 2; i++) {
-        f = PySys_GetObject(names[i]);          /* borrowed */
-        if (f == NULL || f == Py_None) {
-            continue;
-        }
-
-        ret = PyObject_CallMethod(f, "flush", NULL);
-        if (ret == NULL) {
-            PyErr_Clear();
-            continue;
-        }
-
-        Py_DECREF(ret);
-    }
-
-    (void) fflush(NULL);
-}
-
-
 /*
  * Log what and the pending exception's traceback (to sys.stderr, still
  * the error log here), and clear it.  SystemExit is only logged: printing
@@ -601,5 +572,5 @@ py_zygote_report(const char *what)
     PyErr_PrintEx(0);
     PyErr_Clear();
 
-    py_zygote_flush();
+    py_exec_flush();
 }
