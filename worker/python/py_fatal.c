@@ -5,7 +5,7 @@
  * whatever ends the process and can be intercepted first asks the I/O
  * thread to send it (py_drain()) and waits, bounded, for the answer:
  *
- *   os._exit()         py_exec.c's replacement, which the runtime puts in
+ *   os._exit()         py_replace.c's replacement, which the runtime puts in
  *                      place of os._exit and posix._exit;
  *   fatal signals      SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS,
  *                      SIGTRAP;

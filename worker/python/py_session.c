@@ -8,8 +8,8 @@
  * directory as cwd (its name, the session id, names the session in log
  * lines: no id is on a command line), stdin on /dev/null and stderr on
  * the keeper's log relay (sup_relay.c).
- * This file owns the start-up order; py_exec.c owns libpython and the
- * main thread, py_io.c the I/O thread (see py_session.h).
+ * This file owns the start-up order; py_start.c owns libpython, py_exec.c
+ * the main thread, py_io.c the I/O thread (see py_session.h).
  *
  * Order matters:
  *   1. signal dispositions and mask back to defaults (SIG_IGN and blocked
@@ -143,7 +143,7 @@ main(int argc, char **argv)
             return EXIT_FAILURE;
         }
 
-        if (py_exec_init(s) != 0) {
+        if (py_start(s) != 0) {
             wk_log("zygote: cannot start Python");
             return EXIT_FAILURE;
         }
@@ -189,7 +189,7 @@ main(int argc, char **argv)
 
         s->main_thread = pthread_self();
 
-        if (py_exec_init(s) != 0) {
+        if (py_start(s) != 0) {
             wk_log("session %s: cannot start Python", s->id);
             return EXIT_FAILURE;
         }

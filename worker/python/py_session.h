@@ -3,16 +3,24 @@
  * one Python session: a persistent __main__ namespace that runs one piece
  * of code at a time.  The pieces:
  *
- *   py_session.c      command line, descriptors, start-up order
- *   py_exec.c         the main thread: libpython, the embedded runtime,
- *                     running code and describing its outcome, os._exit()
- *   py_io.c           the I/O thread: the listening socket, connections,
- *                     the stdout/stderr pipes, interrupts and deadlines
+ *   py_session.c      command line, descriptors, start-up order, the lock
+ *   py_start.c        libpython's start-up and the embedded runtime
+ *   py_exec.c         the main thread: the run loop, transactions' ends,
+ *                     namespace ops
+ *   py_replace.c      the replacements of os._exit, input and
+ *                     getpass.getpass
+ *   py_input.c        input() asking the client
+ *   py_outcome.c      a run's outcome, out of Python objects
+ *   py_io.c           the I/O thread: runs and ops handed to the main
+ *                     thread, interrupts, input requests (the
+ *                     connections, output pipes and deadlines are
+ *                     wk_io.h's)
  *   py_fatal.c        the last words: asking the I/O thread to send what
  *                     is in the pipes before the process dies, and the
  *                     fatal signal handlers that do so
  *   py_tx.c           transactions: the copy-on-write snapshot a run can
  *                     be rolled back to, and its taking over
+ *   py_zygote.c       the zygote mode and the warm-up code
  *   py_runtime.S      pyrepl_runtime.py embedded as a C string
  *
  * The two threads meet in py_session_t: the I/O thread hands code to the
@@ -214,16 +222,19 @@ typedef struct {
 extern const char  pyrepl_runtime_source[];
 
 
-/* py_exec.c */
+/* py_start.c */
 
 /*
- * Initialise libpython (isolated configuration, signal handlers on,
- * unbuffered stdio) and load the embedded runtime.  Called on the main
- * thread before the stdio descriptors are redirected, so failures reach
- * nginx's error log.  Returns 0, or -1 (logged).  On success the calling
- * thread holds the GIL.
+ * Initialise libpython (configured as a plain python3 starts, with signal
+ * handlers and unbuffered stdio) and load the embedded runtime.  Called
+ * on the main thread before the stdio descriptors are redirected, so
+ * failures reach nginx's error log.  Returns 0, or -1 (logged).  On
+ * success the calling thread holds the GIL.
  */
-int py_exec_init(py_session_t *s);
+int py_start(py_session_t *s);
+
+
+/* py_exec.c */
 
 /*
  * Serve runs forever: wait (GIL released) for code from the I/O thread,
@@ -232,9 +243,6 @@ int py_exec_init(py_session_t *s);
  */
 void py_exec_loop(py_session_t *s);
 
-/* Free every string of an outcome and zero it. */
-void py_outcome_free(py_outcome_t *o);
-
 /*
  * Push out what Python and C stdio hold: sys.stdout and sys.stderr
  * (whatever the code replaced them with) and C stdio, with the GIL held.
@@ -242,6 +250,12 @@ void py_outcome_free(py_outcome_t *o);
  * they are dropped.
  */
 void py_exec_flush(void);
+
+
+/* py_outcome.c */
+
+/* Free every string of an outcome and zero it. */
+void py_outcome_free(py_outcome_t *o);
 
 
 /* py_session.c */

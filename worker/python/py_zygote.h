@@ -39,7 +39,7 @@ typedef struct {
 /*
  * Be the zygote: chdir to the workdir, run the warm-up code, tell the
  * supervisor READY and fork sessions until the control socket reaches
- * EOF.  libpython must be initialised (py_exec_init) and the GIL held.
+ * EOF.  libpython must be initialised (py_start) and the GIL held.
  * Returns 0 in a forked session process, with s->id, s->pid and
  * s->listen_fd set and its working directory as cwd; in the zygote 1 at
  * EOF (the supervisor is gone) or -1 on a fatal error (logged).

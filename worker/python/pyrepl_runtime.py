@@ -598,11 +598,11 @@ if "" not in sys.path:
     sys.path.insert(0, "")
 
 # Output written just before os._exit() must reach the client; the C
-# replacement (py_exec.c) sees to it.  posix._exit is the same object.
+# replacement (py_replace.c) sees to it.  posix._exit is the same object.
 os._exit = posix._exit = _exit_draining  # noqa: F821 (set by the C side)
 del _exit_draining
 
-# input() and getpass() ask the client when it can answer (py_exec.c).
+# input() and getpass() ask the client when it can answer (py_input.c).
 builtins.input = _input_asking  # noqa: F821 (set by the C side)
 getpass.getpass = _getpass_asking  # noqa: F821 (set by the C side)
 del _input_asking, _getpass_asking
