@@ -36,6 +36,10 @@
  * up waiting, its answer may later satisfy another requester early; both
  * are ending the process anyway.
  *
+ * The I/O thread's side is here too (py_fatal_last_words): it empties
+ * both output pipes into the run's connection and writes it out, waiting
+ * for a slow peer (py_fatal_send_all), then answers every request.
+ *
  * Not covered: SIGKILL; C stdio buffers when a signal hits (fflush is not
  * async-signal-safe; os._exit() does flush them).
  */
@@ -309,4 +313,168 @@ py_fatal_same(int fd, const py_fatal_file_t *id)
 
     return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == id->dev
            && st.st_ino == id->ino;
+}
+
+
+int
+py_fatal_last_words(py_io_t *pio)
+{
+    ssize_t        i, n;
+    py_session_t  *s;
+    unsigned char  why[64];
+
+    s = pio->s;
+
+    if (pio->drain_fd == -1) {
+        return 0;
+    }
+
+    do {
+        n = read(pio->drain_fd, why, sizeof(why));
+    } while (n == -1 && errno == EINTR);
+
+    if (n == -1) {
+        if (errno == EAGAIN) {
+            return 0;
+        }
+
+        wk_log("session %s: read(drain pipe) failed: %s", s->id,
+               strerror(errno));
+        return -1;
+    }
+
+    if (n == 0) {
+        /* the main thread's table held the last write end */
+        wk_log("session %s: the drain pipe was closed by user code; output "
+               "written just before the process ends may be lost", s->id);
+
+        if (close(pio->drain_fd) == -1) {
+            wk_log("close(%d) failed: %s", pio->drain_fd, strerror(errno));
+        }
+
+        pio->drain_fd = -1;
+        return 0;
+    }
+
+    /* one line a wake-up, however many requests came */
+    if (why[0] == PY_DRAIN_EXIT) {
+        wk_log("session %s: the code called os._exit(); sending its last "
+               "output", s->id);
+    } else {
+        wk_log("session %s: signal %d (%s) ends the process; sending its "
+               "last output", s->id, why[0], strsignal(why[0]));
+    }
+
+    if (py_fatal_send_all(pio) != 0) {
+        return -1;
+    }
+
+    /* one byte per request; the requesters' end is non-blocking, like ours */
+    do {
+        i = write(s->ack_wfd, why, (size_t) n);
+    } while (i == -1 && errno == EINTR);
+
+    if (i != n) {
+        wk_log("session %s: write(ack pipe) failed: %s", s->id,
+               i == -1 ? strerror(errno) : "short write");
+    }
+
+    return 0;
+}
+
+
+int
+py_fatal_send_all(py_io_t *pio)
+{
+    int             i, k, n, rc, nfds, backed_up;
+    int64_t         now, deadline;
+    uint64_t        sent;
+    wk_conn_t      *c;
+    struct pollfd   pfds[3];
+
+    deadline = wk_msec() + PY_DRAIN_SEND_MS;
+    sent = 0;
+
+    for ( ;; ) {
+        i = pio->io.run_conn;
+        c = (pio->io.run_active && i >= 0) ? &pio->io.conns[i].conn : NULL;
+
+        backed_up = wk_io_backed_up(&pio->io);
+        rc = 1;
+
+        if (!backed_up) {
+            rc = wk_io_drain(&pio->io);
+            if (rc < 0) {
+                return -1;
+            }
+        }
+
+        if (rc == 0) {
+            /* nothing more comes from a process about to end */
+            wk_io_flush_carry(&pio->io);
+        }
+
+        if (c == NULL) {
+            return 0;
+        }
+
+        wk_io_flush(&pio->io, i);
+
+        if (!pio->io.conns[i].used) {
+            /* the peer went away; the run's output goes with it */
+            return 0;
+        }
+
+        if (rc == 0 && wk_conn_pending(c) == 0) {
+            return 0;
+        }
+
+        now = wk_msec();
+
+        if (c->sent != sent) {
+            /* the peer takes output: it gets all of it */
+            sent = c->sent;
+            deadline = now + PY_DRAIN_SEND_MS;
+            __atomic_add_fetch(&pio->s->drain_progress, 1,
+                               __ATOMIC_RELAXED);
+        }
+
+        if (now >= deadline) {
+            wk_log("session %s: the run's connection took no output for "
+                   "%d ms; %zu bytes lost", pio->s->id, PY_DRAIN_SEND_MS,
+                   wk_conn_pending(c));
+            return 0;
+        }
+
+        if (rc == 1 && !backed_up) {
+            /* the pipes hit the drain cap: read on without waiting */
+            continue;
+        }
+
+        nfds = 0;
+
+        if (wk_conn_pending(c) != 0) {
+            pfds[nfds].fd = c->fd;
+            pfds[nfds].events = POLLOUT;
+            pfds[nfds].revents = 0;
+            nfds++;
+        }
+
+        for (k = 0; k < 2 && !backed_up; k++) {
+            if (pio->io.pipes[k].fd != -1) {
+                pfds[nfds].fd = pio->io.pipes[k].fd;
+                pfds[nfds].events = POLLIN;
+                pfds[nfds].revents = 0;
+                nfds++;
+            }
+        }
+
+        n = poll(pfds, (nfds_t) nfds, (int) (deadline - now));
+
+        if (n == -1 && errno != EINTR) {
+            wk_log("session %s: poll() failed: %s", pio->s->id,
+                   strerror(errno));
+            return -1;
+        }
+    }
 }

@@ -9,18 +9,32 @@
  * between, so that any signal whose handler raises ends it at once, as it
  * would end a read from a terminal.  How the two threads hand the request
  * over is described in py_session.h.
+ *
+ * The I/O thread's side (py_input_request, py_input_frame, py_input_end):
+ * it sends what the pipes hold, then "input_request {id, prompt,
+ * password}" on the run's connection; the id is new for every request.
+ * An "input {text, id?}" frame on any connection (a short one of its own,
+ * or the run's) answers it: "ok" when an input() waited and the id, if
+ * given, is the request's, else "fail no_pending_input".  An interrupt
+ * while input() waits (frame, lost connection, deadline) sends SIGINT
+ * first and then wakes the asker, which so finds the signal pending.
+ * Without "interactive", without a run or without its connection,
+ * input() gets EOF at once.
  */
 
 #include <Python.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "py_exec.h"
+#include "wk_log.h"
 
 
 static int py_input_ask_once(py_session_t *s, PyObject *prompt,
@@ -28,6 +42,7 @@ static int py_input_ask_once(py_session_t *s, PyObject *prompt,
 static int py_input_ask_wait(py_session_t *s, const sigset_t *mask,
     pr_str_t *answer);
 static void py_input_ask_end(py_session_t *s, pr_str_t *answer);
+static void py_input_wake(py_io_t *pio);
 
 
 PyObject *
@@ -290,5 +305,175 @@ py_input_ask_end(py_session_t *s, pr_str_t *answer)
         free((char *) answer->data);
         answer->data = NULL;
         answer->len = 0;
+    }
+}
+
+
+int
+py_input_request(py_io_t *pio)
+{
+    int            asked, i;
+    pr_frame_t     f;
+    pr_str_t       prompt;
+    py_session_t  *s;
+    unsigned       password;
+
+    s = pio->s;
+
+    py_session_lock(s);
+    asked = (s->input_state == PY_INPUT_ASKED);
+    py_session_unlock(s);
+
+    if (!asked) {
+        return 0;
+    }
+
+    if (!pio->io.run_active || !pio->interactive || pio->io.run_conn < 0) {
+        py_input_end(pio, PY_INPUT_ASKED, PY_INPUT_EOF);
+        return 0;
+    }
+
+    /* the output before input() precedes the request */
+    if (wk_io_drain(&pio->io) < 0) {
+        return -1;
+    }
+
+    i = pio->io.run_conn;
+
+    if (i < 0) {
+        /* the drain lost the connection; that interrupted the run */
+        py_input_end(pio, PY_INPUT_ASKED, PY_INPUT_EOF);
+        return 0;
+    }
+
+    py_session_lock(s);
+
+    if (s->input_state != PY_INPUT_ASKED) {
+        /* the asker gave up, or an interrupt came first */
+        py_session_unlock(s);
+        return 0;
+    }
+
+    prompt = s->input_prompt;
+    password = s->input_password;
+    s->input_prompt.data = NULL;
+    s->input_prompt.len = 0;
+    s->input_state = PY_INPUT_WAITING;
+
+    py_session_unlock(s);
+
+    (void) snprintf(pio->input_id, PY_INPUT_ID_LEN, "i%" PRIu64,
+                    ++pio->input_seq);
+
+    memset(&f, 0, sizeof(pr_frame_t));
+    f.type = PR_T_INPUT_REQUEST;
+    pr_set_cstr(&f, id, pio->input_id);
+    pr_set_str(&f, prompt, prompt.data != NULL ? prompt.data : "",
+               prompt.len);
+    pr_set_int(&f, password, password ? 1 : 0);
+
+    /* a connection that cannot take it is closed: that interrupts */
+    wk_io_send(&pio->io, i, &f);
+    wk_io_flush(&pio->io, i);
+
+    free((char *) prompt.data);
+
+    return 0;
+}
+
+
+void
+py_input_frame(py_io_t *pio, int i, const pr_frame_t *f)
+{
+    int            delivered;
+    char          *text;
+    pr_frame_t     ok;
+    py_session_t  *s;
+
+    s = pio->s;
+
+    if (!pr_has(f, text)) {
+        wk_io_fail(&pio->io, i, "bad_request",
+                   "an input frame needs \"text\"");
+        return;
+    }
+
+    text = py_io_copy(pio, i, &f->text, "input");
+    if (text == NULL) {
+        return;
+    }
+
+    py_session_lock(s);
+
+    delivered = (s->input_state == PY_INPUT_WAITING
+                 && (!pr_has(f, id)
+                     || (f->id.len == strlen(pio->input_id)
+                         && memcmp(f->id.data, pio->input_id, f->id.len)
+                            == 0)));
+
+    if (delivered) {
+        s->input_text.data = text;
+        s->input_text.len = f->text.len;
+        s->input_state = PY_INPUT_ANSWERED;
+    }
+
+    py_session_unlock(s);
+
+    if (!delivered) {
+        free(text);
+        wk_io_fail(&pio->io, i, "no_pending_input", pr_has(f, id)
+                   ? "no input() is waiting for this request id"
+                   : "no input() is waiting");
+        return;
+    }
+
+    py_input_wake(pio);
+
+    memset(&ok, 0, sizeof(pr_frame_t));
+    ok.type = PR_T_OK;
+    wk_io_send(&pio->io, i, &ok);
+}
+
+
+void
+py_input_end(py_io_t *pio, int from, int to)
+{
+    int            changed;
+    py_session_t  *s;
+
+    s = pio->s;
+
+    py_session_lock(s);
+
+    changed = (s->input_state == from);
+    if (changed) {
+        s->input_state = to;
+    }
+
+    py_session_unlock(s);
+
+    if (changed) {
+        py_input_wake(pio);
+    }
+}
+
+
+/* Wake the thread waiting in input(): input_state changed. */
+static void
+py_input_wake(py_io_t *pio)
+{
+    ssize_t   n;
+    uint64_t  one;
+
+    one = 1;
+
+    do {
+        n = write(pio->s->input_fd, &one, sizeof(uint64_t));
+    } while (n == -1 && errno == EINTR);
+
+    /* EAGAIN: the counter is full, so the asker has a wake-up anyway */
+    if (n == -1 && errno != EAGAIN) {
+        wk_log("session %s: write(input eventfd) failed: %s", pio->s->id,
+               strerror(errno));
     }
 }

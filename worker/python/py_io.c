@@ -13,22 +13,15 @@
  * (timeout_ms, wk_io_deadline()) interrupts it the same way and turns the
  * "interrupted" status into "timeout".
  *
- * input() in a run whose run frame said "interactive" (py_exec.c) asks
- * through done_fd.  The thread sends what the pipes hold, then
- * "input_request {id, prompt, password}" on the run's connection; the id
- * is new for every request.  An "input {text, id?}" frame on any
- * connection (a short one of its own, or the run's) answers it: "ok" when
- * an input() waited and the id, if given, is the request's, else "fail
- * no_pending_input".  An interrupt while input() waits (frame, lost
- * connection, deadline) sends SIGINT first and then wakes the asker,
- * which so finds the signal pending.  Without "interactive", without a
- * run or without its connection, input() gets EOF at once.
+ * input() in a run whose run frame said "interactive" asks through
+ * done_fd; the thread sends an input_request and passes the answer back
+ * (py_input.c).
  *
  * A byte on the drain pipe means another thread is about to end the
- * process (py_fatal.c): the thread empties both output pipes into the
- * run's connection and writes it out, waiting for a slow peer up to
- * PY_DRAIN_SEND_MS (this is the one place it blocks on a single
- * connection), then answers with one byte per request on the ack pipe.
+ * process: the thread empties both output pipes into the run's connection
+ * and writes it out, waiting for a slow peer up to PY_DRAIN_SEND_MS (this
+ * is the one place it blocks on a single connection), then answers with
+ * one byte per request on the ack pipe (py_fatal.c).
  *
  * The thread runs in its own descriptor table (see py_io_start), so user
  * code can neither see nor close these descriptors, and forked children
@@ -44,8 +37,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -55,26 +46,10 @@
 #include "wk_time.h"
 
 
-#define PY_IO_INPUT_ID_LEN  24                     /* "i" and a counter */
-
 /* the thread's own slots in the poll set (wk_io_poll_set) */
 #define PY_IO_POLL_DONE     (WK_IO_POLL_OWN + 0)
 #define PY_IO_POLL_DRAIN    (WK_IO_POLL_OWN + 1)
 #define PY_IO_POLL_NOWN     2
-
-
-typedef struct {
-    wk_io_t          io;           /* connections, pipes, the run */
-    py_session_t    *s;
-
-    int              drain_fd;     /* -1 once the user closed its end */
-
-    unsigned         interactive:1; /* the run may ask input() */
-    unsigned         tx_pending:1; /* an explicit run waits for its fate */
-
-    uint64_t         input_seq;    /* input_request ids so far */
-    char             input_id[PY_IO_INPUT_ID_LEN];  /* the last one sent */
-} py_io_t;
 
 
 static void *py_io_thread(void *arg);
@@ -88,19 +63,11 @@ static void py_io_op(int i, int op, char *arg, size_t len,
     int64_t max_size);
 static void py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
     int64_t max_size, unsigned interactive, int64_t timeout_ms);
-static char *py_io_copy(int i, const pr_str_t *str, const char *what);
 static void py_io_file_op(int i, const pr_frame_t *f);
 static int py_io_tx_policy(const pr_frame_t *f);
 static void py_io_release(py_outcome_t *o);
 static void py_io_interrupt(const char *why);
 static int py_io_done(void);
-static void py_io_outcome(const py_outcome_t *o);
-static int py_io_ask(void);
-static void py_io_input(int i, const pr_frame_t *f);
-static void py_io_input_end(int from, int to);
-static void py_io_wake_asker(void);
-static int py_io_last_words(void);
-static int py_io_send_all(void);
 
 
 static py_io_t  py_io;
@@ -166,7 +133,7 @@ py_io_start(py_session_t *s)
         return -1;
     }
 
-    py_session_lock(py_io.s);
+    py_session_lock(s);
 
     while (!s->io_ready && !s->io_failed) {
         rc = pthread_cond_wait(&s->cond, &s->lock);
@@ -177,7 +144,7 @@ py_io_start(py_session_t *s)
     }
 
     err = s->io_failed;
-    py_session_unlock(py_io.s);
+    py_session_unlock(s);
 
     return err ? -1 : 0;
 }
@@ -193,7 +160,7 @@ py_io_thread(void *arg)
 
     rc = py_io_setup(s);
 
-    py_session_lock(py_io.s);
+    py_session_lock(s);
 
     if (rc == 0) {
         s->io_ready = 1;
@@ -202,7 +169,7 @@ py_io_thread(void *arg)
     }
 
     (void) pthread_cond_broadcast(&s->cond);
-    py_session_unlock(py_io.s);
+    py_session_unlock(s);
 
     if (rc != 0) {
         return NULL;
@@ -308,7 +275,8 @@ py_io_loop(void)
             return -1;
         }
 
-        if (pfds[PY_IO_POLL_DRAIN].revents != 0 && py_io_last_words() != 0)
+        if (pfds[PY_IO_POLL_DRAIN].revents != 0
+            && py_fatal_last_words(&py_io) != 0)
         {
             return -1;
         }
@@ -389,7 +357,7 @@ py_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
         break;
 
     case PR_T_INPUT:
-        py_io_input(i, f);
+        py_input_frame(&py_io, i, f);
         break;
 
     default:
@@ -442,7 +410,7 @@ py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
 
     s = py_io.s;
 
-    py_session_lock(py_io.s);
+    py_session_lock(s);
 
     s->code = code;
     s->code_len = len;
@@ -456,7 +424,7 @@ py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
 
     rc = pthread_cond_signal(&s->cond);
 
-    py_session_unlock(py_io.s);
+    py_session_unlock(s);
 
     if (rc != 0) {
         wk_log("pthread_cond_signal() failed: %s", strerror(rc));
@@ -496,7 +464,7 @@ py_io_run(int i, const pr_frame_t *f)
         return;
     }
 
-    code = py_io_copy(i, &f->code, "code");
+    code = py_io_copy(&py_io, i, &f->code, "code");
     if (code == NULL) {
         return;
     }
@@ -532,7 +500,7 @@ py_io_file_op(int i, const pr_frame_t *f)
         return;
     }
 
-    file = py_io_copy(i, &f->file, "file name");
+    file = py_io_copy(&py_io, i, &f->file, "file name");
     if (file == NULL) {
         return;
     }
@@ -543,20 +511,16 @@ py_io_file_op(int i, const pr_frame_t *f)
 }
 
 
-/*
- * A malloc'd, NUL-terminated copy of a frame's string (what names it in
- * the log); NULL when out of memory, after failing slot i's request.
- */
-static char *
-py_io_copy(int i, const pr_str_t *str, const char *what)
+char *
+py_io_copy(py_io_t *pio, int i, const pr_str_t *str, const char *what)
 {
     char  *p;
 
     p = malloc(str->len + 1);
     if (p == NULL) {
-        wk_log("session %s: cannot allocate %zu bytes of %s", py_io.s->id,
+        wk_log("session %s: cannot allocate %zu bytes of %s", pio->s->id,
                str->len + 1, what);
-        wk_io_fail(&py_io.io, i, "unavailable", "out of memory");
+        wk_io_fail(&pio->io, i, "unavailable", "out of memory");
         return NULL;
     }
 
@@ -620,7 +584,7 @@ py_io_release(py_outcome_t *o)
         }
     }
 
-    py_session_lock(py_io.s);
+    py_session_lock(s);
 
     s->released = 1;
     rc = pthread_cond_broadcast(&s->cond);
@@ -631,7 +595,7 @@ py_io_release(py_outcome_t *o)
 
     o->new_pid = s->outcome.new_pid;
 
-    py_session_unlock(py_io.s);
+    py_session_unlock(s);
 
     if (rc != 0) {
         wk_log("session %s: the hand-over failed: %s", s->id, strerror(rc));
@@ -659,9 +623,9 @@ py_io_interrupt(const char *why)
 
     s = py_io.s;
 
-    py_session_lock(py_io.s);
+    py_session_lock(s);
     s->interrupt = 1;
-    py_session_unlock(py_io.s);
+    py_session_unlock(s);
 
     rc = pthread_kill(s->main_thread, SIGINT);
     if (rc != 0) {
@@ -669,8 +633,8 @@ py_io_interrupt(const char *why)
                why, strerror(rc));
     }
 
-    py_io_input_end(PY_INPUT_ASKED, PY_INPUT_INTERRUPTED);
-    py_io_input_end(PY_INPUT_WAITING, PY_INPUT_INTERRUPTED);
+    py_input_end(&py_io, PY_INPUT_ASKED, PY_INPUT_INTERRUPTED);
+    py_input_end(&py_io, PY_INPUT_WAITING, PY_INPUT_INTERRUPTED);
 }
 
 
@@ -706,23 +670,23 @@ py_io_done(void)
         return -1;
     }
 
-    py_session_lock(py_io.s);
+    py_session_lock(s);
 
     o = s->outcome;
     finished = s->finished;
     memset(&s->outcome, 0, sizeof(py_outcome_t));
     s->finished = 0;
 
-    py_session_unlock(py_io.s);
+    py_session_unlock(s);
 
     if (!finished) {
-        return py_io_ask();
+        return py_input_request(&py_io);
     }
 
     if (!py_io.io.run_active) {
         wk_log("session %s: a run finished that was never started", s->id);
         py_outcome_free(&o);
-        return py_io_ask();
+        return py_input_request(&py_io);
     }
 
     /* everything the run wrote is in the pipes by now */
@@ -733,11 +697,11 @@ py_io_done(void)
 
     if (o.tx == PY_TX_ROLLED_BACK) {
         py_io_release(&o);
-        py_io_outcome(&o);
+        py_outcome_send(&py_io.io, &o);
         py_outcome_free(&o);
 
         /* the answer out, this process waits for the supervisor's kill */
-        (void) py_io_send_all();
+        (void) py_fatal_send_all(&py_io);
 
         for ( ;; ) {
             (void) pause();
@@ -751,477 +715,14 @@ py_io_done(void)
         py_io.tx_pending = 0;
     }
 
-    py_io_outcome(&o);
+    py_outcome_send(&py_io.io, &o);
 
     py_outcome_free(&o);
 
     wk_io_run_end(&py_io.io);
     py_io.interactive = 0;
 
-    py_io_input_end(PY_INPUT_WAITING, PY_INPUT_EOF);
+    py_input_end(&py_io, PY_INPUT_WAITING, PY_INPUT_EOF);
 
-    return py_io_ask();
-}
-
-
-static const char  *py_io_tx_names[] = {
-    NULL, "committed", "rolled_back", "pending"
-};
-
-
-/*
- * Send result, error and complete for outcome o to the run's connection;
- * for an op, its ok or fail frame.
- */
-static void
-py_io_outcome(const py_outcome_t *o)
-{
-    int         i;
-    pr_frame_t  f;
-
-    i = py_io.io.run_conn;
-
-    if (o->op == PY_OP_COMMIT || o->op == PY_OP_ROLLBACK) {
-        memset(&f, 0, sizeof(pr_frame_t));
-
-        if (o->errcode != NULL) {
-            wk_io_fail(&py_io.io, i, o->errcode,
-                       "no run waits for a commit or a rollback");
-
-        } else {
-            f.type = PR_T_OK;
-            pr_set_cstr(&f, tx, py_io_tx_names[o->tx]);
-
-            if (o->new_pid > 0) {
-                pr_set_int(&f, pid, o->new_pid);
-            }
-
-            wk_io_send(&py_io.io, i, &f);
-        }
-
-        wk_io_flush(&py_io.io, i);
-
-        return;
-    }
-
-    if (o->op == PY_OP_NAMESPACE || o->op == PY_OP_CHECKPOINT
-        || o->op == PY_OP_RESTORE)
-    {
-        memset(&f, 0, sizeof(pr_frame_t));
-
-        if (o->status == WK_IO_RUN_OK && o->result.data != NULL) {
-            f.type = PR_T_OK;
-            pr_set_str(&f, text, o->result.data, o->result.len);
-            wk_io_send(&py_io.io, i, &f);
-
-        } else {
-            wk_io_fail(&py_io.io, i, "unavailable",
-                       "the namespace cannot be read or written "
-                       "(interrupted, or out of memory)");
-        }
-
-        wk_io_flush(&py_io.io, i);
-
-        return;
-    }
-
-    if (o->result.data != NULL) {
-        memset(&f, 0, sizeof(pr_frame_t));
-        f.type = PR_T_RESULT;
-        pr_set_str(&f, text, o->result.data, o->result.len);
-        pr_set_int(&f, count, o->count);
-        wk_io_send(&py_io.io, i, &f);
-    }
-
-    if (o->ename.data != NULL) {
-        memset(&f, 0, sizeof(pr_frame_t));
-        f.type = PR_T_ERROR;
-        pr_set_str(&f, ename, o->ename.data, o->ename.len);
-        pr_set_str(&f, evalue, o->evalue.data, o->evalue.len);
-        f.traceback = o->traceback;
-        f.has |= 1u << PR_F_traceback;
-        wk_io_send(&py_io.io, i, &f);
-    }
-
-    memset(&f, 0, sizeof(pr_frame_t));
-    f.type = PR_T_COMPLETE;
-    pr_set_cstr(&f, status, wk_io_status(&py_io.io, o->status));
-    pr_set_int(&f, count, o->count);
-    pr_set_int(&f, ms, o->ms);
-    f.added = o->added;
-    f.modified = o->modified;
-    f.removed = o->removed;
-    f.has |= (1u << PR_F_added) | (1u << PR_F_modified)
-             | (1u << PR_F_removed);
-
-    if (o->tx != PY_TX_NONE) {
-        pr_set_cstr(&f, tx, py_io_tx_names[o->tx]);
-    }
-
-    if (o->new_pid > 0) {
-        pr_set_int(&f, pid, o->new_pid);
-    }
-
-    wk_io_send(&py_io.io, i, &f);
-
-    wk_io_flush(&py_io.io, i);
-}
-
-
-/*
- * If input() asks: send what the code wrote before, then input_request on
- * the run's connection, or make it EOF when the run cannot be answered.
- * Returns 0, or -1 on a fatal error (logged).
- */
-static int
-py_io_ask(void)
-{
-    int            asked, i;
-    pr_frame_t     f;
-    pr_str_t       prompt;
-    py_session_t  *s;
-    unsigned       password;
-
-    s = py_io.s;
-
-    py_session_lock(py_io.s);
-    asked = (s->input_state == PY_INPUT_ASKED);
-    py_session_unlock(py_io.s);
-
-    if (!asked) {
-        return 0;
-    }
-
-    if (!py_io.io.run_active || !py_io.interactive || py_io.io.run_conn < 0) {
-        py_io_input_end(PY_INPUT_ASKED, PY_INPUT_EOF);
-        return 0;
-    }
-
-    /* the output before input() precedes the request */
-    if (wk_io_drain(&py_io.io) < 0) {
-        return -1;
-    }
-
-    i = py_io.io.run_conn;
-
-    if (i < 0) {
-        /* the drain lost the connection; that interrupted the run */
-        py_io_input_end(PY_INPUT_ASKED, PY_INPUT_EOF);
-        return 0;
-    }
-
-    py_session_lock(py_io.s);
-
-    if (s->input_state != PY_INPUT_ASKED) {
-        /* the asker gave up, or an interrupt came first */
-        py_session_unlock(py_io.s);
-        return 0;
-    }
-
-    prompt = s->input_prompt;
-    password = s->input_password;
-    s->input_prompt.data = NULL;
-    s->input_prompt.len = 0;
-    s->input_state = PY_INPUT_WAITING;
-
-    py_session_unlock(py_io.s);
-
-    (void) snprintf(py_io.input_id, PY_IO_INPUT_ID_LEN, "i%" PRIu64,
-                    ++py_io.input_seq);
-
-    memset(&f, 0, sizeof(pr_frame_t));
-    f.type = PR_T_INPUT_REQUEST;
-    pr_set_cstr(&f, id, py_io.input_id);
-    pr_set_str(&f, prompt, prompt.data != NULL ? prompt.data : "",
-               prompt.len);
-    pr_set_int(&f, password, password ? 1 : 0);
-
-    /* a connection that cannot take it is closed: that interrupts */
-    wk_io_send(&py_io.io, i, &f);
-    wk_io_flush(&py_io.io, i);
-
-    free((char *) prompt.data);
-
-    return 0;
-}
-
-
-/*
- * An "input" frame on slot i: the answer to the input() that waits, if
- * any does and the frame's id, when given, is its request's.  Answers
- * "ok" or "fail no_pending_input" on the same connection.
- */
-static void
-py_io_input(int i, const pr_frame_t *f)
-{
-    int            delivered;
-    char          *text;
-    pr_frame_t     ok;
-    py_session_t  *s;
-
-    s = py_io.s;
-
-    if (!pr_has(f, text)) {
-        wk_io_fail(&py_io.io, i, "bad_request",
-                   "an input frame needs \"text\"");
-        return;
-    }
-
-    text = py_io_copy(i, &f->text, "input");
-    if (text == NULL) {
-        return;
-    }
-
-    py_session_lock(py_io.s);
-
-    delivered = (s->input_state == PY_INPUT_WAITING
-                 && (!pr_has(f, id)
-                     || (f->id.len == strlen(py_io.input_id)
-                         && memcmp(f->id.data, py_io.input_id, f->id.len)
-                            == 0)));
-
-    if (delivered) {
-        s->input_text.data = text;
-        s->input_text.len = f->text.len;
-        s->input_state = PY_INPUT_ANSWERED;
-    }
-
-    py_session_unlock(py_io.s);
-
-    if (!delivered) {
-        free(text);
-        wk_io_fail(&py_io.io, i, "no_pending_input", pr_has(f, id)
-                   ? "no input() is waiting for this request id"
-                   : "no input() is waiting");
-        return;
-    }
-
-    py_io_wake_asker();
-
-    memset(&ok, 0, sizeof(pr_frame_t));
-    ok.type = PR_T_OK;
-    wk_io_send(&py_io.io, i, &ok);
-}
-
-
-/* If input_state is "from", make it the outcome "to" and wake the asker. */
-static void
-py_io_input_end(int from, int to)
-{
-    int            changed;
-    py_session_t  *s;
-
-    s = py_io.s;
-
-    py_session_lock(py_io.s);
-
-    changed = (s->input_state == from);
-    if (changed) {
-        s->input_state = to;
-    }
-
-    py_session_unlock(py_io.s);
-
-    if (changed) {
-        py_io_wake_asker();
-    }
-}
-
-
-static void
-py_io_wake_asker(void)
-{
-    ssize_t   n;
-    uint64_t  one;
-
-    one = 1;
-
-    do {
-        n = write(py_io.s->input_fd, &one, sizeof(uint64_t));
-    } while (n == -1 && errno == EINTR);
-
-    /* EAGAIN: the counter is full, so the asker has a wake-up anyway */
-    if (n == -1 && errno != EAGAIN) {
-        wk_log("session %s: write(input eventfd) failed: %s", py_io.s->id,
-               strerror(errno));
-    }
-}
-
-
-/*
- * Bytes on the drain pipe: one per thread that is about to end the
- * process (its value PY_DRAIN_EXIT or a signal number).  Send everything
- * the output pipes hold, then answer each request with a byte on the ack
- * pipe.  Returns 0, or -1 on a fatal error (logged).
- */
-static int
-py_io_last_words(void)
-{
-    ssize_t        i, n;
-    py_session_t  *s;
-    unsigned char  why[64];
-
-    s = py_io.s;
-
-    if (py_io.drain_fd == -1) {
-        return 0;
-    }
-
-    do {
-        n = read(py_io.drain_fd, why, sizeof(why));
-    } while (n == -1 && errno == EINTR);
-
-    if (n == -1) {
-        if (errno == EAGAIN) {
-            return 0;
-        }
-
-        wk_log("session %s: read(drain pipe) failed: %s", s->id,
-               strerror(errno));
-        return -1;
-    }
-
-    if (n == 0) {
-        /* the main thread's table held the last write end */
-        wk_log("session %s: the drain pipe was closed by user code; output "
-               "written just before the process ends may be lost", s->id);
-
-        if (close(py_io.drain_fd) == -1) {
-            wk_log("close(%d) failed: %s", py_io.drain_fd, strerror(errno));
-        }
-
-        py_io.drain_fd = -1;
-        return 0;
-    }
-
-    /* one line a wake-up, however many requests came */
-    if (why[0] == PY_DRAIN_EXIT) {
-        wk_log("session %s: the code called os._exit(); sending its last "
-               "output", s->id);
-    } else {
-        wk_log("session %s: signal %d (%s) ends the process; sending its "
-               "last output", s->id, why[0], strsignal(why[0]));
-    }
-
-    if (py_io_send_all() != 0) {
-        return -1;
-    }
-
-    /* one byte per request; the requesters' end is non-blocking, like ours */
-    do {
-        i = write(s->ack_wfd, why, (size_t) n);
-    } while (i == -1 && errno == EINTR);
-
-    if (i != n) {
-        wk_log("session %s: write(ack pipe) failed: %s", s->id,
-               i == -1 ? strerror(errno) : "short write");
-    }
-
-    return 0;
-}
-
-
-/*
- * Empty the output pipes into the run's connection and write all of it,
- * waiting for the peer when its socket is full, until nothing is left or
- * the peer has taken nothing for PY_DRAIN_SEND_MS (a slow reader gets
- * every byte; each byte sent is published in s->drain_progress, which
- * keeps the requesters waiting).  Past WK_IO_HIGH_WATER unsent bytes the
- * pipes are left alone until the peer takes some.  Without an active run
- * the pipes are only emptied.  Returns 0, or -1 on a fatal error (logged).
- */
-static int
-py_io_send_all(void)
-{
-    int             i, k, n, rc, nfds, backed_up;
-    int64_t         now, deadline;
-    uint64_t        sent;
-    wk_conn_t      *c;
-    struct pollfd   pfds[3];
-
-    deadline = wk_msec() + PY_DRAIN_SEND_MS;
-    sent = 0;
-
-    for ( ;; ) {
-        i = py_io.io.run_conn;
-        c = (py_io.io.run_active && i >= 0) ? &py_io.io.conns[i].conn : NULL;
-
-        backed_up = wk_io_backed_up(&py_io.io);
-        rc = 1;
-
-        if (!backed_up) {
-            rc = wk_io_drain(&py_io.io);
-            if (rc < 0) {
-                return -1;
-            }
-        }
-
-        if (rc == 0) {
-            /* nothing more comes from a process about to end */
-            wk_io_flush_carry(&py_io.io);
-        }
-
-        if (c == NULL) {
-            return 0;
-        }
-
-        wk_io_flush(&py_io.io, i);
-
-        if (!py_io.io.conns[i].used) {
-            /* the peer went away; the run's output goes with it */
-            return 0;
-        }
-
-        if (rc == 0 && wk_conn_pending(c) == 0) {
-            return 0;
-        }
-
-        now = wk_msec();
-
-        if (c->sent != sent) {
-            /* the peer takes output: it gets all of it */
-            sent = c->sent;
-            deadline = now + PY_DRAIN_SEND_MS;
-            __atomic_add_fetch(&py_io.s->drain_progress, 1,
-                               __ATOMIC_RELAXED);
-        }
-
-        if (now >= deadline) {
-            wk_log("session %s: the run's connection took no output for "
-                   "%d ms; %zu bytes lost", py_io.s->id, PY_DRAIN_SEND_MS,
-                   wk_conn_pending(c));
-            return 0;
-        }
-
-        if (rc == 1 && !backed_up) {
-            /* the pipes hit the drain cap: read on without waiting */
-            continue;
-        }
-
-        nfds = 0;
-
-        if (wk_conn_pending(c) != 0) {
-            pfds[nfds].fd = c->fd;
-            pfds[nfds].events = POLLOUT;
-            pfds[nfds].revents = 0;
-            nfds++;
-        }
-
-        for (k = 0; k < 2 && !backed_up; k++) {
-            if (py_io.io.pipes[k].fd != -1) {
-                pfds[nfds].fd = py_io.io.pipes[k].fd;
-                pfds[nfds].events = POLLIN;
-                pfds[nfds].revents = 0;
-                nfds++;
-            }
-        }
-
-        n = poll(pfds, (nfds_t) nfds, (int) (deadline - now));
-
-        if (n == -1 && errno != EINTR) {
-            wk_log("session %s: poll() failed: %s", py_io.s->id,
-                   strerror(errno));
-            return -1;
-        }
-    }
+    return py_input_request(&py_io);
 }

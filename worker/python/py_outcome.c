@@ -2,8 +2,9 @@
  * py_outcome.c: the outcome of a run (py_outcome_t), copied on the main
  * thread out of Python objects, run_cell()'s answer or an exception that
  * escaped, into plain malloc'd UTF-8 that the I/O thread, which never
- * takes the GIL, sends and frees.  Every text is capped so that the
- * frames it goes into stay under the frame limit.
+ * takes the GIL, turns into frames (py_outcome_send) and frees.  Every
+ * text is capped so that the frames it goes into stay under the frame
+ * limit.
  */
 
 #include <Python.h>
@@ -27,6 +28,11 @@ static int py_outcome_traceback(PyObject *list, size_t budget,
     pr_strs_t *tb);
 static int py_outcome_names(PyObject *list, pr_strs_t *names);
 static void py_outcome_strs_free(pr_strs_t *strs);
+
+
+static const char  *py_outcome_tx_names[] = {
+    NULL, "committed", "rolled_back", "pending"
+};
 
 
 int
@@ -432,4 +438,99 @@ py_outcome_fetch(void)
 
     return value;
 #endif
+}
+
+
+void
+py_outcome_send(wk_io_t *io, const py_outcome_t *o)
+{
+    int         i;
+    pr_frame_t  f;
+
+    i = io->run_conn;
+
+    if (o->op == PY_OP_COMMIT || o->op == PY_OP_ROLLBACK) {
+        memset(&f, 0, sizeof(pr_frame_t));
+
+        if (o->errcode != NULL) {
+            wk_io_fail(io, i, o->errcode,
+                       "no run waits for a commit or a rollback");
+
+        } else {
+            f.type = PR_T_OK;
+            pr_set_cstr(&f, tx, py_outcome_tx_names[o->tx]);
+
+            if (o->new_pid > 0) {
+                pr_set_int(&f, pid, o->new_pid);
+            }
+
+            wk_io_send(io, i, &f);
+        }
+
+        wk_io_flush(io, i);
+
+        return;
+    }
+
+    if (o->op == PY_OP_NAMESPACE || o->op == PY_OP_CHECKPOINT
+        || o->op == PY_OP_RESTORE)
+    {
+        memset(&f, 0, sizeof(pr_frame_t));
+
+        if (o->status == WK_IO_RUN_OK && o->result.data != NULL) {
+            f.type = PR_T_OK;
+            pr_set_str(&f, text, o->result.data, o->result.len);
+            wk_io_send(io, i, &f);
+
+        } else {
+            wk_io_fail(io, i, "unavailable",
+                       "the namespace cannot be read or written "
+                       "(interrupted, or out of memory)");
+        }
+
+        wk_io_flush(io, i);
+
+        return;
+    }
+
+    if (o->result.data != NULL) {
+        memset(&f, 0, sizeof(pr_frame_t));
+        f.type = PR_T_RESULT;
+        pr_set_str(&f, text, o->result.data, o->result.len);
+        pr_set_int(&f, count, o->count);
+        wk_io_send(io, i, &f);
+    }
+
+    if (o->ename.data != NULL) {
+        memset(&f, 0, sizeof(pr_frame_t));
+        f.type = PR_T_ERROR;
+        pr_set_str(&f, ename, o->ename.data, o->ename.len);
+        pr_set_str(&f, evalue, o->evalue.data, o->evalue.len);
+        f.traceback = o->traceback;
+        f.has |= 1u << PR_F_traceback;
+        wk_io_send(io, i, &f);
+    }
+
+    memset(&f, 0, sizeof(pr_frame_t));
+    f.type = PR_T_COMPLETE;
+    pr_set_cstr(&f, status, wk_io_status(io, o->status));
+    pr_set_int(&f, count, o->count);
+    pr_set_int(&f, ms, o->ms);
+    f.added = o->added;
+    f.modified = o->modified;
+    f.removed = o->removed;
+    f.has |= (1u << PR_F_added) | (1u << PR_F_modified)
+             | (1u << PR_F_removed);
+
+    if (o->tx != PY_TX_NONE) {
+        pr_set_cstr(&f, tx, py_outcome_tx_names[o->tx]);
+    }
+
+    if (o->new_pid > 0) {
+        pr_set_int(&f, pid, o->new_pid);
+    }
+
+    wk_io_send(io, i, &f);
+
+    wk_io_flush(io, i);
 }

@@ -9,15 +9,16 @@
  *                     namespace ops
  *   py_replace.c      the replacements of os._exit, input and
  *                     getpass.getpass
- *   py_input.c        input() asking the client
- *   py_outcome.c      a run's outcome, out of Python objects
+ *   py_input.c        input() asking the client, both threads' sides
+ *   py_outcome.c      a run's outcome, out of Python objects and into
+ *                     frames
  *   py_io.c           the I/O thread: runs and ops handed to the main
- *                     thread, interrupts, input requests (the
- *                     connections, output pipes and deadlines are
- *                     wk_io.h's)
+ *                     thread, interrupts, a run's end (the connections,
+ *                     output pipes and deadlines are wk_io.h's)
  *   py_fatal.c        the last words: asking the I/O thread to send what
- *                     is in the pipes before the process dies, and the
- *                     fatal signal handlers that do so
+ *                     is in the pipes before the process dies, the fatal
+ *                     signal handlers that do so, and the I/O thread's
+ *                     answer
  *   py_tx.c           transactions: the copy-on-write snapshot a run can
  *                     be rolled back to, and its taking over
  *   py_zygote.c       the zygote mode and the warm-up code
@@ -218,6 +219,27 @@ typedef struct {
 } py_session_t;
 
 
+#define PY_INPUT_ID_LEN     24         /* "i" and a counter */
+
+/*
+ * The I/O thread's state (py_io.c keeps the process's one), passed to its
+ * pieces in other files: input requests (py_input.c), the last words
+ * (py_fatal.c), an outcome's frames (py_outcome.c).
+ */
+typedef struct {
+    wk_io_t          io;           /* connections, pipes, the run */
+    py_session_t    *s;
+
+    int              drain_fd;     /* -1 once the user closed its end */
+
+    unsigned         interactive:1; /* the run may ask input() */
+    unsigned         tx_pending:1; /* an explicit run waits for its fate */
+
+    uint64_t         input_seq;    /* input_request ids so far */
+    char             input_id[PY_INPUT_ID_LEN];  /* the last one sent */
+} py_io_t;
+
+
 /* The embedded runtime source (py_runtime.S), NUL-terminated. */
 extern const char  pyrepl_runtime_source[];
 
@@ -256,6 +278,33 @@ void py_exec_flush(void);
 
 /* Free every string of an outcome and zero it. */
 void py_outcome_free(py_outcome_t *o);
+
+/*
+ * On the I/O thread: send result, error and complete for outcome o to
+ * the run's connection of io; for an op, its ok or fail frame.
+ */
+void py_outcome_send(wk_io_t *io, const py_outcome_t *o);
+
+
+/* py_input.c (the I/O thread's side) */
+
+/*
+ * done_fd was written and input() may be asking: send what the code
+ * wrote before, then input_request on the run's connection, or make it
+ * EOF when the run cannot be answered.  Returns 0, or -1 on a fatal error
+ * (logged).
+ */
+int py_input_request(py_io_t *pio);
+
+/*
+ * An "input" frame on slot i: the answer to the input() that waits, if
+ * any does and the frame's id, when given, is its request's.  Answers
+ * "ok" or "fail no_pending_input" on the same connection.
+ */
+void py_input_frame(py_io_t *pio, int i, const pr_frame_t *f);
+
+/* If input_state is "from", make it the outcome "to" and wake the asker. */
+void py_input_end(py_io_t *pio, int from, int to);
 
 
 /* py_session.c */
@@ -318,6 +367,27 @@ int py_fatal_init(py_session_t *s);
 int py_drain(py_session_t *s, int why, int timeout_ms);
 
 
+/*
+ * On the I/O thread: a byte on the drain pipe, one per thread that is
+ * about to end the process (its value PY_DRAIN_EXIT or a signal number).
+ * Send everything the output pipes hold, then answer each request with a
+ * byte on the ack pipe.  Returns 0, or -1 on a fatal error (logged).
+ */
+int py_fatal_last_words(py_io_t *pio);
+
+/*
+ * On the I/O thread, before the process ends: empty the output pipes
+ * into the run's connection and write all of it, waiting for the peer
+ * when its socket is full, until nothing is left or the peer has taken
+ * nothing for PY_DRAIN_SEND_MS (a slow reader gets every byte; each byte
+ * sent is published in drain_progress, which keeps the requesters
+ * waiting).  Past WK_IO_HIGH_WATER unsent bytes the pipes are left alone
+ * until the peer takes some.  Without an active run the pipes are only
+ * emptied.  Returns 0, or -1 on a fatal error (logged).
+ */
+int py_fatal_send_all(py_io_t *pio);
+
+
 /* py_io.c */
 
 /*
@@ -334,5 +404,12 @@ int py_drain(py_session_t *s, int why, int timeout_ms);
  * input() requests of interactive runs.
  */
 int py_io_start(py_session_t *s);
+
+/*
+ * A malloc'd, NUL-terminated copy of a frame's string (what names it in
+ * the log); NULL when out of memory, after failing slot i's request.
+ */
+char *py_io_copy(py_io_t *pio, int i, const pr_str_t *str,
+    const char *what);
 
 #endif /* PY_SESSION_H */
