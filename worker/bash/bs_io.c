@@ -52,7 +52,7 @@
 
 static int bs_io_poll_set(bs_session_t *s, struct pollfd *pfds, int *map,
     int *timeout);
-static void bs_io_frame(wk_io_t *io, int i, const pr_frame_t *f);
+static int bs_io_frame(wk_io_t *io, int i, const pr_frame_t *f);
 static void bs_io_lost(wk_io_t *io, const char *why);
 static void bs_io_run(bs_session_t *s, int i, const pr_frame_t *f);
 static void bs_io_stop(bs_session_t *s, int why);
@@ -179,7 +179,7 @@ bs_io_poll_set(bs_session_t *s, struct pollfd *pfds, int *map, int *timeout)
 
 
 /* A frame on slot i (wk_io_frame_pt). */
-static void
+static int
 bs_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
 {
     bs_session_t  *s;
@@ -190,21 +190,19 @@ bs_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
 
     case PR_T_RUN:
         bs_io_run(s, i, f);
-        break;
+        return 0;
 
     case PR_T_INTERRUPT:
         bs_io_stop(s, BS_STOP_INTERRUPT);
-        break;
+        return 0;
 
     case PR_T_INPUT:
         wk_io_fail(io, i, "no_pending_input",
                    "a bash run takes its stdin with the run frame");
-        break;
+        return 0;
 
     default:
-        wk_io_fail(io, i, "bad_request",
-                   "a session process does not take this frame type");
-        break;
+        return WK_IO_UNKNOWN;
     }
 }
 

@@ -583,7 +583,10 @@ wk_io_conn_frames(wk_io_t *io, int i)
             break;
         }
 
-        io->frame(io, i, &f);
+        if (io->frame(io, i, &f) == WK_IO_UNKNOWN) {
+            wk_io_fail(io, i, "bad_request",
+                       "a session process does not take this frame type");
+        }
     }
 
     msgpack_unpacked_destroy(&up);

@@ -65,14 +65,19 @@
 /* wk_io_events(): nginx is gone, the caller ends the process */
 #define WK_IO_GONE          1
 
+/* a frame handler's answer: not a frame this session takes */
+#define WK_IO_UNKNOWN       1
+
 
 typedef struct wk_io_s  wk_io_t;
 
 /*
  * The frame handler: act on frame f, which arrived on slot i (it may
  * answer, close the slot, start a run).  f is valid during the call only.
+ * Returns 0, or WK_IO_UNKNOWN for a frame type this kind of session does
+ * not take (wk_io.c refuses it).
  */
-typedef void (*wk_io_frame_pt)(wk_io_t *io, int i, const pr_frame_t *f);
+typedef int (*wk_io_frame_pt)(wk_io_t *io, int i, const pr_frame_t *f);
 
 /*
  * The lost handler: the active run's connection went away (why: "closed

@@ -56,7 +56,7 @@ static void *py_io_thread(void *arg);
 static int py_io_setup(py_session_t *s);
 static int py_io_loop(void);
 static int py_io_poll_set(struct pollfd *pfds, int *map, int *timeout);
-static void py_io_frame(wk_io_t *io, int i, const pr_frame_t *f);
+static int py_io_frame(wk_io_t *io, int i, const pr_frame_t *f);
 static void py_io_lost(wk_io_t *io, const char *why);
 static void py_io_run(int i, const pr_frame_t *f);
 static void py_io_op(int i, int op, char *arg, size_t len,
@@ -326,44 +326,42 @@ py_io_poll_set(struct pollfd *pfds, int *map, int *timeout)
 
 
 /* A frame on slot i (wk_io_frame_pt). */
-static void
+static int
 py_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
 {
     switch (f->type) {
 
     case PR_T_RUN:
         py_io_run(i, f);
-        break;
+        return 0;
 
     case PR_T_NAMESPACE:
         py_io_op(i, PY_OP_NAMESPACE, NULL, 0, 0);
-        break;
+        return 0;
 
     case PR_T_COMMIT:
         py_io_op(i, PY_OP_COMMIT, NULL, 0, 0);
-        break;
+        return 0;
 
     case PR_T_CHECKPOINT:
     case PR_T_RESTORE:
         py_io_file_op(i, f);
-        break;
+        return 0;
 
     case PR_T_ROLLBACK:
         py_io_op(i, PY_OP_ROLLBACK, NULL, 0, 0);
-        break;
+        return 0;
 
     case PR_T_INTERRUPT:
         py_io_interrupt("an interrupt frame");
-        break;
+        return 0;
 
     case PR_T_INPUT:
         py_input_frame(&py_io, i, f);
-        break;
+        return 0;
 
     default:
-        wk_io_fail(io, i, "bad_request",
-                   "a session process does not take this frame type");
-        break;
+        return WK_IO_UNKNOWN;
     }
 }
 
