@@ -236,6 +236,13 @@ int sup_proc_status(pid_t pid, char *state, uid_t uid[4]);
 int sup_proc_zombie_runs(pid_t pid);
 
 /*
+ * A child of ours that has exited, looked at without reaping it (a zombie
+ * still holds its pid and process group id): its pid, 0 when none has, or
+ * -1 when waitid() failed (logged unless there is no child at all).
+ */
+pid_t sup_proc_exited(void);
+
+/*
  * A pidfd for pid if it is alive and started at start (0: any start
  * time), else -1 (ESRCH).  Close-on-exec.
  */

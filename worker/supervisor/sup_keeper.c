@@ -606,27 +606,12 @@ sup_keeper_reap(sup_keeper_t *k)
     int64_t     lived, delay;
     pid_t       pid, rc;
     unsigned    i;
-    siginfo_t   si;
     sup_proc_t  p;
 
     for ( ;; ) {
-        memset(&si, 0, sizeof(si));
-
         /* look first: a zombie still holds its process group id */
-        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-
-            if (errno != ECHILD) {
-                wk_log("waitid() failed: %s", strerror(errno));
-            }
-
-            return;
-        }
-
-        pid = si.si_pid;
-        if (pid == 0) {
+        pid = sup_proc_exited();
+        if (pid <= 0) {
             return;
         }
 

@@ -493,27 +493,12 @@ sup_reap(const sup_conf_t *conf)
 {
     int             status;
     pid_t           pid, rc;
-    siginfo_t       si;
     sup_session_t  *s;
 
     for ( ;; ) {
-        memset(&si, 0, sizeof(si));
-
         /* look without reaping: a zombie still holds its group id */
-        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-
-            if (errno != ECHILD) {
-                wk_log("waitid() failed: %s", strerror(errno));
-            }
-
-            return;
-        }
-
-        pid = si.si_pid;
-        if (pid == 0) {
+        pid = sup_proc_exited();
+        if (pid <= 0) {
             return;
         }
 

@@ -2,9 +2,10 @@
  * sup_proc.c: what the supervisor and the keeper learn about processes
  * that are not (or no longer) their children: /proc/<pid>/stat (state,
  * parent, process group, start time, name), the uids in
- * /proc/<pid>/status, whether a zombie still has threads, and pidfds.  A
- * pid alone can be reused; a pid with its start time names one process,
- * and a pidfd opened while that pair matched keeps naming it.
+ * /proc/<pid>/status, whether a zombie still has threads, and pidfds; and
+ * which of their children has exited, before it is reaped.  A pid alone
+ * can be reused; a pid with its start time names one process, and a
+ * pidfd opened while that pair matched keeps naming it.
  */
 
 #include <dirent.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sup.h"
@@ -253,5 +255,30 @@ sup_proc_kill(pid_t pid, const char *what)
     if (kill(pid, SIGKILL) == -1 && errno != ESRCH) {
         wk_log("%s: kill(%ld, SIGKILL) failed: %s", what, (long) pid,
                strerror(errno));
+    }
+}
+
+
+pid_t
+sup_proc_exited(void)
+{
+    siginfo_t  si;
+
+    for ( ;; ) {
+        memset(&si, 0, sizeof(siginfo_t));
+
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
+            return si.si_pid;
+        }
+
+        if (errno == EINTR) {
+            continue;
+        }
+
+        if (errno != ECHILD) {
+            wk_log("waitid() failed: %s", strerror(errno));
+        }
+
+        return -1;
     }
 }
