@@ -242,6 +242,9 @@ int sup_proc_zombie_runs(pid_t pid);
  */
 pid_t sup_proc_exited(void);
 
+/* Reap child pid, which has exited: 0 with *status set, or -1 (logged). */
+int sup_proc_reap(pid_t pid, int *status);
+
 /*
  * A pidfd for pid if it is alive and started at start (0: any start
  * time), else -1 (ESRCH).  Close-on-exec.

@@ -604,7 +604,7 @@ sup_keeper_reap(sup_keeper_t *k)
 {
     int         status;
     int64_t     lived, delay;
-    pid_t       pid, rc;
+    pid_t       pid;
     unsigned    i;
     sup_proc_t  p;
 
@@ -628,12 +628,7 @@ sup_keeper_reap(sup_keeper_t *k)
                    strerror(errno));
         }
 
-        do {
-            rc = waitpid(pid, &status, 0);
-        } while (rc == -1 && errno == EINTR);
-
-        if (rc == -1) {
-            wk_log("waitpid(%ld) failed: %s", (long) pid, strerror(errno));
+        if (sup_proc_reap(pid, &status) == -1) {
             return;
         }
 

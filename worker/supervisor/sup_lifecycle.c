@@ -492,7 +492,7 @@ void
 sup_reap(const sup_conf_t *conf)
 {
     int             status;
-    pid_t           pid, rc;
+    pid_t           pid;
     sup_session_t  *s;
 
     for ( ;; ) {
@@ -509,12 +509,7 @@ sup_reap(const sup_conf_t *conf)
             sup_kill_group(s);
         }
 
-        do {
-            rc = waitpid(pid, &status, 0);
-        } while (rc == -1 && errno == EINTR);
-
-        if (rc == -1) {
-            wk_log("waitpid(%ld) failed: %s", (long) pid, strerror(errno));
+        if (sup_proc_reap(pid, &status) == -1) {
             return;
         }
 

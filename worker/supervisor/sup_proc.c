@@ -282,3 +282,21 @@ sup_proc_exited(void)
         return -1;
     }
 }
+
+
+int
+sup_proc_reap(pid_t pid, int *status)
+{
+    pid_t  rc;
+
+    do {
+        rc = waitpid(pid, status, 0);
+    } while (rc == -1 && errno == EINTR);
+
+    if (rc == -1) {
+        wk_log("waitpid(%ld) failed: %s", (long) pid, strerror(errno));
+        return -1;
+    }
+
+    return 0;
+}
