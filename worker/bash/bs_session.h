@@ -10,8 +10,9 @@
  *                 commands that run one piece of code, the status lines
  *   bs_proc.c     processes: /proc scans, which processes belong to a
  *                 run, signalling them, the sentinel, reaping
- *   bs_io.c       the poll loop: the listening socket, connections, the
- *                 output pipes, runs, deadlines, interrupts, the end
+ *   bs_io.c       the poll loop: runs, interrupts, stopping a run, the
+ *                 end (the connections, output pipes and deadlines are
+ *                 wk_io.h's)
  *
  * The process is single-threaded.  It is the shell's parent and a child
  * subreaper, so every process the shell starts stays its descendant even
