@@ -52,10 +52,20 @@
 #define SUP_ALIVE_FD   5
 
 
+/* a child's command line and what its entries point to */
+typedef struct {
+    char         *argv[12 + SB_CONFINE_MAX_ARGS];
+    char          max_frame[32];
+    sb_confine_t  confine;
+} sup_spawn_argv_t;
+
+
 static void sup_spawn_child(const sup_conf_t *conf, const char *id,
     int lang, int listen_fd, const char *dir) __attribute__((noreturn));
 static void sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd,
     pid_t parent) __attribute__((noreturn));
+static void sup_spawn_exec(const sup_conf_t *conf, sup_spawn_argv_t *a,
+    int n, int python, const char *bin);
 static int sup_spawn_prepare(const sup_conf_t *conf, const char *what,
     int session, int fd, int python, const char *dir);
 
@@ -118,11 +128,10 @@ static void
 sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
     int listen_fd, const char *dir)
 {
-    int           i, python;
-    char          max_frame[32], what[64];
-    char         *argv[10 + SB_CONFINE_MAX_ARGS];
-    sb_confine_t  confine;
-    const char  *bin;
+    int                python;
+    char               what[64];
+    const char        *bin;
+    sup_spawn_argv_t   a;
 
     python = (lang != SUP_LANG_BASH);
     bin = python ? conf->python : conf->bash;
@@ -133,31 +142,11 @@ sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
         goto fail;
     }
 
-    (void) snprintf(max_frame, sizeof(max_frame), "%zu", conf->max_frame);
+    a.argv[0] = python ? PYREPL_PYTHON_BIN : PYREPL_BASH_BIN;
+    a.argv[1] = "--listen-fd";
+    a.argv[2] = "3";
 
-    i = 0;
-    argv[i++] = python ? PYREPL_PYTHON_BIN : PYREPL_BASH_BIN;
-    argv[i++] = "--listen-fd";
-    argv[i++] = "3";
-    argv[i++] = "--max-frame";
-    argv[i++] = max_frame;
-
-    if (python && conf->warmup_fd != -1) {
-        argv[i++] = "--warmup-fd";
-        argv[i++] = "4";
-    }
-
-    if (conf->parent_fd != -1) {
-        argv[i++] = "--alive-fd";
-        argv[i++] = "5";
-    }
-
-    confine = conf->confine;
-    i += sb_confine_argv(&confine, &argv[i]);
-
-    argv[i] = NULL;
-
-    execv(bin, argv);
+    sup_spawn_exec(conf, &a, 3, python, bin);
 
     wk_log("session %s: execv(\"%s\") failed: %s", id, bin,
            strerror(errno));
@@ -171,10 +160,7 @@ fail:
 static void
 sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
 {
-    int           i;
-    char          max_frame[32];
-    char         *argv[12 + SB_CONFINE_MAX_ARGS];
-    sb_confine_t  confine;
+    sup_spawn_argv_t  a;
 
     /* die with the supervisor, even if it dies before this line */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) == -1) {
@@ -193,34 +179,14 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
         goto fail;
     }
 
-    (void) snprintf(max_frame, sizeof(max_frame), "%zu", conf->max_frame);
+    a.argv[0] = PYREPL_PYTHON_BIN;
+    a.argv[1] = "--zygote";
+    a.argv[2] = "--control-fd";
+    a.argv[3] = "3";
+    a.argv[4] = "--workdir";
+    a.argv[5] = (char *) conf->workdir;
 
-    i = 0;
-    argv[i++] = PYREPL_PYTHON_BIN;
-    argv[i++] = "--zygote";
-    argv[i++] = "--control-fd";
-    argv[i++] = "3";
-    argv[i++] = "--workdir";
-    argv[i++] = (char *) conf->workdir;
-    argv[i++] = "--max-frame";
-    argv[i++] = max_frame;
-
-    if (conf->warmup_fd != -1) {
-        argv[i++] = "--warmup-fd";
-        argv[i++] = "4";
-    }
-
-    if (conf->parent_fd != -1) {
-        argv[i++] = "--alive-fd";
-        argv[i++] = "5";
-    }
-
-    confine = conf->confine;
-    i += sb_confine_argv(&confine, &argv[i]);
-
-    argv[i] = NULL;
-
-    execv(conf->python, argv);
+    sup_spawn_exec(conf, &a, 6, 1, conf->python);
 
     wk_log("zygote: execv(\"%s\") failed: %s", conf->python,
            strerror(errno));
@@ -228,6 +194,41 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
 fail:
 
     _exit(127);
+}
+
+
+/*
+ * Exec bin with a->argv[0 .. n) and what every session binary and the
+ * zygote are told besides: --max-frame, the warm-up code's descriptor
+ * (python only), nginx's alive pipe and the confinement (sb_confine.h).
+ * Returns only when execv() failed, errno set.
+ */
+static void
+sup_spawn_exec(const sup_conf_t *conf, sup_spawn_argv_t *a, int n,
+    int python, const char *bin)
+{
+    (void) snprintf(a->max_frame, sizeof(a->max_frame), "%zu",
+                    conf->max_frame);
+
+    a->argv[n++] = "--max-frame";
+    a->argv[n++] = a->max_frame;
+
+    if (python && conf->warmup_fd != -1) {
+        a->argv[n++] = "--warmup-fd";
+        a->argv[n++] = "4";
+    }
+
+    if (conf->parent_fd != -1) {
+        a->argv[n++] = "--alive-fd";
+        a->argv[n++] = "5";
+    }
+
+    a->confine = conf->confine;
+    n += sb_confine_argv(&a->confine, &a->argv[n]);
+
+    a->argv[n] = NULL;
+
+    execv(bin, a->argv);
 }
 
 
