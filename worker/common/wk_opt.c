@@ -14,9 +14,6 @@
 #include "wk_opt.h"
 
 
-#define WK_OPT_FD_MAX  65535            /* a descriptor a spawner passes */
-
-
 static int wk_opt_session(wk_opt_session_t *session, int opt,
     const char *arg);
 

@@ -32,6 +32,7 @@
     { "alive-fd",  required_argument, NULL, WK_OPT_ALIVE_FD }
 
 #define WK_OPT_SESSION_MIN_FRAME  4096
+#define WK_OPT_FD_MAX             65535   /* a descriptor a spawner passes */
 
 
 /* What a session binary (pyrepl-python, pyrepl-bash) is told. */

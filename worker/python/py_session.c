@@ -284,7 +284,7 @@ py_session_option(void *data, int opt, const char *arg)
         return 0;
 
     case 'c':
-        if (wk_opt_num("--control-fd", arg, 3, 65535, &v) != 0) {
+        if (wk_opt_num("--control-fd", arg, 3, WK_OPT_FD_MAX, &v) != 0) {
             return -1;
         }
 
@@ -296,7 +296,7 @@ py_session_option(void *data, int opt, const char *arg)
         return 0;
 
     case 'W':
-        if (wk_opt_num("--warmup-fd", arg, 3, 65535, &v) != 0) {
+        if (wk_opt_num("--warmup-fd", arg, 3, WK_OPT_FD_MAX, &v) != 0) {
             return -1;
         }
 
