@@ -1,7 +1,7 @@
 /*
  * ngx_http_pyrepl_sandbox.c: the directives that confine session
  * processes, their checks, and the supervisor options they become
- * (worker/wk_confine.h applies them in each session process):
+ * (worker/sandbox/sb_confine.h applies them in each session process):
  *
  *   pyrepl_session_uids BASE|off 1610612736: a session runs as uid and
  *                                gid BASE + its pid, one identity per
@@ -532,7 +532,7 @@ ngx_http_pyrepl_sandbox_check(ngx_cycle_t *cycle,
 
 
 /*
- * The supervisor's confinement options (worker/wk_confine.h), stored
+ * The supervisor's confinement options (worker/sandbox/sb_confine.h), stored
  * from argv[0] on into bufs (NGX_HTTP_PYREPL_SANDBOX_ARGS / 2 entries);
  * returns how many.  Identities only when running as root.
  */

@@ -24,7 +24,7 @@ from helpers import Conn as Client, frame, gone, running, wait_for
 MAX_REQUEST = 64 * 1024
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 # the confinement a session binary is told about when the supervisor got
-# none (wk_sandbox_init's defaults), passed on as options (wk_confine.h)
+# none (sb_sandbox_init's defaults), passed on as options (sb_confine.h)
 CONFINE_DEFAULTS = ["--memory", str(1 << 30), "--cpu", "0", "--nproc", "1600",
                     "--nofile", "1024", "--fsize", "0", "--seccomp", "on",
                     "--network", "off"]

@@ -151,7 +151,7 @@ def test_owner_can_connect(tmp):
         st = os.lstat(s.session_sock(sid(40)))
         assert (st.st_uid, st.st_gid) == (NOBODY, NOBODY)
         assert stat.S_IMODE(st.st_mode) == 0o600
-        # the session process makes its directory its own (wk_confine.c)
+        # the session process makes its directory its own (sb_confine.c)
         st = os.lstat(os.path.join(s.work, sid(40)))
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o700)
 

@@ -1,7 +1,7 @@
 /*
- * test_proto.c: unit tests of the frame codec (src/pyrepl_proto.c): round
- * trips of every type and field kind, the length prefix and its cap, each
- * way a payload can be malformed, and the UTF-8 helpers that keep output
+ * test_proto.c: unit tests of the frame codec (src/codec/pyrepl_proto.c):
+ * round trips of every type and field kind, the length prefix and its cap,
+ * each way a payload can be malformed, and the UTF-8 helpers that keep output
  * frames valid.  Prints "N passed, N failed" and exits non-zero on failure.
  */
 

@@ -1,5 +1,5 @@
 /*
- * test_sandbox.c: unit tests of worker/wk_sandbox.c.  Every case forks a
+ * test_sandbox.c: unit tests of worker/sb_sandbox.c.  Every case forks a
  * child that applies a sandbox and then tries something; the child's
  * CHECK counts travel back over a pipe.  Denied syscalls are tried with
  * harmless arguments, once under the filter (EPERM expected) and once
@@ -7,7 +7,7 @@
  * filter's).  Also: socket families, rlimits that bite, the uid drop,
  * no_new_privs, dumpable, 32-bit syscalls, "log" mode, TSYNC, threads and
  * subprocesses under the filter, argument errors, and the cost of
- * wk_sandbox_apply().  Must run as root; prints "N passed, N failed".
+ * sb_sandbox_apply().  Must run as root; prints "N passed, N failed".
  */
 
 #include <errno.h>
@@ -39,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "wk_sandbox.h"
+#include "sb_sandbox.h"
 #include "unit.h"
 
 
@@ -85,7 +85,7 @@ extern char **environ;
  * before reporting adds nothing: the caller looks at the status.
  */
 static int
-child(const wk_sandbox_t *sb, child_fn fn, void *arg)
+child(const sb_sandbox_t *sb, child_fn fn, void *arg)
 {
     int    p[2], status, counts[2];
     char   err[256];
@@ -111,8 +111,8 @@ child(const wk_sandbox_t *sb, child_fn fn, void *arg)
         passed = 0;
         failed = 0;
 
-        if (sb != NULL && wk_sandbox_apply(sb, err, sizeof(err)) != 0) {
-            fprintf(stderr, "wk_sandbox_apply: %s\n", err);
+        if (sb != NULL && sb_sandbox_apply(sb, err, sizeof(err)) != 0) {
+            fprintf(stderr, "sb_sandbox_apply: %s\n", err);
             failed++;
 
         } else {
@@ -147,7 +147,7 @@ child(const wk_sandbox_t *sb, child_fn fn, void *arg)
 
 /* Run fn in a child; it must report and exit 0. */
 static void
-child_ok(const wk_sandbox_t *sb, child_fn fn, void *arg)
+child_ok(const sb_sandbox_t *sb, child_fn fn, void *arg)
 {
     int  status;
 
@@ -157,16 +157,16 @@ child_ok(const wk_sandbox_t *sb, child_fn fn, void *arg)
 
 
 static void
-sb_root(wk_sandbox_t *sb, int mode, int network)
+sb_root(sb_sandbox_t *sb, int mode, int network)
 {
-    wk_sandbox_init(sb);
+    sb_sandbox_init(sb);
     sb->seccomp = mode;
     sb->network = network;
 }
 
 
 static void
-sb_nobody(wk_sandbox_t *sb, int mode, int network)
+sb_nobody(sb_sandbox_t *sb, int mode, int network)
 {
     sb_root(sb, mode, network);
     sb->uid = nobody_uid;
@@ -241,7 +241,7 @@ static void
 test_denied_syscalls(void)
 {
     size_t        i;
-    wk_sandbox_t  on, off;
+    sb_sandbox_t  on, off;
     char          sk[] = "x";
 
     /* run as root with no drop: only the filter can say EPERM */
@@ -339,8 +339,8 @@ test_denied_syscalls(void)
     calls[5].a[0] = getpid();
     calls[5].a[1] = getpid();
 
-    sb_root(&on, WK_SANDBOX_SECCOMP_ON, 0);
-    sb_root(&off, WK_SANDBOX_SECCOMP_OFF, 0);
+    sb_root(&on, SB_SANDBOX_SECCOMP_ON, 0);
+    sb_root(&off, SB_SANDBOX_SECCOMP_OFF, 0);
 
     for (i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
         child_ok(&on, sc_call_on, &calls[i]);
@@ -429,7 +429,7 @@ python_smoke(void *arg)
 static void
 test_allowed(void)
 {
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
     static char  script[] =
         "import errno, os, socket, subprocess, threading\n"
@@ -452,11 +452,11 @@ test_allowed(void)
         "open('f', 'w').write('x'); assert open('f').read() == 'x'\n"
         "os.unlink('f')\n";
 
-    sb_root(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     child_ok(&sb, allowed_calls, NULL);
     child_ok(&sb, threads_and_spawn, NULL);
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     child_ok(&sb, allowed_calls, NULL);
     child_ok(&sb, threads_and_spawn, NULL);
 
@@ -524,7 +524,7 @@ static void
 test_sockets(void)
 {
     size_t        i;
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
     static const sock_t  off_net[] = {
         { AF_UNIX, SOCK_STREAM, 1, 0, 0 },
@@ -573,27 +573,27 @@ test_sockets(void)
         { AF_INET, SOCK_STREAM, 1, 0, 0 },
     };
 
-    sb_root(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     for (i = 0; i < sizeof(off_net) / sizeof(off_net[0]); i++) {
         child_ok(&sb, sock_try, (void *) &off_net[i]);
     }
 
-    sb_root(&sb, WK_SANDBOX_SECCOMP_ON, 1);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_ON, 1);
     for (i = 0; i < sizeof(on_net) / sizeof(on_net[0]); i++) {
         child_ok(&sb, sock_try, (void *) &on_net[i]);
     }
 
-    sb_root(&sb, WK_SANDBOX_SECCOMP_OFF, 0);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_OFF, 0);
     for (i = 0; i < sizeof(unfiltered) / sizeof(unfiltered[0]); i++) {
         child_ok(&sb, sock_try, (void *) &unfiltered[i]);
     }
 
     /* the same with the drop to nobody */
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 1);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 1);
     child_ok(&sb, sock_try, (void *) &on_net[2]);
     child_ok(&sb, sock_try, (void *) &on_net[11]);
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     child_ok(&sb, sock_try, (void *) &off_net[0]);
     child_ok(&sb, sock_try, (void *) &off_net[3]);
 }
@@ -651,7 +651,7 @@ test_netns(void)
 {
     int           status;
     pid_t         pid;
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
     /* does this kernel let root make one at all? */
     pid = fork();
@@ -666,7 +666,7 @@ test_netns(void)
         return;
     }
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     sb.netns = 1;
     child_ok(&sb, netns_try, NULL);
 }
@@ -747,18 +747,18 @@ static void
 not_root(void *arg)
 {
     char          err[256];
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
     CHECK(setresgid(nobody_gid, nobody_gid, nobody_gid) == 0
           && setresuid(nobody_uid, nobody_uid, nobody_uid) == 0);
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     sb.uid = nobody_uid - 1;
     sb.gid = nobody_gid - 1;
     sb.memory = 512 * 1024 * 1024;
 
-    if (wk_sandbox_apply(&sb, err, sizeof(err)) != 0) {
-        fprintf(stderr, "wk_sandbox_apply as nobody: %s\n", err);
+    if (sb_sandbox_apply(&sb, err, sizeof(err)) != 0) {
+        fprintf(stderr, "sb_sandbox_apply as nobody: %s\n", err);
         failed++;
         return;
     }
@@ -774,7 +774,7 @@ static void
 test_identity(void)
 {
     int           mode_on, mode_off, fd;
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
     mode_on = 2;    /* SECCOMP_MODE_FILTER */
     mode_off = 0;
@@ -782,10 +782,10 @@ test_identity(void)
     /* set before apply: identity() checks the uid change cleared it */
     (void) prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     child_ok(&sb, identity, &mode_on);
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_OFF, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_OFF, 0);
     child_ok(&sb, identity, &mode_off);
 
     (void) prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
@@ -793,13 +793,13 @@ test_identity(void)
     /* the working directory by descriptor, as the zygote gets it */
     fd = open(workdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     CHECK(fd >= 0);
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     sb.workdir = NULL;
     sb.workdir_fd = fd;
     child_ok(&sb, identity, &mode_on);
     (void) close(fd);
 
-    sb_root(&sb, WK_SANDBOX_SECCOMP_OFF, 0);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_OFF, 0);
     child_ok(&sb, root_kept, NULL);
 
     child_ok(NULL, not_root, NULL);
@@ -848,7 +848,7 @@ test_dumpable_peer(void)
     int           dumpable, in[2], out[2], status;
     char          c, err[256];
     pid_t         target, pid;
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
     for (dumpable = 0; dumpable < 2; dumpable++) {
         CHECK(pipe(in) == 0 && pipe(out) == 0);
@@ -857,8 +857,8 @@ test_dumpable_peer(void)
         target = fork();
 
         if (target == 0) {
-            sb_nobody(&sb, WK_SANDBOX_SECCOMP_OFF, 0);
-            if (wk_sandbox_apply(&sb, err, sizeof(err)) != 0) {
+            sb_nobody(&sb, SB_SANDBOX_SECCOMP_OFF, 0);
+            if (sb_sandbox_apply(&sb, err, sizeof(err)) != 0) {
                 _exit(1);
             }
 
@@ -928,7 +928,7 @@ limits(void *arg)
     size_t   total;
 
 #if TEST_ASAN
-    /* wk_sandbox.c leaves RLIMIT_DATA alone under AddressSanitizer */
+    /* sb_sandbox.c leaves RLIMIT_DATA alone under AddressSanitizer */
     CHECK(limit_is(RLIMIT_DATA, RLIM_INFINITY, RLIM_INFINITY));
 #else
     CHECK(limit_is(RLIMIT_DATA, 256 * MIB, 256 * MIB));
@@ -1049,9 +1049,9 @@ test_limits(void)
 {
     int           status;
     uid_t         uid;
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     sb.memory = 256 * MIB;
     sb.cpu = 30;
     sb.nofile = 64;
@@ -1061,14 +1061,14 @@ test_limits(void)
 
     /* a uid nothing else runs as, so the count starts at this process */
     uid = 60000 + getpid() % 4000;
-    sb_root(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     sb.uid = uid;
     sb.gid = uid;
     sb.nproc = 4;
     child_ok(&sb, nproc, NULL);
 
     /* CPU: SIGXCPU at the soft limit */
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     sb.cpu = 1;
     status = child(&sb, spin, NULL);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU);
@@ -1111,20 +1111,20 @@ test_other_abis(void)
 #if defined(__x86_64__)
     int           status;
     long          ret;
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
-    sb_root(&sb, WK_SANDBOX_SECCOMP_OFF, 0);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_OFF, 0);
     child_ok(&sb, int80_getpid, NULL);
 
-    sb_root(&sb, WK_SANDBOX_SECCOMP_LOG, 0);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_LOG, 0);
     child_ok(&sb, int80_getpid, NULL);
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     status = child(&sb, int80_getpid, NULL);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS);
 
     /* x32: ENOSYS without x32 support in the kernel, else killed */
-    sb_root(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     status = child(&sb, x32_getpid, &ret);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS);
 #else
@@ -1187,14 +1187,14 @@ tsync(void *arg)
     int           res[3];
     char          err[256];
     pthread_t     t;
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
     CHECK(pthread_barrier_init(&tsync_barrier, NULL, 2) == 0);
     CHECK(pthread_create(&t, NULL, tsync_thread, res) == 0);
     (void) pthread_barrier_wait(&tsync_barrier);
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
-    CHECK(wk_sandbox_apply(&sb, err, sizeof(err)) == 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
+    CHECK(sb_sandbox_apply(&sb, err, sizeof(err)) == 0);
 
     (void) pthread_barrier_wait(&tsync_barrier);
     CHECK(pthread_join(t, NULL) == 0);
@@ -1205,9 +1205,9 @@ tsync(void *arg)
 static void
 test_modes(void)
 {
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
-    sb_root(&sb, WK_SANDBOX_SECCOMP_LOG, 0);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_LOG, 0);
     child_ok(&sb, log_mode, NULL);
 
     child_ok(NULL, tsync, NULL);
@@ -1218,7 +1218,7 @@ test_modes(void)
 
 
 static void
-apply_fails(const wk_sandbox_t *sb, const char *expect)
+apply_fails(const sb_sandbox_t *sb, const char *expect)
 {
     int    p[2], status, rc;
     char   err[256], buf[256];
@@ -1231,7 +1231,7 @@ apply_fails(const wk_sandbox_t *sb, const char *expect)
     pid = fork();
 
     if (pid == 0) {
-        rc = wk_sandbox_apply(sb, err, sizeof(err));
+        rc = sb_sandbox_apply(sb, err, sizeof(err));
         if (rc == 0) {
             (void) strcpy(err, "(succeeded)");
         }
@@ -1266,35 +1266,35 @@ test_errors(void)
 {
     int           keep[2], p[2];
     char          dir[64], msg[128];
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
-    CHECK(wk_sandbox_mode("off") == WK_SANDBOX_SECCOMP_OFF);
-    CHECK(wk_sandbox_mode("on") == WK_SANDBOX_SECCOMP_ON);
-    CHECK(wk_sandbox_mode("log") == WK_SANDBOX_SECCOMP_LOG);
-    CHECK(wk_sandbox_mode("yes") == -1);
+    CHECK(sb_sandbox_mode("off") == SB_SANDBOX_SECCOMP_OFF);
+    CHECK(sb_sandbox_mode("on") == SB_SANDBOX_SECCOMP_ON);
+    CHECK(sb_sandbox_mode("log") == SB_SANDBOX_SECCOMP_LOG);
+    CHECK(sb_sandbox_mode("yes") == -1);
 
-    wk_sandbox_init(&sb);
-    CHECK(sb.uid == WK_SANDBOX_NO_ID && sb.workdir == NULL
-          && sb.workdir_fd == -1 && sb.seccomp == WK_SANDBOX_SECCOMP_ON
+    sb_sandbox_init(&sb);
+    CHECK(sb.uid == SB_SANDBOX_NO_ID && sb.workdir == NULL
+          && sb.workdir_fd == -1 && sb.seccomp == SB_SANDBOX_SECCOMP_ON
           && sb.network == 0
-          && sb.memory == WK_SANDBOX_MEMORY && sb.nproc == WK_SANDBOX_NPROC
-          && sb.nofile == WK_SANDBOX_NOFILE && sb.nkeep_fds == 0);
+          && sb.memory == SB_SANDBOX_MEMORY && sb.nproc == SB_SANDBOX_NPROC
+          && sb.nofile == SB_SANDBOX_NOFILE && sb.nkeep_fds == 0);
 
     sb_nobody(&sb, 7, 0);
     apply_fails(&sb, "unknown seccomp mode 7");
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
-    sb.gid = (gid_t) WK_SANDBOX_NO_ID;
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
+    sb.gid = (gid_t) SB_SANDBOX_NO_ID;
     apply_fails(&sb, "together");
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     sb.uid = 0;
     apply_fails(&sb, "root is no unprivileged user");
 
     CHECK(pipe(p) == 0);
     keep[0] = p[0];
     keep[1] = 1000;
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     sb.keep_fds = keep;
     sb.nkeep_fds = 2;
     apply_fails(&sb, "descriptor 1000 to keep is not open");
@@ -1309,7 +1309,7 @@ test_errors(void)
     (void) close(p[1]);
 
     /* working directory: missing, someone else's, too open */
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     sb.workdir = NONEXISTENT;
     apply_fails(&sb, "chdir(\"" NONEXISTENT "\") failed: No such file");
 
@@ -1343,7 +1343,7 @@ test_errors(void)
     (void) rmdir(dir);
 
     /* no drop: the workdir must be the process's own */
-    sb_root(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_root(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     sb.workdir = workdir;
     (void) snprintf(msg, sizeof(msg),
                     "has owner %lu, mode 0700; owner 0, mode 0700 expected",
@@ -1378,9 +1378,9 @@ now_ns(void)
 }
 
 
-/* Median wall time of wk_sandbox_apply() in BENCH_FORKS fresh children. */
+/* Median wall time of sb_sandbox_apply() in BENCH_FORKS fresh children. */
 static long
-bench(const wk_sandbox_t *sb)
+bench(const sb_sandbox_t *sb)
 {
     int    i, p[2], status, bad;
     long   t0, dt, samples[BENCH_FORKS];
@@ -1399,7 +1399,7 @@ bench(const wk_sandbox_t *sb)
 
         if (pid == 0) {
             t0 = now_ns();
-            dt = wk_sandbox_apply(sb, err, sizeof(err)) == 0
+            dt = sb_sandbox_apply(sb, err, sizeof(err)) == 0
                  ? now_ns() - t0 : -1;
             (void) write(p[1], &dt, sizeof(dt));
             _exit(0);
@@ -1452,24 +1452,24 @@ syscall_cost(void *arg)
 }
 
 
-/* Run last: wk_sandbox_prepare() changes what later children inherit. */
+/* Run last: sb_sandbox_prepare() changes what later children inherit. */
 static void
 test_cost(void)
 {
     long          cold, warm, off, *shared;
     char          err[256];
-    wk_sandbox_t  sb;
+    sb_sandbox_t  sb;
 
-    sb_nobody(&sb, WK_SANDBOX_SECCOMP_ON, 0);
+    sb_nobody(&sb, SB_SANDBOX_SECCOMP_ON, 0);
     cold = bench(&sb);
 
-    CHECK(wk_sandbox_prepare(&sb, err, sizeof(err)) == 0);
+    CHECK(sb_sandbox_prepare(&sb, err, sizeof(err)) == 0);
     warm = bench(&sb);
 
-    sb.seccomp = WK_SANDBOX_SECCOMP_OFF;
+    sb.seccomp = SB_SANDBOX_SECCOMP_OFF;
     off = bench(&sb);
 
-    printf("wk_sandbox_apply, median of %d forks: %ld us with seccomp "
+    printf("sb_sandbox_apply, median of %d forks: %ld us with seccomp "
            "(%ld us prepared), %ld us without\n", BENCH_FORKS, cold / 1000,
            warm / 1000, off / 1000);
 
@@ -1483,7 +1483,7 @@ test_cost(void)
     }
 
     child_ok(&sb, syscall_cost, shared);
-    sb.seccomp = WK_SANDBOX_SECCOMP_ON;
+    sb.seccomp = SB_SANDBOX_SECCOMP_ON;
     child_ok(&sb, syscall_cost, shared + 2);
 
     printf("per syscall: getppid %ld ns -> %ld ns, ioctl %ld ns -> %ld ns "

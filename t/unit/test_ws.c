@@ -1,5 +1,5 @@
 /*
- * test_ws.c: unit tests of the WebSocket core (src/pyrepl_ws.c): SHA-1
+ * test_ws.c: unit tests of the WebSocket core (src/codec/pyrepl_ws.c): SHA-1
  * against FIPS vectors, the handshake key and accept value (RFC 6455
  * section 1.3), the client frame parser on the section 5.7 examples and on
  * every way a frame or message can be wrong, the server frame writer and
