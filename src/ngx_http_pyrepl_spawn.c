@@ -9,20 +9,21 @@
  * sessions alone.  They learn that nginx has stopped from a pipe: the master
  * keeps the write end (and its workers inherit it), the keeper and the
  * supervisor poll the read end, and EOF there means every nginx process is
- * gone, so they kill the sessions and exit.  The master keeps the read end too:
- * a keeper it starts again (on a reload that found none) gets the same pipe,
- * so that whatever still holds it (a supervisor, its sessions) never takes
- * that start for nginx's end.  On a reload a supervisor that answers on its
- * socket, or a keeper that holds its lock (it may be restarting the supervisor
- * right now), is kept; otherwise one is started again.  At nginx's start one
- * that a previous nginx left, on its way out, is waited for first.  Pool size,
- * warm-up code, the confinement of sessions and their environment are given to
- * the supervisor when it starts (a reload that keeps it does not change them):
- * nothing private on its command line, which every process can read.  The
- * warm-up code is a sealed memfd, its fd 4 (--warmup-fd); the environment is
- * the sessions' (ngx_http_pyrepl_sandbox_envp), none of nginx's own.  The
- * socket directory is nginx's workers' alone (mode 0700): no session can list
- * the sockets, whose names are session ids.
+ * gone, so they kill the sessions and exit.  The master keeps the read end
+ * too: a keeper it starts again (on a reload that found none) gets the same
+ * pipe, so that whatever still holds it (a supervisor, its sessions) never
+ * takes that start for nginx's end.  On a reload a supervisor that answers on
+ * its socket, or a keeper that holds its lock (it may be restarting the
+ * supervisor right now), is kept; otherwise one is started again.  At nginx's
+ * start one that a previous nginx left, on its way out, is waited for
+ * first.  Pool size, warm-up code, the confinement of sessions and their
+ * environment are given to the supervisor when it starts (a reload that keeps
+ * it does not change them): nothing private on its command line, which every
+ * process can read.  The warm-up code is a sealed memfd, its fd 4
+ * (--warmup-fd); the environment is the sessions'
+ * (ngx_http_pyrepl_sandbox_envp), none of nginx's own.  The socket directory
+ * is nginx's workers' alone (mode 0700): no session can list the sockets,
+ * whose names are session ids.
  */
 
 #include "ngx_http_pyrepl_spawn.h"
