@@ -101,6 +101,18 @@ def test_timeout_ends_the_run_and_the_shell_goes_on(nginx, shell):
     assert done(nginx.run(shell, "true"))["status"] == "ok"
 
 
+@pytest.mark.parametrize("command", [
+    "trap 'echo caught' INT; sleep 2; echo after",
+    "trap '' INT; sleep 1; echo after",
+])
+def test_a_command_that_traps_the_deadline_s_interrupt_still_timed_out(
+        nginx, shell, command):
+    ev = nginx.run(shell, command, timeout_ms=300)
+    assert "after" in stdout_of(ev)
+    assert done(ev)["status"] == "timeout"
+    assert done(nginx.run(shell, "true"))["status"] == "ok"
+
+
 def test_exit_ends_the_session_as_terminated(nginx, shell):
     ev = nginx.run(shell, "echo bye; exit 0")
     assert stdout_of(ev) == "bye\n"

@@ -5,6 +5,8 @@ import os
 import socket
 import time
 
+import pytest
+
 from helpers import events_of, parse_sse, start_stream, stdout_of, wait_for
 
 
@@ -224,6 +226,23 @@ def test_timeout_interrupts_and_the_session_survives(nginx, session):
     assert events_of(ev, "error")[0]["ename"] == "KeyboardInterrupt"
     doc = nginx.run_json(session, "keep")
     assert doc["result"] == {"text/plain": "'me'"}
+
+
+@pytest.mark.parametrize("code, outcome", [
+    ("import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n"
+     "    print('caught')", "caught\n"),
+    ("import signal, time\nsignal.signal(signal.SIGINT, lambda *a: None)\n"
+     "end = time.monotonic() + 1\nwhile time.monotonic() < end: pass\n"
+     "print('ignored')", "ignored\n"),
+])
+def test_a_run_that_handles_the_deadline_s_interrupt_still_timed_out(
+        nginx, session, code, outcome):
+    # the deadline passed: however the code took the interrupt, the run
+    # did not finish within its time, and says so
+    ev = nginx.run(session, code, timeout_ms=300)
+    assert stdout_of(ev) == outcome
+    assert events_of(ev, "execution_complete")[0]["status"] == "timeout"
+    assert nginx.run_json(session, "1")["status"] == "ok"
 
 
 def test_a_dying_session_ends_the_stream_as_crashed(nginx):

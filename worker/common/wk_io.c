@@ -250,13 +250,18 @@ wk_io_run_end(wk_io_t *io)
 const char *
 wk_io_status(const wk_io_t *io, int how)
 {
+    if (io->timed_out) {
+        /* however the code took the interrupt, it ran past its time */
+        return "timeout";
+    }
+
     switch (how) {
 
     case WK_IO_RUN_OK:
         return "ok";
 
     case WK_IO_RUN_INTERRUPTED:
-        return io->timed_out ? "timeout" : "interrupted";
+        return "interrupted";
 
     default:
         return "error";

@@ -185,8 +185,9 @@ void wk_io_run_end(wk_io_t *io);
 
 /*
  * The "status" of the active run's complete frame for how it ended
- * (WK_IO_RUN_*): "ok", "error", "interrupted", or "timeout" for a run
- * stopped once its deadline had passed.
+ * (WK_IO_RUN_*): "ok", "error" or "interrupted"; "timeout", however it
+ * ended, for a run whose deadline passed (code that catches the
+ * interrupt, or ignores SIGINT, still ran past its time).
  */
 const char *wk_io_status(const wk_io_t *io, int how);
 
