@@ -65,7 +65,7 @@ static sup_purge_t *sup_purge_find(const char *id);
 static void sup_purge_scan(const sup_conf_t *conf);
 static void sup_purge_proc(const sup_conf_t *conf, pid_t pid);
 static void sup_purge_files(const sup_conf_t *conf, const char *id);
-static void sup_purge_kill_uid(uid_t uid);
+static void sup_purge_kill_uid(const sup_conf_t *conf, uid_t uid);
 static int sup_purge_by_uid(const sup_conf_t *conf);
 static void sup_purge_uid_leftovers(uid_t uid);
 
@@ -211,8 +211,8 @@ sup_purge_scan(const sup_conf_t *conf)
         sup_purges[i].alive = 0;
 
         if (sup_purge_by_uid(conf)) {
-            sup_purge_kill_uid(conf->confine.uid_base
-                               + (uid_t) sup_purges[i].pgid);
+            sup_purge_kill_uid(conf, conf->confine.uid_base
+                                     + (uid_t) sup_purges[i].pgid);
         }
     }
 
@@ -274,17 +274,25 @@ sup_purge_scan(const sup_conf_t *conf)
 
 
 /*
- * Every process of uid at once: kill(-1) in a child that has become uid
- * signals all of uid's processes while no process can fork (the kernel
- * holds the task list for it), so a session whose processes fork and exit
- * faster than a scan of /proc goes in one stroke; the scan then finds the
- * ones still dying.
+ * Every process of uid at once: kill(-1) in a child that has taken uid as
+ * its effective uid signals all of uid's processes while no process can
+ * fork (the kernel holds the task list for it), so a session whose
+ * processes fork and exit faster than a scan of /proc goes in one stroke;
+ * the scan then finds the ones still dying.  The child's real and saved
+ * uid are the uid base's own, which no session has (its "pid" would be
+ * 0): a process may signal another whose real or saved uid is its own, so
+ * the session's processes cannot signal (stop) the child, and kill(-1)
+ * reaches no process but uid's.
  */
 static void
-sup_purge_kill_uid(uid_t uid)
+sup_purge_kill_uid(const sup_conf_t *conf, uid_t uid)
 {
+    uid_t  base;
+
     int    status;
     pid_t  pid;
+
+    base = conf->confine.uid_base;
 
     pid = fork();
 
@@ -296,8 +304,8 @@ sup_purge_kill_uid(uid_t uid)
 
     if (pid == 0) {
         if (setgroups(0, NULL) == -1
-            || setresgid((gid_t) uid, (gid_t) uid, (gid_t) uid) == -1
-            || setresuid(uid, uid, uid) == -1)
+            || setresgid((gid_t) base, (gid_t) uid, (gid_t) base) == -1
+            || setresuid(base, uid, base) == -1)
         {
             _exit(EXIT_FAILURE);
         }
@@ -306,8 +314,22 @@ sup_purge_kill_uid(uid_t uid)
         _exit(EXIT_SUCCESS);
     }
 
-    while (waitpid(pid, &status, 0) == -1 && errno == EINTR) {
-        /* void */
+    /* and should it be stopped all the same, it never holds us here */
+    for ( ;; ) {
+        if (waitpid(pid, &status, WUNTRACED) == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            wk_log("waitpid(%ld) failed: %s", (long) pid, strerror(errno));
+            return;
+        }
+
+        if (!WIFSTOPPED(status)) {
+            return;
+        }
+
+        (void) kill(pid, SIGKILL);
     }
 }
 

@@ -374,6 +374,41 @@ def test_a_session_cannot_silence_another_s_log_lines(nginx, attacker,
     contained(nginx, victim)
 
 
+STOPPER = """
+    import ctypes, os
+    # past the pids of its own forks below
+    base = int(open("/proc/sys/kernel/ns_last_pid").read()) + 20
+    for i in range(4):
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                kill = ctypes.CDLL(None).kill
+                f = os.open("/proc/sys/kernel/ns_last_pid", os.O_RDONLY)
+                while True:
+                    last = int(os.pread(f, 16, 0))
+                    for pid in range(max(base, last - 1), last + 6):
+                        kill(pid, 19)
+            os._exit(0)
+        os.wait()
+    """
+
+
+def test_a_session_cannot_stop_the_supervisor_s_kill(nginx, victim):
+    # processes of the session stop (SIGSTOP) every pid about to be born:
+    # among them the child through which the supervisor kills the
+    # session's uid at its delete, which then has the session's uid
+    for attempt in range(4):
+        sid = nginx.create()
+        out_of(nginx, sid, STOPPER)
+        assert nginx.http.delete(f"{nginx.url}/session/{sid}"
+                                 ).status_code == 204
+        # the supervisor answers on
+        other = nginx.create()
+        assert nginx.run_json(other, "1")["status"] == "ok"
+        nginx.http.delete(f"{nginx.url}/session/{other}")
+    contained(nginx, victim)
+
+
 def test_a_session_s_many_files_do_not_hold_up_the_others():
     # the supervisor removes a deleted session's files in a child of its
     # own: a session that leaves a great many does not stall every create
