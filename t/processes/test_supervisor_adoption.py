@@ -64,7 +64,8 @@ def test_a_new_supervisor_adopts_live_sessions(tmp):
                  what="the adopted session's directory to go")
         assert not running(p_live)
         assert b.request({"t": "kill", "id": dead})["t"] == "ok"
-        assert not os.path.exists(os.path.join(b.work, dead))
+        wait_for(lambda: not os.path.exists(os.path.join(b.work, dead)),
+                 what="the dead session's directory to go")
         wait_for(lambda: status(b)["sessions"] == 0, what="no sessions left")
     finally:
         assert b.stop() == 0, b.log()

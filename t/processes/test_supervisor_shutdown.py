@@ -38,9 +38,16 @@ def test_crashed_session_loses_its_socket_keeps_its_workdir(sup):
     # the id stays taken until nginx deletes the session
     r = sup.request({"t": "create", "id": id_, "lang": "python"})
     assert r["t"] == "fail" and r["errcode"] == "conflict", r
+    # enough files that their removal is still going when the create comes
+    left = os.path.join(sup.work, id_, "left")
+    os.mkdir(left)
+    for i in range(20000):
+        open(os.path.join(left, str(i)), "w").close()
     assert sup.request({"t": "kill", "id": id_}) == {"t": "ok", "id": id_}
-    assert not os.path.exists(os.path.join(sup.work, id_))
+    # its files go in a child of the supervisor's; a create of the same
+    # id (a revive) waits for them and gets a fresh directory
     assert sup.create(id_) > 0
+    assert not os.path.exists(left)
 
 
 def test_session_exit_status_is_logged(tmp):

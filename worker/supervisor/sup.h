@@ -85,6 +85,12 @@ typedef struct {
     char         message[256];
 } sup_err_t;
 
+/* Fill a sup_err_t: its code and a printf-formatted message. */
+#define SUP_ERR(e, c, ...)                                                   \
+    do { (e)->code = (c);                                                    \
+         (void) snprintf((e)->message, sizeof((e)->message), __VA_ARGS__);   \
+    } while (0)
+
 
 /* sup_fs.c */
 
@@ -367,8 +373,9 @@ typedef struct sup_client_s  sup_client_t;
 /*
  * Create session id in language lang (SUP_LANG_*).  Returns 0 with *pid
  * set, 1 when the reply is deferred (the session is handed to client by
- * sup_client_reply() once a pool process is ready), or -1 with err
- * filled.  Only Python sessions come from the pool.
+ * sup_client_reply() once a pool process is ready, or once the purge of
+ * an earlier session with the same id is over), or -1 with err filled.
+ * Only Python sessions come from the pool.
  */
 int sup_create(const sup_conf_t *conf, sup_client_t *client, const char *id,
     int lang, pid_t *pid, sup_err_t *err);
@@ -429,8 +436,19 @@ void sup_log_exit(const char *what, const char *name, pid_t pid,
 void sup_purge(const sup_conf_t *conf, const char *id, pid_t pgid,
     int files);
 
-/* Whether a purge of session id is under way. */
+/* Whether the purge of session id, or the removal of its files, runs. */
 int sup_purge_pending(const char *id);
+
+/*
+ * client's create of id waits (its reply deferred) until the purge of id
+ * is over, then is made as sup_create() makes it, or after
+ * SUP_PURGE_WAIT_MS is refused with "conflict".  0, or -1 with err filled.
+ */
+int sup_purge_wait(sup_client_t *client, const char *id, int lang,
+    sup_err_t *err);
+
+/* The client is gone: its create waits no more. */
+void sup_purge_cancel(sup_client_t *client);
 
 /*
  * Whether pid is the first pid of a session that is dead or being purged:
@@ -445,7 +463,10 @@ int sup_purge_reaped(pid_t pid, int status);
 /* Purges and file removals not done yet (at shutdown). */
 size_t sup_purge_unfinished(void);
 
-/* The purges' next scan: milliseconds until it is due, or -1. */
+/*
+ * The purges' next scan, or a waiting create's turn or deadline:
+ * milliseconds until it is due, or -1.
+ */
 int64_t sup_purge_timeout(int64_t now);
 void sup_purge_timer(const sup_conf_t *conf, int64_t now);
 

@@ -35,12 +35,6 @@
 #include "wk_log.h"
 
 
-#define SUP_ERR(e, c, ...)                                                   \
-    do { (e)->code = (c);                                                    \
-         (void) snprintf((e)->message, sizeof((e)->message), __VA_ARGS__);   \
-    } while (0)
-
-
 #define SUP_CKPT_SUFFIX     ".ckpt"
 #define SUP_CKPT_FILE_LEN   (PYREPL_ID_LEN + sizeof(SUP_CKPT_SUFFIX) - 1)
 #define SUP_TENANT_LEN      16              /* hex digits */

@@ -149,6 +149,7 @@ sup_client_close(sup_client_t *c)
 {
     if (c->waiting) {
         sup_pool_cancel(c);
+        sup_purge_cancel(c);
         c->waiting = 0;
     }
 

@@ -61,12 +61,6 @@
                                   /* ~10 us per process) this often */
 
 
-#define SUP_ERR(e, c, ...)                                                   \
-    do { (e)->code = (c);                                                    \
-         (void) snprintf((e)->message, sizeof((e)->message), __VA_ARGS__);   \
-    } while (0)
-
-
 static int sup_id_busy(const char *id, sup_err_t *err);
 static void sup_kill_group(sup_session_t *s);
 static void sup_sweep_later(void);
@@ -148,6 +142,13 @@ sup_create(const sup_conf_t *conf, sup_client_t *client, const char *id,
     int lang, pid_t *pid, sup_err_t *err)
 {
     int  rc;
+
+    if (client != NULL && sup_purge_pending(id)
+        && sup_session_find(id) == NULL && !sup_pool_waiting(id))
+    {
+        /* a revive's kill and create: the create waits for the purge */
+        return (sup_purge_wait(client, id, lang, err) == 0) ? 1 : -1;
+    }
 
     if (sup_id_busy(id, err)) {
         return -1;

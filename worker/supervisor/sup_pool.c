@@ -83,12 +83,6 @@ static int64_t         sup_pool_retry_at;
 static unsigned        sup_pool_refill;    /* fill after the replies */
 
 
-#define SUP_ERR(e, c, ...)                                                   \
-    do { (e)->code = (c);                                                    \
-         (void) snprintf((e)->message, sizeof((e)->message), __VA_ARGS__);   \
-    } while (0)
-
-
 void
 sup_pool_init(const sup_conf_t *conf)
 {

@@ -49,6 +49,7 @@
 
 #define SUP_PURGE_FIRST_MS  2     /* the first scan again after a kill's */
 #define SUP_PURGE_MAX_MS    200   /* scans back off to this */
+#define SUP_PURGE_WAIT_MS   5000  /* a create of the id waits this long */
 
 
 /* a killed or crashed session waiting for its last process to go */
@@ -60,6 +61,22 @@ typedef struct {
 } sup_purge_t;
 
 
+/* a child removing a session's files */
+typedef struct {
+    pid_t        pid;
+    char         id[PYREPL_ID_LEN + 1];
+} sup_remover_t;
+
+
+/* a create of an id whose purge is under way, waiting for its end */
+typedef struct {
+    sup_client_t  *client;
+    int            lang;
+    int64_t        deadline;
+    char           id[PYREPL_ID_LEN + 1];
+} sup_purge_waiter_t;
+
+
 static int sup_purge_add(const char *id, pid_t pgid, int files);
 static sup_purge_t *sup_purge_find(const char *id);
 static void sup_purge_scan(const sup_conf_t *conf);
@@ -68,16 +85,22 @@ static void sup_purge_files(const sup_conf_t *conf, const char *id);
 static void sup_purge_kill_uid(const sup_conf_t *conf, uid_t uid);
 static int sup_purge_by_uid(const sup_conf_t *conf);
 static void sup_purge_uid_leftovers(uid_t uid);
+static void sup_purge_serve(const sup_conf_t *conf);
+static void sup_purge_expire(const sup_conf_t *conf, int64_t now);
 
 
-static sup_purge_t   *sup_purges;
-static size_t         sup_npurges;
-static size_t         sup_cpurges;
-static int64_t        sup_purge_at;     /* 0: no scan due */
-static int64_t        sup_purge_delay;
-static pid_t         *sup_removers;     /* children removing files */
-static size_t         sup_nremovers;
-static size_t         sup_cremovers;
+static sup_purge_t    *sup_purges;
+static size_t          sup_npurges;
+static size_t          sup_cpurges;
+static int64_t         sup_purge_at;     /* 0: no scan due */
+static int64_t         sup_purge_delay;
+static sup_remover_t  *sup_removers;
+static size_t          sup_nremovers;
+static size_t          sup_cremovers;
+static sup_purge_waiter_t  *sup_purge_waiters;
+static size_t               sup_npurge_waiters;
+static size_t               sup_cpurge_waiters;
+static int                  sup_purge_ended;  /* serve the waiters */
 
 
 void
@@ -111,7 +134,139 @@ sup_purge(const sup_conf_t *conf, const char *id, pid_t pgid, int files)
 int
 sup_purge_pending(const char *id)
 {
-    return sup_purge_find(id) != NULL;
+    size_t  i;
+
+    if (sup_purge_find(id) != NULL) {
+        return 1;
+    }
+
+    for (i = 0; i < sup_nremovers; i++) {
+        if (memcmp(sup_removers[i].id, id, PYREPL_ID_LEN) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+sup_purge_wait(sup_client_t *client, const char *id, int lang,
+    sup_err_t *err)
+{
+    sup_purge_waiter_t  *w;
+
+    if (sup_npurge_waiters == sup_cpurge_waiters) {
+        w = sup_grow(sup_purge_waiters, &sup_cpurge_waiters,
+                     sizeof(sup_purge_waiter_t), 8, "the waiting creates");
+        if (w == NULL) {
+            SUP_ERR(err, "unavailable", "out of memory");
+            return -1;
+        }
+
+        sup_purge_waiters = w;
+    }
+
+    w = &sup_purge_waiters[sup_npurge_waiters++];
+    w->client = client;
+    w->lang = lang;
+    w->deadline = wk_msec() + SUP_PURGE_WAIT_MS;
+    memcpy(w->id, id, PYREPL_ID_LEN);
+    w->id[PYREPL_ID_LEN] = '\0';
+
+    return 0;
+}
+
+
+void
+sup_purge_cancel(sup_client_t *client)
+{
+    size_t  i, j;
+
+    for (i = 0, j = 0; i < sup_npurge_waiters; i++) {
+        if (sup_purge_waiters[i].client != client) {
+            sup_purge_waiters[j++] = sup_purge_waiters[i];
+        }
+    }
+
+    sup_npurge_waiters = j;
+}
+
+
+/*
+ * Creates whose id is free again are made now (or wait on, for a pool
+ * process), and answered.  Run from the timer, never from inside a scan
+ * or a reap: a reply may dispatch the client's next request (a kill, so
+ * a purge).
+ */
+static void
+sup_purge_serve(const sup_conf_t *conf)
+{
+    int                  rc;
+    pid_t                pid;
+    size_t               i;
+    sup_err_t            err;
+    sup_purge_waiter_t   w;
+
+    for (i = 0; i < sup_npurge_waiters; /* void */ ) {
+        if (sup_purge_pending(sup_purge_waiters[i].id)) {
+            i++;
+            continue;
+        }
+
+        w = sup_purge_waiters[i];
+        sup_purge_waiters[i] = sup_purge_waiters[--sup_npurge_waiters];
+
+        pid = 0;
+        rc = sup_create(conf, w.client, w.id, w.lang, &pid, &err);
+
+        if (rc == 1) {
+            continue;       /* the client waits on, for a pool process */
+        }
+
+        if (rc == 0) {
+            wk_log("session %s started, pid %ld", w.id, (long) pid);
+        } else {
+            wk_log("create %s failed: %s: %s", w.id, err.code, err.message);
+        }
+
+        /* as sup_pool_serve() does: nothing is kept across the reply */
+        if (sup_client_reply(conf, w.client, w.id, rc == 0 ? pid : 0, &err)
+            == -1 && rc == 0)
+        {
+            wk_log("session %s: its client is gone, killing it", w.id);
+            sup_kill(conf, w.id);
+        }
+
+        i = 0;
+    }
+}
+
+
+/* Creates that waited SUP_PURGE_WAIT_MS for a purge are refused. */
+static void
+sup_purge_expire(const sup_conf_t *conf, int64_t now)
+{
+    size_t               i;
+    sup_err_t            err;
+    sup_purge_waiter_t   w;
+
+    for (i = 0; i < sup_npurge_waiters; /* void */ ) {
+        if (sup_purge_waiters[i].deadline > now) {
+            i++;
+            continue;
+        }
+
+        w = sup_purge_waiters[i];
+        sup_purge_waiters[i] = sup_purge_waiters[--sup_npurge_waiters];
+
+        SUP_ERR(&err, "conflict", "session %s is still being removed", w.id);
+        wk_log("create %s failed: %s: %s", w.id, err.code, err.message);
+
+        (void) sup_client_reply(conf, w.client, w.id, 0, &err);
+
+        i = 0;
+    }
 }
 
 
@@ -260,6 +415,7 @@ sup_purge_scan(const sup_conf_t *conf)
         }
 
         sup_purges[i] = sup_purges[--sup_npurges];
+        sup_purge_ended = 1;
     }
 
     if (sup_npurges == 0) {
@@ -423,8 +579,9 @@ sup_purge_proc(const sup_conf_t *conf, pid_t pid)
 static void
 sup_purge_files(const sup_conf_t *conf, const char *id)
 {
-    pid_t       *r, pid;
-    uid_t        uid;
+    pid_t           pid;
+    uid_t           uid;
+    sup_remover_t  *r;
     struct stat  st;
     char         sock[PATH_MAX], dir[PATH_MAX];
 
@@ -440,8 +597,8 @@ sup_purge_files(const sup_conf_t *conf, const char *id)
 
     } else if (pid > 0) {
         if (sup_nremovers == sup_cremovers) {
-            r = sup_grow(sup_removers, &sup_cremovers, sizeof(pid_t), 8,
-                         "the removers");
+            r = sup_grow(sup_removers, &sup_cremovers,
+                         sizeof(sup_remover_t), 8, "the removers");
             if (r == NULL) {
                 return;         /* reaped all the same, not waited for */
             }
@@ -449,7 +606,10 @@ sup_purge_files(const sup_conf_t *conf, const char *id)
             sup_removers = r;
         }
 
-        sup_removers[sup_nremovers++] = pid;
+        r = &sup_removers[sup_nremovers++];
+        r->pid = pid;
+        memcpy(r->id, id, PYREPL_ID_LEN);
+        r->id[PYREPL_ID_LEN] = '\0';
         return;
 
     } else {
@@ -483,13 +643,14 @@ sup_purge_reaped(pid_t pid, int status)
     size_t  i;
 
     for (i = 0; i < sup_nremovers; i++) {
-        if (sup_removers[i] == pid) {
+        if (sup_removers[i].pid == pid) {
             sup_removers[i] = sup_removers[--sup_nremovers];
 
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 sup_log_exit("file remover", NULL, pid, status);
             }
 
+            sup_purge_ended = 1;
             return 1;
         }
     }
@@ -557,11 +718,26 @@ sup_purge_uid_leftovers(uid_t uid)
 int64_t
 sup_purge_timeout(int64_t now)
 {
-    if (sup_purge_at == 0) {
+    size_t   i;
+    int64_t  at;
+
+    at = sup_purge_at;
+
+    if (sup_purge_ended && sup_npurge_waiters > 0) {
+        return 0;
+    }
+
+    for (i = 0; i < sup_npurge_waiters; i++) {
+        if (at == 0 || sup_purge_waiters[i].deadline < at) {
+            at = sup_purge_waiters[i].deadline;
+        }
+    }
+
+    if (at == 0) {
         return -1;
     }
 
-    return (sup_purge_at > now) ? sup_purge_at - now : 0;
+    return (at > now) ? at - now : 0;
 }
 
 
@@ -571,6 +747,13 @@ sup_purge_timer(const sup_conf_t *conf, int64_t now)
     if (sup_purge_at != 0 && now >= sup_purge_at) {
         sup_purge_scan(conf);
     }
+
+    if (sup_purge_ended) {
+        sup_purge_ended = 0;
+        sup_purge_serve(conf);
+    }
+
+    sup_purge_expire(conf, now);
 }
 
 
