@@ -5,8 +5,9 @@
  * kind of file with links out of it, and a chain of directories far
  * deeper than PATH_MAX and than the walk's descriptor stack, with names
  * in the way of the directories it moves up.  Nothing outside the tree
- * may change and no descriptor may leak.  Prints "N passed, N failed" and
- * exits non-zero on failure.
+ * may change and no descriptor may leak.  And the logger it uses, which
+ * may quote such names: one line, no brackets.  Prints "N passed, N
+ * failed" and exits non-zero on failure.
  */
 
 #include <dirent.h>
@@ -20,6 +21,7 @@
 
 #include "sup.h"
 #include "unit.h"
+#include "wk_log.h"
 
 
 #define DEEP  3000    /* levels of 9 bytes: a path of 27000 bytes */
@@ -198,6 +200,44 @@ test_deep(void)
 }
 
 
+/*
+ * The logger's lines may quote names user code chose (a file the removal
+ * could not take): one line each, and no bracket in the message, so no
+ * "[alert]" of nginx's can be forged in the error log.
+ */
+static void
+test_log_defuses(void)
+{
+    int      fd[2];
+    char     buf[512], *msg;
+    ssize_t  n;
+
+    CHECK(pipe(fd) == 0);
+
+    wk_log_set_fd(fd[1]);
+    wk_log("\"%s\" could not be removed",
+           "x\n[alert] 1#1: forged\r\x1b[2K]");
+    wk_log_set_fd(STDERR_FILENO);
+
+    n = read(fd[0], buf, sizeof(buf) - 1);
+    CHECK(n > 0);
+    buf[n > 0 ? n : 0] = '\0';
+
+    /* the message follows the tag "pyrepl-<role>[<pid>]: " */
+    msg = strstr(buf, "]: ");
+    CHECK(msg != NULL);
+
+    if (msg != NULL) {
+        msg += 3;
+        CHECK(strcmp(msg, "\"x?(alert) 1#1: forged?\?(2K)\" could not be "
+                     "removed\n") == 0);
+    }
+
+    (void) close(fd[0]);
+    (void) close(fd[1]);
+}
+
+
 int
 main(void)
 {
@@ -229,6 +269,7 @@ main(void)
     test_missing_file_and_link();
     test_tree();
     test_deep();
+    test_log_defuses();
 
     CHECK(open_fds() == fds);
 

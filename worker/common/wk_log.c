@@ -1,7 +1,8 @@
 /*
  * wk_log.c: the logger declared in wk_log.h.  Formats into a stack buffer
  * and writes the whole line at once, so lines from concurrent processes
- * sharing nginx's error log do not interleave.  Safe to call in a forked
+ * sharing nginx's error log do not interleave, and defuses the message
+ * (wk_log_defuse), which may quote what user code chose.  Safe to call in a forked
  * child (the pid is looked up on every call).  The descriptor is fd 2
  * unless wk_log_set_fd() changed it.
  *
@@ -30,6 +31,9 @@
 #define WK_LOG_LINE     2048
 #define WK_LOG_WAIT_MS  200     /* for room on a full relay, at most */
 #define WK_LOG_POLL_MS  10
+
+
+static void wk_log_defuse(char *text, size_t len);
 
 
 static const char  *wk_log_role = "worker";
@@ -114,6 +118,8 @@ wk_log(const char *fmt, ...)
         memcpy(line + len - 3, "...", 3);
     }
 
+    wk_log_defuse(line + n, len - (size_t) n);
+
     line[len++] = '\n';
 
     /* nowhere is left to report a failed log write */
@@ -140,4 +146,29 @@ wk_log(const char *fmt, ...)
 done:
 
     errno = saved;
+}
+
+
+/*
+ * A message may quote what user code chose (a file name it left, a line
+ * its process wrote to the relay): control characters become '?', so the
+ * message stays one line, and square brackets become parentheses, so no
+ * "[alert]" in it reads as nginx's own.
+ */
+static void
+wk_log_defuse(char *text, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) text[i] < 0x20 || text[i] == 0x7f) {
+            text[i] = '?';
+
+        } else if (text[i] == '[') {
+            text[i] = '(';
+
+        } else if (text[i] == ']') {
+            text[i] = ')';
+        }
+    }
 }

@@ -9,9 +9,10 @@
  *
  *     pyrepl-keeper[K]: pid P, uid U: <text>
  *
- * with the text made harmless: control characters become '?' (a datagram
- * is one line, whatever it holds) and square brackets become parentheses
- * (no "[alert]" that a log scanner could take for nginx's own).  Each uid
+ * with the text made harmless by wk_log(): control characters become '?'
+ * (a datagram is one line, whatever it holds) and square brackets become
+ * parentheses (no "[alert]" that a log scanner could take for nginx's
+ * own).  Each uid
  * (a session, where sessions have their own) may log SUP_RELAY_RATE
  * lines a second, in bursts of SUP_RELAY_BURST; what is over is dropped
  * and counted, so that a session can neither flood the log nor silence
@@ -152,29 +153,18 @@ sup_relay_read(int rx)
 }
 
 
-/* NUL-terminate text, drop its trailing newlines, defuse the rest. */
+/*
+ * NUL-terminate text and drop its trailing newlines; wk_log() defuses
+ * the rest (a NUL in it only ends the line early).
+ */
 static void
 sup_relay_clean(char *text, size_t len)
 {
-    size_t  i;
-
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) {
         len--;
     }
 
     text[len] = '\0';
-
-    for (i = 0; i < len; i++) {
-        if ((unsigned char) text[i] < 0x20 || text[i] == 0x7f) {
-            text[i] = '?';
-
-        } else if (text[i] == '[') {
-            text[i] = '(';
-
-        } else if (text[i] == ']') {
-            text[i] = ')';
-        }
-    }
 }
 
 
