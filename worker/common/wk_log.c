@@ -2,17 +2,17 @@
  * wk_log.c: the logger declared in wk_log.h.  Formats into a stack buffer
  * and writes the whole line at once, so lines from concurrent processes
  * sharing nginx's error log do not interleave, and defuses the message
- * (wk_log_defuse), which may quote what user code chose.  Safe to call in a forked
- * child (the pid is looked up on every call).  The descriptor is fd 2
- * unless wk_log_set_fd() changed it.
+ * (wk_log_defuse), which may quote what user code chose.  Safe to call in
+ * a forked child (the pid is looked up on every call).  The descriptor is
+ * fd 2 unless wk_log_set_fd() changed it.
  *
- * Below the keeper that descriptor is the keeper's log relay
- * (sup_relay.c), a datagram socket every session shares: a line is sent
- * without blocking (whatever O_NONBLOCK or SO_SNDTIMEO user code set on
- * the shared socket), and while the relay is full (a session floods it)
- * the line waits for room, in poll(2), WK_LOG_WAIT_MS at most: a flood
- * delays another session's line a little, and neither silences it nor
- * blocks it for long.
+ * Below the keeper that descriptor is a socket connected to the keeper's
+ * log relay (sup_relay.c), a session's own (wk_log_relay_own): a line is
+ * sent without blocking (whatever O_NONBLOCK or SO_SNDTIMEO user code set
+ * on the socket), and while the relay is full (a session floods it) the
+ * line waits for room, in poll(2), WK_LOG_WAIT_MS at most: a flood delays
+ * another session's line a little, and neither silences it nor blocks it
+ * for long.
  */
 
 #include <errno.h>
@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -146,6 +147,43 @@ wk_log(const char *fmt, ...)
 done:
 
     errno = saved;
+}
+
+
+int
+wk_log_relay_own(int fd)
+{
+    int                 s, err;
+    socklen_t           len;
+    struct sockaddr_un  sa;
+
+    len = sizeof(sa);
+    memset(&sa, 0, sizeof(sa));
+
+    if (getpeername(fd, (struct sockaddr *) &sa, &len) == -1) {
+        return -1;
+    }
+
+    if (sa.sun_family != AF_UNIX || len <= sizeof(sa_family_t)
+        || sa.sun_path[0] == '\0')
+    {
+        errno = ENOTSOCK;
+        return -1;
+    }
+
+    s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s == -1) {
+        return -1;
+    }
+
+    if (connect(s, (struct sockaddr *) &sa, len) == -1) {
+        err = errno;
+        (void) close(s);
+        errno = err;
+        return -1;
+    }
+
+    return s;
 }
 
 

@@ -36,6 +36,16 @@ void wk_log_set_fd(int fd);
  */
 const char *wk_log_cwd_name(void);
 
+/*
+ * A socket of the calling process's own, connected where the datagram
+ * socket fd (the keeper's log relay, shared with the parent) is, or -1
+ * with errno set (ENOTSOCK: fd is no relay, nothing to replace).  A
+ * forked session replaces every copy of the shared relay with it, so
+ * that what its code does to its relay (connect(2) it elsewhere, shut it
+ * down) touches no other process's lines.  Close-on-exec.
+ */
+int wk_log_relay_own(int fd);
+
 /* Log one line; a trailing newline is added, long lines are truncated. */
 void wk_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -58,6 +58,7 @@ static void py_zygote_middle(py_zygote_conf_t *zc, const wk_zy_msg_t *req,
     int *go);
 static int py_zygote_child(py_session_t *s, py_zygote_conf_t *zc,
     const wk_zy_msg_t *req, int lfd, int dfd, int *go);
+static int py_zygote_relay(py_session_t *s);
 static void py_zygote_answer(py_zygote_conf_t *zc, const wk_zy_msg_t *req,
     int err);
 static void py_zygote_title(py_zygote_conf_t *zc);
@@ -287,7 +288,9 @@ py_zygote_child(py_session_t *s, py_zygote_conf_t *zc, const wk_zy_msg_t *req,
         _exit(EXIT_FAILURE);
     }
 
-    if (sb_confine_session(&zc->confine, s->id, dfd, &lfd, 1) != 0) {
+    if (py_zygote_relay(s) != 0
+        || sb_confine_session(&zc->confine, s->id, dfd, &lfd, 1) != 0)
+    {
         _exit(EXIT_FAILURE);
     }
 
@@ -305,6 +308,45 @@ py_zygote_child(py_session_t *s, py_zygote_conf_t *zc, const wk_zy_msg_t *req,
     (void) close(go[0]);
 
     s->listen_fd = lfd;
+
+    return 0;
+}
+
+
+/*
+ * The zygote's relay socket, which every session forked from it shares,
+ * is replaced on fds 1 and 2 and the log's copy by one of this session's
+ * own (wk_log_relay_own).  0, or -1 (logged).  Without a relay (the
+ * error log itself, outside the keeper) nothing changes.
+ */
+static int
+py_zygote_relay(py_session_t *s)
+{
+    int  fd;
+
+    fd = wk_log_relay_own(s->log_fd);
+
+    if (fd == -1) {
+        if (errno == ENOTSOCK || errno == ENOTCONN) {
+            return 0;
+        }
+
+        wk_log("session %s: a socket to the log relay failed: %s", s->id,
+               strerror(errno));
+        return -1;
+    }
+
+    if (dup2(fd, STDOUT_FILENO) == -1
+        || dup2(fd, STDERR_FILENO) == -1
+        || dup3(fd, s->log_fd, O_CLOEXEC) == -1)
+    {
+        wk_log("session %s: dup2() of its log relay failed: %s", s->id,
+               strerror(errno));
+        (void) close(fd);
+        return -1;
+    }
+
+    (void) close(fd);
 
     return 0;
 }

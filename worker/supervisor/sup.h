@@ -47,6 +47,7 @@
 #define SUP_NAME_LEN      24          /* a pool entry's name, with NUL */
 #define SUP_BACKLOG       128
 #define SUP_JOURNAL_NAME  "sessions"
+#define SUP_RELAY_NAME    "relay.sock"
 #define SUP_POOL_PREFIX   "pool-"
 #define SUP_SESSION_COMM  "pyrepl-session"   /* comm of session processes */
 
@@ -356,10 +357,13 @@ int sup_spawn_fds(const int *from, const int *to, size_t n);
 /* sup_relay.c */
 
 /*
- * The log relay's ends: *rx for the keeper (credentials passed with each
- * datagram), *tx for the processes that run user code.  0 or -1 (logged).
+ * The log relay: *rx, bound at DIR/SUP_RELAY_NAME (the socket directory,
+ * nginx's workers' alone), for the keeper, with credentials passed with
+ * each datagram; *tx, connected to it, which processes that run user code
+ * inherit and replace with a socket of their own (wk_log_relay_own).
+ * 0 or -1 (logged).
  */
-int sup_relay_open(int *rx, int *tx);
+int sup_relay_open(const char *dir, int *rx, int *tx);
 
 /* Log every datagram waiting on rx as one line; never blocks. */
 void sup_relay_read(int rx);

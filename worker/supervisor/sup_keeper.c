@@ -105,6 +105,7 @@ sup_keeper_main(const sup_conf_t *conf)
     ssize_t        n;
     sup_keeper_t   k;
     struct pollfd  pfd[3];
+    char           path[PATH_MAX];
 
     memset(&k, 0, sizeof(sup_keeper_t));
     k.conf = conf;
@@ -236,6 +237,12 @@ sup_keeper_main(const sup_conf_t *conf)
     if (k.lock_fd != -1) {
         (void) sup_fs_unlink(k.lock_path);
         (void) close(k.lock_fd);
+
+        if (sup_fs_path(path, sizeof(path), conf->socket_dir,
+                        SUP_RELAY_NAME, "") == 0)
+        {
+            (void) sup_fs_unlink(path);
+        }
 
         /* nginx is gone: its directories go too, if nothing is left in */
         if (rmdir(conf->workdir) == -1 && errno != ENOENT
@@ -384,7 +391,8 @@ sup_keeper_relay(sup_keeper_t *k)
     int  flags;
 
     if (k->conf->log_fd == -1 || k->conf->log_rx_fd == -1) {
-        return sup_relay_open(&k->relay_rx, &k->relay_tx);
+        return sup_relay_open(k->conf->socket_dir, &k->relay_rx,
+                              &k->relay_tx);
     }
 
     k->relay_tx = k->conf->log_fd;

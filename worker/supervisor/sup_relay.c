@@ -2,10 +2,14 @@
  * sup_relay.c: the log relay, which the keeper owns.  Processes that run
  * user code (sessions, and the zygote they are forked from) never hold
  * nginx's error log: code could forge lines in it or truncate it.  Their
- * stdout and stderr, and so their wk_log() lines, are instead one end of
- * a datagram socket pair whose other end only the keeper reads.  Each
- * datagram is one line; the kernel stamps it with its sender's pid and
- * uid (SO_PASSCRED), and the keeper writes it to the error log as
+ * stdout and stderr, and so their wk_log() lines, are instead datagram
+ * sockets connected to one the keeper alone reads, bound in the socket
+ * directory (SUP_RELAY_NAME), where only root and nginx's workers reach
+ * it.  Each session process connects a socket of its own before it is
+ * confined (wk_log_relay_own), so what its code does with it (connect it
+ * elsewhere, shut it down) is its own business.  Each datagram is one
+ * line; the kernel stamps it with its sender's pid and uid (SO_PASSCRED),
+ * and the keeper writes it to the error log as
  *
  *     pyrepl-keeper[K]: pid P, uid U: <text>
  *
@@ -20,12 +24,16 @@
  * so that a flood cannot keep the keeper from its other work.
  *
  * The keeper outlives supervisors, so sessions that a new supervisor
- * adopts keep their relay.
+ * adopts keep their relay; a supervisor that becomes the keeper inherits
+ * the bound socket itself (--log-rx-fd).
  */
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -59,35 +67,78 @@ static sup_relay_budget_t  sup_relay_budgets[SUP_RELAY_UIDS];
 
 
 int
-sup_relay_open(int *rx, int *tx)
+sup_relay_open(const char *dir, int *rx, int *tx)
 {
-    int  fds[2], on, size;
+    int                 fd, on, size;
+    mode_t              mask;
+    struct sockaddr_un  sa;
 
-    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) == -1) {
-        wk_log("socketpair() for the log relay failed: %s",
-               strerror(errno));
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+
+    if ((size_t) snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", dir,
+                          SUP_RELAY_NAME)
+        >= sizeof(sa.sun_path))
+    {
+        wk_log("the log relay's path in \"%s\" is too long", dir);
+        return -1;
+    }
+
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        wk_log("socket() for the log relay failed: %s", strerror(errno));
         return -1;
     }
 
     on = 1;
     size = SUP_RELAY_BUF;
 
-    if (setsockopt(fds[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) == -1
-        || setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size))
-           == -1
-        || shutdown(fds[0], SHUT_WR) == -1
-        || shutdown(fds[1], SHUT_RD) == -1)
-    {
-        wk_log("setting up the log relay failed: %s", strerror(errno));
-        (void) close(fds[0]);
-        (void) close(fds[1]);
-        return -1;
+    /* one left by a keeper that was killed: nobody reads it any more */
+    if (unlink(sa.sun_path) == -1 && errno != ENOENT) {
+        wk_log("unlink(\"%s\") failed: %s", sa.sun_path, strerror(errno));
+        goto failed;
     }
 
-    *rx = fds[0];
-    *tx = fds[1];
+    mask = umask(077);
+
+    if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == -1) {
+        (void) umask(mask);
+        wk_log("bind(\"%s\") failed: %s", sa.sun_path, strerror(errno));
+        goto failed;
+    }
+
+    (void) umask(mask);
+
+    if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) == -1
+        || setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)) == -1)
+    {
+        wk_log("setting up the log relay failed: %s", strerror(errno));
+        goto failed;
+    }
+
+    *rx = fd;
+
+    *tx = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    if (*tx == -1
+        || connect(*tx, (struct sockaddr *) &sa, sizeof(sa)) == -1)
+    {
+        wk_log("connecting to the log relay failed: %s", strerror(errno));
+
+        if (*tx != -1) {
+            (void) close(*tx);
+        }
+
+        goto failed;
+    }
 
     return 0;
+
+failed:
+
+    (void) close(fd);
+
+    return -1;
 }
 
 

@@ -243,7 +243,7 @@ static int
 sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
     int listen_fd, int python, const char *dir)
 {
-    int               sig, fd, n, from[5], to[5];
+    int               sig, fd, n, relay, from[5], to[5];
     sigset_t          set;
     struct sigaction  sa;
 
@@ -285,9 +285,17 @@ sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
     }
 
     if (conf->log_fd != -1) {
-        from[n] = conf->log_fd;
+        /* a relay socket of its own, not the one every child shares */
+        relay = wk_log_relay_own(conf->log_fd);
+        if (relay == -1) {
+            wk_log("%s: a socket to the log relay failed: %s", what,
+                   strerror(errno));
+            return -1;
+        }
+
+        from[n] = relay;
         to[n++] = STDOUT_FILENO;
-        from[n] = conf->log_fd;
+        from[n] = relay;
         to[n++] = STDERR_FILENO;
     }
 

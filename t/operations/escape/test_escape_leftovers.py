@@ -374,6 +374,44 @@ def test_a_session_cannot_silence_another_s_log_lines(nginx, attacker,
     contained(nginx, victim)
 
 
+RELAY = """
+    import os, socket
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        try:
+            s = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        if s.type == socket.SOCK_DGRAM:
+            break
+    {body}
+    """
+
+
+@pytest.mark.parametrize("body", [
+    # take every line sent on the relay: connect it to a socket of ours
+    "r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+    "    r.bind('/tmp/stolen.sock')\n"
+    "    os.chmod('/tmp/stolen.sock', 0o777)\n"
+    "    s.connect('/tmp/stolen.sock')",
+    # or silence it for whoever shares it
+    "s.shutdown(socket.SHUT_WR)",
+], ids=["connect", "shutdown"])
+def test_a_session_s_relay_is_its_own(nginx, attacker, victim, body):
+    older = nginx.create()
+    out_of(nginx, attacker, RELAY.format(body=body))
+    # a session forked before that, and one forked after, still log
+    for sid in (older, nginx.create()):
+        before = len(nginx.error_log().splitlines())
+        pid = pid_of(nginx, sid)
+        nginx.run_json(sid, "import os; os._exit(0)")
+        wait_for(lambda: [l for l in nginx.error_log().splitlines()[before:]
+                          if f"pid {pid}," in l
+                          and "called os._exit()" in l],
+                 what="the session's line in the error log")
+        nginx.http.delete(f"{nginx.url}/session/{sid}")
+    contained(nginx, victim)
+
+
 STOPPER = """
     import ctypes, os
     # past the pids of its own forks below
