@@ -45,7 +45,7 @@
 #define SUP_RELAY_LINE    1024      /* longer datagrams are cut */
 #define SUP_RELAY_RATE    20        /* lines a second, on average */
 #define SUP_RELAY_BURST   100
-#define SUP_RELAY_UIDS    64        /* uids with a budget of their own */
+#define SUP_RELAY_UIDS    1024      /* uids with a budget of their own */
 #define SUP_RELAY_BATCH   256       /* datagrams a call reads at most */
 #define SUP_RELAY_BUF     (256 * 1024)  /* the socket's receive buffer */
 
@@ -221,34 +221,51 @@ sup_relay_clean(char *text, size_t len)
 
 /*
  * The rate limit: 1 if this line of uid's may be logged.  A uid new to
- * the table takes the budget unused for longest.
+ * the table takes an entry whose budget is full again (which tells
+ * nothing any more), else the one heard of longest ago.
  */
 static int
 sup_relay_admit(uid_t uid)
 {
     int64_t              now, add;
     size_t               i;
-    sup_relay_budget_t  *b, *oldest;
+    sup_relay_budget_t  *b, *e, *spare, *oldest;
 
     now = wk_msec();
     b = NULL;
+    spare = NULL;
     oldest = &sup_relay_budgets[0];
 
     for (i = 0; i < SUP_RELAY_UIDS; i++) {
-        if (sup_relay_budgets[i].refilled != 0
-            && sup_relay_budgets[i].uid == uid)
-        {
-            b = &sup_relay_budgets[i];
+        e = &sup_relay_budgets[i];
+
+        if (e->refilled != 0 && e->uid == uid) {
+            b = e;
             break;
         }
 
-        if (sup_relay_budgets[i].refilled < oldest->refilled) {
-            oldest = &sup_relay_budgets[i];
+        /* unused, or refilled to the full burst by now: as good as new */
+        if (spare == NULL
+            && (e->refilled == 0
+                || (e->dropped == 0
+                    && now - e->refilled
+                       >= (SUP_RELAY_BURST - e->tokens) * 1000
+                          / SUP_RELAY_RATE)))
+        {
+            spare = e;
+        }
+
+        if (e->refilled < oldest->refilled) {
+            oldest = e;
         }
     }
 
     if (b == NULL) {
-        b = oldest;
+        /*
+         * Only with more than SUP_RELAY_UIDS uids logging at once does a
+         * uid lose its budget to another (the one heard of longest ago).
+         */
+        b = (spare != NULL) ? spare : oldest;
         b->uid = uid;
         b->tokens = SUP_RELAY_BURST;
         b->refilled = now;

@@ -374,6 +374,32 @@ def test_a_session_cannot_silence_another_s_log_lines(nginx, attacker,
     contained(nginx, victim)
 
 
+def test_many_sessions_in_turn_keep_their_log_budgets(nginx):
+    # more sessions than a small table of budgets would hold, each sending
+    # a burst in turn: a uid that lost its budget to the others would get
+    # a fresh one every turn
+    sids = [nginx.create() for _ in range(70)]
+    code = textwrap.dedent(RELAY.format(body="""
+    for i in range(150):
+        s.send(b"TURN %d" % i)
+    """))
+    before = len(nginx.error_log().splitlines())
+    for turn in range(2):
+        for sid in sids:
+            assert nginx.run_json(sid, code)["status"] == "ok"
+    added = nginx.error_log().splitlines()[before:]
+    per_uid = {}
+    for line in added:
+        if "TURN" in line:
+            uid = line.split("uid ", 1)[1].split(":", 1)[0]
+            per_uid[uid] = per_uid.get(uid, 0) + 1
+    assert len(per_uid) == 70, per_uid
+    # a burst of 100, then 20 a second over the seconds the turns took
+    assert max(per_uid.values()) < 200, sorted(per_uid.values())[-5:]
+    for sid in sids:
+        nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
 RELAY = """
     import os, socket
     for fd in map(int, os.listdir("/proc/self/fd")):
