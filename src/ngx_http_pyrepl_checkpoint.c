@@ -772,10 +772,22 @@ ngx_http_pyrepl_restore_done(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 }
 
 
-/* The session's answer: its JSON document, or NULL (it sent none). */
+/*
+ * The session's answer: its JSON document; a refusal of the session
+ * process's own (busy with another request) as {"error": {"code",
+ * "message"}}; or NULL (it sent neither).
+ */
 static json_t *
 ngx_http_pyrepl_ckpt_parse(pr_frame_t *frame)
 {
+    if (frame->type == PR_T_FAIL && pr_has(frame, errcode)
+        && pr_has(frame, message))
+    {
+        return json_pack("{s:{s:s%,s:s%}}", "error",
+                         "code", frame->errcode.data, frame->errcode.len,
+                         "message", frame->message.data, frame->message.len);
+    }
+
     if (frame->type != PR_T_OK || !pr_has(frame, text)) {
         return NULL;
     }
@@ -821,10 +833,10 @@ ngx_http_pyrepl_ckpt_refused(ngx_http_pyrepl_ckpt_t *ck, json_t *doc)
 
 
 /*
- * A refusal (the runtime's {"code", "message"}, or the supervisor's) as
- * the API answers it: too_large and quota_exceeded 413, bad_checkpoint
- * 400, not_found 404, anything else 503.  A NULL code or message is the
- * session failing.
+ * A refusal (the runtime's {"code", "message"}, the session process's or
+ * the supervisor's) as the API answers it: too_large and quota_exceeded
+ * 413, bad_checkpoint 400, not_found 404, session_busy 409, anything else
+ * 503.  A NULL code or message is the session failing.
  */
 static void
 ngx_http_pyrepl_ckpt_error(ngx_http_request_t *r, const char *code,
@@ -842,6 +854,7 @@ ngx_http_pyrepl_ckpt_error(ngx_http_request_t *r, const char *code,
              ? NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
              : ngx_strcmp(code, "bad_checkpoint") == 0 ? NGX_HTTP_BAD_REQUEST
              : ngx_strcmp(code, "not_found") == 0 ? NGX_HTTP_NOT_FOUND
+             : ngx_strcmp(code, "session_busy") == 0 ? NGX_HTTP_CONFLICT
              : NGX_HTTP_SERVICE_UNAVAILABLE;
 
     ngx_http_pyrepl_finalize_error(r, status, code, message);

@@ -3,6 +3,7 @@ and POST /session {"from_checkpoint"}: what a session defined comes back in
 another session, also after nginx restarts; checkpoints are checksummed,
 capped and their tenant's only."""
 
+import concurrent.futures
 import glob
 import importlib.util
 import os
@@ -259,6 +260,22 @@ def test_checkpoint_of_a_dead_session_is_409(nginx):
     r = nginx.http.post(f"{nginx.url}/session/{sid}/checkpoint")
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "session_crashed"
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_checkpoints_of_one_session_at_once_are_one_201_and_409s(nginx):
+    sid = nginx.create()
+    nginx.run_json(sid, "x = list(range(200000))")
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(
+            lambda _: nginx.http.post(f"{nginx.url}/session/{sid}/checkpoint"),
+            range(6)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes.count(201) >= 1, [r.text for r in answers]
+    for r in answers:
+        if r.status_code != 201:
+            assert r.status_code == 409, r.text
+            assert r.json()["error"]["code"] == "session_busy"
     nginx.http.delete(f"{nginx.url}/session/{sid}")
 
 

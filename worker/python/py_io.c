@@ -386,7 +386,8 @@ py_io_op(int i, int op, char *arg, size_t len, int64_t max_size)
 {
     if (py_io.io.run_active) {
         free(arg);
-        wk_io_fail(&py_io.io, i, "session_busy", "a run is in progress");
+        wk_io_fail(&py_io.io, i, "session_busy",
+                   "the session is busy with a run or another request");
         return;
     }
 
