@@ -1,17 +1,16 @@
 /*
- * test_ws.c: unit tests of the WebSocket core (src/codec/pyrepl_ws.c): SHA-1
- * against FIPS vectors, the handshake key and accept value (RFC 6455
- * section 1.3), the client frame parser on the section 5.7 examples and on
- * every way a frame or message can be wrong, the server frame writer and
- * close payloads, and the UTF-8 check.
- *
- * Every parser input is fed three ways: whole, one byte per call, and in
- * random pieces (several seeds); the frames it yields and its final return
- * code must be the same each time.  Each piece is a fresh heap copy, so
- * ASan catches a read past it and a payload pointing into it is reported.
- * Prints "N passed, N failed" and exits non-zero on failure.
+ * test_ws_parse.c: unit tests of the client frame parser of the WebSocket
+ * core (src/codec/pyrepl_ws.c): the RFC 6455 section 5.7 examples, then
+ * every way a frame or message can be wrong: lengths and their forms,
+ * the frame and message limits, fragmentation, reserved bits and opcodes,
+ * close frames and codes, UTF-8 across fragments; and the message buffer,
+ * reused, released after a big message and out of memory.  Every input
+ * goes through ws_stream.h's expect_stream() (whole, bytewise, in random
+ * pieces).  SHA-1, the handshake, the writer and the UTF-8 check are
+ * test_ws.c's.  Prints "N passed, N failed" and exits non-zero on failure.
  */
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 
 #include "pyrepl_ws.h"
 #include "unit.h"
+#include "ws_stream.h"
 
 
 /* Address-space limits and ASan's shadow memory do not mix. */
@@ -32,61 +32,7 @@
 #endif
 
 
-#define SPLIT_SEEDS  16
-
-enum { MODE_WHOLE, MODE_BYTES, MODE_RANDOM };
-
-typedef struct {
-    uint8_t  *data;
-    size_t    len;
-    size_t    cap;
-} buf_t;
-
-
-/* an invariant checked on every call: counts only when it breaks */
-#define INVARIANT(cond)                                                      \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            failed++;                                                        \
-            fprintf(stderr, "%s:%d: INVARIANT(%s) broken\n", __FILE__,       \
-                    __LINE__, #cond);                                        \
-        }                                                                    \
-    } while (0)
-
-
-static void
-put(buf_t *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 64;
-        b->data = realloc(b->data, b->cap);
-        if (b->data == NULL) {
-            perror("realloc");
-            exit(2);
-        }
-    }
-
-    if (n && p != NULL) {
-        memcpy(b->data + b->len, p, n);
-    }
-
-    b->len += n;
-}
-
-
-static void
-put_byte(buf_t *b, uint8_t c)
-{
-    put(b, &c, 1);
-}
-
-
-static void
-buf_free(buf_t *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof(buf_t));
-}
+#define FIN  0x80
 
 
 /*
@@ -161,21 +107,6 @@ cframe_str(buf_t *b, int b0, const char *s)
 }
 
 
-/* Expected and observed events share one encoding. */
-static void
-ev_put(buf_t *e, int op, unsigned code, const void *payload, size_t len)
-{
-    uint64_t  n;
-
-    n = len;
-    put_byte(e, (uint8_t) op);
-    put_byte(e, (uint8_t) (code >> 8));
-    put_byte(e, (uint8_t) code);
-    put(e, &n, sizeof(n));
-    put(e, payload, len);
-}
-
-
 static void
 ex_str(buf_t *e, int op, const char *s)
 {
@@ -187,193 +118,6 @@ static void
 ex_close(buf_t *e, unsigned code, const void *payload, size_t len)
 {
     ev_put(e, PR_WS_OP_CLOSE, code, payload, len);
-}
-
-
-static void
-ex_end(buf_t *e, int rc)
-{
-    put_byte(e, 'R');
-    put(e, &rc, sizeof(rc));
-}
-
-
-static void
-record(buf_t *e, const pr_ws_frame_t *f, const uint8_t *in, size_t in_len)
-{
-    INVARIANT(f->fin == 1);
-    INVARIANT(f->opcode != PR_WS_OP_CONT);
-    INVARIANT(f->len == 0 || f->payload != NULL);
-    INVARIANT(f->payload == NULL || f->payload + f->len <= in
-              || f->payload >= in + in_len);
-
-    if (f->opcode == PR_WS_OP_CLOSE) {
-        INVARIANT(f->len != 0 || f->close_code == PR_WS_CLOSE_NO_STATUS);
-        INVARIANT(f->len == 0 || (f->reason == f->payload + 2
-                                  && f->reason_len == f->len - 2));
-        INVARIANT(f->len == 0 || f->close_code
-                  == ((f->payload[0] << 8) | f->payload[1]));
-
-    } else {
-        INVARIANT(f->close_code == 0 && f->reason == NULL);
-    }
-
-    if (pr_ws_is_control(f->opcode)) {
-        INVARIANT(f->len <= PR_WS_MAX_CONTROL);
-    }
-
-    if (f->opcode == PR_WS_OP_TEXT) {
-        INVARIANT(pr_utf8_valid(f->payload, f->len));
-    }
-
-    ev_put(e, f->opcode, f->close_code, f->payload, f->len);
-}
-
-
-static size_t
-pick_chunk(int mode, unsigned *seed, size_t left)
-{
-    size_t  n, cap;
-
-    if (mode == MODE_WHOLE) {
-        return left;
-    }
-
-    if (mode == MODE_BYTES) {
-        return 1;
-    }
-
-    *seed = *seed * 1103515245 + 12345;
-    cap = 1 + (*seed >> 16) % 4 * 7;       /* pieces of 1..22 bytes */
-    if ((*seed >> 8) % 8 == 0) {
-        cap = 4096;                       /* now and then a big one */
-    }
-
-    n = 1 + (*seed >> 4) % cap;
-
-    return n < left ? n : left;
-}
-
-
-/* Feed in to a fresh parser; the events and the final code go to ev. */
-static void
-run(const buf_t *in, size_t max_frame, size_t max_msg, int mode,
-    unsigned seed, buf_t *ev)
-{
-    int             rc;
-    size_t          pos, chunk, off, used;
-    uint8_t        *copy, dummy;
-    pr_ws_frame_t   f;
-    pr_ws_parser_t  p;
-
-    pr_ws_parser_init(&p, max_frame, max_msg);
-
-    rc = PR_WS_AGAIN;
-    pos = 0;
-
-    while (pos < in->len && rc >= 0) {
-        chunk = pick_chunk(mode, &seed, in->len - pos);
-
-        copy = malloc(chunk);
-        if (copy == NULL) {
-            exit(2);
-        }
-        memcpy(copy, in->data + pos, chunk);
-
-        off = 0;
-
-        while (off < chunk) {
-            rc = pr_ws_parse(&p, copy + off, chunk - off, &used, &f);
-            INVARIANT(used <= chunk - off);
-
-            if (rc == PR_WS_FRAME) {
-                record(ev, &f, copy, chunk);
-                off += used;
-                continue;
-            }
-
-            if (rc == PR_WS_AGAIN) {
-                INVARIANT(used == chunk - off);
-            }
-
-            off += used;
-            break;
-        }
-
-        free(copy);
-        pos += chunk;
-    }
-
-    /* an empty call yields nothing new: AGAIN, or the sticky error */
-    rc = pr_ws_parse(&p, &dummy, 0, &used, &f);
-    INVARIANT(used == 0 && rc != PR_WS_FRAME);
-
-    if (rc < 0) {
-        INVARIANT(pr_ws_parser_error(&p) != NULL);
-        INVARIANT(pr_ws_parse(&p, in->data, in->len, &used, &f) == rc);
-        INVARIANT(used == 0);
-
-    } else {
-        INVARIANT(pr_ws_parser_error(&p) == NULL);
-    }
-
-    ex_end(ev, rc);
-
-    pr_ws_parser_free(&p);
-    pr_ws_parser_free(&p);
-}
-
-
-static void
-dump(const char *what, const buf_t *b)
-{
-    size_t  i;
-
-    fprintf(stderr, "  %s (%zu bytes):", what, b->len);
-    for (i = 0; i < b->len && i < 48; i++) {
-        fprintf(stderr, " %02x", b->data[i]);
-    }
-    fprintf(stderr, "%s\n", b->len > 48 ? " ..." : "");
-}
-
-
-/*
- * The core check: in, fed whole, bytewise and in random pieces, yields
- * exactly the events and final code in expect.  Frees in and expect.
- */
-static void
-expect_stream(const char *name, buf_t *in, size_t max_frame,
-    size_t max_msg, buf_t *expect)
-{
-    int       mode, ok;
-    unsigned  s, seeds;
-    buf_t     ev;
-
-    for (mode = MODE_WHOLE; mode <= MODE_RANDOM; mode++) {
-        seeds = (mode == MODE_RANDOM) ? SPLIT_SEEDS : 1;
-
-        for (s = 0; s < seeds; s++) {
-            memset(&ev, 0, sizeof(buf_t));
-            run(in, max_frame, max_msg, mode, s * 2654435761u + 7, &ev);
-
-            ok = ev.len == expect->len
-                 && memcmp(ev.data, expect->data, ev.len) == 0;
-            CHECK(ok);
-
-            if (!ok) {
-                fprintf(stderr, "  case \"%s\", mode %d, seed %u\n",
-                        name, mode, s);
-                dump("input", in);
-                dump("expected", expect);
-                dump("got", &ev);
-            }
-
-            buf_free(&ev);
-        }
-    }
-
-    buf_free(in);
-    buf_free(expect);
 }
 
 
@@ -412,134 +156,6 @@ error_of(buf_t *in, size_t max_frame, size_t max_msg)
     buf_free(in);
 
     return why != NULL ? why : "";
-}
-
-
-#define M  PR_WS_DEFAULT_MAX_FRAME
-#define FIN  0x80
-
-
-static void
-hex(const uint8_t *d, size_t n, char *out)
-{
-    size_t  i;
-
-    for (i = 0; i < n; i++) {
-        sprintf(out + 2 * i, "%02x", d[i]);
-    }
-}
-
-
-static int
-sha1_is(const void *data, size_t len, const char *want)
-{
-    char          got[41];
-    uint8_t       digest[20];
-    pr_ws_sha1_t  ctx;
-
-    pr_ws_sha1_init(&ctx);
-    pr_ws_sha1_update(&ctx, data, len);
-    pr_ws_sha1_final(&ctx, digest);
-    hex(digest, 20, got);
-
-    return strcmp(got, want) == 0;
-}
-
-
-static void
-test_sha1(void)
-{
-    char          got[41], *a;
-    size_t        i;
-    uint8_t       digest[20];
-    pr_ws_sha1_t  ctx;
-
-    /* FIPS 180 examples */
-    CHECK(sha1_is("abc", 3, "a9993e364706816aba3e25717850c26c9cd0d89d"));
-    CHECK(sha1_is("", 0, "da39a3ee5e6b4b0d3255bfef95601890afd80709"));
-    CHECK(sha1_is("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-                  56, "84983e441c3bd26ebaae4aa1f95129e5e54670f1"));
-    CHECK(sha1_is("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
-                  "hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
-                  112, "a49b2446a02c645bf419f995b67091253a04a259"));
-
-    /* padding boundaries: 55, 56, 63, 64, 65, 119, 120 bytes of 'a' */
-    a = malloc(1000000);
-    if (a == NULL) {
-        exit(2);
-    }
-    memset(a, 'a', 1000000);
-
-    CHECK(sha1_is(a, 55, "c1c8bbdc22796e28c0e15163d20899b65621d65a"));
-    CHECK(sha1_is(a, 56, "c2db330f6083854c99d4b5bfb6e8f29f201be699"));
-    CHECK(sha1_is(a, 63, "03f09f5b158a7a8cdad920bddc29b81c18a551f5"));
-    CHECK(sha1_is(a, 64, "0098ba824b5c16427bd7a1122a5a442a25ec644d"));
-    CHECK(sha1_is(a, 65, "11655326c708d70319be2610e8a57d9a5b959d3b"));
-    CHECK(sha1_is(a, 119, "ee971065aaa017e0632a8ca6c77bb3bf8b1dfc56"));
-    CHECK(sha1_is(a, 120, "f34c1488385346a55709ba056ddd08280dd4c6d6"));
-
-    /* one million 'a', whole and in odd-sized updates */
-    CHECK(sha1_is(a, 1000000, "34aa973cd4c4daa4f61eeb2bdbad27316534016f"));
-
-    pr_ws_sha1_init(&ctx);
-    for (i = 0; i < 1000000; i += 7) {
-        pr_ws_sha1_update(&ctx, a + i, 1000000 - i < 7 ? 1000000 - i : 7);
-    }
-    pr_ws_sha1_final(&ctx, digest);
-    hex(digest, 20, got);
-    CHECK(strcmp(got, "34aa973cd4c4daa4f61eeb2bdbad27316534016f") == 0);
-
-    free(a);
-}
-
-
-static void
-test_handshake(void)
-{
-    char         out[PR_WS_ACCEPT_LEN + 1];
-    const char  *k;
-
-    /* RFC 6455 section 1.3 */
-    k = "dGhlIHNhbXBsZSBub25jZQ==";
-    CHECK(pr_ws_key_valid(k, strlen(k)));
-    CHECK(pr_ws_accept_key(k, strlen(k), out) == 0);
-    CHECK(strcmp(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0);
-
-    /* RFC 6455 section 4.2.1 and 4.1 example keys */
-    k = "x3JJHMbDL1EzLkh9GBhXDw==";
-    CHECK(pr_ws_accept_key(k, strlen(k), out) == 0);
-    CHECK(strcmp(out, "HSmrc0sMlYUkAGmm5OPpG2HaGWk=") == 0);
-
-    k = "AQIDBAUGBwgJCgsMDQ4PEC==";                 /* every alphabet range */
-    CHECK(pr_ws_key_valid(k, strlen(k)));
-    k = "ab+/01234567890zZ+/xyA==";
-    CHECK(pr_ws_key_valid(k, strlen(k)));
-
-    /* not the base64 of 16 bytes */
-    CHECK(!pr_ws_key_valid(NULL, 0));
-    CHECK(!pr_ws_key_valid("", 0));
-    k = "dGhlIHNhbXBsZSBub25jZQ=";                  /* 23 */
-    CHECK(!pr_ws_key_valid(k, strlen(k)));
-    k = "dGhlIHNhbXBsZSBub25jZQ===";                /* 25 */
-    CHECK(!pr_ws_key_valid(k, strlen(k)));
-    k = "dGhlIHNhbXBsZSBub25jZQ==";
-    CHECK(!pr_ws_key_valid(k, 23));
-    k = "dGhlIHNhbXBsZSBub25jZQAA";                 /* no padding */
-    CHECK(!pr_ws_key_valid(k, strlen(k)));
-    k = "dGhlIHNhbXBsZSBub25jZ===";                 /* 15 bytes */
-    CHECK(!pr_ws_key_valid(k, strlen(k)));
-    k = "dGhlIHNhbXBsZSBub25jZQ=A";
-    CHECK(!pr_ws_key_valid(k, strlen(k)));
-    k = "dGhlIHNhbXBsZ-Bub25jZQ==";                 /* base64url */
-    CHECK(!pr_ws_key_valid(k, strlen(k)));
-    k = "dGhlIHNhbXBsZ Bub25jZQ==";
-    CHECK(!pr_ws_key_valid(k, strlen(k)));
-    CHECK(!pr_ws_key_valid("dGhlIHNhbXBsZ\0Bub25jZQ==", 24));
-
-    memcpy(out, "untouched", 10);
-    k = " dGhlIHNhbXBsZSBub25jZQ==";
-    CHECK(pr_ws_accept_key(k, strlen(k), out) == -1);
-    CHECK(strcmp(out, "untouched") == 0);
 }
 
 
@@ -1164,207 +780,9 @@ test_nomem(void)
 }
 
 
-static int
-bytes_are(const uint8_t *got, size_t n, const char *want, size_t want_len)
-{
-    return n == want_len && memcmp(got, want, n) == 0;
-}
-
-
-static void
-test_writer(void)
-{
-    int              i;
-    size_t           n, k;
-    uint8_t          h[PR_WS_MAX_SERVER_HDR], cf[PR_WS_CLOSE_FRAME_MAX];
-    uint8_t          pl[PR_WS_MAX_CONTROL], *payload;
-    buf_t            in = { NULL, 0, 0 }, ex = { NULL, 0, 0 };
-    char             reason[300];
-    static const uint64_t  lens[] = { 0, 1, 125, 126, 127, 65535, 65536,
-                                      70001 };
-
-    /* RFC 6455 section 5.7, unmasked as a server sends them */
-    n = pr_ws_header(h, PR_WS_OP_TEXT, 1, 5);
-    CHECK(bytes_are(h, n, "\x81\x05", 2));
-    n = pr_ws_header(h, PR_WS_OP_TEXT, 0, 3);
-    CHECK(bytes_are(h, n, "\x01\x03", 2));
-    n = pr_ws_header(h, PR_WS_OP_CONT, 1, 2);
-    CHECK(bytes_are(h, n, "\x80\x02", 2));
-    n = pr_ws_header(h, PR_WS_OP_PING, 1, 5);
-    CHECK(bytes_are(h, n, "\x89\x05", 2));
-    n = pr_ws_header(h, PR_WS_OP_PONG, 1, 125);
-    CHECK(bytes_are(h, n, "\x8a\x7d", 2));
-    n = pr_ws_header(h, PR_WS_OP_BINARY, 1, 256);
-    CHECK(bytes_are(h, n, "\x82\x7e\x01\x00", 4));
-    n = pr_ws_header(h, PR_WS_OP_BINARY, 1, 65535);
-    CHECK(bytes_are(h, n, "\x82\x7e\xff\xff", 4));
-    n = pr_ws_header(h, PR_WS_OP_BINARY, 1, 65536);
-    CHECK(bytes_are(h, n, "\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10));
-    n = pr_ws_header(h, PR_WS_OP_BINARY, 0, 0x7fffffffffffffffULL);
-    CHECK(bytes_are(h, n, "\x02\x7f\x7f\xff\xff\xff\xff\xff\xff\xff", 10));
-    n = pr_ws_header(h, PR_WS_OP_CLOSE, 1, 0);
-    CHECK(bytes_are(h, n, "\x88\x00", 2));
-
-    /* no such frame */
-    CHECK(pr_ws_header(h, PR_WS_OP_PING, 1, 126) == 0);
-    CHECK(pr_ws_header(h, PR_WS_OP_CLOSE, 0, 2) == 0);
-    CHECK(pr_ws_header(h, PR_WS_OP_TEXT, 1, 0x8000000000000000ULL) == 0);
-    CHECK(pr_ws_header(h, 3, 1, 0) == 0);
-    CHECK(pr_ws_header(h, 0xb, 1, 0) == 0);
-    CHECK(pr_ws_header(h, 0x81, 1, 0) == 0);
-    CHECK(pr_ws_header(h, -1, 1, 0) == 0);
-
-    /* round trip: a server header, masked as a client would, parses */
-    payload = malloc(70001);
-    if (payload == NULL) {
-        exit(2);
-    }
-    for (k = 0; k < 70001; k++) {
-        payload[k] = (uint8_t) (k % 251);
-    }
-
-    for (i = 0; i < (int) (sizeof(lens) / sizeof(lens[0])); i++) {
-        n = pr_ws_header(h, PR_WS_OP_BINARY, 1, lens[i]);
-        CHECK(n == (lens[i] < 126 ? 2u : lens[i] < 65536 ? 4u : 10u));
-        h[1] |= 0x80;
-        put(&in, h, n);
-        put(&in, "\x01\x02\x03\x04", 4);
-        for (k = 0; k < lens[i]; k++) {
-            put_byte(&in, payload[k] ^ (uint8_t) (1 + (k & 3)));
-        }
-        ev_put(&ex, PR_WS_OP_BINARY, 0, payload, lens[i]);
-    }
-    ex_end(&ex, PR_WS_AGAIN);
-    expect_stream("writer round trip", &in, M, M, &ex);
-    free(payload);
-
-    /* close payloads */
-    n = pr_ws_close_payload(pl, 1000, "bye", 3);
-    CHECK(bytes_are(pl, n, "\x03\xe8" "bye", 5));
-    n = pr_ws_close_payload(pl, 1009, NULL, 0);
-    CHECK(bytes_are(pl, n, "\x03\xf1", 2));
-    n = pr_ws_close_payload(pl, 4321, "", 0);
-    CHECK(bytes_are(pl, n, "\x10\xe1", 2));
-    CHECK(pr_ws_close_payload(pl, 1005, "x", 1) == 0);
-    CHECK(pr_ws_close_payload(pl, 0, NULL, 0) == 0);
-    CHECK(pr_ws_close_payload(pl, 1006, "x", 1) == 0);
-
-    /* too long: cut to 123 bytes, or before a character cut in two */
-    memset(reason, 'a', sizeof(reason));
-    n = pr_ws_close_payload(pl, 1011, reason, 200);
-    CHECK(n == 125 && pl[2] == 'a' && pl[124] == 'a');
-    n = pr_ws_close_payload(pl, 1011, reason, 123);
-    CHECK(n == 125);
-
-    memcpy(reason + 121, "\xe2\x82\xac", 3);        /* bytes 121..123 */
-    n = pr_ws_close_payload(pl, 1011, reason, 124);
-    CHECK(n == 2 + 121 && pl[2 + 120] == 'a');
-    n = pr_ws_close_payload(pl, 1011, reason, 123);   /* ends mid-char */
-    CHECK(n == 2);
-
-    memset(reason, 'a', sizeof(reason));
-    memcpy(reason + 120, "\xe2\x82\xac", 3);        /* bytes 120..122 */
-    n = pr_ws_close_payload(pl, 1011, reason, 124);
-    CHECK(n == 2 + 123 && memcmp(pl + 122, "\xe2\x82\xac", 3) == 0);
-
-    /* nothing but continuation bytes: no character to keep */
-    memset(reason, 0x80, sizeof(reason));
-    n = pr_ws_close_payload(pl, 1011, reason, 200);
-    CHECK(bytes_are(pl, n, "\x03\xf3", 2));
-
-    /* not UTF-8: no reason */
-    n = pr_ws_close_payload(pl, 1002, "bad\xff", 4);
-    CHECK(bytes_are(pl, n, "\x03\xea", 2));
-
-    /* whole close frames */
-    n = pr_ws_close_frame(cf, 1002, "unmasked client frame", 21);
-    CHECK(bytes_are(cf, n, "\x88\x17\x03\xea" "unmasked client frame", 25));
-    n = pr_ws_close_frame(cf, 1005, "x", 1);
-    CHECK(bytes_are(cf, n, "\x88\x00", 2));
-    memset(reason, 'a', sizeof(reason));
-    n = pr_ws_close_frame(cf, 1000, reason, sizeof(reason));
-    CHECK(n == PR_WS_CLOSE_FRAME_MAX && cf[1] == PR_WS_MAX_CONTROL);
-
-    /* the error codes are the close codes */
-    CHECK(pr_ws_close_status(PR_WS_PROTOCOL_ERROR) == 1002);
-    CHECK(pr_ws_close_status(PR_WS_BAD_DATA) == 1007);
-    CHECK(pr_ws_close_status(PR_WS_TOO_BIG) == 1009);
-    CHECK(pr_ws_close_status(PR_WS_NOMEM) == 1011);
-}
-
-
-static void
-test_utf8_valid(void)
-{
-    size_t  i;
-    static const struct {
-        const char  *s;
-        size_t       len;
-        int          valid;
-    } t[] = {
-        { "", 0, 1 },
-        { "plain ASCII, long enough for the 8-byte path", 45, 1 },
-        { "\x00", 1, 1 },
-        { "\x7f", 1, 1 },
-        { "\xc2\x80", 2, 1 },                       /* U+0080 */
-        { "\xdf\xbf", 2, 1 },                       /* U+07FF */
-        { "\xe0\xa0\x80", 3, 1 },                   /* U+0800 */
-        { "\xed\x9f\xbf", 3, 1 },                   /* U+D7FF */
-        { "\xee\x80\x80", 3, 1 },                   /* U+E000 */
-        { "\xef\xbf\xbf", 3, 1 },                   /* U+FFFF */
-        { "\xf0\x90\x80\x80", 4, 1 },               /* U+10000 */
-        { "\xf4\x8f\xbf\xbf", 4, 1 },               /* U+10FFFF */
-        { "\xf1\x80\x80\x80", 4, 1 },               /* U+40000 */
-        { "\xf3\xbf\xbf\xbf", 4, 1 },               /* U+FFFFF */
-        { "\xe1\x80\x80", 3, 1 },                   /* U+1000 */
-        { "12345678\xc3\xa9" "12345678", 18, 1 },
-        { "\x80", 1, 0 },                           /* lone continuation */
-        { "\xbf", 1, 0 },
-        { "\xc0\x80", 2, 0 },                       /* overlong NUL */
-        { "\xc1\xbf", 2, 0 },
-        { "\xe0\x9f\xbf", 3, 0 },                   /* overlong */
-        { "\xf0\x8f\xbf\xbf", 4, 0 },               /* overlong */
-        { "\xed\xa0\x80", 3, 0 },                   /* U+D800 */
-        { "\xed\xbf\xbf", 3, 0 },                   /* U+DFFF */
-        { "\xf4\x90\x80\x80", 4, 0 },               /* U+110000 */
-        { "\xf5\x80\x80\x80", 4, 0 },
-        { "\xf8\x88\x80\x80\x80", 5, 0 },
-        { "\xfe", 1, 0 },
-        { "\xff", 1, 0 },
-        { "\xc3", 1, 0 },                           /* truncated */
-        { "\xe2\x82", 2, 0 },
-        { "\xf0\x9f\x90", 3, 0 },
-        { "\xc3\x28", 2, 0 },                       /* bad continuation */
-        { "\xe2\x28\xa1", 3, 0 },
-        { "\xe2\x82\x28", 3, 0 },
-        { "\xf0\x90\x28\xbc", 4, 0 },
-        { "\xf0\x90\x8c\x28", 4, 0 },
-        { "12345678\xc3", 9, 0 },
-        { "1234567\x80" "12345678", 16, 0 },
-    };
-
-    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        if (pr_utf8_valid((const uint8_t *) t[i].s, t[i].len)
-            != t[i].valid)
-        {
-            failed++;
-            fprintf(stderr, "%s:%d: pr_utf8_valid case %zu wrong\n",
-                    __FILE__, __LINE__, i);
-
-        } else {
-            passed++;
-        }
-    }
-
-    CHECK(pr_utf8_valid(NULL, 0));
-}
-
-
 int
 main(void)
 {
-    test_sha1();
-    test_handshake();
     test_rfc_examples();
     test_lengths();
     test_limits();
@@ -1374,8 +792,6 @@ main(void)
     test_utf8_messages();
     test_buffer();
     test_nomem();
-    test_writer();
-    test_utf8_valid();
 
     printf("%d passed, %d failed\n", passed, failed);
 
