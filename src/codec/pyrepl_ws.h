@@ -5,7 +5,8 @@
  * fragmented messages, and a writer of server frame headers and close
  * payloads.  The nginx module owns the sockets and the buffers it reads
  * into; this file only turns bytes into messages and back, so it can be
- * unit-tested (t/unit/test_ws.c) and fuzzed (util/fuzz/ws_fuzz.c) alone.
+ * unit-tested (t/unit/test_ws_parse.c, test_ws.c) and fuzzed
+ * (util/fuzz/ws_fuzz.c) alone.
  *
  * No extension is negotiated (no permessage-deflate), so any RSV bit is a
  * protocol error.  The parser's only allocation is the message buffer
