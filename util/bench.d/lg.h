@@ -5,10 +5,11 @@
  * buffers, the incremental HTTP/1.1 response parser (Content-Length and
  * chunked bodies, fed whatever bytes have arrived) and the minimal
  * WebSocket client (RFC 6455 upgrade, masked client frames, server frames
- * reassembled into messages, ping answered).  lg_main.c holds the command
- * line, the measuring modes (an epoll loop for many connections, blocking
- * loops for one) and the statistics.  Nothing here allocates per request
- * in the steady state.
+ * reassembled into messages, ping answered).  lg_mode.h declares what sits
+ * on top: the command line (lg_main.c), the measuring modes (lg_load.c: an
+ * epoll loop for many connections; lg_single.c: blocking loops for one)
+ * and the statistics (lg_stats.c).  Nothing here allocates per request in
+ * the steady state.
  */
 
 #ifndef LG_H
