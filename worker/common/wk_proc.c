@@ -145,3 +145,45 @@ wk_proc_close_range(unsigned lo, unsigned hi)
         (void) close((int) fd);
     }
 }
+
+
+void
+wk_proc_title_area(int argc, char **argv, char **start, size_t *len)
+{
+    int    i;
+    char  *end;
+
+    *start = NULL;
+    *len = 0;
+
+    if (argc < 1 || argv == NULL || argv[0] == NULL) {
+        return;
+    }
+
+    end = argv[0];
+
+    for (i = 0; i < argc; i++) {
+        if (argv[i] != end) {
+            break;          /* not one contiguous area: stop here */
+        }
+
+        end = argv[i] + strlen(argv[i]) + 1;
+    }
+
+    *start = argv[0];
+    *len = (size_t) (end - argv[0]);
+}
+
+
+int
+wk_proc_set_title(char *start, size_t len, const char *title, size_t n)
+{
+    if (start == NULL || n > len) {
+        return -1;
+    }
+
+    memset(start, 0, len);
+    memcpy(start, title, n);
+
+    return 0;
+}

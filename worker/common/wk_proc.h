@@ -9,6 +9,8 @@
 #ifndef WK_PROC_H
 #define WK_PROC_H
 
+#include <stddef.h>
+
 
 /*
  * Every signal back to SIG_DFL and none blocked: what the spawner ignored
@@ -36,5 +38,20 @@ int wk_proc_listen_fd(int fd);
  * For a freshly forked child: it never fails and logs nothing.
  */
 void wk_proc_close_range(unsigned lo, unsigned hi);
+
+/*
+ * The area ps(1) and /proc/PID/cmdline show: argv's strings, from argv[0]
+ * to the end of the last one that follows on contiguously.  *len 0 when
+ * there is none.
+ */
+void wk_proc_title_area(int argc, char **argv, char **start, size_t *len);
+
+/*
+ * Show title (n bytes, NUL-separated words) as the command line in the
+ * area from wk_proc_title_area(), cleared first, as far as it fits; a
+ * forked process hides its parent's arguments this way.  0, or -1 if the
+ * title does not fit (nothing changed).
+ */
+int wk_proc_set_title(char *start, size_t len, const char *title, size_t n);
 
 #endif /* WK_PROC_H */

@@ -135,6 +135,8 @@ main(int argc, char **argv)
         s->id = "zygote";
         py_zygote.argc = argc;
         py_zygote.argv = argv;
+        wk_proc_title_area(argc, argv, &py_zygote.confine.title,
+                           &py_zygote.confine.title_len);
 
         if (wk_proc_signals() != 0
             || wk_proc_std_fds() != 0

@@ -49,13 +49,14 @@
 
 #include "py_zygote.h"
 #include "wk_log.h"
+#include "wk_proc.h"
 #include "wk_zygote.h"
 
 
 static int py_zygote_fork(py_session_t *s, py_zygote_conf_t *zc,
     const wk_zy_msg_t *req, int lfd, int dfd);
 static void py_zygote_middle(py_zygote_conf_t *zc, const wk_zy_msg_t *req,
-    int *go);
+    int dfd, int *go);
 static int py_zygote_child(py_session_t *s, py_zygote_conf_t *zc,
     const wk_zy_msg_t *req, int lfd, int dfd, int *go);
 static int py_zygote_relay(py_session_t *s);
@@ -170,7 +171,12 @@ py_zygote_fork(py_session_t *s, py_zygote_conf_t *zc, const wk_zy_msg_t *req,
     pid = fork();
 
     if (pid == 0) {
-        py_zygote_middle(zc, req, go);      /* returns in the grandchild */
+        /* before a jail, where the relay's name is not */
+        if (py_zygote_relay(s) != 0) {
+            _exit(EXIT_FAILURE);
+        }
+
+        py_zygote_middle(zc, req, dfd, go);   /* returns in the session */
         return py_zygote_child(s, zc, req, lfd, dfd, go);
     }
 
@@ -210,18 +216,27 @@ py_zygote_fork(py_session_t *s, py_zygote_conf_t *zc, const wk_zy_msg_t *req,
 /*
  * The intermediate process: fork the session, answer, let the session go
  * (go[1]) and exit 0 (if it answered) or 1.  Its fork() returns 0 in the
- * session, so it returns there, and only there.
+ * session, so it returns there, and only there.  In a jail the child is
+ * the jail's init, which builds it and forks the session process, where
+ * this returns; the pid answered is the init's.
  */
 static void
-py_zygote_middle(py_zygote_conf_t *zc, const wk_zy_msg_t *req, int *go)
+py_zygote_middle(py_zygote_conf_t *zc, const wk_zy_msg_t *req, int dfd,
+    int *go)
 {
     pid_t        pid;
     ssize_t      n;
     wk_zy_msg_t  m;
 
-    pid = fork();
+    pid = zc->confine.jail.on ? sb_jail_clone(&zc->confine.jail) : fork();
 
     if (pid == 0) {
+        if (zc->confine.jail.on
+            && sb_confine_jail(&zc->confine, req->name, dfd) != 0)
+        {
+            _exit(EXIT_FAILURE);
+        }
+
         return;
     }
 
@@ -288,9 +303,7 @@ py_zygote_child(py_session_t *s, py_zygote_conf_t *zc, const wk_zy_msg_t *req,
         _exit(EXIT_FAILURE);
     }
 
-    if (py_zygote_relay(s) != 0
-        || sb_confine_session(&zc->confine, s->id, dfd, &lfd, 1) != 0)
-    {
+    if (sb_confine_session(&zc->confine, s->id, dfd, &lfd, 1) != 0) {
         _exit(EXIT_FAILURE);
     }
 
@@ -316,8 +329,9 @@ py_zygote_child(py_session_t *s, py_zygote_conf_t *zc, const wk_zy_msg_t *req,
 /*
  * The zygote's relay socket, which every session forked from it shares,
  * is replaced on fds 1 and 2 and the log's copy by one of this session's
- * own (wk_log_relay_own).  0, or -1 (logged).  Without a relay (the
- * error log itself, outside the keeper) nothing changes.
+ * own (wk_log_relay_own), in the intermediate process, whose children
+ * inherit it.  0, or -1 (logged).  Without a relay (the error log
+ * itself, outside the keeper) nothing changes.
  */
 static int
 py_zygote_relay(py_session_t *s)
@@ -376,48 +390,33 @@ py_zygote_answer(py_zygote_conf_t *zc, const wk_zy_msg_t *req, int err)
 static void
 py_zygote_title(py_zygote_conf_t *zc)
 {
-    int      i;
-    char    *start, *end;
-    size_t   len, n;
+    char    *start;
+    size_t   len, n, w;
     char     title[4096];
 
     static const char  head[] = "pyrepl-python\0--session\0--workdir";
 
-    if (zc->argc < 1 || zc->argv == NULL || zc->argv[0] == NULL) {
-        return;
-    }
-
-    start = zc->argv[0];
-    end = start;
-
-    for (i = 0; i < zc->argc; i++) {
-        if (zc->argv[i] != end) {
-            break;          /* not one contiguous area: stop here */
-        }
-
-        end = zc->argv[i] + strlen(zc->argv[i]) + 1;
-    }
-
-    len = (size_t) (end - start);
+    wk_proc_title_area(zc->argc, zc->argv, &start, &len);
 
     memcpy(title, head, sizeof(head));
     n = sizeof(head);
 
-    if (zc->workdir != NULL && n + strlen(zc->workdir) + 1 <= sizeof(title)) {
-        memcpy(title + n, zc->workdir, strlen(zc->workdir) + 1);
-        n += strlen(zc->workdir) + 1;
-    }
+    /* a jail shows nothing of the host: no host path */
+    w = (zc->workdir != NULL && !zc->confine.jail.on)
+        ? strlen(zc->workdir) + 1 : 0;
 
-    if (n > len) {
+    if (w > 0 && n + w <= sizeof(title)) {
+        memcpy(title + n, zc->workdir, w);
+        n += w;
+
+    } else {
         n = sizeof("pyrepl-python\0--session");
     }
 
-    if (n > len) {
-        return;
+    if (wk_proc_set_title(start, len, title, n) != 0) {
+        (void) wk_proc_set_title(start, len, title,
+                                 sizeof("pyrepl-python\0--session"));
     }
-
-    memset(start, 0, len);
-    memcpy(start, title, n);
 
     zc->workdir = NULL;    /* pointed into the old title */
 }

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +19,8 @@
 #include "wk_opt.h"
 
 
+static void sb_confine_network(const sb_confine_t *c, sb_sandbox_t *sb);
+static int sb_confine_bind(sb_confine_t *c, const char *arg);
 static int sb_confine_flag(const char *name, const char *arg);
 
 
@@ -56,6 +59,7 @@ sb_confine_init(sb_confine_t *c)
     memset(c, 0, sizeof(sb_confine_t));
 
     sb_sandbox_init(&c->sb);
+    sb_jail_init(&c->jail);
     c->uid_base = SB_SANDBOX_NO_ID;
     c->uid = SB_SANDBOX_NO_ID;
     c->gid = (gid_t) SB_SANDBOX_NO_ID;
@@ -143,6 +147,47 @@ sb_confine_option(sb_confine_t *c, int opt, const char *arg)
         c->sb.seccomp = v;
         return 1;
 
+    case SB_CONFINE_OPT_JAIL:
+        v = sb_confine_flag("--jail", arg);
+        if (v == -1) {
+            return -1;
+        }
+        c->jail.on = (unsigned) v;
+        return 1;
+
+    case SB_CONFINE_OPT_TMP_SIZE:
+        if (wk_opt_num("--tmp-size", arg, 1U << 20, 1ULL << 44, &n) != 0) {
+            return -1;
+        }
+        c->jail.tmp_size = n;
+        return 1;
+
+    case SB_CONFINE_OPT_WEIGHT:
+        if (wk_opt_num("--cpu-weight", arg, 1, 10000, &n) != 0) {
+            return -1;
+        }
+        c->jail.limits.weight = (unsigned) n;
+        return 1;
+
+    case SB_CONFINE_OPT_BIND:
+        return sb_confine_bind(c, arg);
+
+    case SB_CONFINE_OPT_CGROUP:
+        if (sb_cgroup_add_dir(&c->jail.cgroup, arg) != 0) {
+            wk_log("--cgroup \"%s\": not a control group directory of the "
+                   "same version as the others (at most %d)", arg,
+                   SB_CGROUP_DIRS);
+            return -1;
+        }
+        return 1;
+
+    case SB_CONFINE_OPT_JAIL_PID:
+        if (wk_opt_num("--jail-pid", arg, 1, INT_MAX, &n) != 0) {
+            return -1;
+        }
+        c->jail_pid = (pid_t) n;
+        return 1;
+
     case SB_CONFINE_OPT_NETWORK:
         v = sb_confine_flag("--network", arg);
         if (v == -1) {
@@ -158,7 +203,7 @@ sb_confine_option(sb_confine_t *c, int opt, const char *arg)
 
 
 int
-sb_confine_check(const sb_confine_t *c)
+sb_confine_check(sb_confine_t *c)
 {
     if (c->uid_base != SB_SANDBOX_NO_ID
         && (c->uid != SB_SANDBOX_NO_ID || c->gid != (gid_t) SB_SANDBOX_NO_ID))
@@ -178,6 +223,17 @@ sb_confine_check(const sb_confine_t *c)
         return -1;
     }
 
+    /*
+     * The jail's part of the limits: network off is a network namespace
+     * of its own; the group holds all of the session's memory (each
+     * process still has RLIMIT_DATA, so that one that grows past it gets
+     * ENOMEM, MemoryError in Python, rather than the session's end), and
+     * its tasks, one more for its init.
+     */
+    c->jail.netns = !c->sb.network;
+    c->jail.limits.memory = (uint64_t) c->sb.memory;
+    c->jail.limits.pids = (c->sb.nproc != 0) ? (uint64_t) c->sb.nproc + 1 : 0;
+
     return 0;
 }
 
@@ -186,6 +242,7 @@ int
 sb_confine_argv(sb_confine_t *c, char **argv)
 {
     int                 i, k;
+    unsigned            j;
     const sb_sandbox_t  *sb;
 
     static const char  *modes[] = { "off", "on", "log" };
@@ -217,12 +274,36 @@ sb_confine_argv(sb_confine_t *c, char **argv)
     SB_CONFINE_ARG("--nofile", "%llu", (unsigned long long) sb->nofile);
     SB_CONFINE_ARG("--fsize", "%llu", (unsigned long long) sb->fsize);
 
-#undef SB_CONFINE_ARG
-
     argv[i++] = "--seccomp";
     argv[i++] = (char *) modes[sb->seccomp];
     argv[i++] = "--network";
     argv[i++] = sb->network ? "on" : "off";
+
+    if (c->jail.on) {
+        argv[i++] = "--jail";
+        argv[i++] = "on";
+
+        SB_CONFINE_ARG("--tmp-size", "%llu",
+                       (unsigned long long) c->jail.tmp_size);
+        SB_CONFINE_ARG("--cpu-weight", "%u", c->jail.limits.weight);
+
+        for (j = 0; j < c->jail.nbinds; j++) {
+            argv[i++] = "--bind";
+            argv[i++] = c->binds[j];
+        }
+
+        /* a jailed session's groups are its init's business */
+        for (j = 0; c->jail_pid == 0 && j < c->jail.cgroup.ndirs; j++) {
+            argv[i++] = "--cgroup";
+            argv[i++] = c->jail.cgroup.dir[j];
+        }
+
+        if (c->jail_pid != 0) {
+            SB_CONFINE_ARG("--jail-pid", "%ld", (long) c->jail_pid);
+        }
+    }
+
+#undef SB_CONFINE_ARG
 
     return i;
 }
@@ -235,7 +316,7 @@ sb_confine_prepare(const sb_confine_t *c)
     sb_sandbox_t  sb;
 
     sb = c->sb;
-    sb.netns = !sb.network && geteuid() == 0;
+    sb_confine_network(c, &sb);
 
     if (sb_sandbox_prepare(&sb, err, sizeof(err)) != 0) {
         wk_log("cannot compile the seccomp filter: %s", err);
@@ -260,19 +341,8 @@ sb_confine_session(sb_confine_t *c, const char *id, int dirfd,
     sb.keep_fds = keep_fds;
     sb.nkeep_fds = nkeep_fds;
 
-    uid = SB_SANDBOX_NO_ID;
-    gid = (gid_t) SB_SANDBOX_NO_ID;
-
-    if (geteuid() == 0) {
-        if (c->uid_base != SB_SANDBOX_NO_ID) {
-            uid = c->uid_base + (uid_t) getpid();
-            gid = (gid_t) uid;
-
-        } else if (c->uid != SB_SANDBOX_NO_ID) {
-            uid = c->uid;
-            gid = c->gid;
-        }
-    }
+    sb_confine_identity(c, c->jail_pid ? c->jail_pid : getpid(), &uid,
+                        &gid);
 
     fd = (dirfd >= 0) ? dirfd : open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd == -1) {
@@ -298,8 +368,15 @@ sb_confine_session(sb_confine_t *c, const char *id, int dirfd,
         sb.gid = gid;
     }
 
-    sb.workdir = ".";
-    sb.workdir_fd = fd;
+    if (c->jail_pid != 0) {
+        /* the same directory, as the jail shows it; never the host's */
+        sb.workdir = SB_JAIL_HOME;
+        sb.workdir_fd = -1;
+
+    } else {
+        sb.workdir = ".";
+        sb.workdir_fd = fd;
+    }
 
     (void) umask(077);
 
@@ -307,8 +384,7 @@ sb_confine_session(sb_confine_t *c, const char *id, int dirfd,
     sb_confine_confined = (sb.seccomp != SB_SANDBOX_SECCOMP_OFF);
 #endif
 
-    /* network off: a namespace of its own, where root can make one */
-    sb.netns = !sb.network && geteuid() == 0;
+    sb_confine_network(c, &sb);
 
     if (sb_sandbox_apply(&sb, err, sizeof(err)) != 0) {
         wk_log("session %s: cannot confine the process: %s", id, err);
@@ -332,6 +408,144 @@ failed:
     }
 
     return -1;
+}
+
+
+void
+sb_confine_identity(const sb_confine_t *c, pid_t pid, uid_t *uid,
+    gid_t *gid)
+{
+    *uid = SB_SANDBOX_NO_ID;
+    *gid = (gid_t) SB_SANDBOX_NO_ID;
+
+    if (geteuid() != 0) {
+        return;
+    }
+
+    if (c->uid_base != SB_SANDBOX_NO_ID) {
+        *uid = c->uid_base + (uid_t) pid;
+        *gid = (gid_t) *uid;
+
+    } else if (c->uid != SB_SANDBOX_NO_ID) {
+        *uid = c->uid;
+        *gid = c->gid;
+    }
+}
+
+
+int
+sb_confine_jail(sb_confine_t *c, const char *id, int workdir_fd)
+{
+    char          err[256];
+    const char   *user;
+    sb_jail_id_t  ji;
+
+    ji.pid = sb_jail_host_pid();
+
+    if (ji.pid == 0) {
+        wk_log("session %s: cannot tell its pid as the host sees it", id);
+        return -1;
+    }
+
+    sb_confine_identity(c, ji.pid, &ji.uid, &ji.gid);
+
+    if (ji.uid == SB_SANDBOX_NO_ID) {
+        wk_log("session %s: a jail needs root and an identity to drop to",
+               id);
+        return -1;
+    }
+
+    /* the init's: no session's (SB_CONFINE_UID_INIT), or the one all
+     * share */
+    ji.init_uid = (c->uid_base != SB_SANDBOX_NO_ID)
+                  ? c->uid_base + SB_CONFINE_UID_INIT : ji.uid;
+    ji.init_gid = (gid_t) ji.init_uid;
+
+    if (c->uid_base == SB_SANDBOX_NO_ID) {
+        ji.init_gid = ji.gid;
+    }
+
+    user = getenv("USER");
+    ji.user = (user != NULL && user[0] != '\0' && strchr(user, ':') == NULL
+               && strchr(user, '\n') == NULL) ? user : "pyrepl";
+
+    ji.title = c->title;
+    ji.title_len = c->title_len;
+
+    if (sb_jail_enter(&c->jail, &ji, workdir_fd, err, sizeof(err)) != 0) {
+        wk_log("session %s: cannot build its jail: %s", id, err);
+        return -1;
+    }
+
+    c->jail_pid = ji.pid;
+
+    return 0;
+}
+
+
+/*
+ * The network a session process's filter allows: in a jail, or in a
+ * network namespace of its own (network off, as root), AF_INET and
+ * AF_INET6 are as safe as loopback; a jail made that namespace already.
+ */
+static void
+sb_confine_network(const sb_confine_t *c, sb_sandbox_t *sb)
+{
+    if (c->jail.on) {
+        sb->netns = 0;
+        sb->network = 1;
+        return;
+    }
+
+    sb->netns = !sb->network && geteuid() == 0;
+}
+
+
+/* --bind ro|rw:SRC:DST, DST absolute */
+static int
+sb_confine_bind(sb_confine_t *c, const char *arg)
+{
+    char            *copy, *src, *dst;
+    sb_jail_bind_t  *b;
+
+    if (c->jail.nbinds == SB_JAIL_MAX_BINDS) {
+        wk_log("--bind \"%s\": at most %d", arg, SB_JAIL_MAX_BINDS);
+        return -1;
+    }
+
+    copy = strdup(arg);
+    if (copy == NULL) {
+        wk_log("--bind: out of memory");
+        return -1;
+    }
+
+    src = strchr(copy, ':');
+    dst = src ? strchr(src + 1, ':') : NULL;
+
+    if (dst == NULL || src[1] != '/' || dst[1] != '/' || dst[2] == '\0'
+        || (strncmp(copy, "ro:", 3) != 0 && strncmp(copy, "rw:", 3) != 0))
+    {
+        wk_log("--bind \"%s\": ro|rw:/SRC:/DST expected", arg);
+        free(copy);
+        return -1;
+    }
+
+    c->binds[c->jail.nbinds] = strdup(arg);
+    if (c->binds[c->jail.nbinds] == NULL) {
+        wk_log("--bind: out of memory");
+        free(copy);
+        return -1;
+    }
+
+    *src++ = '\0';
+    *dst++ = '\0';
+
+    b = &c->jail.binds[c->jail.nbinds++];
+    b->src = src;
+    b->dst = dst;
+    b->rw = (copy[1] == 'w');
+
+    return 1;
 }
 
 
