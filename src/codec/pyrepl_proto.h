@@ -91,6 +91,10 @@
  *                                   pid (a rollback); the old one is killed
  *   status         worker->super    (no fields): answered ok with pool,
  *                                   zygote and sessions
+ *   ended          worker->super    id: answered, once the session's
+ *                                   processes are gone (or a second on),
+ *                                   ok with reason: out_of_memory, exited,
+ *                                   or none (still live, or unknown)
  *   ok             super->worker    id, pid: the request succeeded; for
  *                                   status: pool, zygote, sessions
  *   fail           either way       code, message: the request failed
@@ -118,6 +122,7 @@
     X(CREATE,        "create")                                               \
     X(KILL,          "kill")                                                 \
     X(STATUS,        "status")                                               \
+    X(ENDED,         "ended")                                                \
     X(OK,            "ok")                                                   \
     X(FAIL,          "fail")
 
@@ -167,7 +172,8 @@ typedef enum {
     X(file,        STR,  "checkpoint file name in a session's directory")   \
     X(max_size,    INT,  "checkpoint: the largest file, bytes (0: any)")    \
     X(quota,       INT,  "store: the bytes a tenant may keep (0: any)")     \
-    X(checkpoints, STRS, "list: \"<id> <size_bytes> <Unix mtime>\" each")
+    X(checkpoints, STRS, "list: \"<id> <size_bytes> <Unix mtime>\" each")  \
+    X(reason,      STR,  "ended: why the session's processes ended")
 
 typedef enum {
 #define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,

@@ -12,6 +12,7 @@
  *                    shutdown
  *   sup_keeper.c     the keeper: restarts the supervisor, reaps orphans
  *   sup_relay.c      the keeper's relay of what sessions log
+ *   sup_jail.c       the jails' set-up, control groups and exit statuses
  *   sup_client.c     control connections from nginx workers: accept, read
  *                    requests, queue and flush replies, deferred replies
  *   sup_request.c    validate a request frame and build its reply
@@ -194,6 +195,7 @@ typedef struct {
     uint64_t     start;    /* start time (/proc stat field 22), or 0 */
     int          pidfd;    /* adopted: a pidfd of the process, else -1 */
     unsigned     adopted:1; /* not our child: a previous supervisor's */
+    unsigned     oom:1;    /* DEAD: its group ran out of memory */
 } sup_session_t;
 
 /*
@@ -429,6 +431,42 @@ void sup_log_exit(const char *what, const char *name, pid_t pid,
     int status);
 
 
+/* sup_jail.c */
+
+/*
+ * With --jail on: check that this host can build jails (else the jail is
+ * turned off, and the reason logged as a warning), make the control
+ * groups' instance directories (what is missing is logged once), and
+ * open the session binaries for exec in a jail, where their paths do not
+ * resolve.  Returns 0, or -1 (logged).
+ */
+int sup_jail_setup(sup_conf_t *conf);
+
+/*
+ * A jailed session's wait status as its init passed it on (128 + the
+ * signal for a killed session process), as that process's own.
+ */
+int sup_jail_status(const sup_conf_t *conf, int status);
+
+/* Session s (jailed) is gone: whether its group ran out of memory. */
+void sup_jail_gone(const sup_conf_t *conf, sup_session_t *s);
+
+/*
+ * The jailed session whose init was pid is reaped (with it every process
+ * of its namespace is gone): its group goes.
+ */
+void sup_jail_purged(const sup_conf_t *conf, pid_t pid);
+
+/* The descriptor to execveat() lang's session binary from in a jail. */
+int sup_jail_bin_fd(int lang);
+
+/* Remove the groups of jailed sessions that are no more (at start). */
+void sup_jail_sweep(const sup_conf_t *conf);
+
+/* At shutdown, every session reaped: the instance directories go too. */
+void sup_jail_teardown(const sup_conf_t *conf);
+
+
 /* sup_purge.c */
 
 /*
@@ -593,6 +631,26 @@ void sup_client_close_all(void);
  */
 int sup_client_reply(const sup_conf_t *conf, sup_client_t *client,
     const char *id, pid_t pid, const sup_err_t *err);
+
+/* Send client's deferred reply; 0, or -1 if the client is gone. */
+int sup_client_answer(const sup_conf_t *conf, sup_client_t *client,
+    const pr_frame_t *reply);
+
+
+/* sup_ended.c */
+
+/*
+ * Why session id's processes ended, in reply's reason: answered now (0)
+ * when it is known, else deferred (1) until they are gone, for at most
+ * SUP_ENDED_WAIT_MS, or -1 with err filled.
+ */
+#define SUP_ENDED_WAIT_MS  1000
+
+int sup_ended(sup_client_t *client, const char *id, pr_frame_t *reply,
+    sup_err_t *err);
+void sup_ended_cancel(sup_client_t *client);
+int64_t sup_ended_timeout(int64_t now);
+void sup_ended_timer(const sup_conf_t *conf, int64_t now);
 
 
 /* sup_main.c */

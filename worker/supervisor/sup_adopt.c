@@ -412,6 +412,8 @@ sup_adopt_event(const sup_conf_t *conf)
                 wk_log("session %s (pid %ld) crashed: the adopted process "
                        "exited", s->id, (long) s->pid);
 
+                sup_jail_gone(conf, s);
+                sup_jail_purged(conf, s->pgid);
                 sup_dead(conf, s);
                 s->adopted = 0;
                 s->pid = 0;
@@ -419,6 +421,7 @@ sup_adopt_event(const sup_conf_t *conf)
             }
 
             /* KILLED: its files go with the purge (sup_lifecycle.c) */
+            sup_jail_purged(conf, s->pgid);
             sup_session_remove(s);
         }
 

@@ -150,6 +150,7 @@ sup_client_close(sup_client_t *c)
     if (c->waiting) {
         sup_pool_cancel(c);
         sup_purge_cancel(c);
+        sup_ended_cancel(c);
         c->waiting = 0;
     }
 
@@ -271,12 +272,6 @@ sup_client_reply(const sup_conf_t *conf, sup_client_t *c, const char *id,
 {
     pr_frame_t  reply;
 
-    if (c->closed || !c->waiting) {
-        return -1;
-    }
-
-    c->waiting = 0;
-
     memset(&reply, 0, sizeof(pr_frame_t));
 
     if (pid > 0) {
@@ -290,7 +285,21 @@ sup_client_reply(const sup_conf_t *conf, sup_client_t *c, const char *id,
         pr_set_cstr(&reply, message, err->message);
     }
 
-    if (wk_conn_send(&c->conn, &reply) != WK_OK
+    return sup_client_answer(conf, c, &reply);
+}
+
+
+int
+sup_client_answer(const sup_conf_t *conf, sup_client_t *c,
+    const pr_frame_t *reply)
+{
+    if (c->closed || !c->waiting) {
+        return -1;
+    }
+
+    c->waiting = 0;
+
+    if (wk_conn_send(&c->conn, reply) != WK_OK
         || wk_conn_flush(&c->conn) == WK_ERROR)
     {
         sup_client_close(c);

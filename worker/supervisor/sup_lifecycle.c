@@ -328,6 +328,19 @@ sup_move(const sup_conf_t *conf, const char *id, pid_t pid, sup_err_t *err)
         return -1;
     }
 
+    if (conf->confine.jail.on) {
+        /* pid is the session's own view: its init takes it from here */
+        if (pid <= 1 || sb_jail_move(s->pid, pid) == -1) {
+            SUP_ERR(err, "bad_request", "pid %ld cannot serve session %s",
+                    (long) pid, id);
+            return -1;
+        }
+
+        wk_log("session %s moved to pid %ld of its jail (a rollback)", id,
+               (long) pid);
+        return 0;
+    }
+
     if (pid == s->pid) {
         return 0;
     }
@@ -440,6 +453,7 @@ sup_kill(const sup_conf_t *conf, const char *id)
 
         if (rc > 0) {
             /* reaped here, not by sup_reap(): what it left is swept too */
+            sup_jail_purged(conf, s->pgid);
             sup_session_remove(s);
             sup_sweep_later();
 
@@ -532,12 +546,16 @@ sup_reap(const sup_conf_t *conf)
         sup_sweep_later();
 
         if (s->state == SUP_S_LIVE) {
-            sup_log_exit("session", s->id, s->pid, status);
+            sup_jail_gone(conf, s);
+            sup_log_exit("session", s->id, s->pid,
+                         sup_jail_status(conf, status));
+            sup_jail_purged(conf, s->pgid);
             sup_dead(conf, s);
             continue;
         }
 
         /* KILLED: its files go with its purge */
+        sup_jail_purged(conf, s->pgid);
         sup_session_remove(s);
     }
 }

@@ -139,7 +139,12 @@ main(int argc, char **argv)
         return sup_keeper_main(&conf);
     }
 
-    if (sup_start(&conf, &st) == -1) {
+    st.listen_fd = -1;
+
+    wk_proc_title_area(argc, argv, &conf.confine.title,
+                       &conf.confine.title_len);
+
+    if (sup_jail_setup(&conf) == -1 || sup_start(&conf, &st) == -1) {
         if (st.listen_fd != -1) {
             (void) sup_fs_unlink(st.sock_path);
         }
@@ -588,6 +593,7 @@ sup_start(const sup_conf_t *conf, sup_state_t *st)
      * over what a dead one left before the first request.
      */
     sup_adopt(conf);
+    sup_jail_sweep(conf);
 
     if (sup_fs_write_pid(st->pid_path) == -1) {
         return -1;
@@ -666,6 +672,11 @@ sup_timeout(int64_t now, int64_t resume)
     }
 
     t = sup_purge_timeout(now);
+    if (t >= 0 && (min < 0 || t < min)) {
+        min = t;
+    }
+
+    t = sup_ended_timeout(now);
     if (t >= 0 && (min < 0 || t < min)) {
         min = t;
     }
@@ -775,6 +786,7 @@ sup_loop(const sup_conf_t *conf, sup_state_t *st)
         sup_pool_timer(conf, now);
         sup_sweep_timer(conf, now);
         sup_purge_timer(conf, now);
+        sup_ended_timer(conf, now);
 
         for (i = 0; i < n; i++) {
             sup_client_event(conf, i, pfd[SUP_FIXED_FDS + i].revents);
@@ -861,6 +873,7 @@ sup_shutdown(const sup_conf_t *conf, sup_state_t *st)
     }
 
     sup_purge_give_up();
+    sup_jail_teardown(conf);
     sup_session_free_all();
     sup_pool_free_all();
     sup_journal_remove(conf);

@@ -435,10 +435,10 @@ sup_purge_scan(const sup_conf_t *conf)
  * fork (the kernel holds the task list for it), so a session whose
  * processes fork and exit faster than a scan of /proc goes in one stroke;
  * the scan then finds the ones still dying.  The child's real and saved
- * uid are the uid base's own, which no session has (its "pid" would be
- * 0): a process may signal another whose real or saved uid is its own, so
- * the session's processes cannot signal (stop) the child, and kill(-1)
- * reaches no process but uid's.
+ * uid are SB_CONFINE_UID_KILLER's, which nothing else has: a process may
+ * signal another whose real or saved uid is its own, so the session's
+ * processes cannot signal (stop) the child, and kill(-1) reaches no
+ * process but uid's.
  */
 static void
 sup_purge_kill_uid(const sup_conf_t *conf, uid_t uid)
@@ -448,7 +448,7 @@ sup_purge_kill_uid(const sup_conf_t *conf, uid_t uid)
     int    status;
     pid_t  pid;
 
-    base = conf->confine.uid_base;
+    base = conf->confine.uid_base + SB_CONFINE_UID_KILLER;
 
     pid = fork();
 

@@ -261,6 +261,21 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
         pr_set_str(reply, id, req->id.data, req->id.len);
         return 0;
 
+    case PR_T_ENDED:
+        if (sup_request_id(req, id) == -1) {
+            sup_request_fail(reply, err, "bad_request",
+                             "id must be 32 lowercase hex characters");
+            return 0;
+        }
+
+        rc = sup_ended(client, id, reply, err);
+
+        if (rc == -1) {
+            sup_request_fail(reply, err, NULL, NULL);
+        }
+
+        return (rc == 1) ? 1 : 0;
+
     case PR_T_STATUS:
         reply->type = PR_T_OK;
         pr_set_int(reply, pool, (int64_t) sup_pool_idle());
@@ -271,7 +286,7 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
     default:
         (void) snprintf(msg, sizeof(msg), "unexpected \"%s\" request: the "
                         "supervisor takes create, kill, store, load, list, "
-                        "remove, move and status",
+                        "remove, move, status and ended",
                         pr_type_name(req->type));
         sup_request_fail(reply, err, "bad_request", msg);
         return 0;

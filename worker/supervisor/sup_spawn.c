@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "sup.h"
@@ -50,6 +51,10 @@
 #define SUP_LISTEN_FD  3
 #define SUP_WARMUP_FD  4
 #define SUP_ALIVE_FD   5
+#define SUP_EXEC_FD    6      /* in a jail: the binary, close-on-exec */
+
+
+extern char  **environ;
 
 
 /* a child's command line and what its entries point to */
@@ -61,30 +66,59 @@ typedef struct {
 
 
 static void sup_spawn_child(const sup_conf_t *conf, const char *id,
-    int lang, int listen_fd, const char *dir) __attribute__((noreturn));
+    int lang, int listen_fd, const char *dir, int dfd)
+    __attribute__((noreturn));
 static void sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd,
     pid_t parent) __attribute__((noreturn));
 static void sup_spawn_exec(const sup_conf_t *conf, sup_spawn_argv_t *a,
-    int n, int python, const char *bin);
+    int n, int python, const char *bin, int jailed);
+static int sup_spawn_relay(const sup_conf_t *conf, const char *what);
 static int sup_spawn_prepare(const sup_conf_t *conf, const char *what,
-    int session, int fd, int python, const char *dir);
+    int session, int fd, int relay, int python, const char *dir,
+    int exec_fd);
 
 
 pid_t
 sup_spawn(const sup_conf_t *conf, const char *id, int lang, int listen_fd,
     const char *dir)
 {
+    int    dfd;
     pid_t  pid;
 
-    pid = fork();
+    dfd = -1;
+
+    if (conf->confine.jail.on) {
+        /* ours, made just now: the jail binds it at its home */
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+        if (dfd == -1) {
+            wk_log("session %s: open(\"%s\") failed: %s", id, dir,
+                   strerror(errno));
+            return -1;
+        }
+
+        pid = sb_jail_clone(&conf->confine.jail);
+
+    } else {
+        pid = fork();
+    }
 
     if (pid == -1) {
         wk_log("fork() for session %s failed: %s", id, strerror(errno));
+
+        if (dfd != -1) {
+            (void) close(dfd);
+        }
+
         return -1;
     }
 
     if (pid == 0) {
-        sup_spawn_child(conf, id, lang, listen_fd, dir);
+        sup_spawn_child(conf, id, lang, listen_fd, dir, dfd);
+    }
+
+    if (dfd != -1) {
+        (void) close(dfd);
     }
 
     /*
@@ -124,21 +158,51 @@ sup_spawn_zygote(const sup_conf_t *conf, int control_fd)
 }
 
 
+/*
+ * The child; in a jail (dfd, the working directory, is not -1) first the
+ * jail's init, which builds it and forks the session process, in which
+ * sb_confine_jail() returns: it execs the binary from the descriptor the
+ * supervisor opened (its path is not in the jail), in the jail's home,
+ * told its init's pid (--jail-pid), which names its uid.
+ */
 static void
 sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
-    int listen_fd, const char *dir)
+    int listen_fd, const char *dir, int dfd)
 {
-    int                python;
+    int                python, exec_fd, relay;
     char               what[64];
     const char        *bin;
     sup_spawn_argv_t   a;
 
     python = (lang != SUP_LANG_BASH);
     bin = python ? conf->python : conf->bash;
+    exec_fd = -1;
+
+    a.confine = conf->confine;
 
     (void) snprintf(what, sizeof(what), "session %s", id);
 
-    if (sup_spawn_prepare(conf, what, 1, listen_fd, python, dir) == -1) {
+    /* before a jail, where the relay's name is not */
+    relay = sup_spawn_relay(conf, what);
+
+    if (relay == -2) {
+        goto fail;
+    }
+
+    if (dfd != -1) {
+        if (sb_confine_jail(&a.confine, id, dfd) != 0) {
+            goto fail;
+        }
+
+        (void) close(dfd);
+        dir = SB_JAIL_HOME;
+        exec_fd = sup_jail_bin_fd(lang);
+    }
+
+    if (sup_spawn_prepare(conf, what, 1, listen_fd, relay, python, dir,
+                          exec_fd)
+        == -1)
+    {
         goto fail;
     }
 
@@ -146,7 +210,7 @@ sup_spawn_child(const sup_conf_t *conf, const char *id, int lang,
     a.argv[1] = "--listen-fd";
     a.argv[2] = "3";
 
-    sup_spawn_exec(conf, &a, 3, python, bin);
+    sup_spawn_exec(conf, &a, 3, python, bin, exec_fd != -1);
 
     wk_log("session %s: execv(\"%s\") failed: %s", id, bin,
            strerror(errno));
@@ -160,6 +224,7 @@ fail:
 static void
 sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
 {
+    int               relay;
     sup_spawn_argv_t  a;
 
     /* die with the supervisor, even if it dies before this line */
@@ -173,8 +238,12 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
         goto fail;
     }
 
-    if (sup_spawn_prepare(conf, "zygote", 0, control_fd, 1, conf->workdir)
-        == -1)
+    relay = sup_spawn_relay(conf, "zygote");
+
+    if (relay == -2
+        || sup_spawn_prepare(conf, "zygote", 0, control_fd, relay, 1,
+                             conf->workdir, -1)
+           == -1)
     {
         goto fail;
     }
@@ -186,7 +255,8 @@ sup_spawn_zygote_child(const sup_conf_t *conf, int control_fd, pid_t parent)
     a.argv[4] = "--workdir";
     a.argv[5] = (char *) conf->workdir;
 
-    sup_spawn_exec(conf, &a, 6, 1, conf->python);
+    a.confine = conf->confine;
+    sup_spawn_exec(conf, &a, 6, 1, conf->python, 0);
 
     wk_log("zygote: execv(\"%s\") failed: %s", conf->python,
            strerror(errno));
@@ -198,14 +268,15 @@ fail:
 
 
 /*
- * Exec bin with a->argv[0 .. n) and what every session binary and the
- * zygote are told besides: --max-frame, the warm-up code's descriptor
- * (python only), nginx's alive pipe and the confinement (sb_confine.h).
- * Returns only when execv() failed, errno set.
+ * Exec bin (in a jail: from SUP_EXEC_FD) with a->argv[0 .. n) and what
+ * every session binary and the zygote are told besides: --max-frame, the
+ * warm-up code's descriptor (python only), nginx's alive pipe and the
+ * confinement, a->confine (sb_confine.h).  Returns only when the exec
+ * failed, errno set.
  */
 static void
 sup_spawn_exec(const sup_conf_t *conf, sup_spawn_argv_t *a, int n,
-    int python, const char *bin)
+    int python, const char *bin, int jailed)
 {
     (void) snprintf(a->max_frame, sizeof(a->max_frame), "%zu",
                     conf->max_frame);
@@ -223,10 +294,15 @@ sup_spawn_exec(const sup_conf_t *conf, sup_spawn_argv_t *a, int n,
         a->argv[n++] = "5";
     }
 
-    a->confine = conf->confine;
     n += sb_confine_argv(&a->confine, &a->argv[n]);
 
     a->argv[n] = NULL;
+
+    if (jailed) {
+        (void) syscall(SYS_execveat, SUP_EXEC_FD, "", a->argv, environ,
+                       AT_EMPTY_PATH);
+        return;
+    }
 
     execv(bin, a->argv);
 }
@@ -239,11 +315,36 @@ sup_spawn_exec(const sup_conf_t *conf, sup_spawn_argv_t *a, int n,
  * relay as stdout and stderr, dir as cwd, nothing else open above them.
  * Returns 0 or -1 (logged).
  */
+/*
+ * A relay socket of the child's own (wk_log_relay_own), not the one
+ * every child shares: -1 without a relay, -2 on failure (logged).
+ */
+static int
+sup_spawn_relay(const sup_conf_t *conf, const char *what)
+{
+    int  fd;
+
+    if (conf->log_fd == -1) {
+        return -1;
+    }
+
+    fd = wk_log_relay_own(conf->log_fd);
+
+    if (fd == -1) {
+        wk_log("%s: a socket to the log relay failed: %s", what,
+               strerror(errno));
+        return -2;
+    }
+
+    return fd;
+}
+
+
 static int
 sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
-    int listen_fd, int python, const char *dir)
+    int listen_fd, int relay, int python, const char *dir, int exec_fd)
 {
-    int               sig, fd, n, relay, from[5], to[5];
+    int               sig, fd, n, from[5], to[5];
     sigset_t          set;
     struct sigaction  sa;
 
@@ -270,6 +371,17 @@ sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
         return -1;
     }
 
+    /* out of the way of the moves below, to its own slot after them */
+    if (exec_fd != -1) {
+        exec_fd = fcntl(exec_fd, F_DUPFD_CLOEXEC, SUP_EXEC_FD + 64);
+
+        if (exec_fd == -1) {
+            wk_log("%s: fcntl(F_DUPFD_CLOEXEC) failed: %s", what,
+                   strerror(errno));
+            return -1;
+        }
+    }
+
     n = 0;
     from[n] = listen_fd;
     to[n++] = SUP_LISTEN_FD;
@@ -284,15 +396,7 @@ sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
         to[n++] = SUP_ALIVE_FD;
     }
 
-    if (conf->log_fd != -1) {
-        /* a relay socket of its own, not the one every child shares */
-        relay = wk_log_relay_own(conf->log_fd);
-        if (relay == -1) {
-            wk_log("%s: a socket to the log relay failed: %s", what,
-                   strerror(errno));
-            return -1;
-        }
-
+    if (relay != -1) {
         from[n] = relay;
         to[n++] = STDOUT_FILENO;
         from[n] = relay;
@@ -329,7 +433,13 @@ sup_spawn_prepare(const sup_conf_t *conf, const char *what, int session,
         (void) close(SUP_ALIVE_FD);
     }
 
-    wk_proc_close_range(SUP_ALIVE_FD + 1, ~0U);
+    if (exec_fd != -1 && dup3(exec_fd, SUP_EXEC_FD, O_CLOEXEC) == -1) {
+        wk_log("%s: dup3() of the binary failed: %s", what, strerror(errno));
+        return -1;
+    }
+
+    wk_proc_close_range(exec_fd != -1 ? SUP_EXEC_FD + 1 : SUP_ALIVE_FD + 1,
+                        ~0U);
 
     return 0;
 }
