@@ -25,6 +25,11 @@
  * kill the session process; the run ends "crashed" and so does the
  * session.
  *
+ * A session process that goes away during a run (its connection closes)
+ * ends the run "crashed", once the supervisor has said why: a session
+ * whose control group ran out of memory was ended by the kernel, and the
+ * run's error says so.
+ *
  * Output: past pyrepl_max_output bytes in one run, the rest is dropped,
  * a notice goes to stderr and the run is interrupted.
  */
@@ -44,6 +49,10 @@
 static ngx_int_t ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static void ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
+static ngx_int_t ngx_http_pyrepl_exec_why(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_exec_why_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static ngx_int_t ngx_http_pyrepl_exec_truncate(ngx_http_pyrepl_exec_t *ex,
     pr_frame_t *frame);
@@ -537,7 +546,60 @@ ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer, const char *reason)
                   "pyrepl: session %*s lost during a run: %s",
                   (size_t) PYREPL_ID_LEN, ex->id, reason);
 
-    ngx_http_pyrepl_exec_crashed(ex, "the session process exited");
+    if (ex->watchdog.timer_set) {
+        ngx_del_timer(&ex->watchdog);
+    }
+
+    ex->sup.log = ex->log;
+    ex->sup.data = ex;
+    ex->sup.frame_handler = ngx_http_pyrepl_exec_why;
+    ex->sup.fail_handler = ngx_http_pyrepl_exec_why_failed;
+
+    if (ngx_http_pyrepl_supervisor_ended(ex->pmcf, ex->pool, &ex->sup, ex->id)
+        != NGX_OK)
+    {
+        (void) ngx_http_pyrepl_exec_crashed(ex, "the session process exited");
+    }
+}
+
+
+/* The supervisor's answer: why the session process went away. */
+static ngx_int_t
+ngx_http_pyrepl_exec_why(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    ngx_uint_t               oom;
+    ngx_http_pyrepl_exec_t  *ex;
+
+    ex = peer->data;
+
+    oom = (frame->type == PR_T_OK && pr_has(frame, reason)
+           && frame->reason.len == sizeof("out_of_memory") - 1
+           && ngx_strncmp(frame->reason.data, "out_of_memory",
+                          frame->reason.len) == 0);
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    if (oom) {
+        ngx_log_error(NGX_LOG_WARN, ex->log, 0,
+                      "pyrepl: session %*s ran out of memory",
+                      (size_t) PYREPL_ID_LEN, ex->id);
+
+        return ngx_http_pyrepl_exec_crashed(ex, "the session ran out of "
+                                                "memory (its limit is "
+                                                "pyrepl_memory_limit) and "
+                                                "was ended");
+    }
+
+    return ngx_http_pyrepl_exec_crashed(ex, "the session process exited");
+}
+
+
+static void
+ngx_http_pyrepl_exec_why_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    (void) ngx_http_pyrepl_exec_crashed(peer->data,
+                                        "the session process exited");
 }
 
 
@@ -657,6 +719,7 @@ ngx_http_pyrepl_exec_cleanup(void *data)
     }
 
     ngx_http_pyrepl_peer_close(&ex->peer);
+    ngx_http_pyrepl_peer_close(&ex->sup);
 
     if (ex->changes != NULL) {
         json_decref(ex->changes);

@@ -42,6 +42,8 @@ typedef void (*ngx_http_pyrepl_done_pt)(ngx_http_pyrepl_exec_t *ex,
 
 struct ngx_http_pyrepl_exec_s {
     ngx_http_pyrepl_peer_t        peer;
+    ngx_http_pyrepl_peer_t        sup;        /* asked why the session */
+                                              /* process went away */
     ngx_pool_t                   *pool;
     ngx_log_t                    *log;
     ngx_http_pyrepl_main_conf_t  *pmcf;

@@ -319,6 +319,34 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       0,
       NULL },
 
+    { ngx_string("pyrepl_jail"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, sandbox.jail),
+      NULL },
+
+    { ngx_string("pyrepl_tmp_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, sandbox.tmp_size),
+      NULL },
+
+    { ngx_string("pyrepl_cpu_weight"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, sandbox.cpu_weight),
+      NULL },
+
+    { ngx_string("pyrepl_bind"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_http_pyrepl_bind,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 

@@ -120,6 +120,10 @@ typedef struct {
     ngx_uint_t               seccomp;        /* 0 off, 1 on, 2 log */
     ngx_flag_t               network;
     ngx_array_t             *env;            /* pyrepl_env: ngx_str_t */
+    ngx_flag_t               jail;           /* default: on as root */
+    size_t                   tmp_size;       /* /tmp and /dev/shm, each */
+    ngx_uint_t               cpu_weight;
+    ngx_array_t             *binds;          /* "ro|rw:SRC:DST" */
 } ngx_http_pyrepl_sandbox_conf_t;
 
 typedef struct {

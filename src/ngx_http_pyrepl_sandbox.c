@@ -18,6 +18,12 @@
  *   pyrepl_seccomp on|off|log    on
  *   pyrepl_network on|off        off: no AF_INET/AF_INET6 sockets
  *   pyrepl_env NAME=VALUE        (repeatable) added to the environment
+ *   pyrepl_jail on|off           on as root: namespaces, a minimal root
+ *                                and control groups (worker/sandbox/
+ *                                sb_jail.h)
+ *   pyrepl_tmp_size SIZE         64m: a jail's /tmp and /dev/shm, each
+ *   pyrepl_cpu_weight N          100: a jail's CPU share, as cpu.weight
+ *   pyrepl_bind SRC [DST] [ro|rw] (repeatable) SRC at DST in every jail
  *
  * and the environment of sessions, which is nothing of nginx's own (the
  * operator's secrets, HOME=/root, a build machine's PATH): PATH, LANG and
@@ -264,6 +270,113 @@ ngx_http_pyrepl_sandbox_create(ngx_http_pyrepl_sandbox_conf_t *sb)
     sb->open_files = NGX_CONF_UNSET_UINT;
     sb->seccomp = NGX_CONF_UNSET_UINT;
     sb->network = NGX_CONF_UNSET;
+    sb->jail = NGX_CONF_UNSET;
+    sb->tmp_size = NGX_CONF_UNSET_SIZE;
+    sb->cpu_weight = NGX_CONF_UNSET_UINT;
+}
+
+
+/*
+ * pyrepl_bind SRC [DST] [ro|rw]: SRC seen at DST (default: the same path)
+ * in every session's jail, read-only unless rw.  DST may not be where the
+ * jail puts its own mounts (/proc, /dev, /tmp, the home).
+ */
+char *
+ngx_http_pyrepl_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pyrepl_main_conf_t *pmcf = conf;
+
+    u_char           *p;
+    ngx_str_t        *value, *src, *dst, *b;
+    ngx_uint_t        i, rw;
+    ngx_file_info_t   fi;
+
+    static ngx_str_t  taken[] = {
+        ngx_string("/proc"), ngx_string("/dev"), ngx_string("/tmp"),
+        ngx_string("/home/pyrepl")
+    };
+
+    value = cf->args->elts;
+    src = &value[1];
+    dst = src;
+    rw = 0;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (ngx_strcmp(value[i].data, "ro") == 0) {
+            rw = 0;
+
+        } else if (ngx_strcmp(value[i].data, "rw") == 0) {
+            rw = 1;
+
+        } else if (i == 2) {
+            dst = &value[i];
+
+        } else {
+            return "takes SRC [DST] [ro|rw]";
+        }
+    }
+
+    if (src->data[0] != '/' || dst->data[0] != '/' || dst->len < 2
+        || ngx_strlchr(src->data, src->data + src->len, ':') != NULL
+        || ngx_strlchr(dst->data, dst->data + dst->len, ':') != NULL
+        || ngx_strstr(dst->data, "/..") != NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_bind \"%V\" \"%V\": absolute paths "
+                           "without \":\" or \"..\", and not \"/\"",
+                           src, dst);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        if (dst->len >= taken[i].len
+            && ngx_strncmp(dst->data, taken[i].data, taken[i].len) == 0
+            && (dst->len == taken[i].len || dst->data[taken[i].len] == '/'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pyrepl_bind: \"%V\" is the jail's own",
+                               &taken[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (ngx_file_info(src->data, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "pyrepl_bind: " ngx_file_info_n " \"%V\" failed",
+                           src);
+        return NGX_CONF_ERROR;
+    }
+
+    if (pmcf->sandbox.binds == NULL) {
+        pmcf->sandbox.binds = ngx_array_create(cf->pool, 4,
+                                               sizeof(ngx_str_t));
+        if (pmcf->sandbox.binds == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (pmcf->sandbox.binds->nelts == NGX_HTTP_PYREPL_MAX_BINDS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_bind: at most %d",
+                           NGX_HTTP_PYREPL_MAX_BINDS);
+        return NGX_CONF_ERROR;
+    }
+
+    b = ngx_array_push(pmcf->sandbox.binds);
+    if (b == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    b->len = sizeof("rw::") - 1 + src->len + dst->len;
+    b->data = ngx_pnalloc(cf->pool, b->len + 1);
+    if (b->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_sprintf(b->data, "%s:%V:%V", rw ? "rw" : "ro", src, dst);
+    *p = '\0';
+
+    return NGX_CONF_OK;
 }
 
 
@@ -415,6 +528,22 @@ ngx_http_pyrepl_sandbox_init(ngx_conf_t *cf,
     ngx_conf_init_uint_value(sb->open_files, 1024);
     ngx_conf_init_uint_value(sb->seccomp, 1);
     ngx_conf_init_value(sb->network, 0);
+    ngx_conf_init_value(sb->jail, geteuid() == 0);
+    ngx_conf_init_size_value(sb->tmp_size, 64 * 1024 * 1024);
+    ngx_conf_init_uint_value(sb->cpu_weight, 100);
+
+    if (sb->tmp_size < 1024 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_tmp_size must be at least 1m");
+        return NGX_CONF_ERROR;
+    }
+
+    if (sb->cpu_weight < 1 || sb->cpu_weight > 10000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_cpu_weight must be between 1 and 10000 "
+                           "(100: as much as any other session)");
+        return NGX_CONF_ERROR;
+    }
 
     if (sb->memory != 0 && sb->memory < PYREPL_MIN_MEMORY) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -540,7 +669,8 @@ ngx_uint_t
 ngx_http_pyrepl_sandbox_argv(ngx_http_pyrepl_main_conf_t *pmcf, char **argv,
     u_char (*bufs)[NGX_INT64_LEN + 1])
 {
-    ngx_uint_t                       i, k, nproc;
+    ngx_str_t                       *b;
+    ngx_uint_t                       i, k, n, nproc;
     ngx_http_pyrepl_sandbox_conf_t  *sb;
 
     static char  *modes[] = { "off", "on", "log" };
@@ -574,12 +704,27 @@ ngx_http_pyrepl_sandbox_argv(ngx_http_pyrepl_main_conf_t *pmcf, char **argv,
     PYREPL_ARG("--nofile", "%ui", sb->open_files);
     PYREPL_ARG("--fsize", "%O", sb->file_size);
 
-#undef PYREPL_ARG
-
     argv[i++] = "--seccomp";
     argv[i++] = modes[sb->seccomp];
     argv[i++] = "--network";
     argv[i++] = sb->network ? "on" : "off";
+
+    if (sb->jail && geteuid() == 0) {
+        argv[i++] = "--jail";
+        argv[i++] = "on";
+
+        PYREPL_ARG("--tmp-size", "%uz", sb->tmp_size);
+        PYREPL_ARG("--cpu-weight", "%ui", sb->cpu_weight);
+
+        b = sb->binds ? sb->binds->elts : NULL;
+
+        for (n = 0; sb->binds && n < sb->binds->nelts; n++) {
+            argv[i++] = "--bind";
+            argv[i++] = (char *) b[n].data;
+        }
+    }
+
+#undef PYREPL_ARG
 
     return i;
 }

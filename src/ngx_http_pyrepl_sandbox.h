@@ -10,7 +10,8 @@
 #include "ngx_http_pyrepl_module.h"
 
 
-#define NGX_HTTP_PYREPL_SANDBOX_ARGS  20     /* argv entries, at most */
+#define NGX_HTTP_PYREPL_SANDBOX_ARGS  64     /* argv entries, at most */
+#define NGX_HTTP_PYREPL_MAX_BINDS     16
 
 
 extern ngx_conf_enum_t  ngx_http_pyrepl_seccomp_modes[];
@@ -24,6 +25,7 @@ char *ngx_http_pyrepl_limit_size(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_pyrepl_limit_time(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_pyrepl_env(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_pyrepl_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char **ngx_http_pyrepl_sandbox_envp(ngx_http_pyrepl_main_conf_t *pmcf);
 char *ngx_http_pyrepl_sandbox_init(ngx_conf_t *cf,
     ngx_http_pyrepl_sandbox_conf_t *sb);

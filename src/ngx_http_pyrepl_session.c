@@ -11,6 +11,7 @@
 #include "ngx_http_pyrepl_auth.h"
 #include "ngx_http_pyrepl_checkpoint.h"
 #include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_memory.h"
 #include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_peer.h"
 #include "ngx_http_pyrepl_reply.h"
@@ -440,19 +441,16 @@ ngx_http_pyrepl_get_handler(ngx_http_request_t *r, u_char *id)
 /*
  * The full session answer.  An idle session whose socket is gone has lost
  * its process (the supervisor removes the socket of a session process that
- * dies), so it is marked crashed here; memory_bytes is the process's RSS.
+ * dies), so it is marked crashed here; memory_bytes is what
+ * ngx_http_pyrepl_memory() finds.
  */
 static json_t *
 ngx_http_pyrepl_session_detail(ngx_http_request_t *r,
     ngx_http_pyrepl_session_t *s)
 {
-    int                           fd;
-    char                          buf[128];
-    u_char                        path[64];
     json_t                       *o;
-    ssize_t                       n;
+    uint64_t                      bytes;
     ngx_str_t                     sock;
-    unsigned long                 size, resident;
     ngx_file_info_t               fi;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
@@ -474,27 +472,11 @@ ngx_http_pyrepl_session_detail(ngx_http_request_t *r,
         return NULL;
     }
 
-    resident = 0;
-
-    if (s->pid > 0 && s->state != PYREPL_STATE_CRASHED) {
-        ngx_sprintf(path, "/proc/%P/statm%Z", s->pid);
-
-        fd = open((char *) path, O_RDONLY | O_CLOEXEC);
-        if (fd != -1) {
-            n = read(fd, buf, sizeof(buf) - 1);
-            close(fd);
-
-            if (n > 0) {
-                buf[n] = '\0';
-                if (sscanf(buf, "%lu %lu", &size, &resident) != 2) {
-                    resident = 0;
-                }
-            }
-        }
-    }
+    bytes = (s->pid > 0 && s->state != PYREPL_STATE_CRASHED)
+            ? ngx_http_pyrepl_memory(s->pid) : 0;
 
     if (json_object_set_new(o, "memory_bytes",
-                            json_integer(resident * ngx_pagesize)))
+                            json_integer((json_int_t) bytes)))
     {
         json_decref(o);
         return NULL;

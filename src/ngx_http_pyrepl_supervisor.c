@@ -152,6 +152,22 @@ ngx_http_pyrepl_supervisor_checkpoints(ngx_http_pyrepl_main_conf_t *pmcf,
 }
 
 
+/*
+ * ok {reason}: why session id's processes ended (out_of_memory, exited,
+ * killed, none), answered once the supervisor has seen them go.
+ */
+ngx_int_t
+ngx_http_pyrepl_supervisor_ended(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, u_char *id)
+{
+    pr_frame_t  frame;
+
+    ngx_http_pyrepl_supervisor_frame(&frame, PR_T_ENDED, id);
+
+    return ngx_http_pyrepl_supervisor_send(pmcf, pool, peer, &frame);
+}
+
+
 /* ok {pool, zygote, sessions}: pool processes ready, the zygote's pid */
 ngx_int_t
 ngx_http_pyrepl_supervisor_status(ngx_http_pyrepl_main_conf_t *pmcf,

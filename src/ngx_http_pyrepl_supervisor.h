@@ -26,6 +26,8 @@ ngx_int_t ngx_http_pyrepl_supervisor_checkpoint(
 ngx_int_t ngx_http_pyrepl_supervisor_checkpoints(
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_pool_t *pool,
     ngx_http_pyrepl_peer_t *peer, uint64_t tenant, u_char *cid);
+ngx_int_t ngx_http_pyrepl_supervisor_ended(ngx_http_pyrepl_main_conf_t *pmcf,
+    ngx_pool_t *pool, ngx_http_pyrepl_peer_t *peer, u_char *id);
 ngx_int_t ngx_http_pyrepl_supervisor_status(
     ngx_http_pyrepl_main_conf_t *pmcf, ngx_pool_t *pool,
     ngx_http_pyrepl_peer_t *peer);
