@@ -84,8 +84,20 @@ def wait_for(cond, timeout, what):
         time.sleep(0.02)
 
 
+def workdir_of(pid):
+    """The host's path of process pid's working directory: in a jail, the
+    directory mounted at its /home/pyrepl (its cwd reads /home/pyrepl)."""
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == "/home/pyrepl":
+                return fields[3]
+    return os.readlink(f"/proc/{pid}/cwd")
+
+
 def processes_under(prefix):
-    """PIDs (not zombies) whose command line or cwd is inside prefix."""
+    """PIDs (not zombies) whose command line or working directory
+    (workdir_of) is inside prefix."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -93,7 +105,7 @@ def processes_under(prefix):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
+            cwd = workdir_of(pid)
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                     continue
@@ -297,13 +309,14 @@ class Nginx:
         return children_of(self.proc.pid) if self.proc else []
 
     def session_pids(self, sids):
-        """PIDs of the processes working in these sessions' directories."""
+        """PIDs of the processes working in these sessions' directories
+        (in a jail, its init too)."""
         work = os.path.join(self.prefix, "work") + "/"
         want = set(sids)
         pids = []
         for pid in processes_under(work):
             try:
-                cwd = os.readlink(f"/proc/{pid}/cwd")
+                cwd = workdir_of(pid)
             except OSError:
                 continue
             if cwd.startswith(work) and cwd[len(work):].split("/")[0] in want:
