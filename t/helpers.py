@@ -23,6 +23,7 @@ runs with the ASan runtime preloaded and every process of an instance
 SAN_DIR.  conftest.py fails a test on any such report.
 """
 
+import ast
 import collections
 import json
 import os
@@ -45,12 +46,15 @@ MODULE = os.path.join(BUILD, "nginx", "objs", "ngx_http_pyrepl_module.so")
 BIN_DIR = os.environ.get("PYREPL_BIN_DIR", os.path.join(BUILD, "bin"))
 NGINX = "/usr/sbin/nginx"
 
-# sessions run as UID_BASE + their pid (pyrepl_session_uids' default), but
-# only when nginx runs as root
+# sessions run as UID_BASE + their first pid (pyrepl_session_uids'
+# default; first_pid()), but only when nginx runs as root
 UID_BASE = 1610612736
 root_only = pytest.mark.skipif(os.geteuid() != 0,
                                reason="sessions get their own uid only when "
                                       "nginx runs as root")
+
+# a jailed session's working directory, as it sees it
+JAIL_HOME = "/home/pyrepl"
 
 # the globals of a fresh session's namespace
 PLAIN_GLOBALS = ["__annotations__", "__builtins__", "__doc__", "__loader__",
@@ -183,9 +187,20 @@ def cmdline(pid):
         return []
 
 
+def workdir_of(pid):
+    """The host's path of process pid's working directory: in a jail, the
+    directory mounted at its /home/pyrepl (its cwd reads /home/pyrepl)."""
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == JAIL_HOME:
+                return fields[3]
+    return os.readlink(f"/proc/{pid}/cwd")
+
+
 def processes_under(prefix):
     """Live processes (but this one) whose command line or working
-    directory is inside prefix."""
+    directory (workdir_of) is inside prefix."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -193,7 +208,7 @@ def processes_under(prefix):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
+            cwd = workdir_of(pid)
         except OSError:
             continue
         if (prefix in cmd or cwd.startswith(prefix)) and running(int(pid)):
@@ -244,7 +259,7 @@ def pool_processes(pids, workdir):
     out = []
     for pid in pids:
         try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
+            cwd = workdir_of(pid)
         except OSError:
             continue            # exited meanwhile
         st = proc_stat(pid)
@@ -591,6 +606,18 @@ class Nginx:
         return r.json()
 
 
+def nginx_t_refusal(http_extra):
+    """What nginx -t says as it refuses a configuration with http_extra in
+    its http block (it must refuse it)."""
+    n = Nginx(http_extra=http_extra)
+    try:
+        r = n.test_config()
+        assert r.returncode != 0, "nginx -t accepted " + http_extra
+        return r.stderr
+    finally:
+        n.check_and_clean()
+
+
 def parse_sse(response):
     """Yield (event, data) from an SSE response as lines arrive."""
     response.encoding = "utf-8"          # SSE is UTF-8 whatever it says
@@ -633,10 +660,47 @@ def ws_url(nginx, sid):
     return f"ws://127.0.0.1:{nginx.port}/session/{sid}/ws"
 
 
+# a session's answer to this is its own pid as the host numbers it (in a
+# jail the session sees a pid namespace of its own): pid_in(answer)
+PID_CODE = "import os; (os.getpid(), os.readlink('/proc/self/ns/pid'))"
+
+
+def pid_in(answer):
+    """The host's pid of the session that ran PID_CODE for answer."""
+    return host_pid(*ast.literal_eval(answer["result"]["text/plain"]))
+
+
 def pid_of(nginx, sid):
-    """The pid of the process of a Python session."""
-    return int(nginx.run_json(sid, "import os; os.getpid()")
-               ["result"]["text/plain"])
+    """The pid of the process of a Python session, as the host numbers
+    it."""
+    return pid_in(nginx.run_json(sid, PID_CODE))
+
+
+def first_pid(nginx, sid):
+    """The pid that names a session's uid (UID_BASE + it): its process's,
+    or in a jail its init's, pid 1 of the session's namespace."""
+    pid, ns = ast.literal_eval(nginx.run_json(sid, PID_CODE)
+                               ["result"]["text/plain"])
+    return host_pid(1 if ns != os.readlink("/proc/self/ns/pid") else pid, ns)
+
+
+def host_pid(pid, ns):
+    """The host's pid of the process that is pid in pid namespace ns (as
+    /proc/PID/ns/pid names it)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{name}/ns/pid") != ns:
+                continue
+            with open(f"/proc/{name}/status") as f:
+                status = f.read()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("NSpid:") and int(line.split()[-1]) == pid:
+                return int(name)
+    raise AssertionError(f"no process {pid} in {ns}")
 
 
 def sup_status(nginx):

@@ -6,7 +6,8 @@ import os
 import pytest
 import requests
 
-from helpers import Nginx, events_of, parse_sse, running, stdout_of, wait_for
+from helpers import (Nginx, events_of, host_pid, parse_sse, running, stdout_of,
+                     wait_for)
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +130,9 @@ def test_exit_ends_the_session_as_terminated(nginx, shell):
 
 def test_delete_kills_background_jobs(nginx):
     sid = nginx.create(language="bash")
-    ev = nginx.run(sid, "sleep 1000 & echo $!")
-    pid = int(stdout_of(ev))
+    ev = nginx.run(sid, "sleep 1000 & echo $! $(readlink /proc/self/ns/pid)")
+    job, ns = stdout_of(ev).split()
+    pid = host_pid(int(job), ns)
     assert os.path.exists(f"/proc/{pid}")
     assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
     wait_for(lambda: not running(pid), what="the background job to die")

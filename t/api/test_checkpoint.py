@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from helpers import Nginx, wait_for
+from helpers import Nginx, pid_of, wait_for
 
 KEY_A = "tenant-a-key-0123456789"
 KEY_B = "tenant-b-key-0123456789"
@@ -252,8 +252,7 @@ def test_a_checkpoint_outlives_nginx():
 
 def test_checkpoint_of_a_dead_session_is_409(nginx):
     sid = nginx.create()
-    pid = int(nginx.run_json(sid, "import os; os.getpid()")
-              ["result"]["text/plain"])
+    pid = pid_of(nginx, sid)
     os.kill(pid, 9)
     wait_for(lambda: not os.path.exists(f"{nginx.prefix}/run/{sid}.sock"),
              what="the supervisor to notice")

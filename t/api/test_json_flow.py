@@ -20,7 +20,7 @@ import termios
 import time
 
 import pytest
-from helpers import PRELOAD, Nginx, wait_for
+from helpers import PRELOAD, Nginx, pid_of, wait_for
 
 JSON = {"Accept": "application/json"}
 
@@ -249,8 +249,7 @@ def crashed_runs(nginx):
 
 def test_a_run_that_ends_while_its_stdout_waits_answers_whole(nginx):
     sid = nginx.create()
-    pid = int(nginx.run_json(sid, "import os; os.getpid()")
-              ["result"]["text/plain"])
+    pid = pid_of(nginx, sid)
     crashed = crashed_runs(nginx)
     c = post_raw(nginx, sid, FLOOD.format(size=16, stream="stdout"),
                  timeout_ms=5000)

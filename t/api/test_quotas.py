@@ -13,7 +13,7 @@ import signal
 import pytest
 import requests
 
-from helpers import Nginx, wait_for
+from helpers import PID_CODE, Nginx, pid_in, wait_for
 
 KEY_A = "quota-alpha-key-0123456789"
 KEY_B = "quota-bravo-key-0123456789"
@@ -238,8 +238,7 @@ def test_a_key_at_both_caps_still_gets_its_crashed_session_back(nginx):
     run(nginx, f, sid, BLOB + "\nkept = 'yes'")
     cids = [checkpoint(nginx, f, sid)["checkpoint_id"] for _ in range(3)]
     assert f.post(f"{nginx.url}/session/{sid}/checkpoint").status_code == 413
-    pid = int(run(nginx, f, sid, "import os; os.getpid()")
-              ["result"]["text/plain"])
+    pid = pid_in(run(nginx, f, sid, PID_CODE))
     os.kill(pid, signal.SIGKILL)
     s = wait_for(lambda: (lambda s: s if s.get("restored_from") else None)
                  (f.get(f"{nginx.url}/session/{sid}").json()),
@@ -255,8 +254,7 @@ def test_a_session_whose_checkpoint_was_deleted_stays_crashed(nginx):
     cid = checkpoint(nginx, g, sid)["checkpoint_id"]
     assert g.delete(f"{nginx.url}/session/checkpoints/{cid}").status_code \
         == 204
-    pid = int(run(nginx, g, sid, "import os; os.getpid()")
-              ["result"]["text/plain"])
+    pid = pid_in(run(nginx, g, sid, PID_CODE))
     os.kill(pid, signal.SIGKILL)
 
     def failed():

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from helpers import events_of, parse_sse, start_stream, stdout_of, wait_for
+from helpers import (events_of, parse_sse, pid_of, start_stream, stdout_of,
+                     wait_for)
 
 
 def test_a_final_expression_is_the_result_and_state_persists(nginx, session):
@@ -266,8 +267,7 @@ def test_a_dying_session_ends_the_stream_as_crashed(nginx):
 
 def test_a_session_killed_while_idle_reads_crashed(nginx):
     sid = nginx.create()
-    pid = int(nginx.run_json(sid, "import os; os.getpid()")
-              ["result"]["text/plain"])
+    pid = pid_of(nginx, sid)
     os.kill(pid, 9)
 
     def crashed():

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from helpers import PRELOAD, Nginx, root_only, wait_for
+from helpers import JAIL_HOME, PRELOAD, Nginx, root_only, wait_for
 
 MARKER = "warmup_marker_5f1d"          # in the warm-up code only
 SECRET = "operator-secret-7c2e9a"       # in nginx's own environment only
@@ -116,7 +116,8 @@ def test_python_sessions_start_from_a_clean_environment(nginx, victim):
     env = own_part(json.loads(env_json))
     home = env.pop("HOME")
     assert env == SESSION_ENV
-    assert home_ok == "True" and home.endswith(sid)
+    # the working directory: in a jail it is always /home/pyrepl
+    assert home_ok == "True" and (home == JAIL_HOME or home.endswith(sid))
     still_working(nginx, victim)
 
 
@@ -144,10 +145,11 @@ def test_no_command_line_holds_warmup_code_or_a_session_id(nginx, victim):
                     seen += f.read() + b"\\n"
             except OSError:
                 pass
-        print(b"pyrepl-supervisor" in seen, b"{MARKER}" in seen,
+        print(b"pyrepl-" in seen, b"{MARKER}" in seen,
               b"{victim}" in seen, b"{other}" in seen)
     """)
-    # the scan saw the supervisor's command line, and nothing private in it
+    # the scan saw command lines of PyREPL's (the supervisor's; in a jail,
+    # its init's), and nothing private in them
     assert out.split() == ["True", "False", "False", "False"]
     # the warm-up code still reached the zygote
     assert run(nginx, attacker, f"import json; print(json.{MARKER})") == "1\n"
@@ -159,11 +161,11 @@ def test_the_socket_and_work_directories_cannot_be_listed(nginx, victim):
     sid = nginx.create()
     out = run(nginx, sid, f"""
         import os
-        for d in ({nginx.prefix + '/run'!r}, os.path.dirname(os.getcwd())):
+        for d in ({nginx.prefix + '/run'!r}, {nginx.prefix + '/work'!r}):
             try:
                 print(os.listdir(d))
-            except PermissionError:
-                print("refused")
+            except (PermissionError, FileNotFoundError):
+                print("refused")        # (a jail has no such path)
     """)
     assert out.split() == ["refused", "refused"]
     still_working(nginx, victim)

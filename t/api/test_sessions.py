@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from helpers import running, wait_for
+from helpers import pid_of, running, wait_for
 
 
 def error_of(r):
@@ -86,8 +86,7 @@ def test_list_shows_created_sessions(nginx, session):
 
 def test_delete_kills_the_process_and_forgets_the_session(nginx):
     sid = nginx.create()
-    pid = nginx.run_json(sid, "import os; os.getpid()")["result"]["text/plain"]
-    pid = int(pid)
+    pid = pid_of(nginx, sid)
     assert nginx.http.delete(f"{nginx.url}/session/{sid}").status_code == 204
     wait_for(lambda: not running(pid), what="the session process to exit")
     r = nginx.http.get(f"{nginx.url}/session/{sid}")

@@ -19,7 +19,7 @@ import threading
 import pytest
 
 from attacks import contained, out_of, run
-from helpers import (UID_BASE, Nginx, pid_of, proc_stat, root_only,
+from helpers import (UID_BASE, Nginx, first_pid, pid_of, proc_stat, root_only,
                      uid_processes, wait_for)
 
 pytestmark = root_only
@@ -31,10 +31,12 @@ def zombie(pid):
     return st is None or st.state == "Z"
 
 
-def test_what_a_session_leaves_in_shared_temp_dirs_goes_with_it(nginx,
-                                                                victim):
+def test_what_a_session_leaves_in_shared_temp_dirs_goes_with_it(
+        unjailed, unjailed_victim):
+    # (a jail has temporary directories of its own: test_jail.py)
+    nginx, victim = unjailed, unjailed_victim
     sid = nginx.create()
-    uid = UID_BASE + pid_of(nginx, sid)
+    uid = UID_BASE + first_pid(nginx, sid)
     r = run(nginx, sid, """
         import os
         for d in ("/tmp", "/dev/shm"):
@@ -105,7 +107,7 @@ def delete_while_swapping(nginx, target, names, pairs):
     if platform.machine() not in SYS_EXIT:
         pytest.skip(f"no exit(2) number for {platform.machine()}")
     sid = nginx.create()
-    uid = UID_BASE + pid_of(nginx, sid)
+    uid = UID_BASE + first_pid(nginx, sid)
     out = out_of(nginx, sid, SWAPPER.format(
         pairs=pairs, names=names, target=target.encode(), swappers=SWAPPERS,
         sys_exit=SYS_EXIT[platform.machine()]))
@@ -153,7 +155,7 @@ def test_what_a_crashed_session_left_running_is_killed(nginx, victim):
     if platform.machine() not in SYS_EXIT:
         pytest.skip(f"no exit(2) number for {platform.machine()}")
     sid = nginx.create()
-    uid = UID_BASE + pid_of(nginx, sid)
+    uid = UID_BASE + first_pid(nginx, sid)
     # a process of its own session whose first thread exits: a zombie
     # whose other thread runs on; then the session process dies
     r = run(nginx, sid, f"""
@@ -193,11 +195,14 @@ def test_a_tree_deeper_than_a_path_is_removed(nginx, victim):
     contained(nginx, victim)
 
 
-def test_what_a_session_leaves_in_run_lock_goes_with_it(nginx, victim):
+def test_what_a_session_leaves_in_run_lock_goes_with_it(unjailed,
+                                                       unjailed_victim):
+    # (a jail has no /run at all)
+    nginx, victim = unjailed, unjailed_victim
     if not os.path.isdir("/run/lock"):
         pytest.skip("no /run/lock on this machine")
     sid = nginx.create()
-    uid = UID_BASE + pid_of(nginx, sid)
+    uid = UID_BASE + first_pid(nginx, sid)
     out = out_of(nginx, sid, """
         import os
         try:
@@ -306,15 +311,18 @@ ORPHANS = """
     """
 
 
-def test_what_sessions_leave_cannot_write_the_log(nginx, attacker, victim):
+def test_what_sessions_leave_cannot_write_the_log(unjailed, unjailed_victim):
     # orphans of a session, one named like a log line, many of them: the
     # supervisor that sweeps them writes one line, and none of their words
+    # (in a jail they are the init's, and go with their session)
+    nginx, victim = unjailed, unjailed_victim
+    attacker = nginx.create()
     before = len(nginx.error_log().splitlines())
     body = ("import ctypes, time; ctypes.CDLL(None).prctl("
             "15, b'\\n[alert] forged', 0, 0, 0); time.sleep(120)")
     # (this instance's process limit is 32 a session)
     out_of(nginx, attacker, ORPHANS.format(n=25, body=body))
-    uid = UID_BASE + pid_of(nginx, attacker)
+    uid = UID_BASE + first_pid(nginx, attacker)
     assert len([p for p in uid_processes(uid) if not zombie(p)]) > 25
     # another session's end sweeps what no live session owns: these
     # orphans left their session's
@@ -325,6 +333,7 @@ def test_what_sessions_leave_cannot_write_the_log(nginx, attacker, victim):
     added = nginx.error_log().splitlines()[before:]
     assert not [l for l in added if "forged" in l], added[:5]
     assert len(added) < 20, added[:30]
+    nginx.http.delete(f"{nginx.url}/session/{attacker}")
     contained(nginx, victim)
 
 
