@@ -137,6 +137,27 @@ ngx_http_pyrepl_send_not_found(ngx_http_request_t *r, u_char *id)
 }
 
 
+ngx_int_t
+ngx_http_pyrepl_send_not_allowed(ngx_http_request_t *r, ngx_str_t *allow)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    h->value = *allow;
+
+    return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                      "method_not_allowed",
+                                      "%V is not allowed here: this route "
+                                      "takes %V", &r->method_name, allow);
+}
+
+
 /* That 404's message, in buf (PYREPL_NO_SESSION_LEN bytes); returns buf. */
 u_char *
 ngx_http_pyrepl_no_session(u_char *buf, u_char *id)

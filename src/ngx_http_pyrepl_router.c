@@ -9,9 +9,11 @@
  *   GET, DELETE           /session/{id}
  *   POST or GET           /session/{id}/<action>, from the table below
  *
- * Every request needs a valid API key first (401); a session id is
- * exactly 32 lowercase hex digits and the caller's own (else 404, as for
- * an unknown one); anything else is 404 no such route or 405.
+ * HEAD is answered wherever GET is (but on the WebSocket route), without
+ * the body.  Every request needs a valid API key first (401); a session
+ * id is exactly 32 lowercase hex digits and the caller's own (else 404,
+ * as for an unknown one); anything else is 404 no such route or 405 with
+ * the route's methods in Allow.
  */
 
 #include "ngx_http_pyrepl_router.h"
@@ -70,6 +72,8 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
     u_char                       *id;
     uint64_t                      tenant;
     ngx_int_t                     rc;
+    ngx_str_t                     allow;
+    ngx_uint_t                    get;
     ngx_table_elt_t              *h;
     ngx_http_pyrepl_session_t     s;
     ngx_http_pyrepl_action_t     *action;
@@ -115,8 +119,10 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
         return ngx_http_pyrepl_send_not_found(r, id);
     }
 
+    get = (r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD)) != 0;
+
     if (rc == NGX_DONE) {                       /* /session/checkpoints... */
-        if (id == NULL && r->method == NGX_HTTP_GET) {
+        if (id == NULL && get) {
             return ngx_http_pyrepl_checkpoints_handler(r);
         }
 
@@ -124,17 +130,25 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
             return ngx_http_pyrepl_checkpoint_delete_handler(r, id);
         }
 
+        ngx_str_set(&allow, "GET, HEAD");
+
+        if (id != NULL) {
+            ngx_str_set(&allow, "DELETE");
+        }
+
     } else if (id == NULL) {                            /* /session */
         if (r->method == NGX_HTTP_POST) {
             return ngx_http_pyrepl_create_handler(r);
         }
 
-        if (r->method == NGX_HTTP_GET) {
+        if (get) {
             return ngx_http_pyrepl_list_handler(r);
         }
 
+        ngx_str_set(&allow, "GET, HEAD, POST");
+
     } else if (action == NULL) {                        /* /session/{id} */
-        if (r->method == NGX_HTTP_GET) {
+        if (get) {
             return ngx_http_pyrepl_get_handler(r, id);
         }
 
@@ -142,15 +156,30 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
             return ngx_http_pyrepl_delete_handler(r, id);
         }
 
-    } else if (r->method == action->method) {           /* /session/{id}/x */
-        return action->handler(r, id);
+        ngx_str_set(&allow, "GET, HEAD, DELETE");
+
+    } else {                                            /* /session/{id}/x */
+        if (r->method == action->method
+            || (get && action->method == NGX_HTTP_GET
+                && action->handler != ngx_http_pyrepl_ws_handler))
+        {
+            return action->handler(r, id);
+        }
+
+        ngx_str_set(&allow, "POST");
+
+        if (action->method == NGX_HTTP_GET) {
+            ngx_str_set(&allow, "GET, HEAD");
+
+            if (action->handler == ngx_http_pyrepl_ws_handler) {
+                ngx_str_set(&allow, "GET");
+            }
+        }
     }
 
     ngx_http_discard_request_body(r);
 
-    return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                      "method_not_allowed",
-                                      "method not allowed on this route");
+    return ngx_http_pyrepl_send_not_allowed(r, &allow);
 }
 
 

@@ -49,12 +49,12 @@ static ngx_int_t ngx_http_pyrepl_status_prometheus(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_pyrepl_status_handler(ngx_http_request_t *r)
 {
+    ngx_str_t                      allow = ngx_string("GET, HEAD");
     ngx_http_pyrepl_sup_status_t  *st;
 
     if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                          "method_not_allowed",
-                                          "status answers GET only");
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_not_allowed(r, &allow);
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {

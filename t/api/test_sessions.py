@@ -120,15 +120,39 @@ def test_paths_nginx_itself_refuses_harm_nothing(nginx, session, path):
     assert nginx.run_json(session, "1")["result"] == {"text/plain": "1"}
 
 
-@pytest.mark.parametrize("method,path", [
-    ("PUT", "/session"), ("DELETE", "/session"), ("PATCH", "/session"),
-    ("POST", "/session/{id}"), ("PUT", "/session/{id}"),
-    ("GET", "/session/{id}/run"),
+@pytest.mark.parametrize("method,path,allow", [
+    ("PUT", "/session", "GET, HEAD, POST"),
+    ("DELETE", "/session", "GET, HEAD, POST"),
+    ("PATCH", "/session", "GET, HEAD, POST"),
+    ("POST", "/session/{id}", "GET, HEAD, DELETE"),
+    ("PUT", "/session/{id}", "GET, HEAD, DELETE"),
+    ("GET", "/session/{id}/run", "POST"),
+    ("POST", "/session/{id}/namespace", "GET, HEAD"),
+    ("HEAD", "/session/{id}/ws", "GET"),
+    ("POST", "/session/checkpoints", "GET, HEAD"),
+    ("GET", "/session/checkpoints/" + "a" * 32, "DELETE"),
 ])
-def test_wrong_methods_answer_405(nginx, session, method, path):
+def test_wrong_methods_answer_405_with_allow(nginx, session, method, path,
+                                            allow):
     r = nginx.http.request(method, nginx.url + path.format(id=session))
     assert r.status_code == 405
-    assert error_of(r) == "method_not_allowed"
+    assert r.headers["Allow"] == allow
+    if method != "HEAD":
+        assert error_of(r) == "method_not_allowed"
+        assert allow in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/session", "/session/{id}",
+                                  "/session/{id}/namespace",
+                                  "/session/checkpoints"])
+def test_head_answers_wherever_get_does(nginx, session, path):
+    url = nginx.url + path.format(id=session)
+    got = nginx.http.get(url)
+    head = nginx.http.head(url)
+    assert head.status_code == got.status_code == 200
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    assert head.content == b""
+    assert nginx.run_json(session, "1")["result"] == {"text/plain": "1"}
 
 
 def test_body_over_client_max_body_size_answers_json_413(nginx, session):

@@ -223,6 +223,15 @@ def test_status_reports_sessions_and_counters(nginx):
     nginx.http.delete(f"{nginx.url}/session/{sid}")
 
 
+def test_status_takes_get_and_head_only(nginx):
+    head = nginx.http.head(nginx.url + "/status")
+    assert head.status_code == 200 and head.content == b""
+    r = nginx.http.post(nginx.url + "/status")
+    assert r.status_code == 405
+    assert r.headers["Allow"] == "GET, HEAD"
+    assert r.json()["error"]["code"] == "method_not_allowed"
+
+
 def test_status_in_prometheus_format(nginx):
     sid = nginx.create()
     nginx.run(sid, "1")
