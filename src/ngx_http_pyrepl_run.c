@@ -11,6 +11,10 @@
  * cleanup closes the session connection, which the session process takes
  * as an interrupt of the run.
  *
+ * A run request that carries Last-Event-ID is an EventSource reconnecting
+ * once the stream of a run it already had ended: it runs nothing and gets
+ * 204, the answer that makes an EventSource stop.
+ *
  * The JSON document, {"stdout", "stderr", "status", "result", "error",
  * "execution_count", "duration_ms", "changes", ...}, is written as the run
  * goes and never held whole.  stdout is escaped into one buffer (at most
@@ -97,6 +101,7 @@ static void ngx_http_pyrepl_run_client_read(ngx_http_request_t *r);
 static void ngx_http_pyrepl_run_ping(ngx_event_t *ev);
 static void ngx_http_pyrepl_run_cleanup(void *data);
 static ngx_uint_t ngx_http_pyrepl_accepts_json(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_pyrepl_reconnecting(ngx_http_request_t *r);
 
 
 static u_char  ngx_http_pyrepl_ping_comment[] = ": ping\n\n";
@@ -109,6 +114,11 @@ ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id)
 {
     ngx_pool_cleanup_t     *cln;
     ngx_http_pyrepl_run_t  *ctx;
+
+    if (ngx_http_pyrepl_reconnecting(r)) {
+        ngx_http_discard_request_body(r);
+        return NGX_HTTP_NO_CONTENT;
+    }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_run_t));
     if (ctx == NULL) {
@@ -955,4 +965,29 @@ ngx_http_pyrepl_accepts_json(ngx_http_request_t *r)
            && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
                                (u_char *) "text/event-stream",
                                sizeof("text/event-stream") - 2) == NULL;
+}
+
+
+/* Whether r carries Last-Event-ID: an EventSource that reconnects. */
+static ngx_uint_t
+ngx_http_pyrepl_reconnecting(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = &r->headers_in.headers.part; part != NULL; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == sizeof("Last-Event-ID") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Last-Event-ID",
+                                   h[i].key.len) == 0)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
 }

@@ -61,6 +61,52 @@ PLAIN_GLOBALS = ["__annotations__", "__builtins__", "__doc__", "__loader__",
                  "__name__", "__package__", "__spec__"]
 
 
+# real clients from npm ------------------------------------------------------
+
+# The client packages the tests drive, pinned; npm_install puts them all
+# under build/npm (never committed), where t/clients/*.mjs load them from.
+NPM_PACKAGES = {"eventsource": "3.0.7"}
+NPM_DIR = os.path.join(BUILD, "npm")
+CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients")
+
+
+def npm_installed(name):
+    try:
+        with open(os.path.join(NPM_DIR, "node_modules", name,
+                               "package.json")) as f:
+            return json.load(f)["version"] == NPM_PACKAGES[name]
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def npm_install():
+    """Install NPM_PACKAGES under build/npm unless they are there; skip
+    the test when node or the npm registry is out of reach."""
+    if all(npm_installed(name) for name in NPM_PACKAGES):
+        return
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("node and npm are not installed (util/test installs "
+                    "Debian's nodejs and npm)")
+    os.makedirs(NPM_DIR, exist_ok=True)
+    with open(os.path.join(NPM_DIR, "package.json"), "w") as f:
+        json.dump({"private": True, "dependencies": NPM_PACKAGES}, f)
+    r = subprocess.run(["npm", "install", "--no-audit", "--no-fund",
+                        "--prefix", NPM_DIR],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip(f"npm could not install the client packages: "
+                    f"{r.stderr.strip()[-300:]}")
+
+
+def node(script, *args, timeout=60):
+    """Run t/clients/SCRIPT with node; its stdout, parsed as JSON."""
+    r = subprocess.run(["node", os.path.join(CLIENTS, script), *args],
+                       capture_output=True, text=True, timeout=timeout,
+                       env=dict(os.environ, PYREPL_NPM=NPM_DIR))
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
 # the sanitizer build --------------------------------------------------------
 
 # What nginx needs in LD_PRELOAD (the ASan runtime, then a library that

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from helpers import (events_of, parse_sse, pid_of, start_stream, stdout_of,
-                     wait_for)
+from helpers import (events_of, node, npm_install, parse_sse, pid_of,
+                     start_stream, stdout_of, wait_for)
 
 
 def test_a_final_expression_is_the_result_and_state_persists(nginx, session):
@@ -338,3 +338,16 @@ def test_a_slow_reader_gets_everything_printed_before_a_crash(nginx):
     assert events_of(events, "error")[0]["ename"] == "SessionCrashed"
     assert events_of(events, "execution_complete")[0]["status"] == "crashed"
     nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+def test_an_eventsource_reconnecting_after_a_run_runs_nothing(nginx, session):
+    # the npm "eventsource" package, POSTing as a browser's EventSource
+    # would through its fetch option: when the stream ends it reconnects
+    # with Last-Event-ID, which must get 204 (it then stops), not a rerun
+    npm_install()
+    code = "n = globals().get('n', 0) + 1\nprint(n)"
+    seen = node("sse_reconnect.mjs", f"{nginx.url}/session/{session}/run",
+                code)
+    assert "".join(seen["stdout"]) == "1\n"
+    assert (seen["opens"], seen["closed"]) == (1, True)
+    assert nginx.run_json(session, "n")["result"] == {"text/plain": "1"}
