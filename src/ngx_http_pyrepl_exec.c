@@ -450,8 +450,12 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
                                            (ngx_uint_t) frame->count,
                                            (ngx_msec_t) frame->ms);
 
-    case PR_T_OK:
-        return NGX_OK;              /* an input was taken */
+    case PR_T_OK:                   /* an input was taken */
+        if (ex->input_done != NULL && ex->input_done(ex, 1) == NGX_ERROR) {
+            return NGX_DONE;
+        }
+
+        return NGX_OK;
 
     case PR_T_FAIL:
         if (frame->errcode.len == sizeof("no_pending_input") - 1
@@ -461,6 +465,13 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
             ngx_log_error(NGX_LOG_INFO, peer->log, 0,
                           "pyrepl: session %*s had no input() waiting",
                           (size_t) PYREPL_ID_LEN, ex->id);
+
+            if (ex->input_done != NULL
+                && ex->input_done(ex, 0) == NGX_ERROR)
+            {
+                return NGX_DONE;
+            }
+
             return NGX_OK;
         }
 

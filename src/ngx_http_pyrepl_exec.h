@@ -36,6 +36,15 @@ typedef struct ngx_http_pyrepl_exec_s  ngx_http_pyrepl_exec_t;
 typedef ngx_int_t (*ngx_http_pyrepl_event_pt)(ngx_http_pyrepl_exec_t *ex,
     const char *event, json_t *data);
 
+/*
+ * The session process answered an input sent on the run's connection
+ * (ngx_http_pyrepl_exec_input): taken, or refused because no input() was
+ * waiting (or its request id is another's).  Returns NGX_OK, or NGX_ERROR
+ * when the sink has failed.
+ */
+typedef ngx_int_t (*ngx_http_pyrepl_input_pt)(ngx_http_pyrepl_exec_t *ex,
+    ngx_uint_t taken);
+
 /* The run is over; called once, the exec may be freed by it. */
 typedef void (*ngx_http_pyrepl_done_pt)(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_uint_t count, ngx_msec_t ms);
@@ -50,6 +59,7 @@ struct ngx_http_pyrepl_exec_s {
     void                         *data;       /* the sink's */
     ngx_http_pyrepl_event_pt      event;
     ngx_http_pyrepl_done_pt       done;
+    ngx_http_pyrepl_input_pt      input_done; /* optional */
 
     u_char                        id[PYREPL_ID_LEN];
     u_char                        exec_id[PYREPL_ID_LEN];

@@ -63,6 +63,9 @@ typedef struct {
 
     ngx_http_pyrepl_exec_t       *exec;       /* the run going on */
     json_t                       *run_id;     /* the client's id for it */
+    json_t                       *inputs;     /* ids of the input messages */
+                                              /* not answered yet, oldest */
+                                              /* first */
 
     ngx_event_t                   finish;     /* posted: end the request */
 
@@ -89,6 +92,8 @@ static ngx_int_t ngx_http_pyrepl_ws_event(ngx_http_pyrepl_exec_t *ex,
     const char *event, json_t *data);
 static void ngx_http_pyrepl_ws_done(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_uint_t count, ngx_msec_t ms);
+static ngx_int_t ngx_http_pyrepl_ws_input_done(ngx_http_pyrepl_exec_t *ex,
+    ngx_uint_t taken);
 static ngx_int_t ngx_http_pyrepl_ws_refuse(ngx_http_pyrepl_ws_t *ws,
     json_t *id, const char *code, const char *message);
 static ngx_int_t ngx_http_pyrepl_ws_refused(ngx_http_pyrepl_ws_t *ws,
@@ -156,8 +161,11 @@ ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
                       plcf->max_body_size ? (size_t) plcf->max_body_size
                                           : ws->pmcf->max_frame);
 
+    ws->inputs = json_array();
     cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
+
+    if (ws->inputs == NULL || cln == NULL) {
+        json_decref(ws->inputs);
         pr_ws_parser_free(&ws->parser);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -437,7 +445,9 @@ ngx_http_pyrepl_ws_message(ngx_http_pyrepl_ws_t *ws, json_t *msg)
                                            "no run is waiting for input");
 
         } else {
-            rc = NGX_OK;
+            /* the session answers it in order: ngx_http_pyrepl_ws_input_done */
+            rc = json_array_append(ws->inputs, id ? id : json_null()) == 0
+                 ? NGX_OK : NGX_ERROR;
         }
 
     } else {
@@ -482,6 +492,7 @@ ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws, json_t *msg)
     ex->data = ws;
     ex->event = ngx_http_pyrepl_ws_event;
     ex->done = ngx_http_pyrepl_ws_done;
+    ex->input_done = ngx_http_pyrepl_ws_input_done;
     ex->interactive = 1;
     ngx_memcpy(ex->id, ws->id, PYREPL_ID_LEN);
 
@@ -554,6 +565,37 @@ ngx_http_pyrepl_ws_event(ngx_http_pyrepl_exec_t *ex, const char *event,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The session took the oldest input message not answered yet, or refused
+ * it: no_pending_input, as POST .../input answers 409.
+ */
+static ngx_int_t
+ngx_http_pyrepl_ws_input_done(ngx_http_pyrepl_exec_t *ex, ngx_uint_t taken)
+{
+    json_t                *id;
+    ngx_int_t              rc;
+    ngx_http_pyrepl_ws_t  *ws;
+
+    ws = ex->data;
+
+    id = json_incref(json_array_get(ws->inputs, 0));
+    (void) json_array_remove(ws->inputs, 0);
+
+    rc = NGX_OK;
+
+    if (!taken) {
+        rc = ngx_http_pyrepl_ws_refuse(ws, json_is_null(id) ? NULL : id,
+                                       "no_pending_input",
+                                       "no input() is waiting (or its "
+                                       "request_id is another one)");
+    }
+
+    json_decref(id);
+
+    return rc;
 }
 
 
@@ -922,6 +964,8 @@ ngx_http_pyrepl_ws_end_exec(ngx_http_pyrepl_ws_t *ws)
     ws->exec = NULL;
     ws->paused = 0;
 
+    (void) json_array_clear(ws->inputs);
+
     json_decref(ws->run_id);
     ws->run_id = NULL;
 
@@ -949,6 +993,9 @@ ngx_http_pyrepl_ws_cleanup(void *data)
     }
 
     ws->out = NULL;
+
+    json_decref(ws->inputs);
+    ws->inputs = NULL;
 
     pr_ws_parser_free(&ws->parser);
 }

@@ -33,6 +33,11 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def recv(ws):
+    """The next JSON message, within 10 s."""
+    return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
 def test_runs_and_events_over_one_connection(nginx, session):
     async def go():
         async with websockets.connect(ws_url(nginx, session)) as ws:
@@ -113,6 +118,44 @@ def test_a_second_run_while_one_goes_is_refused(nginx, session):
     assert refused == {"type": "error", "id": 2, "error": {
         "code": "session_busy", "message": "a run is going on"}}
     assert done["type"] == "execution_complete" and done["id"] == 1
+
+
+def test_an_input_nothing_waits_for_is_refused_during_a_run(nginx, session):
+    # as POST .../input answers 409 no_pending_input: a run that has not
+    # asked yet, then a request_id that is not the pending input()'s
+    async def go():
+        async with websockets.connect(ws_url(nginx, session)) as ws:
+            await ws.send(json.dumps({"type": "run", "id": 1, "code":
+                                      "print('asleep', flush=True)\n"
+                                      "import time; time.sleep(0.3)\n"
+                                      "print(input('name? '))"}))
+            seen = [await recv(ws)]
+            while seen[-1]["type"] != "stdout":     # asleep: nothing asked
+                seen.append(await recv(ws))
+            await ws.send(json.dumps({"type": "input", "id": "early",
+                                      "value": "x"}))
+            while seen[-1]["type"] != "error":
+                seen.append(await recv(ws))
+            early = seen.pop()
+            while seen[-1]["type"] != "input_request":
+                seen.append(await recv(ws))
+            await ws.send(json.dumps({"type": "input", "id": "wrong",
+                                      "value": "x", "request_id": "other"}))
+            wrong = await recv(ws)
+            await ws.send(json.dumps({"type": "input", "value": "Ada",
+                                      "request_id":
+                                      seen[-1]["request_id"]}))
+            while seen[-1]["type"] != "execution_complete":
+                seen.append(await recv(ws))
+            return early, wrong, seen
+
+    early, wrong, seen = run(go())
+    for refused, mid in ((early, "early"), (wrong, "wrong")):
+        assert refused["type"] == "error" and refused["id"] == mid
+        assert refused["error"]["code"] == "no_pending_input"
+    assert "".join(e["text"] for e in seen if e["type"] == "stdout") == \
+        "asleep\nAda\n"
+    assert seen[-1]["status"] == "ok"
 
 
 def test_interrupt_message_stops_the_run(nginx, session):
