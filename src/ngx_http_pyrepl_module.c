@@ -705,7 +705,9 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
     if (ngx_conf_full_name(cf->cycle, &pmcf->checkpoint_path, 0) != NGX_OK
         || ngx_conf_full_name(cf->cycle, &pmcf->bin_dir, 0) != NGX_OK
         || ngx_conf_full_name(cf->cycle, &pmcf->socket_dir, 0) != NGX_OK
-        || ngx_conf_full_name(cf->cycle, &pmcf->workdir, 0) != NGX_OK)
+        || ngx_conf_full_name(cf->cycle, &pmcf->workdir, 0) != NGX_OK
+        || ngx_http_pyrepl_binds_check(cf, pmcf->sandbox.binds,
+                                       &pmcf->workdir) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }

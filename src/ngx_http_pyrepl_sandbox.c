@@ -41,6 +41,11 @@
 
 #include "ngx_http_pyrepl_sandbox.h"
 
+
+static void ngx_http_pyrepl_bind_split(ngx_str_t *b, ngx_str_t *src,
+    ngx_str_t *dst);
+static ngx_uint_t ngx_http_pyrepl_path_nested(ngx_str_t *a, ngx_str_t *b);
+
 #include <grp.h>
 #include <pwd.h>
 
@@ -286,8 +291,8 @@ ngx_http_pyrepl_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_pyrepl_main_conf_t *pmcf = conf;
 
-    u_char           *p;
-    ngx_str_t        *value, *src, *dst, *b;
+    u_char           *p, *real;
+    ngx_str_t        *value, *src, *dst, *b, real_src;
     ngx_uint_t        i, rw;
     ngx_file_info_t   fi;
 
@@ -314,6 +319,10 @@ ngx_http_pyrepl_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         } else {
             return "takes SRC [DST] [ro|rw]";
         }
+    }
+
+    while (dst->len > 1 && dst->data[dst->len - 1] == '/') {
+        dst->len--;
     }
 
     if (src->data[0] != '/' || dst->data[0] != '/' || dst->len < 2
@@ -343,6 +352,30 @@ ngx_http_pyrepl_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_file_info(src->data, &fi) == NGX_FILE_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "pyrepl_bind: " ngx_file_info_n " \"%V\" failed",
+                           src);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the jail opens the source without following any link: its real path */
+    real = ngx_pnalloc(cf->pool, NGX_MAX_PATH);
+    if (real == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_realpath(src->data, real) == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "pyrepl_bind: " ngx_realpath_n " \"%V\" failed",
+                           src);
+        return NGX_CONF_ERROR;
+    }
+
+    real_src.data = real;
+    real_src.len = ngx_strlen(real);
+    src = &real_src;               /* dst stays as written */
+
+    if (ngx_strlchr(src->data, src->data + src->len, ':') != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_bind: the real path \"%V\" has a \":\"",
                            src);
         return NGX_CONF_ERROR;
     }
@@ -377,6 +410,96 @@ ngx_http_pyrepl_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *p = '\0';
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The binds as a whole, once the folders sessions write are known: no
+ * source inside (or holding) what sessions write, a rw bind's source or
+ * pyrepl_workdir, where a session could replace it with a link for the
+ * next jails to follow; and no destination inside another (the jail would
+ * make its folder in the other bind's source, on the host).
+ */
+ngx_int_t
+ngx_http_pyrepl_binds_check(ngx_conf_t *cf, ngx_array_t *binds,
+    ngx_str_t *workdir)
+{
+    ngx_str_t   *b, si, sj, di, dj;
+    ngx_uint_t   i, j;
+
+    if (binds == NULL) {
+        return NGX_OK;
+    }
+
+    b = binds->elts;
+
+    for (i = 0; i < binds->nelts; i++) {
+        ngx_http_pyrepl_bind_split(&b[i], &si, &di);
+
+        if (ngx_http_pyrepl_path_nested(&si, workdir)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pyrepl_bind \"%V\": sessions write in "
+                               "pyrepl_workdir \"%V\"", &si, workdir);
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < binds->nelts; j++) {
+            if (j == i) {
+                continue;
+            }
+
+            ngx_http_pyrepl_bind_split(&b[j], &sj, &dj);
+
+            if (j > i && ngx_http_pyrepl_path_nested(&di, &dj)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "pyrepl_bind: \"%V\" and \"%V\" are "
+                                   "one inside the other", &di, &dj);
+                return NGX_ERROR;
+            }
+
+            if (b[j].data[1] == 'w'
+                && ngx_http_pyrepl_path_nested(&si, &sj))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "pyrepl_bind \"%V\": sessions write in "
+                                   "the rw bind of \"%V\"", &si, &sj);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* "ro|rw:SRC:DST" into its source and destination */
+static void
+ngx_http_pyrepl_bind_split(ngx_str_t *b, ngx_str_t *src, ngx_str_t *dst)
+{
+    u_char  *colon;
+
+    src->data = b->data + sizeof("rw:") - 1;
+    colon = ngx_strlchr(src->data, b->data + b->len, ':');
+    src->len = colon - src->data;
+    dst->data = colon + 1;
+    dst->len = b->data + b->len - dst->data;
+}
+
+
+/* Whether a and b are the same path or one is inside the other. */
+static ngx_uint_t
+ngx_http_pyrepl_path_nested(ngx_str_t *a, ngx_str_t *b)
+{
+    ngx_str_t  *s, *l;                  /* the shorter, the longer */
+
+    s = (a->len <= b->len) ? a : b;
+    l = (s == a) ? b : a;
+
+    if (ngx_strncmp(s->data, l->data, s->len) != 0) {
+        return 0;
+    }
+
+    return l->len == s->len || s->len == 1 || l->data[s->len] == '/';
 }
 
 

@@ -18,9 +18,11 @@
  *                 serves from now on (a transaction's snapshot); the one
  *                 that did is killed;
  *   out of memory (cgroup v1) the eventfd of the group's memory.oom_control:
- *                 every process of the namespace is killed, so the
- *                 session ends whichever process the kernel chose to
- *                 kill (cgroup v2 does so itself, memory.oom.group).
+ *                 SB_JAIL_OOM_GRACE_MS later (the kernel's own kill,
+ *                 which the group counts, comes first), every process
+ *                 of the namespace is killed, so the session ends
+ *                 whichever process the kernel chose to kill (cgroup v2
+ *                 does so itself, memory.oom.group).
  *
  * A pid namespace's init only gets the signals it handles or blocks: the
  * two it takes are blocked (signalfd), every other one is ignored, from
@@ -47,6 +49,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sb_jail.h"
@@ -54,6 +57,9 @@
 
 #define SB_JAIL_INIT_SIGFD  3
 #define SB_JAIL_INIT_OOMFD  4
+
+/* from the out-of-memory event to the end of the session (cgroup v1) */
+#define SB_JAIL_OOM_GRACE_MS  100
 
 
 /* sb_jail_root.c */
@@ -65,6 +71,7 @@ static int sb_jail_loopback(void);
 static void sb_jail_serve(pid_t serving, int sigfd, int oomfd)
     __attribute__((noreturn));
 static void sb_jail_exit(int status) __attribute__((noreturn));
+static int64_t sb_jail_msec(void);
 
 
 void
@@ -297,11 +304,14 @@ sb_jail_move(pid_t init, pid_t nspid)
 static void
 sb_jail_serve(pid_t serving, int sigfd, int oomfd)
 {
-    int                      n, status;
+    int                      n, status, timeout;
     pid_t                    pid, old;
+    int64_t                  oom_at;
     uint64_t                 v;
     struct pollfd            pfd[2];
     struct signalfd_siginfo  si;
+
+    oom_at = 0;
 
     for ( ;; ) {
         pfd[0].fd = sigfd;
@@ -309,7 +319,14 @@ sb_jail_serve(pid_t serving, int sigfd, int oomfd)
         pfd[1].fd = oomfd;
         pfd[1].events = POLLIN;
 
-        n = poll(pfd, (oomfd != -1) ? 2 : 1, -1);
+        timeout = -1;
+
+        if (oom_at != 0) {
+            timeout = (int) (oom_at - sb_jail_msec());
+            timeout = (timeout < 0) ? 0 : timeout;
+        }
+
+        n = poll(pfd, (oomfd != -1) ? 2 : 1, timeout);
 
         if (n == -1) {
             if (errno == EINTR) {
@@ -320,10 +337,24 @@ sb_jail_serve(pid_t serving, int sigfd, int oomfd)
             sb_jail_exit(EXIT_FAILURE);
         }
 
-        if (oomfd != -1 && (pfd[1].revents & POLLIN)) {
-            (void) read(oomfd, &v, sizeof(v));
+        if (oom_at != 0 && sb_jail_msec() >= oom_at) {
             /* out of memory: the session ends, whoever was chosen */
             (void) kill(-1, SIGKILL);
+            oom_at = 0;
+        }
+
+        if (oomfd != -1 && (pfd[1].revents & POLLIN)) {
+            (void) read(oomfd, &v, sizeof(v));
+
+            /*
+             * The kernel notifies before its OOM killer runs, in the task
+             * that ran out: killing everything at once would free the
+             * memory first, the kill the group's counter tells the
+             * supervisor about would not happen.  A moment later.
+             */
+            if (oom_at == 0) {
+                oom_at = sb_jail_msec() + SB_JAIL_OOM_GRACE_MS;
+            }
         }
 
         while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
@@ -388,6 +419,17 @@ sb_jail_keep_kill(void)
     }
 
     return prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+}
+
+
+static int64_t
+sb_jail_msec(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 

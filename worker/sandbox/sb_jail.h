@@ -46,6 +46,7 @@
 #define SB_JAIL_HOME        "/home/pyrepl"
 #define SB_JAIL_HOSTNAME    "pyrepl"
 #define SB_JAIL_MAX_BINDS   16
+#define SB_JAIL_MAX_PTYS    16
 #define SB_JAIL_TMP_SIZE    ((uint64_t) 64 << 20)
 #define SB_JAIL_MOVE_SIGNAL (SIGRTMIN)
 

@@ -8,7 +8,8 @@
  * root is built on may be mounted anywhere, even over a source; it is
  * mounted over /tmp, which every host has.  The tree:
  *
- *   /usr                    the host's, read-only (and /bin, /lib*,
+ *   /usr                    the host's, read-only, but for /usr/local/etc
+ *                           and /usr/local/nginx, hidden (and /bin, /lib*,
  *                           /sbin: links into it where the host merged
  *                           them, read-only binds where it did not)
  *   /etc                    generated passwd, group and hostname, and the
@@ -19,7 +20,8 @@
  *   /tmp, /dev/shm          tmpfs of their own, tmp_size each, 1777
  *   /dev                    null, zero, full, random, urandom, tty bound
  *                           from the host, a devpts of its own (pts,
- *                           ptmx), fd, stdin, stdout, stderr links
+ *                           ptmx; SB_JAIL_MAX_PTYS terminals at most),
+ *                           fd, stdin, stdout, stderr links
  *   /proc                   of the session's pid namespace
  *   the operator's binds    pyrepl_bind, read-only unless rw
  *
@@ -31,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +48,11 @@
 #define SB_ROOT_STAGE    "/tmp"
 #define SB_ROOT_OLD      ".old-root"
 #define SB_ROOT_MAX_SRC  (64 + SB_JAIL_MAX_BINDS)
+
+/* sb_root_open()'s need */
+#define SB_ROOT_OPTIONAL  0
+#define SB_ROOT_REQUIRED  1
+#define SB_ROOT_NO_LINKS  2
 
 
 /* a host file, directory or device, opened to be bound */
@@ -68,7 +76,7 @@ typedef struct {
 
 static int sb_root_home(sb_root_t *r, int workdir_fd);
 static int sb_root_open(sb_root_t *r, const char *host, const char *dst,
-    int rw, int dev, int required);
+    int rw, int dev, int need);
 static int sb_root_bind(sb_root_t *r, const sb_root_src_t *s);
 static int sb_root_mkdirs(sb_root_t *r, const char *path, int dir);
 static int sb_root_write(sb_root_t *r, const char *path, const char *text);
@@ -97,6 +105,15 @@ static const char  *sb_root_devices[] = {
     "null", "zero", "full", "random", "urandom", "tty", NULL
 };
 
+/*
+ * Folders of /usr that hold the host's configuration rather than what
+ * programs run with (a source-built nginx's conf, with its API keys; the
+ * local tools' settings, such as an npmrc with its tokens): an empty
+ * tmpfs hides each.
+ */
+static const char  *sb_root_hidden[] = { "usr/local/etc", "usr/local/nginx",
+                                         NULL };
+
 /* the host's top-level names that merged /usr makes links */
 static const char  *sb_root_merged[] = { "bin", "lib", "lib32", "lib64",
                                          "libx32", "sbin", NULL };
@@ -106,11 +123,12 @@ int
 sb_jail_root(const sb_jail_t *j, const sb_jail_id_t *id, int workdir_fd,
     char *err, size_t errlen)
 {
-    int        rc, home;
-    char       path[PATH_MAX], opts[64];
-    mode_t     mask;
-    unsigned   i, n;
-    sb_root_t  r;
+    int          rc, home;
+    char         path[PATH_MAX], opts[64];
+    mode_t       mask;
+    unsigned     i, n;
+    sb_root_t    r;
+    struct stat  st;
 
     memset(&r, 0, sizeof(sb_root_t));
     r.err = err;
@@ -129,7 +147,9 @@ sb_jail_root(const sb_jail_t *j, const sb_jail_id_t *id, int workdir_fd,
     /* first every source, while the host's names still resolve */
     home = sb_root_home(&r, workdir_fd);
 
-    if (home == -1 || sb_root_open(&r, "/usr", "usr", 0, 0, 1) != 0) {
+    if (home == -1
+        || sb_root_open(&r, "/usr", "usr", 0, 0, SB_ROOT_REQUIRED) != 0)
+    {
         goto done;
     }
 
@@ -138,7 +158,8 @@ sb_jail_root(const sb_jail_t *j, const sb_jail_id_t *id, int workdir_fd,
 
         /* a link (merged /usr) is made as one in sb_root_links() */
         if (readlink(path, opts, sizeof(opts)) == -1
-            && sb_root_open(&r, path, sb_root_merged[i], 0, 0, 0) != 0)
+            && sb_root_open(&r, path, sb_root_merged[i], 0, 0,
+                            SB_ROOT_OPTIONAL) != 0)
         {
             goto done;
         }
@@ -149,7 +170,9 @@ sb_jail_root(const sb_jail_t *j, const sb_jail_id_t *id, int workdir_fd,
 
         n = r.n;
 
-        if (sb_root_open(&r, path, sb_root_etc_names[i], 0, 0, 0) != 0) {
+        if (sb_root_open(&r, path, sb_root_etc_names[i], 0, 0,
+                         SB_ROOT_OPTIONAL) != 0)
+        {
             goto done;
         }
 
@@ -161,14 +184,16 @@ sb_jail_root(const sb_jail_t *j, const sb_jail_id_t *id, int workdir_fd,
     for (i = 0; sb_root_devices[i] != NULL; i++) {
         (void) snprintf(path, sizeof(path), "/dev/%s", sb_root_devices[i]);
 
-        if (sb_root_open(&r, path, sb_root_devices[i], 1, 1, 1) != 0) {
+        if (sb_root_open(&r, path, sb_root_devices[i], 1, 1,
+                         SB_ROOT_REQUIRED) != 0)
+        {
             goto done;
         }
     }
 
     for (i = 0; i < j->nbinds; i++) {
         if (sb_root_open(&r, j->binds[i].src, j->binds[i].dst + 1,
-                         j->binds[i].rw, 0, 1) != 0)
+                         j->binds[i].rw, 0, SB_ROOT_NO_LINKS) != 0)
         {
             goto done;
         }
@@ -196,6 +221,17 @@ sb_jail_root(const sb_jail_t *j, const sb_jail_id_t *id, int workdir_fd,
     /* the binds, in order: /usr before what an operator puts below it */
     for (i = 0; i < r.n; i++) {
         if (!r.src[i].dev && sb_root_bind(&r, &r.src[i]) != 0) {
+            goto done;
+        }
+    }
+
+    /* the host's own configuration under /usr, hidden */
+    for (i = 0; sb_root_hidden[i] != NULL; i++) {
+        if (stat(sb_root_hidden[i], &st) == 0 && S_ISDIR(st.st_mode)
+            && sb_root_mount(&r, "tmpfs", sb_root_hidden[i], "tmpfs",
+                             MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                             "size=4k,mode=0755") != 0)
+        {
             goto done;
         }
     }
@@ -326,33 +362,54 @@ sb_root_home(sb_root_t *r, int workdir_fd)
 
 
 /*
- * Open host (following links) to be bound at dst.  A missing host name
- * is skipped unless required.  0, or -1 with r->err filled.
+ * Open host to be bound at dst.  need: SB_ROOT_OPTIONAL (a missing host
+ * name is skipped), SB_ROOT_REQUIRED, or SB_ROOT_NO_LINKS for an
+ * operator's pyrepl_bind: required, and resolved without following any
+ * link (nginx -t made it a real path), so that no one who can write
+ * somewhere on it points the next jails elsewhere.  The system's own
+ * names (/usr, /etc/resolv.conf) follow links, as the host's programs
+ * do.  0, or -1 with r->err filled.
  */
 static int
 sb_root_open(sb_root_t *r, const char *host, const char *dst, int rw,
-    int dev, int required)
+    int dev, int need)
 {
-    int           fd;
-    struct stat   st;
-    sb_root_src_t *s;
+    int               fd, err;
+    struct stat       st;
+    struct open_how   how;
+    sb_root_src_t    *s;
 
     if (r->n == SB_ROOT_MAX_SRC) {
         return sb_root_fail(r, "too many names to bind, at", host);
     }
 
-    fd = open(host, O_PATH | O_CLOEXEC);
+    if (need == SB_ROOT_NO_LINKS) {
+        memset(&how, 0, sizeof(how));
+        how.flags = O_PATH | O_CLOEXEC;
+        how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+
+        fd = (int) syscall(SYS_openat2, AT_FDCWD, host, &how, sizeof(how));
+
+    } else {
+        fd = open(host, O_PATH | O_CLOEXEC);
+    }
 
     if (fd == -1 || fstat(fd, &st) == -1) {
+        err = errno;
+
         if (fd != -1) {
             (void) close(fd);
         }
 
-        if (!required && (errno == ENOENT || errno == ENOTDIR)) {
+        errno = err;
+
+        if (need == SB_ROOT_OPTIONAL && (err == ENOENT || err == ENOTDIR)) {
             return 0;
         }
 
-        return sb_root_fail(r, "open()", host);
+        return sb_root_fail(r, (need == SB_ROOT_NO_LINKS)
+                               ? "opening (no link followed)" : "open()",
+                            host);
     }
 
     s = &r->src[r->n++];
@@ -410,40 +467,64 @@ sb_root_bind(sb_root_t *r, const sb_root_src_t *s)
 
 
 /*
- * Make path (relative, in the new root) and its missing parents: a
- * directory, or with dir 0 an empty file to bind a file over.
+ * Make path (relative: in the new root, the current directory; or
+ * absolute) and its missing parents: a directory, or with dir 0 an empty
+ * file to bind a file over.  Each name is made and opened from its
+ * parent's descriptor, never through a link.
  */
 static int
 sb_root_mkdirs(sb_root_t *r, const char *path, int dir)
 {
-    int    fd;
-    char   buf[PATH_MAX], *p;
+    int    fd, next, last;
+    char   buf[PATH_MAX], *name, *slash;
 
     if ((size_t) snprintf(buf, sizeof(buf), "%s", path) >= sizeof(buf)) {
         return sb_root_fail(r, "a path too long", path);
     }
 
-    for (p = strchr(buf + 1, '/'); p != NULL; p = strchr(p + 1, '/')) {
-        *p = '\0';
-
-        if (mkdir(buf, 0755) == -1 && errno != EEXIST) {
-            return sb_root_fail(r, "mkdir()", buf);
-        }
-
-        *p = '/';
-    }
-
-    if (dir) {
-        if (mkdir(buf, 0755) == -1 && errno != EEXIST) {
-            return sb_root_fail(r, "mkdir()", buf);
-        }
-
-        return 0;
-    }
-
-    fd = open(buf, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    fd = open(buf[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd == -1) {
-        return sb_root_fail(r, "creating", buf);
+        return sb_root_fail(r, "open()", buf[0] == '/' ? "/" : ".");
+    }
+
+    for (name = buf; /* void */ ; name = slash + 1) {
+        slash = strchr(name, '/');
+        last = (slash == NULL);
+
+        if (!last) {
+            *slash = '\0';
+        }
+
+        if (*name == '\0') {
+            if (last) {
+                break;
+            }
+
+            continue;
+        }
+
+        if (last && !dir) {
+            next = openat(fd, name, O_WRONLY | O_CREAT | O_NOFOLLOW
+                                    | O_CLOEXEC, 0644);
+
+        } else {
+            next = (mkdirat(fd, name, 0755) == -1 && errno != EEXIST)
+                   ? -1
+                   : openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW
+                                      | O_CLOEXEC);
+        }
+
+        (void) close(fd);
+
+        if (next == -1) {
+            return sb_root_fail(r, "making (no link followed)", path);
+        }
+
+        fd = next;
+
+        if (last) {
+            break;
+        }
     }
 
     (void) close(fd);
@@ -597,8 +678,13 @@ sb_root_dev(sb_root_t *r, const sb_jail_t *j)
         }
     }
 
+    /* the host's kernel.pty.max is shared by every devpts: a few each */
+    (void) snprintf(opts, sizeof(opts),
+                    "newinstance,ptmxmode=0666,mode=0620,max=%d",
+                    SB_JAIL_MAX_PTYS);
+
     if (sb_root_mount(r, "devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-                      "newinstance,ptmxmode=0666,mode=0620") != 0)
+                      opts) != 0)
     {
         return -1;
     }

@@ -27,6 +27,9 @@
  *     request_key, userfaultfd, io_uring_setup/enter/register, uselib,
  *     lookup_dcookie, quotactl, open_by_handle_at, name_to_handle_at:
  *     rarely needed, often the entry point of kernel exploits;
+ *   - what every process of the host shares: io_setup (Linux AIO
+ *     contexts count against one host-wide fs.aio-max-nr: a session
+ *     could take them all; glibc's POSIX AIO does not use them);
  *   - the machine: reboot, swapon, swapoff, settimeofday, clock_settime,
  *     clock_adjtime, adjtimex, acct, iopl, ioperm, vhangup, syslog;
  *   - personality other than the default persona (0) and the query
@@ -147,6 +150,8 @@ static const char  *sb_seccomp_denied[] = {
     "request_key", "userfaultfd", "io_uring_setup", "io_uring_enter",
     "io_uring_register", "uselib", "lookup_dcookie", "quotactl",
     "open_by_handle_at", "name_to_handle_at",
+    /* what every process of the host shares */
+    "io_setup",
     /* the machine */
     "reboot", "swapon", "swapoff", "settimeofday", "clock_settime",
     "clock_adjtime", "adjtimex", "acct", "iopl", "ioperm", "vhangup",
