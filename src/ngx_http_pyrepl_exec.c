@@ -50,6 +50,7 @@ static ngx_int_t ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static void ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
+static ngx_int_t ngx_http_pyrepl_exec_lost(ngx_http_pyrepl_exec_t *ex);
 static ngx_int_t ngx_http_pyrepl_exec_why(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static void ngx_http_pyrepl_exec_why_failed(ngx_http_pyrepl_peer_t *peer,
@@ -204,7 +205,7 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
     }
 
     if (ex->crashed) {
-        return ngx_http_pyrepl_exec_crashed(ex, "the session process is gone");
+        return ngx_http_pyrepl_exec_lost(ex);
     }
 
     if (ex->terminated) {
@@ -240,7 +241,7 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
     }
 
     if (rc == NGX_DECLINED) {
-        return ngx_http_pyrepl_exec_crashed(ex, "the session process is gone");
+        return ngx_http_pyrepl_exec_lost(ex);
     }
 
     ngx_memzero(&frame, sizeof(pr_frame_t));
@@ -557,6 +558,18 @@ ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer, const char *reason)
                   "pyrepl: session %*s lost during a run: %s",
                   (size_t) PYREPL_ID_LEN, ex->id, reason);
 
+    (void) ngx_http_pyrepl_exec_lost(ex);
+}
+
+
+/*
+ * The session process is gone (its connection closed, or there is none):
+ * the run ends crashed once the supervisor has said why.  Returns NGX_OK
+ * while it is asked, else what ngx_http_pyrepl_exec_crashed() does.
+ */
+static ngx_int_t
+ngx_http_pyrepl_exec_lost(ngx_http_pyrepl_exec_t *ex)
+{
     if (ex->watchdog.timer_set) {
         ngx_del_timer(&ex->watchdog);
     }
@@ -569,8 +582,11 @@ ngx_http_pyrepl_exec_failed(ngx_http_pyrepl_peer_t *peer, const char *reason)
     if (ngx_http_pyrepl_supervisor_ended(ex->pmcf, ex->pool, &ex->sup, ex->id)
         != NGX_OK)
     {
-        (void) ngx_http_pyrepl_exec_crashed(ex, "the session process exited");
+        return ngx_http_pyrepl_exec_crashed(ex, "the session process is "
+                                                "gone");
     }
+
+    return NGX_OK;
 }
 
 
@@ -601,7 +617,7 @@ ngx_http_pyrepl_exec_why(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
                                                 "was ended");
     }
 
-    return ngx_http_pyrepl_exec_crashed(ex, "the session process exited");
+    return ngx_http_pyrepl_exec_crashed(ex, "the session process is gone");
 }
 
 
@@ -610,7 +626,7 @@ ngx_http_pyrepl_exec_why_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason)
 {
     (void) ngx_http_pyrepl_exec_crashed(peer->data,
-                                        "the session process exited");
+                                        "the session process is gone");
 }
 
 
