@@ -179,6 +179,7 @@ test_denied_syscalls(void)
           EPERM },
         { "io_uring_register", SYS_io_uring_register, { -1, 0, 0, 0 },
           EPERM },
+        { "io_setup", SYS_io_setup, { 1, 0 }, EPERM },
         { "uselib", SYS_uselib, { (long) NONEXISTENT }, EPERM },
         { "lookup_dcookie", SYS_lookup_dcookie, { 0, 0, 0 }, EPERM },
         { "quotactl", SYS_quotactl, { 0, 0, 0, 0 }, EPERM },

@@ -64,6 +64,8 @@ def test_nothing_of_the_host_is_visible(nginx, attacker, victim):
                 print(path, "absent")
         print(sorted(os.listdir("/")))
         print(sorted(os.listdir("/home")))
+        print(os.listdir("/usr/local/etc")
+              if os.path.isdir("/usr/local/etc") else [])
         """)
     lines = out.splitlines()
     assert [line.split()[-1] for line in lines[:13]] == ["absent"] * 4 + \
@@ -73,6 +75,7 @@ def test_nothing_of_the_host_is_visible(nginx, attacker, victim):
          "proc", "sbin", "tmp", "usr"} & set(os.listdir("/")) |
         {"dev", "etc", "home", "proc", "tmp", "usr"}))
     assert lines[14] == "['pyrepl']"
+    assert lines[15] == "[]"        # the host's local configuration
     contained(nginx, victim)
 
 
@@ -237,6 +240,39 @@ def test_bash_sessions_are_jailed_too(nginx, victim):
     contained(nginx, victim)
 
 
+def test_terminals_are_a_few_per_session(nginx, attacker, victim):
+    # devpts instances share the host's kernel.pty.max: one session must
+    # not take them all
+    out = out_of(nginx, attacker, """
+        import errno, os
+        held = []
+        try:
+            while len(held) < 100:
+                held.append(os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY))
+        except OSError as e:
+            print(len(held), errno.errorcode[e.errno])
+        """)
+    n, code = out.split()
+    assert int(n) <= 16 and code == "ENOSPC"
+    assert out_of(nginx, victim[0], """
+        import os
+        print(len(os.openpty()))
+        """) == "2\n"
+    contained(nginx, victim)
+
+
+def test_host_wide_aio_contexts_are_out_of_reach(nginx, attacker, victim):
+    out = out_of(nginx, attacker, """
+        import ctypes, errno
+        libc = ctypes.CDLL(None, use_errno=True)
+        ctx = ctypes.c_ulong(0)
+        rc = libc.syscall(206, 128, ctypes.byref(ctx))   # io_setup
+        print(rc, errno.errorcode[ctypes.get_errno()])
+        """)
+    assert out == "-1 EPERM\n"
+    contained(nginx, victim)
+
+
 # IPC and network ----------------------------------------------------------
 
 SHM = """
@@ -303,6 +339,18 @@ def limited_victim(limited):
     limited.http.delete(f"{limited.url}/session/{sid}")
 
 
+HOGS = """
+    import os
+    for _ in range(4):
+        if os.fork() == 0:
+            hoard = []
+            while True:
+                hoard.append(b"z" * (1 << 20))
+    for _ in range(4):
+        os.wait()
+"""
+
+
 @pytest.mark.parametrize("hoard", [
     # memfd and tmpfs pages belong to no process's address space: only
     # the group's memory limit counts them
@@ -317,7 +365,8 @@ def limited_victim(limited):
             while True:
                 f.write(b"x" * (16 << 20))
     """,
-], ids=["memfd", "dev-shm"])
+    HOGS,
+], ids=["memfd", "dev-shm", "forked-hogs"])
 def test_memory_past_the_limit_ends_the_session_as_out_of_memory(
         limited, limited_victim, hoard):
     sid = limited.create()
@@ -332,6 +381,31 @@ def test_memory_past_the_limit_ends_the_session_as_out_of_memory(
                                                   "to be gone")
     assert limited.http.delete(
         f"{limited.url}/session/{sid}").status_code == 204
+    contained(limited, limited_victim)
+
+
+def test_running_out_of_memory_between_runs_is_told_at_the_next(
+        limited, limited_victim):
+    sid = limited.create()
+    needs_group(pid_of(limited, sid), "memory")
+    assert run(limited, sid, """
+        import threading, time
+        def hog():
+            time.sleep(0.1)
+            with open("/dev/shm/hoard", "wb") as f:
+                while True:
+                    f.write(b"z" * (1 << 20))
+        threading.Thread(target=hog, daemon=True).start()
+        """)["status"] == "ok"
+
+    def crashed():
+        return limited.http.get(f"{limited.url}/session/{sid}").json()[
+            "state"] == "crashed"
+    wait_for(crashed, what="the session to run out of memory")
+    r = run(limited, sid, "1")
+    assert r["status"] == "crashed"
+    assert "ran out of memory" in r["error"]["evalue"], r
+    limited.http.delete(f"{limited.url}/session/{sid}")
     contained(limited, limited_victim)
 
 
@@ -394,6 +468,51 @@ def test_pyrepl_bind_shows_host_paths_read_only_or_writable():
             assert not os.path.exists(os.path.join(data, "x"))
         finally:
             n.check_and_clean()
+
+
+def test_a_bind_source_is_its_real_path():
+    # a link in the configured path is resolved by nginx -t, once; what
+    # the jail opens it then opens without following any link
+    with tempfile.TemporaryDirectory() as top:
+        os.chmod(top, 0o755)
+        os.mkdir(os.path.join(top, "real"))
+        with open(os.path.join(top, "real", "f"), "w") as f:
+            f.write("data")
+        os.symlink("real", os.path.join(top, "link"))
+        n = Nginx(http_extra=f"pyrepl_bind {top}/link /data;").start()
+        try:
+            sid = n.create()
+            assert out_of(n, sid, "print(open('/data/f').read())") == \
+                "data\n"
+        finally:
+            n.check_and_clean()
+
+
+def test_nginx_t_refuses_binds_sessions_could_redirect():
+    # a session could replace a bind's source (or a folder on its way)
+    # with a link to / for the next jails: sources sessions can write are
+    # refused, and so are destinations inside other binds
+    with tempfile.TemporaryDirectory() as top:
+        os.makedirs(os.path.join(top, "shared", "models"))
+        shared = os.path.join(top, "shared")
+        assert "sessions write in the rw bind" in nginx_t_refusal(
+            f"pyrepl_bind {shared} /shared rw; "
+            f"pyrepl_bind {shared}/models /models;")
+        assert "sessions write in the rw bind" in nginx_t_refusal(
+            f"pyrepl_bind {shared}/models /models; "
+            f"pyrepl_bind {shared} /shared rw;")
+        assert "one inside the other" in nginx_t_refusal(
+            f"pyrepl_bind {shared} /shared; "
+            f"pyrepl_bind /usr/share/doc /shared/doc;")
+    n = Nginx()
+    try:
+        os.makedirs(os.path.join(n.prefix, "work", "data"))
+        n.write_conf(http_extra=f"pyrepl_bind {n.prefix}/work/data /data;")
+        r = n.test_config()
+        assert r.returncode != 0
+        assert "sessions write in pyrepl_workdir" in r.stderr, r.stderr
+    finally:
+        n.check_and_clean()
 
 
 @pytest.mark.parametrize("directive, message", [
