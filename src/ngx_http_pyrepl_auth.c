@@ -6,6 +6,11 @@
  * the tenant that created them, and every other tenant is told 404, as if
  * the session did not exist.  Keys are compared in constant time (every
  * configured key, every byte) and never logged.
+ *
+ * A browser cannot set headers on a WebSocket: an upgrade may carry its
+ * key as "?token=KEY" instead (Jupyter's convention).  The key is then
+ * blanked out of the request line, which nginx's error and access logs
+ * quote ("request: ...", $request), so no log line holds it.
  */
 
 #include "ngx_http_pyrepl_auth.h"
@@ -21,6 +26,8 @@ static char *ngx_http_pyrepl_add_key(ngx_conf_t *cf,
 static void ngx_http_pyrepl_keys_exposed(ngx_conf_t *cf,
     ngx_file_info_t *fi, ngx_str_t *name, ngx_uint_t key_file);
 static ngx_int_t ngx_http_pyrepl_presented_key(ngx_http_request_t *r,
+    ngx_str_t *key);
+static ngx_int_t ngx_http_pyrepl_token_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static uint64_t ngx_http_pyrepl_tenant_of(u_char *key, size_t len);
 
@@ -295,7 +302,7 @@ ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
 
         if (i >= part->nelts) {
             if (part->next == NULL) {
-                return NGX_DECLINED;
+                return ngx_http_pyrepl_token_key(r, key);
             }
 
             part = part->next;
@@ -334,6 +341,42 @@ ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
             return NGX_OK;
         }
     }
+}
+
+
+/*
+ * The key of a WebSocket upgrade's "?token=KEY" (percent-decoded, in the
+ * request's pool), blanked out of the request line.  NGX_OK, or
+ * NGX_DECLINED when there is none.
+ */
+static ngx_int_t
+ngx_http_pyrepl_token_key(ngx_http_request_t *r, ngx_str_t *key)
+{
+    u_char     *dst, *src;
+    ngx_str_t   value;
+
+    if (r->headers_in.upgrade == NULL
+        || ngx_http_arg(r, (u_char *) "token", sizeof("token") - 1, &value)
+           != NGX_OK
+        || value.len == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    key->data = ngx_pnalloc(r->pool, value.len);
+    if (key->data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    dst = key->data;
+    src = value.data;
+    ngx_unescape_uri(&dst, &src, value.len, 0);
+    key->len = dst - key->data;
+
+    /* value points into r->args, which is part of r->request_line */
+    ngx_memset(value.data, '*', value.len);
+
+    return NGX_OK;
 }
 
 

@@ -95,7 +95,8 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
                                           "unauthorized",
                                           "a valid API key is required "
                                           "(Authorization: Bearer <key> or "
-                                          "X-API-Key: <key>)");
+                                          "X-API-Key: <key>; a WebSocket "
+                                          "may pass ?token=<key>)");
     }
 
     rc = ngx_http_pyrepl_parse_path(r, &id, &action);

@@ -107,6 +107,45 @@ def node(script, *args, timeout=60):
     return json.loads(r.stdout)
 
 
+# a real browser -------------------------------------------------------------
+
+# what a test nginx's server block needs for a browser: a location that
+# serves t/clients/ (the pages the browser tests open), and short timeouts
+# for the connections Chromium opens ahead of time, which a graceful stop
+# of nginx would otherwise wait for (client_header_timeout)
+BROWSER_SERVER = (f"location /t/ {{ alias {CLIENTS}/; }} "
+                  "location = /favicon.ico { return 204; } "
+                  "client_header_timeout 2s; keepalive_timeout 2s;")
+
+
+def chromium():
+    """A headless Chromium driven through chromium-driver (selenium), or a
+    skip when Debian's chromium, chromium-driver or python3-selenium is
+    missing (util/test installs them)."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("python3-selenium is not installed")
+    if not os.path.exists("/usr/bin/chromedriver"):
+        pytest.skip("chromium-driver is not installed")
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    opts.binary_location = "/usr/bin/chromium"
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"),
+                            options=opts)
+
+
+def title_is(driver, prefix, timeout=20):
+    """Wait for the page's title to start with prefix; the title."""
+    wait_for(lambda: driver.title.startswith(prefix), timeout=timeout,
+             what=f"the page title to start with {prefix!r} "
+                  f"(it is {driver.title!r})")
+    return driver.title
+
+
 # the sanitizer build --------------------------------------------------------
 
 # What nginx needs in LD_PRELOAD (the ASan runtime, then a library that
