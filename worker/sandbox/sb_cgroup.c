@@ -258,10 +258,18 @@ sb_cgroup_enter(const sb_cgroup_t *cg, pid_t pid,
                 }
 
             } else if (sb_cgroup_has(dfd, "memory.limit_in_bytes")) {
-                /* memsw counts memory and swap: at least the limit */
+                /*
+                 * memsw counts memory and swap: at least the limit.  v1
+                 * charges TCP buffers apart, and only once they have a
+                 * limit of their own (kmem.tcp); UDP's not at all.
+                 */
                 if (sb_cgroup_write(dfd, "memory.limit_in_bytes", v) == -1
                     || (sb_cgroup_has(dfd, "memory.memsw.limit_in_bytes")
                         && sb_cgroup_write(dfd, "memory.memsw.limit_in_bytes",
+                                           v) == -1)
+                    || (sb_cgroup_has(dfd, "memory.kmem.tcp.limit_in_bytes")
+                        && sb_cgroup_write(dfd,
+                                           "memory.kmem.tcp.limit_in_bytes",
                                            v) == -1))
                 {
                     goto failed;

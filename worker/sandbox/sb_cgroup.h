@@ -10,8 +10,9 @@
  * memory.oom.group 1, pids.max and cpu.weight.  cgroup v1 (the memory,
  * pids and cpu controllers mounted one by one, as on hybrid hosts): one
  * directory per session under each, with memory.limit_in_bytes (and
- * memory.memsw.limit_in_bytes where swap is accounted), pids.max and
- * cpu.shares.  What is missing (a controller not mounted, or not
+ * memory.memsw.limit_in_bytes where swap is accounted, and the same for
+ * TCP buffers, memory.kmem.tcp.limit_in_bytes, which v1 charges apart),
+ * pids.max and cpu.shares.  What is missing (a controller not mounted, or not
  * delegated) is reported once by the supervisor and left unenforced.
  *
  * Where: the supervisor, at start, finds its own group in each hierarchy

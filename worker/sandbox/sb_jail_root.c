@@ -227,7 +227,7 @@ sb_jail_root(const sb_jail_t *j, const sb_jail_id_t *id, int workdir_fd,
 
     /* the host's own configuration under /usr, hidden */
     for (i = 0; sb_root_hidden[i] != NULL; i++) {
-        if (stat(sb_root_hidden[i], &st) == 0 && S_ISDIR(st.st_mode)
+        if (lstat(sb_root_hidden[i], &st) == 0 && S_ISDIR(st.st_mode)
             && sb_root_mount(&r, "tmpfs", sb_root_hidden[i], "tmpfs",
                              MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                              "size=4k,mode=0755") != 0)

@@ -41,7 +41,9 @@
 
 
 #define SUP_POOL_INFLIGHT  4      /* FORKs outstanding at once */
-#define SUP_POOL_RETRY_MS  100    /* after a failed fork or a death */
+#define SUP_POOL_RETRY_MS  100    /* after a failed fork or a death, */
+#define SUP_POOL_RETRY_MAX 5000   /* doubled while failures go on */
+#define SUP_POOL_CALM_MS   10000  /* a failure after this long: 100 again */
 #define SUP_POOL_WAIT_MS   3000   /* a create waits this long */
 
 
@@ -67,6 +69,7 @@ static void sup_pool_serve(const sup_conf_t *conf);
 static void sup_pool_drop(const sup_conf_t *conf, size_t i);
 static void sup_pool_files(const sup_conf_t *conf, const char *name);
 static int64_t sup_pool_ready_at(void);
+static void sup_pool_failed(void);
 static ssize_t sup_pool_ready(void);
 
 
@@ -80,6 +83,8 @@ static unsigned        sup_pool_min;
 static uint32_t        sup_pool_seq;
 static unsigned long   sup_pool_serial;
 static int64_t         sup_pool_retry_at;
+static int64_t         sup_pool_failed_at;   /* the last failure */
+static int64_t         sup_pool_backoff;
 static unsigned        sup_pool_refill;    /* fill after the replies */
 
 
@@ -121,7 +126,7 @@ sup_pool_fill(const sup_conf_t *conf)
 
     while (have < want && forking < SUP_POOL_INFLIGHT) {
         if (sup_pool_fork_one(conf) == -1) {
-            sup_pool_retry_at = wk_msec() + SUP_POOL_RETRY_MS;
+            sup_pool_failed();
             return;
         }
 
@@ -240,7 +245,7 @@ sup_pool_forked(const sup_conf_t *conf, uint32_t seq, pid_t pid, int err)
         wk_log("the zygote could not fork %s: %s", p->name,
                strerror(err > 0 ? err : EIO));
         sup_pool_drop(conf, i);
-        sup_pool_retry_at = wk_msec() + SUP_POOL_RETRY_MS;
+        sup_pool_failed();
         return;
     }
 
@@ -548,7 +553,7 @@ sup_pool_reaped(const sup_conf_t *conf, pid_t pid, int status)
 
     if (!sup_pool[i].killed) {
         sup_log_exit("pool process", sup_pool[i].name, pid, status);
-        sup_pool_retry_at = wk_msec() + SUP_POOL_RETRY_MS;
+        sup_pool_failed();
     }
 
     sup_journal_gone(sup_pool[i].name);
@@ -755,4 +760,33 @@ sup_pool_at(size_t i, const char **name, pid_t *pid, uint64_t *start)
     *name = sup_pool[i].name;
     *pid = sup_pool[i].killed ? 0 : sup_pool[i].pid;
     *start = sup_pool[i].start;
+}
+
+
+/*
+ * A pool process could not be made, or died before it was handed out
+ * (its jail could not be built...): the next try waits, twice as long
+ * each time failures go on, so a host that cannot make sessions gets a
+ * log line every few seconds rather than a flood.
+ */
+static void
+sup_pool_failed(void)
+{
+    int64_t  now;
+
+    now = wk_msec();
+
+    if (sup_pool_backoff == 0 || now - sup_pool_failed_at > SUP_POOL_CALM_MS) {
+        sup_pool_backoff = SUP_POOL_RETRY_MS;
+
+    } else if (sup_pool_backoff < SUP_POOL_RETRY_MAX) {
+        sup_pool_backoff *= 2;
+
+        if (sup_pool_backoff > SUP_POOL_RETRY_MAX) {
+            sup_pool_backoff = SUP_POOL_RETRY_MAX;
+        }
+    }
+
+    sup_pool_failed_at = now;
+    sup_pool_retry_at = now + sup_pool_backoff;
 }
