@@ -538,6 +538,7 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
 
     u_char                  *p;
     uint32_t                 hash;
+    ngx_str_t                own[3];
     ngx_uint_t               root;
     struct sockaddr_un       sun;
 
@@ -705,9 +706,17 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
     if (ngx_conf_full_name(cf->cycle, &pmcf->checkpoint_path, 0) != NGX_OK
         || ngx_conf_full_name(cf->cycle, &pmcf->bin_dir, 0) != NGX_OK
         || ngx_conf_full_name(cf->cycle, &pmcf->socket_dir, 0) != NGX_OK
-        || ngx_conf_full_name(cf->cycle, &pmcf->workdir, 0) != NGX_OK
-        || ngx_http_pyrepl_binds_check(cf, pmcf->sandbox.binds,
-                                       &pmcf->workdir) != NGX_OK)
+        || ngx_conf_full_name(cf->cycle, &pmcf->workdir, 0) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    own[0] = pmcf->workdir;
+    own[1] = pmcf->checkpoint_path;
+    own[2] = pmcf->socket_dir;
+
+    if (ngx_http_pyrepl_binds_check(cf, pmcf->sandbox.binds, own, 3)
+        != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }

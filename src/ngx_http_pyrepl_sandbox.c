@@ -298,7 +298,8 @@ ngx_http_pyrepl_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     static ngx_str_t  taken[] = {
         ngx_string("/proc"), ngx_string("/dev"), ngx_string("/tmp"),
-        ngx_string("/home/pyrepl")
+        ngx_string("/home/pyrepl"), ngx_string("/usr/local/etc"),
+        ngx_string("/usr/local/nginx")
     };
 
     value = cf->args->elts;
@@ -325,26 +326,26 @@ ngx_http_pyrepl_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         dst->len--;
     }
 
+    /* one spelling of each destination: no "//", "." or ".." in it */
     if (src->data[0] != '/' || dst->data[0] != '/' || dst->len < 2
         || ngx_strlchr(src->data, src->data + src->len, ':') != NULL
         || ngx_strlchr(dst->data, dst->data + dst->len, ':') != NULL
-        || ngx_strstr(dst->data, "/..") != NULL)
+        || ngx_strstr(dst->data, "//") != NULL
+        || ngx_strstr(dst->data, "/.") != NULL)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "pyrepl_bind \"%V\" \"%V\": absolute paths "
-                           "without \":\" or \"..\", and not \"/\"",
-                           src, dst);
+                           "without \":\", \"//\" or names starting with "
+                           "\".\", and not \"/\"", src, dst);
         return NGX_CONF_ERROR;
     }
 
+    /* the jail's own mounts, and the folders above them, stay its own */
     for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
-        if (dst->len >= taken[i].len
-            && ngx_strncmp(dst->data, taken[i].data, taken[i].len) == 0
-            && (dst->len == taken[i].len || dst->data[taken[i].len] == '/'))
-        {
+        if (ngx_http_pyrepl_path_nested(dst, &taken[i])) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "pyrepl_bind: \"%V\" is the jail's own",
-                               &taken[i]);
+                               "pyrepl_bind: \"%V\" is, holds or is in "
+                               "\"%V\", the jail's own", dst, &taken[i]);
             return NGX_CONF_ERROR;
         }
     }
@@ -414,18 +415,21 @@ ngx_http_pyrepl_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
- * The binds as a whole, once the folders sessions write are known: no
- * source inside (or holding) what sessions write, a rw bind's source or
- * pyrepl_workdir, where a session could replace it with a link for the
- * next jails to follow; and no destination inside another (the jail would
- * make its folder in the other bind's source, on the host).
+ * The binds as a whole, once PyREPL's own folders (own: pyrepl_workdir,
+ * which sessions write, the checkpoint and socket folders, private) are
+ * known: no source inside (or holding) one of them or an rw bind's
+ * source, where a session could replace a folder with a link for the next
+ * jails to follow, or see what is not its own; and no destination inside
+ * another (the jail would make its folder in the other bind's source, on
+ * the host).
  */
 ngx_int_t
 ngx_http_pyrepl_binds_check(ngx_conf_t *cf, ngx_array_t *binds,
-    ngx_str_t *workdir)
+    ngx_str_t *own, ngx_uint_t nown)
 {
-    ngx_str_t   *b, si, sj, di, dj;
-    ngx_uint_t   i, j;
+    u_char      *real;
+    ngx_str_t   *b, si, sj, di, dj, dir;
+    ngx_uint_t   i, j, k;
 
     if (binds == NULL) {
         return NGX_OK;
@@ -436,11 +440,29 @@ ngx_http_pyrepl_binds_check(ngx_conf_t *cf, ngx_array_t *binds,
     for (i = 0; i < binds->nelts; i++) {
         ngx_http_pyrepl_bind_split(&b[i], &si, &di);
 
-        if (ngx_http_pyrepl_path_nested(&si, workdir)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "pyrepl_bind \"%V\": sessions write in "
-                               "pyrepl_workdir \"%V\"", &si, workdir);
-            return NGX_ERROR;
+        for (k = 0; k < nown; k++) {
+            /* as the jail sees it: its real path, when it is there */
+            dir = own[k];
+            real = ngx_pnalloc(cf->temp_pool, NGX_MAX_PATH);
+
+            if (real == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (ngx_realpath(own[k].data, real) != NULL) {
+                dir.data = real;
+                dir.len = ngx_strlen(real);
+            }
+
+            if (ngx_http_pyrepl_path_nested(&si, &own[k])
+                || ngx_http_pyrepl_path_nested(&si, &dir))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "pyrepl_bind \"%V\": sessions write in, "
+                                   "or PyREPL keeps private, \"%V\"", &si,
+                                   &own[k]);
+                return NGX_ERROR;
+            }
         }
 
         for (j = 0; j < binds->nelts; j++) {

@@ -34,8 +34,8 @@ ngx_int_t ngx_http_pyrepl_sandbox_check(ngx_cycle_t *cycle,
 ngx_uint_t ngx_http_pyrepl_sandbox_argv(ngx_http_pyrepl_main_conf_t *pmcf,
     char **argv, u_char (*bufs)[NGX_INT64_LEN + 1]);
 
-/* the binds against each other and pyrepl_workdir (nginx -t) */
+/* the binds against each other and PyREPL's own folders (nginx -t) */
 ngx_int_t ngx_http_pyrepl_binds_check(ngx_conf_t *cf, ngx_array_t *binds,
-    ngx_str_t *workdir);
+    ngx_str_t *own, ngx_uint_t nown);
 
 #endif /* NGX_HTTP_PYREPL_SANDBOX_H */
