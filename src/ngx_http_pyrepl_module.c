@@ -11,6 +11,7 @@
 
 #include "ngx_http_pyrepl_auth.h"
 #include "ngx_http_pyrepl_opensandbox.h"
+#include "ngx_http_pyrepl_origin.h"
 #include "ngx_http_pyrepl_reaper.h"
 #include "ngx_http_pyrepl_router.h"
 #include "ngx_http_pyrepl_sandbox.h"
@@ -240,6 +241,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pyrepl_main_conf_t, restore_on_crash),
+      NULL },
+
+    { ngx_string("pyrepl_cors_origin"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyrepl_cors_origin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("pyrepl_dialect"),
@@ -801,6 +809,7 @@ ngx_http_pyrepl_create_loc_conf(ngx_conf_t *cf)
 
     plcf->enable = NGX_CONF_UNSET;
     plcf->dialect = NGX_CONF_UNSET_UINT;
+    plcf->cors_origins = NGX_CONF_UNSET_PTR;
 
     return plcf;
 }
@@ -817,6 +826,7 @@ ngx_http_pyrepl_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_uint_value(conf->dialect, prev->dialect,
                               PYREPL_DIALECT_PYREPL);
+    ngx_conf_merge_ptr_value(conf->cors_origins, prev->cors_origins, NULL);
 
     /*
      * Bodies over client_max_body_size must get the JSON 413 of API.md, not

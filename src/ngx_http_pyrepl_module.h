@@ -164,6 +164,7 @@ typedef struct {
     ngx_flag_t               enable;
     ngx_uint_t               dialect;        /* PYREPL_DIALECT_* */
     off_t                    max_body_size;  /* client_max_body_size */
+    ngx_array_t             *cors_origins;   /* pyrepl_cors_origin */
 } ngx_http_pyrepl_loc_conf_t;
 
 

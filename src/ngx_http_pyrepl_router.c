@@ -10,10 +10,12 @@
  *   POST or GET           /session/{id}/<action>, from the table below
  *
  * HEAD is answered wherever GET is (but on the WebSocket route), without
- * the body.  Every request needs a valid API key first (401); a session
- * id is exactly 32 lowercase hex digits and the caller's own (else 404,
- * as for an unknown one); anything else is 404 no such route or 405 with
- * the route's methods in Allow.
+ * the body.  A request from a foreign web page is refused first (403),
+ * a CORS preflight answered (ngx_http_pyrepl_origin.c).  Every other
+ * request needs a valid API key (401); a session id is exactly 32
+ * lowercase hex digits and the caller's own (else 404, as for an unknown
+ * one); anything else is 404 no such route or 405 with the route's
+ * methods in Allow.
  */
 
 #include "ngx_http_pyrepl_router.h"
@@ -21,6 +23,7 @@
 #include "ngx_http_pyrepl_auth.h"
 #include "ngx_http_pyrepl_checkpoint.h"
 #include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_origin.h"
 #include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_run.h"
 #include "ngx_http_pyrepl_session.h"
@@ -63,6 +66,8 @@ static ngx_http_pyrepl_action_t  ngx_http_pyrepl_actions[] = {
 static ngx_int_t ngx_http_pyrepl_parse_path(ngx_http_request_t *r,
     u_char **id, ngx_http_pyrepl_action_t **action);
 static ngx_uint_t ngx_http_pyrepl_is_id(u_char *p, u_char *last);
+static void ngx_http_pyrepl_route_allow(ngx_int_t rc, u_char *id,
+    ngx_http_pyrepl_action_t *action, ngx_str_t *allow);
 
 
 /* The content handler of a "pyrepl" location. */
@@ -71,7 +76,7 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
 {
     u_char                       *id;
     uint64_t                      tenant;
-    ngx_int_t                     rc;
+    ngx_int_t                     rc, orc;
     ngx_str_t                     allow;
     ngx_uint_t                    get;
     ngx_table_elt_t              *h;
@@ -80,6 +85,16 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    rc = ngx_http_pyrepl_parse_path(r, &id, &action);
+
+    ngx_http_pyrepl_route_allow(rc, id, action, &allow);
+
+    /* a foreign web page's request, or a CORS preflight (no key in it) */
+    orc = ngx_http_pyrepl_origin_check(r, &allow);
+    if (orc != NGX_DECLINED) {
+        return orc;
+    }
 
     if (ngx_http_pyrepl_authenticate(r, &tenant) != NGX_OK) {
         ngx_http_discard_request_body(r);
@@ -98,8 +113,6 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
                                           "X-API-Key: <key>; a WebSocket "
                                           "may pass ?token=<key>)");
     }
-
-    rc = ngx_http_pyrepl_parse_path(r, &id, &action);
 
     if (rc != NGX_OK && rc != NGX_DONE) {
         ngx_http_discard_request_body(r);
@@ -131,12 +144,6 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
             return ngx_http_pyrepl_checkpoint_delete_handler(r, id);
         }
 
-        ngx_str_set(&allow, "GET, HEAD");
-
-        if (id != NULL) {
-            ngx_str_set(&allow, "DELETE");
-        }
-
     } else if (id == NULL) {                            /* /session */
         if (r->method == NGX_HTTP_POST) {
             return ngx_http_pyrepl_create_handler(r);
@@ -145,8 +152,6 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
         if (get) {
             return ngx_http_pyrepl_list_handler(r);
         }
-
-        ngx_str_set(&allow, "GET, HEAD, POST");
 
     } else if (action == NULL) {                        /* /session/{id} */
         if (get) {
@@ -157,30 +162,49 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
             return ngx_http_pyrepl_delete_handler(r, id);
         }
 
-        ngx_str_set(&allow, "GET, HEAD, DELETE");
-
-    } else {                                            /* /session/{id}/x */
-        if (r->method == action->method
-            || (get && action->method == NGX_HTTP_GET
-                && action->handler != ngx_http_pyrepl_ws_handler))
-        {
-            return action->handler(r, id);
-        }
-
-        ngx_str_set(&allow, "POST");
-
-        if (action->method == NGX_HTTP_GET) {
-            ngx_str_set(&allow, "GET, HEAD");
-
-            if (action->handler == ngx_http_pyrepl_ws_handler) {
-                ngx_str_set(&allow, "GET");
-            }
-        }
+    } else if (r->method == action->method              /* /session/{id}/x */
+               || (get && action->method == NGX_HTTP_GET
+                   && action->handler != ngx_http_pyrepl_ws_handler))
+    {
+        return action->handler(r, id);
     }
 
     ngx_http_discard_request_body(r);
 
     return ngx_http_pyrepl_send_not_allowed(r, &allow);
+}
+
+
+/* The methods route (what parse_path found) takes, for Allow. */
+static void
+ngx_http_pyrepl_route_allow(ngx_int_t rc, u_char *id,
+    ngx_http_pyrepl_action_t *action, ngx_str_t *allow)
+{
+    if (rc == NGX_DONE) {                       /* /session/checkpoints... */
+        if (id == NULL) {
+            ngx_str_set(allow, "GET, HEAD");
+        } else {
+            ngx_str_set(allow, "DELETE");
+        }
+
+    } else if (rc != NGX_OK) {                  /* no such route */
+        ngx_str_set(allow, "GET, HEAD, POST, DELETE");
+
+    } else if (id == NULL) {                    /* /session */
+        ngx_str_set(allow, "GET, HEAD, POST");
+
+    } else if (action == NULL) {                /* /session/{id} */
+        ngx_str_set(allow, "GET, HEAD, DELETE");
+
+    } else if (action->method == NGX_HTTP_POST) {
+        ngx_str_set(allow, "POST");
+
+    } else if (action->handler == ngx_http_pyrepl_ws_handler) {
+        ngx_str_set(allow, "GET");
+
+    } else {
+        ngx_str_set(allow, "GET, HEAD");
+    }
 }
 
 

@@ -6,8 +6,10 @@ import os
 import urllib.parse
 
 import pytest
+import requests
 
-from helpers import BROWSER_SERVER, Nginx, chromium, title_is, wait_for
+from helpers import (BROWSER_SERVER, CLIENTS, Nginx, chromium, free_port,
+                     title_is, wait_for)
 
 KEY = "browser-key-0123456789abcdef"
 
@@ -53,3 +55,100 @@ def test_a_browser_passes_its_key_to_a_websocket_as_token(browser, keyed):
         with open(os.path.join(logs, name), errors="replace") as f:
             assert KEY not in f.read(), name
     keyed.http.delete(f"{keyed.url}/session/{sid}")
+
+
+def sessions(nginx):
+    return {s["session_id"] for s in
+            nginx.http.get(nginx.url + "/session").json()["sessions"]}
+
+
+def another_site(port):
+    """A server block on port that serves t/clients/, as another site."""
+    return (f"server {{ listen 127.0.0.1:{port}; "
+            f"location /t/ {{ alias {CLIENTS}/; }} "
+            "location = /favicon.ico { return 204; } "
+            "client_header_timeout 2s; keepalive_timeout 2s; }")
+
+
+def test_a_page_of_another_site_can_neither_create_nor_hijack(browser):
+    site = free_port()
+    n = Nginx(http_extra=another_site(site),
+              server_extra=BROWSER_SERVER).start()
+    try:
+        sid = n.create()
+        before = sessions(n)
+        browser.get(f"http://127.0.0.1:{site}/t/cross_page.html?" +
+                    urllib.parse.urlencode({"api": n.url, "sid": sid}))
+        title_is(browser, "finished")
+        assert browser.find_element("id", "out").text.splitlines() == [
+            "simple blocked", "json blocked", "ws closed 1006"]
+        assert sessions(n) == before              # nothing was created
+        r = n.run_json(sid, "'hijacked' in globals()")
+        assert r["result"] == {"text/plain": "False"}
+    finally:
+        browser.get("about:blank")
+        n.check_and_clean()
+
+
+def test_an_origin_pyrepl_cors_origin_allows_gets_cors(browser):
+    site = free_port()
+    origin = f"http://127.0.0.1:{site}"
+    n = Nginx(http_extra=another_site(site),
+              server_extra=BROWSER_SERVER +
+              f" pyrepl_cors_origin {origin};").start()
+    try:
+        sid = n.create()
+        browser.get(f"{origin}/t/cross_page.html?" +
+                    urllib.parse.urlencode({"api": n.url, "sid": sid}))
+        title_is(browser, "finished")
+        assert browser.find_element("id", "out").text.splitlines() == [
+            "simple 201", "json 201", "ws done ok"]
+        r = n.run_json(sid, "hijacked")
+        assert r["result"] == {"text/plain": "True"}
+    finally:
+        browser.get("about:blank")
+        n.check_and_clean()
+
+
+def test_preflights_and_foreign_origins_over_http(nginx_cors):
+    n, origin = nginx_cors
+    url = n.url + "/session"
+    r = requests.options(url, headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert r.status_code == 204
+    assert r.headers["Access-Control-Allow-Origin"] == origin
+    assert r.headers["Access-Control-Allow-Methods"] == "GET, HEAD, POST"
+    assert "Content-Type" in r.headers["Access-Control-Allow-Headers"]
+    r = requests.options(url, headers={
+        "Origin": "http://evil.example",
+        "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "forbidden"
+    r = requests.post(url, json={}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403
+    # the server's own origin, and clients that send none, go on
+    r = requests.post(url, json={}, headers={"Origin": n.url})
+    assert r.status_code == 201 and "Access-Control-Allow-Origin" not in \
+        r.headers
+    assert requests.post(url, json={}).status_code == 201
+
+
+@pytest.fixture
+def nginx_cors():
+    origin = "https://ide.example.com"
+    n = Nginx(http_extra=f"pyrepl_cors_origin {origin};").start()
+    yield n, origin
+    n.check_and_clean()
+
+
+@pytest.mark.parametrize("value", ["ide.example.com", "https://x/path",
+                                   "https://"])
+def test_nginx_t_checks_pyrepl_cors_origin(value):
+    n = Nginx(http_extra=f"pyrepl_cors_origin {value};")
+    try:
+        r = n.test_config()
+        assert r.returncode != 0
+        assert "an origin is scheme://host[:port]" in r.stderr, r.stderr
+    finally:
+        n.check_and_clean()
