@@ -243,6 +243,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       offsetof(ngx_http_pyrepl_main_conf_t, restore_on_crash),
       NULL },
 
+    { ngx_string("pyrepl_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pyrepl_main_conf_t, keepalive),
+      NULL },
+
     { ngx_string("pyrepl_cors_origin"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_pyrepl_cors_origin,
@@ -525,6 +532,7 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->checkpoint_max_size = NGX_CONF_UNSET_SIZE;
     pmcf->checkpoint_quota = NGX_CONF_UNSET;
     pmcf->restore_on_crash = NGX_CONF_UNSET;
+    pmcf->keepalive = NGX_CONF_UNSET_MSEC;
 
     ngx_http_pyrepl_sandbox_create(&pmcf->sandbox);
 
@@ -563,6 +571,7 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(pmcf->checkpoint_max_size, 512 * 1024 * 1024);
     ngx_conf_init_value(pmcf->checkpoint_quota, 0);
     ngx_conf_init_value(pmcf->restore_on_crash, 0);
+    ngx_conf_init_msec_value(pmcf->keepalive, 15000);
 
     if (pmcf->checkpoint_max_size < 4096) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

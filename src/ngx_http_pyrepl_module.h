@@ -152,6 +152,7 @@ typedef struct {
     size_t                   checkpoint_max_size;
     off_t                    checkpoint_quota;       /* 0: off */
     ngx_flag_t               restore_on_crash;
+    ngx_msec_t               keepalive;      /* SSE ": ping", WS pings */
     ngx_http_pyrepl_sandbox_conf_t  sandbox;
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
 } ngx_http_pyrepl_main_conf_t;

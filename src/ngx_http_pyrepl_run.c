@@ -38,7 +38,6 @@
 #include "ngx_http_pyrepl_spool.h"
 
 
-#define PYREPL_PING_INTERVAL  15000
 #define PYREPL_RUN_MIN_BUF    8192
 #define PYREPL_JSON_OUT       65536     /* escaped stdout on its way */
 
@@ -220,7 +219,10 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
         ctx->ping.data = ctx;
         ctx->ping.log = r->connection->log;
         ctx->ping.cancelable = 1;
-        ngx_add_timer(&ctx->ping, PYREPL_PING_INTERVAL);
+
+        if (ctx->exec.pmcf->keepalive) {
+            ngx_add_timer(&ctx->ping, ctx->exec.pmcf->keepalive);
+        }
     }
 
     rc = ngx_http_pyrepl_exec_start(&ctx->exec);
@@ -415,7 +417,7 @@ ngx_http_pyrepl_sse_write(ngx_http_pyrepl_run_t *ctx, const char *event,
     }
 
     if (ctx->ping.timer_set) {
-        ngx_add_timer(&ctx->ping, PYREPL_PING_INTERVAL);
+        ngx_add_timer(&ctx->ping, ctx->exec.pmcf->keepalive);
     }
 
     return rc;
@@ -931,7 +933,7 @@ ngx_http_pyrepl_run_ping(ngx_event_t *ev)
         return;
     }
 
-    ngx_add_timer(ev, PYREPL_PING_INTERVAL);
+    ngx_add_timer(ev, ctx->exec.pmcf->keepalive);
 }
 
 

@@ -68,12 +68,17 @@ typedef struct {
                                               /* first */
 
     ngx_event_t                   finish;     /* posted: end the request */
+    ngx_event_t                   keepalive;  /* every pyrepl_keepalive */
+    ngx_msec_t                    sent_at;    /* the last frame queued */
+    ngx_msec_t                    pinged_at;  /* the ping not answered */
 
     unsigned                      msgpack:1;
     unsigned                      paused:1;
     unsigned                      deaf:1;     /* not reading the client */
     unsigned                      closing:1;  /* our close frame is queued */
     unsigned                      finished:1;
+    unsigned                      pinged:1;   /* no frame from the client */
+                                              /* since our last ping */
 } ngx_http_pyrepl_ws_t;
 
 
@@ -110,6 +115,7 @@ static void ngx_http_pyrepl_ws_finish_handler(ngx_event_t *ev);
 static void ngx_http_pyrepl_ws_end_exec(ngx_http_pyrepl_ws_t *ws);
 static void ngx_http_pyrepl_ws_idle(ngx_http_pyrepl_ws_t *ws);
 static void ngx_http_pyrepl_ws_cleanup(void *data);
+static void ngx_http_pyrepl_ws_keepalive(ngx_event_t *ev);
 
 
 ngx_int_t
@@ -197,6 +203,15 @@ ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
 
     /* a graceful shutdown closes it (1001) between runs */
     r->connection->idle = 1;
+
+    if (ws->pmcf->keepalive) {
+        ws->keepalive.handler = ngx_http_pyrepl_ws_keepalive;
+        ws->keepalive.data = ws;
+        ws->keepalive.log = r->connection->log;
+        ws->keepalive.cancelable = 1;
+        ws->sent_at = ngx_current_msec;
+        ngx_add_timer(&ws->keepalive, ngx_max(ws->pmcf->keepalive / 2, 1));
+    }
 
     /* small frames each way: Nagle would hold them for the client's ACK */
 
@@ -359,6 +374,8 @@ ngx_http_pyrepl_ws_frame(ngx_http_pyrepl_ws_t *ws, pr_ws_frame_t *f)
     json_error_t       jerr;
     msgpack_unpacked   up;
 
+    ws->pinged = 0;             /* the client is there */
+
     switch (f->opcode) {
 
     case PR_WS_OP_PING:
@@ -366,7 +383,7 @@ ngx_http_pyrepl_ws_frame(ngx_http_pyrepl_ws_t *ws, pr_ws_frame_t *f)
                                              f->len);
 
     case PR_WS_OP_PONG:
-        return NGX_OK;
+        return NGX_OK;          /* (every frame clears ws->pinged) */
 
     case PR_WS_OP_CLOSE:
         ngx_http_pyrepl_ws_close(ws, f->close_code == PR_WS_CLOSE_NO_STATUS
@@ -778,6 +795,7 @@ ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws, int opcode,
     *ws->last_out = cl;
     ws->last_out = &cl->next;
     ws->out_size += hlen + len;
+    ws->sent_at = ngx_current_msec;
 
     if (ngx_http_pyrepl_ws_flush(ws) == NGX_ERROR) {
         ngx_http_pyrepl_ws_finish(ws);
@@ -986,6 +1004,10 @@ ngx_http_pyrepl_ws_cleanup(void *data)
         ngx_delete_posted_event(&ws->finish);
     }
 
+    if (ws->keepalive.timer_set) {
+        ngx_del_timer(&ws->keepalive);
+    }
+
     ngx_http_pyrepl_ws_end_exec(ws);
 
     for (cl = ws->out; cl; cl = cl->next) {
@@ -998,4 +1020,54 @@ ngx_http_pyrepl_ws_cleanup(void *data)
     ws->inputs = NULL;
 
     pr_ws_parser_free(&ws->parser);
+}
+
+
+/*
+ * Twice every pyrepl_keepalive: a socket nothing was sent on for half of
+ * it gets a ping, so that proxies in between (proxy_read_timeout) never
+ * hear nothing for a whole one; one whose client sent nothing for a whole
+ * one since a ping, not even the pong, is closed (1001).  A client whose
+ * frames are not being read (ws->deaf: it does not take its output) is
+ * judged by send_timeout instead.
+ */
+static void
+ngx_http_pyrepl_ws_keepalive(ngx_event_t *ev)
+{
+    ngx_msec_t             half;
+    ngx_http_pyrepl_ws_t  *ws;
+
+    ws = ev->data;
+
+    if (ws->finished || ws->closing) {
+        return;
+    }
+
+    half = ngx_max(ws->pmcf->keepalive / 2, 1);
+
+    if (ws->pinged && !ws->deaf
+        && ngx_current_msec - ws->pinged_at >= ws->pmcf->keepalive)
+    {
+        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                      "pyrepl: WebSocket client stopped answering pings");
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_GOING_AWAY,
+                                 "no answer to pings");
+        return;
+    }
+
+    if (ngx_current_msec - ws->sent_at >= half) {
+        if (ngx_http_pyrepl_ws_send_frame(ws, PR_WS_OP_PING,
+                                          (u_char *) "pyrepl", 6)
+            == NGX_DONE)
+        {
+            return;
+        }
+
+        if (!ws->pinged && !ws->deaf) {
+            ws->pinged = 1;
+            ws->pinged_at = ngx_current_msec;
+        }
+    }
+
+    ngx_add_timer(ev, half);
 }
