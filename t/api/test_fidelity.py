@@ -84,3 +84,33 @@ def test_the_locale_is_the_environment_s(nginx):
                             "locale.setlocale(locale.LC_CTYPE), "
                             "os.environ['LANG']")
     assert r["result"] == {"text/plain": "('C.UTF-8', 'C.UTF-8')"}, r
+
+
+ORDER = textwrap.dedent("""
+    import sys
+    for i in range(100):
+        print(i)
+        sys.stderr.write(f"e{i}\\n")
+        print(f"p{i}", file=sys.stderr, end="\\n")
+    sys.stdout.write("end\\n")
+""")
+IN_ORDER = "".join(f"{i}\ne{i}\np{i}\n" for i in range(100)) + "end\n"
+
+
+def test_writes_to_stdout_and_stderr_arrive_in_the_order_made(nginx):
+    # over SSE (and, with the same pipeline, WebSocket): the events in the
+    # order they came, stdout and stderr interleaved as the code wrote them
+    sid = nginx.create()
+    events = nginx.run(sid, ORDER)
+    got = [(e, d["text"]) for e, d in events if e in ("stdout", "stderr")]
+    assert "".join(t for _, t in got) == IN_ORDER
+    assert "".join(t for e, t in got if e == "stderr") == \
+        "".join(f"e{i}\np{i}\n" for i in range(100))
+    # what a terminal shows for the same program run by python3 itself
+    assert subprocess.run(["/usr/bin/python3", "-u", "-c", ORDER],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True).stdout == IN_ORDER
+    r = nginx.run_json(sid, "import sys; sys.stdout.fileno(), "
+                            "sys.stderr.fileno(), sys.stdout.isatty()")
+    assert r["result"] == {"text/plain": "(1, 2, False)"}
+    nginx.http.delete(f"{nginx.url}/session/{sid}")

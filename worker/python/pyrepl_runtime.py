@@ -5,7 +5,8 @@ executes it once at start-up into a private module and calls run_cell()
 for every run.  It owns REPL semantics (the value of a final expression),
 the linecache entries that let tracebacks and inspect show cell source, and
 traceback formatting.  It does no I/O: output goes to fds 1 and 2, which
-the C side forwards, and the outcome is returned as plain strings.
+the C side forwards (sys.stdout and sys.stderr keeping their order,
+_Ordered), and the outcome is returned as plain strings.
 
 The C side compiles this module under the file name in _FILE; frames with
 that file name are the runtime's own and are never shown to the user.  It
@@ -24,9 +25,11 @@ every run.
 import ast
 import builtins
 import collections
+import fcntl
 import functools
 import getpass
 import inspect
+import io
 import json
 import linecache
 import os
@@ -34,11 +37,14 @@ import pickle
 import posix
 import site
 import sys
+import termios
+import time
 import traceback
 import types
 import weakref
 
 _FILE = "<pyrepl_runtime>"
+_FENCE_MAX = 1.0                 # seconds a write waits for the other pipe
 _CELL = "<cell "                 # cell file names: "<cell N>"
 _SEEN_MAX = 10000                # elements a change fingerprint looks at
 _SIZE_MAX = 10000                # objects size_bytes visits per variable
@@ -173,19 +179,65 @@ def _failure(exc, tb):
     return (status, None, type(exc).__name__, evalue, list(te.format()))
 
 
+class _Ordered(io.RawIOBase):
+    """fd 1 or 2 for sys.stdout and sys.stderr.  The two are pipes that the
+    I/O thread reads apart, so what one stream wrote right after the other
+    could reach the client first; a write here first waits until the I/O
+    thread has read everything in the other pipe (at most _FENCE_MAX, for a
+    client that takes nothing), so writes through sys.stdout and sys.stderr
+    arrive in the order the code made them.  What C code or child
+    processes write to fds 1 and 2 directly can still interleave."""
+
+    def __init__(self, fd, other):
+        super().__init__()
+        self._fd = fd
+        self._other = other
+        self._unread = bytearray(4)
+
+    def writable(self):
+        return True
+
+    def fileno(self):
+        return self._fd
+
+    def write(self, b):
+        deadline = None
+        while True:
+            fcntl.ioctl(self._other, termios.FIONREAD, self._unread)
+            if not any(self._unread):
+                break
+            now = time.monotonic()
+            deadline = deadline or now + _FENCE_MAX
+            if now > deadline:
+                break
+            time.sleep(0.0001)
+        return os.write(self._fd, b)
+
+
+def _ordered_stdio():
+    for name, fd, other in (("stdout", 1, 2), ("stderr", 2, 1)):
+        old = getattr(sys, name)
+        new = io.TextIOWrapper(_Ordered(fd, other), encoding=old.encoding,
+                               errors=old.errors, write_through=True)
+        new.mode = "w"
+        setattr(sys, name, new)
+
+
 def start():
     """Called once, before a session serves its first request.
 
     HOME is the session's working directory unless the operator's
     pyrepl_env set one, and what site derived from HOME in the zygote
     (the user site directory) is derived again, as a python3 started
-    there would have it.
+    there would have it.  sys.stdout and sys.stderr keep their order
+    (_Ordered).
     """
     os.environ.setdefault("HOME", os.getcwd())
     site.USER_BASE = site.USER_SITE = None
     user_site = site.getusersitepackages()
     if site.ENABLE_USER_SITE and os.path.isdir(user_site):
         site.addsitedir(user_site)
+    _ordered_stdio()
 
 
 def run_cell(source, filename, ns):
