@@ -7,7 +7,8 @@
  *                        default (OpenSandbox's dialect: "timeout")
  *   tx_policy            commit_always (bash sessions: the only one),
  *                        commit_on_success, rollback_on_failure, explicit
- *   cwd, env, stdin      bash sessions only, for that run
+ *   cwd, env             for that run only
+ *   stdin                bash sessions only, for that run
  *
  * read into the exec, or refused (PYREPL_REFUSED_BAD_REQUEST or
  * PYREPL_REFUSED_TOO_LARGE) with the words of why.
@@ -21,14 +22,14 @@
 
 static const char *ngx_http_pyrepl_exec_check(ngx_http_pyrepl_exec_t *ex,
     json_t *body);
-static const char *ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex,
-    json_t *body);
+static const char *ngx_http_pyrepl_exec_parse_place(
+    ngx_http_pyrepl_exec_t *ex, json_t *body);
 static const char *ngx_http_pyrepl_exec_tx_policy(json_t *v);
 
 
 /*
- * Read a run request ({"code" | "command", "timeout_ms", "tx_policy", and
- * for bash sessions "cwd", "env", "stdin"}) into ex.  Returns NGX_OK, or
+ * Read a run request ({"code" | "command", "timeout_ms", "tx_policy",
+ * "cwd", "env", and for bash sessions "stdin"}) into ex.  Returns NGX_OK, or
  * NGX_DECLINED with ex->refusal and ex->why saying what is wrong.
  */
 ngx_int_t
@@ -127,24 +128,21 @@ ngx_http_pyrepl_exec_check(ngx_http_pyrepl_exec_t *ex, json_t *body)
         }
     }
 
-    if (ex->lang == PYREPL_LANG_BASH) {
-        return ngx_http_pyrepl_exec_parse_bash(ex, body);
+    if (ex->lang != PYREPL_LANG_BASH && json_object_get(body, "stdin")) {
+        return "\"stdin\" is for bash sessions (python code reads no "
+               "stdin: input() asks the client)";
     }
 
-    if (json_object_get(body, "cwd") || json_object_get(body, "env")
-        || json_object_get(body, "stdin"))
-    {
-        return "\"cwd\", \"env\" and \"stdin\" are for bash sessions; "
-               "python sessions do not take them yet";
-    }
-
-    return NULL;
+    return ngx_http_pyrepl_exec_parse_place(ex, body);
 }
 
 
-/* cwd: str, env: {name: str}, stdin: str; they apply to this run only. */
+/*
+ * cwd: str, env: {name: str}, and for bash stdin: str; they apply to this
+ * run only.
+ */
 static const char *
-ngx_http_pyrepl_exec_parse_bash(ngx_http_pyrepl_exec_t *ex, json_t *body)
+ngx_http_pyrepl_exec_parse_place(ngx_http_pyrepl_exec_t *ex, json_t *body)
 {
     u_char       *p;
     json_t       *v, *val;

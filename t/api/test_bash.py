@@ -138,10 +138,10 @@ def test_delete_kills_background_jobs(nginx):
     wait_for(lambda: not running(pid), what="the background job to die")
 
 
-def test_python_sessions_refuse_bash_fields(nginx):
+def test_python_sessions_refuse_stdin(nginx):
     sid = nginx.create(language="python")
     r = nginx.http.post(f"{nginx.url}/session/{sid}/run",
-                        json={"code": "1", "cwd": "/tmp"})
+                        json={"code": "1", "stdin": "x"})
     assert r.status_code == 400
     assert "bash" in r.json()["error"]["message"]
     assert nginx.run_json(sid, "6 * 7")["result"] == {"text/plain": "42"}

@@ -351,3 +351,23 @@ def test_an_eventsource_reconnecting_after_a_run_runs_nothing(nginx, session):
     assert "".join(seen["stdout"]) == "1\n"
     assert (seen["opens"], seen["closed"]) == (1, True)
     assert nginx.run_json(session, "n")["result"] == {"text/plain": "1"}
+
+
+def test_a_python_run_s_cwd_and_env_are_that_run_s_alone(nginx, session):
+    where = ("import os; (os.getcwd() == os.path.expanduser('~'), "
+             "os.path.basename(os.getcwd()), os.environ.get('STAGE'), "
+             "os.environ['LANG'])")
+    nginx.run_json(session, "import os; os.makedirs('data/raw')")
+    r = nginx.run_json(session, where, cwd="data/raw",
+                       env={"STAGE": "test", "LANG": "C"})
+    assert r["result"] == {"text/plain": "(False, 'raw', 'test', 'C')"}
+    back = nginx.run_json(session, where)["result"]["text/plain"]
+    assert back.startswith("(True,")            # the session's own, back
+    assert back.endswith(", None, 'C.UTF-8')")
+    # a failed run gives them back too, and a cwd that is not there fails
+    r = nginx.run_json(session, "1/0", cwd="data", env={"STAGE": "x"})
+    assert r["status"] == "error"
+    r = nginx.run_json(session, "1", cwd="nowhere")
+    assert r["status"] == "error"
+    assert r["error"]["ename"] == "FileNotFoundError"
+    assert nginx.run_json(session, where)["result"]["text/plain"] == back

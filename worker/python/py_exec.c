@@ -46,9 +46,12 @@ static void py_exec_state(py_session_t *s, int op, const char *name,
 static void py_exec_run(py_session_t *s, const char *code, size_t len,
     py_outcome_t *o);
 static int py_exec_interrupted(py_session_t *s);
+static PyObject *py_exec_place_kwargs(void);
 
 
 static int64_t  py_exec_count;          /* execution_count of the last run */
+static char    *py_exec_place;          /* the run's own cwd and env */
+static size_t   py_exec_place_len;      /* (py_session_t.place) */
 
 
 void
@@ -346,8 +349,13 @@ py_exec_wait(py_session_t *s, char **code, size_t *len, int *interactive,
     *len = s->code_len;
     *op = s->op;
     *tx_policy = s->tx_policy;
+    free(py_exec_place);
+    py_exec_place = s->place;
+    py_exec_place_len = s->place_len;
     s->code = NULL;
     s->code_len = 0;
+    s->place = NULL;
+    s->place_len = 0;
     s->op = PY_OP_RUN;
     s->requested = 0;
     *interactive = s->interactive;
@@ -372,10 +380,11 @@ static void
 py_exec_run(py_session_t *s, const char *code, size_t len, py_outcome_t *o)
 {
     int64_t    start;
-    PyObject  *source, *filename, *args, *ret;
+    PyObject  *source, *filename, *args, *kwargs, *ret;
     char       name[PY_EXEC_FILENAME_LEN];
 
     args = NULL;
+    kwargs = NULL;
     ret = NULL;
     source = NULL;
     filename = NULL;
@@ -419,7 +428,12 @@ py_exec_run(py_session_t *s, const char *code, size_t len, py_outcome_t *o)
         goto escaped;
     }
 
-    ret = PyObject_Call(py_runtime.run_cell, args, NULL);
+    kwargs = py_exec_place_kwargs();
+    if (kwargs == NULL && PyErr_Occurred()) {
+        goto escaped;
+    }
+
+    ret = PyObject_Call(py_runtime.run_cell, args, kwargs);
     if (ret == NULL) {
         goto escaped;
     }
@@ -441,6 +455,7 @@ escaped:
 done:
 
     Py_XDECREF(ret);
+    Py_XDECREF(kwargs);
     Py_XDECREF(args);
     Py_XDECREF(filename);
     Py_XDECREF(source);
@@ -598,4 +613,77 @@ py_exec_flush(void)
         clearerr(stdout);
         clearerr(stderr);
     }
+}
+
+
+/*
+ * The run's own cwd and env as run_cell()'s keywords: {"cwd": str,
+ * "env": {name: value}}, without the absent ones; NULL with no exception
+ * set when there are neither, NULL with one on failure.  Names and values
+ * are decoded as os.environ does (the file system encoding, surrogate
+ * escapes).
+ */
+static PyObject *
+py_exec_place_kwargs(void)
+{
+    char      *p, *end, *eq;
+    PyObject  *kwargs, *env, *name, *value;
+
+    if (py_exec_place == NULL) {
+        return NULL;
+    }
+
+    kwargs = PyDict_New();
+    env = PyDict_New();
+
+    if (kwargs == NULL || env == NULL) {
+        goto failed;
+    }
+
+    p = py_exec_place;
+    end = py_exec_place + py_exec_place_len;
+
+    if (*p != '\0') {
+        value = PyUnicode_DecodeFSDefault(p);
+        if (value == NULL || PyDict_SetItemString(kwargs, "cwd", value) != 0)
+        {
+            Py_XDECREF(value);
+            goto failed;
+        }
+
+        Py_DECREF(value);
+    }
+
+    for (p += strlen(p) + 1; p < end; p += strlen(p) + 1) {
+        eq = strchr(p, '=');
+        name = PyUnicode_DecodeFSDefaultAndSize(p, eq - p);
+        value = PyUnicode_DecodeFSDefault(eq + 1);
+
+        if (name == NULL || value == NULL
+            || PyDict_SetItem(env, name, value) != 0)
+        {
+            Py_XDECREF(name);
+            Py_XDECREF(value);
+            goto failed;
+        }
+
+        Py_DECREF(name);
+        Py_DECREF(value);
+    }
+
+    if (PyDict_Size(env) > 0 && PyDict_SetItemString(kwargs, "env", env) != 0)
+    {
+        goto failed;
+    }
+
+    Py_DECREF(env);
+
+    return kwargs;
+
+failed:
+
+    Py_XDECREF(env);
+    Py_XDECREF(kwargs);
+
+    return NULL;
 }

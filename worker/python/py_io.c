@@ -63,6 +63,8 @@ static void py_io_op(int i, int op, char *arg, size_t len,
     int64_t max_size);
 static void py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
     int64_t max_size, unsigned interactive, int64_t timeout_ms);
+static int py_io_place(int i, const pr_frame_t *f, char **place,
+    size_t *len);
 static void py_io_file_op(int i, const pr_frame_t *f);
 static int py_io_tx_policy(const pr_frame_t *f);
 static void py_io_release(py_outcome_t *o);
@@ -413,6 +415,10 @@ py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
 
     s->code = code;
     s->code_len = len;
+    s->place = py_io.place;
+    s->place_len = py_io.place_len;
+    py_io.place = NULL;
+    py_io.place_len = 0;
     s->op = op;
     s->tx_policy = tx_policy;
     s->max_size = max_size;
@@ -463,8 +469,14 @@ py_io_run(int i, const pr_frame_t *f)
         return;
     }
 
+    if (py_io_place(i, f, &py_io.place, &py_io.place_len) != 0) {
+        return;
+    }
+
     code = py_io_copy(&py_io, i, &f->code, "code");
     if (code == NULL) {
+        free(py_io.place);
+        py_io.place = NULL;
         return;
     }
 
@@ -477,6 +489,71 @@ py_io_run(int i, const pr_frame_t *f)
     py_io_hand(i, PY_OP_RUN, code, f->code.len, tx, 0,
                pr_has(f, interactive) && f->interactive != 0,
                pr_has(f, timeout_ms) ? f->timeout_ms : 0);
+}
+
+
+/*
+ * A run frame's cwd and env, for that run only, into *place (malloc'd,
+ * "CWD\0NAME=VALUE\0...", CWD empty for none; NULL when neither).  0, or
+ * -1 with the frame failed.
+ */
+static int
+py_io_place(int i, const pr_frame_t *f, char **place, size_t *len)
+{
+    char      *p;
+    size_t     n;
+    uint32_t   k;
+
+    *place = NULL;
+    *len = 0;
+
+    if (!pr_has(f, cwd) && !pr_has(f, env)) {
+        return 0;
+    }
+
+    n = (pr_has(f, cwd) ? f->cwd.len : 0) + 1;
+
+    if (pr_has(f, cwd) && memchr(f->cwd.data, '\0', f->cwd.len) != NULL) {
+        wk_io_fail(&py_io.io, i, "bad_request", "cwd holds a NUL");
+        return -1;
+    }
+
+    for (k = 0; pr_has(f, env) && k < f->env.n; k++) {
+        if (memchr(f->env.items[k].data, '\0', f->env.items[k].len) != NULL
+            || memchr(f->env.items[k].data, '=', f->env.items[k].len)
+               == NULL)
+        {
+            wk_io_fail(&py_io.io, i, "bad_request",
+                       "env entries are NAME=VALUE, without NUL");
+            return -1;
+        }
+
+        n += f->env.items[k].len + 1;
+    }
+
+    p = malloc(n);
+    if (p == NULL) {
+        wk_io_fail(&py_io.io, i, "unavailable", "out of memory");
+        return -1;
+    }
+
+    *place = p;
+    *len = n;
+
+    if (pr_has(f, cwd)) {
+        memcpy(p, f->cwd.data, f->cwd.len);
+        p += f->cwd.len;
+    }
+
+    *p++ = '\0';
+
+    for (k = 0; pr_has(f, env) && k < f->env.n; k++) {
+        memcpy(p, f->env.items[k].data, f->env.items[k].len);
+        p += f->env.items[k].len;
+        *p++ = '\0';
+    }
+
+    return 0;
 }
 
 

@@ -176,6 +176,9 @@ typedef struct {
     /* another op (code NULL) */
     char            *code;
     size_t           code_len;
+    char            *place;        /* a run's own cwd and env (malloc'd): */
+    size_t           place_len;    /* "CWD\0NAME=VALUE\0...", CWD empty */
+                                   /* for none; NULL when neither */
     int              op;           /* PY_OP_* */
     int              tx_policy;    /* PY_TX_COMMIT_ALWAYS ... */
     int64_t          max_size;     /* PY_OP_CHECKPOINT's (code: the file) */
@@ -234,6 +237,9 @@ typedef struct {
 
     unsigned         interactive:1; /* the run may ask input() */
     unsigned         tx_pending:1; /* an explicit run waits for its fate */
+
+    char            *place;        /* the run frame's cwd and env, on */
+    size_t           place_len;    /* their way to py_io_hand() */
 
     uint64_t         input_seq;    /* input_request ids so far */
     char             input_id[PY_INPUT_ID_LEN];  /* the last one sent */

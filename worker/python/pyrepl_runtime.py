@@ -240,8 +240,45 @@ def start():
     _ordered_stdio()
 
 
-def run_cell(source, filename, ns):
-    """Run source in the namespace ns the way an interactive prompt would.
+class _Place:
+    """A run's own working directory and environment variables: entered
+    before the run, and the session's own back after it, however it ended.
+    cwd is relative to the session's working directory (or absolute)."""
+
+    def __init__(self, cwd, env):
+        self._cwd = cwd
+        self._env = env or {}
+        self._back = None
+        self._saved = {}
+
+    def __enter__(self):
+        if self._cwd is not None:
+            self._back = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.chdir(self._cwd)
+            except BaseException:
+                os.close(self._back)
+                raise
+        for name, value in self._env.items():
+            self._saved[name] = os.environ.get(name)
+            os.environ[name] = value
+        return self
+
+    def __exit__(self, *exc):
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if self._back is not None:
+            os.fchdir(self._back)
+            os.close(self._back)
+        return False
+
+
+def run_cell(source, filename, ns, cwd=None, env=None):
+    """Run source in the namespace ns the way an interactive prompt would,
+    in cwd and with env added (for this run only) when given.
 
     The statements run in order; if the last one is an expression its value
     is the cell's result.  Returns a 6-tuple (status, result, ename,
@@ -255,7 +292,10 @@ def run_cell(source, filename, ns):
     before = _snapshot(ns)
     _running[0] = filename
     try:
-        outcome = _run(source, filename, ns)
+        with _Place(cwd, env):
+            outcome = _run(source, filename, ns)
+    except OSError as exc:
+        outcome = _failure(exc, None)          # a cwd that is not there
     finally:
         _running[0] = None
     changes = _changes(before, ns)
