@@ -26,6 +26,8 @@ typedef struct {
     ngx_http_request_t          *request;
     ngx_http_pyrepl_session_t    session;
     u_char                       from[PYREPL_ID_LEN];  /* from_checkpoint */
+    ngx_str_t                    cwd;          /* the create's, or empty */
+    ngx_array_t                 *env;          /* of "NAME=VALUE", or NULL */
     unsigned                     restore:1;
 } ngx_http_pyrepl_ctl_t;
 
@@ -37,6 +39,14 @@ static void ngx_http_pyrepl_create_refused(ngx_http_request_t *r,
     ngx_int_t rc);
 static ngx_int_t ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
+static const char *ngx_http_pyrepl_create_place_parse(ngx_http_request_t *r,
+    json_t *body, ngx_http_pyrepl_ctl_t *ctl);
+static void ngx_http_pyrepl_create_answer(ngx_http_pyrepl_ctl_t *ctl);
+static void ngx_http_pyrepl_create_place(ngx_http_pyrepl_ctl_t *ctl);
+static ngx_int_t ngx_http_pyrepl_create_placed(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_create_place_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
 static void ngx_http_pyrepl_create_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static ngx_int_t ngx_http_pyrepl_deleted(ngx_http_pyrepl_peer_t *peer,
@@ -185,8 +195,7 @@ ngx_http_pyrepl_create_parse(ngx_http_request_t *r, json_t *body,
     ngx_http_pyrepl_ctl_t *ctl)
 {
     json_t                       *v;
-    const char                   *unsupported[] = { "cwd", "env" };
-    const char                   *cid;
+    const char                   *cid, *why;
     ngx_uint_t                    i;
     ngx_http_pyrepl_session_t    *s;
     ngx_http_pyrepl_main_conf_t  *pmcf;
@@ -271,18 +280,97 @@ ngx_http_pyrepl_create_parse(ngx_http_request_t *r, json_t *body,
         ctl->restore = 1;
     }
 
-    for (i = 0; i < sizeof(unsupported) / sizeof(char *); i++) {
-        if (json_object_get(body, unsupported[i]) != NULL) {
-            ngx_http_finalize_request(r,
-                ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "bad_request",
-                                           "\"%s\" is not supported by this "
-                                           "server yet", unsupported[i]));
-            return NGX_DONE;
-        }
+    why = ngx_http_pyrepl_create_place_parse(r, body, ctl);
+
+    if (why != NULL) {
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                       why);
+        return NGX_DONE;
     }
 
     return NGX_OK;
+}
+
+
+/* The create's "cwd" and "env" into ctl; NULL, or what is wrong. */
+static const char *
+ngx_http_pyrepl_create_place_parse(ngx_http_request_t *r, json_t *body,
+    ngx_http_pyrepl_ctl_t *ctl)
+{
+    u_char       *p;
+    json_t       *v, *val;
+    size_t        len;
+    ngx_str_t    *kv;
+    const char   *name;
+
+    v = json_object_get(body, "cwd");
+
+    if (v != NULL) {
+        if (!json_is_string(v) || json_string_length(v) == 0
+            || ngx_strlen(json_string_value(v)) != json_string_length(v))
+        {
+            return "\"cwd\" must be a non-empty string";
+        }
+
+        ctl->cwd.len = json_string_length(v);
+        ctl->cwd.data = ngx_pnalloc(r->pool, ctl->cwd.len);
+        if (ctl->cwd.data == NULL) {
+            return "out of memory";
+        }
+
+        ngx_memcpy(ctl->cwd.data, json_string_value(v), ctl->cwd.len);
+    }
+
+    v = json_object_get(body, "env");
+
+    if (v == NULL) {
+        goto done;
+    }
+
+    if (!json_is_object(v)) {
+        return "\"env\" must be an object of strings";
+    }
+
+    ctl->env = ngx_array_create(r->pool, json_object_size(v) + 1,
+                                sizeof(ngx_str_t));
+    if (ctl->env == NULL) {
+        return "out of memory";
+    }
+
+    json_object_foreach(v, name, val) {
+        len = ngx_strlen(name);
+
+        if (!json_is_string(val) || len == 0
+            || ngx_strchr(name, '=') != NULL
+            || ngx_strlen(json_string_value(val)) != json_string_length(val))
+        {
+            return "\"env\" must map names (without \"=\") to strings";
+        }
+
+        kv = ngx_array_push(ctl->env);
+        if (kv == NULL) {
+            return "out of memory";
+        }
+
+        kv->len = len + 1 + json_string_length(val);
+        kv->data = ngx_pnalloc(r->pool, kv->len);
+        if (kv->data == NULL) {
+            return "out of memory";
+        }
+
+        p = ngx_cpymem(kv->data, name, len);
+        *p++ = '=';
+        ngx_memcpy(p, json_string_value(val), json_string_length(val));
+    }
+
+done:
+
+    if (ctl->restore && (ctl->cwd.len || ctl->env)) {
+        return "\"cwd\" and \"env\" are not taken with "
+               "\"from_checkpoint\"";
+    }
+
+    return NULL;
 }
 
 
@@ -330,14 +418,170 @@ ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
         return NGX_DONE;
     }
 
-    /* OpenSandbox's clients take 200 only */
+    if (ctl->cwd.len || ctl->env) {
+        /* answered once the session is in its place */
+        ngx_http_pyrepl_create_place(ctl);
+        return NGX_DONE;
+    }
+
+    ngx_http_pyrepl_create_answer(ctl);
+    return NGX_DONE;
+}
+
+
+/* 201 with the new session (OpenSandbox's clients take 200 only). */
+static void
+ngx_http_pyrepl_create_answer(ngx_http_pyrepl_ctl_t *ctl)
+{
+    ngx_http_request_t  *r;
+
+    r = ctl->request;
+
     ngx_http_finalize_request(r,
         ngx_http_pyrepl_send_json(r, ngx_http_pyrepl_dialect(r)
                                      == PYREPL_DIALECT_OPENSANDBOX
                                      ? NGX_HTTP_OK : NGX_HTTP_CREATED,
                                   ngx_http_pyrepl_session_json(&ctl->session,
                                                                0)));
+}
+
+
+/*
+ * The create's cwd and env go to the new session process ("place"); the
+ * create is answered when it took them, or refused 400 with its words
+ * (a cwd it cannot make or enter), no session left behind.
+ */
+static void
+ngx_http_pyrepl_create_place(ngx_http_pyrepl_ctl_t *ctl)
+{
+    ngx_str_t                    *kv, sock;
+    ngx_uint_t                    i;
+    pr_frame_t                    frame;
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    r = ctl->request;
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_PLACE;
+
+    if (ctl->cwd.len) {
+        pr_set_str(&frame, cwd, ctl->cwd.data, ctl->cwd.len);
+    }
+
+    if (ctl->env) {
+        frame.env.items = ngx_palloc(r->pool, (ctl->env->nelts + 1)
+                                              * sizeof(pr_str_t));
+        if (frame.env.items == NULL) {
+            goto failed;
+        }
+
+        kv = ctl->env->elts;
+
+        for (i = 0; i < ctl->env->nelts; i++) {
+            frame.env.items[i].data = (const char *) kv[i].data;
+            frame.env.items[i].len = kv[i].len;
+        }
+
+        frame.env.n = (uint32_t) ctl->env->nelts;
+        frame.has |= PR_BIT(env);
+    }
+
+    ctl->peer.data = ctl;
+    ctl->peer.log = r->connection->log;
+    ctl->peer.max_frame = pmcf->max_frame;
+    ctl->peer.read_timeout = pmcf->supervisor_timeout;
+    ctl->peer.closed = 0;
+    ctl->peer.frame_handler = ngx_http_pyrepl_create_placed;
+    ctl->peer.fail_handler = ngx_http_pyrepl_create_place_failed;
+
+    if (ngx_http_pyrepl_socket_path(pmcf, r->pool, ctl->session.id, &sock)
+        != NGX_OK
+        || ngx_http_pyrepl_peer_connect(&ctl->peer, &sock, r->pool) != NGX_OK
+        || ngx_http_pyrepl_peer_send(&ctl->peer, r->pool, &frame) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    return;
+
+failed:
+
+    ngx_http_pyrepl_peer_close(&ctl->peer);
+    ngx_http_pyrepl_create_place_failed(&ctl->peer, "no connection");
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_create_placed(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame)
+{
+    u_char                       *msg;
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_ctl_t        *ctl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    ctl = peer->data;
+    r = ctl->request;
+
+    if (frame->type != PR_T_OK && frame->type != PR_T_FAIL) {
+        return NGX_OK;              /* what the shell said on its way */
+    }
+
+    if (frame->type == PR_T_OK) {
+        ngx_http_pyrepl_peer_close(peer);
+        ngx_http_pyrepl_create_answer(ctl);
+        return NGX_DONE;
+    }
+
+    /* the frame lives in the peer's buffer: its words first */
+    msg = ngx_pnalloc(r->pool, frame->message.len + 1);
+    if (msg != NULL) {
+        *ngx_cpymem(msg, frame->message.data, frame->message.len) = '\0';
+    }
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
+    ngx_http_pyrepl_supervisor_kill_now(pmcf, ctl->session.id,
+                                        r->connection->log);
+
+    if (msg == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_DONE;
+    }
+
+    ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST, "bad_request",
+                                   (char *) msg);
     return NGX_DONE;
+}
+
+
+static void
+ngx_http_pyrepl_create_place_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_ctl_t        *ctl;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    ctl = peer->data;
+    r = ctl->request;
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "pyrepl: session %*s did not take its cwd and env: %s",
+                  (size_t) PYREPL_ID_LEN, ctl->session.id, reason);
+
+    ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
+    ngx_http_pyrepl_supervisor_kill_now(pmcf, ctl->session.id,
+                                        r->connection->log);
+    ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "unavailable",
+                                   "the new session did not answer");
 }
 
 

@@ -59,6 +59,10 @@
  *   restore        worker->session  file: load it into the namespace (and
  *                                   remove it); ok with text (restored,
  *                                   failed; or error)
+ *   place          worker->session  cwd, env: from now on the session's
+ *                                   working directory (made if missing)
+ *                                   and added variables (a create's);
+ *                                   answered ok, or fail bad_request
  *   commit         worker->session  a pending (explicit) transaction's
  *   rollback                        effects stay / are undone: answered
  *                                   ok with tx (and pid, rolled back), or
@@ -114,6 +118,7 @@
     X(ROLLBACK,      "rollback")                                             \
     X(MOVE,          "move")                                                 \
     X(CHECKPOINT,    "checkpoint")                                           \
+    X(PLACE,         "place")                                                \
     X(RESTORE,       "restore")                                              \
     X(STORE,         "store")                                                \
     X(LOAD,          "load")                                                 \
