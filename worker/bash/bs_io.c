@@ -55,6 +55,8 @@ static int bs_io_poll_set(bs_session_t *s, struct pollfd *pfds, int *map,
 static int bs_io_frame(wk_io_t *io, int i, const pr_frame_t *f);
 static void bs_io_lost(wk_io_t *io, const char *why);
 static void bs_io_run(bs_session_t *s, int i, const pr_frame_t *f);
+static void bs_io_place(bs_session_t *s, int i, const pr_frame_t *f);
+static size_t bs_io_quoted(char *out, const char *p, size_t n);
 static void bs_io_stop(bs_session_t *s, int why);
 static int bs_io_stop_tick(bs_session_t *s);
 static int bs_io_complete(bs_session_t *s, int rc);
@@ -201,6 +203,10 @@ bs_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
                    "a bash run takes its stdin with the run frame");
         return 0;
 
+    case PR_T_PLACE:
+        bs_io_place(s, i, f);
+        return 0;
+
     default:
         return WK_IO_UNKNOWN;
     }
@@ -256,7 +262,7 @@ bs_io_run(bs_session_t *s, int i, const pr_frame_t *f)
 
     wk_io_run_begin(&s->io, i, pr_has(f, timeout_ms) ? f->timeout_ms : 0);
 
-    s->count++;
+    s->count += !s->placing;
     s->stop = 0;
     s->stop_next = 0;
     s->stop_killed = 0;
@@ -265,6 +271,110 @@ bs_io_run(bs_session_t *s, int i, const pr_frame_t *f)
     if (bs_shell_flush(s) != 0) {
         s->fatal = 1;
     }
+}
+
+
+/*
+ * A "place" frame: a create's cwd (made if missing) and env become the
+ * shell's own, by a run of its own that counts for nothing: answered ok,
+ * or fail bad_request (bs_io_outcome).
+ */
+static void
+bs_io_place(bs_session_t *s, int i, const pr_frame_t *f)
+{
+    char        *code, *p;
+    size_t       n;
+    uint32_t     k;
+    const char  *eq;
+    pr_frame_t   run;
+
+    /* each text at most 4 times its length quoted, and a few words */
+    n = 256 + (pr_has(f, cwd) ? 12 * f->cwd.len : 0);
+
+    for (k = 0; pr_has(f, env) && k < f->env.n; k++) {
+        n += 4 * f->env.items[k].len + 32;
+    }
+
+    code = malloc(n);
+    if (code == NULL) {
+        wk_io_fail(&s->io, i, "unavailable", "out of memory");
+        return;
+    }
+
+    p = code;
+
+    /* if cd ... || { mkdir -p ... && cd ...; }; then export ...; else
+     * (exit 1); fi: the code's status says whether it was taken */
+    p += sprintf(p, "if ");
+
+    if (pr_has(f, cwd)) {
+        p += sprintf(p, "CDPATH= \\builtin cd -- ");
+        p += bs_io_quoted(p, f->cwd.data, f->cwd.len);
+        p += sprintf(p, " 2>/dev/null || { mkdir -p -- ");
+        p += bs_io_quoted(p, f->cwd.data, f->cwd.len);
+        p += sprintf(p, " && CDPATH= \\builtin cd -- ");
+        p += bs_io_quoted(p, f->cwd.data, f->cwd.len);
+        p += sprintf(p, "; }");
+
+    } else {
+        p += sprintf(p, ":");
+    }
+
+    p += sprintf(p, "; then\n");
+
+    for (k = 0; pr_has(f, env) && k < f->env.n; k++) {
+        eq = memchr(f->env.items[k].data, '=', f->env.items[k].len);
+        if (eq == NULL) {
+            free(code);
+            wk_io_fail(&s->io, i, "bad_request", "env entries are NAME=VALUE");
+            return;
+        }
+
+        p += sprintf(p, "\\builtin export -- ");
+        p += bs_io_quoted(p, f->env.items[k].data, f->env.items[k].len);
+        *p++ = '\n';
+    }
+
+    p += sprintf(p, "else ( \\builtin exit 1 ); fi\n");
+
+    memset(&run, 0, sizeof(pr_frame_t));
+    run.type = PR_T_RUN;
+    pr_set_str(&run, code, code, (size_t) (p - code));
+
+    s->placing = 1;
+    bs_io_run(s, i, &run);
+
+    if (!s->io.run_active) {
+        s->placing = 0;             /* refused: bs_io_run answered */
+    }
+
+    free(code);
+}
+
+
+/* p (n bytes) in single quotes for the shell, into out; its length. */
+static size_t
+bs_io_quoted(char *out, const char *p, size_t n)
+{
+    char    *o;
+    size_t   i;
+
+    o = out;
+    *o++ = '\'';
+
+    for (i = 0; i < n; i++) {
+        if (p[i] == '\'') {
+            memcpy(o, "'\\''", 4);
+            o += 4;
+
+        } else {
+            *o++ = p[i];
+        }
+    }
+
+    *o++ = '\'';
+
+    return (size_t) (o - out);
 }
 
 
@@ -395,6 +505,23 @@ bs_io_outcome(bs_session_t *s, int rc, const char *ename,
     pr_frame_t   f;
 
     i = s->io.run_conn;
+
+    if (s->placing) {
+        s->placing = 0;
+
+        if (rc == 0 && ename == NULL && !s->shell_exited) {
+            memset(&f, 0, sizeof(pr_frame_t));
+            f.type = PR_T_OK;
+            wk_io_send(&s->io, i, &f);
+
+        } else {
+            wk_io_fail(&s->io, i, "bad_request",
+                       "the shell cannot make or enter that cwd");
+        }
+
+        wk_io_flush(&s->io, i);
+        return;
+    }
 
     if (rc == 0 && ename == NULL) {
         how = WK_IO_RUN_OK;

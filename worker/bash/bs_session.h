@@ -106,6 +106,8 @@ typedef struct {
     /* the run (io.run_active) */
     char             nonce[BS_NONCE_LEN + 1];
     int64_t          count;        /* runs so far */
+    unsigned         placing:1;    /* the active "run" is a create's */
+                                   /* cwd and env (bs_io_place) */
 
     /* stopping it */
     int              stop;         /* BS_STOP_*, 0 if not stopping */

@@ -47,6 +47,7 @@ static void py_exec_run(py_session_t *s, const char *code, size_t len,
     py_outcome_t *o);
 static int py_exec_interrupted(py_session_t *s);
 static PyObject *py_exec_place_kwargs(void);
+static PyObject *py_exec_settle(void);
 
 
 static int64_t  py_exec_count;          /* execution_count of the last run */
@@ -88,6 +89,7 @@ py_exec_loop(py_session_t *s)
         case PY_OP_NAMESPACE:
         case PY_OP_CHECKPOINT:
         case PY_OP_RESTORE:
+        case PY_OP_PLACE:
             py_exec_state(s, op, code, &o);
             break;
 
@@ -531,6 +533,10 @@ py_exec_state_call(py_session_t *s, int op, const char *name,
                                     py_runtime.main_dict, file);
         break;
 
+    case PY_OP_PLACE:
+        ret = py_exec_settle();
+        break;
+
     default:
         ret = PyObject_CallOneArg(py_runtime.namespace_fn,
                                   py_runtime.main_dict);
@@ -686,4 +692,34 @@ failed:
     Py_XDECREF(kwargs);
 
     return NULL;
+}
+
+
+/*
+ * A create's cwd and env, the session's own from now on: settle()'s
+ * answer, "" when they were taken, else what went wrong (a text the I/O
+ * thread sends as the fail message).
+ */
+static PyObject *
+py_exec_settle(void)
+{
+    PyObject  *kwargs, *args, *ret;
+
+    kwargs = py_exec_place_kwargs();
+    if (kwargs == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+
+    args = PyTuple_New(0);
+    if (args == NULL) {
+        Py_XDECREF(kwargs);
+        return NULL;
+    }
+
+    ret = PyObject_Call(py_runtime.settle_fn, args, kwargs);
+
+    Py_DECREF(args);
+    Py_XDECREF(kwargs);
+
+    return ret;
 }

@@ -20,6 +20,7 @@ typedef struct {
     PyObject  *namespace_fn;    /* its namespace() */
     PyObject  *checkpoint_fn;   /* its checkpoint() */
     PyObject  *restore_fn;      /* its restore() */
+    PyObject  *settle_fn;       /* its settle() */
     PyObject  *main_dict;       /* __main__.__dict__ (borrowed) */
 } py_runtime_t;
 

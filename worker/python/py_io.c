@@ -354,6 +354,13 @@ py_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
         py_io_op(i, PY_OP_ROLLBACK, NULL, 0, 0);
         return 0;
 
+    case PR_T_PLACE:
+        if (py_io_place(i, f, &py_io.place, &py_io.place_len) == 0) {
+            py_io_op(i, PY_OP_PLACE, NULL, 0, 0);
+        }
+
+        return 0;
+
     case PR_T_INTERRUPT:
         py_io_interrupt("an interrupt frame");
         return 0;
@@ -379,8 +386,8 @@ py_io_lost(wk_io_t *io, const char *why)
 
 
 /*
- * An op between runs (namespace, commit, rollback, checkpoint, restore)
- * from slot i, for the main thread, with arg (malloc'd, taken) as its
+ * An op between runs (namespace, commit, rollback, checkpoint, restore,
+ * place: with py_io.place) from slot i, for the main thread, with arg (malloc'd, taken) as its
  * "code"; the answer is an ok or fail frame (py_io_outcome).
  */
 static void
@@ -388,6 +395,8 @@ py_io_op(int i, int op, char *arg, size_t len, int64_t max_size)
 {
     if (py_io.io.run_active) {
         free(arg);
+        free(py_io.place);
+        py_io.place = NULL;
         wk_io_fail(&py_io.io, i, "session_busy",
                    "the session is busy with a run or another request");
         return;

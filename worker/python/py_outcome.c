@@ -472,6 +472,32 @@ py_outcome_send(wk_io_t *io, const py_outcome_t *o)
         return;
     }
 
+    if (o->op == PY_OP_PLACE) {
+        /* settle(): "" when the cwd and env were taken, else why not */
+        if (o->status == WK_IO_RUN_OK && o->result.data != NULL
+            && o->result.len == 0)
+        {
+            memset(&f, 0, sizeof(pr_frame_t));
+            f.type = PR_T_OK;
+            wk_io_send(io, i, &f);
+
+        } else if (o->status == WK_IO_RUN_OK && o->result.data != NULL) {
+            memset(&f, 0, sizeof(pr_frame_t));
+            f.type = PR_T_FAIL;
+            pr_set_cstr(&f, errcode, "bad_request");
+            pr_set_str(&f, message, o->result.data, o->result.len);
+            wk_io_send(io, i, &f);
+
+        } else {
+            wk_io_fail(io, i, "unavailable",
+                       "the cwd and env could not be set (out of memory)");
+        }
+
+        wk_io_flush(io, i);
+
+        return;
+    }
+
     if (o->op == PY_OP_NAMESPACE || o->op == PY_OP_CHECKPOINT
         || o->op == PY_OP_RESTORE)
     {

@@ -102,6 +102,7 @@
 #define PY_OP_ROLLBACK   3          /* undo them */
 #define PY_OP_CHECKPOINT 4          /* save the namespace to a file */
 #define PY_OP_RESTORE    5          /* load one into it */
+#define PY_OP_PLACE      6          /* a create's cwd and env, for good */
 
 /* a run's tx_policy */
 #define PY_TX_COMMIT_ALWAYS        0

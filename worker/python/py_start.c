@@ -199,10 +199,14 @@ py_start_runtime(py_session_t *s)
 
     py_runtime.checkpoint_fn = PyDict_GetItemString(dict, "checkpoint");
     py_runtime.restore_fn = PyDict_GetItemString(dict, "restore");
-    if (py_runtime.checkpoint_fn == NULL || py_runtime.restore_fn == NULL) {
-        wk_log("the runtime has no checkpoint() or restore()");
+    py_runtime.settle_fn = PyDict_GetItemString(dict, "settle");
+    if (py_runtime.checkpoint_fn == NULL || py_runtime.restore_fn == NULL
+        || py_runtime.settle_fn == NULL)
+    {
+        wk_log("the runtime has no checkpoint(), restore() or settle()");
         py_runtime.checkpoint_fn = NULL;
         py_runtime.restore_fn = NULL;
+        py_runtime.settle_fn = NULL;
         py_runtime.namespace_fn = NULL;
         py_runtime.run_cell = NULL;
         goto fail;
@@ -212,6 +216,7 @@ py_start_runtime(py_session_t *s)
     Py_INCREF(py_runtime.namespace_fn);
     Py_INCREF(py_runtime.checkpoint_fn);
     Py_INCREF(py_runtime.restore_fn);
+    Py_INCREF(py_runtime.settle_fn);
     Py_DECREF(ret);
     Py_DECREF(code);
 

@@ -276,6 +276,20 @@ class _Place:
         return False
 
 
+def settle(cwd=None, env=None):
+    """A create's cwd (made if missing; relative to the session's working
+    directory, or absolute) and env: the session's own from now on.
+    Returns "", or what went wrong."""
+    try:
+        if cwd is not None:
+            os.makedirs(cwd, exist_ok=True)
+            os.chdir(cwd)
+    except OSError as exc:
+        return f"cwd {cwd!r}: {exc.strerror}"
+    os.environ.update(env or {})
+    return ""
+
+
 def run_cell(source, filename, ns, cwd=None, env=None):
     """Run source in the namespace ns the way an interactive prompt would,
     in cwd and with env added (for this run only) when given.
