@@ -61,6 +61,47 @@ def test_create_rejects_bad_bodies_with_400(nginx, body):
     assert error_of(r) == "bad_request"
 
 
+@pytest.mark.parametrize("language, where", [
+    ("python", "import os; print(os.getcwd(), os.environ['STAGE'], "
+               "os.environ['QUOTED'])"),
+    ("bash", "echo $PWD $STAGE $QUOTED"),
+])
+def test_create_takes_the_session_s_cwd_and_env(nginx, language, where):
+    r = nginx.http.post(nginx.url + "/session", json={
+        "language": language, "cwd": "proj/src",
+        "env": {"STAGE": "dev", "QUOTED": "it's"}})
+    assert r.status_code == 201, r.text
+    sid = r.json()["session_id"]
+    for _ in range(2):          # its own, run after run
+        out = nginx.run_json(sid, where)
+        assert out["stdout"].split()[1:] == ["dev", "it's"]
+        assert out["stdout"].split()[0].endswith("/proj/src")
+    assert out["execution_count"] == 2
+    nginx.http.delete(f"{nginx.url}/session/{sid}")
+
+
+@pytest.mark.parametrize("language", ["python", "bash"])
+def test_a_cwd_the_session_cannot_make_is_400_and_no_session(nginx,
+                                                            language):
+    before = len(nginx.http.get(nginx.url + "/session").json()["sessions"])
+    r = nginx.http.post(nginx.url + "/session", json={
+        "language": language, "cwd": "/proc/not-here"})
+    assert r.status_code == 400
+    assert error_of(r) == "bad_request"
+    assert len(nginx.http.get(nginx.url + "/session").json()[
+        "sessions"]) == before
+
+
+@pytest.mark.parametrize("body", [
+    {"cwd": ""}, {"cwd": 5}, {"env": ["A=B"]}, {"env": {"A=B": "c"}},
+    {"env": {"A": 1}}, {"cwd": "x", "from_checkpoint": "a" * 32},
+])
+def test_bad_cwd_and_env_on_create_are_400(nginx, body):
+    r = nginx.http.post(nginx.url + "/session", json=body)
+    assert r.status_code == 400
+    assert error_of(r) == "bad_request"
+
+
 def test_get_shows_the_session(nginx, session):
     r = nginx.http.get(f"{nginx.url}/session/{session}")
     assert r.status_code == 200
