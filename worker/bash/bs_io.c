@@ -516,7 +516,9 @@ bs_io_outcome(bs_session_t *s, int rc, const char *ename,
 
         } else {
             wk_io_fail(&s->io, i, "bad_request",
-                       "the shell cannot make or enter that cwd");
+                       "the shell did not take that cwd or env (a cwd it "
+                       "cannot make or enter, a name that is no shell "
+                       "identifier)");
         }
 
         wk_io_flush(&s->io, i);
