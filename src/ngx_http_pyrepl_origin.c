@@ -23,7 +23,6 @@
     "Authorization, X-API-Key, Content-Type, Accept, Last-Event-ID"
 
 
-static ngx_table_elt_t *ngx_http_pyrepl_origin_header(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_pyrepl_origin_own(ngx_http_request_t *r,
     ngx_str_t *origin);
 static ngx_uint_t ngx_http_pyrepl_origin_allowed(ngx_http_request_t *r,
@@ -84,7 +83,7 @@ ngx_http_pyrepl_origin_check(ngx_http_request_t *r, ngx_str_t *allow)
     ngx_str_t         vary = ngx_string("Origin");
     ngx_table_elt_t  *h;
 
-    h = ngx_http_pyrepl_origin_header(r);
+    h = ngx_http_pyrepl_header_in(r, "Origin");
 
     if (h == NULL || ngx_http_pyrepl_origin_own(r, &h->value)) {
         return NGX_DECLINED;
@@ -123,30 +122,6 @@ ngx_http_pyrepl_origin_check(ngx_http_request_t *r, ngx_str_t *allow)
     ngx_http_discard_request_body(r);
 
     return NGX_HTTP_NO_CONTENT;
-}
-
-
-static ngx_table_elt_t *
-ngx_http_pyrepl_origin_header(ngx_http_request_t *r)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    for (part = &r->headers_in.headers.part; part != NULL; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (h[i].key.len == sizeof("Origin") - 1
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
-                                   sizeof("Origin") - 1) == 0)
-            {
-                return &h[i];
-            }
-        }
-    }
-
-    return NULL;
 }
 
 

@@ -100,7 +100,6 @@ static void ngx_http_pyrepl_run_client_read(ngx_http_request_t *r);
 static void ngx_http_pyrepl_run_ping(ngx_event_t *ev);
 static void ngx_http_pyrepl_run_cleanup(void *data);
 static ngx_uint_t ngx_http_pyrepl_accepts_json(ngx_http_request_t *r);
-static ngx_uint_t ngx_http_pyrepl_reconnecting(ngx_http_request_t *r);
 
 
 static u_char  ngx_http_pyrepl_ping_comment[] = ": ping\n\n";
@@ -114,7 +113,8 @@ ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id)
     ngx_pool_cleanup_t     *cln;
     ngx_http_pyrepl_run_t  *ctx;
 
-    if (ngx_http_pyrepl_reconnecting(r)) {
+    /* an EventSource that reconnects */
+    if (ngx_http_pyrepl_header_in(r, "Last-Event-ID") != NULL) {
         ngx_http_discard_request_body(r);
         return NGX_HTTP_NO_CONTENT;
     }
@@ -967,29 +967,4 @@ ngx_http_pyrepl_accepts_json(ngx_http_request_t *r)
            && ngx_strlcasestrn(h->value.data, h->value.data + h->value.len,
                                (u_char *) "text/event-stream",
                                sizeof("text/event-stream") - 2) == NULL;
-}
-
-
-/* Whether r carries Last-Event-ID: an EventSource that reconnects. */
-static ngx_uint_t
-ngx_http_pyrepl_reconnecting(ngx_http_request_t *r)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    for (part = &r->headers_in.headers.part; part != NULL; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (h[i].key.len == sizeof("Last-Event-ID") - 1
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "Last-Event-ID",
-                                   h[i].key.len) == 0)
-            {
-                return 1;
-            }
-        }
-    }
-
-    return 0;
 }

@@ -47,6 +47,7 @@ static ngx_int_t ngx_http_pyrepl_create_placed(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static void ngx_http_pyrepl_create_place_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
+static void ngx_http_pyrepl_create_undo(ngx_http_pyrepl_ctl_t *ctl);
 static void ngx_http_pyrepl_create_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static ngx_int_t ngx_http_pyrepl_deleted(ngx_http_pyrepl_peer_t *peer,
@@ -517,10 +518,9 @@ static ngx_int_t
 ngx_http_pyrepl_create_placed(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame)
 {
-    u_char                       *msg;
-    ngx_http_request_t           *r;
-    ngx_http_pyrepl_ctl_t        *ctl;
-    ngx_http_pyrepl_main_conf_t  *pmcf;
+    u_char                 *msg;
+    ngx_http_request_t     *r;
+    ngx_http_pyrepl_ctl_t  *ctl;
 
     ctl = peer->data;
     r = ctl->request;
@@ -542,12 +542,7 @@ ngx_http_pyrepl_create_placed(ngx_http_pyrepl_peer_t *peer,
     }
 
     ngx_http_pyrepl_peer_close(peer);
-
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
-
-    ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
-    ngx_http_pyrepl_supervisor_kill_now(pmcf, ctl->session.id,
-                                        r->connection->log);
+    ngx_http_pyrepl_create_undo(ctl);
 
     if (msg == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -564,21 +559,17 @@ static void
 ngx_http_pyrepl_create_place_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason)
 {
-    ngx_http_request_t           *r;
-    ngx_http_pyrepl_ctl_t        *ctl;
-    ngx_http_pyrepl_main_conf_t  *pmcf;
+    ngx_http_request_t     *r;
+    ngx_http_pyrepl_ctl_t  *ctl;
 
     ctl = peer->data;
     r = ctl->request;
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "pyrepl: session %*s did not take its cwd and env: %s",
                   (size_t) PYREPL_ID_LEN, ctl->session.id, reason);
 
-    ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
-    ngx_http_pyrepl_supervisor_kill_now(pmcf, ctl->session.id,
-                                        r->connection->log);
+    ngx_http_pyrepl_create_undo(ctl);
     ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                    "unavailable",
                                    "the new session did not answer");
@@ -824,4 +815,20 @@ ngx_http_pyrepl_new_id(u_char *id)
     ngx_hex_dump(id, raw, sizeof(raw));
 
     return NGX_OK;
+}
+
+
+/* A create refused after its session was made leaves none behind. */
+static void
+ngx_http_pyrepl_create_undo(ngx_http_pyrepl_ctl_t *ctl)
+{
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    r = ctl->request;
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
+    ngx_http_pyrepl_supervisor_kill_now(pmcf, ctl->session.id,
+                                        r->connection->log);
 }
