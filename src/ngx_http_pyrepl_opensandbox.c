@@ -15,15 +15,25 @@
  *                                          execution_complete with
  *                                          "execution_time" (ms)
  *   DELETE /session/{id}                   as always
+ *   GET /ping                              200, execd's health check
+ *   DELETE /command?id={session id}        interrupt that session's run
  *   X-EXECD-ACCESS-TOKEN: <key>            accepted everywhere, like X-API-Key
  *
  * The event names, ids and every PyREPL field stay; only fields are added
- * or nested.  Pair it with "pyrepl_default_language bash;" so that a
- * create without a body gets a shell, as execd's does.  execd's interrupt
- * (DELETE /command?id=) lives outside /session and is not served.
+ * or nested; a run that was interrupted or timed out also gets an error
+ * event (CommandExecError with its exit code), as execd's SDKs read the
+ * exit code from the error alone.  Pair it with "pyrepl_default_language
+ * bash;" so that a create without a body gets a shell, as execd's does;
+ * /ping and /command are locations of their own ("location = /ping {
+ * pyrepl; }"), with the dialect.  One-shot commands (POST /command, their
+ * status and logs) are not served: 501.
  */
 
 #include "ngx_http_pyrepl_opensandbox.h"
+
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 ngx_conf_enum_t  ngx_http_pyrepl_dialects[] = {
@@ -131,4 +141,82 @@ ngx_http_pyrepl_opensandbox_error(json_t *data)
 
     return json_pack("{s:{s:O?,s:O?,s:O?}}", "error", "ename", ename,
                      "evalue", evalue, "traceback", traceback);
+}
+
+
+/*
+ * execd's routes outside /session, for a request of a location with this
+ * dialect: NGX_DECLINED when r is not one of them, else what its handler
+ * returned.
+ */
+ngx_int_t
+ngx_http_pyrepl_opensandbox_route(ngx_http_request_t *r, uint64_t tenant)
+{
+    u_char                       *id;
+    ngx_str_t                     arg;
+    ngx_str_t                     get = ngx_string("GET, HEAD");
+    ngx_str_t                     del = ngx_string("DELETE");
+    ngx_http_pyrepl_session_t     s;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (r->uri.len == sizeof("/ping") - 1
+        && ngx_strncmp(r->uri.data, "/ping", r->uri.len) == 0)
+    {
+        if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) {
+            ngx_http_discard_request_body(r);
+            return ngx_http_pyrepl_send_not_allowed(r, &get);
+        }
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_pyrepl_send_json(r, NGX_HTTP_OK,
+                                         json_pack("{s:s}", "status", "ok"));
+    }
+
+    if (r->uri.len < sizeof("/command") - 1
+        || ngx_strncmp(r->uri.data, "/command", sizeof("/command") - 1) != 0
+        || (r->uri.len > sizeof("/command") - 1
+            && r->uri.data[sizeof("/command") - 1] != '/'))
+    {
+        return NGX_DECLINED;
+    }
+
+    if (r->uri.len > sizeof("/command") - 1 || r->method == NGX_HTTP_POST) {
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                          "not_implemented",
+                                          "one-shot commands are not "
+                                          "served: create a session and run "
+                                          "in it");
+    }
+
+    if (r->method != NGX_HTTP_DELETE) {
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_not_allowed(r, &del);
+    }
+
+    /* DELETE /command?id=: interrupt, for the session's owner alone */
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    if (ngx_http_arg(r, (u_char *) "id", 2, &arg) != NGX_OK
+        || arg.len != PYREPL_ID_LEN)
+    {
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                          "bad_request",
+                                          "\"id\" must be a session id");
+    }
+
+    id = arg.data;
+
+    if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
+        || s.tenant != tenant)
+    {
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_not_found(r, id);
+    }
+
+    return ngx_http_pyrepl_interrupt_handler(r, id);
 }

@@ -16,5 +16,7 @@ extern ngx_conf_enum_t  ngx_http_pyrepl_dialects[];
 
 ngx_uint_t ngx_http_pyrepl_dialect(ngx_http_request_t *r);
 json_t *ngx_http_pyrepl_opensandbox_event(const char *event, json_t *data);
+ngx_int_t ngx_http_pyrepl_opensandbox_route(ngx_http_request_t *r,
+    uint64_t tenant);
 
 #endif /* NGX_HTTP_PYREPL_OPENSANDBOX_H */

@@ -23,6 +23,7 @@
 #include "ngx_http_pyrepl_auth.h"
 #include "ngx_http_pyrepl_checkpoint.h"
 #include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_origin.h"
 #include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_run.h"
@@ -112,6 +113,13 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
                                           "(Authorization: Bearer <key> or "
                                           "X-API-Key: <key>; a WebSocket "
                                           "may pass ?token=<key>)");
+    }
+
+    if (ngx_http_pyrepl_dialect(r) == PYREPL_DIALECT_OPENSANDBOX) {
+        orc = ngx_http_pyrepl_opensandbox_route(r, tenant);
+        if (orc != NGX_DECLINED) {
+            return orc;
+        }
     }
 
     if (rc != NGX_OK && rc != NGX_DONE) {

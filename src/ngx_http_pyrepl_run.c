@@ -345,11 +345,32 @@ static void
 ngx_http_pyrepl_sse_done(ngx_http_pyrepl_exec_t *ex, const char *status,
     ngx_uint_t count, ngx_msec_t ms)
 {
+    u_char                  buf[32], *last;
     json_t                 *data;
     ngx_int_t               rc;
     ngx_http_pyrepl_run_t  *ctx;
 
     ctx = ex->data;
+
+    /*
+     * execd's SDKs read a command's exit code from an error event alone:
+     * one interrupted or timed out says so (130: killed by SIGINT)
+     */
+    if (ex->opensandbox
+        && (ngx_strcmp(status, "interrupted") == 0
+            || ngx_strcmp(status, "timeout") == 0))
+    {
+        last = ngx_snprintf(buf, sizeof(buf), "exit status %i",
+                            ex->exit_code > 0 ? ex->exit_code : 130);
+
+        data = json_pack("{s:s,s:s%,s:[]}", "ename", "CommandError",
+                         "evalue", (char *) buf, (size_t) (last - buf),
+                         "traceback");
+
+        if (ngx_http_pyrepl_sse_write(ctx, "error", data, 0) == NGX_ERROR) {
+            return;
+        }
+    }
 
     data = json_pack("{s:s,s:I,s:I}", "status", status,
                      "execution_count", (json_int_t) count,

@@ -320,7 +320,7 @@ bs_io_place(bs_session_t *s, int i, const pr_frame_t *f)
         p += sprintf(p, ":");
     }
 
-    p += sprintf(p, "; then\n");
+    p += sprintf(p, "; then :\n");
 
     for (k = 0; pr_has(f, env) && k < f->env.n; k++) {
         eq = memchr(f->env.items[k].data, '=', f->env.items[k].len);
