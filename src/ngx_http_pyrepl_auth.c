@@ -246,7 +246,8 @@ ngx_http_pyrepl_authenticate(ngx_http_request_t *r, uint64_t *tenant)
     u_char                        diff;
     size_t                        i, j;
     uint64_t                      found;
-    ngx_str_t                     presented;
+    ngx_int_t                     rc;
+    ngx_str_t                     presented, token;
     ngx_http_pyrepl_key_t        *k;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
@@ -254,12 +255,19 @@ ngx_http_pyrepl_authenticate(ngx_http_request_t *r, uint64_t *tenant)
 
     *tenant = 0;
 
+    /* a ?token= is blanked out of the logs, whatever it is */
+    rc = ngx_http_pyrepl_token_key(r, &token);
+
     if (pmcf->api_keys == NULL) {
         return NGX_OK;
     }
 
     if (ngx_http_pyrepl_presented_key(r, &presented) != NGX_OK) {
-        return NGX_DECLINED;
+        if (rc != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        presented = token;
     }
 
     /* look at every key and every byte, whatever matches */
@@ -302,7 +310,7 @@ ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
 
         if (i >= part->nelts) {
             if (part->next == NULL) {
-                return ngx_http_pyrepl_token_key(r, key);
+                return NGX_DECLINED;
             }
 
             part = part->next;
@@ -346,8 +354,10 @@ ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
 
 /*
  * The key of a WebSocket upgrade's "?token=KEY" (percent-decoded, in the
- * request's pool), blanked out of the request line.  NGX_OK, or
- * NGX_DECLINED when there is none.
+ * request's pool).  A token is blanked out of the request line on any
+ * request, so it is read once only: the WebSocket route authenticates
+ * once.  NGX_OK, or NGX_DECLINED when there is none (or the request is
+ * no upgrade to the WebSocket route).
  */
 static ngx_int_t
 ngx_http_pyrepl_token_key(ngx_http_request_t *r, ngx_str_t *key)
@@ -355,9 +365,8 @@ ngx_http_pyrepl_token_key(ngx_http_request_t *r, ngx_str_t *key)
     u_char     *dst, *src;
     ngx_str_t   value;
 
-    if (r->headers_in.upgrade == NULL
-        || ngx_http_arg(r, (u_char *) "token", sizeof("token") - 1, &value)
-           != NGX_OK
+    if (ngx_http_arg(r, (u_char *) "token", sizeof("token") - 1, &value)
+        != NGX_OK
         || value.len == 0)
     {
         return NGX_DECLINED;
@@ -373,8 +382,21 @@ ngx_http_pyrepl_token_key(ngx_http_request_t *r, ngx_str_t *key)
     ngx_unescape_uri(&dst, &src, value.len, 0);
     key->len = dst - key->data;
 
-    /* value points into r->args, which is part of r->request_line */
+    /*
+     * Out of the logs, on any request (a client may put its key in any
+     * URL): value points into r->args, part of r->request_line.
+     */
     ngx_memset(value.data, '*', value.len);
+
+    /* a key for the WebSocket route's upgrades alone (it authenticates
+     * once) */
+    if (r->headers_in.upgrade == NULL || r->method != NGX_HTTP_GET
+        || r->uri.len < sizeof("/ws") - 1
+        || ngx_strncmp(r->uri.data + r->uri.len - (sizeof("/ws") - 1), "/ws",
+                       sizeof("/ws") - 1) != 0)
+    {
+        return NGX_DECLINED;
+    }
 
     return NGX_OK;
 }

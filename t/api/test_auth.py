@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from helpers import Nginx
+from test_websocket import handshake
 
 KEY_A = "alpha-key-0123456789abcdef"
 KEY_B = "bravo-key-0123456789abcdef"
@@ -106,6 +107,38 @@ def test_keys_never_reach_the_log(nginx):
     assert "[notice]" in log         # the log is there and was written
     for key in (KEY_A, KEY_B, KEY_C):
         assert key not in log
+
+
+def test_a_token_is_taken_on_websocket_upgrades_alone_and_never_logged():
+    # the browser's way is in test_browser.py; here what else a client may
+    # send: a token beside a header key, a token on a plain request
+    secret = "token-that-must-not-be-logged-0123"
+    n = Nginx(http_extra=f"pyrepl_api_key {KEY_A};",
+              server_extra="access_log logs/access.log;").start()
+    try:
+        sid = as_(KEY_A).post(n.url + "/session").json()["session_id"]
+        r = requests.get(f"{n.url}/session/{sid}?token={KEY_A}")
+        assert r.status_code == 401                 # not an upgrade
+        s, head = handshake(n, sid, b"Authorization: Bearer " +
+                            KEY_A.encode() + b"\r\n",
+                            path=f"/session/{sid}/ws?token={secret}")
+        assert head.startswith(b"HTTP/1.1 101")
+        s.close()
+        s, head = handshake(n, sid, path=f"/session/{sid}/ws?token=" +
+                            KEY_A.replace("-", "%2D"))
+        assert head.startswith(b"HTTP/1.1 101")     # percent-decoded
+        s.close()
+        n.stop()
+        logs = os.path.join(n.prefix, "logs")
+        with open(os.path.join(logs, "access.log")) as f:
+            access = f.read()
+        assert "ws?token=****" in access
+        for name in os.listdir(logs):
+            with open(os.path.join(logs, name), errors="replace") as f:
+                text = f.read()
+            assert secret not in text and KEY_A not in text, name
+    finally:
+        n.check_and_clean()
 
 
 @pytest.mark.parametrize("line,message", [

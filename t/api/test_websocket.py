@@ -226,10 +226,11 @@ def test_output_is_streamed_and_complete_with_a_slow_reader(nginx, session):
 
 # raw RFC 6455 ----------------------------------------------------------
 
-def handshake(nginx, sid, extra=b"", key=None):
+def handshake(nginx, sid, extra=b"", key=None, path=None):
     s = socket.create_connection(("127.0.0.1", nginx.port), timeout=10)
     key = key if key is not None else base64.b64encode(os.urandom(16))
-    s.sendall(b"GET /session/" + sid.encode() + b"/ws HTTP/1.1\r\n"
+    path = path or f"/session/{sid}/ws"
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\n"
               b"Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               b"Sec-WebSocket-Key: " + key + b"\r\n"
               b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n")
