@@ -7,10 +7,12 @@
  * the session did not exist.  Keys are compared in constant time (every
  * configured key, every byte) and never logged.
  *
- * A browser cannot set headers on a WebSocket: an upgrade may carry its
- * key as "?token=KEY" instead (Jupyter's convention).  The key is then
- * blanked out of the request line, which nginx's error and access logs
- * quote ("request: ...", $request), so no log line holds it.
+ * A browser cannot set headers on a WebSocket: an upgrade to the
+ * WebSocket route may carry its key as "?token=KEY" instead (Jupyter's
+ * convention; the router decides, ngx_http_pyrepl_authenticate_with).
+ * Every token argument is blanked out of the request line first, which
+ * nginx's error and access logs quote ("request: ...", $request), so no
+ * log line holds it (ngx_http_pyrepl_token_take).
  */
 
 #include "ngx_http_pyrepl_auth.h"
@@ -26,8 +28,6 @@ static char *ngx_http_pyrepl_add_key(ngx_conf_t *cf,
 static void ngx_http_pyrepl_keys_exposed(ngx_conf_t *cf,
     ngx_file_info_t *fi, ngx_str_t *name, ngx_uint_t key_file);
 static ngx_int_t ngx_http_pyrepl_presented_key(ngx_http_request_t *r,
-    ngx_str_t *key);
-static ngx_int_t ngx_http_pyrepl_token_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static uint64_t ngx_http_pyrepl_tenant_of(u_char *key, size_t len);
 
@@ -237,17 +237,28 @@ ngx_http_pyrepl_add_key(ngx_conf_t *cf, ngx_http_pyrepl_main_conf_t *pmcf,
 
 /*
  * The request's tenant: 0 when no keys are configured (open API), else
- * that of the key it presents.  Returns NGX_OK, or NGX_DECLINED when the
- * request must be answered 401.
+ * that of the key it presents in a header.  Returns NGX_OK, or
+ * NGX_DECLINED when the request must be answered 401.
  */
 ngx_int_t
 ngx_http_pyrepl_authenticate(ngx_http_request_t *r, uint64_t *tenant)
 {
+    return ngx_http_pyrepl_authenticate_with(r, NULL, tenant);
+}
+
+
+/*
+ * As ngx_http_pyrepl_authenticate(), with token (a WebSocket upgrade's
+ * ?token=, ngx_http_pyrepl_token_take) taken when no header has a key.
+ */
+ngx_int_t
+ngx_http_pyrepl_authenticate_with(ngx_http_request_t *r, ngx_str_t *token,
+    uint64_t *tenant)
+{
     u_char                        diff;
     size_t                        i, j;
     uint64_t                      found;
-    ngx_int_t                     rc;
-    ngx_str_t                     presented, token;
+    ngx_str_t                     presented;
     ngx_http_pyrepl_key_t        *k;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
@@ -255,19 +266,16 @@ ngx_http_pyrepl_authenticate(ngx_http_request_t *r, uint64_t *tenant)
 
     *tenant = 0;
 
-    /* a ?token= is blanked out of the logs, whatever it is */
-    rc = ngx_http_pyrepl_token_key(r, &token);
-
     if (pmcf->api_keys == NULL) {
         return NGX_OK;
     }
 
     if (ngx_http_pyrepl_presented_key(r, &presented) != NGX_OK) {
-        if (rc != NGX_OK) {
+        if (token == NULL) {
             return NGX_DECLINED;
         }
 
-        presented = token;
+        presented = *token;
     }
 
     /* look at every key and every byte, whatever matches */
@@ -353,52 +361,53 @@ ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
 
 
 /*
- * The key of a WebSocket upgrade's "?token=KEY" (percent-decoded, in the
- * request's pool).  A token is blanked out of the request line on any
- * request, so it is read once only: the WebSocket route authenticates
- * once.  NGX_OK, or NGX_DECLINED when there is none (or the request is
- * no upgrade to the WebSocket route).
+ * Blank every "token" argument out of the request line (a client may put
+ * its key in any URL; r->args is part of r->request_line, which nginx's
+ * error and access logs quote), keeping the first, percent-decoded, in
+ * *token (in the request's pool).  Called once per request, before
+ * anything is logged or answered: NGX_OK when there was a token.
  */
-static ngx_int_t
-ngx_http_pyrepl_token_key(ngx_http_request_t *r, ngx_str_t *key)
+ngx_int_t
+ngx_http_pyrepl_token_take(ngx_http_request_t *r, ngx_str_t *token)
 {
-    u_char     *dst, *src;
-    ngx_str_t   value;
+    u_char     *p, *last, *end, *dst, *src;
+    ngx_int_t   rc;
 
-    if (ngx_http_arg(r, (u_char *) "token", sizeof("token") - 1, &value)
-        != NGX_OK
-        || value.len == 0)
-    {
-        return NGX_DECLINED;
+    rc = NGX_DECLINED;
+
+    p = r->args.data;
+    last = r->args.data + r->args.len;
+
+    for ( /* void */ ; p < last; p = end + 1) {
+        end = ngx_strlchr(p, last, '&');
+        if (end == NULL) {
+            end = last;
+        }
+
+        if (end - p <= (ssize_t) sizeof("token=") - 1
+            || ngx_strncmp(p, "token=", sizeof("token=") - 1) != 0)
+        {
+            continue;
+        }
+
+        p += sizeof("token=") - 1;
+
+        if (rc != NGX_OK) {
+            token->data = ngx_pnalloc(r->pool, end - p);
+
+            if (token->data != NULL) {
+                dst = token->data;
+                src = p;
+                ngx_unescape_uri(&dst, &src, end - p, 0);
+                token->len = dst - token->data;
+                rc = NGX_OK;
+            }
+        }
+
+        ngx_memset(p, '*', end - p);
     }
 
-    key->data = ngx_pnalloc(r->pool, value.len);
-    if (key->data == NULL) {
-        return NGX_DECLINED;
-    }
-
-    dst = key->data;
-    src = value.data;
-    ngx_unescape_uri(&dst, &src, value.len, 0);
-    key->len = dst - key->data;
-
-    /*
-     * Out of the logs, on any request (a client may put its key in any
-     * URL): value points into r->args, part of r->request_line.
-     */
-    ngx_memset(value.data, '*', value.len);
-
-    /* a key for the WebSocket route's upgrades alone (it authenticates
-     * once) */
-    if (r->headers_in.upgrade == NULL || r->method != NGX_HTTP_GET
-        || r->uri.len < sizeof("/ws") - 1
-        || ngx_strncmp(r->uri.data + r->uri.len - (sizeof("/ws") - 1), "/ws",
-                       sizeof("/ws") - 1) != 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
+    return rc;
 }
 
 

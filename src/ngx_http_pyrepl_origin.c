@@ -25,6 +25,8 @@
 
 static ngx_uint_t ngx_http_pyrepl_origin_own(ngx_http_request_t *r,
     ngx_str_t *origin);
+static ngx_uint_t ngx_http_pyrepl_origin_host_named(ngx_http_request_t *r,
+    ngx_str_t *host);
 static ngx_uint_t ngx_http_pyrepl_origin_allowed(ngx_http_request_t *r,
     ngx_str_t *origin);
 static ngx_int_t ngx_http_pyrepl_origin_add(ngx_http_request_t *r,
@@ -127,7 +129,11 @@ ngx_http_pyrepl_origin_check(ngx_http_request_t *r, ngx_str_t *allow)
 
 /*
  * Whether origin is the server's own: its host[:port] is the Host the
- * request was sent to (whatever the scheme: TLS may end at a proxy).
+ * request was sent to (whatever the scheme: TLS may end at a proxy), and
+ * that host is one the server answers for by name (a server_name of its),
+ * an IP address or localhost.  Not any name: a page whose name an
+ * attacker points at 127.0.0.1 (DNS rebinding) has an Origin that equals
+ * its Host.
  */
 static ngx_uint_t
 ngx_http_pyrepl_origin_own(ngx_http_request_t *r, ngx_str_t *origin)
@@ -143,14 +149,54 @@ ngx_http_pyrepl_origin_own(ngx_http_request_t *r, ngx_str_t *origin)
     p = (u_char *) ngx_strlcasestrn(origin->data, origin->data + origin->len,
                                     (u_char *) "://", 3 - 1);
 
-    if (p == NULL) {
+    if (p == NULL || p == origin->data) {
         return 0;
     }
 
     p += 3;
 
     return (size_t) (origin->data + origin->len - p) == host->len
-           && ngx_strncasecmp(p, host->data, host->len) == 0;
+           && ngx_strncasecmp(p, host->data, host->len) == 0
+           && ngx_http_pyrepl_origin_host_named(r, host);
+}
+
+
+/* Whether host[:port] names this server: see above. */
+static ngx_uint_t
+ngx_http_pyrepl_origin_host_named(ngx_http_request_t *r, ngx_str_t *host)
+{
+    u_char                    *colon;
+    size_t                     len;
+    ngx_uint_t                 i;
+    ngx_http_server_name_t    *sn;
+    ngx_http_core_srv_conf_t  *cscf;
+
+    if (host->len > 0 && host->data[0] == '[') {
+        return 1;                               /* an IPv6 address */
+    }
+
+    colon = ngx_strlchr(host->data, host->data + host->len, ':');
+    len = (colon != NULL) ? (size_t) (colon - host->data) : host->len;
+
+    if ((len == sizeof("localhost") - 1
+         && ngx_strncasecmp(host->data, (u_char *) "localhost", len) == 0)
+        || ngx_inet_addr(host->data, len) != INADDR_NONE)
+    {
+        return 1;
+    }
+
+    cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+    sn = cscf->server_names.elts;
+
+    for (i = 0; i < cscf->server_names.nelts; i++) {
+        if (sn[i].name.len == len
+            && ngx_strncasecmp(sn[i].name.data, host->data, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -78,8 +78,8 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
     u_char                       *id;
     uint64_t                      tenant;
     ngx_int_t                     rc, orc;
-    ngx_str_t                     allow;
-    ngx_uint_t                    get;
+    ngx_str_t                     allow, token;
+    ngx_uint_t                    get, ws, has_token;
     ngx_table_elt_t              *h;
     ngx_http_pyrepl_session_t     s;
     ngx_http_pyrepl_action_t     *action;
@@ -87,9 +87,21 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
+    /* before anything may log the request line */
+    has_token = (ngx_http_pyrepl_token_take(r, &token) == NGX_OK);
+
     rc = ngx_http_pyrepl_parse_path(r, &id, &action);
 
     ngx_http_pyrepl_route_allow(rc, id, action, &allow);
+
+    /* a key as ?token= only on the WebSocket route's upgrades */
+    ws = (rc == NGX_OK && action != NULL
+          && action->handler == ngx_http_pyrepl_ws_handler
+          && r->headers_in.upgrade != NULL
+          && r->headers_in.upgrade->value.len == sizeof("websocket") - 1
+          && ngx_strncasecmp(r->headers_in.upgrade->value.data,
+                             (u_char *) "websocket",
+                             sizeof("websocket") - 1) == 0);
 
     /* a foreign web page's request, or a CORS preflight (no key in it) */
     orc = ngx_http_pyrepl_origin_check(r, &allow);
@@ -97,7 +109,11 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
         return orc;
     }
 
-    if (ngx_http_pyrepl_authenticate(r, &tenant) != NGX_OK) {
+    if (ngx_http_pyrepl_authenticate_with(r, (ws && has_token) ? &token
+                                                               : NULL,
+                                          &tenant)
+        != NGX_OK)
+    {
         ngx_http_discard_request_body(r);
 
         h = ngx_list_push(&r->headers_out.headers);

@@ -15,7 +15,8 @@
  * destroyed when it completes.  Requests the server refuses are answered
  * {"type": "error", "id", "error": {"code", "message"}}.
  *
- * Output waits in a queue of frames; past PYREPL_WS_HIGH bytes the exec is
+ * Output waits in a queue of frames; past PYREPL_WS_HIGH bytes (each frame
+ * counted with PYREPL_WS_FRAME_COST more) the exec is
  * paused (the session process then blocks on its own writes), and the
  * client's own frames are not read (each may be answered: a pong, a refusal),
  * until the client has read the queue down to PYREPL_WS_LOW; output the
@@ -45,6 +46,13 @@
 
 #define PYREPL_WS_HIGH        (1024 * 1024)
 #define PYREPL_WS_LOW         (256 * 1024)
+
+/*
+ * What a queued frame costs besides its bytes (its buffer, chain link and
+ * allocation), counted in out_size: a flood of pings answered with 2-byte
+ * pongs must not queue hundreds of thousands of them.
+ */
+#define PYREPL_WS_FRAME_COST  128
 #define PYREPL_WS_READ_BUF    16384
 #define PYREPL_WS_SUBPROTOCOL "pyrepl.msgpack"
 
@@ -794,7 +802,7 @@ ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws, int opcode,
     cl->next = NULL;
     *ws->last_out = cl;
     ws->last_out = &cl->next;
-    ws->out_size += hlen + len;
+    ws->out_size += hlen + len + PYREPL_WS_FRAME_COST;
     ws->sent_at = ngx_current_msec;
 
     if (ngx_http_pyrepl_ws_flush(ws) == NGX_ERROR) {
@@ -854,6 +862,7 @@ ngx_http_pyrepl_ws_flush(ngx_http_pyrepl_ws_t *ws)
 
         ngx_free(b->start);
         b->start = NULL;
+        ws->out_size -= PYREPL_WS_FRAME_COST;
 
         ws->out = cl->next;
         if (ws->out == NULL) {

@@ -128,6 +128,17 @@ def test_a_token_is_taken_on_websocket_upgrades_alone_and_never_logged():
                             KEY_A.replace("-", "%2D"))
         assert head.startswith(b"HTTP/1.1 101")     # percent-decoded
         s.close()
+        # only a WebSocket upgrade takes it; every token is blanked anyway,
+        # a second one, and one refused for its Origin, too
+        r = requests.get(f"{n.url}/session/{sid}?token={KEY_A}",
+                         headers={"Upgrade": "x", "Connection": "upgrade"})
+        assert r.status_code == 401
+        r = requests.get(f"{n.url}/session?token=x&token={secret}")
+        assert r.status_code == 401
+        s, head = handshake(n, sid, b"Origin: http://evil.example\r\n",
+                            path=f"/session/{sid}/ws?token={KEY_A}")
+        assert head.startswith(b"HTTP/1.1 403")
+        s.close()
         n.stop()
         logs = os.path.join(n.prefix, "logs")
         with open(os.path.join(logs, "access.log")) as f:

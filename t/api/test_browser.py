@@ -134,6 +134,19 @@ def test_preflights_and_foreign_origins_over_http(nginx_cors):
     assert requests.post(url, json={}).status_code == 201
 
 
+def test_a_rebound_name_is_not_the_server_s_own_origin(nginx_cors):
+    # DNS rebinding: a page of evil.example whose name now points at this
+    # server sends Origin = Host = evil.example:PORT; only a server_name,
+    # an IP address or localhost makes a Host the server's own
+    n, _ = nginx_cors
+    for host, status in ((f"evil.example:{n.port}", 403),
+                         (f"localhost:{n.port}", 201),
+                         (f"127.0.0.1:{n.port}", 201)):
+        r = requests.post(n.url + "/session", json={},
+                          headers={"Host": host, "Origin": f"http://{host}"})
+        assert r.status_code == status, (host, r.text)
+
+
 @pytest.fixture
 def nginx_cors():
     origin = "https://ide.example.com"

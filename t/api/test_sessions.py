@@ -84,10 +84,12 @@ def test_create_takes_the_session_s_cwd_and_env(nginx, language, where):
 def test_a_cwd_the_session_cannot_make_is_400_and_no_session(nginx,
                                                             language):
     before = len(nginx.http.get(nginx.url + "/session").json()["sessions"])
-    r = nginx.http.post(nginx.url + "/session", json={
-        "language": language, "cwd": "/proc/not-here"})
-    assert r.status_code == 400
-    assert error_of(r) == "bad_request"
+    # (1,200 levels are too deep for Python's os.makedirs, not for mkdir -p)
+    for cwd in ["/proc/not-here"] + ["y/" * 1200] * (language == "python"):
+        r = nginx.http.post(nginx.url + "/session", json={
+            "language": language, "cwd": cwd})
+        assert r.status_code == 400, (cwd[:10], r.text)
+        assert error_of(r) == "bad_request"
     assert len(nginx.http.get(nginx.url + "/session").json()[
         "sessions"]) == before
 

@@ -285,7 +285,9 @@ def settle(cwd=None, env=None):
             os.makedirs(cwd, exist_ok=True)
             os.chdir(cwd)
     except OSError as exc:
-        return f"cwd {cwd!r}: {exc.strerror}"
+        return f"cwd {cwd[:200]!r}: {exc.strerror}"
+    except Exception as exc:                   # too deep for makedirs...
+        return f"cwd {cwd[:200]!r}: {type(exc).__name__}"
     os.environ.update(env or {})
     return ""
 
