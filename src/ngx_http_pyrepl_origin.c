@@ -85,7 +85,7 @@ ngx_http_pyrepl_origin_check(ngx_http_request_t *r, ngx_str_t *allow)
     ngx_str_t         vary = ngx_string("Origin");
     ngx_table_elt_t  *h;
 
-    h = ngx_http_pyrepl_header_in(r, "Origin");
+    h = ngx_http_pyrepl_header(r, "Origin");
 
     if (h == NULL || ngx_http_pyrepl_origin_own(r, &h->value)) {
         return NGX_DECLINED;

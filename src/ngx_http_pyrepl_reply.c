@@ -158,32 +158,6 @@ ngx_http_pyrepl_send_not_allowed(ngx_http_request_t *r, ngx_str_t *allow)
 }
 
 
-ngx_table_elt_t *
-ngx_http_pyrepl_header_in(ngx_http_request_t *r, const char *name)
-{
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    len = ngx_strlen(name);
-
-    for (part = &r->headers_in.headers.part; part != NULL; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (h[i].key.len == len
-                && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-            {
-                return &h[i];
-            }
-        }
-    }
-
-    return NULL;
-}
-
-
 /* That 404's message, in buf (PYREPL_NO_SESSION_LEN bytes); returns buf. */
 u_char *
 ngx_http_pyrepl_no_session(u_char *buf, u_char *id)

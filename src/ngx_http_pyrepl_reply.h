@@ -22,9 +22,6 @@ ngx_int_t ngx_http_pyrepl_send_json(ngx_http_request_t *r,
 ngx_int_t ngx_http_pyrepl_send_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *fmt, ...);
 ngx_int_t ngx_http_pyrepl_send_not_found(ngx_http_request_t *r, u_char *id);
-/* The request's header name (case-insensitive), or NULL. */
-ngx_table_elt_t *ngx_http_pyrepl_header_in(ngx_http_request_t *r,
-    const char *name);
 /* 405 method_not_allowed, with allow (the route's methods) in Allow */
 ngx_int_t ngx_http_pyrepl_send_not_allowed(ngx_http_request_t *r,
     ngx_str_t *allow);

@@ -114,7 +114,7 @@ ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id)
     ngx_http_pyrepl_run_t  *ctx;
 
     /* an EventSource that reconnects */
-    if (ngx_http_pyrepl_header_in(r, "Last-Event-ID") != NULL) {
+    if (ngx_http_pyrepl_header(r, "Last-Event-ID") != NULL) {
         ngx_http_discard_request_body(r);
         return NGX_HTTP_NO_CONTENT;
     }
