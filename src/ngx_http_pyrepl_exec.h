@@ -88,6 +88,9 @@ struct ngx_http_pyrepl_exec_s {
     unsigned                      has_stdin:1;
     unsigned                      terminated:1; /* ended before this run */
     unsigned                      opensandbox:1; /* that dialect's fields */
+    unsigned                      one_shot:1; /* execd's POST /command: */
+                                              /* its cwd and env are the */
+                                              /* session's, set at create */
 };
 
 ngx_int_t ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex);

@@ -133,6 +133,10 @@ ngx_http_pyrepl_exec_check(ngx_http_pyrepl_exec_t *ex, json_t *body)
                "stdin: input() asks the client)";
     }
 
+    if (ex->one_shot) {
+        return NULL;            /* its session was made in its cwd and env */
+    }
+
     return ngx_http_pyrepl_exec_parse_place(ex, body);
 }
 

@@ -16,6 +16,8 @@
  *                                          "execution_time" (ms)
  *   DELETE /session/{id}                   as always
  *   GET /ping                              200, execd's health check
+ *   POST /command {command, cwd?, envs?, timeout?}
+ *                                          a one-shot command, its own session
  *   DELETE /command?id={session id}        interrupt that session's run
  *   X-EXECD-ACCESS-TOKEN: <key>            accepted everywhere, like X-API-Key
  *
@@ -25,14 +27,17 @@
  * exit code from the error alone.  Pair it with "pyrepl_default_language
  * bash;" so that a create without a body gets a shell, as execd's does;
  * /ping and /command are locations of their own ("location = /ping {
- * pyrepl; }"), with the dialect.  One-shot commands (POST /command, their
- * status and logs) are not served: 501.
+ * pyrepl; }"), with the dialect.  POST /command {command, cwd, envs,
+ * timeout} runs a one-shot command in a bash session of its own, made for
+ * it and gone with it; background ones (and their status and logs) are
+ * not served: 501.
  */
 
 #include "ngx_http_pyrepl_opensandbox.h"
 
 #include "ngx_http_pyrepl_control.h"
 #include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_session.h"
 #include "ngx_http_pyrepl_table.h"
 
 
@@ -183,13 +188,16 @@ ngx_http_pyrepl_opensandbox_route(ngx_http_request_t *r, uint64_t tenant)
         return NGX_DECLINED;
     }
 
-    if (r->uri.len > sizeof("/command") - 1 || r->method == NGX_HTTP_POST) {
+    if (r->uri.len > sizeof("/command") - 1) {
         ngx_http_discard_request_body(r);
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_IMPLEMENTED,
                                           "not_implemented",
-                                          "one-shot commands are not "
-                                          "served: create a session and run "
-                                          "in it");
+                                          "background commands' status and "
+                                          "logs are not served");
+    }
+
+    if (r->method == NGX_HTTP_POST) {
+        return ngx_http_pyrepl_command_handler(r);
     }
 
     if (r->method != NGX_HTTP_DELETE) {

@@ -36,6 +36,8 @@
 #include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_spool.h"
+#include "ngx_http_pyrepl_supervisor.h"
+#include "ngx_http_pyrepl_table.h"
 
 
 #define PYREPL_RUN_MIN_BUF    8192
@@ -98,6 +100,8 @@ static ngx_int_t ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r,
 static void ngx_http_pyrepl_run_client_write(ngx_http_request_t *r);
 static void ngx_http_pyrepl_run_client_read(ngx_http_request_t *r);
 static void ngx_http_pyrepl_run_ping(ngx_event_t *ev);
+static ngx_int_t ngx_http_pyrepl_run_begin(ngx_http_request_t *r,
+    u_char *id, ngx_uint_t one_shot);
 static void ngx_http_pyrepl_run_cleanup(void *data);
 static ngx_uint_t ngx_http_pyrepl_accepts_json(ngx_http_request_t *r);
 
@@ -110,14 +114,34 @@ static u_char  ngx_http_pyrepl_json_stderr[] = "\",\"stderr\":\"";
 ngx_int_t
 ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id)
 {
-    ngx_pool_cleanup_t     *cln;
-    ngx_http_pyrepl_run_t  *ctx;
-
     /* an EventSource that reconnects */
     if (ngx_http_pyrepl_header(r, "Last-Event-ID") != NULL) {
         ngx_http_discard_request_body(r);
         return NGX_HTTP_NO_CONTENT;
     }
+
+    return ngx_http_pyrepl_run_begin(r, id, 0);
+}
+
+
+/*
+ * A one-shot command's run, in the session made for it, whose request
+ * (execd's POST /command) is read already and is this run's: the session
+ * goes when the request does (ngx_http_pyrepl_run_cleanup).
+ */
+ngx_int_t
+ngx_http_pyrepl_run_one_shot(ngx_http_request_t *r, u_char *id)
+{
+    return ngx_http_pyrepl_run_begin(r, id, 1);
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_run_begin(ngx_http_request_t *r, u_char *id,
+    ngx_uint_t one_shot)
+{
+    ngx_pool_cleanup_t     *cln;
+    ngx_http_pyrepl_run_t  *ctx;
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_run_t));
     if (ctx == NULL) {
@@ -138,6 +162,7 @@ ngx_http_pyrepl_run_handler(ngx_http_request_t *r, u_char *id)
     ctx->exec.log = r->connection->log;
     ctx->exec.pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
     ctx->exec.data = ctx;
+    ctx->exec.one_shot = one_shot;
     ngx_memcpy(ctx->exec.id, id, PYREPL_ID_LEN);
 
     ngx_http_set_ctx(r, ctx, ngx_http_pyrepl_module);
@@ -965,6 +990,13 @@ ngx_http_pyrepl_run_cleanup(void *data)
 
     if (ctx->ping.timer_set) {
         ngx_del_timer(&ctx->ping);
+    }
+
+    if (ctx->exec.one_shot) {
+        /* the command's session goes with it, however its run ended */
+        ngx_http_pyrepl_table_remove(ctx->exec.pmcf->shm_zone, ctx->exec.id);
+        ngx_http_pyrepl_supervisor_kill_now(ctx->exec.pmcf, ctx->exec.id,
+                                            ctx->request->connection->log);
     }
 
     json_decref(ctx->pending);

@@ -15,6 +15,7 @@
 #include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_peer.h"
 #include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_run.h"
 #include "ngx_http_pyrepl_supervisor.h"
 #include "ngx_http_pyrepl_table.h"
 
@@ -29,10 +30,14 @@ typedef struct {
     ngx_str_t                    cwd;          /* the create's, or empty */
     ngx_array_t                 *env;          /* of "NAME=VALUE", or NULL */
     unsigned                     restore:1;
+    unsigned                     one_shot:1;   /* execd's POST /command */
 } ngx_http_pyrepl_ctl_t;
 
 
 static void ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r);
+static void ngx_http_pyrepl_command_body_handler(ngx_http_request_t *r);
+static void ngx_http_pyrepl_create_begin(ngx_http_request_t *r,
+    ngx_uint_t one_shot);
 static ngx_int_t ngx_http_pyrepl_create_parse(ngx_http_request_t *r,
     json_t *body, ngx_http_pyrepl_ctl_t *ctl);
 static void ngx_http_pyrepl_create_refused(ngx_http_request_t *r,
@@ -42,6 +47,7 @@ static ngx_int_t ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer,
 static const char *ngx_http_pyrepl_create_place_parse(ngx_http_request_t *r,
     json_t *body, ngx_http_pyrepl_ctl_t *ctl);
 static void ngx_http_pyrepl_create_answer(ngx_http_pyrepl_ctl_t *ctl);
+static void ngx_http_pyrepl_create_reply(ngx_http_pyrepl_ctl_t *ctl);
 static void ngx_http_pyrepl_create_place(ngx_http_pyrepl_ctl_t *ctl);
 static ngx_int_t ngx_http_pyrepl_create_placed(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
@@ -66,8 +72,34 @@ ngx_http_pyrepl_create_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * OpenSandbox execd's POST /command {command, cwd, envs, timeout}: a
+ * one-shot command, in a bash session of its own made in cwd with envs,
+ * which goes when the command's run ends (ngx_http_pyrepl_run_one_shot).
+ */
+ngx_int_t
+ngx_http_pyrepl_command_handler(ngx_http_request_t *r)
+{
+    return ngx_http_pyrepl_read_body(r, ngx_http_pyrepl_command_body_handler);
+}
+
+
 static void
 ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_pyrepl_create_begin(r, 0);
+}
+
+
+static void
+ngx_http_pyrepl_command_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_pyrepl_create_begin(r, 1);
+}
+
+
+static void
+ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t one_shot)
 {
     json_t                       *body;
     ngx_int_t                     rc;
@@ -87,11 +119,26 @@ ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
         return;
     }
 
+    ctl->one_shot = one_shot;
+
+    if (one_shot && json_is_true(json_object_get(body, "background"))) {
+        json_decref(body);
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_NOT_IMPLEMENTED,
+                                       "not_implemented",
+                                       "background commands are not "
+                                       "served: run in a session");
+        return;
+    }
+
     rc = ngx_http_pyrepl_create_parse(r, body, ctl);
     json_decref(body);
 
     if (rc != NGX_OK) {
         return;
+    }
+
+    if (one_shot) {
+        ctl->session.lang = PYREPL_LANG_BASH;
     }
 
     if (ngx_http_pyrepl_new_id(ctl->session.id) != NGX_OK) {
@@ -324,6 +371,10 @@ ngx_http_pyrepl_create_place_parse(ngx_http_request_t *r, json_t *body,
 
     v = json_object_get(body, "env");
 
+    if (v == NULL && ctl->one_shot) {
+        v = json_object_get(body, "envs");          /* execd's name */
+    }
+
     if (v == NULL) {
         goto done;
     }
@@ -430,9 +481,27 @@ ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 }
 
 
-/* 201 with the new session (OpenSandbox's clients take 200 only). */
+/* 201 with the new session, or a one-shot command's run in it. */
 static void
 ngx_http_pyrepl_create_answer(ngx_http_pyrepl_ctl_t *ctl)
+{
+    ngx_http_request_t  *r;
+
+    r = ctl->request;
+
+    if (ctl->one_shot) {
+        ngx_http_finalize_request(r,
+            ngx_http_pyrepl_run_one_shot(r, ctl->session.id));
+        return;
+    }
+
+    ngx_http_pyrepl_create_reply(ctl);
+}
+
+
+/* 201 with the new session (OpenSandbox's clients take 200 only). */
+static void
+ngx_http_pyrepl_create_reply(ngx_http_pyrepl_ctl_t *ctl)
 {
     ngx_http_request_t  *r;
 
