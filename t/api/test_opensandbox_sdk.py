@@ -16,7 +16,7 @@ def nginx():
                          f"pyrepl_api_key {KEY};",
               server_extra="pyrepl_dialect opensandbox; "
                            "location = /ping { pyrepl; } "
-                           "location = /command { pyrepl; }").start()
+                           "location /command { pyrepl; }").start()
     yield n
     n.check_and_clean()
 
@@ -33,10 +33,22 @@ def test_the_opensandbox_sdk_runs_unchanged(nginx):
     assert seen["interrupted"]["exitCode"] not in (0, None)
     assert seen["after"] == "still here\n"
     assert seen["deleted"] == "refused"
+    assert seen["oneShot"]["stdout"].startswith("x\n")
+    assert seen["oneShot"]["stdout"].endswith("/w\n")
+    assert seen["oneShot"]["exitCode"] == 0
+    assert seen["oneShotExit"] == 4
+    # one-shot commands leave no session behind
+    r = nginx.http.get(nginx.url + "/session",
+                       headers={"X-EXECD-ACCESS-TOKEN": KEY})
+    assert r.json()["sessions"] == []
 
 
-def test_one_shot_commands_say_they_are_not_served(nginx):
-    r = nginx.http.post(nginx.url + "/command", json={"command": "true"},
+def test_background_commands_say_they_are_not_served(nginx):
+    r = nginx.http.post(nginx.url + "/command",
+                        json={"command": "true", "background": True},
                         headers={"X-EXECD-ACCESS-TOKEN": KEY})
     assert r.status_code == 501
     assert r.json()["error"]["code"] == "not_implemented"
+    r = nginx.http.get(nginx.url + "/command/status/x",
+                       headers={"X-EXECD-ACCESS-TOKEN": KEY})
+    assert r.status_code == 501

@@ -1,7 +1,8 @@
 // opensandbox_sdk.mjs BASE KEY: OpenSandbox's own JS SDK (npm
 // @alibaba-group/opensandbox), driven against BASE as its users drive an
 // execd: the health check, a bash session made in a working directory,
-// commands in it (exit codes, a timeout, an interrupt), and its deletion.
+// commands in it (exit codes, a timeout, an interrupt), its deletion, and
+// one-shot commands.
 // Prints what the SDK reported, as JSON.
 import {load} from './npm.mjs'
 
@@ -40,6 +41,13 @@ out.interrupted = {stdout: text(run), exitCode: run.exitCode}
 run = await commands.runInSession(sid, 'echo still here')
 out.after = text(run)
 await commands.deleteSession(sid)
+
+// one-shot commands, each in a session of its own that goes with it
+run = await commands.run('echo $A; pwd', {workingDirectory: 'w',
+                                          envs: {A: 'x'}})
+out.oneShot = {stdout: text(run), exitCode: run.exitCode}
+run = await commands.run('exit 4')
+out.oneShotExit = run.exitCode
 try {
     await commands.runInSession(sid, 'true')
     out.deleted = 'ran'
