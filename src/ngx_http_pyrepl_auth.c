@@ -375,6 +375,10 @@ ngx_http_pyrepl_token_take(ngx_http_request_t *r, ngx_str_t *token)
 
     rc = NGX_DECLINED;
 
+    if (r->args.len == 0) {
+        return rc;                      /* (and args.data may be NULL) */
+    }
+
     p = r->args.data;
     last = r->args.data + r->args.len;
 

@@ -830,7 +830,11 @@ ngx_http_pyrepl_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_pyrepl_loc_conf_t *prev = parent;
     ngx_http_pyrepl_loc_conf_t *conf = child;
 
+    ngx_str_t                 *name;
+    ngx_uint_t                 i;
+    ngx_http_server_name_t    *sn;
     ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_srv_conf_t  *cscf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_uint_value(conf->dialect, prev->dialect,
@@ -846,6 +850,30 @@ ngx_http_pyrepl_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
         conf->max_body_size = clcf->client_max_body_size;
         clcf->client_max_body_size = 0;
+
+        /* the server's names outlive the configuration's temporary pool */
+        cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+        sn = cscf->server_names.elts;
+
+        conf->server_names = ngx_array_create(cf->pool,
+                                              cscf->server_names.nelts + 1,
+                                              sizeof(ngx_str_t));
+        if (conf->server_names == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        for (i = 0; i < cscf->server_names.nelts; i++) {
+            name = ngx_array_push(conf->server_names);
+            if (name == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            name->len = sn[i].name.len;
+            name->data = ngx_pstrdup(cf->pool, &sn[i].name);
+            if (name->len && name->data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+        }
     }
 
     return NGX_CONF_OK;

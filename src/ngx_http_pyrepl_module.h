@@ -166,6 +166,8 @@ typedef struct {
     ngx_uint_t               dialect;        /* PYREPL_DIALECT_* */
     off_t                    max_body_size;  /* client_max_body_size */
     ngx_array_t             *cors_origins;   /* pyrepl_cors_origin */
+    ngx_array_t             *server_names;   /* the server's, ngx_str_t: */
+                                             /* its own origins' hosts */
 } ngx_http_pyrepl_loc_conf_t;
 
 

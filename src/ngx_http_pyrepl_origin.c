@@ -165,11 +165,11 @@ ngx_http_pyrepl_origin_own(ngx_http_request_t *r, ngx_str_t *origin)
 static ngx_uint_t
 ngx_http_pyrepl_origin_host_named(ngx_http_request_t *r, ngx_str_t *host)
 {
-    u_char                    *colon;
-    size_t                     len;
-    ngx_uint_t                 i;
-    ngx_http_server_name_t    *sn;
-    ngx_http_core_srv_conf_t  *cscf;
+    u_char                      *colon;
+    size_t                       len;
+    ngx_str_t                   *sn;
+    ngx_uint_t                   i;
+    ngx_http_pyrepl_loc_conf_t  *plcf;
 
     if (host->len > 0 && host->data[0] == '[') {
         return 1;                               /* an IPv6 address */
@@ -185,12 +185,17 @@ ngx_http_pyrepl_origin_host_named(ngx_http_request_t *r, ngx_str_t *host)
         return 1;
     }
 
-    cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
-    sn = cscf->server_names.elts;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyrepl_module);
 
-    for (i = 0; i < cscf->server_names.nelts; i++) {
-        if (sn[i].name.len == len
-            && ngx_strncasecmp(sn[i].name.data, host->data, len) == 0)
+    if (plcf->server_names == NULL) {
+        return 0;
+    }
+
+    sn = plcf->server_names->elts;
+
+    for (i = 0; i < plcf->server_names->nelts; i++) {
+        if (sn[i].len == len
+            && ngx_strncasecmp(sn[i].data, host->data, len) == 0)
         {
             return 1;
         }

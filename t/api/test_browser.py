@@ -145,6 +145,14 @@ def test_a_rebound_name_is_not_the_server_s_own_origin(nginx_cors):
         r = requests.post(n.url + "/session", json={},
                           headers={"Host": host, "Origin": f"http://{host}"})
         assert r.status_code == status, (host, r.text)
+    named = Nginx(server_extra="server_name ide.test;").start()
+    try:
+        host = f"ide.test:{named.port}"
+        r = requests.post(named.url + "/session", json={},
+                          headers={"Host": host, "Origin": f"http://{host}"})
+        assert r.status_code == 201, r.text
+    finally:
+        named.check_and_clean()
 
 
 @pytest.fixture
