@@ -546,11 +546,12 @@ sup_reap(const sup_conf_t *conf)
         sup_sweep_later();
 
         if (s->state == SUP_S_LIVE) {
+            /* the socket goes before the log line says the session went */
             sup_jail_gone(conf, s);
+            sup_dead(conf, s);
             sup_log_exit("session", s->id, s->pid,
                          sup_jail_status(conf, status));
             sup_jail_purged(conf, s->pgid);
-            sup_dead(conf, s);
             continue;
         }
 
