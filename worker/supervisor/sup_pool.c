@@ -557,6 +557,7 @@ sup_pool_reaped(const sup_conf_t *conf, pid_t pid, int status)
     }
 
     sup_journal_gone(sup_pool[i].name);
+    sup_jail_purged(conf, pid);         /* its jail's group, if it had one */
     sup_pool_drop(conf, i);
 
     return 1;

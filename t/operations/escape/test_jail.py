@@ -12,6 +12,7 @@ it in a session and skip with the reason.
 """
 
 import os
+import signal
 import subprocess
 import tempfile
 
@@ -19,7 +20,8 @@ import pytest
 
 from attacks import contained, out_of, run
 from helpers import (UID_BASE, Nginx, first_pid, nginx_t_refusal, pid_of,
-                     root_only, uid_processes, wait_for)
+                     pool_procs, proc_stat, root_only, uid_processes,
+                     wait_for)
 
 pytestmark = root_only
 
@@ -271,6 +273,40 @@ def test_host_wide_aio_contexts_are_out_of_reach(nginx, attacker, victim):
         """)
     assert out == "-1 EPERM\n"
     contained(nginx, victim)
+
+
+def session_groups(pid):
+    """The folders of host process pid's session control group, in every
+    hierarchy it is in (mounted as /sys/fs/cgroup/CONTROLLER here)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        groups = [line.rstrip("\n").split(":", 2) for line in f]
+    found = []
+    for _, ctrls, path in groups:
+        if "/pyrepl-" in path:
+            mount = "/sys/fs/cgroup/" + (ctrls.split(",")[0] if ctrls
+                                         else "unified")
+            found += [d for d in (mount + path,
+                                  mount + path[path.find("/pyrepl-"):])
+                      if os.path.isdir(d)]
+    return found
+
+
+def test_control_groups_go_with_pool_processes_and_the_instance():
+    n = Nginx().start()
+    try:
+        sid = n.create()
+        needs_group(first_pid(n, sid), "pids")
+        wait_for(lambda: len(pool_procs(n)) == 2, what="a full pool")
+        pooled = proc_stat(pool_procs(n)[0]).ppid        # its jail's init
+        groups = session_groups(pooled)
+        instance = {d[:d.rindex("/")] for d in groups}
+        assert groups and instance
+        os.kill(pooled, signal.SIGKILL)         # a pool process dies
+        wait_for(lambda: not any(os.path.exists(d) for d in groups),
+                 what="the dead pool process's group to go")
+    finally:
+        n.check_and_clean()
+    assert [d for d in instance if os.path.exists(d)] == []
 
 
 # IPC and network ----------------------------------------------------------
