@@ -37,6 +37,7 @@
 #include "ngx_http_pyrepl_exec.h"
 
 #include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_exec_parse.h"
 #include "ngx_http_pyrepl_peer.h"
 #include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_status.h"
@@ -192,7 +193,6 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
 {
     ngx_int_t    rc;
     ngx_str_t    sock;
-    ngx_uint_t   i;
     pr_frame_t   frame;
 
     rc = ex->event(ex, "init", json_pack("{s:s%,s:s%}",
@@ -262,22 +262,8 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
         pr_set_str(&frame, stdin, ex->stdin_text.data, ex->stdin_text.len);
     }
 
-    if (ex->env) {
-        frame.env.items = (pr_str_t *) ngx_palloc(ex->pool,
-                                                   ex->env->nelts
-                                                   * sizeof(pr_str_t) + 1);
-        if (frame.env.items == NULL) {
-            return NGX_ERROR;
-        }
-
-        for (i = 0; i < ex->env->nelts; i++) {
-            frame.env.items[i].data =
-                (const char *) ((ngx_str_t *) ex->env->elts)[i].data;
-            frame.env.items[i].len = ((ngx_str_t *) ex->env->elts)[i].len;
-        }
-
-        frame.env.n = ex->env->nelts;
-        frame.has |= 1u << PR_F_env;
+    if (ngx_http_pyrepl_env_frame(ex->pool, ex->env, &frame) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (ngx_http_pyrepl_peer_send(&ex->peer, ex->pool, &frame) != NGX_OK) {

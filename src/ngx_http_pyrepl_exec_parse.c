@@ -148,26 +148,16 @@ ngx_http_pyrepl_exec_check(ngx_http_pyrepl_exec_t *ex, json_t *body)
 static const char *
 ngx_http_pyrepl_exec_parse_place(ngx_http_pyrepl_exec_t *ex, json_t *body)
 {
-    u_char       *p;
-    json_t       *v, *val;
-    ngx_str_t    *kv;
-    const char   *name;
+    json_t      *v;
+    const char  *why;
 
-    v = json_object_get(body, "cwd");
-    if (v != NULL) {
-        if (!json_is_string(v) || json_string_length(v) == 0) {
-            return "\"cwd\" must be a non-empty string";
-        }
-
-        ex->cwd.len = json_string_length(v);
-        ex->cwd.data = ngx_pnalloc(ex->pool, ex->cwd.len);
-        if (ex->cwd.data == NULL) {
-            return "out of memory";
-        }
-
-        ngx_memcpy(ex->cwd.data, json_string_value(v), ex->cwd.len);
-        ex->has_cwd = 1;
+    why = ngx_http_pyrepl_parse_cwd(ex->pool, json_object_get(body, "cwd"),
+                                    &ex->cwd);
+    if (why != NULL) {
+        return why;
     }
+
+    ex->has_cwd = (ex->cwd.len != 0);
 
     v = json_object_get(body, "stdin");
     if (v != NULL) {
@@ -187,7 +177,45 @@ ngx_http_pyrepl_exec_parse_place(ngx_http_pyrepl_exec_t *ex, json_t *body)
         ex->has_stdin = 1;
     }
 
-    v = json_object_get(body, "env");
+    return ngx_http_pyrepl_parse_env(ex->pool, json_object_get(body, "env"),
+                                     &ex->env);
+}
+
+
+const char *
+ngx_http_pyrepl_parse_cwd(ngx_pool_t *pool, json_t *v, ngx_str_t *cwd)
+{
+    if (v == NULL) {
+        return NULL;
+    }
+
+    if (!json_is_string(v) || json_string_length(v) == 0
+        || ngx_strlen(json_string_value(v)) != json_string_length(v))
+    {
+        return "\"cwd\" must be a non-empty string";
+    }
+
+    cwd->len = json_string_length(v);
+    cwd->data = ngx_pnalloc(pool, cwd->len);
+    if (cwd->data == NULL) {
+        return "out of memory";
+    }
+
+    ngx_memcpy(cwd->data, json_string_value(v), cwd->len);
+
+    return NULL;
+}
+
+
+const char *
+ngx_http_pyrepl_parse_env(ngx_pool_t *pool, json_t *v, ngx_array_t **env)
+{
+    u_char       *p;
+    size_t        len;
+    json_t       *val;
+    ngx_str_t    *kv;
+    const char   *name;
+
     if (v == NULL) {
         return NULL;
     }
@@ -196,36 +224,69 @@ ngx_http_pyrepl_exec_parse_place(ngx_http_pyrepl_exec_t *ex, json_t *body)
         return "\"env\" must be an object of strings";
     }
 
-    ex->env = ngx_array_create(ex->pool, json_object_size(v) + 1,
-                               sizeof(ngx_str_t));
-    if (ex->env == NULL) {
+    *env = ngx_array_create(pool, json_object_size(v) + 1,
+                            sizeof(ngx_str_t));
+    if (*env == NULL) {
         return "out of memory";
     }
 
     json_object_foreach(v, name, val) {
-        if (!json_is_string(val) || name[0] == '\0'
-            || ngx_strchr(name, '=') != NULL)
+        len = ngx_strlen(name);
+
+        if (!json_is_string(val) || len == 0
+            || ngx_strchr(name, '=') != NULL
+            || ngx_strlen(json_string_value(val)) != json_string_length(val))
         {
             return "\"env\" must map names (without \"=\") to strings";
         }
 
-        kv = ngx_array_push(ex->env);
+        kv = ngx_array_push(*env);
         if (kv == NULL) {
             return "out of memory";
         }
 
-        kv->len = ngx_strlen(name) + 1 + json_string_length(val);
-        kv->data = ngx_pnalloc(ex->pool, kv->len);
+        kv->len = len + 1 + json_string_length(val);
+        kv->data = ngx_pnalloc(pool, kv->len);
         if (kv->data == NULL) {
             return "out of memory";
         }
 
-        p = ngx_cpymem(kv->data, name, ngx_strlen(name));
+        p = ngx_cpymem(kv->data, name, len);
         *p++ = '=';
         ngx_memcpy(p, json_string_value(val), json_string_length(val));
     }
 
     return NULL;
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_env_frame(ngx_pool_t *pool, ngx_array_t *env,
+    pr_frame_t *frame)
+{
+    ngx_str_t   *kv;
+    ngx_uint_t   i;
+
+    if (env == NULL) {
+        return NGX_OK;
+    }
+
+    frame->env.items = ngx_palloc(pool, (env->nelts + 1) * sizeof(pr_str_t));
+    if (frame->env.items == NULL) {
+        return NGX_ERROR;
+    }
+
+    kv = env->elts;
+
+    for (i = 0; i < env->nelts; i++) {
+        frame->env.items[i].data = (const char *) kv[i].data;
+        frame->env.items[i].len = kv[i].len;
+    }
+
+    frame->env.n = (uint32_t) env->nelts;
+    frame->has |= PR_BIT(env);
+
+    return NGX_OK;
 }
 
 

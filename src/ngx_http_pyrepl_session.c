@@ -11,6 +11,7 @@
 #include "ngx_http_pyrepl_auth.h"
 #include "ngx_http_pyrepl_checkpoint.h"
 #include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_exec_parse.h"
 #include "ngx_http_pyrepl_memory.h"
 #include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_peer.h"
@@ -345,28 +346,13 @@ static const char *
 ngx_http_pyrepl_create_place_parse(ngx_http_request_t *r, json_t *body,
     ngx_http_pyrepl_ctl_t *ctl)
 {
-    u_char       *p;
-    json_t       *v, *val;
-    size_t        len;
-    ngx_str_t    *kv;
-    const char   *name;
+    json_t      *v;
+    const char  *why;
 
-    v = json_object_get(body, "cwd");
-
-    if (v != NULL) {
-        if (!json_is_string(v) || json_string_length(v) == 0
-            || ngx_strlen(json_string_value(v)) != json_string_length(v))
-        {
-            return "\"cwd\" must be a non-empty string";
-        }
-
-        ctl->cwd.len = json_string_length(v);
-        ctl->cwd.data = ngx_pnalloc(r->pool, ctl->cwd.len);
-        if (ctl->cwd.data == NULL) {
-            return "out of memory";
-        }
-
-        ngx_memcpy(ctl->cwd.data, json_string_value(v), ctl->cwd.len);
+    why = ngx_http_pyrepl_parse_cwd(r->pool, json_object_get(body, "cwd"),
+                                    &ctl->cwd);
+    if (why != NULL) {
+        return why;
     }
 
     v = json_object_get(body, "env");
@@ -375,47 +361,10 @@ ngx_http_pyrepl_create_place_parse(ngx_http_request_t *r, json_t *body,
         v = json_object_get(body, "envs");          /* execd's name */
     }
 
-    if (v == NULL) {
-        goto done;
+    why = ngx_http_pyrepl_parse_env(r->pool, v, &ctl->env);
+    if (why != NULL) {
+        return why;
     }
-
-    if (!json_is_object(v)) {
-        return "\"env\" must be an object of strings";
-    }
-
-    ctl->env = ngx_array_create(r->pool, json_object_size(v) + 1,
-                                sizeof(ngx_str_t));
-    if (ctl->env == NULL) {
-        return "out of memory";
-    }
-
-    json_object_foreach(v, name, val) {
-        len = ngx_strlen(name);
-
-        if (!json_is_string(val) || len == 0
-            || ngx_strchr(name, '=') != NULL
-            || ngx_strlen(json_string_value(val)) != json_string_length(val))
-        {
-            return "\"env\" must map names (without \"=\") to strings";
-        }
-
-        kv = ngx_array_push(ctl->env);
-        if (kv == NULL) {
-            return "out of memory";
-        }
-
-        kv->len = len + 1 + json_string_length(val);
-        kv->data = ngx_pnalloc(r->pool, kv->len);
-        if (kv->data == NULL) {
-            return "out of memory";
-        }
-
-        p = ngx_cpymem(kv->data, name, len);
-        *p++ = '=';
-        ngx_memcpy(p, json_string_value(val), json_string_length(val));
-    }
-
-done:
 
     if (ctl->restore && (ctl->cwd.len || ctl->env)) {
         return "\"cwd\" and \"env\" are not taken with "
@@ -524,8 +473,7 @@ ngx_http_pyrepl_create_reply(ngx_http_pyrepl_ctl_t *ctl)
 static void
 ngx_http_pyrepl_create_place(ngx_http_pyrepl_ctl_t *ctl)
 {
-    ngx_str_t                    *kv, sock;
-    ngx_uint_t                    i;
+    ngx_str_t                     sock;
     pr_frame_t                    frame;
     ngx_http_request_t           *r;
     ngx_http_pyrepl_main_conf_t  *pmcf;
@@ -540,22 +488,8 @@ ngx_http_pyrepl_create_place(ngx_http_pyrepl_ctl_t *ctl)
         pr_set_str(&frame, cwd, ctl->cwd.data, ctl->cwd.len);
     }
 
-    if (ctl->env) {
-        frame.env.items = ngx_palloc(r->pool, (ctl->env->nelts + 1)
-                                              * sizeof(pr_str_t));
-        if (frame.env.items == NULL) {
-            goto failed;
-        }
-
-        kv = ctl->env->elts;
-
-        for (i = 0; i < ctl->env->nelts; i++) {
-            frame.env.items[i].data = (const char *) kv[i].data;
-            frame.env.items[i].len = kv[i].len;
-        }
-
-        frame.env.n = (uint32_t) ctl->env->nelts;
-        frame.has |= PR_BIT(env);
+    if (ngx_http_pyrepl_env_frame(r->pool, ctl->env, &frame) != NGX_OK) {
+        goto failed;
     }
 
     ctl->peer.data = ctl;
