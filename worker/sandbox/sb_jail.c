@@ -49,10 +49,10 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "sb_jail.h"
+#include "wk_time.h"
 
 
 #define SB_JAIL_INIT_SIGFD  3
@@ -71,7 +71,6 @@ static int sb_jail_loopback(void);
 static void sb_jail_serve(pid_t serving, int sigfd, int oomfd)
     __attribute__((noreturn));
 static void sb_jail_exit(int status) __attribute__((noreturn));
-static int64_t sb_jail_msec(void);
 
 
 void
@@ -322,7 +321,7 @@ sb_jail_serve(pid_t serving, int sigfd, int oomfd)
         timeout = -1;
 
         if (oom_at != 0) {
-            timeout = (int) (oom_at - sb_jail_msec());
+            timeout = (int) (oom_at - wk_msec());
             timeout = (timeout < 0) ? 0 : timeout;
         }
 
@@ -337,7 +336,7 @@ sb_jail_serve(pid_t serving, int sigfd, int oomfd)
             sb_jail_exit(EXIT_FAILURE);
         }
 
-        if (oom_at != 0 && sb_jail_msec() >= oom_at) {
+        if (oom_at != 0 && wk_msec() >= oom_at) {
             /* out of memory: the session ends, whoever was chosen */
             (void) kill(-1, SIGKILL);
             oom_at = 0;
@@ -353,7 +352,7 @@ sb_jail_serve(pid_t serving, int sigfd, int oomfd)
              * supervisor about would not happen.  A moment later.
              */
             if (oom_at == 0) {
-                oom_at = sb_jail_msec() + SB_JAIL_OOM_GRACE_MS;
+                oom_at = wk_msec() + SB_JAIL_OOM_GRACE_MS;
             }
         }
 
@@ -419,17 +418,6 @@ sb_jail_keep_kill(void)
     }
 
     return prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
-}
-
-
-static int64_t
-sb_jail_msec(void)
-{
-    struct timespec  ts;
-
-    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 
