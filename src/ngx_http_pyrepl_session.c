@@ -386,19 +386,20 @@ ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     r = ctl->request;
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
-    ngx_http_pyrepl_peer_close(peer);
-
     if (frame->type != PR_T_OK || !pr_has(frame, pid)) {
         ngx_http_pyrepl_table_remove(pmcf->shm_zone, ctl->session.id);
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "pyrepl: supervisor refused a session: %*s",
                       frame->message.len, frame->message.data);
+        ngx_http_pyrepl_peer_close(peer);
         ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "unavailable",
                                        "the supervisor could not start a "
                                        "session");
         return NGX_DONE;
     }
+
+    ngx_http_pyrepl_peer_close(peer);
 
     ctl->session.pid = (ngx_pid_t) frame->pid;
     ctl->session.state = PYREPL_STATE_IDLE;

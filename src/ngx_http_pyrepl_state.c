@@ -201,6 +201,7 @@ ngx_http_pyrepl_namespace_answered(ngx_http_pyrepl_peer_t *peer,
 {
     json_t                     *doc;
     json_error_t                err;
+    ngx_uint_t                  busy;
     ngx_http_request_t         *r;
     ngx_http_pyrepl_control_t  *cl;
 
@@ -228,11 +229,12 @@ ngx_http_pyrepl_namespace_answered(ngx_http_pyrepl_peer_t *peer,
         return NGX_DONE;
     }
 
-    ngx_http_pyrepl_peer_close(peer);
+    busy = (frame->type == PR_T_FAIL && frame->errcode.len == 12
+            && ngx_strncmp(frame->errcode.data, "session_busy", 12) == 0);
 
-    if (frame->type == PR_T_FAIL && frame->errcode.len == 12
-        && ngx_strncmp(frame->errcode.data, "session_busy", 12) == 0)
-    {
+    ngx_http_pyrepl_peer_close(peer);     /* frees what frame points to */
+
+    if (busy) {
         ngx_http_pyrepl_finalize_error(r, NGX_HTTP_CONFLICT, "session_busy",
                                        "the session is running code");
         return NGX_DONE;
