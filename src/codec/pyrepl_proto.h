@@ -63,10 +63,29 @@
  *                                   working directory (made if missing)
  *                                   and added variables (a create's);
  *                                   answered ok, or fail bad_request
+ *   status         worker->session  (no fields): a background command's
+ *                                   state: ok with status ("running", or
+ *                                   how it ended), code (the command),
+ *                                   started, finished (Unix ms, 0 while
+ *                                   running), exit_code once ended, cursor
+ *                                   (the bytes it has written); fail
+ *                                   not_found if the session never had one
+ *   tail           worker->session  cursor: a background command's output
+ *                                   from that byte on: ok with text (at
+ *                                   most a chunk, whole characters) and
+ *                                   cursor (the byte after it); fail
+ *                                   not_found as for status
  *   commit         worker->session  a pending (explicit) transaction's
  *   rollback                        effects stay / are undone: answered
  *                                   ok with tx (and pid, rolled back), or
  *                                   fail no_transaction
+ *
+ * A bash run frame with detach set is a background command (execd's
+ * POST /command {background: true}): the session answers ok at once, on
+ * that connection, and runs the code in a subshell with no connection
+ * waiting; its output is kept (the last WK_TAIL_MAX bytes) for tail
+ * frames, and its end for status frames.  Interrupt frames and its
+ * timeout_ms stop it as any run.
  *
  * Transactions: a python run frame's tx names its policy (commit_always,
  * commit_on_success, rollback_on_failure, explicit); its complete frame
@@ -128,6 +147,7 @@
     X(KILL,          "kill")                                                 \
     X(STATUS,        "status")                                               \
     X(ENDED,         "ended")                                                \
+    X(TAIL,          "tail")                                                 \
     X(OK,            "ok")                                                   \
     X(FAIL,          "fail")
 
@@ -178,7 +198,12 @@ typedef enum {
     X(max_size,    INT,  "checkpoint: the largest file, bytes (0: any)")    \
     X(quota,       INT,  "store: the bytes a tenant may keep (0: any)")     \
     X(checkpoints, STRS, "list: \"<id> <size_bytes> <Unix mtime>\" each")  \
-    X(reason,      STR,  "ended: why the session's processes ended")
+    X(reason,      STR,  "ended: why the session's processes ended")       \
+    X(detach,      INT,  "bash run: 1 for a background command")            \
+    X(cursor,      INT,  "tail, status: a byte offset in a background "     \
+                         "command's output")                                \
+    X(started,     INT,  "status: when the command began, Unix ms")         \
+    X(finished,    INT,  "status: when it ended, Unix ms; 0 while running")
 
 typedef enum {
 #define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,

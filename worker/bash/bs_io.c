@@ -6,9 +6,10 @@
  * and stderr pipes and the open connections.
  *
  * Per connection it answers "run" (bs_shell.c frames it, or "fail
- * session_busy"), "interrupt" (stop the run) and "input" (fail
- * no_pending_input: stdin comes whole with the run, never from input
- * frames), and fails anything else.  The shell's output goes to the run's
+ * session_busy"; a detached one is a background command, bs_bg.c),
+ * "interrupt" (stop the run), "input" (fail no_pending_input: stdin comes
+ * whole with the run, never from input frames), "status" and "tail" (the
+ * background command's, bs_bg.c), and fails anything else.  The shell's output goes to the run's
  * connection as wk_io.h says.
  *
  * A run ends when its status line arrives (bs_shell.c): the pipes are
@@ -56,7 +57,6 @@ static int bs_io_frame(wk_io_t *io, int i, const pr_frame_t *f);
 static void bs_io_lost(wk_io_t *io, const char *why);
 static void bs_io_run(bs_session_t *s, int i, const pr_frame_t *f);
 static void bs_io_place(bs_session_t *s, int i, const pr_frame_t *f);
-static size_t bs_io_quoted(char *out, const char *p, size_t n);
 static void bs_io_stop(bs_session_t *s, int why);
 static int bs_io_stop_tick(bs_session_t *s);
 static int bs_io_complete(bs_session_t *s, int rc);
@@ -207,6 +207,14 @@ bs_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
         bs_io_place(s, i, f);
         return 0;
 
+    case PR_T_STATUS:
+        bs_bg_status(s, i);
+        return 0;
+
+    case PR_T_TAIL:
+        bs_bg_tail(s, i, f);
+        return 0;
+
     default:
         return WK_IO_UNKNOWN;
     }
@@ -236,6 +244,8 @@ bs_io_lost(wk_io_t *io, const char *why)
 static void
 bs_io_run(bs_session_t *s, int i, const pr_frame_t *f)
 {
+    char        *buf;
+    pr_frame_t   run;
     const char  *code, *message;
 
     if (s->io.run_active) {
@@ -243,24 +253,42 @@ bs_io_run(bs_session_t *s, int i, const pr_frame_t *f)
         return;
     }
 
+    buf = NULL;
+
+    if (pr_has(f, detach) && f->detach
+        && bs_bg_wrap(s, f, &run, &buf) != 0)
+    {
+        wk_io_fail(&s->io, i, "unavailable", "out of memory");
+        return;
+    }
+
     if (wk_io_discard(&s->io) != 0) {
         wk_io_fail(&s->io, i, "unavailable", "the session is failing");
         s->fatal = 1;
+        free(buf);
         return;
     }
 
     if (bs_proc_snapshot(s) != 0) {
         wk_io_fail(&s->io, i, "unavailable",
                    "the session cannot list processes");
+        free(buf);
         return;
     }
 
-    if (bs_shell_run(s, f, &code, &message) != 0) {
+    if (bs_shell_run(s, buf ? &run : f, &code, &message) != 0) {
         wk_io_fail(&s->io, i, code, message);
+        free(buf);
         return;
     }
+
+    free(buf);
 
     wk_io_run_begin(&s->io, i, pr_has(f, timeout_ms) ? f->timeout_ms : 0);
+
+    if (pr_has(f, detach) && f->detach) {
+        bs_bg_started(s, i, f);
+    }
 
     s->count += !s->placing;
     s->stop = 0;
@@ -352,8 +380,7 @@ bs_io_place(bs_session_t *s, int i, const pr_frame_t *f)
 }
 
 
-/* p (n bytes) in single quotes for the shell, into out; its length. */
-static size_t
+size_t
 bs_io_quoted(char *out, const char *p, size_t n)
 {
     char    *o;
@@ -530,6 +557,11 @@ bs_io_outcome(bs_session_t *s, int rc, const char *ename,
 
     } else {
         how = (s->stop != 0) ? WK_IO_RUN_INTERRUPTED : WK_IO_RUN_ERROR;
+    }
+
+    if (s->bg.active) {
+        bs_bg_ended(s, wk_io_status(&s->io, how), rc);
+        return;
     }
 
     if (ename == NULL && how == WK_IO_RUN_ERROR) {

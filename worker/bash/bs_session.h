@@ -13,6 +13,8 @@
  *   bs_io.c       the poll loop: runs, interrupts, stopping a run, the
  *                 end (the connections, output pipes and deadlines are
  *                 wk_io.h's)
+ *   bs_bg.c       background commands: a run no connection waits for,
+ *                 its kept output and its end
  *
  * The process is single-threaded.  It is the shell's parent and a child
  * subreaper, so every process the shell starts stays its descendant even
@@ -29,6 +31,7 @@
 
 #include "pyrepl_proto.h"
 #include "wk_io.h"
+#include "wk_tail.h"
 
 
 #define BS_NONCE_LEN        16             /* hex digits of a run's nonce */
@@ -50,6 +53,20 @@
 #define BS_STOP_TICK_MS     50             /* SIGINT again, this often */
 #define BS_STOP_KILL_MS     1000           /* then SIGKILL its processes */
 #define BS_STOP_GIVEUP_MS   3000           /* then SIGKILL the shell */
+
+
+/* A background command (bs_bg.c): the detached run and what it left. */
+typedef struct {
+    unsigned         had:1;        /* the session has started one */
+    unsigned         active:1;     /* the active run is it */
+    char            *code;         /* the command as it came */
+    size_t           code_len;
+    int64_t          started;      /* Unix ms */
+    int64_t          finished;     /* Unix ms, 0 while it runs */
+    int              exit_code;    /* once finished */
+    const char      *status;       /* "running", or how it ended */
+    wk_tail_t        tail;         /* its output */
+} bs_bg_t;
 
 
 /* One process found in /proc. */
@@ -108,6 +125,7 @@ typedef struct {
     int64_t          count;        /* runs so far */
     unsigned         placing:1;    /* the active "run" is a create's */
                                    /* cwd and env (bs_io_place) */
+    bs_bg_t          bg;           /* the background command, if any */
 
     /* stopping it */
     int              stop;         /* BS_STOP_*, 0 if not stopping */
@@ -167,6 +185,40 @@ size_t bs_shell_pending(const bs_session_t *s);
  * error (logged).  Lines that are not the run's are dropped.
  */
 int bs_shell_status(bs_session_t *s, int *rc);
+
+
+/* bs_io.c */
+
+/* p (n bytes) in single quotes for the shell, into out (4 n + 2 bytes at
+ * most); its length. */
+size_t bs_io_quoted(char *out, const char *p, size_t n);
+
+
+/* bs_bg.c */
+
+/*
+ * The code that runs the command of detached run frame f, in a subshell
+ * (so that an exit in it ends the command, not the session), into *run
+ * (its code in *buf, to free after the run began).  Returns 0, or -1 with
+ * no memory (logged).
+ */
+int bs_bg_wrap(bs_session_t *s, const pr_frame_t *f, pr_frame_t *run,
+    char **buf);
+
+/*
+ * The detached run of frame f began, asked for on slot i: its output goes
+ * to the tail from now on, no connection waits for it; ok to slot i.
+ */
+void bs_bg_started(bs_session_t *s, int i, const pr_frame_t *f);
+
+/* The background command ended with status (wk_io_status()) and rc. */
+void bs_bg_ended(bs_session_t *s, const char *status, int rc);
+
+/* Answer a "status" frame on slot i. */
+void bs_bg_status(bs_session_t *s, int i);
+
+/* Answer a "tail" frame f on slot i. */
+void bs_bg_tail(bs_session_t *s, int i, const pr_frame_t *f);
 
 
 /* bs_proc.c */

@@ -244,6 +244,7 @@ wk_io_run_end(wk_io_t *io)
     io->run_conn = -1;
     io->timed_out = 0;
     io->deadline = 0;
+    io->tail = NULL;
 }
 
 
@@ -649,7 +650,7 @@ wk_io_pipe_read(wk_io_t *io, wk_io_pipe_t *p)
         return 0;
     }
 
-    if (!io->run_active || io->run_conn < 0) {
+    if (!io->run_active || (io->run_conn < 0 && io->tail == NULL)) {
         p->ncarry = 0;
         return n;
     }
@@ -675,11 +676,24 @@ wk_io_forward(wk_io_t *io, wk_io_pipe_t *p, const uint8_t *buf, size_t len)
     size_t      n;
     pr_frame_t  f;
 
-    if (len == 0 || !io->run_active || io->run_conn < 0) {
+    if (len == 0 || !io->run_active) {
         return;
     }
 
     n = pr_utf8_sanitize(buf, len, io->tbuf);
+
+    if (io->tail != NULL) {
+        if (wk_tail_append(io->tail, io->tbuf, n) != 0) {
+            wk_log("session %s: no memory to keep %zu bytes of output",
+                   io->id, n);
+        }
+
+        return;
+    }
+
+    if (io->run_conn < 0) {
+        return;
+    }
 
     memset(&f, 0, sizeof(pr_frame_t));
     f.type = p->type;

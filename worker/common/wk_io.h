@@ -29,6 +29,9 @@
  * The run's connection going away while the run is active is the caller's
  * business too (its lost handler): the run is stopped, and its output
  * dropped.
+ *
+ * A background run (bash's detached runs) has no connection: with io->tail
+ * set, the active run's output goes there instead, never backed up.
  */
 
 #ifndef WK_IO_H
@@ -41,6 +44,7 @@
 
 #include "pyrepl_proto.h"
 #include "wk_conn.h"
+#include "wk_tail.h"
 
 
 #define WK_IO_MAX_CONNS     16
@@ -126,6 +130,7 @@ struct wk_io_s {
     int              run_conn;     /* slot of its connection, or -1 */
     int64_t          started;      /* wk_msec() */
     int64_t          deadline;     /* wk_msec(), 0 for none */
+    wk_tail_t       *tail;         /* a background run's output, or NULL */
 
     /* output buffers, allocated once */
     size_t           chunk;        /* output bytes a frame, at most */
@@ -180,7 +185,7 @@ int wk_io_deadline(wk_io_t *io);
  */
 void wk_io_run_begin(wk_io_t *io, int i, int64_t timeout_ms);
 
-/* The run has ended: no run, no connection, no deadline. */
+/* The run has ended: no run, no connection, no deadline, no tail. */
 void wk_io_run_end(wk_io_t *io);
 
 /*
