@@ -165,6 +165,19 @@ ngx_http_pyrepl_renew_body_handler(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_pyrepl_interrupt_handler(ngx_http_request_t *r, u_char *id)
 {
+    return ngx_http_pyrepl_interrupt(r, id, 0);
+}
+
+
+/*
+ * The interrupt; with idle_too set, a bash session the table shows idle
+ * gets it too (its background command runs with no request of nginx's
+ * waiting, ngx_http_pyrepl_command.c).
+ */
+ngx_int_t
+ngx_http_pyrepl_interrupt(ngx_http_request_t *r, u_char *id,
+    ngx_uint_t idle_too)
+{
     ngx_int_t                     rc;
     pr_frame_t                    frame;
     ngx_http_pyrepl_session_t     s;
@@ -181,7 +194,10 @@ ngx_http_pyrepl_interrupt_handler(ngx_http_request_t *r, u_char *id)
         return ngx_http_pyrepl_send_not_found(r, id);
     }
 
-    if (s.state != PYREPL_STATE_BUSY) {
+    if (s.state != PYREPL_STATE_BUSY
+        && !(idle_too && s.state == PYREPL_STATE_IDLE
+             && s.lang == PYREPL_LANG_BASH))
+    {
         return ngx_http_pyrepl_send_json(r, NGX_HTTP_NO_CONTENT, NULL);
     }
 

@@ -28,6 +28,8 @@ ngx_int_t ngx_http_pyrepl_socket_path(ngx_http_pyrepl_main_conf_t *pmcf,
 ngx_int_t ngx_http_pyrepl_renew_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_interrupt_handler(ngx_http_request_t *r,
     u_char *id);
+ngx_int_t ngx_http_pyrepl_interrupt(ngx_http_request_t *r, u_char *id,
+    ngx_uint_t idle_too);
 ngx_int_t ngx_http_pyrepl_input_handler(ngx_http_request_t *r, u_char *id);
 
 #endif /* NGX_HTTP_PYREPL_CONTROL_H */

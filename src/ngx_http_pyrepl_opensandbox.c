@@ -16,8 +16,11 @@
  *                                          "execution_time" (ms)
  *   DELETE /session/{id}                   as always
  *   GET /ping                              200, execd's health check
- *   POST /command {command, cwd?, envs?, timeout?}
+ *   POST /command {command, cwd?, envs?, timeout?, background?}
  *                                          a one-shot command, its own session
+ *   GET /command/status/{id}, GET /command/{id}/logs?cursor=
+ *                                          a background one's state and
+ *                                          output (ngx_http_pyrepl_command.c)
  *   DELETE /command?id={session id}        interrupt that session's run
  *   X-EXECD-ACCESS-TOKEN: <key>            accepted everywhere, like X-API-Key
  *
@@ -29,12 +32,13 @@
  * /ping and /command are locations of their own ("location = /ping {
  * pyrepl; }"), with the dialect.  POST /command {command, cwd, envs,
  * timeout} runs a one-shot command in a bash session of its own, made for
- * it and gone with it; background ones (and their status and logs) are
- * not served: 501.
+ * it and gone with it; a background one's session stays, and its id names
+ * the command.
  */
 
 #include "ngx_http_pyrepl_opensandbox.h"
 
+#include "ngx_http_pyrepl_command.h"
 #include "ngx_http_pyrepl_control.h"
 #include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_session.h"
@@ -49,6 +53,10 @@ ngx_conf_enum_t  ngx_http_pyrepl_dialects[] = {
 
 
 static json_t *ngx_http_pyrepl_opensandbox_error(json_t *data);
+static ngx_int_t ngx_http_pyrepl_opensandbox_command(ngx_http_request_t *r,
+    uint64_t tenant);
+static ngx_uint_t ngx_http_pyrepl_opensandbox_owned(ngx_http_request_t *r,
+    u_char *id, size_t len, uint64_t tenant, ngx_int_t *rc);
 
 
 ngx_uint_t
@@ -157,12 +165,10 @@ ngx_http_pyrepl_opensandbox_error(json_t *data)
 ngx_int_t
 ngx_http_pyrepl_opensandbox_route(ngx_http_request_t *r, uint64_t tenant)
 {
-    u_char                       *id;
-    ngx_str_t                     arg;
-    ngx_str_t                     get = ngx_string("GET, HEAD");
-    ngx_str_t                     del = ngx_string("DELETE");
-    ngx_http_pyrepl_session_t     s;
-    ngx_http_pyrepl_main_conf_t  *pmcf;
+    ngx_int_t   rc;
+    ngx_str_t   arg;
+    ngx_str_t   get = ngx_string("GET, HEAD");
+    ngx_str_t   del = ngx_string("DELETE");
 
     if (r->uri.len == sizeof("/ping") - 1
         && ngx_strncmp(r->uri.data, "/ping", r->uri.len) == 0)
@@ -189,11 +195,7 @@ ngx_http_pyrepl_opensandbox_route(ngx_http_request_t *r, uint64_t tenant)
     }
 
     if (r->uri.len > sizeof("/command") - 1) {
-        ngx_http_discard_request_body(r);
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                          "not_implemented",
-                                          "background commands' status and "
-                                          "logs are not served");
+        return ngx_http_pyrepl_opensandbox_command(r, tenant);
     }
 
     if (r->method == NGX_HTTP_POST) {
@@ -206,8 +208,6 @@ ngx_http_pyrepl_opensandbox_route(ngx_http_request_t *r, uint64_t tenant)
     }
 
     /* DELETE /command?id=: interrupt, for the session's owner alone */
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
-
     if (ngx_http_arg(r, (u_char *) "id", 2, &arg) != NGX_OK
         || arg.len != PYREPL_ID_LEN)
     {
@@ -217,14 +217,92 @@ ngx_http_pyrepl_opensandbox_route(ngx_http_request_t *r, uint64_t tenant)
                                           "\"id\" must be a session id");
     }
 
-    id = arg.data;
-
-    if (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
-        || s.tenant != tenant)
+    if (!ngx_http_pyrepl_opensandbox_owned(r, arg.data, arg.len, tenant,
+                                           &rc))
     {
-        ngx_http_discard_request_body(r);
-        return ngx_http_pyrepl_send_not_found(r, id);
+        return rc;
     }
 
-    return ngx_http_pyrepl_interrupt_handler(r, id);
+    /* a background command leaves its session idle in the table */
+    return ngx_http_pyrepl_interrupt(r, arg.data, 1);
+}
+
+
+/*
+ * GET /command/status/{id} and GET /command/{id}/logs: a background
+ * command's state and output.
+ */
+static ngx_int_t
+ngx_http_pyrepl_opensandbox_command(ngx_http_request_t *r, uint64_t tenant)
+{
+    u_char     *p, *last;
+    ngx_int_t   rc;
+    ngx_str_t   get = ngx_string("GET, HEAD");
+
+    p = r->uri.data + sizeof("/command/") - 1;
+    last = r->uri.data + r->uri.len;
+
+    if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) {
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_not_allowed(r, &get);
+    }
+
+    if ((size_t) (last - p) > sizeof("status/") - 1
+        && ngx_strncmp(p, "status/", sizeof("status/") - 1) == 0)
+    {
+        p += sizeof("status/") - 1;
+
+        if (!ngx_http_pyrepl_opensandbox_owned(r, p, last - p, tenant, &rc)) {
+            return rc;
+        }
+
+        return ngx_http_pyrepl_command_status_handler(r, p);
+    }
+
+    if ((size_t) (last - p) == PYREPL_ID_LEN + sizeof("/logs") - 1
+        && ngx_strncmp(p + PYREPL_ID_LEN, "/logs", sizeof("/logs") - 1) == 0)
+    {
+        if (!ngx_http_pyrepl_opensandbox_owned(r, p, PYREPL_ID_LEN, tenant,
+                                               &rc))
+        {
+            return rc;
+        }
+
+        return ngx_http_pyrepl_command_logs_handler(r, p);
+    }
+
+    ngx_http_discard_request_body(r);
+
+    return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                      "no such route");
+}
+
+
+/*
+ * Whether id (len bytes) names a live session of tenant's: 1, or 0 with r
+ * answered 404 (*rc, the handler's to return).
+ */
+static ngx_uint_t
+ngx_http_pyrepl_opensandbox_owned(ngx_http_request_t *r, u_char *id,
+    size_t len, uint64_t tenant, ngx_int_t *rc)
+{
+    ngx_http_pyrepl_session_t     s;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    if (len == PYREPL_ID_LEN
+        && ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) == NGX_OK
+        && s.tenant == tenant)
+    {
+        return 1;
+    }
+
+    ngx_http_discard_request_body(r);
+
+    *rc = (len == PYREPL_ID_LEN)
+          ? ngx_http_pyrepl_send_not_found(r, id)
+          : ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                       "no such command");
+    return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "ngx_http_pyrepl_auth.h"
 #include "ngx_http_pyrepl_checkpoint.h"
+#include "ngx_http_pyrepl_command.h"
 #include "ngx_http_pyrepl_control.h"
 #include "ngx_http_pyrepl_exec_parse.h"
 #include "ngx_http_pyrepl_memory.h"
@@ -32,6 +33,9 @@ typedef struct {
     ngx_array_t                 *env;          /* of "NAME=VALUE", or NULL */
     unsigned                     restore:1;
     unsigned                     one_shot:1;   /* execd's POST /command */
+    unsigned                     background:1; /* ... {background: true} */
+    ngx_str_t                    command;      /* a background one's */
+    ngx_msec_t                   timeout;
 } ngx_http_pyrepl_ctl_t;
 
 
@@ -76,7 +80,9 @@ ngx_http_pyrepl_create_handler(ngx_http_request_t *r)
 /*
  * OpenSandbox execd's POST /command {command, cwd, envs, timeout}: a
  * one-shot command, in a bash session of its own made in cwd with envs,
- * which goes when the command's run ends (ngx_http_pyrepl_run_one_shot).
+ * which goes when the command's run ends (ngx_http_pyrepl_run_one_shot);
+ * with "background": true, the session stays and runs it with no client
+ * waiting (ngx_http_pyrepl_command.c).
  */
 ngx_int_t
 ngx_http_pyrepl_command_handler(ngx_http_request_t *r)
@@ -104,6 +110,7 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t one_shot)
 {
     json_t                       *body;
     ngx_int_t                     rc;
+    const char                   *why;
     ngx_http_pyrepl_ctl_t        *ctl;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
@@ -121,14 +128,18 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t one_shot)
     }
 
     ctl->one_shot = one_shot;
+    ctl->background = one_shot
+                      && json_is_true(json_object_get(body, "background"));
 
-    if (one_shot && json_is_true(json_object_get(body, "background"))) {
-        json_decref(body);
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_NOT_IMPLEMENTED,
-                                       "not_implemented",
-                                       "background commands are not "
-                                       "served: run in a session");
-        return;
+    if (ctl->background) {
+        why = ngx_http_pyrepl_command_parse(r->pool, body, &ctl->command,
+                                            &ctl->timeout);
+        if (why != NULL) {
+            json_decref(body);
+            ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_request", why);
+            return;
+        }
     }
 
     rc = ngx_http_pyrepl_create_parse(r, body, ctl);
@@ -431,13 +442,22 @@ ngx_http_pyrepl_created(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 }
 
 
-/* 201 with the new session, or a one-shot command's run in it. */
+/*
+ * 201 with the new session, or a one-shot command's run in it, or a
+ * background command started in it.
+ */
 static void
 ngx_http_pyrepl_create_answer(ngx_http_pyrepl_ctl_t *ctl)
 {
     ngx_http_request_t  *r;
 
     r = ctl->request;
+
+    if (ctl->background) {
+        ngx_http_pyrepl_command_launch(r, ctl->session.id, &ctl->command,
+                                       ctl->timeout);
+        return;
+    }
 
     if (ctl->one_shot) {
         ngx_http_finalize_request(r,

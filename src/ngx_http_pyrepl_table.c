@@ -342,6 +342,27 @@ ngx_http_pyrepl_table_renew(ngx_shm_zone_t *zone, u_char *id, time_t expires)
 }
 
 
+/* A request about session id counts as its activity (pyrepl_idle_timeout). */
+void
+ngx_http_pyrepl_table_touch(ngx_shm_zone_t *zone, u_char *id)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n != NULL) {
+        n->s.last_activity = ngx_time();
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
 /*
  * Mark every session past its expiry, or idle longer than idle_timeout
  * (0: never), as reaping and return their ids (u_char[32] each) for the
