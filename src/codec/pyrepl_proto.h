@@ -36,7 +36,12 @@
  *                                   (bash: cwd, env, stdin too; no
  *                                   input frames)
  *   stdout/stderr  session->worker  text: output as produced
- *   result         session->worker  text (repr), count: final expression
+ *   result         session->worker  text (repr), count: final expression;
+ *                                   python: bundle, its MIME bundle, when
+ *                                   it has more than text/plain
+ *   display        session->worker  bundle: rich output the code showed
+ *                                   (display(), a plot), in order with
+ *                                   stdout and stderr
  *   error          session->worker  ename, evalue, traceback: exception
  *   input_request  session->worker  id, prompt, password: code called
  *                                   input() (or getpass) and waits
@@ -127,6 +132,7 @@
     X(STDOUT,        "stdout")                                               \
     X(STDERR,        "stderr")                                               \
     X(RESULT,        "result")                                               \
+    X(DISPLAY,       "display")                                              \
     X(ERROR,         "error")                                                \
     X(INPUT_REQUEST, "input_request")                                        \
     X(INPUT,         "input")                                                \
@@ -203,7 +209,9 @@ typedef enum {
     X(cursor,      INT,  "tail, status: a byte offset in a background "     \
                          "command's output")                                \
     X(started,     INT,  "status: when the command began, Unix ms")         \
-    X(finished,    INT,  "status: when it ended, Unix ms; 0 while running")
+    X(finished,    INT,  "status: when it ended, Unix ms; 0 while running") \
+    X(bundle,      STR,  "result, display: JSON {\"data\": {mime: value}, "  \
+                         "\"metadata\": {}}")
 
 typedef enum {
 #define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,

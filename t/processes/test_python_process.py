@@ -85,12 +85,14 @@ def test_user_code_sees_no_connection_and_no_output_pipe_read_end(session):
                     f"{sockets[0]}))\n"
                     f"s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)")
     assert r.result["text"] == "1"
-    # 0-2, the "run finished" and "input answered" eventfds, the drain and
-    # ack pipes' requesting ends, the log's copy (for the main thread's
-    # diagnostics), that socket and the working directory (checkpoints)
-    assert len(fds) <= 10, fds
+    # 0-2, the "run finished", "input answered" and "display taken"
+    # eventfds, the drain and ack pipes' requesting ends, the log's copy
+    # (for the main thread's diagnostics), that socket and the working
+    # directory (checkpoints)
+    assert len(fds) <= 11, fds
     rest = sorted(v.split(":")[0] for k, v in fds.items() if k > 2)
-    assert rest == sorted(["anon_inode", "anon_inode", "pipe", "pipe",
+    assert rest == sorted(["anon_inode", "anon_inode", "anon_inode", "pipe",
+                           "pipe",
                            "socket", session.log_path, session.dir]), fds
 
 

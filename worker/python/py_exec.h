@@ -53,6 +53,15 @@ int py_replace_install(py_session_t *s, PyObject *dict);
 void py_replace_interactive(int interactive);
 
 
+/* py_display.c */
+
+/*
+ * Give the runtime (its globals, dict) _display_sending(), which hands a
+ * MIME bundle to the I/O thread.  Returns 0, or -1 (logged).
+ */
+int py_display_install(py_session_t *s, PyObject *dict);
+
+
 /* py_input.c */
 
 /*

@@ -53,6 +53,7 @@
 
 
 static void *py_io_thread(void *arg);
+static int py_io_asked(void);
 static int py_io_setup(py_session_t *s);
 static int py_io_loop(void);
 static int py_io_poll_set(struct pollfd *pfds, int *map, int *timeout);
@@ -108,9 +109,12 @@ py_io_start(py_session_t *s)
     py_io.input_seq = 0;
     py_io.input_id[0] = '\0';
 
-    /* before the tables part, so that both hold it */
+    py_io.display_waiting = 0;
+
+    /* before the tables part, so that both hold them */
     s->input_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->input_fd == -1) {
+    s->display_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->input_fd == -1 || s->display_fd == -1) {
         wk_log("eventfd() failed: %s", strerror(errno));
         (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
         return -1;
@@ -297,6 +301,12 @@ py_io_loop(void)
 
         if (wk_io_deadline(&py_io.io)) {
             py_io_interrupt("the deadline passed");
+        }
+
+        if (py_io.display_waiting && !wk_io_backed_up(&py_io.io)
+            && py_display_request(&py_io) != 0)
+        {
+            return -1;
         }
     }
 }
@@ -724,8 +734,8 @@ py_io_interrupt(const char *why)
 
 
 /*
- * done_fd was written: the main thread finished a run, or input() asks,
- * or both.  For a finished run: drain its output, then send result, error
+ * done_fd was written: the main thread finished a run, or input() or
+ * display() asks, or more than one of these.  For a finished run: drain its output, then send result, error
  * and complete to the run's connection, if it is still there; an input()
  * of another thread that still waits then gets EOF.  Returns 0, or -1 on
  * a fatal error (logged).
@@ -765,13 +775,13 @@ py_io_done(void)
     py_session_unlock(s);
 
     if (!finished) {
-        return py_input_request(&py_io);
+        return py_io_asked();
     }
 
     if (!py_io.io.run_active) {
         wk_log("session %s: a run finished that was never started", s->id);
         py_outcome_free(&o);
-        return py_input_request(&py_io);
+        return py_io_asked();
     }
 
     /* everything the run wrote is in the pipes by now */
@@ -808,6 +818,18 @@ py_io_done(void)
     py_io.interactive = 0;
 
     py_input_end(&py_io, PY_INPUT_WAITING, PY_INPUT_EOF);
+
+    return py_io_asked();
+}
+
+
+/* What another thread may ask besides a run's end: display(), input(). */
+static int
+py_io_asked(void)
+{
+    if (py_display_request(&py_io) != 0) {
+        return -1;
+    }
 
     return py_input_request(&py_io);
 }

@@ -38,11 +38,11 @@ static const char  *py_outcome_tx_names[] = {
 int
 py_outcome_copy(py_session_t *s, PyObject *ret, py_outcome_t *o)
 {
-    PyObject  *status, *result, *ename, *evalue, *tb, *changes;
+    PyObject  *status, *result, *bundle, *ename, *evalue, *tb, *changes;
 
-    if (!PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 6
-        || !PyTuple_Check(PyTuple_GET_ITEM(ret, 5))
-        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(ret, 5)) != 3)
+    if (!PyTuple_Check(ret) || PyTuple_GET_SIZE(ret) != 7
+        || !PyTuple_Check(PyTuple_GET_ITEM(ret, 6))
+        || PyTuple_GET_SIZE(PyTuple_GET_ITEM(ret, 6)) != 3)
     {
         PyErr_SetString(PyExc_SystemError,
                         "pyrepl runtime: run_cell() returned a bad value");
@@ -51,10 +51,11 @@ py_outcome_copy(py_session_t *s, PyObject *ret, py_outcome_t *o)
 
     status = PyTuple_GET_ITEM(ret, 0);
     result = PyTuple_GET_ITEM(ret, 1);
-    ename = PyTuple_GET_ITEM(ret, 2);
-    evalue = PyTuple_GET_ITEM(ret, 3);
-    tb = PyTuple_GET_ITEM(ret, 4);
-    changes = PyTuple_GET_ITEM(ret, 5);
+    bundle = PyTuple_GET_ITEM(ret, 2);
+    ename = PyTuple_GET_ITEM(ret, 3);
+    evalue = PyTuple_GET_ITEM(ret, 4);
+    tb = PyTuple_GET_ITEM(ret, 5);
+    changes = PyTuple_GET_ITEM(ret, 6);
 
     if (py_outcome_names(PyTuple_GET_ITEM(changes, 0), &o->added) != 0
         || py_outcome_names(PyTuple_GET_ITEM(changes, 1), &o->modified) != 0
@@ -80,6 +81,16 @@ py_outcome_copy(py_session_t *s, PyObject *ret, py_outcome_t *o)
 
     if (result != Py_None
         && py_outcome_text(result, s->max_frame - 1024, &o->result) != 0)
+    {
+        return -1;
+    }
+
+    /* JSON in ASCII; one that does not fit the frame whole is left out */
+    if (bundle != Py_None && PyUnicode_Check(bundle)
+        && PyUnicode_IS_ASCII(bundle)
+        && (size_t) PyUnicode_GET_LENGTH(bundle) + o->result.len + 1024
+           < s->max_frame
+        && py_outcome_text(bundle, s->max_frame, &o->bundle) != 0)
     {
         return -1;
     }
@@ -332,6 +343,7 @@ py_outcome_free(py_outcome_t *o)
     uint32_t  i;
 
     free((char *) o->result.data);
+    free((char *) o->bundle.data);
     free((char *) o->ename.data);
     free((char *) o->evalue.data);
 
@@ -524,6 +536,10 @@ py_outcome_send(wk_io_t *io, const py_outcome_t *o)
         f.type = PR_T_RESULT;
         pr_set_str(&f, text, o->result.data, o->result.len);
         pr_set_int(&f, count, o->count);
+
+        if (o->bundle.data != NULL) {
+            pr_set_str(&f, bundle, o->bundle.data, o->bundle.len);
+        }
         wk_io_send(io, i, &f);
     }
 

@@ -399,6 +399,7 @@ py_session_restart(py_session_t *s)
     /* the old process's ends: its I/O thread is not ours */
     (void) close(s->done_fd);
     (void) close(s->input_fd);
+    (void) close(s->display_fd);
     (void) close(s->drain_wfd);
     (void) close(s->ack_fd);
 

@@ -10,6 +10,8 @@
  *   py_replace.c      the replacements of os._exit, input and
  *                     getpass.getpass
  *   py_input.c        input() asking the client, both threads' sides
+ *   py_display.c      rich output (display(), plots) handed to the I/O
+ *                     thread, both threads' sides
  *   py_outcome.c      a run's outcome, out of Python objects and into
  *                     frames
  *   py_io.c           the I/O thread: runs and ops handed to the main
@@ -91,6 +93,17 @@
 
 
 /*
+ * display_state: one display() hands over at a time.  The displaying
+ * thread moves NONE -> ASKED and, once the I/O thread has moved it to
+ * SENT or DROPPED (or it gives up), back to NONE (py_display.c).
+ */
+#define PY_DISPLAY_NONE       0
+#define PY_DISPLAY_ASKED      1    /* display_bundle holds the bundle */
+#define PY_DISPLAY_SENT       2    /* on the run's connection */
+#define PY_DISPLAY_DROPPED    3    /* no run took it */
+
+
+/*
  * The outcome of one run, built by the main thread, sent and freed by the
  * I/O thread.  Every string is malloc'd valid UTF-8 (data NULL when
  * absent); traceback.items and each item's data are malloc'd too.
@@ -125,6 +138,8 @@ typedef struct {
     int64_t      count;            /* execution_count of the run */
     int64_t      ms;               /* wall-clock duration */
     pr_str_t     result;           /* repr() of a final value, or absent */
+    pr_str_t     bundle;           /* its MIME bundle (JSON) when it has */
+                                   /* more than text/plain, or absent */
     pr_str_t     ename;            /* absent unless an exception escaped */
     pr_str_t     evalue;
     pr_strs_t    traceback;
@@ -153,6 +168,8 @@ typedef struct {
                                    /* or input() asks */
     int              input_fd;     /* eventfd, I/O -> asker: input_state */
                                    /* changed (made by py_io_start) */
+    int              display_fd;   /* eventfd, I/O -> displaying thread: */
+                                   /* display_state changed (likewise) */
     int              drain_fd;     /* "drain" pipe: read end, the I/O */
     int              drain_wfd;    /* thread's; write end, the main table's */
     int              ack_fd;       /* "ack" pipe: read end, the main */
@@ -201,6 +218,10 @@ typedef struct {
     pr_str_t         input_prompt;
     pr_str_t         input_text;
 
+    /* under lock: the display() that hands over (malloc'd JSON) */
+    int              display_state;  /* PY_DISPLAY_* */
+    pr_str_t         display_bundle;
+
     /* under lock: the I/O thread has set up its descriptors */
     unsigned         io_ready:1;
     unsigned         io_failed:1;
@@ -238,6 +259,8 @@ typedef struct {
 
     unsigned         interactive:1; /* the run may ask input() */
     unsigned         tx_pending:1; /* an explicit run waits for its fate */
+    unsigned         display_waiting:1;  /* a display() waits for the */
+                                         /* run's connection to drain */
 
     char            *place;        /* the run frame's cwd and env, on */
     size_t           place_len;    /* their way to py_io_hand() */
@@ -312,6 +335,18 @@ void py_input_frame(py_io_t *pio, int i, const pr_frame_t *f);
 
 /* If input_state is "from", make it the outcome "to" and wake the asker. */
 void py_input_end(py_io_t *pio, int from, int to);
+
+
+/* py_display.c (the I/O thread's side) */
+
+/*
+ * done_fd was written, or the run's connection drained, and display()
+ * may be handing over: send what the code wrote before, then the display
+ * frame on the run's connection (or drop it without a run), and wake the
+ * displaying thread; wait while the connection is backed up.  Returns 0,
+ * or -1 on a fatal error (logged).
+ */
+int py_display_request(py_io_t *pio);
 
 
 /* py_session.c */

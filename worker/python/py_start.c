@@ -163,7 +163,9 @@ py_start_runtime(py_session_t *s)
         goto fail;
     }
 
-    if (py_replace_install(s, dict) != 0) {
+    if (py_replace_install(s, dict) != 0
+        || py_display_install(s, dict) != 0)
+    {
         goto fail;
     }
 

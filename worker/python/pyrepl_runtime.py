@@ -176,7 +176,8 @@ def _failure(exc, tb):
     te = traceback.TracebackException(type(exc), exc, tb, compact=True)
     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
 
-    return (status, None, type(exc).__name__, evalue, list(te.format()))
+    return (status, None, None, type(exc).__name__, evalue,
+            list(te.format()))
 
 
 class _Ordered(io.RawIOBase):
@@ -297,21 +298,28 @@ def run_cell(source, filename, ns, cwd=None, env=None):
     in cwd and with env added (for this run only) when given.
 
     The statements run in order; if the last one is an expression its value
-    is the cell's result.  Returns a 6-tuple (status, result, ename,
-    evalue, traceback, changes): status is "ok", "error" or "interrupted"
-    (KeyboardInterrupt escaped); result is repr() of a final value that is
-    not None, else None; ename, evalue and traceback are None unless an
-    exception escaped; changes is (added, modified, removed), lists of the
-    public names the run bound, rebound or changed (_fingerprint) and
-    deleted, also when it failed half way.
+    is the cell's result.  Returns a 7-tuple (status, result, bundle,
+    ename, evalue, traceback, changes): status is "ok", "error" or
+    "interrupted" (KeyboardInterrupt escaped); result is the text/plain of
+    a final value that is not None (its repr()), else None; bundle is the
+    JSON of its whole MIME bundle ({"data", "metadata"}) when it has more
+    than text/plain, else None; ename, evalue and traceback are None
+    unless an exception escaped; changes is (added, modified, removed),
+    lists of the public names the run bound, rebound or changed
+    (_fingerprint) and deleted, also when it failed half way.  Figures the
+    run left open are shown (display data) before it returns.
     """
     before = _snapshot(ns)
     _running[0] = filename
+    _hook_loaded()
     try:
         with _Place(cwd, env):
             outcome = _run(source, filename, ns)
+            _show_figures()
     except OSError as exc:
         outcome = _failure(exc, None)          # a cwd that is not there
+    except BaseException as exc:               # interrupted while showing
+        outcome = _failure(exc, None)
     finally:
         _running[0] = None
     changes = _changes(before, ns)
@@ -373,11 +381,260 @@ def _run(source, filename, ns):
         if last is not None:
             value = eval(last, ns)
             if value is not None:
-                return ("ok", repr(value), None, None, None)
+                data, metadata = _bundle(value)
+                bundle = None
+                if len(data) > 1 or metadata:
+                    bundle = _bundle_json(data, metadata)
+                return ("ok", data["text/plain"], bundle, None, None, None)
     except BaseException as exc:
         return _failure(exc, _user_tb(exc.__traceback__))
 
-    return ("ok", None, None, None, None)
+    return ("ok", None, None, None, None, None)
+
+
+# Rich output.  A value's MIME bundle is what its _repr_mimebundle_() and
+# _repr_*_() methods give (IPython's protocol), text/plain always (its
+# repr()); a method that raises costs its own MIME type only, as in
+# IPython.  Binary data (PNG, JPEG, PDF) travels base64, JSON as JSON.
+# display() sends bundles in the middle of a run (_display_sending, from
+# the C side: after the output written before it); matplotlib draws with
+# Agg and plt.show(), or the end of the run, shows its figures as PNG.
+
+_MIME_METHODS = (
+    ("text/html", "_repr_html_"),
+    ("text/markdown", "_repr_markdown_"),
+    ("image/svg+xml", "_repr_svg_"),
+    ("image/png", "_repr_png_"),
+    ("image/jpeg", "_repr_jpeg_"),
+    ("text/latex", "_repr_latex_"),
+    ("application/json", "_repr_json_"),
+    ("application/javascript", "_repr_javascript_"),
+    ("application/pdf", "_repr_pdf_"),
+)
+_BINARY = ("image/png", "image/jpeg", "image/gif", "application/pdf")
+
+
+def _method(value, name):
+    """value's bound method name, or None (a class's are not its own)."""
+    if isinstance(value, type):
+        return None
+    try:
+        method = getattr(value, name, None)
+    except Exception:
+        return None
+    return method if callable(method) else None
+
+
+def _mime_value(mime, value):
+    """value as JSON carries it for mime, or None when it cannot."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        if mime in _BINARY:
+            import base64
+            return base64.b64encode(value).decode("ascii")
+        return bytes(value).decode("utf-8", "replace")
+    if mime == "application/json" or mime.endswith("+json"):
+        try:
+            json.dumps(value, allow_nan=False)
+        except Exception:
+            return None
+        return value
+    return value if isinstance(value, str) else None
+
+
+def _bundle(value, include=None, exclude=None):
+    """value's MIME bundle: (data, metadata), data["text/plain"] always."""
+    data, metadata = {}, {}
+    method = _method(value, "_repr_mimebundle_")
+    if method is not None:
+        try:
+            got = method(include=include, exclude=exclude)
+        except Exception:
+            got = None
+        if isinstance(got, tuple) and len(got) == 2:
+            got, md = got
+            if isinstance(md, dict):
+                metadata.update(md)
+        if isinstance(got, dict):
+            data.update(got)
+    for mime, name in _MIME_METHODS:
+        if mime in data:
+            continue
+        method = _method(value, name)
+        if method is None:
+            continue
+        try:
+            got = method()
+        except Exception:
+            continue
+        if isinstance(got, tuple) and len(got) == 2:
+            got, md = got
+            if md:
+                metadata[mime] = md
+        if got is not None:
+            data[mime] = got
+    out = {}
+    for mime, got in data.items():
+        if not isinstance(mime, str) or (include and mime not in include) \
+                or (exclude and mime in exclude):
+            continue
+        got = _mime_value(mime, got)
+        if got is not None:
+            out[mime] = got
+    if not isinstance(out.get("text/plain"), str):
+        out["text/plain"] = repr(value)
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except Exception:
+        metadata = {}
+    return out, metadata
+
+
+def _bundle_json(data, metadata):
+    return json.dumps({"data": data, "metadata": metadata},
+                      ensure_ascii=True, allow_nan=False,
+                      separators=(",", ":"))
+
+
+def _show(data, metadata):
+    """Send a bundle to the run; where none can take it (a forked child),
+    print its text/plain instead."""
+    if not _display_sending(_bundle_json(data, metadata)):
+        print(data.get("text/plain", ""))
+
+
+def display(*objs, include=None, exclude=None, metadata=None,
+            transient=None, display_id=None, raw=False, clear=False,
+            **kwargs):
+    """Show each object as rich output in the middle of the run (its
+    whole MIME bundle: HTML, images, Markdown, ...), as Jupyter's display()
+    does.  raw=True takes each object as a bundle already ({mime: data})."""
+    for obj in objs:
+        if raw:
+            data = {k: v for k, v in dict(obj).items()
+                    if _mime_value(k, v) is not None}
+            data = {k: _mime_value(k, v) for k, v in data.items()}
+            data.setdefault("text/plain", "")
+            md = {}
+        else:
+            data, md = _bundle(obj, include, exclude)
+        if metadata:
+            md.update(metadata)
+        _show(data, md)
+
+
+def _show_figures():
+    """matplotlib's open figures, each as display data (PNG), then closed."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None or not pyplot.get_fignums():
+        return
+    import base64
+    for num in pyplot.get_fignums():
+        figure = pyplot.figure(num)
+        buf = io.BytesIO()
+        figure.savefig(buf, format="png", bbox_inches="tight")
+        width, height = (figure.get_size_inches() * figure.dpi)
+        _show({"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+               "text/plain": repr(figure)},
+              {"image/png": {"width": int(width), "height": int(height)}})
+    pyplot.close("all")
+
+
+def _backend_module():
+    """The matplotlib backend "module://pyrepl_inline": Agg, whose show()
+    shows the figures as display data."""
+    from matplotlib.backend_bases import FigureManagerBase
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    module = types.ModuleType("pyrepl_inline")
+    module.FigureCanvas = FigureCanvasAgg
+    module.FigureManager = FigureManagerBase
+    module.show = lambda *args, **kwargs: _show_figures()
+    return module
+
+
+def _matplotlib_loaded(matplotlib):
+    """matplotlib draws with pyrepl_inline, whatever a matplotlibrc says
+    (Debian's names TkAgg, which needs a display), unless MPLBACKEND names
+    one; code that calls matplotlib.use() afterwards has its way."""
+    if "MPLBACKEND" in os.environ:
+        return
+    if "pyrepl_inline" not in sys.modules:
+        sys.modules["pyrepl_inline"] = _backend_module()
+    matplotlib.rcParams["backend"] = "module://pyrepl_inline"
+
+
+def _ipython_display_loaded(module):
+    """IPython's display() without an IPython shell prints; ours shows."""
+    if hasattr(module, "display"):
+        module.display = display
+
+
+_AFTER_IMPORT = {
+    "matplotlib": _matplotlib_loaded,
+    "IPython.core.display_functions": _ipython_display_loaded,
+}
+_hooked = set()
+
+
+class _HookedLoader:
+    """The real loader of a module, and a hook after it has executed."""
+
+    def __init__(self, loader, hook):
+        self._loader, self._hook = loader, hook
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        _run_hook(module.__name__, module)
+
+
+class _AfterImportFinder:
+    """Finds nothing itself: lets the other finders find the modules of
+    _AFTER_IMPORT and hooks their loaders."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in _AFTER_IMPORT or name in _hooked:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is not None and \
+                        hasattr(spec.loader, "exec_module"):
+                    spec.loader = _HookedLoader(spec.loader,
+                                                _AFTER_IMPORT[name])
+                return spec
+        return None
+
+
+def _run_hook(name, module):
+    if name in _hooked:
+        return
+    _hooked.add(name)
+    try:
+        _AFTER_IMPORT[name](module)
+    except Exception:
+        pass
+
+
+def _hook_loaded():
+    """Hook the modules of _AFTER_IMPORT that were loaded before the hooks
+    could see them (the zygote's warm-up code)."""
+    if len(_hooked) == len(_AFTER_IMPORT):
+        return
+    for name in _AFTER_IMPORT:
+        module = sys.modules.get(name)
+        if module is not None:
+            _run_hook(name, module)
+
+
+sys.meta_path.insert(0, _AfterImportFinder())
+builtins.display = display
 
 
 def _size(value):
