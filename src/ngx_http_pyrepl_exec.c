@@ -30,8 +30,9 @@
  * whose control group ran out of memory was ended by the kernel, and the
  * run's error says so.
  *
- * Output: past pyrepl_max_output bytes in one run, the rest is dropped,
- * a notice goes to stderr and the run is interrupted.
+ * Output: past pyrepl_max_output bytes in one run (stdout, stderr and
+ * display data), the rest is dropped, a notice goes to stderr and the run
+ * is interrupted.
  */
 
 #include "ngx_http_pyrepl_exec.h"
@@ -56,6 +57,7 @@ static ngx_int_t ngx_http_pyrepl_exec_why(ngx_http_pyrepl_peer_t *peer,
     pr_frame_t *frame);
 static void ngx_http_pyrepl_exec_why_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
+static json_t *ngx_http_pyrepl_exec_bundle(pr_frame_t *frame);
 static ngx_int_t ngx_http_pyrepl_exec_truncate(ngx_http_pyrepl_exec_t *ex,
     pr_frame_t *frame);
 static ngx_int_t ngx_http_pyrepl_exec_crashed(ngx_http_pyrepl_exec_t *ex,
@@ -370,10 +372,32 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
     case PR_T_RESULT:
         event = "result";
-        data = json_pack("{s:{s:o},s:I}",
-                         "data", "text/plain",
-                         ngx_http_pyrepl_json_str(&frame->text),
-                         "execution_count", (json_int_t) frame->count);
+        data = ngx_http_pyrepl_exec_bundle(frame);
+
+        if (data != NULL
+            && json_object_set_new(data, "execution_count",
+                                   json_integer((json_int_t) frame->count))
+               != 0)
+        {
+            json_decref(data);
+            data = NULL;
+        }
+
+        break;
+
+    case PR_T_DISPLAY:
+        if (ex->truncated) {
+            return NGX_OK;
+        }
+
+        if (ex->output + frame->bundle.len > ex->pmcf->max_output) {
+            return ngx_http_pyrepl_exec_truncate(ex, frame);
+        }
+
+        ex->output += frame->bundle.len;
+
+        event = "display_data";
+        data = ngx_http_pyrepl_exec_bundle(frame);
         break;
 
     case PR_T_ERROR:
@@ -490,8 +514,41 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
 
 /*
+ * {"data": {mime: value}, "metadata": {}} of a result or display frame:
+ * its bundle, or for a result without one its text as text/plain (also
+ * when a bundle is not the JSON object it should be).  NULL: no memory.
+ */
+static json_t *
+ngx_http_pyrepl_exec_bundle(pr_frame_t *frame)
+{
+    json_t  *doc, *data, *metadata;
+
+    doc = NULL;
+
+    if (pr_has(frame, bundle)) {
+        doc = json_loadb(frame->bundle.data, frame->bundle.len, 0, NULL);
+        data = json_object_get(doc, "data");
+        metadata = json_object_get(doc, "metadata");
+
+        if (json_is_object(data) && json_is_object(metadata)
+            && json_is_string(json_object_get(data, "text/plain"))
+            && json_object_size(doc) == 2)
+        {
+            return doc;
+        }
+
+        json_decref(doc);
+    }
+
+    return json_pack("{s:{s:o},s:{}}", "data", "text/plain",
+                     ngx_http_pyrepl_json_str(&frame->text), "metadata");
+}
+
+
+/*
  * The frame that crosses pyrepl_max_output: send what fits (on a character
- * boundary), the notice, and interrupt the run.  NGX_OK or NGX_DONE.
+ * boundary, of output; display data whole or not at all), the notice, and
+ * interrupt the run.  NGX_OK or NGX_DONE.
  */
 static ngx_int_t
 ngx_http_pyrepl_exec_truncate(ngx_http_pyrepl_exec_t *ex, pr_frame_t *frame)
@@ -507,7 +564,9 @@ ngx_http_pyrepl_exec_truncate(ngx_http_pyrepl_exec_t *ex, pr_frame_t *frame)
 
     fits = ex->pmcf->max_output - ex->output;
     part.data = frame->text.data;
-    part.len = pr_utf8_boundary((const uint8_t *) frame->text.data, fits);
+    part.len = (frame->type == PR_T_DISPLAY)
+               ? 0
+               : pr_utf8_boundary((const uint8_t *) frame->text.data, fits);
 
     if (part.len) {
         data = json_pack("{s:o}", "text", ngx_http_pyrepl_json_str(&part));

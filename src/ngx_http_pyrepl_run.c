@@ -15,14 +15,15 @@
  * once the stream of a run it already had ended: it runs nothing and gets
  * 204, the answer that makes an EventSource stop.
  *
- * The JSON document, {"stdout", "stderr", "status", "result", "error",
- * "execution_count", "duration_ms", "changes", ...}, is written as the run
- * goes and never held whole.  stdout is escaped into one buffer (at most
- * PYREPL_JSON_OUT bytes) that goes to the client whenever it fills, under
- * the flow control above: a text that does not fit waits, unescaped, for
- * the client.  stderr, which comes after stdout in the document, and then
- * the closing fields go to the spool (ngx_http_pyrepl_spool.c): bounded
- * memory, the rest in a temporary file in client_body_temp_path.  So what
+ * The JSON document, {"stdout", "stderr", "displays", "status", "result",
+ * "error", "execution_count", "duration_ms", "changes", ...}, is written as
+ * the run goes and never held whole.  stdout is escaped into one buffer
+ * (at most PYREPL_JSON_OUT bytes) that goes to the client whenever it
+ * fills, under the flow control above: a text that does not fit waits,
+ * unescaped, for the client.  stderr, which comes after stdout in the
+ * document, goes to the spool (ngx_http_pyrepl_spool.c): bounded memory,
+ * the rest in a temporary file in client_body_temp_path; display data
+ * and then the closing fields to a second one.  So what
  * a JSON run costs this worker in escaped output is bounded, whatever
  * pyrepl_max_output.  The headers go out with the first
  * full stdout buffer (then the body is chunked), or at the end with a
@@ -58,13 +59,15 @@ typedef struct {
     ngx_chain_t                 *out;           /* stdout being escaped */
     json_t                      *pending;       /* stdout not escaped yet */
     size_t                       pending_pos;
-    ngx_http_pyrepl_spool_t      spool;         /* stderr, then the end */
+    ngx_http_pyrepl_spool_t      spool;         /* stderr */
+    ngx_http_pyrepl_spool_t      dspool;        /* displays, then the end */
+    ngx_uint_t                   displays;
     json_t                      *result;
     json_t                      *error;
 
     unsigned                     json:1;        /* Accept: application/json */
     unsigned                     opened:1;      /* '{"stdout":"' is out */
-    unsigned                     complete:1;    /* the spool holds the end */
+    unsigned                     complete:1;    /* dspool holds the end */
 } ngx_http_pyrepl_run_t;
 
 
@@ -158,6 +161,7 @@ ngx_http_pyrepl_run_begin(ngx_http_request_t *r, u_char *id,
 
     ctx->request = r;
     ctx->spool.request = r;
+    ctx->dspool.request = r;
     ctx->exec.pool = r->pool;
     ctx->exec.log = r->connection->log;
     ctx->exec.pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
@@ -478,7 +482,8 @@ failed:
 
 /*
  * JSON mode: stdout goes out as it comes (ngx_http_pyrepl_json_pump),
- * stderr to the spool, the result and the error wait for the end.  The
+ * stderr to the spool, display data to the other, the result and the
+ * error wait for the end.  The
  * exec sends nothing more on stdout while it is paused, so one text at
  * most is pending.
  */
@@ -513,6 +518,15 @@ ngx_http_pyrepl_json_event(ngx_http_pyrepl_exec_t *ex, const char *event,
             rc = ngx_http_pyrepl_json_spool(ctx,
                                             (u_char *) json_string_value(text),
                                             json_string_length(text), 1);
+        }
+
+        json_decref(data);
+
+    } else if (ngx_strcmp(event, "display_data") == 0) {
+        rc = ngx_http_pyrepl_spool_add(&ctx->dspool, (u_char *) ",",
+                                       ctx->displays++ ? 1 : 0, 0);
+        if (rc == NGX_OK) {
+            rc = ngx_http_pyrepl_spool_json(&ctx->dspool, data);
         }
 
         json_decref(data);
@@ -712,25 +726,31 @@ ngx_http_pyrepl_json_spool(ngx_http_pyrepl_run_t *ctx, u_char *data,
 
 
 /*
- * End the document in the spool: close the stderr string, then each field
- * of end.  Returns NGX_OK or NGX_ERROR.
+ * End the document: close the stderr string and open the displays in the
+ * spool; close them in the other, then each field of end.  Returns NGX_OK
+ * or NGX_ERROR.
  */
 static ngx_int_t
 ngx_http_pyrepl_json_close(ngx_http_pyrepl_run_t *ctx, json_t *end)
 {
-    if (ngx_http_pyrepl_json_spool(ctx, (u_char *) "\"", 1, 0) != NGX_OK
-        || ngx_http_pyrepl_spool_fields(&ctx->spool, end) != NGX_OK)
+    static u_char  displays[] = "\",\"displays\":[";
+
+    if (ngx_http_pyrepl_json_spool(ctx, displays, sizeof(displays) - 1, 0)
+           != NGX_OK
+        || ngx_http_pyrepl_spool_add(&ctx->dspool, (u_char *) "]", 1, 0)
+           != NGX_OK
+        || ngx_http_pyrepl_spool_fields(&ctx->dspool, end) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    return ngx_http_pyrepl_json_spool(ctx, (u_char *) "}\n", 2, 0);
+    return ngx_http_pyrepl_spool_add(&ctx->dspool, (u_char *) "}\n", 2, 0);
 }
 
 
 /*
- * Send the rest of the document, the stdout buffer then the spool (its
- * file, its memory), with a Content-Length if nothing went out before.
+ * Send the rest of the document, the stdout buffer then the spools (each
+ * its file, its memory), with a Content-Length if nothing went out before.
  * Finalizes the request.
  */
 static void
@@ -754,9 +774,11 @@ ngx_http_pyrepl_json_end(ngx_http_pyrepl_run_t *ctx)
         ctx->out = NULL;
     }
 
-    ctx->spool.buf->last_buf = 1;
+    ctx->dspool.buf->last_buf = 1;
 
-    if (ngx_http_pyrepl_spool_chain(&ctx->spool, &ll) != NGX_OK) {
+    if (ngx_http_pyrepl_spool_chain(&ctx->spool, &ll) != NGX_OK
+        || ngx_http_pyrepl_spool_chain(&ctx->dspool, &ll) != NGX_OK)
+    {
         goto failed;
     }
 

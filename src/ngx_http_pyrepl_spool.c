@@ -142,15 +142,23 @@ ngx_http_pyrepl_spool_fields(ngx_http_pyrepl_spool_t *sp, json_t *obj)
                != NGX_OK
             || ngx_http_pyrepl_spool_add(sp, (u_char *) "\":", 2, 0)
                != NGX_OK
-            || json_dump_callback(value, ngx_http_pyrepl_spool_dump, sp,
-                                  JSON_COMPACT | JSON_ENCODE_ANY)
-               != 0)
+            || ngx_http_pyrepl_spool_json(sp, value) != NGX_OK)
         {
             return NGX_ERROR;
         }
     }
 
     return NGX_OK;
+}
+
+
+/* value as JSON, to the spool.  Returns NGX_OK or NGX_ERROR. */
+ngx_int_t
+ngx_http_pyrepl_spool_json(ngx_http_pyrepl_spool_t *sp, json_t *value)
+{
+    return json_dump_callback(value, ngx_http_pyrepl_spool_dump, sp,
+                              JSON_COMPACT | JSON_ENCODE_ANY) == 0
+           ? NGX_OK : NGX_ERROR;
 }
 
 

@@ -27,6 +27,8 @@ ngx_int_t ngx_http_pyrepl_spool_add(ngx_http_pyrepl_spool_t *sp,
     u_char *data, size_t len, ngx_uint_t escape);
 ngx_int_t ngx_http_pyrepl_spool_fields(ngx_http_pyrepl_spool_t *sp,
     json_t *obj);
+ngx_int_t ngx_http_pyrepl_spool_json(ngx_http_pyrepl_spool_t *sp,
+    json_t *value);
 ngx_int_t ngx_http_pyrepl_spool_chain(ngx_http_pyrepl_spool_t *sp,
     ngx_chain_t ***ll);
 size_t ngx_http_pyrepl_json_escape(u_char **pos, u_char *end, u_char *src,
