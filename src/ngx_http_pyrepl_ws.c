@@ -1,10 +1,14 @@
 /*
- * ngx_http_pyrepl_ws.c: GET /session/{id}/ws, the WebSocket API.  The
- * handshake (ngx_http_pyrepl_upgrade.c) answers 101 and the connection is
- * taken over from HTTP; from then on client frames go through the RFC
- * 6455 parser (src/codec/pyrepl_ws.c) and
- * each message is a JSON object ("pyrepl.msgpack" subprotocol: the same as
- * msgpack in binary frames) with a "type":
+ * ngx_http_pyrepl_ws.c: WebSocket connections, and GET /session/{id}/ws,
+ * the WebSocket API.  The handshake (ngx_http_pyrepl_upgrade.c) answers
+ * 101 and the connection is taken over from HTTP; from then on client
+ * frames go through the RFC 6455 parser (src/codec/pyrepl_ws.c), control
+ * frames are answered here and text and binary ones go to the
+ * connection's protocol (ngx_http_pyrepl_ws_proto_t): Jupyter's channels
+ * (ngx_http_pyrepl_jupyter_ws.c), or PyREPL's own, below.
+ *
+ * PyREPL's: each message is a JSON object ("pyrepl.msgpack" subprotocol:
+ * the same as msgpack in binary frames) with a "type":
  *
  *   run        {id, code, timeout_ms, ...}: start a run (one at a time)
  *   input      {value, request_id?}: answer the run's input()
@@ -54,40 +58,6 @@
  */
 #define PYREPL_WS_FRAME_COST  128
 #define PYREPL_WS_READ_BUF    16384
-#define PYREPL_WS_SUBPROTOCOL "pyrepl.msgpack"
-
-
-typedef struct {
-    ngx_http_request_t           *request;
-    ngx_http_pyrepl_main_conf_t  *pmcf;
-    u_char                        id[PYREPL_ID_LEN];
-
-    pr_ws_parser_t                parser;
-
-    ngx_chain_t                  *out;        /* frames not yet sent */
-    ngx_chain_t                 **last_out;
-    ngx_chain_t                  *free;
-    size_t                        out_size;
-
-    ngx_http_pyrepl_exec_t       *exec;       /* the run going on */
-    json_t                       *run_id;     /* the client's id for it */
-    json_t                       *inputs;     /* ids of the input messages */
-                                              /* not answered yet, oldest */
-                                              /* first */
-
-    ngx_event_t                   finish;     /* posted: end the request */
-    ngx_event_t                   keepalive;  /* every pyrepl_keepalive */
-    ngx_msec_t                    sent_at;    /* the last frame queued */
-    ngx_msec_t                    pinged_at;  /* the ping not answered */
-
-    unsigned                      msgpack:1;
-    unsigned                      paused:1;
-    unsigned                      deaf:1;     /* not reading the client */
-    unsigned                      closing:1;  /* our close frame is queued */
-    unsigned                      finished:1;
-    unsigned                      pinged:1;   /* no frame from the client */
-                                              /* since our last ping */
-} ngx_http_pyrepl_ws_t;
 
 
 static void ngx_http_pyrepl_ws_event_handler(ngx_event_t *ev);
@@ -96,6 +66,8 @@ static void ngx_http_pyrepl_ws_write(ngx_http_request_t *r);
 static ngx_int_t ngx_http_pyrepl_ws_input(ngx_http_pyrepl_ws_t *ws,
     const u_char *p, size_t n);
 static ngx_int_t ngx_http_pyrepl_ws_frame(ngx_http_pyrepl_ws_t *ws,
+    pr_ws_frame_t *f);
+static ngx_int_t ngx_http_pyrepl_ws_data(ngx_http_pyrepl_ws_t *ws,
     pr_ws_frame_t *f);
 static ngx_int_t ngx_http_pyrepl_ws_message(ngx_http_pyrepl_ws_t *ws,
     json_t *msg);
@@ -113,24 +85,34 @@ static ngx_int_t ngx_http_pyrepl_ws_refused(ngx_http_pyrepl_ws_t *ws,
     json_t *id, ngx_http_pyrepl_exec_t *ex);
 static ngx_int_t ngx_http_pyrepl_ws_send_json(ngx_http_pyrepl_ws_t *ws,
     json_t *o);
-static ngx_int_t ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws,
-    int opcode, const u_char *payload, size_t len);
-static void ngx_http_pyrepl_ws_close(ngx_http_pyrepl_ws_t *ws,
-    uint16_t code, const char *reason);
 static ngx_int_t ngx_http_pyrepl_ws_flush(ngx_http_pyrepl_ws_t *ws);
 static void ngx_http_pyrepl_ws_finish(ngx_http_pyrepl_ws_t *ws);
 static void ngx_http_pyrepl_ws_finish_handler(ngx_event_t *ev);
-static void ngx_http_pyrepl_ws_end_exec(ngx_http_pyrepl_ws_t *ws);
-static void ngx_http_pyrepl_ws_idle(ngx_http_pyrepl_ws_t *ws);
 static void ngx_http_pyrepl_ws_cleanup(void *data);
 static void ngx_http_pyrepl_ws_keepalive(ngx_event_t *ev);
+
+
+/* PyREPL's own messages; "pyrepl.msgpack" makes them msgpack */
+static const ngx_http_pyrepl_ws_proto_t  ngx_http_pyrepl_ws_pyrepl = {
+    "pyrepl.msgpack",
+    ngx_http_pyrepl_ws_data,
+    NULL
+};
 
 
 ngx_int_t
 ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
 {
+    return ngx_http_pyrepl_ws_open(r, id, &ngx_http_pyrepl_ws_pyrepl, NULL);
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_ws_open(ngx_http_request_t *r, u_char *id,
+    const ngx_http_pyrepl_ws_proto_t *proto, void *data)
+{
     ngx_int_t                    rc;
-    ngx_uint_t                   msgpack;
+    ngx_uint_t                   chosen;
     const char                  *invalid;
     ngx_pool_cleanup_t          *cln;
     ngx_http_pyrepl_ws_t        *ws;
@@ -149,6 +131,8 @@ ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
 
     ws->request = r;
     ws->pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+    ws->proto = proto;
+    ws->data = data;
     ws->last_out = &ws->out;
     ws->finish.handler = ngx_http_pyrepl_ws_finish_handler;
     ws->finish.data = ws;
@@ -159,13 +143,13 @@ ngx_http_pyrepl_ws_handler(ngx_http_request_t *r, u_char *id)
         return ngx_http_pyrepl_send_not_found(r, id);
     }
 
-    invalid = ngx_http_pyrepl_upgrade(r, PYREPL_WS_SUBPROTOCOL, &msgpack);
+    invalid = ngx_http_pyrepl_upgrade(r, proto->subprotocol, &chosen);
     if (invalid) {
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_BAD_REQUEST,
                                           "bad_request", "%s", invalid);
     }
 
-    ws->msgpack = msgpack;
+    ws->subproto = chosen;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pyrepl_module);
 
@@ -378,10 +362,6 @@ ngx_http_pyrepl_ws_input(ngx_http_pyrepl_ws_t *ws, const u_char *p, size_t n)
 static ngx_int_t
 ngx_http_pyrepl_ws_frame(ngx_http_pyrepl_ws_t *ws, pr_ws_frame_t *f)
 {
-    json_t            *msg;
-    json_error_t       jerr;
-    msgpack_unpacked   up;
-
     ws->pinged = 0;             /* the client is there */
 
     switch (f->opcode) {
@@ -398,6 +378,22 @@ ngx_http_pyrepl_ws_frame(ngx_http_pyrepl_ws_t *ws, pr_ws_frame_t *f)
                                      ? PR_WS_CLOSE_NORMAL : f->close_code,
                                  NULL);
         return NGX_DONE;
+
+    default:                    /* text, binary: the protocol's */
+        return ws->proto->message(ws, f);
+    }
+}
+
+
+/* A PyREPL message: JSON in a text frame, msgpack in a binary one. */
+static ngx_int_t
+ngx_http_pyrepl_ws_data(ngx_http_pyrepl_ws_t *ws, pr_ws_frame_t *f)
+{
+    json_t            *msg;
+    json_error_t       jerr;
+    msgpack_unpacked   up;
+
+    switch (f->opcode) {
 
     case PR_WS_OP_TEXT:
         msg = json_loadb((char *) f->payload, f->len, JSON_REJECT_DUPLICATES,
@@ -542,11 +538,8 @@ ngx_http_pyrepl_ws_run(ngx_http_pyrepl_ws_t *ws, json_t *msg)
         return rc;
     }
 
-    ws->exec = ex;
+    ngx_http_pyrepl_ws_busy(ws, ex);
     ws->run_id = json_incref(id ? id : json_null());
-
-    /* a graceful shutdown waits for the run (ngx_http_pyrepl_ws_idle) */
-    ws->request->connection->idle = 0;
 
     rc = ngx_http_pyrepl_exec_start(ex);
 
@@ -583,6 +576,14 @@ ngx_http_pyrepl_ws_event(ngx_http_pyrepl_exec_t *ex, const char *event,
         return NGX_ERROR;
     }
 
+    return ngx_http_pyrepl_ws_backpressure(ws, ex);
+}
+
+
+ngx_int_t
+ngx_http_pyrepl_ws_backpressure(ngx_http_pyrepl_ws_t *ws,
+    ngx_http_pyrepl_exec_t *ex)
+{
     if (ws->out_size > PYREPL_WS_HIGH) {
         ws->paused = 1;
         ngx_http_pyrepl_exec_pause(ex);
@@ -659,11 +660,21 @@ ngx_http_pyrepl_ws_done(ngx_http_pyrepl_exec_t *ex, const char *status,
 }
 
 
+void
+ngx_http_pyrepl_ws_busy(ngx_http_pyrepl_ws_t *ws, ngx_http_pyrepl_exec_t *ex)
+{
+    ws->exec = ex;
+
+    /* a graceful shutdown waits for the run (ngx_http_pyrepl_ws_idle) */
+    ws->request->connection->idle = 0;
+}
+
+
 /*
  * Between runs: an exiting worker closes the connection now, as it
  * closed its idle ones when it began to exit; else it is idle again.
  */
-static void
+void
 ngx_http_pyrepl_ws_idle(ngx_http_pyrepl_ws_t *ws)
 {
     if (ws->finished || ws->closing) {
@@ -722,7 +733,7 @@ ngx_http_pyrepl_ws_send_json(ngx_http_pyrepl_ws_t *ws, json_t *o)
     msgpack_packer    pk;
     msgpack_sbuffer   sb;
 
-    if (ws->msgpack) {
+    if (ws->subproto) {
         msgpack_sbuffer_init(&sb);
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 
@@ -758,7 +769,7 @@ ngx_http_pyrepl_ws_send_json(ngx_http_pyrepl_ws_t *ws, json_t *o)
  * Queue one server frame and start writing.  Returns NGX_OK, or NGX_DONE
  * when the connection is gone (or going).
  */
-static ngx_int_t
+ngx_int_t
 ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws, int opcode,
     const u_char *payload, size_t len)
 {
@@ -921,7 +932,7 @@ ngx_http_pyrepl_ws_write(ngx_http_request_t *r)
 
 
 /* Queue a close frame; the connection ends once it is written. */
-static void
+void
 ngx_http_pyrepl_ws_close(ngx_http_pyrepl_ws_t *ws, uint16_t code,
     const char *reason)
 {
@@ -978,7 +989,7 @@ ngx_http_pyrepl_ws_finish_handler(ngx_event_t *ev)
 
 
 /* Drop the running exec, if any: closing its peer interrupts the run. */
-static void
+void
 ngx_http_pyrepl_ws_end_exec(ngx_http_pyrepl_ws_t *ws)
 {
     ngx_pool_t  *pool;
@@ -1018,6 +1029,10 @@ ngx_http_pyrepl_ws_cleanup(void *data)
     }
 
     ngx_http_pyrepl_ws_end_exec(ws);
+
+    if (ws->proto->cleanup) {
+        ws->proto->cleanup(ws);
+    }
 
     for (cl = ws->out; cl; cl = cl->next) {
         ngx_free(cl->buf->start);
