@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import msgpack
@@ -318,6 +319,39 @@ def test_interrupt_from_another_connection(session):
     c.wait_stdout("started")
     session.connect().send(t="interrupt")
     assert c.until_complete().status == "interrupted"
+
+
+def test_sigint_repeated_during_a_stop_does_not_undo_it(session):
+    # a stop signals the shell again every tick until the run ends; one
+    # that lands while the INT trap's job is ending the run made bash run
+    # the trap again and forget the interrupt: the run went on and ended
+    # "ok".  SIGINT sent without pause stands in for the ticks (without
+    # the fix about half of the runs went on); its first ones may reach
+    # the shell before the interrupt frame reaches the session, which
+    # makes the run an error with status 130, as any SIGINT to the shell
+    for _ in range(20):
+        c = session.connect()
+        c.send(t="run", code="echo started; sleep 100; echo after")
+        c.wait_stdout("started")
+        c.send(t="interrupt")
+        done = threading.Event()
+
+        def repeat():
+            while not done.is_set():
+                os.kill(session.shell, signal.SIGINT)
+
+        t = threading.Thread(target=repeat)
+        t.start()
+        try:
+            r = c.until_complete()
+        finally:
+            done.set()
+            t.join()
+        c.close()
+        assert r.status in ("interrupted", "error"), r.frames
+        assert r.complete["exit_code"] == 130
+        assert "after" not in r.stdout
+    ok(session.run("echo next"), "next\n")
 
 
 def test_a_command_that_ignores_sigint_is_killed(session):

@@ -42,7 +42,8 @@
  * functions, sourced files and all) and reads the next one.  So bs_io.c
  * sends SIGINT to the run's processes, and to the shell, whose trap
  *
- *   { [[ -n ${__pyrepl_run-} ]] && { __pyrepl_run=; \builtin set -m;
+ *   { [[ -n ${__pyrepl_run-} ]] && { __pyrepl_run=;
+ *     \builtin trap -- "" INT; \builtin set -m;
  *     ( \builtin trap - INT; \builtin kill -INT $BASHPID;
  *       \builtin exit 0 ); }; } 2>/dev/null
  *
@@ -51,7 +52,12 @@
  * The trap acts only while __pyrepl_run is set: from L1's start to the
  * end of the code, and once per run (it clears the flag), so a SIGINT that
  * comes late, or twice, can never abandon L2 or the next run's L1, and
- * bs_io.c may repeat it freely.  The "exit 0" after the kill is needed:
+ * bs_io.c may repeat it freely.  Once it acts, the shell ignores SIGINT
+ * until the next L1 sets the trap again: bash forgets the interrupt of a
+ * job killed by SIGINT whenever it runs a pending INT trap (trap.c,
+ * run_pending_traps: "interrupts don't stack"), so a SIGINT caught while
+ * the trap's own job ends would run the trap again, which does nothing,
+ * and L1 would go on.  The "exit 0" after the kill is needed:
  * as the subshell's last command the kill alone does not end it by the
  * signal.  The pre/post functions apply a run's cwd and env in the main
  * shell and restore the previous directory and variables in L2, after an
@@ -88,7 +94,8 @@
 #define BS_SHELL_BASH   "/bin/bash"
 
 #define BS_SHELL_TRAP                                                        \
-    "{ [[ -n ${__pyrepl_run-} ]] && { __pyrepl_run=; \\builtin set -m; "     \
+    "{ [[ -n ${__pyrepl_run-} ]] && { __pyrepl_run=; "                       \
+    "\\builtin trap -- \"\" INT; \\builtin set -m; "                        \
     "( \\builtin trap - INT; \\builtin kill -INT $BASHPID; "                 \
     "\\builtin exit 0 ); }; } 2>/dev/null"
 
