@@ -1,7 +1,8 @@
 /*
  * ngx_http_pyrepl_auth.c: API keys and tenancy.  With no pyrepl_api_key
  * configured the API is open (for local use).  With keys, a request must
- * carry "Authorization: Bearer <key>" or "X-API-Key: <key>" (else 401),
+ * carry "Authorization: Bearer <key>" (or Jupyter's "token <key>") or
+ * "X-API-Key: <key>" (else 401),
  * and its tenant is an 8-byte SHA-1 prefix of the key: sessions record
  * the tenant that created them, and every other tenant is told 404, as if
  * the session did not exist.  Keys are compared in constant time (every
@@ -307,6 +308,7 @@ ngx_http_pyrepl_authenticate_with(ngx_http_request_t *r, ngx_str_t *token,
 static ngx_int_t
 ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
 {
+    size_t            scheme;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
@@ -339,15 +341,26 @@ ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
             return NGX_OK;
         }
 
-        if (h[i].key.len == sizeof("Authorization") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Authorization",
-                               sizeof("Authorization") - 1) == 0
-            && h[i].value.len > sizeof("Bearer ") - 1
-            && ngx_strncasecmp(h[i].value.data, (u_char *) "Bearer ",
-                               sizeof("Bearer ") - 1) == 0)
+        if (h[i].key.len != sizeof("Authorization") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Authorization",
+                               sizeof("Authorization") - 1) != 0)
         {
-            key->data = h[i].value.data + sizeof("Bearer ") - 1;
-            key->len = h[i].value.len - (sizeof("Bearer ") - 1);
+            continue;
+        }
+
+        /* Jupyter's clients say "token <key>" */
+        scheme = (h[i].value.len > sizeof("Bearer ") - 1
+                  && ngx_strncasecmp(h[i].value.data, (u_char *) "Bearer ",
+                                     sizeof("Bearer ") - 1) == 0)
+                 ? sizeof("Bearer ") - 1
+                 : (h[i].value.len > sizeof("token ") - 1
+                    && ngx_strncasecmp(h[i].value.data, (u_char *) "token ",
+                                       sizeof("token ") - 1) == 0)
+                   ? sizeof("token ") - 1 : 0;
+
+        if (scheme) {
+            key->data = h[i].value.data + scheme;
+            key->len = h[i].value.len - scheme;
 
             while (key->len && key->data[0] == ' ') {
                 key->data++;

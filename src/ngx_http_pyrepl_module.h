@@ -160,6 +160,7 @@ typedef struct {
 
 #define PYREPL_DIALECT_PYREPL       0
 #define PYREPL_DIALECT_OPENSANDBOX  1    /* ngx_http_pyrepl_opensandbox.c */
+#define PYREPL_DIALECT_JUPYTER      2    /* ngx_http_pyrepl_jupyter.c */
 
 typedef struct {
     ngx_flag_t               enable;

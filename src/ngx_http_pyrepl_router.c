@@ -23,6 +23,7 @@
 #include "ngx_http_pyrepl_auth.h"
 #include "ngx_http_pyrepl_checkpoint.h"
 #include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_jupyter.h"
 #include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_origin.h"
 #include "ngx_http_pyrepl_reply.h"
@@ -66,6 +67,8 @@ static ngx_http_pyrepl_action_t  ngx_http_pyrepl_actions[] = {
 
 static ngx_int_t ngx_http_pyrepl_parse_path(ngx_http_request_t *r,
     u_char **id, ngx_http_pyrepl_action_t **action);
+static void ngx_http_pyrepl_below_prefix(ngx_http_request_t *r, u_char **p,
+    u_char **last);
 static ngx_uint_t ngx_http_pyrepl_is_id(u_char *p, u_char *last);
 static void ngx_http_pyrepl_route_allow(ngx_int_t rc, u_char *id,
     ngx_http_pyrepl_action_t *action, ngx_str_t *allow);
@@ -75,7 +78,7 @@ static void ngx_http_pyrepl_route_allow(ngx_int_t rc, u_char *id,
 ngx_int_t
 ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
 {
-    u_char                       *id;
+    u_char                       *id, *p, *last;
     uint64_t                      tenant;
     ngx_int_t                     rc, orc;
     ngx_str_t                     allow, token;
@@ -94,9 +97,13 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
 
     ngx_http_pyrepl_route_allow(rc, id, action, &allow);
 
-    /* a key as ?token= only on the WebSocket route's upgrades */
-    ws = (rc == NGX_OK && action != NULL
-          && action->handler == ngx_http_pyrepl_ws_handler
+    /* a key as ?token= only on the WebSocket routes' upgrades */
+    ngx_http_pyrepl_below_prefix(r, &p, &last);
+
+    ws = (((rc == NGX_OK && action != NULL
+            && action->handler == ngx_http_pyrepl_ws_handler)
+           || (ngx_http_pyrepl_dialect(r) == PYREPL_DIALECT_JUPYTER
+               && ngx_http_pyrepl_jupyter_is_channels(p, last)))
           && r->headers_in.upgrade != NULL
           && r->headers_in.upgrade->value.len == sizeof("websocket") - 1
           && ngx_strncasecmp(r->headers_in.upgrade->value.data,
@@ -129,6 +136,10 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
                                           "(Authorization: Bearer <key> or "
                                           "X-API-Key: <key>; a WebSocket "
                                           "may pass ?token=<key>)");
+    }
+
+    if (ngx_http_pyrepl_dialect(r) == PYREPL_DIALECT_JUPYTER) {
+        return ngx_http_pyrepl_jupyter_route(r, tenant, p, last);
     }
 
     if (ngx_http_pyrepl_dialect(r) == PYREPL_DIALECT_OPENSANDBOX) {
@@ -245,22 +256,11 @@ ngx_http_pyrepl_parse_path(ngx_http_request_t *r, u_char **id,
 {
     u_char                    *p, *last;
     ngx_http_pyrepl_action_t  *a;
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     *id = NULL;
     *action = NULL;
 
-    p = r->uri.data;
-    last = r->uri.data + r->uri.len;
-
-    if (!clcf->regex && r->uri.len >= clcf->name.len) {
-        p += clcf->name.len;
-        if (clcf->name.len && clcf->name.data[clcf->name.len - 1] == '/') {
-            p--;
-        }
-    }
+    ngx_http_pyrepl_below_prefix(r, &p, &last);
 
     if (p == last || (last - p == 1 && *p == '/')) {
         return NGX_OK;
@@ -314,6 +314,30 @@ ngx_http_pyrepl_parse_path(ngx_http_request_t *r, u_char **id,
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The URI below the location's prefix ("location /session": "/x" of
+ * "/session/x"), the whole URI for a regex location.
+ */
+static void
+ngx_http_pyrepl_below_prefix(ngx_http_request_t *r, u_char **p,
+    u_char **last)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    *p = r->uri.data;
+    *last = r->uri.data + r->uri.len;
+
+    if (!clcf->regex && r->uri.len >= clcf->name.len) {
+        *p += clcf->name.len;
+        if (clcf->name.len && clcf->name.data[clcf->name.len - 1] == '/') {
+            (*p)--;
+        }
+    }
 }
 
 

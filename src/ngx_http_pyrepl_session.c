@@ -13,6 +13,7 @@
 #include "ngx_http_pyrepl_command.h"
 #include "ngx_http_pyrepl_control.h"
 #include "ngx_http_pyrepl_exec_parse.h"
+#include "ngx_http_pyrepl_jupyter.h"
 #include "ngx_http_pyrepl_memory.h"
 #include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_peer.h"
@@ -24,6 +25,12 @@
 #include <sys/random.h>
 
 
+/* what a create is for (ngx_http_pyrepl_create_begin) */
+#define PYREPL_CREATE_SESSION  0      /* POST /session */
+#define PYREPL_CREATE_COMMAND  1      /* execd's POST /command */
+#define PYREPL_CREATE_KERNEL   2      /* Jupyter's POST /kernels */
+
+
 typedef struct {
     ngx_http_pyrepl_peer_t       peer;
     ngx_http_request_t          *request;
@@ -33,6 +40,7 @@ typedef struct {
     ngx_array_t                 *env;          /* of "NAME=VALUE", or NULL */
     unsigned                     restore:1;
     unsigned                     one_shot:1;   /* execd's POST /command */
+    unsigned                     kernel:1;     /* Jupyter's POST /kernels */
     unsigned                     background:1; /* ... {background: true} */
     ngx_str_t                    command;      /* a background one's */
     ngx_msec_t                   timeout;
@@ -41,8 +49,9 @@ typedef struct {
 
 static void ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r);
 static void ngx_http_pyrepl_command_body_handler(ngx_http_request_t *r);
+static void ngx_http_pyrepl_kernel_body_handler(ngx_http_request_t *r);
 static void ngx_http_pyrepl_create_begin(ngx_http_request_t *r,
-    ngx_uint_t one_shot);
+    ngx_uint_t mode);
 static ngx_int_t ngx_http_pyrepl_create_parse(ngx_http_request_t *r,
     json_t *body, ngx_http_pyrepl_ctl_t *ctl);
 static void ngx_http_pyrepl_create_refused(ngx_http_request_t *r,
@@ -94,28 +103,63 @@ ngx_http_pyrepl_command_handler(ngx_http_request_t *r)
 static void
 ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r)
 {
-    ngx_http_pyrepl_create_begin(r, 0);
+    ngx_http_pyrepl_create_begin(r, PYREPL_CREATE_SESSION);
 }
 
 
 static void
 ngx_http_pyrepl_command_body_handler(ngx_http_request_t *r)
 {
-    ngx_http_pyrepl_create_begin(r, 1);
+    ngx_http_pyrepl_create_begin(r, PYREPL_CREATE_COMMAND);
+}
+
+
+/*
+ * Jupyter's POST /kernels {"name"?, "env"?}: a Python session, answered
+ * with its kernel model (ngx_http_pyrepl_jupyter.c).
+ */
+ngx_int_t
+ngx_http_pyrepl_kernel_create_handler(ngx_http_request_t *r)
+{
+    return ngx_http_pyrepl_read_body(r, ngx_http_pyrepl_kernel_body_handler);
 }
 
 
 static void
-ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t one_shot)
+ngx_http_pyrepl_kernel_body_handler(ngx_http_request_t *r)
 {
-    json_t                       *body;
+    ngx_http_pyrepl_create_begin(r, PYREPL_CREATE_KERNEL);
+}
+
+
+static void
+ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
+{
+    json_t                       *body, *asked;
     ngx_int_t                     rc;
+    ngx_uint_t                    one_shot;
     const char                   *why;
     ngx_http_pyrepl_ctl_t        *ctl;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
     if (ngx_http_pyrepl_read_json_body(r, &body) != NGX_OK) {
         return;
+    }
+
+    one_shot = (mode == PYREPL_CREATE_COMMAND);
+
+    if (mode == PYREPL_CREATE_KERNEL) {
+        asked = body;
+        body = ngx_http_pyrepl_jupyter_create_body(asked, &why);
+        json_decref(asked);
+
+        if (body == NULL) {
+            ngx_http_pyrepl_finalize_error(r, why ? NGX_HTTP_BAD_REQUEST
+                                              : NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           why ? "bad_request" : "internal",
+                                           why ? why : "out of memory");
+            return;
+        }
     }
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
@@ -128,6 +172,7 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t one_shot)
     }
 
     ctl->one_shot = one_shot;
+    ctl->kernel = (mode == PYREPL_CREATE_KERNEL);
     ctl->background = one_shot
                       && json_is_true(json_object_get(body, "background"));
 
@@ -476,6 +521,13 @@ ngx_http_pyrepl_create_reply(ngx_http_pyrepl_ctl_t *ctl)
     ngx_http_request_t  *r;
 
     r = ctl->request;
+
+    if (ctl->kernel) {
+        ngx_http_finalize_request(r,
+            ngx_http_pyrepl_send_json(r, NGX_HTTP_CREATED,
+                                  ngx_http_pyrepl_jupyter_kernel(&ctl->session)));
+        return;
+    }
 
     ngx_http_finalize_request(r,
         ngx_http_pyrepl_send_json(r, ngx_http_pyrepl_dialect(r)

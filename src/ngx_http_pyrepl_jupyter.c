@@ -1,0 +1,427 @@
+/*
+ * ngx_http_pyrepl_jupyter.c: "pyrepl_dialect jupyter;", a location that
+ * serves Jupyter's kernel REST API, so that Jupyter front ends (through a
+ * gateway, or @jupyterlab/services directly) use PyREPL's Python sessions
+ * as kernels.  Below the location's prefix ("location /api"):
+ *
+ *   GET /kernelspecs, /kernelspecs/python3   the one kernel spec
+ *   GET /kernels                             the caller's kernels
+ *   POST /kernels {"name"?, "env"?}          201, a new kernel: a Python
+ *                                            session (env: KERNEL_* names
+ *                                            only, as a gateway sends its
+ *                                            whole environment)
+ *   GET, DELETE /kernels/{id}                its model; 204
+ *   POST /kernels/{id}/interrupt             204
+ *   GET /kernels/{id}/channels               the channels WebSocket
+ *                                            (ngx_http_pyrepl_jupyter_ws.c)
+ *
+ * A kernel is a PyREPL session: its id is the session's, written as a
+ * UUID (8-4-4-4-12, the form Jupyter's routes match), tenancy, TTL,
+ * reaping, the pool and the isolation all apply; bash sessions are no
+ * kernels (404).  The model: {"id", "name", "last_activity" (exactly
+ * %Y-%m-%dT%H:%M:%S.%fZ), "execution_state", "connections"}.  Keys come
+ * as "Authorization: token KEY" too (ngx_http_pyrepl_auth.c).
+ */
+
+#include "ngx_http_pyrepl_jupyter.h"
+
+#include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_session.h"
+#include "ngx_http_pyrepl_table.h"
+
+
+#define PYREPL_UUID_LEN       36
+#define PYREPL_KERNEL_NAME    "python3"
+
+
+static ngx_int_t ngx_http_pyrepl_jupyter_kernels(ngx_http_request_t *r,
+    uint64_t tenant, u_char *p, u_char *last);
+static ngx_int_t ngx_http_pyrepl_jupyter_list(ngx_http_request_t *r,
+    uint64_t tenant);
+static json_t *ngx_http_pyrepl_jupyter_spec(void);
+static ngx_uint_t ngx_http_pyrepl_jupyter_id(u_char *p, u_char *last,
+    u_char *id);
+
+
+/*
+ * A request of a location with this dialect, p the URI below the
+ * location's prefix; tenant is the caller's.  Returns what its handler
+ * returned.
+ */
+ngx_int_t
+ngx_http_pyrepl_jupyter_route(ngx_http_request_t *r, uint64_t tenant,
+    u_char *p, u_char *last)
+{
+    json_t     *o;
+    ngx_str_t   get = ngx_string("GET, HEAD");
+
+    if ((size_t) (last - p) >= sizeof("/kernelspecs") - 1
+        && ngx_strncmp(p, "/kernelspecs", sizeof("/kernelspecs") - 1) == 0)
+    {
+        p += sizeof("/kernelspecs") - 1;
+
+        if (p != last && !(last - p == sizeof("/" PYREPL_KERNEL_NAME) - 1
+                           && ngx_strncmp(p, "/" PYREPL_KERNEL_NAME,
+                                          last - p) == 0))
+        {
+            ngx_http_discard_request_body(r);
+            return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND,
+                                              "not_found",
+                                              "no such kernel spec");
+        }
+
+        if (!(r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD))) {
+            ngx_http_discard_request_body(r);
+            return ngx_http_pyrepl_send_not_allowed(r, &get);
+        }
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        o = ngx_http_pyrepl_jupyter_spec();
+
+        if (o != NULL && p == last) {
+            o = json_pack("{s:s,s:{s:o}}", "default", PYREPL_KERNEL_NAME,
+                          "kernelspecs", PYREPL_KERNEL_NAME, o);
+        }
+
+        return o ? ngx_http_pyrepl_send_json(r, NGX_HTTP_OK, o)
+                 : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if ((size_t) (last - p) >= sizeof("/kernels") - 1
+        && ngx_strncmp(p, "/kernels", sizeof("/kernels") - 1) == 0
+        && (last - p == sizeof("/kernels") - 1
+            || p[sizeof("/kernels") - 1] == '/'))
+    {
+        return ngx_http_pyrepl_jupyter_kernels(r, tenant,
+                                               p + sizeof("/kernels") - 1,
+                                               last);
+    }
+
+    ngx_http_discard_request_body(r);
+
+    return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                      "no such route");
+}
+
+
+/* /kernels[/{id}[/<action>]], p after "/kernels". */
+static ngx_int_t
+ngx_http_pyrepl_jupyter_kernels(ngx_http_request_t *r, uint64_t tenant,
+    u_char *p, u_char *last)
+{
+    u_char                        id[PYREPL_ID_LEN];
+    ngx_str_t                     allow;
+    ngx_http_pyrepl_session_t     s;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (p == last || (last - p == 1 && *p == '/')) {
+        if (r->method == NGX_HTTP_POST) {
+            return ngx_http_pyrepl_kernel_create_handler(r);
+        }
+
+        if (r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD)) {
+            return ngx_http_pyrepl_jupyter_list(r, tenant);
+        }
+
+        ngx_str_set(&allow, "GET, HEAD, POST");
+        goto not_allowed;
+    }
+
+    p++;                                                  /* the '/' */
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    /* another key's kernel, or a bash session, does not exist here */
+    if (!ngx_http_pyrepl_jupyter_id(p, last, id)
+        || ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
+        || s.tenant != tenant || s.lang != PYREPL_LANG_PYTHON)
+    {
+        ngx_http_discard_request_body(r);
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND,
+                                          "not_found", "no such kernel");
+    }
+
+    p += PYREPL_UUID_LEN;
+
+    if (p == last) {
+        if (r->method & (NGX_HTTP_GET | NGX_HTTP_HEAD)) {
+            if (ngx_http_discard_request_body(r) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return ngx_http_pyrepl_send_json(r, NGX_HTTP_OK,
+                                        ngx_http_pyrepl_jupyter_kernel(&s));
+        }
+
+        if (r->method == NGX_HTTP_DELETE) {
+            return ngx_http_pyrepl_delete_handler(r, s.id);
+        }
+
+        ngx_str_set(&allow, "GET, HEAD, DELETE");
+        goto not_allowed;
+    }
+
+    if (last - p == sizeof("/channels") - 1
+        && ngx_strncmp(p, "/channels", last - p) == 0)
+    {
+        if (r->method == NGX_HTTP_GET) {
+            return ngx_http_pyrepl_jupyter_channels(r, s.id);
+        }
+
+        ngx_str_set(&allow, "GET");
+        goto not_allowed;
+    }
+
+    if (last - p == sizeof("/interrupt") - 1
+        && ngx_strncmp(p, "/interrupt", last - p) == 0)
+    {
+        if (r->method == NGX_HTTP_POST) {
+            return ngx_http_pyrepl_interrupt_handler(r, s.id);
+        }
+
+        ngx_str_set(&allow, "POST");
+        goto not_allowed;
+    }
+
+    ngx_http_discard_request_body(r);
+
+    return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                      "no such route");
+
+not_allowed:
+
+    ngx_http_discard_request_body(r);
+
+    return ngx_http_pyrepl_send_not_allowed(r, &allow);
+}
+
+
+/* GET /kernels: the caller's Python sessions, as kernels. */
+static ngx_int_t
+ngx_http_pyrepl_jupyter_list(ngx_http_request_t *r, uint64_t tenant)
+{
+    json_t                       *list, *o;
+    ngx_uint_t                    i;
+    ngx_array_t                  *sessions;
+    ngx_http_pyrepl_session_t    *s;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    sessions = ngx_http_pyrepl_table_list(pmcf->shm_zone, r->pool, tenant);
+    list = json_array();
+
+    if (sessions == NULL || list == NULL) {
+        json_decref(list);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    s = sessions->elts;
+
+    for (i = 0; i < sessions->nelts; i++) {
+        if (s[i].lang != PYREPL_LANG_PYTHON) {
+            continue;
+        }
+
+        o = ngx_http_pyrepl_jupyter_kernel(&s[i]);
+
+        if (o == NULL || json_array_append_new(list, o) != 0) {
+            json_decref(list);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_http_pyrepl_send_json(r, NGX_HTTP_OK, list);
+}
+
+
+/* The kernel model of session s; NULL: no memory. */
+json_t *
+ngx_http_pyrepl_jupyter_kernel(ngx_http_pyrepl_session_t *s)
+{
+    u_char       uuid[PYREPL_UUID_LEN], when[sizeof("2026-01-01T00:00:00Z")];
+    ngx_tm_t     tm;
+    const char  *state;
+
+    ngx_http_pyrepl_jupyter_uuid(s->id, uuid);
+
+    ngx_gmtime(s->last_activity, &tm);
+    ngx_sprintf(when, "%4d-%02d-%02dT%02d:%02d:%02d%Z",
+                tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+
+    switch (s->state) {
+
+    case PYREPL_STATE_IDLE:
+        state = "idle";
+        break;
+
+    case PYREPL_STATE_BUSY:
+        state = "busy";
+        break;
+
+    case PYREPL_STATE_STARTING:
+        state = "starting";
+        break;
+
+    default:
+        state = "dead";
+        break;
+    }
+
+    return json_pack("{s:s%,s:s,s:s+,s:s,s:i}",
+                     "id", (char *) uuid, (size_t) PYREPL_UUID_LEN,
+                     "name", PYREPL_KERNEL_NAME,
+                     "last_activity", (char *) when, ".000000Z",
+                     "execution_state", state,
+                     "connections", 0);
+}
+
+
+/* {"name", "spec", "resources"} of the one kernel spec; NULL: no memory. */
+static json_t *
+ngx_http_pyrepl_jupyter_spec(void)
+{
+    return json_pack("{s:s,s:{s:[s],s:s,s:s,s:s,s:{},s:{}},s:{}}",
+                     "name", PYREPL_KERNEL_NAME,
+                     "spec",
+                     "argv", "pyrepl",
+                     "display_name", "Python 3 (PyREPL)",
+                     "language", "python",
+                     "interrupt_mode", "signal",
+                     "env",
+                     "metadata",
+                     "resources");
+}
+
+
+/*
+ * The body of a kernel create, {"name"?, "env"?}, as a session create's:
+ * {"language": "python", "env": its KERNEL_* names}.  Returns a new
+ * reference, or NULL with *why set (a bad body; why NULL: no memory).
+ */
+json_t *
+ngx_http_pyrepl_jupyter_create_body(json_t *body, const char **why)
+{
+    json_t      *name, *env, *keep, *v, *o;
+    const char  *key;
+
+    *why = NULL;
+
+    name = body ? json_object_get(body, "name") : NULL;
+    env = body ? json_object_get(body, "env") : NULL;
+
+    if (name != NULL && !json_is_null(name)
+        && !(json_is_string(name)
+             && ngx_strcmp(json_string_value(name), PYREPL_KERNEL_NAME) == 0))
+    {
+        *why = "the one kernel is \"" PYREPL_KERNEL_NAME "\"";
+        return NULL;
+    }
+
+    if (env != NULL && !json_is_null(env) && !json_is_object(env)) {
+        *why = "\"env\" must be an object";
+        return NULL;
+    }
+
+    keep = json_object();
+    if (keep == NULL) {
+        return NULL;
+    }
+
+    json_object_foreach(env, key, v) {
+        if (ngx_strncmp(key, "KERNEL_", sizeof("KERNEL_") - 1) == 0
+            && json_is_string(v)
+            && json_object_set(keep, key, v) != 0)
+        {
+            json_decref(keep);
+            return NULL;
+        }
+    }
+
+    o = json_pack("{s:s}", "language", "python");
+
+    if (o != NULL && json_object_size(keep) != 0) {
+        if (json_object_set(o, "env", keep) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+    }
+
+    json_decref(keep);
+
+    return o;
+}
+
+
+/* Whether p is ".../kernels/{id}/channels", a WebSocket route. */
+ngx_uint_t
+ngx_http_pyrepl_jupyter_is_channels(u_char *p, u_char *last)
+{
+    return (size_t) (last - p) >= sizeof("/kernels//channels") - 1
+                                  + PYREPL_UUID_LEN
+           && ngx_strncmp(last - (sizeof("/channels") - 1), "/channels",
+                          sizeof("/channels") - 1) == 0;
+}
+
+
+/* id as a UUID: 8-4-4-4-12. */
+void
+ngx_http_pyrepl_jupyter_uuid(u_char *id, u_char *uuid)
+{
+    ngx_uint_t  i, j;
+
+    for (i = 0, j = 0; i < PYREPL_ID_LEN; i++) {
+        if (i == 8 || i == 12 || i == 16 || i == 20) {
+            uuid[j++] = '-';
+        }
+
+        uuid[j++] = id[i];
+    }
+}
+
+
+/*
+ * Whether p starts with a UUID of a session id (lowercase hex, dashes
+ * where a UUID has them) followed by last or '/'; its id into id.
+ */
+static ngx_uint_t
+ngx_http_pyrepl_jupyter_id(u_char *p, u_char *last, u_char *id)
+{
+    u_char      c;
+    ngx_uint_t  i, j;
+
+    if (last - p < PYREPL_UUID_LEN
+        || (last - p > PYREPL_UUID_LEN && p[PYREPL_UUID_LEN] != '/'))
+    {
+        return 0;
+    }
+
+    for (i = 0, j = 0; i < PYREPL_UUID_LEN; i++) {
+        c = p[i];
+
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-') {
+                return 0;
+            }
+
+            continue;
+        }
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return 0;
+        }
+
+        id[j++] = c;
+    }
+
+    return 1;
+}

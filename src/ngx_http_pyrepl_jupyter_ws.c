@@ -1,0 +1,775 @@
+/*
+ * ngx_http_pyrepl_jupyter_ws.c: a kernel's channels WebSocket,
+ * GET .../kernels/{id}/channels (ngx_http_pyrepl_jupyter.c routes it), on
+ * the connection of ngx_http_pyrepl_ws.c.  Messages come and go in both
+ * of Jupyter's framings: JSON text frames, {"channel", "header",
+ * "parent_header", "metadata", "content", "buffers"}, or, when the client
+ * offers the "v1.kernel.websocket.jupyter.org" subprotocol, binary frames:
+ * a little-endian u64 count of offsets, the offsets, then the channel
+ * name and the header, parent header, metadata and content as JSON.
+ *
+ * Every shell request is framed by iopub "status" busy and idle with the
+ * request as parent:
+ *
+ *   kernel_info_request    kernel_info_reply
+ *   execute_request        execute_input, then the run's output as
+ *                          stream, display_data, execute_result or error,
+ *                          then execute_reply; input() asks on stdin
+ *                          (input_request), whose input_reply answers it
+ *   comm_info_request      comm_info_reply {comms: {}}
+ *   history_request        history_reply {history: []}
+ *   other shell requests   their reply with status "error"
+ *
+ * The run is an exec (ngx_http_pyrepl_exec.c) on the kernel's session, one
+ * at a time: execute requests that come meanwhile wait, in order, as a
+ * kernel's shell queue does.  Replies and output go to this socket.  Every
+ * message of the kernel carries the kernel's id as header.session.
+ */
+
+#include "ngx_http_pyrepl_jupyter.h"
+
+#include "ngx_http_pyrepl_exec_parse.h"
+#include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_ws.h"
+
+#include <endian.h>
+#include <patchlevel.h>                  /* PY_VERSION: the sessions' */
+
+
+#define PYREPL_JUPYTER_SUBPROTOCOL  "v1.kernel.websocket.jupyter.org"
+#define PYREPL_JUPYTER_VERSION      "5.3"
+#define PYREPL_UUID_LEN             36
+
+
+typedef struct {
+    u_char                   uuid[PYREPL_UUID_LEN];  /* header.session */
+    uint64_t                 seq;          /* messages sent */
+    json_t                  *queue;        /* execute requests waiting */
+    json_t                  *parent;       /* the running one's header */
+    json_t                  *error;        /* its error content, if any */
+    ngx_uint_t               count;        /* its execution_count */
+} ngx_http_pyrepl_jws_t;
+
+
+static ngx_int_t ngx_http_pyrepl_jws_message(ngx_http_pyrepl_ws_t *ws,
+    pr_ws_frame_t *f);
+static json_t *ngx_http_pyrepl_jws_decode(ngx_http_pyrepl_ws_t *ws,
+    pr_ws_frame_t *f);
+static ngx_int_t ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws,
+    json_t *msg);
+static ngx_int_t ngx_http_pyrepl_jws_execute(ngx_http_pyrepl_ws_t *ws,
+    json_t *msg);
+static ngx_int_t ngx_http_pyrepl_jws_next(ngx_http_pyrepl_ws_t *ws);
+static ngx_int_t ngx_http_pyrepl_jws_event(ngx_http_pyrepl_exec_t *ex,
+    const char *event, json_t *data);
+static void ngx_http_pyrepl_jws_done(ngx_http_pyrepl_exec_t *ex,
+    const char *status, ngx_uint_t count, ngx_msec_t ms);
+static ngx_int_t ngx_http_pyrepl_jws_reply(ngx_http_pyrepl_ws_t *ws,
+    json_t *parent, const char *type, json_t *content);
+static ngx_int_t ngx_http_pyrepl_jws_status(ngx_http_pyrepl_ws_t *ws,
+    json_t *parent, const char *state);
+static ngx_int_t ngx_http_pyrepl_jws_send(ngx_http_pyrepl_ws_t *ws,
+    const char *channel, const char *type, json_t *parent, json_t *content);
+static json_t *ngx_http_pyrepl_jws_kernel_info(void);
+static void ngx_http_pyrepl_jws_cleanup(ngx_http_pyrepl_ws_t *ws);
+
+
+static const ngx_http_pyrepl_ws_proto_t  ngx_http_pyrepl_jws_proto = {
+    PYREPL_JUPYTER_SUBPROTOCOL,
+    ngx_http_pyrepl_jws_message,
+    ngx_http_pyrepl_jws_cleanup
+};
+
+
+/* GET .../kernels/{id}/channels, the kernel (session id) the caller's. */
+ngx_int_t
+ngx_http_pyrepl_jupyter_channels(ngx_http_request_t *r, u_char *id)
+{
+    ngx_int_t               rc;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_jws_t));
+    if (jws == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_pyrepl_jupyter_uuid(id, jws->uuid);
+
+    jws->queue = json_array();
+    if (jws->queue == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_pyrepl_ws_open(r, id, &ngx_http_pyrepl_jws_proto, jws);
+
+    if (rc != NGX_DONE) {
+        /* not upgraded: the cleanup never runs */
+        json_decref(jws->queue);
+        jws->queue = NULL;
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_jws_message(ngx_http_pyrepl_ws_t *ws, pr_ws_frame_t *f)
+{
+    json_t      *msg;
+    ngx_int_t    rc;
+
+    msg = ngx_http_pyrepl_jws_decode(ws, f);
+
+    if (msg == NULL) {
+        ngx_log_error(NGX_LOG_INFO, ws->request->connection->log, 0,
+                      "pyrepl: a Jupyter message that is none");
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_PROTOCOL_ERROR,
+                                 "not a Jupyter message");
+        return NGX_DONE;
+    }
+
+    rc = ngx_http_pyrepl_jws_request(ws, msg);
+    json_decref(msg);
+
+    return rc;
+}
+
+
+/*
+ * The message in f as {"channel", "header", "parent_header", "metadata",
+ * "content"} (header and content objects, channel a string); NULL when
+ * it is not one.
+ */
+static json_t *
+ngx_http_pyrepl_jws_decode(ngx_http_pyrepl_ws_t *ws, pr_ws_frame_t *f)
+{
+    json_t       *msg, *part;
+    uint64_t      n, i, from, to, off[6];
+    const u_char *p;
+
+    static const char  *names[] = {
+        "channel", "header", "parent_header", "metadata", "content"
+    };
+
+    if (f->opcode == PR_WS_OP_TEXT) {
+        msg = json_loadb((char *) f->payload, f->len, 0, NULL);
+
+    } else {
+        /* v1: u64 n, n u64 offsets, the channel, then JSON parts */
+        p = f->payload;
+
+        if (f->len < 8) {
+            return NULL;
+        }
+
+        ngx_memcpy(&n, p, 8);
+        n = le64toh(n);
+
+        if (n < 6 || n > (f->len - 8) / 8) {
+            return NULL;
+        }
+
+        for (i = 0; i < 6; i++) {
+            ngx_memcpy(&off[i], p + 8 * (i + 1), 8);
+            off[i] = le64toh(off[i]);
+
+            if (off[i] > f->len || (i > 0 && off[i] < off[i - 1])) {
+                return NULL;
+            }
+        }
+
+        msg = json_object();
+
+        for (i = 0; msg != NULL && i < 5; i++) {
+            from = off[i];
+            to = off[i + 1];
+
+            part = (i == 0)
+                   ? json_stringn((char *) p + from, to - from)
+                   : json_loadb((char *) p + from, to - from, 0, NULL);
+
+            if (part == NULL || json_object_set_new(msg, names[i], part)) {
+                json_decref(msg);
+                msg = NULL;
+            }
+        }
+    }
+
+    if (msg != NULL
+        && (!json_is_string(json_object_get(msg, "channel"))
+            || !json_is_object(json_object_get(msg, "header"))
+            || !json_is_string(json_object_get(json_object_get(msg,
+                                                                "header"),
+                                               "msg_type"))))
+    {
+        json_decref(msg);
+        msg = NULL;
+    }
+
+    return msg;
+}
+
+
+/* One client message. */
+static ngx_int_t
+ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg)
+{
+    u_char                  reply[64];
+    json_t                 *header, *content, *value;
+    ngx_int_t               rc;
+    const char             *type, *channel;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = ws->data;
+
+    channel = json_string_value(json_object_get(msg, "channel"));
+    header = json_object_get(msg, "header");
+    content = json_object_get(msg, "content");
+    type = json_string_value(json_object_get(header, "msg_type"));
+
+    if (ngx_strcmp(channel, "stdin") == 0) {
+        if (ngx_strcmp(type, "input_reply") != 0) {
+            return NGX_OK;
+        }
+
+        value = json_object_get(content, "value");
+
+        if (ws->exec != NULL && json_is_string(value)) {
+            (void) ngx_http_pyrepl_exec_input(ws->exec, value, NULL);
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_strcmp(channel, "shell") != 0
+        && ngx_strcmp(channel, "control") != 0)
+    {
+        return NGX_OK;                   /* iopub: nothing comes that way */
+    }
+
+    if (ngx_strcmp(type, "execute_request") == 0) {
+        if (ws->exec != NULL || json_array_size(jws->queue) != 0) {
+            return json_array_append(jws->queue, msg) == 0
+                   ? NGX_OK : NGX_ERROR;
+        }
+
+        return ngx_http_pyrepl_jws_execute(ws, msg);
+    }
+
+    rc = ngx_http_pyrepl_jws_status(ws, header, "busy");
+
+    if (rc == NGX_OK) {
+        if (ngx_strcmp(type, "kernel_info_request") == 0) {
+            rc = ngx_http_pyrepl_jws_reply(ws, header, "kernel_info_reply",
+                                         ngx_http_pyrepl_jws_kernel_info());
+
+        } else if (ngx_strcmp(type, "comm_info_request") == 0) {
+            rc = ngx_http_pyrepl_jws_reply(ws, header, "comm_info_reply",
+                                           json_pack("{s:s,s:{}}", "status",
+                                                     "ok", "comms"));
+
+        } else if (ngx_strcmp(type, "history_request") == 0) {
+            rc = ngx_http_pyrepl_jws_reply(ws, header, "history_reply",
+                                           json_pack("{s:s,s:[]}", "status",
+                                                     "ok", "history"));
+
+        } else if (ngx_strlen(type) > sizeof("_request") - 1
+                   && ngx_strcmp(type + ngx_strlen(type)
+                                 - (sizeof("_request") - 1), "_request")
+                      == 0)
+        {
+            /* a request this kernel does not serve: its reply, failed */
+            *ngx_snprintf(reply, sizeof(reply) - 1, "%*s_reply",
+                          ngx_strlen(type) - (sizeof("_request") - 1),
+                          type) = '\0';
+
+            rc = ngx_http_pyrepl_jws_reply(ws, header, (char *) reply,
+                     json_pack("{s:s,s:s,s:s,s:[]}", "status", "error",
+                               "ename", "NotImplementedError",
+                               "evalue", "this kernel does not serve it",
+                               "traceback"));
+        }
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_pyrepl_jws_status(ws, header, "idle");
+    }
+
+    return rc;
+}
+
+
+/* An execute_request: busy, execute_input, and the run in an exec. */
+static ngx_int_t
+ngx_http_pyrepl_jws_execute(ngx_http_pyrepl_ws_t *ws, json_t *msg)
+{
+    json_t                  *header, *content, *code, *body;
+    ngx_int_t                rc;
+    ngx_pool_t              *pool;
+    const char              *ecode, *message;
+    ngx_http_pyrepl_exec_t  *ex;
+    ngx_http_pyrepl_jws_t   *jws;
+
+    jws = ws->data;
+
+    header = json_object_get(msg, "header");
+    content = json_object_get(msg, "content");
+    code = json_object_get(content, "code");
+
+    jws->parent = json_incref(header);
+    json_decref(jws->error);
+    jws->error = NULL;
+
+    rc = ngx_http_pyrepl_jws_status(ws, header, "busy");
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    pool = ngx_create_pool(4096, ws->request->connection->log);
+    ex = pool ? ngx_pcalloc(pool, sizeof(ngx_http_pyrepl_exec_t)) : NULL;
+    body = json_pack("{s:s%}", "code",
+                     json_is_string(code) ? json_string_value(code) : "",
+                     json_is_string(code) ? json_string_length(code) : 0);
+
+    if (ex == NULL || body == NULL) {
+        json_decref(body);
+        if (pool) {
+            ngx_destroy_pool(pool);
+        }
+
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                 "out of memory");
+        return NGX_DONE;
+    }
+
+    ex->pool = pool;
+    ex->log = ws->request->connection->log;
+    ex->pmcf = ws->pmcf;
+    ex->data = ws;
+    ex->event = ngx_http_pyrepl_jws_event;
+    ex->done = ngx_http_pyrepl_jws_done;
+    ex->interactive = json_is_true(json_object_get(content, "allow_stdin"));
+    ngx_memcpy(ex->id, ws->id, PYREPL_ID_LEN);
+
+    rc = ngx_http_pyrepl_exec_parse(ex, body);
+    json_decref(body);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_pyrepl_exec_reserve(ex);
+    }
+
+    if (rc != NGX_OK) {
+        /* refused: too large, another client's run, a crashed session */
+        (void) ngx_http_pyrepl_exec_refusal(ex, &ecode, &message);
+        jws->error = json_pack("{s:s,s:s,s:[s]}", "ename", "SessionBusy",
+                               "evalue", message, "traceback", message);
+        ngx_destroy_pool(pool);
+
+        rc = ngx_http_pyrepl_jws_send(ws, "iopub", "error", header,
+                                      json_incref(jws->error));
+        if (rc == NGX_OK) {
+            rc = ngx_http_pyrepl_jws_reply(ws, header, "execute_reply",
+                     json_pack("{s:s,s:I,s:O,s:O,s:O}", "status", "error",
+                               "execution_count", (json_int_t) 0,
+                               "ename", json_object_get(jws->error, "ename"),
+                               "evalue", json_object_get(jws->error, "evalue"),
+                               "traceback", json_object_get(jws->error,
+                                                            "traceback")));
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_pyrepl_jws_status(ws, header, "idle");
+        }
+
+        json_decref(jws->parent);
+        jws->parent = NULL;
+
+        return rc == NGX_OK ? ngx_http_pyrepl_jws_next(ws) : rc;
+    }
+
+    jws->count = ex->execution_count + 1;
+
+    rc = ngx_http_pyrepl_jws_send(ws, "iopub", "execute_input", header,
+                                  json_pack("{s:s%,s:I}", "code",
+                                            json_is_string(code)
+                                            ? json_string_value(code) : "",
+                                            json_is_string(code)
+                                            ? json_string_length(code) : 0,
+                                            "execution_count",
+                                            (json_int_t) jws->count));
+    if (rc != NGX_OK) {
+        ngx_destroy_pool(pool);
+        return rc;
+    }
+
+    ngx_http_pyrepl_ws_busy(ws, ex);
+
+    if (ngx_http_pyrepl_exec_start(ex) == NGX_ERROR) {
+        ngx_http_pyrepl_ws_end_exec(ws);
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                 "the run could not start");
+        return NGX_DONE;
+    }
+
+    return ws->finished ? NGX_DONE : NGX_OK;
+}
+
+
+/* The next execute request that waited, if any. */
+static ngx_int_t
+ngx_http_pyrepl_jws_next(ngx_http_pyrepl_ws_t *ws)
+{
+    json_t                 *msg;
+    ngx_int_t               rc;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = ws->data;
+
+    if (ws->exec != NULL || ws->finished || ws->closing
+        || json_array_size(jws->queue) == 0)
+    {
+        return ws->finished ? NGX_DONE : NGX_OK;
+    }
+
+    msg = json_incref(json_array_get(jws->queue, 0));
+    (void) json_array_remove(jws->queue, 0);
+
+    rc = ngx_http_pyrepl_jws_execute(ws, msg);
+    json_decref(msg);
+
+    return rc;
+}
+
+
+/* A run's event, as Jupyter's message. */
+static ngx_int_t
+ngx_http_pyrepl_jws_event(ngx_http_pyrepl_exec_t *ex, const char *event,
+    json_t *data)
+{
+    json_t                 *content;
+    ngx_int_t               rc;
+    const char             *channel, *type;
+    ngx_http_pyrepl_ws_t   *ws;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    ws = ex->data;
+    jws = ws->data;
+
+    channel = "iopub";
+    content = NULL;
+    type = NULL;
+
+    if (data == NULL) {
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                 "out of memory");
+        return NGX_ERROR;
+    }
+
+    if (ngx_strcmp(event, "stdout") == 0 || ngx_strcmp(event, "stderr") == 0)
+    {
+        type = "stream";
+        content = json_pack("{s:s,s:O}", "name", event, "text",
+                            json_object_get(data, "text"));
+
+    } else if (ngx_strcmp(event, "display_data") == 0) {
+        type = "display_data";
+        content = json_pack("{s:O,s:O,s:{}}",
+                            "data", json_object_get(data, "data"),
+                            "metadata", json_object_get(data, "metadata"),
+                            "transient");
+
+    } else if (ngx_strcmp(event, "result") == 0) {
+        type = "execute_result";
+        content = json_pack("{s:I,s:O,s:O}",
+                            "execution_count", (json_int_t) jws->count,
+                            "data", json_object_get(data, "data"),
+                            "metadata", json_object_get(data, "metadata"));
+
+    } else if (ngx_strcmp(event, "error") == 0) {
+        type = "error";
+        json_decref(jws->error);
+        jws->error = json_incref(data);
+        content = json_incref(data);
+
+    } else if (ngx_strcmp(event, "input_request") == 0) {
+        channel = "stdin";
+        type = "input_request";
+        content = json_pack("{s:O,s:O}", "prompt",
+                            json_object_get(data, "prompt"), "password",
+                            json_object_get(data, "password"));
+    }
+
+    json_decref(data);
+
+    if (type == NULL) {
+        return NGX_OK;                                  /* init */
+    }
+
+    rc = ngx_http_pyrepl_jws_send(ws, channel, type, jws->parent, content);
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_pyrepl_ws_backpressure(ws, ex);
+}
+
+
+/* The run ended: execute_reply, status idle, and the next request. */
+static void
+ngx_http_pyrepl_jws_done(ngx_http_pyrepl_exec_t *ex, const char *status,
+    ngx_uint_t count, ngx_msec_t ms)
+{
+    json_t                 *content, *parent;
+    ngx_int_t               rc;
+    ngx_http_pyrepl_ws_t   *ws;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    ws = ex->data;
+    jws = ws->data;
+
+    ngx_http_pyrepl_ws_end_exec(ws);
+
+    parent = jws->parent;
+    jws->parent = NULL;
+
+    if (ngx_strcmp(status, "ok") == 0) {
+        content = json_pack("{s:s,s:I,s:{},s:[]}", "status", "ok",
+                            "execution_count", (json_int_t) count,
+                            "user_expressions", "payload");
+
+    } else {
+        /* an error, an interrupt, a timeout, a crash */
+        if (jws->error == NULL) {
+            jws->error = json_pack("{s:s,s:s,s:[]}", "ename",
+                                   "KeyboardInterrupt", "evalue", status,
+                                   "traceback");
+        }
+
+        content = json_pack("{s:s,s:I,s:O,s:O,s:O}", "status", "error",
+                            "execution_count", (json_int_t) count,
+                            "ename", json_object_get(jws->error, "ename"),
+                            "evalue", json_object_get(jws->error, "evalue"),
+                            "traceback", json_object_get(jws->error,
+                                                         "traceback"));
+    }
+
+    rc = ngx_http_pyrepl_jws_reply(ws, parent, "execute_reply", content);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_pyrepl_jws_status(ws, parent, "idle");
+    }
+
+    json_decref(parent);
+
+    if (rc == NGX_OK && ngx_http_pyrepl_jws_next(ws) == NGX_OK
+        && ws->exec == NULL)
+    {
+        ngx_http_pyrepl_ws_idle(ws);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_jws_reply(ngx_http_pyrepl_ws_t *ws, json_t *parent,
+    const char *type, json_t *content)
+{
+    return ngx_http_pyrepl_jws_send(ws, "shell", type, parent, content);
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_jws_status(ngx_http_pyrepl_ws_t *ws, json_t *parent,
+    const char *state)
+{
+    return ngx_http_pyrepl_jws_send(ws, "iopub", "status", parent,
+                                    json_pack("{s:s}", "execution_state",
+                                              state));
+}
+
+
+/*
+ * Send one message (content stolen) on channel, in the socket's framing.
+ * Returns NGX_OK, or NGX_DONE when the connection is closing or gone.
+ */
+static ngx_int_t
+ngx_http_pyrepl_jws_send(ngx_http_pyrepl_ws_t *ws, const char *channel,
+    const char *type, json_t *parent, json_t *content)
+{
+    u_char                  id[PYREPL_UUID_LEN + 2 * NGX_INT64_LEN + 2];
+    u_char                  date[sizeof("2026-01-01T00:00:00.000000Z")];
+    char                   *part[4];
+    size_t                  len[4], total, n;
+    u_char                 *buf, *p;
+    json_t                 *header, *msg, *parts[4];
+    uint64_t                off, v;
+    ngx_tm_t                tm;
+    ngx_int_t               rc;
+    ngx_uint_t              i;
+    ngx_time_t             *tp;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = ws->data;
+
+    if (content == NULL) {
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                 "out of memory");
+        return NGX_DONE;
+    }
+
+    tp = ngx_timeofday();
+    ngx_gmtime(tp->sec, &tm);
+
+    ngx_sprintf(date, "%4d-%02d-%02dT%02d:%02d:%02d.%03M000Z%Z",
+                tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec, tp->msec);
+
+    ngx_sprintf(id, "%*s_%uA_%uL%Z", (size_t) PYREPL_UUID_LEN, jws->uuid,
+                ws->request->connection->number, ++jws->seq);
+
+    header = json_pack("{s:s,s:s,s:s%,s:s,s:s,s:s}",
+                       "msg_id", (char *) id,
+                       "msg_type", type,
+                       "session", (char *) jws->uuid,
+                       (size_t) PYREPL_UUID_LEN,
+                       "username", "kernel",
+                       "date", (char *) date,
+                       "version", PYREPL_JUPYTER_VERSION);
+
+    if (header == NULL) {
+        json_decref(content);
+        ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                 "out of memory");
+        return NGX_DONE;
+    }
+
+    if (!ws->subproto) {
+        msg = json_pack("{s:s,s:s,s:s,s:o,s:o,s:{},s:o,s:[]}",
+                        "channel", channel,
+                        "msg_id", (char *) id,
+                        "msg_type", type,
+                        "header", header,
+                        "parent_header", parent ? json_incref(parent)
+                                                : json_object(),
+                        "metadata",
+                        "content", content,
+                        "buffers");
+
+        part[0] = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+        json_decref(msg);
+
+        rc = part[0] ? ngx_http_pyrepl_ws_send_frame(ws, PR_WS_OP_TEXT,
+                                                     (u_char *) part[0],
+                                                     ngx_strlen(part[0]))
+                     : NGX_ERROR;
+        free(part[0]);
+
+        goto sent;
+    }
+
+    /* v1: 6 offsets (56 bytes of them and their count), then the parts */
+    parts[0] = header;
+    parts[1] = parent ? json_incref(parent) : json_object();
+    parts[2] = json_object();
+    parts[3] = content;
+
+    total = 7 * 8 + ngx_strlen(channel);
+    rc = NGX_OK;
+
+    for (i = 0; i < 4; i++) {
+        part[i] = parts[i] ? json_dumps(parts[i], JSON_COMPACT) : NULL;
+        len[i] = part[i] ? ngx_strlen(part[i]) : 0;
+        total += len[i];
+
+        if (part[i] == NULL) {
+            rc = NGX_ERROR;
+        }
+    }
+
+    buf = (rc == NGX_OK) ? ngx_alloc(total, ws->request->connection->log)
+                         : NULL;
+
+    if (buf != NULL) {
+        p = buf;
+        v = htole64(6);
+        p = ngx_cpymem(p, &v, 8);
+
+        off = 7 * 8;
+        v = htole64(off);
+        p = ngx_cpymem(p, &v, 8);
+
+        off += ngx_strlen(channel);
+        v = htole64(off);
+        p = ngx_cpymem(p, &v, 8);
+
+        for (i = 0; i < 4; i++) {
+            off += len[i];
+            v = htole64(off);
+            p = ngx_cpymem(p, &v, 8);
+        }
+
+        n = ngx_strlen(channel);
+        p = ngx_cpymem(p, channel, n);
+
+        for (i = 0; i < 4; i++) {
+            p = ngx_cpymem(p, part[i], len[i]);
+        }
+
+        rc = ngx_http_pyrepl_ws_send_frame(ws, PR_WS_OP_BINARY, buf, total);
+        ngx_free(buf);
+
+    } else {
+        rc = NGX_ERROR;
+    }
+
+    for (i = 0; i < 4; i++) {
+        free(part[i]);
+        json_decref(parts[i]);
+    }
+
+    return (rc == NGX_ERROR) ? NGX_DONE : rc;
+
+sent:
+
+    return (rc == NGX_ERROR) ? NGX_DONE : rc;
+}
+
+
+/* kernel_info_reply's content. */
+static json_t *
+ngx_http_pyrepl_jws_kernel_info(void)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,"
+                     "s:{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:i},s:s},"
+                     "s:s,s:[],s:b}",
+                     "status", "ok",
+                     "protocol_version", PYREPL_JUPYTER_VERSION,
+                     "implementation", "pyrepl",
+                     "implementation_version", "1",
+                     "language_info",
+                     "name", "python",
+                     "version", PY_VERSION,
+                     "mimetype", "text/x-python",
+                     "file_extension", ".py",
+                     "pygments_lexer", "ipython3",
+                     "codemirror_mode", "name", "ipython", "version", 3,
+                     "nbconvert_exporter", "python",
+                     "banner", "PyREPL: Python in nginx",
+                     "help_links",
+                     "debugger", 0);
+}
+
+
+static void
+ngx_http_pyrepl_jws_cleanup(ngx_http_pyrepl_ws_t *ws)
+{
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = ws->data;
+
+    json_decref(jws->queue);
+    json_decref(jws->parent);
+    json_decref(jws->error);
+    jws->queue = NULL;
+    jws->parent = NULL;
+    jws->error = NULL;
+}

@@ -1,0 +1,199 @@
+"""pyrepl_dialect jupyter: Jupyter's kernel REST API and channels
+WebSocket, driven by JupyterLab's own client library (npm
+@jupyterlab/services 7.6.6, t/clients/jupyter_services.mjs) and, for the
+legacy JSON framing and the edges, over the wire."""
+
+import asyncio
+import json
+import uuid
+
+import pytest
+import requests
+import websockets
+
+from helpers import Nginx, node, npm_install
+
+KEY = "jupyter-key-0123456789"
+OTHER = "another-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def jup():
+    n = Nginx(http_extra=f"pyrepl_api_key {KEY}; pyrepl_api_key {OTHER};",
+              server_extra="location /api { pyrepl; "
+                           "pyrepl_dialect jupyter; }").start()
+    yield n
+    n.check_and_clean()
+
+
+def auth(key=KEY):
+    return {"Authorization": "token " + key}
+
+
+def test_jupyterlab_services_drives_a_kernel(jup):
+    npm_install()
+    seen = node("jupyter_services.mjs", jup.url + "/", KEY, timeout=120)
+    assert seen["spec"] == {"default": "python3", "language": "python"}
+    assert str(uuid.UUID(seen["id"])) == seen["id"]
+    assert seen["info"] == {"protocol": "5.3", "language": "python"}
+
+    first = seen["first"]
+    assert [m["type"] for m in first["iopub"]
+            if m["type"] != "stream"] == [
+        "status", "execute_input", "execute_result", "status"]
+    assert all(m["parent"] for m in first["iopub"])
+    assert "".join(m["text"] for m in first["iopub"]
+                   if m["type"] == "stream") == "hi\n"
+    result, = [m for m in first["iopub"] if m["type"] == "execute_result"]
+    assert result["data"] == {"text/plain": "42"} and result["count"] == 1
+    assert first["reply"] == {"status": "ok", "count": 1}
+
+    shown, = [m for m in seen["display"]["iopub"]
+              if m["type"] == "display_data"]
+    assert shown["data"]["text/html"] == "<b>b</b>"
+    assert seen["error"]["reply"] == {"status": "error", "count": 3,
+                                      "ename": "ZeroDivisionError"}
+    assert [m["ename"] for m in seen["error"]["iopub"]
+            if m["type"] == "error"] == ["ZeroDivisionError"]
+
+    assert seen["prompt"] == "name? "
+    assert "".join(m["text"] for m in seen["input"]["iopub"]
+                   if m["type"] == "stream") == "hello bob\n"
+    assert seen["queued"] == [5, 6]            # in the order they were sent
+    assert seen["interrupted"] == {"status": "error",
+                                   "ename": "KeyboardInterrupt"}
+    assert seen["after"] == [{"text/plain": "'bob'"}]   # the kernel lives on
+    # shut down: gone
+    r = requests.get(f"{jup.url}/api/kernels/{seen['id']}", headers=auth())
+    assert r.status_code == 404
+
+
+def test_kernel_rest_api(jup):
+    r = requests.get(jup.url + "/api/kernelspecs", headers=auth())
+    assert r.status_code == 200
+    spec = r.json()["kernelspecs"]["python3"]
+    assert isinstance(spec["spec"]["argv"], list)
+    assert isinstance(spec["resources"], dict)
+    assert requests.get(jup.url + "/api/kernelspecs/python3",
+                        headers=auth()).json()["name"] == "python3"
+    assert requests.get(jup.url + "/api/kernelspecs/other",
+                        headers=auth()).status_code == 404
+
+    # a gateway sends its whole environment: only KERNEL_* names are taken
+    r = requests.post(jup.url + "/api/kernels", headers=auth(),
+                      json={"name": "python3",
+                            "env": {"KERNEL_USERNAME": "ann",
+                                    "PATH": "/nowhere", "LD_PRELOAD": "x"}})
+    assert r.status_code == 201
+    kernel = r.json()
+    assert set(kernel) == {"id", "name", "last_activity", "execution_state",
+                           "connections"}
+    assert kernel["execution_state"] == "idle"
+    assert kernel["last_activity"].endswith(".000000Z")
+    kid = kernel["id"]
+    sid = kid.replace("-", "")
+    # the kernel is a session of the key's: the session API sees it too
+    run = requests.post(f"{jup.url}/session/{sid}/run", headers={
+                            "Authorization": "Bearer " + KEY,
+                            "Accept": "application/json"},
+                        json={"code": "import os; (os.environ.get("
+                                      "'KERNEL_USERNAME'), os.environ['PATH']"
+                                      " == '/nowhere', 'LD_PRELOAD' in "
+                                      "os.environ)"})
+    assert run.json()["result"]["text/plain"] == "('ann', False, False)"
+    listed = requests.get(jup.url + "/api/kernels", headers=auth()).json()
+    assert kid in [k["id"] for k in listed]
+    assert requests.get(jup.url + "/api/kernels/" + kid,
+                        headers=auth()).json()["id"] == kid
+
+    # another key sees no such kernel, and cannot touch it
+    assert requests.get(jup.url + "/api/kernels",
+                        headers=auth(OTHER)).json() == []
+    for method, path in (("GET", ""), ("DELETE", ""),
+                         ("POST", "/interrupt")):
+        r = requests.request(method, f"{jup.url}/api/kernels/{kid}{path}",
+                             headers=auth(OTHER))
+        assert r.status_code == 404, (method, path)
+    assert requests.get(jup.url + "/api/kernels").status_code == 401
+
+    assert requests.post(f"{jup.url}/api/kernels/{kid}/interrupt",
+                         headers=auth()).status_code == 204
+    assert requests.post(jup.url + "/api/kernels", headers=auth(),
+                         json={"name": "julia"}).status_code == 400
+    r = requests.put(f"{jup.url}/api/kernels/{kid}", headers=auth())
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD, DELETE"
+    assert requests.get(f"{jup.url}/api/kernels/not-a-kernel",
+                        headers=auth()).status_code == 404
+    assert requests.delete(f"{jup.url}/api/kernels/{kid}",
+                           headers=auth()).status_code == 204
+    assert requests.get(jup.url + "/api/kernels/" + kid,
+                        headers=auth()).status_code == 404
+
+
+def message(msg_type, channel="shell", content=None):
+    return {"channel": channel,
+            "header": {"msg_id": uuid.uuid4().hex, "msg_type": msg_type,
+                       "session": "client", "username": "u",
+                       "date": "2026-12-07T00:00:00.000000Z",
+                       "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "content": content or {},
+            "buffers": []}
+
+
+def test_legacy_json_framing_and_token_in_the_url(jup):
+    kid = requests.post(jup.url + "/api/kernels", headers=auth(),
+                        json={}).json()["id"]
+    url = (f"ws://127.0.0.1:{jup.port}/api/kernels/{kid}/channels"
+           f"?session_id=x&token={KEY}")
+
+    async def go():
+        async with websockets.connect(url) as ws:      # no subprotocol
+            got = []
+            for request in (message("kernel_info_request"),
+                            message("comm_info_request"),
+                            message("execute_request",
+                                    content={"code": "print(1)",
+                                             "silent": False})):
+                await ws.send(json.dumps(request))
+                while True:
+                    m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    got.append((request["header"]["msg_id"], m))
+                    if m["msg_type"] == "status" and \
+                            m["content"]["execution_state"] == "idle":
+                        break
+            return got
+
+    got = asyncio.run(go())
+    for asked, m in got:
+        assert m["parent_header"]["msg_id"] == asked
+        assert m["header"]["session"] == kid        # one per kernel
+        assert m["header"]["msg_id"] == m["msg_id"]
+        assert m["header"]["msg_type"] == m["msg_type"]
+    kinds = []
+    for _, m in got:                   # "1\n" may come as one stream or two
+        kind = (m["channel"], m["msg_type"])
+        if kind != ("iopub", "stream") or kinds[-1] != kind:
+            kinds.append(kind)
+    assert kinds == [
+        ("iopub", "status"), ("shell", "kernel_info_reply"),
+        ("iopub", "status"),
+        ("iopub", "status"), ("shell", "comm_info_reply"),
+        ("iopub", "status"),
+        ("iopub", "status"), ("iopub", "execute_input"),
+        ("iopub", "stream"),
+        ("shell", "execute_reply"), ("iopub", "status")]
+    info = got[1][1]["content"]
+    assert info["language_info"]["name"] == "python"
+    assert info["status"] == "ok"
+    assert got[4][1]["content"] == {"status": "ok", "comms": {}}
+
+    # without the key the upgrade is refused
+    async def refused():
+        try:
+            async with websockets.connect(url.replace(KEY, OTHER)):
+                return "opened"
+        except websockets.exceptions.InvalidStatusCode as e:
+            return e.status_code
+
+    assert asyncio.run(refused()) == 404     # not that key's kernel
+    requests.delete(f"{jup.url}/api/kernels/{kid}", headers=auth())
