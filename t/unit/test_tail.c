@@ -67,6 +67,15 @@ test_a_read_does_not_split_a_character(void)
     n = wk_tail_read(&t, &cursor, 4, &p);
     CHECK(n == 2);                      /* "é", not half of the € */
 
+    /* a cursor inside a character starts at the next one */
+    cursor = 2;
+    n = wk_tail_read(&t, &cursor, 100, &p);
+    CHECK(cursor == 3 && n == 3 && memcmp(p, "\xe2\x82\xac", 3) == 0);
+
+    cursor = 4;
+    n = wk_tail_read(&t, &cursor, 100, &p);
+    CHECK(cursor == 6 && n == 0);
+
     wk_tail_free(&t);
 }
 

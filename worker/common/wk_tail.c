@@ -88,7 +88,9 @@ wk_tail_read(const wk_tail_t *t, uint64_t *cursor, size_t max,
         *cursor = t->base + t->len;
     }
 
-    at = (size_t) (*cursor - t->base);
+    /* a cursor inside a character reads from the next one */
+    at = wk_tail_char_start(t->buf, t->len, (size_t) (*cursor - t->base));
+    *cursor = t->base + at;
     n = t->len - at;
 
     if (n > max) {

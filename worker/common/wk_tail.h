@@ -37,7 +37,8 @@ int wk_tail_append(wk_tail_t *t, const uint8_t *p, size_t n);
 /*
  * What t holds from *cursor on, at most max bytes and whole characters:
  * *cursor is clamped to what is kept (bytes dropped already are skipped,
- * past the end reads nothing); *p points at the bytes.  Returns their
+ * past the end reads nothing) and moved on to a character's first byte;
+ * *p points at the bytes.  Returns their
  * number; *cursor + that is the next cursor.
  */
 size_t wk_tail_read(const wk_tail_t *t, uint64_t *cursor, size_t max,
