@@ -34,6 +34,9 @@
 
 #define PYREPL_CURSOR_HEADER  "EXECD-COMMANDS-TAIL-CURSOR"
 
+/* a status frame's bytes besides the command (bs_bg_status) */
+#define PYREPL_COMMAND_FRAME_SLACK  256
+
 
 static ngx_int_t ngx_http_pyrepl_command_launched(
     ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame);
@@ -59,24 +62,56 @@ static ngx_uint_t ngx_http_pyrepl_command_refused(
 
 /*
  * The body's "command" and "timeout" (ms) of a background command into
- * *code and *timeout; NULL, or what is wrong with them.
+ * *code and *timeout: NGX_OK, or r answered (400, or 413 for a command
+ * over pyrepl_max_code_size or too long for its status frame to fit in
+ * pyrepl_max_frame) and NGX_ERROR.
  */
-const char *
-ngx_http_pyrepl_command_parse(ngx_pool_t *pool, json_t *body, ngx_str_t *code,
-    ngx_msec_t *timeout)
+ngx_int_t
+ngx_http_pyrepl_command_parse(ngx_http_request_t *r, json_t *body,
+    ngx_str_t *code, ngx_msec_t *timeout)
 {
-    json_t  *v;
+    size_t                        max;
+    u_char                       *msg;
+    json_t                       *v;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
     v = json_object_get(body, "command");
 
     if (!json_is_string(v) || json_string_length(v) == 0) {
-        return "\"command\" must be a non-empty string";
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "bad_request",
+                                       "\"command\" must be a non-empty "
+                                       "string");
+        return NGX_ERROR;
+    }
+
+    /* the command comes back whole in its status frame */
+    max = pmcf->max_frame - PYREPL_COMMAND_FRAME_SLACK;
+
+    if (max > pmcf->max_code_size) {
+        max = pmcf->max_code_size;
+    }
+
+    if (json_string_length(v) > max) {
+        msg = ngx_pnalloc(r->pool, NGX_INT64_LEN + 64);
+        if (msg == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(msg, "the command is over %uz bytes%Z", max);
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                       "too_large", (char *) msg);
+        return NGX_ERROR;
     }
 
     code->len = json_string_length(v);
-    code->data = ngx_pnalloc(pool, code->len);
+    code->data = ngx_pnalloc(r->pool, code->len);
     if (code->data == NULL) {
-        return "out of memory";
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_ERROR;
     }
 
     ngx_memcpy(code->data, json_string_value(v), code->len);
@@ -88,14 +123,18 @@ ngx_http_pyrepl_command_parse(ngx_pool_t *pool, json_t *body, ngx_str_t *code,
         if (!json_is_integer(v) || json_integer_value(v) < 0
             || json_integer_value(v) > 30LL * 24 * 3600 * 1000)
         {
-            return "\"timeout\" must be milliseconds, from 0 (none) to 30 "
-                   "days";
+            ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "bad_request",
+                                           "\"timeout\" must be "
+                                           "milliseconds, from 0 (none) to "
+                                           "30 days");
+            return NGX_ERROR;
         }
 
         *timeout = (ngx_msec_t) json_integer_value(v);
     }
 
-    return NULL;
+    return NGX_OK;
 }
 
 

@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 
-const char *ngx_http_pyrepl_command_parse(ngx_pool_t *pool, json_t *body,
+ngx_int_t ngx_http_pyrepl_command_parse(ngx_http_request_t *r, json_t *body,
     ngx_str_t *code, ngx_msec_t *timeout);
 void ngx_http_pyrepl_command_launch(ngx_http_request_t *r, u_char *id,
     ngx_str_t *code, ngx_msec_t timeout);

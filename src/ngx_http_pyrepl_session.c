@@ -176,15 +176,13 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
     ctl->background = one_shot
                       && json_is_true(json_object_get(body, "background"));
 
-    if (ctl->background) {
-        why = ngx_http_pyrepl_command_parse(r->pool, body, &ctl->command,
-                                            &ctl->timeout);
-        if (why != NULL) {
-            json_decref(body);
-            ngx_http_pyrepl_finalize_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "bad_request", why);
-            return;
-        }
+    if (ctl->background
+        && ngx_http_pyrepl_command_parse(r, body, &ctl->command,
+                                         &ctl->timeout)
+           != NGX_OK)
+    {
+        json_decref(body);
+        return;
     }
 
     rc = ngx_http_pyrepl_create_parse(r, body, ctl);
