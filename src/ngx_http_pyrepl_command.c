@@ -555,9 +555,12 @@ ngx_http_pyrepl_command_ask_failed(ngx_http_pyrepl_peer_t *peer,
                   "pyrepl: session %*s did not answer about its command: %s",
                   (size_t) PYREPL_ID_LEN, cl->id, reason);
 
+    /* it is there (the table said so): busy, say, not gone */
     ngx_http_finalize_request(cl->request,
-                              ngx_http_pyrepl_send_not_found(cl->request,
-                                                             cl->id));
+        ngx_http_pyrepl_send_error(cl->request, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "unavailable",
+                                   "session %*s did not answer: %s",
+                                   (size_t) PYREPL_ID_LEN, cl->id, reason));
 }
 
 
