@@ -46,6 +46,25 @@ test_reads_from_a_cursor(void)
 
 
 static void
+test_a_tail_with_no_output_yet_reads_nothing(void)
+{
+    size_t          n;
+    uint64_t        cursor;
+    wk_tail_t       t;
+    const uint8_t  *p;
+
+    memset(&t, 0, sizeof(t));
+
+    /* no buffer yet: the sanitizers' build fails on t->buf + 0 */
+    cursor = 5;
+    n = wk_tail_read(&t, &cursor, 100, &p);
+    CHECK(cursor == 0 && n == 0 && p != NULL);
+
+    wk_tail_free(&t);
+}
+
+
+static void
 test_a_read_does_not_split_a_character(void)
 {
     size_t          n;
@@ -146,6 +165,7 @@ int
 main(void)
 {
     test_reads_from_a_cursor();
+    test_a_tail_with_no_output_yet_reads_nothing();
     test_a_read_does_not_split_a_character();
     test_the_oldest_bytes_go();
 

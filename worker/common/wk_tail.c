@@ -97,7 +97,8 @@ wk_tail_read(const wk_tail_t *t, uint64_t *cursor, size_t max,
         n = pr_utf8_boundary(t->buf + at, max);
     }
 
-    *p = t->buf + at;
+    /* no buffer before the first output: NULL + 0 is undefined */
+    *p = (n != 0) ? t->buf + at : (const uint8_t *) "";
 
     return n;
 }
