@@ -139,3 +139,16 @@ def test_readers_past_a_session_s_connections_are_not_told_it_is_gone(nginx):
     assert nginx.http.delete(nginx.url + "/session/" + sid,
                              headers=H).status_code == 204
     still_works(nginx)
+
+
+def test_logs_before_any_output_are_empty(nginx):
+    """Read before the command wrote a byte (the session has no buffer
+    yet); with the sanitizers' build this killed the session."""
+    sid = launch(nginx, "sleep 60")
+    r = logs(nginx, sid, 0)
+    assert r.status_code == 200, r.text
+    assert r.content == b"" and r.headers["EXECD-COMMANDS-TAIL-CURSOR"] == "0"
+    assert status(nginx, sid).json()["running"] is True
+    assert nginx.http.delete(nginx.url + "/session/" + sid,
+                             headers=H).status_code == 204
+    still_works(nginx)
