@@ -35,10 +35,36 @@ static const char *ngx_http_pyrepl_exec_tx_policy(json_t *v);
 ngx_int_t
 ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex, json_t *body)
 {
+    size_t        size;
+    ngx_str_t    *e;
+    ngx_uint_t    i;
+
     ex->why = ngx_http_pyrepl_exec_check(ex, body);
 
     if (ex->why == NULL) {
-        return NGX_OK;
+        /* the run frame holds it all (pyrepl_max_frame may be the lower) */
+        size = PYREPL_RUN_FRAME_SLACK + ex->code.len + ex->cwd.len
+               + ex->stdin_text.len;
+
+        for (i = 0, e = ex->env ? ex->env->elts : NULL;
+             ex->env && i < ex->env->nelts;
+             i++)
+        {
+            size += e[i].len + 8;
+        }
+
+        if (size <= ex->pmcf->max_frame) {
+            return NGX_OK;
+        }
+
+        ex->refusal = PYREPL_REFUSED_TOO_LARGE;
+        ngx_snprintf(ex->text, sizeof(ex->text) - 1,
+                     "the run's code, cwd, env and stdin are over what a "
+                     "frame holds (pyrepl_max_frame %uz bytes)%Z",
+                     ex->pmcf->max_frame);
+        ex->why = (char *) ex->text;
+
+        return NGX_DECLINED;
     }
 
     if (ex->refusal == 0) {

@@ -12,6 +12,10 @@
 #include "ngx_http_pyrepl_exec.h"
 
 
+/* a run frame's bytes besides its code, cwd, env and stdin */
+#define PYREPL_RUN_FRAME_SLACK  4096
+
+
 ngx_int_t ngx_http_pyrepl_exec_parse(ngx_http_pyrepl_exec_t *ex,
     json_t *body);
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import (events_of, node, npm_install, parse_sse, pid_of,
+from helpers import (Nginx, events_of, node, npm_install, parse_sse, pid_of,
                      start_stream, stdout_of, wait_for)
 
 
@@ -371,3 +371,26 @@ def test_a_python_run_s_cwd_and_env_are_that_run_s_alone(nginx, session):
     assert r["status"] == "error"
     assert r["error"]["ename"] == "FileNotFoundError"
     assert nginx.run_json(session, where)["result"]["text/plain"] == back
+
+
+def test_a_run_over_what_a_frame_holds_is_refused_413():
+    """pyrepl_max_frame below pyrepl_max_code_size: a run whose frame
+    would not fit is refused, not cut off (its connection was closed with
+    no answer, a one-shot command hung)."""
+    n = Nginx(http_extra="pyrepl_max_frame 8k;").start()
+    try:
+        py = n.create()
+        sh = n.create(language="bash")
+        for sid, body in ((py, {"code": "x = '" + "a" * 9000 + "'"}),
+                          (sh, {"code": "cat", "stdin": "b" * 9000}),
+                          (sh, {"code": "true", "env": {"A": "c" * 9000}})):
+            for accept in ("application/json", "text/event-stream"):
+                r = n.http.post(f"{n.url}/session/{sid}/run", json=body,
+                                headers={"Accept": accept})
+                assert r.status_code == 413, (body.keys(), r.text)
+                assert r.json()["error"]["code"] == "too_large"
+                assert "pyrepl_max_frame" in r.json()["error"]["message"]
+        assert n.run_json(py, "1 + 1")["result"] == {"text/plain": "2"}
+        assert n.run_json(sh, "echo ok")["stdout"] == "ok\n"
+    finally:
+        n.check_and_clean()
