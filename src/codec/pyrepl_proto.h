@@ -54,6 +54,11 @@
  *                                   names the run changed); bash:
  *                                   exit_code, and ended when the shell
  *                                   exited (the session is over)
+ *   introspect     worker->session  text, a JSON request (op complete,
+ *                                   inspect, is_complete or history, as
+ *                                   Jupyter's): answered ok with text, the
+ *                                   reply's content as JSON, or fail
+ *                                   session_busy
  *   namespace      worker->session  (no fields): answered ok with text, a
  *                                   JSON document of the variables and
  *                                   definitions, or fail session_busy
@@ -139,6 +144,7 @@
     X(INTERRUPT,     "interrupt")                                            \
     X(COMPLETE,      "complete")                                             \
     X(NAMESPACE,     "namespace")                                            \
+    X(INTROSPECT,    "introspect")                                           \
     X(COMMIT,        "commit")                                               \
     X(ROLLBACK,      "rollback")                                             \
     X(MOVE,          "move")                                                 \

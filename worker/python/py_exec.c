@@ -87,6 +87,7 @@ py_exec_loop(py_session_t *s)
         switch (op) {
 
         case PY_OP_NAMESPACE:
+        case PY_OP_INTROSPECT:
         case PY_OP_CHECKPOINT:
         case PY_OP_RESTORE:
         case PY_OP_PLACE:
@@ -510,7 +511,7 @@ py_exec_state_call(py_session_t *s, int op, const char *name,
     o->count = py_exec_count;
 
     /* in the session's own directory, wherever the code chdir'ed to */
-    if (name != NULL
+    if (name != NULL && op != PY_OP_INTROSPECT
         && snprintf(file, sizeof(file), "%s/%s", s->workdir, name)
            >= (int) sizeof(file))
     {
@@ -535,6 +536,12 @@ py_exec_state_call(py_session_t *s, int op, const char *name,
 
     case PY_OP_PLACE:
         ret = py_exec_settle();
+        break;
+
+    case PY_OP_INTROSPECT:
+        /* name: the request, JSON */
+        ret = PyObject_CallFunction(py_runtime.introspect_fn, "Os",
+                                    py_runtime.main_dict, name);
         break;
 
     default:

@@ -21,6 +21,7 @@ typedef struct {
     PyObject  *checkpoint_fn;   /* its checkpoint() */
     PyObject  *restore_fn;      /* its restore() */
     PyObject  *settle_fn;       /* its settle() */
+    PyObject  *introspect_fn;   /* its introspect() */
     PyObject  *main_dict;       /* __main__.__dict__ (borrowed) */
 } py_runtime_t;
 

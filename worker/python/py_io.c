@@ -54,6 +54,7 @@
 
 static void *py_io_thread(void *arg);
 static int py_io_asked(void);
+static void py_io_introspect(int i, const pr_frame_t *f);
 static int py_io_setup(py_session_t *s);
 static int py_io_loop(void);
 static int py_io_poll_set(struct pollfd *pfds, int *map, int *timeout);
@@ -351,6 +352,10 @@ py_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
         py_io_op(i, PY_OP_NAMESPACE, NULL, 0, 0);
         return 0;
 
+    case PR_T_INTROSPECT:
+        py_io_introspect(i, f);
+        return 0;
+
     case PR_T_COMMIT:
         py_io_op(i, PY_OP_COMMIT, NULL, 0, 0);
         return 0;
@@ -573,6 +578,28 @@ py_io_place(int i, const pr_frame_t *f, char **place, size_t *len)
     }
 
     return 0;
+}
+
+
+/* An "introspect" frame on slot i: its JSON request to the main thread. */
+static void
+py_io_introspect(int i, const pr_frame_t *f)
+{
+    char  *request;
+
+    if (!pr_has(f, text) || memchr(f->text.data, '\0', f->text.len) != NULL)
+    {
+        wk_io_fail(&py_io.io, i, "bad_request",
+                   "an introspect frame needs a JSON \"text\"");
+        return;
+    }
+
+    request = py_io_copy(&py_io, i, &f->text, "introspect request");
+    if (request == NULL) {
+        return;
+    }
+
+    py_io_op(i, PY_OP_INTROSPECT, request, f->text.len, 0);
 }
 
 

@@ -511,7 +511,7 @@ py_outcome_send(wk_io_t *io, const py_outcome_t *o)
     }
 
     if (o->op == PY_OP_NAMESPACE || o->op == PY_OP_CHECKPOINT
-        || o->op == PY_OP_RESTORE)
+        || o->op == PY_OP_RESTORE || o->op == PY_OP_INTROSPECT)
     {
         memset(&f, 0, sizeof(pr_frame_t));
 

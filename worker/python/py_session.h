@@ -116,6 +116,7 @@
 #define PY_OP_CHECKPOINT 4          /* save the namespace to a file */
 #define PY_OP_RESTORE    5          /* load one into it */
 #define PY_OP_PLACE      6          /* a create's cwd and env, for good */
+#define PY_OP_INTROSPECT 7          /* complete, inspect, ... (JSON) */
 
 /* a run's tx_policy */
 #define PY_TX_COMMIT_ALWAYS        0

@@ -202,10 +202,13 @@ py_start_runtime(py_session_t *s)
     py_runtime.checkpoint_fn = PyDict_GetItemString(dict, "checkpoint");
     py_runtime.restore_fn = PyDict_GetItemString(dict, "restore");
     py_runtime.settle_fn = PyDict_GetItemString(dict, "settle");
+    py_runtime.introspect_fn = PyDict_GetItemString(dict, "introspect");
     if (py_runtime.checkpoint_fn == NULL || py_runtime.restore_fn == NULL
-        || py_runtime.settle_fn == NULL)
+        || py_runtime.settle_fn == NULL || py_runtime.introspect_fn == NULL)
     {
-        wk_log("the runtime has no checkpoint(), restore() or settle()");
+        wk_log("the runtime has no checkpoint(), restore(), settle() or "
+               "introspect()");
+        py_runtime.introspect_fn = NULL;
         py_runtime.checkpoint_fn = NULL;
         py_runtime.restore_fn = NULL;
         py_runtime.settle_fn = NULL;
@@ -218,6 +221,7 @@ py_start_runtime(py_session_t *s)
     Py_INCREF(py_runtime.namespace_fn);
     Py_INCREF(py_runtime.checkpoint_fn);
     Py_INCREF(py_runtime.restore_fn);
+    Py_INCREF(py_runtime.introspect_fn);
     Py_INCREF(py_runtime.settle_fn);
     Py_DECREF(ret);
     Py_DECREF(code);

@@ -700,6 +700,158 @@ def _defined_here(value):
     return False
 
 
+# Introspection, for Jupyter's complete, inspect, is_complete and history
+# requests: introspect() takes the request as JSON and answers the reply's
+# content as JSON.  It reads the namespace; completing "a.b" evaluates
+# "a" (names and attributes only), as Python's rlcompleter does.
+
+_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789_.")
+
+
+def introspect(ns, request):
+    try:
+        req = json.loads(request)
+        op = req.get("op")
+        code = req.get("code", "")
+        if not isinstance(code, str):
+            raise ValueError("code must be a string")
+        if op == "complete":
+            reply = _complete(ns, code, _cursor(req, code))
+        elif op == "inspect":
+            reply = _inspect(ns, code, _cursor(req, code),
+                             req.get("detail_level", 0))
+        elif op == "is_complete":
+            reply = _is_complete(code)
+        elif op == "history":
+            reply = _history(req.get("n"))
+        else:
+            raise ValueError(f"no such request: {op!r}")
+        reply.setdefault("status", "ok")
+    except Exception as exc:
+        reply = {"status": "error", "ename": type(exc).__name__,
+                 "evalue": str(exc), "traceback": []}
+    return json.dumps(reply, ensure_ascii=True, default=repr)
+
+
+def _cursor(req, code):
+    pos = req.get("cursor_pos")
+    if not isinstance(pos, int) or pos < 0 or pos > len(code):
+        return len(code)
+    return pos
+
+
+def _token(code, pos):
+    """The dotted name that ends at pos: (its start, the text)."""
+    start = pos
+    while start > 0 and code[start - 1] in _WORD:
+        start -= 1
+    return start, code[start:pos]
+
+
+def _resolve(ns, dotted):
+    """The object a dotted name of names and attributes refers to."""
+    parts = dotted.split(".")
+    if not parts[0].isidentifier():
+        raise NameError(dotted)
+    if parts[0] in ns:
+        obj = ns[parts[0]]
+    else:
+        obj = getattr(builtins, parts[0])
+    for part in parts[1:]:
+        obj = getattr(obj, part)
+    return obj
+
+
+def _complete(ns, code, pos):
+    start, text = _token(code, pos)
+    words = code[:start].rsplit("\n", 1)[-1].split()
+    if words[:1] == ["import"] or words == ["from"]:
+        import pkgutil
+        prefix = text.rpartition(".")[2]
+        base = text.rpartition(".")[0]
+        names = sorted({m.name for m in pkgutil.iter_modules(
+            _resolve(ns, base).__path__ if base else None)})
+        matches = [(base + "." if base else "") + n for n in names
+                   if n.startswith(prefix)]
+    elif "." in text:
+        head, _, prefix = text.rpartition(".")
+        try:
+            obj = _resolve(ns, head)
+        except Exception:
+            obj = None
+        matches = [] if obj is None else sorted(
+            f"{head}.{n}" for n in dir(obj)
+            if n.startswith(prefix) and (prefix.startswith("_")
+                                         or not n.startswith("_")))
+    else:
+        import keyword
+        names = set(ns) | set(dir(builtins)) | set(keyword.kwlist)
+        matches = sorted(n for n in names if n.startswith(text)
+                         and (text.startswith("_") or not n.startswith("_")))
+    return {"matches": matches, "cursor_start": start, "cursor_end": pos,
+            "metadata": {}}
+
+
+def _inspect(ns, code, pos, detail):
+    end = pos
+    while end < len(code) and code[end] in _WORD:
+        end += 1
+    start, text = _token(code, end)
+    text = text.strip(".")
+    if not text and pos > 0 and code[pos - 1] == "(":
+        start, text = _token(code, pos - 1)
+    try:
+        obj = _resolve(ns, text)
+    except Exception:
+        return {"found": False, "data": {}, "metadata": {}}
+    parts = [f"{text}: {type(obj).__name__}"]
+    try:
+        parts.append(f"Signature: {text}{inspect.signature(obj)}")
+    except (TypeError, ValueError):
+        pass
+    doc = inspect.getdoc(obj)
+    if doc:
+        parts.append("Docstring:\n" + doc)
+    if detail:
+        try:
+            parts.append("Source:\n" + inspect.getsource(obj))
+        except (OSError, TypeError):
+            pass
+    return {"found": True, "data": {"text/plain": "\n".join(parts)},
+            "metadata": {}}
+
+
+def _is_complete(code):
+    import codeop
+    try:
+        compiled = codeop.compile_command(code, "<input>", "exec")
+    except (SyntaxError, OverflowError, ValueError):
+        return {"status": "invalid"}
+    if compiled is None:
+        last = code.rstrip("\n").rsplit("\n", 1)[-1]
+        indent = last[:len(last) - len(last.lstrip())]
+        if last.rstrip().endswith(":"):
+            indent += "    "
+        return {"status": "incomplete", "indent": indent}
+    return {"status": "complete"}
+
+
+def _history(n):
+    """The cells this session still keeps, oldest first: (session, line,
+    source), as Jupyter's history_reply has them."""
+    cells = []
+    for filename in _cells:
+        lines = linecache.cache.get(filename)
+        if lines is None:
+            continue
+        number = int(filename[len(_CELL):-1])
+        cells.append([0, number, "".join(lines[2])])
+    if isinstance(n, int) and n > 0:
+        cells = cells[-n:]
+    return {"history": cells}
+
+
 def namespace(ns):
     """The session's variables and definitions, as JSON text."""
     variables, definitions = [], []
