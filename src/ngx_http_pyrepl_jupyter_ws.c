@@ -16,19 +16,28 @@
  *                          stream, display_data, execute_result or error,
  *                          then execute_reply; input() asks on stdin
  *                          (input_request), whose input_reply answers it
+ *   complete_request       complete_reply: names in scope, attributes,
+ *                          modules after import
+ *   inspect_request        inspect_reply: type, signature, docstring
+ *   is_complete_request    is_complete_reply: complete, incomplete (and
+ *                          its indent), invalid
+ *   history_request        history_reply: the cells the session keeps
  *   comm_info_request      comm_info_reply {comms: {}}
- *   history_request        history_reply {history: []}
  *   other shell requests   their reply with status "error"
  *
- * The run is an exec (ngx_http_pyrepl_exec.c) on the kernel's session, one
- * at a time: execute requests that come meanwhile wait, in order, as a
- * kernel's shell queue does.  Replies and output go to this socket.  Every
+ * The run is an exec (ngx_http_pyrepl_exec.c) on the kernel's session;
+ * the four introspection requests are an "introspect" frame to it, which
+ * its runtime answers (pyrepl_runtime.py, introspect()).  One of these at
+ * a time: those that come meanwhile wait, in order, as a kernel's shell
+ * queue does.  Replies and output go to this socket.  Every
  * message of the kernel carries the kernel's id as header.session.
  */
 
 #include "ngx_http_pyrepl_jupyter.h"
 
+#include "ngx_http_pyrepl_control.h"
 #include "ngx_http_pyrepl_exec_parse.h"
+#include "ngx_http_pyrepl_peer.h"
 #include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_ws.h"
 
@@ -39,6 +48,7 @@
 #define PYREPL_JUPYTER_SUBPROTOCOL  "v1.kernel.websocket.jupyter.org"
 #define PYREPL_JUPYTER_VERSION      "5.3"
 #define PYREPL_UUID_LEN             36
+#define PYREPL_JUPYTER_QUEUE        1000   /* shell requests waiting */
 
 
 typedef struct {
@@ -48,6 +58,12 @@ typedef struct {
     json_t                  *parent;       /* the running one's header */
     json_t                  *error;        /* its error content, if any */
     ngx_uint_t               count;        /* its execution_count */
+
+    /* the introspection request waiting for the session, if any */
+    ngx_pool_t              *asking;       /* its peer's */
+    ngx_http_pyrepl_peer_t  *peer;
+    ngx_http_pyrepl_ws_t    *ws;
+    char                     reply[32];    /* its reply's msg_type */
 } ngx_http_pyrepl_jws_t;
 
 
@@ -60,6 +76,16 @@ static ngx_int_t ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws,
 static ngx_int_t ngx_http_pyrepl_jws_execute(ngx_http_pyrepl_ws_t *ws,
     json_t *msg);
 static ngx_int_t ngx_http_pyrepl_jws_next(ngx_http_pyrepl_ws_t *ws);
+static const char *ngx_http_pyrepl_jws_asks(const char *type);
+static ngx_int_t ngx_http_pyrepl_jws_ask(ngx_http_pyrepl_ws_t *ws,
+    json_t *msg, const char *op);
+static ngx_int_t ngx_http_pyrepl_jws_answered(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_jws_ask_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
+static ngx_int_t ngx_http_pyrepl_jws_ask_end(ngx_http_pyrepl_ws_t *ws,
+    json_t *content);
+static void ngx_http_pyrepl_jws_ask_free(ngx_http_pyrepl_jws_t *jws);
 static ngx_int_t ngx_http_pyrepl_jws_event(ngx_http_pyrepl_exec_t *ex,
     const char *event, json_t *data);
 static void ngx_http_pyrepl_jws_done(ngx_http_pyrepl_exec_t *ex,
@@ -94,6 +120,7 @@ ngx_http_pyrepl_jupyter_channels(ngx_http_request_t *r, u_char *id)
     }
 
     ngx_http_pyrepl_jupyter_uuid(id, jws->uuid);
+    jws->ws = NULL;                  /* set with the first message */
 
     jws->queue = json_array();
     if (jws->queue == NULL) {
@@ -247,13 +274,28 @@ ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg)
         return NGX_OK;                   /* iopub: nothing comes that way */
     }
 
-    if (ngx_strcmp(type, "execute_request") == 0) {
-        if (ws->exec != NULL || json_array_size(jws->queue) != 0) {
+    jws->ws = ws;
+
+    if (ngx_strcmp(type, "execute_request") == 0
+        || ngx_http_pyrepl_jws_asks(type) != NULL)
+    {
+        if (ws->exec != NULL || jws->asking != NULL
+            || json_array_size(jws->queue) != 0)
+        {
+            if (json_array_size(jws->queue) >= PYREPL_JUPYTER_QUEUE) {
+                ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_POLICY,
+                                         "too many requests waiting");
+                return NGX_DONE;
+            }
+
             return json_array_append(jws->queue, msg) == 0
                    ? NGX_OK : NGX_ERROR;
         }
 
-        return ngx_http_pyrepl_jws_execute(ws, msg);
+        return (ngx_strcmp(type, "execute_request") == 0)
+               ? ngx_http_pyrepl_jws_execute(ws, msg)
+               : ngx_http_pyrepl_jws_ask(ws, msg,
+                                         ngx_http_pyrepl_jws_asks(type));
     }
 
     rc = ngx_http_pyrepl_jws_status(ws, header, "busy");
@@ -267,11 +309,6 @@ ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg)
             rc = ngx_http_pyrepl_jws_reply(ws, header, "comm_info_reply",
                                            json_pack("{s:s,s:{}}", "status",
                                                      "ok", "comms"));
-
-        } else if (ngx_strcmp(type, "history_request") == 0) {
-            rc = ngx_http_pyrepl_jws_reply(ws, header, "history_reply",
-                                           json_pack("{s:s,s:[]}", "status",
-                                                     "ok", "history"));
 
         } else if (ngx_strlen(type) > sizeof("_request") - 1
                    && ngx_strcmp(type + ngx_strlen(type)
@@ -421,11 +458,12 @@ ngx_http_pyrepl_jws_next(ngx_http_pyrepl_ws_t *ws)
 {
     json_t                 *msg;
     ngx_int_t               rc;
+    const char             *op;
     ngx_http_pyrepl_jws_t  *jws;
 
     jws = ws->data;
 
-    if (ws->exec != NULL || ws->finished || ws->closing
+    if (ws->exec != NULL || jws->asking != NULL || ws->finished || ws->closing
         || json_array_size(jws->queue) == 0)
     {
         return ws->finished ? NGX_DONE : NGX_OK;
@@ -434,10 +472,209 @@ ngx_http_pyrepl_jws_next(ngx_http_pyrepl_ws_t *ws)
     msg = json_incref(json_array_get(jws->queue, 0));
     (void) json_array_remove(jws->queue, 0);
 
-    rc = ngx_http_pyrepl_jws_execute(ws, msg);
+    op = ngx_http_pyrepl_jws_asks(json_string_value(json_object_get(
+             json_object_get(msg, "header"), "msg_type")));
+
+    rc = op ? ngx_http_pyrepl_jws_ask(ws, msg, op)
+            : ngx_http_pyrepl_jws_execute(ws, msg);
     json_decref(msg);
 
     return rc;
+}
+
+
+/* The runtime's op for an introspection request type, or NULL. */
+static const char *
+ngx_http_pyrepl_jws_asks(const char *type)
+{
+    ngx_uint_t  i;
+
+    static const char  *ops[] = {
+        "complete", "inspect", "is_complete", "history"
+    };
+
+    for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        if (ngx_strncmp(type, ops[i], ngx_strlen(ops[i])) == 0
+            && ngx_strcmp(type + ngx_strlen(ops[i]), "_request") == 0)
+        {
+            return ops[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * An introspection request: status busy, then an "introspect" frame to
+ * the session on a connection of its own; the reply comes when it answers
+ * (ngx_http_pyrepl_jws_answered).
+ */
+static ngx_int_t
+ngx_http_pyrepl_jws_ask(ngx_http_pyrepl_ws_t *ws, json_t *msg,
+    const char *op)
+{
+    char                   *text;
+    json_t                 *header, *request;
+    ngx_int_t               rc;
+    ngx_str_t               sock;
+    pr_frame_t              frame;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = ws->data;
+    header = json_object_get(msg, "header");
+
+    rc = ngx_http_pyrepl_jws_status(ws, header, "busy");
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    jws->parent = json_incref(header);
+    ngx_snprintf((u_char *) jws->reply, sizeof(jws->reply), "%s_reply%Z",
+                 op);
+
+    request = json_deep_copy(json_object_get(msg, "content"));
+    if (!json_is_object(request)) {
+        json_decref(request);
+        request = json_object();
+    }
+
+    text = NULL;
+
+    if (request != NULL
+        && json_object_set_new(request, "op", json_string(op)) == 0)
+    {
+        text = json_dumps(request, JSON_COMPACT);
+    }
+
+    json_decref(request);
+
+    jws->asking = ngx_create_pool(1024, ws->request->connection->log);
+    jws->peer = jws->asking ? ngx_pcalloc(jws->asking,
+                                          sizeof(ngx_http_pyrepl_peer_t))
+                            : NULL;
+
+    if (text == NULL || jws->peer == NULL
+        || ngx_http_pyrepl_socket_path(ws->pmcf, jws->asking, ws->id, &sock)
+           != NGX_OK)
+    {
+        free(text);
+        return ngx_http_pyrepl_jws_ask_end(ws, NULL);
+    }
+
+    jws->peer->data = jws;
+    jws->peer->log = ws->request->connection->log;
+    jws->peer->max_frame = ws->pmcf->max_frame;
+    jws->peer->read_timeout = ws->pmcf->supervisor_timeout;
+    jws->peer->frame_handler = ngx_http_pyrepl_jws_answered;
+    jws->peer->fail_handler = ngx_http_pyrepl_jws_ask_failed;
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_INTROSPECT;
+    pr_set_str(&frame, text, text, ngx_strlen(text));
+
+    rc = ngx_http_pyrepl_peer_connect(jws->peer, &sock, jws->asking);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_pyrepl_peer_send(jws->peer, jws->asking, &frame);
+    }
+
+    free(text);
+
+    if (rc != NGX_OK) {
+        return ngx_http_pyrepl_jws_ask_end(ws, NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_pyrepl_jws_answered(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    json_t                 *content;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = peer->data;
+
+    content = (frame->type == PR_T_OK && pr_has(frame, text))
+              ? json_loadb(frame->text.data, frame->text.len, 0, NULL)
+              : NULL;
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    (void) ngx_http_pyrepl_jws_ask_end(jws->ws, content);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_pyrepl_jws_ask_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = peer->data;
+
+    ngx_log_error(NGX_LOG_INFO, peer->log, 0,
+                  "pyrepl: a kernel's session did not answer: %s", reason);
+
+    (void) ngx_http_pyrepl_jws_ask_end(jws->ws, NULL);
+}
+
+
+/*
+ * The introspection is over: its reply (content stolen; NULL: the session
+ * could not answer, busy with another client's run or gone), status idle,
+ * and the next request.
+ */
+static ngx_int_t
+ngx_http_pyrepl_jws_ask_end(ngx_http_pyrepl_ws_t *ws, json_t *content)
+{
+    json_t                 *parent;
+    ngx_int_t               rc;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = ws->data;
+
+    ngx_http_pyrepl_jws_ask_free(jws);
+
+    if (!json_is_object(content)) {
+        json_decref(content);
+        content = json_pack("{s:s,s:s,s:s,s:[]}", "status", "error",
+                            "ename", "SessionBusy",
+                            "evalue", "the session could not answer (it is "
+                            "running another client's code)",
+                            "traceback");
+    }
+
+    parent = jws->parent;
+    jws->parent = NULL;
+
+    rc = ngx_http_pyrepl_jws_reply(ws, parent, jws->reply, content);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_pyrepl_jws_status(ws, parent, "idle");
+    }
+
+    json_decref(parent);
+
+    return rc == NGX_OK ? ngx_http_pyrepl_jws_next(ws) : rc;
+}
+
+
+static void
+ngx_http_pyrepl_jws_ask_free(ngx_http_pyrepl_jws_t *jws)
+{
+    if (jws->asking == NULL) {
+        return;
+    }
+
+    ngx_http_pyrepl_peer_close(jws->peer);
+    ngx_destroy_pool(jws->asking);
+    jws->asking = NULL;
+    jws->peer = NULL;
 }
 
 
@@ -765,6 +1002,8 @@ ngx_http_pyrepl_jws_cleanup(ngx_http_pyrepl_ws_t *ws)
     ngx_http_pyrepl_jws_t  *jws;
 
     jws = ws->data;
+
+    ngx_http_pyrepl_jws_ask_free(jws);
 
     json_decref(jws->queue);
     json_decref(jws->parent);

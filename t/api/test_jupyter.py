@@ -48,10 +48,24 @@ def test_jupyterlab_services_drives_a_kernel(jup):
     assert result["data"] == {"text/plain": "42"} and result["count"] == 1
     assert first["reply"] == {"status": "ok", "count": 1}
 
+    assert seen["complete"]["status"] == "ok"
+    assert seen["complete"]["matches"] == ["alpha_value"]
+    assert (seen["complete"]["cursor_start"],
+            seen["complete"]["cursor_end"]) == (0, 7)
+    assert "os.path" in seen["attributes"]["matches"]
+    assert seen["attributes"]["cursor_start"] == 4
+    assert seen["inspect"]["found"] is True
+    assert "len(obj, /)" in seen["inspect"]["data"]["text/plain"]
+    assert [c["status"] for c in seen["isComplete"]] == [
+        "incomplete", "complete", "invalid"]
+    assert seen["isComplete"][0]["indent"] == "    "
+    assert [h[2] for h in seen["history"]["history"]] == [
+        'print("hi")\n6 * 7\n', "import os\nalpha_value = 1\n"]
+
     shown, = [m for m in seen["display"]["iopub"]
               if m["type"] == "display_data"]
     assert shown["data"]["text/html"] == "<b>b</b>"
-    assert seen["error"]["reply"] == {"status": "error", "count": 3,
+    assert seen["error"]["reply"] == {"status": "error", "count": 4,
                                       "ename": "ZeroDivisionError"}
     assert [m["ename"] for m in seen["error"]["iopub"]
             if m["type"] == "error"] == ["ZeroDivisionError"]
@@ -59,7 +73,7 @@ def test_jupyterlab_services_drives_a_kernel(jup):
     assert seen["prompt"] == "name? "
     assert "".join(m["text"] for m in seen["input"]["iopub"]
                    if m["type"] == "stream") == "hello bob\n"
-    assert seen["queued"] == [5, 6]            # in the order they were sent
+    assert seen["queued"] == [6, 7]            # in the order they were sent
     assert seen["interrupted"] == {"status": "error",
                                    "ename": "KeyboardInterrupt"}
     assert seen["after"] == [{"text/plain": "'bob'"}]   # the kernel lives on
@@ -196,4 +210,57 @@ def test_legacy_json_framing_and_token_in_the_url(jup):
             return e.status_code
 
     assert asyncio.run(refused()) == 404     # not that key's kernel
+    requests.delete(f"{jup.url}/api/kernels/{kid}", headers=auth())
+
+
+def test_introspection_while_another_socket_runs_code(jup):
+    """A kernel's session runs one thing at a time: a completion asked on
+    one socket while another's code runs gets its reply, failed, and the
+    socket goes on."""
+    kid = requests.post(jup.url + "/api/kernels", headers=auth(),
+                        json={}).json()["id"]
+    url = (f"ws://127.0.0.1:{jup.port}/api/kernels/{kid}/channels"
+           f"?token={KEY}")
+
+    async def until_idle(ws, request):
+        got = []
+        while True:
+            m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if m["parent_header"].get("msg_id") != \
+                    request["header"]["msg_id"]:
+                continue
+            got.append(m)
+            if m["msg_type"] == "status" and \
+                    m["content"]["execution_state"] == "idle":
+                return got
+
+    async def go():
+        async with websockets.connect(url) as runner, \
+                websockets.connect(url) as asker:
+            run = message("execute_request",
+                          content={"code": "import time\n"
+                                           "print('in', flush=True)\n"
+                                           "time.sleep(60)"})
+            await runner.send(json.dumps(run))
+            while True:                             # the code is running
+                m = json.loads(await asyncio.wait_for(runner.recv(), 10))
+                if m["msg_type"] == "stream":
+                    break
+            ask = message("complete_request",
+                          content={"code": "pri", "cursor_pos": 3})
+            await asker.send(json.dumps(ask))
+            busy = await until_idle(asker, ask)
+            requests.post(f"{jup.url}/api/kernels/{kid}/interrupt",
+                          headers=auth())
+            await until_idle(runner, run)
+            await asker.send(json.dumps(ask))
+            done = await until_idle(asker, ask)
+            return busy, done
+
+    busy, done = asyncio.run(go())
+    reply, = [m for m in busy if m["msg_type"] == "complete_reply"]
+    assert reply["content"]["status"] == "error"
+    reply, = [m for m in done if m["msg_type"] == "complete_reply"]
+    assert reply["content"]["status"] == "ok"
+    assert "print" in reply["content"]["matches"]
     requests.delete(f"{jup.url}/api/kernels/{kid}", headers=auth())

@@ -62,6 +62,21 @@ async function execute(code, onStdin) {
 }
 
 out.first = await execute('print("hi")\n6 * 7')
+
+// what a front end asks as the user types: Tab, Shift-Tab, Enter
+await execute('import os\nalpha_value = 1')
+out.complete = (await kernel.requestComplete(
+    {code: 'alpha_v', cursor_pos: 7})).content
+out.attributes = (await kernel.requestComplete(
+    {code: 'x = os.pat', cursor_pos: 10})).content
+out.inspect = (await kernel.requestInspect(
+    {code: 'len(', cursor_pos: 4, detail_level: 0})).content
+out.isComplete = [
+    (await kernel.requestIsComplete({code: 'for i in x:'})).content,
+    (await kernel.requestIsComplete({code: 'x = 1'})).content,
+    (await kernel.requestIsComplete({code: 'x = )'})).content]
+out.history = (await kernel.requestHistory(
+    {output: false, raw: true, hist_access_type: 'tail', n: 2})).content
 out.display = await execute('display({"text/html": "<b>b</b>"}, raw=True)')
 out.error = await execute('1 / 0')
 out.input = await execute('x = input("name? ")\nprint("hello", x)',
