@@ -25,6 +25,7 @@ SAN_DIR.  conftest.py fails a test on any such report.
 
 import ast
 import collections
+import contextlib
 import json
 import os
 import re
@@ -145,6 +146,44 @@ def title_is(driver, prefix, timeout=20):
              what=f"the page title to start with {prefix!r} "
                   f"(it is {driver.title!r})")
     return driver.title
+
+
+# Jupyter's own servers --------------------------------------------------------
+
+@contextlib.contextmanager
+def jupyter_gateway(program, gateway_url, key, home, token):
+    """Debian's jupyter-server or jupyter-notebook (program), in gateway
+    mode in front of gateway_url with key, started in home and answering
+    with token; yields its URL, stops it after.  Skips when it is not
+    installed (util/test installs it)."""
+    path = "/usr/bin/" + program
+    if not os.path.exists(path):
+        pytest.skip(f"Debian's {program} is not installed (util/test "
+                    f"installs it)")
+    port = free_port()
+    app = "NotebookApp" if program == "jupyter-notebook" else "ServerApp"
+    server = subprocess.Popen(
+        ["/usr/bin/python3", path, "--allow-root", "--no-browser",
+         f"--port={port}", "--ip=127.0.0.1", f"--{app}.token={token}",
+         f"--gateway-url={gateway_url}", f"--GatewayClient.auth_token={key}"],
+        cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=dict(os.environ, HOME=str(home),
+                 JUPYTER_RUNTIME_DIR=os.path.join(str(home), "runtime")))
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(url + "/api", timeout=1).ok
+        except requests.ConnectionError:
+            assert server.poll() is None, server.stderr.read().decode()
+            return False
+
+    try:
+        wait_for(up, timeout=60, what=program)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 # the sanitizer build --------------------------------------------------------

@@ -5,56 +5,28 @@ WebSocket, which it relays to PyREPL's (legacy JSON framing)."""
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
 import uuid
 
 import pytest
 import requests
 import websockets
 
-from helpers import Nginx, free_port, wait_for
+from helpers import Nginx, jupyter_gateway
 
 KEY = "gateway-key-0123456789"
 TOKEN = "server-token"
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("jupyter-server") is None,
-    reason="Debian's jupyter-server is not installed (util/test installs "
-           "it)")
-
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     n = Nginx(http_extra=f"pyrepl_api_key {KEY};",
               server_extra="location /api { pyrepl; "
                            "pyrepl_dialect jupyter; }").start()
-    home = tmp_path_factory.mktemp("jupyter")
-    port = free_port()
-    server = subprocess.Popen(
-        ["/usr/bin/python3", "/usr/bin/jupyter-server", "--allow-root",
-         "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--ServerApp.token={TOKEN}", f"--gateway-url={n.url}",
-         f"--GatewayClient.auth_token={KEY}"],
-        cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env=dict(os.environ, HOME=str(home),
-                 JUPYTER_RUNTIME_DIR=str(home / "runtime")))
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return requests.get(url + "/api", timeout=1).ok
-        except requests.ConnectionError:
-            assert server.poll() is None, server.stderr.read().decode()
-            return False
-
     try:
-        wait_for(up, timeout=60, what="jupyter-server")
-        yield n, url
+        with jupyter_gateway("jupyter-server", n.url, KEY,
+                             tmp_path_factory.mktemp("jupyter"),
+                             TOKEN) as url:
+            yield n, url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         n.check_and_clean()
 
 
