@@ -52,6 +52,10 @@ ROWS = [
     ("rt_sse", "1+1 round trip, HTTP keep-alive (SSE)", "lat", None, None),
     ("rt_ws", "1+1 round trip, WebSocket", "lat",
      "p50 < 0.2 ms", lambda v: v["p50_ms"] < 0.2),
+    ("jup_ready", "Jupyter protocol: kernel created + kernel_info answered",
+     "lat", None, None),
+    ("jup_rt", "Jupyter protocol: execute 1+1 round trip (channels)",
+     "lat", None, None),
     ("stream_sse", "streaming latency, print to client (SSE)", "lat",
      "p99 < 1 ms", lambda v: v["p99_ms"] < 1),
     ("stream_ws", "streaming latency, print to client (WebSocket)", "lat",
@@ -130,6 +134,9 @@ OK_MARK = '"status":"ok"'
 
 JUP_DONE = ('"msg_type": "execute_reply"', '"execution_state": "idle"')
 JUP_OK = '"status": "ok"'
+# the same in PyREPL's Jupyter dialect, whose JSON has no spaces
+PYREPL_JUP_DONE = ('"msg_type":"execute_reply"', '"execution_state":"idle"')
+PYREPL_JUP_OK = '"status":"ok"'
 
 
 def jup_msg(msg_type, content):
@@ -358,8 +365,50 @@ class Bench:
             for sid in sids:
                 main.request("DELETE", f"/session/{sid}")
 
+        self.pyrepl_jupyter(main)
+
         self.attempt("PSS", ["pss_100", "pss_1000"], "pyrepl",
                      lambda: self.pyrepl_pss(main))
+
+    def pyrepl_jupyter(self, inst):
+        """The Jupyter rows on PyREPL's Jupyter dialect (location /api),
+        driven as the Jupyter column drives a Jupyter server."""
+        p = self.plan
+
+        def ready():
+            r = self.lg("create", "--port", inst.port, "--path",
+                        "/api/kernels", "--body", '{"name":"python3"}',
+                        "--status", 201, "--id-key", "id",
+                        "--count", p.create_warm,
+                        "--ready-ws-path",
+                        "/api/kernels/{sid}/channels?session_id={sid}",
+                        "--ready-msg", jup_msg("kernel_info_request", {}),
+                        "--ready-done", "kernel_info_reply",
+                        "--delete-path", "/api/kernels/{sid}",
+                        "--pace-ms", p.pace_ms)
+            self.put("jup_ready", "pyrepl", self.lat(r, "ready_us"), r)
+
+        self.attempt("Jupyter protocol, create", ["jup_ready"], "pyrepl",
+                     ready)
+
+        def rt():
+            status, kernel = inst.request("POST", "/api/kernels",
+                                          {"name": "python3"})
+            if status != 201:
+                raise BenchError(f"POST /api/kernels: {status}")
+            try:
+                r = self.lg("load", "--ws", "--port", inst.port, "--path",
+                            f"/api/kernels/{kernel['id']}/channels",
+                            "--msg", jup_exec("1+1"),
+                            "--done", PYREPL_JUP_DONE[0],
+                            "--done", PYREPL_JUP_DONE[1],
+                            "--ok", PYREPL_JUP_OK,
+                            "--warmup", p.warmup, "--duration", p.duration)
+                self.put("jup_rt", "pyrepl", self.lat(r), r)
+            finally:
+                inst.request("DELETE", f"/api/kernels/{kernel['id']}")
+
+        self.attempt("Jupyter protocol, 1+1", ["jup_rt"], "pyrepl", rt)
 
     def warm_up(self, inst, sids):
         """Run 1+1 once in every session (64 at a time)."""
@@ -603,8 +652,10 @@ class Bench:
                         "--pace-ms", 200, timeout=600)
             self.put("create_cold", "jupyter", self.lat(r, "create_us"), r)
             self.put("ready_cold", "jupyter", self.lat(r, "ready_us"))
+            self.put("jup_ready", "jupyter", self.lat(r, "ready_us"))
 
-        self.attempt("Jupyter create", ["create_cold", "ready_cold"],
+        self.attempt("Jupyter create", ["create_cold", "ready_cold",
+                                        "jup_ready"],
                      "jupyter", create)
 
         kids = []
@@ -645,8 +696,9 @@ class Bench:
             r = self.lg("load", "--ws", "--port", port, *auth, "--path", ws,
                         "--msg", jup_exec("1+1"), *done, *common)
             self.put("rt_ws", "jupyter", self.lat(r), r)
+            self.put("jup_rt", "jupyter", self.lat(r))
 
-        self.attempt("Jupyter 1+1", ["rt_ws"], "jupyter", rt)
+        self.attempt("Jupyter 1+1", ["rt_ws", "jup_rt"], "jupyter", rt)
 
         def stream():
             r = self.lg("stream", "--stamps", "--ws", "--port", port, *auth,

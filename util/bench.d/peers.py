@@ -56,6 +56,7 @@ http {{
         listen 127.0.0.1:{port};
         location = /floor {{ return 200 "ok"; }}
         location /session {{ pyrepl; }}
+        location /api {{ pyrepl; pyrepl_dialect jupyter; }}
     }}
 }}
 """
