@@ -12,6 +12,12 @@
  *                                            whole environment)
  *   GET, DELETE /kernels/{id}                its model; 204
  *   POST /kernels/{id}/interrupt             204
+ *   POST /kernels/{id}/restart               200, its model: a new
+ *                                            process (the supervisor's
+ *                                            kill, then create, under the
+ *                                            same id), a fresh namespace
+ *                                            and execution count; 409
+ *                                            while it runs code
  *   GET /kernels/{id}/channels               the channels WebSocket
  *                                            (ngx_http_pyrepl_jupyter_ws.c)
  *
@@ -27,12 +33,23 @@
 
 #include "ngx_http_pyrepl_control.h"
 #include "ngx_http_pyrepl_reply.h"
+#include "ngx_http_pyrepl_peer.h"
 #include "ngx_http_pyrepl_session.h"
+#include "ngx_http_pyrepl_supervisor.h"
 #include "ngx_http_pyrepl_table.h"
 
 
 #define PYREPL_UUID_LEN       36
 #define PYREPL_KERNEL_NAME    "python3"
+
+
+/* a kernel restart under way */
+typedef struct {
+    ngx_http_request_t          *request;
+    ngx_http_pyrepl_peer_t       peer;
+    ngx_http_pyrepl_session_t    session;
+    unsigned                     created:1;  /* the kill is done */
+} ngx_http_pyrepl_restart_t;
 
 
 static ngx_int_t ngx_http_pyrepl_jupyter_kernels(ngx_http_request_t *r,
@@ -42,6 +59,12 @@ static ngx_int_t ngx_http_pyrepl_jupyter_list(ngx_http_request_t *r,
 static json_t *ngx_http_pyrepl_jupyter_spec(void);
 static ngx_uint_t ngx_http_pyrepl_jupyter_id(u_char *p, u_char *last,
     u_char *id);
+static ngx_int_t ngx_http_pyrepl_jupyter_restart(ngx_http_request_t *r,
+    ngx_http_pyrepl_session_t *s);
+static ngx_int_t ngx_http_pyrepl_jupyter_restarted(
+    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame);
+static void ngx_http_pyrepl_jupyter_restart_failed(
+    ngx_http_pyrepl_peer_t *peer, const char *reason);
 
 
 /*
@@ -176,6 +199,17 @@ ngx_http_pyrepl_jupyter_kernels(ngx_http_request_t *r, uint64_t tenant,
         goto not_allowed;
     }
 
+    if (last - p == sizeof("/restart") - 1
+        && ngx_strncmp(p, "/restart", last - p) == 0)
+    {
+        if (r->method == NGX_HTTP_POST) {
+            return ngx_http_pyrepl_jupyter_restart(r, &s);
+        }
+
+        ngx_str_set(&allow, "POST");
+        goto not_allowed;
+    }
+
     if (last - p == sizeof("/interrupt") - 1
         && ngx_strncmp(p, "/interrupt", last - p) == 0)
     {
@@ -197,6 +231,153 @@ not_allowed:
     ngx_http_discard_request_body(r);
 
     return ngx_http_pyrepl_send_not_allowed(r, &allow);
+}
+
+
+/*
+ * POST /kernels/{id}/restart: the supervisor kills the session's
+ * processes (its files go with them), then starts a new process under the
+ * same id, which a create waits for until the old one is purged.
+ */
+static ngx_int_t
+ngx_http_pyrepl_jupyter_restart(ngx_http_request_t *r,
+    ngx_http_pyrepl_session_t *s)
+{
+    ngx_int_t                     rc;
+    ngx_http_pyrepl_restart_t    *rs;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    rs = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_restart_t));
+    if (rs == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_pyrepl_table_restart(pmcf->shm_zone, s->id);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                          "no such kernel");
+    }
+
+    if (rc == NGX_BUSY) {
+        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
+                                          "session_busy",
+                                          "the kernel is running code or "
+                                          "starting: interrupt it first");
+    }
+
+    rs->request = r;
+    rs->session = *s;
+    rs->peer.data = rs;
+    rs->peer.log = r->connection->log;
+    rs->peer.frame_handler = ngx_http_pyrepl_jupyter_restarted;
+    rs->peer.fail_handler = ngx_http_pyrepl_jupyter_restart_failed;
+
+    return ngx_http_pyrepl_supervisor_wait(r,
+               ngx_http_pyrepl_supervisor_kill(pmcf, r->pool, &rs->peer,
+                                               rs->session.id));
+}
+
+
+/* The kill is done: the create; the create is done: the model. */
+static ngx_int_t
+ngx_http_pyrepl_jupyter_restarted(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame)
+{
+    ngx_int_t                     rc;
+    ngx_http_request_t           *r;
+    ngx_http_pyrepl_restart_t    *rs;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    rs = peer->data;
+    r = rs->request;
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    if (frame->type != PR_T_OK
+        || (rs->created && !pr_has(frame, pid)))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pyrepl: kernel restart of %*s failed: %*s",
+                      (size_t) PYREPL_ID_LEN, rs->session.id,
+                      frame->message.len, frame->message.data);
+        ngx_http_pyrepl_peer_close(peer);
+        ngx_http_pyrepl_jupyter_restart_failed(peer, "refused");
+        return NGX_DONE;
+    }
+
+    ngx_http_pyrepl_peer_close(peer);
+
+    if (!rs->created) {
+        rs->created = 1;
+
+        ngx_memzero(&rs->peer, sizeof(ngx_http_pyrepl_peer_t));
+        rs->peer.data = rs;
+        rs->peer.log = r->connection->log;
+        rs->peer.frame_handler = ngx_http_pyrepl_jupyter_restarted;
+        rs->peer.fail_handler = ngx_http_pyrepl_jupyter_restart_failed;
+
+        rc = ngx_http_pyrepl_supervisor_create(pmcf, r->pool, &rs->peer,
+                                               rs->session.id,
+                                               PYREPL_LANG_PYTHON);
+        if (rc != NGX_OK) {
+            ngx_http_pyrepl_jupyter_restart_failed(&rs->peer,
+                                                   "no supervisor");
+        }
+
+        return NGX_DONE;
+    }
+
+    rs->session.pid = (ngx_pid_t) frame->pid;
+
+    if (ngx_http_pyrepl_table_set_ready(pmcf->shm_zone, rs->session.id,
+                                        rs->session.pid)
+        != NGX_OK)
+    {
+        ngx_http_pyrepl_supervisor_kill_now(pmcf, rs->session.id,
+                                            r->connection->log);
+        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                       "the kernel was deleted meanwhile");
+        return NGX_DONE;
+    }
+
+    rs->session.state = PYREPL_STATE_IDLE;
+    rs->session.last_activity = ngx_time();
+
+    ngx_http_finalize_request(r,
+        ngx_http_pyrepl_send_json(r, NGX_HTTP_OK,
+                                  ngx_http_pyrepl_jupyter_kernel(&rs->session)));
+    return NGX_DONE;
+}
+
+
+/* The kernel has no process now: it reads dead (crashed) until deleted. */
+static void
+ngx_http_pyrepl_jupyter_restart_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    ngx_http_pyrepl_restart_t    *rs;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    rs = peer->data;
+    pmcf = ngx_http_get_module_main_conf(rs->request,
+                                         ngx_http_pyrepl_module);
+
+    ngx_log_error(NGX_LOG_ERR, peer->log, 0,
+                  "pyrepl: kernel restart failed: %s", reason);
+
+    (void) ngx_http_pyrepl_table_set_state(pmcf->shm_zone, rs->session.id,
+                                           PYREPL_STATE_CRASHED);
+
+    ngx_http_pyrepl_finalize_error(rs->request,
+                                   NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "unavailable",
+                                   "the kernel could not be restarted");
 }
 
 

@@ -342,6 +342,48 @@ ngx_http_pyrepl_table_renew(ngx_shm_zone_t *zone, u_char *id, time_t expires)
 }
 
 
+/*
+ * A restart of session id (Jupyter's kernel restart) begins: one that is
+ * not running code becomes STARTING for this worker, its execution count
+ * 0.  Returns NGX_OK, NGX_DECLINED if there is no such session, NGX_BUSY
+ * if it runs code or is starting already.
+ */
+ngx_int_t
+ngx_http_pyrepl_table_restart(ngx_shm_zone_t *zone, u_char *id)
+{
+    ngx_int_t                    rc;
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_find_live(ctx, id);
+
+    if (n == NULL) {
+        rc = NGX_DECLINED;
+
+    } else if (n->s.state == PYREPL_STATE_BUSY
+               || n->s.state == PYREPL_STATE_STARTING || n->s.reviving)
+    {
+        rc = NGX_BUSY;
+
+    } else {
+        ngx_http_pyrepl_set(ctx, n, PYREPL_STATE_STARTING);
+        n->s.runner = ngx_pid;
+        n->s.execution_count = 0;
+        n->s.tx_pending = 0;
+        n->s.last_activity = ngx_time();
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
 /* A request about session id counts as its activity (pyrepl_idle_timeout). */
 void
 ngx_http_pyrepl_table_touch(ngx_shm_zone_t *zone, u_char *id)

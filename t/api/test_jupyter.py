@@ -77,6 +77,9 @@ def test_jupyterlab_services_drives_a_kernel(jup):
     assert seen["interrupted"] == {"status": "error",
                                    "ename": "KeyboardInterrupt"}
     assert seen["after"] == [{"text/plain": "'bob'"}]   # the kernel lives on
+    assert seen["restarted"] == {
+        "reply": {"status": "error", "count": 1, "ename": "NameError"},
+        "errors": ["NameError"]}
     # shut down: gone
     r = requests.get(f"{jup.url}/api/kernels/{seen['id']}", headers=auth())
     assert r.status_code == 404
@@ -124,7 +127,7 @@ def test_kernel_rest_api(jup):
     assert requests.get(jup.url + "/api/kernels",
                         headers=auth(OTHER)).json() == []
     for method, path in (("GET", ""), ("DELETE", ""),
-                         ("POST", "/interrupt")):
+                         ("POST", "/interrupt"), ("POST", "/restart")):
         r = requests.request(method, f"{jup.url}/api/kernels/{kid}{path}",
                              headers=auth(OTHER))
         assert r.status_code == 404, (method, path)
@@ -250,6 +253,11 @@ def test_introspection_while_another_socket_runs_code(jup):
                           content={"code": "pri", "cursor_pos": 3})
             await asker.send(json.dumps(ask))
             busy = await until_idle(asker, ask)
+            # a restart waits for the code to end: interrupt it first
+            restart = requests.post(f"{jup.url}/api/kernels/{kid}/restart",
+                                    headers=auth())
+            assert restart.status_code == 409
+            assert restart.json()["error"]["code"] == "session_busy"
             requests.post(f"{jup.url}/api/kernels/{kid}/interrupt",
                           headers=auth())
             await until_idle(runner, run)

@@ -2,7 +2,8 @@
 // @jupyterlab/services) against BASE as JupyterLab drives a Jupyter
 // server: the kernel specs, a kernel started by KernelManager, its info,
 // executes with their iopub messages (streams, results, display data,
-// errors), input() answered on stdin, an interrupt over REST, shutdown.
+// errors), input() answered on stdin, an interrupt and a restart over
+// REST, shutdown.
 // Prints what the library reported, as JSON.
 import {load} from './npm.mjs'
 
@@ -105,6 +106,13 @@ out.interrupted = {status: stopped.content.status,
                    ename: stopped.content.ename}
 out.after = (await execute('x')).iopub
     .filter((m) => m.type === 'execute_result').map((m) => m.data)
+
+// a restart: a new process, the namespace and the count start again
+await kernel.restart()
+const again = await execute('x')
+out.restarted = {reply: again.reply,
+                 errors: again.iopub.filter((m) => m.type === 'error')
+                     .map((m) => m.ename)}
 
 await kernel.shutdown()
 out.shutdown = kernel.isDisposed || kernel.status
