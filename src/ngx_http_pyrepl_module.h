@@ -84,6 +84,27 @@ typedef struct {
 } ngx_http_pyrepl_session_t;
 
 
+/*
+ * Jupyter's session of a kernel (a notebook's path, name and type, under
+ * an id of its own): kept with its session in the table, given out by
+ * value.
+ */
+#define PYREPL_NB_PATH       1024
+#define PYREPL_NB_NAME       256
+#define PYREPL_NB_TYPE       32
+
+typedef struct {
+    u_char                     id[PYREPL_ID_LEN];
+    size_t                     path_len;
+    size_t                     name_len;
+    size_t                     type_len;
+    u_char                     path[PYREPL_NB_PATH];
+    u_char                     name[PYREPL_NB_NAME];
+    u_char                     type[PYREPL_NB_TYPE];
+    ngx_http_pyrepl_session_t  session;      /* copies only: its kernel's */
+} ngx_http_pyrepl_notebook_t;
+
+
 typedef struct {
     ngx_rbtree_t             rbtree;
     ngx_rbtree_node_t        sentinel;

@@ -29,6 +29,7 @@
 #define PYREPL_CREATE_SESSION  0      /* POST /session */
 #define PYREPL_CREATE_COMMAND  1      /* execd's POST /command */
 #define PYREPL_CREATE_KERNEL   2      /* Jupyter's POST /kernels */
+#define PYREPL_CREATE_NOTEBOOK 3      /* Jupyter's POST /sessions */
 
 
 typedef struct {
@@ -41,6 +42,7 @@ typedef struct {
     unsigned                     restore:1;
     unsigned                     one_shot:1;   /* execd's POST /command */
     unsigned                     kernel:1;     /* Jupyter's POST /kernels */
+    ngx_http_pyrepl_notebook_t  *nb;           /* ... POST /sessions */
     unsigned                     background:1; /* ... {background: true} */
     ngx_str_t                    command;      /* a background one's */
     ngx_msec_t                   timeout;
@@ -50,6 +52,7 @@ typedef struct {
 static void ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r);
 static void ngx_http_pyrepl_command_body_handler(ngx_http_request_t *r);
 static void ngx_http_pyrepl_kernel_body_handler(ngx_http_request_t *r);
+static void ngx_http_pyrepl_notebook_body_handler(ngx_http_request_t *r);
 static void ngx_http_pyrepl_create_begin(ngx_http_request_t *r,
     ngx_uint_t mode);
 static ngx_int_t ngx_http_pyrepl_create_parse(ngx_http_request_t *r,
@@ -76,7 +79,6 @@ static void ngx_http_pyrepl_delete_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static json_t *ngx_http_pyrepl_session_detail(ngx_http_request_t *r,
     ngx_http_pyrepl_session_t *s);
-static ngx_int_t ngx_http_pyrepl_new_id(u_char *id);
 
 
 ngx_int_t
@@ -132,12 +134,33 @@ ngx_http_pyrepl_kernel_body_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * Jupyter's POST /sessions {"path", "name", "type", "kernel"}: a
+ * notebook's session on a new kernel, or on the caller's kernel.id
+ * (ngx_http_pyrepl_jupyter.c answers that one).
+ */
+ngx_int_t
+ngx_http_pyrepl_notebook_create_handler(ngx_http_request_t *r)
+{
+    return ngx_http_pyrepl_read_body(r,
+                                     ngx_http_pyrepl_notebook_body_handler);
+}
+
+
+static void
+ngx_http_pyrepl_notebook_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_pyrepl_create_begin(r, PYREPL_CREATE_NOTEBOOK);
+}
+
+
 static void
 ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
 {
     json_t                       *body, *asked;
     ngx_int_t                     rc;
     ngx_uint_t                    one_shot;
+    ngx_http_pyrepl_notebook_t   *nb;
     const char                   *why;
     ngx_http_pyrepl_ctl_t        *ctl;
     ngx_http_pyrepl_main_conf_t  *pmcf;
@@ -147,6 +170,20 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
     }
 
     one_shot = (mode == PYREPL_CREATE_COMMAND);
+    nb = NULL;
+
+    if (mode == PYREPL_CREATE_NOTEBOOK) {
+        /* an existing kernel's is answered there; else its kernel's body */
+        nb = ngx_http_pyrepl_jupyter_notebook(r, body, &asked);
+        json_decref(body);
+
+        if (nb == NULL) {
+            return;
+        }
+
+        body = asked;
+        mode = PYREPL_CREATE_KERNEL;
+    }
 
     if (mode == PYREPL_CREATE_KERNEL) {
         asked = body;
@@ -173,6 +210,7 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
 
     ctl->one_shot = one_shot;
     ctl->kernel = (mode == PYREPL_CREATE_KERNEL);
+    ctl->nb = nb;
     ctl->background = one_shot
                       && json_is_true(json_object_get(body, "background"));
 
@@ -519,6 +557,12 @@ ngx_http_pyrepl_create_reply(ngx_http_pyrepl_ctl_t *ctl)
     ngx_http_request_t  *r;
 
     r = ctl->request;
+
+    if (ctl->nb != NULL) {
+        ngx_http_finalize_request(r,
+            ngx_http_pyrepl_jupyter_notebook_made(r, &ctl->session, ctl->nb));
+        return;
+    }
 
     if (ctl->kernel) {
         ngx_http_finalize_request(r,
@@ -877,7 +921,7 @@ ngx_http_pyrepl_delete_failed(ngx_http_pyrepl_peer_t *peer,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_pyrepl_new_id(u_char *id)
 {
     u_char  raw[PYREPL_ID_LEN / 2];

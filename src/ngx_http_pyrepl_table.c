@@ -25,6 +25,7 @@ typedef struct {
     ngx_rbtree_node_t            node;     /* must be first */
     ngx_queue_t                  queue;
     ngx_http_pyrepl_session_t    s;
+    ngx_http_pyrepl_notebook_t  *nb;       /* Jupyter's session of it */
 } ngx_http_pyrepl_node_t;
 
 
@@ -227,6 +228,7 @@ ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
     }
 
     n->s = *s;
+    n->nb = NULL;
     n->node.key = ngx_crc32_short(s->id, PYREPL_ID_LEN);
 
     ngx_rbtree_insert(&ctx->sh->rbtree, &n->node);
@@ -776,10 +778,117 @@ ngx_http_pyrepl_table_remove(ngx_shm_zone_t *zone, u_char *id)
         ngx_rbtree_delete(&ctx->sh->rbtree, &n->node);
         ngx_queue_remove(&n->queue);
         ctx->sh->count--;
+
+        if (n->nb != NULL) {
+            ngx_slab_free_locked(ctx->shpool, n->nb);
+        }
+
         ngx_slab_free_locked(ctx->shpool, n);
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/*
+ * Give session id, of tenant, Jupyter's session record nb (a copy), or
+ * take it away (nb NULL).  Returns NGX_OK, NGX_DECLINED if the tenant has
+ * no such live session, NGX_ERROR when the zone is full.
+ */
+ngx_int_t
+ngx_http_pyrepl_table_notebook(ngx_shm_zone_t *zone, u_char *id,
+    uint64_t tenant, ngx_http_pyrepl_notebook_t *nb)
+{
+    ngx_int_t                    rc;
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_find_live(ctx, id);
+    rc = NGX_OK;
+
+    if (n == NULL || n->s.tenant != tenant) {
+        rc = NGX_DECLINED;
+
+    } else if (nb == NULL) {
+        if (n->nb != NULL) {
+            ngx_slab_free_locked(ctx->shpool, n->nb);
+            n->nb = NULL;
+        }
+
+    } else {
+        if (n->nb == NULL) {
+            n->nb = ngx_slab_alloc_locked(ctx->shpool,
+                                          sizeof(ngx_http_pyrepl_notebook_t));
+        }
+
+        if (n->nb == NULL) {
+            rc = NGX_ERROR;
+
+        } else {
+            *n->nb = *nb;
+        }
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * Copies of the tenant's sessions that have Jupyter's session record,
+ * each an ngx_http_pyrepl_notebook_t with its session in .session; NULL
+ * on allocation failure.
+ */
+ngx_array_t *
+ngx_http_pyrepl_table_notebooks(ngx_shm_zone_t *zone, ngx_pool_t *pool,
+    uint64_t tenant)
+{
+    time_t                       now;
+    ngx_queue_t                 *q;
+    ngx_array_t                 *list;
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_notebook_t  *nb;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+    now = ngx_time();
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    list = ngx_array_create(pool, ctx->sh->count ? ctx->sh->count : 1,
+                            sizeof(ngx_http_pyrepl_notebook_t));
+    if (list == NULL) {
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NULL;
+    }
+
+    for (q = ngx_queue_head(&ctx->sh->queue);
+         q != ngx_queue_sentinel(&ctx->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
+
+        if (n->nb == NULL || ngx_http_pyrepl_gone(&n->s, now)
+            || n->s.tenant != tenant)
+        {
+            continue;
+        }
+
+        ngx_http_pyrepl_unbusy(n);
+
+        nb = ngx_array_push(list);   /* preallocated: cannot fail */
+        *nb = *n->nb;
+        nb->session = n->s;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return list;
 }
 
 

@@ -27,6 +27,10 @@ ngx_int_t ngx_http_pyrepl_table_renew(ngx_shm_zone_t *zone, u_char *id,
     time_t expires);
 void ngx_http_pyrepl_table_touch(ngx_shm_zone_t *zone, u_char *id);
 ngx_int_t ngx_http_pyrepl_table_restart(ngx_shm_zone_t *zone, u_char *id);
+ngx_int_t ngx_http_pyrepl_table_notebook(ngx_shm_zone_t *zone, u_char *id,
+    uint64_t tenant, ngx_http_pyrepl_notebook_t *nb);
+ngx_array_t *ngx_http_pyrepl_table_notebooks(ngx_shm_zone_t *zone,
+    ngx_pool_t *pool, uint64_t tenant);
 ngx_array_t *ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
     time_t idle_timeout, ngx_pool_t *pool);
 /* counts[PYREPL_STATE_REAPING + 1] */

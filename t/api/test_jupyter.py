@@ -84,6 +84,16 @@ def test_jupyterlab_services_drives_a_kernel(jup):
     r = requests.get(f"{jup.url}/api/kernels/{seen['id']}", headers=auth())
     assert r.status_code == 404
 
+    # a notebook's session (SessionManager), and its kernel with it
+    assert seen["session"] == {"path": "work/a.ipynb", "name": "a.ipynb",
+                               "type": "notebook", "kernel": "python3"}
+    assert seen["sessionRun"] == "42"
+    assert seen["found"] is True and seen["gone"] is True
+    assert seen["afterShutdown"]["session"] is True
+    r = requests.get(f"{jup.url}/api/kernels/"
+                     f"{seen['afterShutdown']['kernel']}", headers=auth())
+    assert r.status_code == 404
+
 
 def test_kernel_rest_api(jup):
     r = requests.get(jup.url + "/api/kernelspecs", headers=auth())
@@ -272,3 +282,59 @@ def test_introspection_while_another_socket_runs_code(jup):
     assert reply["content"]["status"] == "ok"
     assert "print" in reply["content"]["matches"]
     requests.delete(f"{jup.url}/api/kernels/{kid}", headers=auth())
+
+
+def test_sessions_rest_api(jup):
+    s = requests.post(jup.url + "/api/sessions", headers=auth(),
+                      json={"path": "a.ipynb", "name": "a", "type":
+                            "notebook", "kernel": {"name": "python3"}})
+    assert s.status_code == 201
+    session = s.json()
+    assert (session["path"], session["name"], session["type"]) == (
+        "a.ipynb", "a", "notebook")
+    assert session["notebook"] == {"path": "a.ipynb", "name": "a"}
+    first = session["kernel"]["id"]
+    assert requests.get(jup.url + "/api/kernels/" + first,
+                        headers=auth()).status_code == 200
+
+    # a session on a kernel that exists, then moved to another one
+    other = requests.post(jup.url + "/api/kernels", headers=auth(),
+                          json={}).json()["id"]
+    r = requests.patch(f"{jup.url}/api/sessions/{session['id']}",
+                       headers=auth(),
+                       json={"path": "b.ipynb", "kernel": {"id": other}})
+    assert r.status_code == 200
+    assert r.json()["path"] == "b.ipynb" and r.json()["name"] == "a"
+    assert r.json()["kernel"]["id"] == other
+    listed = requests.get(jup.url + "/api/sessions", headers=auth()).json()
+    assert [(x["id"], x["kernel"]["id"]) for x in listed] == [
+        (session["id"], other)]
+    assert requests.get(f"{jup.url}/api/sessions/{session['id']}",
+                        headers=auth()).json()["path"] == "b.ipynb"
+
+    # another key sees none of it
+    assert requests.get(jup.url + "/api/sessions",
+                        headers=auth(OTHER)).json() == []
+    for method in ("GET", "PATCH", "DELETE"):
+        r = requests.request(method, f"{jup.url}/api/sessions/"
+                                     f"{session['id']}", headers=auth(OTHER),
+                             json={})
+        assert r.status_code == 404, method
+    r = requests.post(jup.url + "/api/sessions", headers=auth(OTHER),
+                      json={"path": "x", "kernel": {"id": other}})
+    assert r.status_code == 404                 # not that key's kernel
+    r = requests.post(jup.url + "/api/sessions", headers=auth(),
+                      json={"path": 7})
+    assert r.status_code == 400
+    r = requests.post(jup.url + "/api/sessions", headers=auth(),
+                      json={"path": "p" * 2000})
+    assert r.status_code == 400
+
+    # deleting the session ends its kernel, as Jupyter's server does
+    assert requests.delete(f"{jup.url}/api/sessions/{session['id']}",
+                           headers=auth()).status_code == 204
+    assert requests.get(jup.url + "/api/kernels/" + other,
+                        headers=auth()).status_code == 404
+    assert requests.get(jup.url + "/api/sessions",
+                        headers=auth()).json() == []
+    requests.delete(jup.url + "/api/kernels/" + first, headers=auth())

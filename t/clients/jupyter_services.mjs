@@ -10,7 +10,7 @@ import {load} from './npm.mjs'
 // the library logs its connections on stdout, which carries our answer
 console.log = console.debug = console.info = console.error
 
-const {KernelManager, KernelSpecManager, ServerConnection} =
+const {KernelManager, KernelSpecManager, ServerConnection, SessionManager} =
     await load('@jupyterlab/services')
 const [base, token] = process.argv.slice(2)
 
@@ -116,4 +116,30 @@ out.restarted = {reply: again.reply,
 
 await kernel.shutdown()
 out.shutdown = kernel.isDisposed || kernel.status
+
+// a notebook's session, as JupyterLab opens a notebook: on a new kernel
+const sessions = new SessionManager({kernelManager: manager, serverSettings})
+const conn = await sessions.startNew({path: 'work/a.ipynb', name: 'a.ipynb',
+                                      type: 'notebook',
+                                      kernel: {name: 'python3'}})
+out.session = {path: conn.path, name: conn.name, type: conn.type,
+               kernel: conn.kernel.name}
+const sum = conn.kernel.requestExecute({code: '40 + 2'})
+let summed = null
+sum.onIOPub = (msg) => {
+    if (msg.header.msg_type === 'execute_result') {
+        summed = msg.content.data['text/plain']
+    }
+}
+await sum.done
+out.sessionRun = summed
+await conn.setPath('work/b.ipynb')
+out.found = (await sessions.findByPath('work/b.ipynb'))?.id === conn.id
+out.gone = (await sessions.findByPath('work/a.ipynb')) === undefined
+const sessionKernel = conn.kernel.id
+await conn.shutdown()
+await sessions.refreshRunning()                   // its list, from the server
+out.afterShutdown = {
+    session: (await sessions.findByPath('work/b.ipynb')) === undefined,
+    kernel: sessionKernel}
 process.stdout.write(JSON.stringify(out) + '\n', () => process.exit(0))
