@@ -54,6 +54,14 @@
  *                                   names the run changed); bash:
  *                                   exit_code, and ended when the shell
  *                                   exited (the session is over)
+ *   watch          worker->session  (no fields): this connection gets a
+ *                                   copy of every python run from now
+ *                                   on: its run frame (code, tag, count:
+ *                                   the count it will have) as it begins,
+ *                                   then its stdout, stderr, display,
+ *                                   result, error and complete frames;
+ *                                   answered ok.  A watcher that does not
+ *                                   read is closed
  *   introspect     worker->session  text, a JSON request (op complete,
  *                                   inspect, is_complete or history, as
  *                                   Jupyter's): answered ok with text, the
@@ -145,6 +153,7 @@
     X(COMPLETE,      "complete")                                             \
     X(NAMESPACE,     "namespace")                                            \
     X(INTROSPECT,    "introspect")                                           \
+    X(WATCH,         "watch")                                                \
     X(COMMIT,        "commit")                                               \
     X(ROLLBACK,      "rollback")                                             \
     X(MOVE,          "move")                                                 \
@@ -217,7 +226,9 @@ typedef enum {
     X(started,     INT,  "status: when the command began, Unix ms")         \
     X(finished,    INT,  "status: when it ended, Unix ms; 0 while running") \
     X(bundle,      STR,  "result, display: JSON {\"data\": {mime: value}, "  \
-                         "\"metadata\": {}}")
+                         "\"metadata\": {}}")                              \
+    X(tag,         STR,  "python run: the client's own words about it, "   \
+                         "copied to watchers")
 
 typedef enum {
 #define PR_FIELD_ENUM(name, kind, doc)  PR_F_##name,

@@ -371,6 +371,27 @@ wk_io_send(wk_io_t *io, int i, const pr_frame_t *f)
 
 
 void
+wk_io_send_watchers(wk_io_t *io, const pr_frame_t *f)
+{
+    int  i;
+
+    for (i = 0; i < WK_IO_MAX_CONNS; i++) {
+        if (!io->conns[i].used || !io->conns[i].watch || i == io->run_conn) {
+            continue;
+        }
+
+        if (wk_conn_pending(&io->conns[i].conn) > WK_IO_HIGH_WATER) {
+            wk_io_close(io, i, "a watcher does not read");
+            continue;
+        }
+
+        wk_io_send(io, i, f);
+        wk_io_flush(io, i);
+    }
+}
+
+
+void
 wk_io_fail(wk_io_t *io, int i, const char *code, const char *message)
 {
     pr_frame_t  f;
@@ -436,6 +457,7 @@ wk_io_close(wk_io_t *io, int i, const char *why)
 {
     wk_conn_close(&io->conns[i].conn);
     io->conns[i].used = 0;
+    io->conns[i].watch = 0;
 
     if (i != io->run_conn) {
         return;
@@ -513,6 +535,7 @@ wk_io_accept(wk_io_t *io)
         }
 
         io->conns[i].used = 1;
+        io->conns[i].watch = 0;
     }
 }
 
@@ -691,13 +714,13 @@ wk_io_forward(wk_io_t *io, wk_io_pipe_t *p, const uint8_t *buf, size_t len)
         return;
     }
 
-    if (io->run_conn < 0) {
-        return;
-    }
-
     memset(&f, 0, sizeof(pr_frame_t));
     f.type = p->type;
     pr_set_str(&f, text, io->tbuf, n);
 
-    wk_io_send(io, io->run_conn, &f);
+    wk_io_send_watchers(io, &f);
+
+    if (io->run_conn >= 0) {
+        wk_io_send(io, io->run_conn, &f);
+    }
 }

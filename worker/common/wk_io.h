@@ -102,6 +102,7 @@ typedef struct {
 typedef struct {
     wk_conn_t        conn;
     unsigned         used:1;
+    unsigned         watch:1;      /* gets copies of runs' frames */
 } wk_io_conn_t;
 
 
@@ -228,6 +229,13 @@ int wk_io_backed_up(const wk_io_t *io);
 
 /* Queue f on slot i (nothing if i < 0 or unused); a failure closes it. */
 void wk_io_send(wk_io_t *io, int i, const pr_frame_t *f);
+
+/*
+ * Queue a copy of f, a frame of the active run, on every watching
+ * connection but the run's own; a watcher with more than WK_IO_HIGH_WATER
+ * unsent bytes is closed instead.
+ */
+void wk_io_send_watchers(wk_io_t *io, const pr_frame_t *f);
 
 /* Queue "fail {errcode: code, message}" on slot i, as wk_io_send(). */
 void wk_io_fail(wk_io_t *io, int i, const char *code, const char *message);

@@ -282,6 +282,7 @@ py_display_request(py_io_t *pio)
 
         /* a connection that cannot take it is closed: that interrupts */
         wk_io_send(&pio->io, i, &f);
+        wk_io_send_watchers(&pio->io, &f);
     }
 
     free((char *) bundle.data);

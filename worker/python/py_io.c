@@ -55,6 +55,7 @@
 static void *py_io_thread(void *arg);
 static int py_io_asked(void);
 static void py_io_introspect(int i, const pr_frame_t *f);
+static void py_io_watch(int i);
 static int py_io_setup(py_session_t *s);
 static int py_io_loop(void);
 static int py_io_poll_set(struct pollfd *pfds, int *map, int *timeout);
@@ -108,6 +109,7 @@ py_io_start(py_session_t *s)
     py_io.interactive = 0;
     py_io.tx_pending = 0;
     py_io.input_seq = 0;
+    py_io.count = 0;
     py_io.input_id[0] = '\0';
 
     py_io.display_waiting = 0;
@@ -356,6 +358,10 @@ py_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
         py_io_introspect(i, f);
         return 0;
 
+    case PR_T_WATCH:
+        py_io_watch(i);
+        return 0;
+
     case PR_T_COMMIT:
         py_io_op(i, PY_OP_COMMIT, NULL, 0, 0);
         return 0;
@@ -468,8 +474,9 @@ py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
 static void
 py_io_run(int i, const pr_frame_t *f)
 {
-    int    tx;
-    char  *code;
+    int          tx;
+    char        *code;
+    pr_frame_t   copy;
 
     if (py_io.io.run_active) {
         wk_io_fail(&py_io.io, i, "session_busy", "another run is in progress");
@@ -513,6 +520,18 @@ py_io_run(int i, const pr_frame_t *f)
     py_io_hand(i, PY_OP_RUN, code, f->code.len, tx, 0,
                pr_has(f, interactive) && f->interactive != 0,
                pr_has(f, timeout_ms) ? f->timeout_ms : 0);
+
+    /* the watchers learn of it: its code, its tag, the count it will have */
+    memset(&copy, 0, sizeof(pr_frame_t));
+    copy.type = PR_T_RUN;
+    pr_set_str(&copy, code, f->code.data, f->code.len);
+    pr_set_int(&copy, count, py_io.count + 1);
+
+    if (pr_has(f, tag)) {
+        pr_set_str(&copy, tag, f->tag.data, f->tag.len);
+    }
+
+    wk_io_send_watchers(&py_io.io, &copy);
 }
 
 
@@ -578,6 +597,20 @@ py_io_place(int i, const pr_frame_t *f, char **place, size_t *len)
     }
 
     return 0;
+}
+
+
+/* A "watch" frame on slot i: copies of every run's frames from now on. */
+static void
+py_io_watch(int i)
+{
+    pr_frame_t  ok;
+
+    py_io.io.conns[i].watch = 1;
+
+    memset(&ok, 0, sizeof(pr_frame_t));
+    ok.type = PR_T_OK;
+    wk_io_send(&py_io.io, i, &ok);
 }
 
 
@@ -828,6 +861,10 @@ py_io_done(void)
         for ( ;; ) {
             (void) pause();
         }
+    }
+
+    if (o.op == PY_OP_RUN && o.count > py_io.count) {
+        py_io.count = o.count;
     }
 
     if (o.tx == PY_TX_PENDING) {

@@ -540,7 +540,9 @@ py_outcome_send(wk_io_t *io, const py_outcome_t *o)
         if (o->bundle.data != NULL) {
             pr_set_str(&f, bundle, o->bundle.data, o->bundle.len);
         }
+
         wk_io_send(io, i, &f);
+        wk_io_send_watchers(io, &f);
     }
 
     if (o->ename.data != NULL) {
@@ -551,6 +553,7 @@ py_outcome_send(wk_io_t *io, const py_outcome_t *o)
         f.traceback = o->traceback;
         f.has |= 1u << PR_F_traceback;
         wk_io_send(io, i, &f);
+        wk_io_send_watchers(io, &f);
     }
 
     memset(&f, 0, sizeof(pr_frame_t));
@@ -573,6 +576,7 @@ py_outcome_send(wk_io_t *io, const py_outcome_t *o)
     }
 
     wk_io_send(io, i, &f);
+    wk_io_send_watchers(io, &f);
 
     wk_io_flush(io, i);
 }

@@ -262,6 +262,7 @@ typedef struct {
     unsigned         tx_pending:1; /* an explicit run waits for its fate */
     unsigned         display_waiting:1;  /* a display() waits for the */
                                          /* run's connection to drain */
+    int64_t          count;        /* the last run's execution count */
 
     char            *place;        /* the run frame's cwd and env, on */
     size_t           place_len;    /* their way to py_io_hand() */
