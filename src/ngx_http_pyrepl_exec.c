@@ -252,6 +252,10 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
     pr_set_int(&frame, timeout_ms, (int64_t) ex->timeout);
     pr_set_int(&frame, interactive, ex->interactive);
 
+    if (ex->tag.len) {
+        pr_set_str(&frame, tag, ex->tag.data, ex->tag.len);
+    }
+
     if (ex->tx_policy != NULL) {
         pr_set_cstr(&frame, tx, ex->tx_policy);
     }

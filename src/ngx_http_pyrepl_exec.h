@@ -64,6 +64,8 @@ struct ngx_http_pyrepl_exec_s {
     u_char                        id[PYREPL_ID_LEN];
     u_char                        exec_id[PYREPL_ID_LEN];
     ngx_str_t                     code;
+    ngx_str_t                     tag;        /* copied to watchers, or */
+                                              /* empty */
     ngx_msec_t                    timeout;
     ngx_uint_t                    lang;
     ngx_str_t                     cwd;        /* bash: this run only */

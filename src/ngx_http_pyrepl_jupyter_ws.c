@@ -25,6 +25,14 @@
  *   comm_info_request      comm_info_reply {comms: {}}
  *   other shell requests   their reply with status "error"
  *
+ * Every socket of a kernel also sees the other sockets' runs (and those
+ * of PyREPL's own API) on iopub, as a kernel publishes them to all: a
+ * connection to the session asks to "watch", the session copies every
+ * run's frames to it (the run frame carries the request's header as its
+ * tag, which becomes the parent of the copies), and the copies of this
+ * socket's own runs are known by their msg_id and skipped.  A socket that
+ * does not read its output gets no copies meanwhile.
+ *
  * The run is an exec (ngx_http_pyrepl_exec.c) on the kernel's session;
  * the four introspection requests are an "introspect" frame to it, which
  * its runtime answers (pyrepl_runtime.py, introspect()).  One of these at
@@ -49,6 +57,8 @@
 #define PYREPL_JUPYTER_VERSION      "5.3"
 #define PYREPL_UUID_LEN             36
 #define PYREPL_JUPYTER_QUEUE        1000   /* shell requests waiting */
+#define PYREPL_JUPYTER_OWN          8      /* own runs' msg_ids kept */
+#define PYREPL_JUPYTER_HIGH         (1024 * 1024)   /* no copies past it */
 
 
 typedef struct {
@@ -58,6 +68,15 @@ typedef struct {
     json_t                  *parent;       /* the running one's header */
     json_t                  *error;        /* its error content, if any */
     ngx_uint_t               count;        /* its execution_count */
+
+    /* the watch connection: copies of every run of the session */
+    ngx_pool_t              *watching;
+    ngx_http_pyrepl_peer_t  *watch;
+    json_t                  *watched;      /* the parent of the copies of */
+                                           /* the run going on, or NULL */
+    unsigned                 skip:1;       /* they are of our own run */
+    json_t                  *own[PYREPL_JUPYTER_OWN];  /* our msg_ids */
+    ngx_uint_t               nown;
 
     /* the introspection request waiting for the session, if any */
     ngx_pool_t              *asking;       /* its peer's */
@@ -86,6 +105,14 @@ static void ngx_http_pyrepl_jws_ask_failed(ngx_http_pyrepl_peer_t *peer,
 static ngx_int_t ngx_http_pyrepl_jws_ask_end(ngx_http_pyrepl_ws_t *ws,
     json_t *content);
 static void ngx_http_pyrepl_jws_ask_free(ngx_http_pyrepl_jws_t *jws);
+static void ngx_http_pyrepl_jws_watch(ngx_http_pyrepl_ws_t *ws);
+static ngx_int_t ngx_http_pyrepl_jws_watched(ngx_http_pyrepl_peer_t *peer,
+    pr_frame_t *frame);
+static void ngx_http_pyrepl_jws_watch_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason);
+static void ngx_http_pyrepl_jws_watch_free(ngx_http_pyrepl_jws_t *jws);
+static json_t *ngx_http_pyrepl_jws_copy(ngx_http_pyrepl_jws_t *jws,
+    pr_frame_t *frame, const char **type);
 static ngx_int_t ngx_http_pyrepl_jws_event(ngx_http_pyrepl_exec_t *ex,
     const char *event, json_t *data);
 static void ngx_http_pyrepl_jws_done(ngx_http_pyrepl_exec_t *ex,
@@ -120,7 +147,6 @@ ngx_http_pyrepl_jupyter_channels(ngx_http_request_t *r, u_char *id)
     }
 
     ngx_http_pyrepl_jupyter_uuid(id, jws->uuid);
-    jws->ws = NULL;                  /* set with the first message */
 
     jws->queue = json_array();
     if (jws->queue == NULL) {
@@ -133,6 +159,13 @@ ngx_http_pyrepl_jupyter_channels(ngx_http_request_t *r, u_char *id)
         /* not upgraded: the cleanup never runs */
         json_decref(jws->queue);
         jws->queue = NULL;
+        return rc;
+    }
+
+    jws->ws = ngx_http_get_module_ctx(r, ngx_http_pyrepl_module);
+
+    if (jws->ws != NULL && !jws->ws->finished) {
+        ngx_http_pyrepl_jws_watch(jws->ws);
     }
 
     return rc;
@@ -274,8 +307,6 @@ ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg)
         return NGX_OK;                   /* iopub: nothing comes that way */
     }
 
-    jws->ws = ws;
-
     if (ngx_strcmp(type, "execute_request") == 0
         || ngx_http_pyrepl_jws_asks(type) != NULL)
     {
@@ -340,6 +371,7 @@ ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg)
 static ngx_int_t
 ngx_http_pyrepl_jws_execute(ngx_http_pyrepl_ws_t *ws, json_t *msg)
 {
+    char                    *text;
     json_t                  *header, *content, *code, *body;
     ngx_int_t                rc;
     ngx_pool_t              *pool;
@@ -425,6 +457,24 @@ ngx_http_pyrepl_jws_execute(ngx_http_pyrepl_ws_t *ws, json_t *msg)
     }
 
     jws->count = ex->execution_count + 1;
+
+    /* the session's copies of this run to watchers carry this header */
+    text = json_dumps(header, JSON_COMPACT);
+    if (text != NULL) {
+        ex->tag.len = ngx_strlen(text);
+        ex->tag.data = ngx_pnalloc(pool, ex->tag.len);
+        if (ex->tag.data != NULL) {
+            ngx_memcpy(ex->tag.data, text, ex->tag.len);
+        } else {
+            ex->tag.len = 0;
+        }
+
+        free(text);
+    }
+
+    json_decref(jws->own[jws->nown % PYREPL_JUPYTER_OWN]);
+    jws->own[jws->nown++ % PYREPL_JUPYTER_OWN] =
+        json_incref(json_object_get(header, "msg_id"));
 
     rc = ngx_http_pyrepl_jws_send(ws, "iopub", "execute_input", header,
                                   json_pack("{s:s%,s:I}", "code",
@@ -971,6 +1021,257 @@ sent:
 }
 
 
+/* Ask the session for copies of every run (the "watch" connection). */
+static void
+ngx_http_pyrepl_jws_watch(ngx_http_pyrepl_ws_t *ws)
+{
+    ngx_str_t               sock;
+    pr_frame_t              frame;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = ws->data;
+
+    jws->watching = ngx_create_pool(1024, ws->request->connection->log);
+    jws->watch = jws->watching
+                 ? ngx_pcalloc(jws->watching, sizeof(ngx_http_pyrepl_peer_t))
+                 : NULL;
+
+    if (jws->watch == NULL
+        || ngx_http_pyrepl_socket_path(ws->pmcf, jws->watching, ws->id,
+                                       &sock)
+           != NGX_OK)
+    {
+        ngx_http_pyrepl_jws_watch_free(jws);
+        return;
+    }
+
+    jws->watch->data = jws;
+    jws->watch->log = ws->request->connection->log;
+    jws->watch->max_frame = ws->pmcf->max_frame;
+    jws->watch->frame_handler = ngx_http_pyrepl_jws_watched;
+    jws->watch->fail_handler = ngx_http_pyrepl_jws_watch_failed;
+
+    ngx_memzero(&frame, sizeof(pr_frame_t));
+    frame.type = PR_T_WATCH;
+
+    if (ngx_http_pyrepl_peer_connect(jws->watch, &sock, jws->watching)
+           != NGX_OK
+        || ngx_http_pyrepl_peer_send(jws->watch, jws->watching, &frame)
+           != NGX_OK)
+    {
+        /* no copies: the socket still serves its own requests */
+        ngx_http_pyrepl_jws_watch_free(jws);
+    }
+}
+
+
+/* A copy of a run's frame: the run's iopub messages on this socket. */
+static ngx_int_t
+ngx_http_pyrepl_jws_watched(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
+{
+    json_t                 *content, *tag;
+    ngx_uint_t              i;
+    const char             *type;
+    ngx_http_pyrepl_ws_t   *ws;
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = peer->data;
+    ws = jws->ws;
+
+    switch (frame->type) {
+
+    case PR_T_OK:
+        return NGX_OK;                              /* watching */
+
+    case PR_T_RUN:
+        json_decref(jws->watched);
+        jws->watched = NULL;
+
+        tag = pr_has(frame, tag)
+              ? json_loadb(frame->tag.data, frame->tag.len, 0, NULL) : NULL;
+
+        jws->skip = 0;
+
+        for (i = 0; tag != NULL && i < PYREPL_JUPYTER_OWN; i++) {
+            if (jws->own[i] != NULL
+                && json_equal(jws->own[i], json_object_get(tag, "msg_id")))
+            {
+                jws->skip = 1;
+            }
+        }
+
+        if (jws->skip) {
+            json_decref(tag);
+            return NGX_OK;
+        }
+
+        /* a run of PyREPL's own API has no header: its parent is empty */
+        jws->watched = json_is_object(tag) ? tag : json_object();
+        if (tag != jws->watched) {
+            json_decref(tag);
+        }
+
+        if (jws->watched == NULL || ws->out_size > PYREPL_JUPYTER_HIGH) {
+            return NGX_OK;
+        }
+
+        if (ngx_http_pyrepl_jws_status(ws, jws->watched, "busy") != NGX_OK
+            || ngx_http_pyrepl_jws_send(ws, "iopub", "execute_input",
+                   jws->watched,
+                   json_pack("{s:s%,s:I}", "code",
+                             frame->code.data ? frame->code.data : "",
+                             frame->code.len,
+                             "execution_count", (json_int_t) frame->count))
+               != NGX_OK)
+        {
+            return NGX_DONE;
+        }
+
+        return NGX_OK;
+
+    default:
+        break;
+    }
+
+    if (jws->skip || jws->watched == NULL) {
+        return NGX_OK;
+    }
+
+    if (frame->type == PR_T_COMPLETE) {
+        tag = jws->watched;
+        jws->watched = NULL;
+
+        if (ngx_http_pyrepl_jws_status(ws, tag, "idle") != NGX_OK) {
+            json_decref(tag);
+            return NGX_DONE;
+        }
+
+        json_decref(tag);
+        return NGX_OK;
+    }
+
+    if (ws->out_size > PYREPL_JUPYTER_HIGH) {
+        return NGX_OK;                  /* a socket that does not read */
+    }
+
+    content = ngx_http_pyrepl_jws_copy(jws, frame, &type);
+
+    if (type == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_pyrepl_jws_send(ws, "iopub", type, jws->watched,
+                                    content) == NGX_OK ? NGX_OK : NGX_DONE;
+}
+
+
+/* A copied frame's iopub content (*type NULL: none to send). */
+static json_t *
+ngx_http_pyrepl_jws_copy(ngx_http_pyrepl_jws_t *jws, pr_frame_t *frame,
+    const char **type)
+{
+    json_t      *doc, *tb;
+    ngx_uint_t   i;
+
+    *type = NULL;
+
+    switch (frame->type) {
+
+    case PR_T_STDOUT:
+    case PR_T_STDERR:
+        *type = "stream";
+        return json_pack("{s:s,s:s%}", "name",
+                         frame->type == PR_T_STDOUT ? "stdout" : "stderr",
+                         "text", frame->text.data ? frame->text.data : "",
+                         frame->text.len);
+
+    case PR_T_DISPLAY:
+    case PR_T_RESULT:
+        doc = pr_has(frame, bundle)
+              ? json_loadb(frame->bundle.data, frame->bundle.len, 0, NULL)
+              : NULL;
+
+        if (!json_is_object(json_object_get(doc, "data"))) {
+            json_decref(doc);
+            doc = json_pack("{s:{s:s%},s:{}}", "data", "text/plain",
+                            frame->text.data ? frame->text.data : "",
+                            frame->text.len, "metadata");
+        }
+
+        if (doc == NULL) {
+            return NULL;
+        }
+
+        if (frame->type == PR_T_DISPLAY) {
+            *type = "display_data";
+            (void) json_object_set_new(doc, "transient", json_object());
+            return doc;
+        }
+
+        *type = "execute_result";
+        (void) json_object_set_new(doc, "execution_count",
+                                   json_integer(frame->count));
+        return doc;
+
+    case PR_T_ERROR:
+        tb = json_array();
+        for (i = 0; tb != NULL && i < frame->traceback.n; i++) {
+            (void) json_array_append_new(tb,
+                       json_stringn(frame->traceback.items[i].data,
+                                    frame->traceback.items[i].len));
+        }
+
+        *type = "error";
+        return json_pack("{s:s%,s:s%,s:o?}",
+                         "ename", frame->ename.data ? frame->ename.data : "",
+                         frame->ename.len,
+                         "evalue", frame->evalue.data ? frame->evalue.data
+                                                      : "",
+                         frame->evalue.len,
+                         "traceback", tb);
+
+    default:
+        return NULL;
+    }
+}
+
+
+/* The session went (a restart, a delete): no more copies. */
+static void
+ngx_http_pyrepl_jws_watch_failed(ngx_http_pyrepl_peer_t *peer,
+    const char *reason)
+{
+    ngx_http_pyrepl_jws_t  *jws;
+
+    jws = peer->data;
+
+    ngx_log_error(NGX_LOG_INFO, peer->log, 0,
+                  "pyrepl: a kernel's copies of its runs ended: %s", reason);
+
+    ngx_http_pyrepl_jws_watch_free(jws);
+}
+
+
+static void
+ngx_http_pyrepl_jws_watch_free(ngx_http_pyrepl_jws_t *jws)
+{
+    json_decref(jws->watched);
+    jws->watched = NULL;
+
+    if (jws->watching == NULL) {
+        return;
+    }
+
+    if (jws->watch != NULL) {
+        ngx_http_pyrepl_peer_close(jws->watch);
+    }
+
+    ngx_destroy_pool(jws->watching);
+    jws->watching = NULL;
+    jws->watch = NULL;
+}
+
+
 /* kernel_info_reply's content. */
 static json_t *
 ngx_http_pyrepl_jws_kernel_info(void)
@@ -999,11 +1300,18 @@ ngx_http_pyrepl_jws_kernel_info(void)
 static void
 ngx_http_pyrepl_jws_cleanup(ngx_http_pyrepl_ws_t *ws)
 {
+    ngx_uint_t              i;
     ngx_http_pyrepl_jws_t  *jws;
 
     jws = ws->data;
 
     ngx_http_pyrepl_jws_ask_free(jws);
+    ngx_http_pyrepl_jws_watch_free(jws);
+
+    for (i = 0; i < PYREPL_JUPYTER_OWN; i++) {
+        json_decref(jws->own[i]);
+        jws->own[i] = NULL;
+    }
 
     json_decref(jws->queue);
     json_decref(jws->parent);

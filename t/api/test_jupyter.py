@@ -338,3 +338,64 @@ def test_sessions_rest_api(jup):
     assert requests.get(jup.url + "/api/sessions",
                         headers=auth()).json() == []
     requests.delete(jup.url + "/api/kernels/" + first, headers=auth())
+
+
+def test_every_socket_of_a_kernel_sees_its_runs(jup):
+    """iopub goes to every socket of a kernel, as a kernel publishes it:
+    a run asked on one socket shows on another, parented by the request,
+    and the asking socket gets each message once."""
+    kid = requests.post(jup.url + "/api/kernels", headers=auth(),
+                        json={}).json()["id"]
+    url = (f"ws://127.0.0.1:{jup.port}/api/kernels/{kid}/channels"
+           f"?token={KEY}")
+
+    async def go():
+        async with websockets.connect(url) as a, \
+                websockets.connect(url) as b:
+            # both sockets are up once each answered a request
+            for ws in (a, b):
+                info = message("kernel_info_request")
+                await ws.send(json.dumps(info))
+                while True:
+                    m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if m["msg_type"] == "kernel_info_reply":
+                        break
+            run = message("execute_request",
+                          content={"code": "print('seen')\n1 + 1"})
+            await a.send(json.dumps(run))
+            got = {}
+            for name, ws in (("a", a), ("b", b)):
+                got[name] = []
+                while True:
+                    m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if m["parent_header"].get("msg_id") != \
+                            run["header"]["msg_id"]:
+                        continue
+                    got[name].append(m)
+                    if m["msg_type"] == "status" and \
+                            m["content"]["execution_state"] == "idle":
+                        break
+            return got
+
+    got = asyncio.run(go())
+
+    def iopub(msgs):
+        kinds = []
+        for m in msgs:
+            kind = m["msg_type"]
+            if m["channel"] == "iopub" and (kind != "stream"
+                                            or kinds[-1] != kind):
+                kinds.append(kind)
+        return kinds
+
+    assert iopub(got["a"]) == iopub(got["b"]) == [
+        "status", "execute_input", "stream", "execute_result", "status"]
+    assert [m["msg_type"] for m in got["a"] if m["channel"] == "shell"] == [
+        "execute_reply"]
+    assert not [m for m in got["b"] if m["channel"] == "shell"]
+    text = "".join(m["content"]["text"] for m in got["b"]
+                   if m["msg_type"] == "stream")
+    assert text == "seen\n"
+    result, = [m for m in got["b"] if m["msg_type"] == "execute_result"]
+    assert result["content"]["data"] == {"text/plain": "2"}
+    requests.delete(f"{jup.url}/api/kernels/{kid}", headers=auth())
