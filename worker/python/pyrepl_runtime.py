@@ -702,8 +702,10 @@ def _defined_here(value):
 
 # Introspection, for Jupyter's complete, inspect, is_complete and history
 # requests: introspect() takes the request as JSON and answers the reply's
-# content as JSON.  It reads the namespace; completing "a.b" evaluates
-# "a" (names and attributes only), as Python's rlcompleter does.
+# content as JSON.  It reads the namespace.  Completion is jedi's when jedi
+# is installed (and finds something), else names in scope, modules after
+# import, and attributes of "a.b", which evaluates "a" (names and
+# attributes only), as Python's rlcompleter does.
 
 _WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                   "0123456789_.")
@@ -764,6 +766,9 @@ def _resolve(ns, dotted):
 
 
 def _complete(ns, code, pos):
+    found = _complete_jedi(ns, code, pos)
+    if found is not None:
+        return found
     start, text = _token(code, pos)
     words = code[:start].rsplit("\n", 1)[-1].split()
     if words[:1] == ["import"] or words == ["from"]:
@@ -791,6 +796,26 @@ def _complete(ns, code, pos):
                          and (text.startswith("_") or not n.startswith("_")))
     return {"matches": matches, "cursor_start": start, "cursor_end": pos,
             "metadata": {}}
+
+
+def _complete_jedi(ns, code, pos):
+    """jedi's completions (methods of literals, dict keys, arguments...)
+    when jedi is installed and finds some, else None."""
+    try:
+        import jedi
+    except ImportError:
+        return None
+    try:
+        line = code.count("\n", 0, pos) + 1
+        column = pos - (code.rfind("\n", 0, pos) + 1)
+        found = jedi.Interpreter(code, [ns]).complete(line, column)
+    except Exception:
+        return None
+    if not found:
+        return None
+    typed = len(found[0].name) - len(found[0].complete)
+    return {"matches": [c.name for c in found], "cursor_start": pos - typed,
+            "cursor_end": pos, "metadata": {}}
 
 
 def _inspect(ns, code, pos, detail):
