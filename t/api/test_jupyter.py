@@ -4,6 +4,7 @@ WebSocket, driven by JupyterLab's own client library (npm
 legacy JSON framing and the edges, over the wire."""
 
 import asyncio
+import importlib.util
 import json
 import uuid
 
@@ -52,8 +53,16 @@ def test_jupyterlab_services_drives_a_kernel(jup):
     assert seen["complete"]["matches"] == ["alpha_value"]
     assert (seen["complete"]["cursor_start"],
             seen["complete"]["cursor_end"]) == (0, 7)
-    assert "os.path" in seen["attributes"]["matches"]
-    assert seen["attributes"]["cursor_start"] == 4
+    # "x = os.pat": "os.path" from 4 on, or with jedi "path" from 7 on
+    attrs = seen["attributes"]
+    code = "x = os.pat"
+    assert "x = os.path" in [code[:attrs["cursor_start"]] + m
+                             for m in attrs["matches"]]
+    assert attrs["cursor_end"] == 10
+    if importlib.util.find_spec("jedi") is not None:
+        # jedi completes what names alone cannot: a literal's methods
+        assert seen["literal"]["matches"] == ["upper"]
+        assert seen["literal"]["cursor_start"] == 6
     assert seen["inspect"]["found"] is True
     assert "len(obj, /)" in seen["inspect"]["data"]["text/plain"]
     assert [c["status"] for c in seen["isComplete"]] == [

@@ -70,6 +70,8 @@ out.complete = (await kernel.requestComplete(
     {code: 'alpha_v', cursor_pos: 7})).content
 out.attributes = (await kernel.requestComplete(
     {code: 'x = os.pat', cursor_pos: 10})).content
+out.literal = (await kernel.requestComplete(
+    {code: "'abc'.up", cursor_pos: 8})).content
 out.inspect = (await kernel.requestInspect(
     {code: 'len(', cursor_pos: 4, detail_level: 0})).content
 out.isComplete = [
