@@ -57,6 +57,7 @@
 #define PYREPL_JUPYTER_VERSION      "5.3"
 #define PYREPL_UUID_LEN             36
 #define PYREPL_JUPYTER_QUEUE        1000   /* shell requests waiting */
+#define PYREPL_JUPYTER_QUEUE_SIZE   (8 * 1024 * 1024)  /* their frames */
 #define PYREPL_JUPYTER_OWN          8      /* own runs' msg_ids kept */
 #define PYREPL_JUPYTER_HIGH         (1024 * 1024)   /* no copies past it */
 
@@ -64,7 +65,9 @@
 typedef struct {
     u_char                   uuid[PYREPL_UUID_LEN];  /* header.session */
     uint64_t                 seq;          /* messages sent */
-    json_t                  *queue;        /* execute requests waiting */
+    json_t                  *queue;        /* requests waiting, each */
+                                           /* [message, frame size] */
+    size_t                   queued;       /* the sizes in queue */
     json_t                  *parent;       /* the running one's header */
     json_t                  *error;        /* its error content, if any */
     ngx_uint_t               count;        /* its execution_count */
@@ -91,7 +94,7 @@ static ngx_int_t ngx_http_pyrepl_jws_message(ngx_http_pyrepl_ws_t *ws,
 static json_t *ngx_http_pyrepl_jws_decode(ngx_http_pyrepl_ws_t *ws,
     pr_ws_frame_t *f);
 static ngx_int_t ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws,
-    json_t *msg);
+    json_t *msg, size_t size);
 static ngx_int_t ngx_http_pyrepl_jws_execute(ngx_http_pyrepl_ws_t *ws,
     json_t *msg);
 static ngx_int_t ngx_http_pyrepl_jws_next(ngx_http_pyrepl_ws_t *ws);
@@ -188,7 +191,7 @@ ngx_http_pyrepl_jws_message(ngx_http_pyrepl_ws_t *ws, pr_ws_frame_t *f)
         return NGX_DONE;
     }
 
-    rc = ngx_http_pyrepl_jws_request(ws, msg);
+    rc = ngx_http_pyrepl_jws_request(ws, msg, f->len);
     json_decref(msg);
 
     return rc;
@@ -270,12 +273,13 @@ ngx_http_pyrepl_jws_decode(ngx_http_pyrepl_ws_t *ws, pr_ws_frame_t *f)
 }
 
 
-/* One client message. */
+/* One client message, size the bytes of its frame. */
 static ngx_int_t
-ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg)
+ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg,
+    size_t size)
 {
     u_char                  reply[64];
-    json_t                 *header, *content, *value;
+    json_t                 *header, *content, *value, *entry;
     ngx_int_t               rc;
     const char             *type, *channel;
     ngx_http_pyrepl_jws_t  *jws;
@@ -313,14 +317,29 @@ ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg)
         if (ws->exec != NULL || jws->asking != NULL
             || json_array_size(jws->queue) != 0)
         {
-            if (json_array_size(jws->queue) >= PYREPL_JUPYTER_QUEUE) {
+            /* one may wait however large; more, up to the bounds */
+            if (json_array_size(jws->queue) >= PYREPL_JUPYTER_QUEUE
+                || (json_array_size(jws->queue) != 0
+                    && size > PYREPL_JUPYTER_QUEUE_SIZE
+                              - ngx_min(jws->queued,
+                                        PYREPL_JUPYTER_QUEUE_SIZE)))
+            {
                 ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_POLICY,
                                          "too many requests waiting");
                 return NGX_DONE;
             }
 
-            return json_array_append(jws->queue, msg) == 0
-                   ? NGX_OK : NGX_ERROR;
+            entry = json_pack("[O,I]", msg, (json_int_t) size);
+
+            if (entry == NULL
+                || json_array_append_new(jws->queue, entry) != 0)
+            {
+                return NGX_ERROR;
+            }
+
+            jws->queued += size;
+
+            return NGX_OK;
         }
 
         return (ngx_strcmp(type, "execute_request") == 0)
@@ -506,7 +525,7 @@ ngx_http_pyrepl_jws_execute(ngx_http_pyrepl_ws_t *ws, json_t *msg)
 static ngx_int_t
 ngx_http_pyrepl_jws_next(ngx_http_pyrepl_ws_t *ws)
 {
-    json_t                 *msg;
+    json_t                 *entry, *msg;
     ngx_int_t               rc;
     const char             *op;
     ngx_http_pyrepl_jws_t  *jws;
@@ -519,8 +538,12 @@ ngx_http_pyrepl_jws_next(ngx_http_pyrepl_ws_t *ws)
         return ws->finished ? NGX_DONE : NGX_OK;
     }
 
-    msg = json_incref(json_array_get(jws->queue, 0));
+    entry = json_incref(json_array_get(jws->queue, 0));
     (void) json_array_remove(jws->queue, 0);
+
+    jws->queued -= json_integer_value(json_array_get(entry, 1));
+    msg = json_incref(json_array_get(entry, 0));
+    json_decref(entry);
 
     op = ngx_http_pyrepl_jws_asks(json_string_value(json_object_get(
              json_object_get(msg, "header"), "msg_type")));
