@@ -278,7 +278,8 @@ static ngx_int_t
 ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg,
     size_t size)
 {
-    u_char                  reply[64];
+    size_t                  len;
+    u_char                 *reply;
     json_t                 *header, *content, *value, *entry;
     ngx_int_t               rc;
     const char             *type, *channel;
@@ -290,6 +291,7 @@ ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg,
     header = json_object_get(msg, "header");
     content = json_object_get(msg, "content");
     type = json_string_value(json_object_get(header, "msg_type"));
+    len = ngx_strlen(type);
 
     if (ngx_strcmp(channel, "stdin") == 0) {
         if (ngx_strcmp(type, "input_reply") != 0) {
@@ -360,21 +362,33 @@ ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg,
                                            json_pack("{s:s,s:{}}", "status",
                                                      "ok", "comms"));
 
-        } else if (ngx_strlen(type) > sizeof("_request") - 1
-                   && ngx_strcmp(type + ngx_strlen(type)
-                                 - (sizeof("_request") - 1), "_request")
-                      == 0)
+        } else if (len > sizeof("_request") - 1
+                   && ngx_strcmp(type + len - (sizeof("_request") - 1),
+                                 "_request") == 0)
         {
-            /* a request this kernel does not serve: its reply, failed */
-            *ngx_snprintf(reply, sizeof(reply) - 1, "%*s_reply",
-                          ngx_strlen(type) - (sizeof("_request") - 1),
-                          type) = '\0';
+            /*
+             * a request this kernel does not serve: its reply, failed,
+             * named whatever the length (a cut name is no reply, or not
+             * UTF-8)
+             */
+            len -= sizeof("_request") - 1;
+
+            reply = ngx_alloc(len + sizeof("_reply"),
+                              ws->request->connection->log);
+            if (reply == NULL) {
+                ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
+                                         "out of memory");
+                return NGX_DONE;
+            }
+
+            ngx_sprintf(reply, "%*s_reply%Z", len, type);
 
             rc = ngx_http_pyrepl_jws_reply(ws, header, (char *) reply,
                      json_pack("{s:s,s:s,s:s,s:[]}", "status", "error",
                                "ename", "NotImplementedError",
                                "evalue", "this kernel does not serve it",
                                "traceback"));
+            ngx_free(reply);
         }
     }
 
