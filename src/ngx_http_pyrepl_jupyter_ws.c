@@ -16,6 +16,8 @@
  *                          stream, display_data, execute_result or error,
  *                          then execute_reply; input() asks on stdin
  *                          (input_request), whose input_reply answers it
+ *                          (others are dropped, as they would have to wait
+ *                          in the run's memory for the session)
  *   complete_request       complete_reply: names in scope, attributes,
  *                          modules after import
  *   inspect_request        inspect_reply: type, signature, docstring
@@ -71,6 +73,8 @@ typedef struct {
     json_t                  *parent;       /* the running one's header */
     json_t                  *error;        /* its error content, if any */
     ngx_uint_t               count;        /* its execution_count */
+    unsigned                 prompted:1;   /* its input_request is not */
+                                           /* answered yet */
 
     /* the watch connection: copies of every run of the session */
     ngx_pool_t              *watching;
@@ -300,7 +304,8 @@ ngx_http_pyrepl_jws_request(ngx_http_pyrepl_ws_t *ws, json_t *msg,
 
         value = json_object_get(content, "value");
 
-        if (ws->exec != NULL && json_is_string(value)) {
+        if (ws->exec != NULL && jws->prompted && json_is_string(value)) {
+            jws->prompted = 0;
             (void) ngx_http_pyrepl_exec_input(ws->exec, value, NULL);
         }
 
@@ -419,6 +424,7 @@ ngx_http_pyrepl_jws_execute(ngx_http_pyrepl_ws_t *ws, json_t *msg)
     code = json_object_get(content, "code");
 
     jws->parent = json_incref(header);
+    jws->prompted = 0;
     json_decref(jws->error);
     jws->error = NULL;
 
@@ -818,6 +824,7 @@ ngx_http_pyrepl_jws_event(ngx_http_pyrepl_exec_t *ex, const char *event,
     } else if (ngx_strcmp(event, "input_request") == 0) {
         channel = "stdin";
         type = "input_request";
+        jws->prompted = 1;
         content = json_pack("{s:O,s:O}", "prompt",
                             json_object_get(data, "prompt"), "password",
                             json_object_get(data, "password"));
