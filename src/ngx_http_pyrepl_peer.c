@@ -121,21 +121,34 @@ ngx_http_pyrepl_peer_send(ngx_http_pyrepl_peer_t *peer, ngx_pool_t *pool,
         return NGX_ERROR;
     }
 
-    b = ngx_create_temp_buf(pool, sb.size);
-    if (b == NULL) {
+    /*
+     * The bytes are freed once written, the link and buf kept for the
+     * next frame: a connection that lives long (a run that takes many
+     * input frames) costs its pool nothing per frame.
+     */
+    cl = ngx_chain_get_free_buf(pool, &peer->free);
+    if (cl == NULL) {
         msgpack_sbuffer_destroy(&sb);
         return NGX_ERROR;
     }
 
-    b->last = ngx_cpymem(b->last, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    b = cl->buf;
+    ngx_memzero(b, sizeof(ngx_buf_t));
 
-    cl = ngx_alloc_chain_link(pool);
-    if (cl == NULL) {
+    b->start = ngx_alloc(sb.size, peer->log);
+    if (b->start == NULL) {
+        msgpack_sbuffer_destroy(&sb);
+        cl->next = peer->free;
+        peer->free = cl;
         return NGX_ERROR;
     }
 
-    cl->buf = b;
+    b->pos = b->start;
+    b->last = ngx_cpymem(b->start, sb.data, sb.size);
+    b->end = b->last;
+    b->temporary = 1;
+    msgpack_sbuffer_destroy(&sb);
+
     cl->next = NULL;
 
     for (ll = &peer->out; *ll; ll = &(*ll)->next) { /* void */ }
@@ -150,7 +163,7 @@ ngx_http_pyrepl_peer_send(ngx_http_pyrepl_peer_t *peer, ngx_pool_t *pool,
 static void
 ngx_http_pyrepl_peer_write_handler(ngx_event_t *wev)
 {
-    ngx_chain_t             *rest;
+    ngx_chain_t             *rest, *cl;
     ngx_connection_t        *c;
     ngx_http_pyrepl_peer_t  *peer;
 
@@ -168,7 +181,16 @@ ngx_http_pyrepl_peer_write_handler(ngx_event_t *wev)
         return;
     }
 
-    peer->out = rest;
+    /* what went out whole: its bytes freed, its link kept */
+    while (peer->out != rest) {
+        cl = peer->out;
+        peer->out = cl->next;
+
+        ngx_free(cl->buf->start);
+        cl->buf->start = NULL;
+        cl->next = peer->free;
+        peer->free = cl;
+    }
 
     if (ngx_handle_write_event(wev, 0) != NGX_OK) {
         ngx_http_pyrepl_peer_fail(peer, "cannot arm write event");
@@ -394,6 +416,12 @@ ngx_http_pyrepl_peer_close(ngx_http_pyrepl_peer_t *peer)
     if (peer->in) {
         ngx_free(peer->in);
         peer->in = NULL;
+    }
+
+    while (peer->out) {
+        ngx_free(peer->out->buf->start);
+        peer->out->buf->start = NULL;
+        peer->out = peer->out->next;
     }
 }
 

@@ -45,7 +45,9 @@ struct ngx_http_pyrepl_peer_s {
     size_t                   in_cap;
     size_t                   max_frame;
 
-    ngx_chain_t             *out;            /* bytes not yet sent */
+    ngx_chain_t             *out;            /* bytes not yet sent, */
+                                             /* each in ngx_alloc'd memory */
+    ngx_chain_t             *free;           /* links and bufs to reuse */
     ngx_msec_t               read_timeout;   /* 0: no timeout */
 
     unsigned                 paused:1;       /* owner cannot take frames */
