@@ -34,6 +34,8 @@ static void ngx_http_pyrepl_rbtree_insert(ngx_rbtree_node_t *temp,
 static ngx_http_pyrepl_node_t *ngx_http_pyrepl_lookup(
     ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id);
 static ngx_uint_t ngx_http_pyrepl_runner_alive(ngx_pid_t pid);
+static ngx_array_t *ngx_http_pyrepl_table_copies(ngx_shm_zone_t *zone,
+    ngx_pool_t *pool, uint64_t tenant, ngx_uint_t notebooks);
 static ngx_uint_t ngx_http_pyrepl_gone(ngx_http_pyrepl_session_t *s,
     time_t now);
 static ngx_http_pyrepl_node_t *ngx_http_pyrepl_find_live(
@@ -848,47 +850,7 @@ ngx_array_t *
 ngx_http_pyrepl_table_notebooks(ngx_shm_zone_t *zone, ngx_pool_t *pool,
     uint64_t tenant)
 {
-    time_t                       now;
-    ngx_queue_t                 *q;
-    ngx_array_t                 *list;
-    ngx_http_pyrepl_node_t      *n;
-    ngx_http_pyrepl_notebook_t  *nb;
-    ngx_http_pyrepl_zone_ctx_t  *ctx;
-
-    ctx = zone->data;
-    now = ngx_time();
-
-    ngx_shmtx_lock(&ctx->shpool->mutex);
-
-    list = ngx_array_create(pool, ctx->sh->count ? ctx->sh->count : 1,
-                            sizeof(ngx_http_pyrepl_notebook_t));
-    if (list == NULL) {
-        ngx_shmtx_unlock(&ctx->shpool->mutex);
-        return NULL;
-    }
-
-    for (q = ngx_queue_head(&ctx->sh->queue);
-         q != ngx_queue_sentinel(&ctx->sh->queue);
-         q = ngx_queue_next(q))
-    {
-        n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
-
-        if (n->nb == NULL || ngx_http_pyrepl_gone(&n->s, now)
-            || n->s.tenant != tenant)
-        {
-            continue;
-        }
-
-        ngx_http_pyrepl_unbusy(n);
-
-        nb = ngx_array_push(list);   /* preallocated: cannot fail */
-        *nb = *n->nb;
-        nb->session = n->s;
-    }
-
-    ngx_shmtx_unlock(&ctx->shpool->mutex);
-
-    return list;
+    return ngx_http_pyrepl_table_copies(zone, pool, tenant, 1);
 }
 
 
@@ -897,10 +859,25 @@ ngx_array_t *
 ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool,
     uint64_t tenant)
 {
+    return ngx_http_pyrepl_table_copies(zone, pool, tenant, 0);
+}
+
+
+/*
+ * Copies of the tenant's live sessions (ngx_http_pyrepl_session_t), or
+ * with notebooks set of those that have Jupyter's session record
+ * (ngx_http_pyrepl_notebook_t, its session in .session); NULL on
+ * allocation failure.
+ */
+static ngx_array_t *
+ngx_http_pyrepl_table_copies(ngx_shm_zone_t *zone, ngx_pool_t *pool,
+    uint64_t tenant, ngx_uint_t notebooks)
+{
     time_t                       now;
     ngx_queue_t                 *q;
     ngx_array_t                 *list;
     ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_notebook_t  *nb;
     ngx_http_pyrepl_session_t   *s;
     ngx_http_pyrepl_zone_ctx_t  *ctx;
 
@@ -910,7 +887,8 @@ ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool,
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     list = ngx_array_create(pool, ctx->sh->count ? ctx->sh->count : 1,
-                            sizeof(ngx_http_pyrepl_session_t));
+                            notebooks ? sizeof(ngx_http_pyrepl_notebook_t)
+                                      : sizeof(ngx_http_pyrepl_session_t));
     if (list == NULL) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NULL;
@@ -922,14 +900,24 @@ ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool,
     {
         n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
 
-        if (ngx_http_pyrepl_gone(&n->s, now) || n->s.tenant != tenant) {
+        if (ngx_http_pyrepl_gone(&n->s, now) || n->s.tenant != tenant
+            || (notebooks && n->nb == NULL))
+        {
             continue;
         }
 
         ngx_http_pyrepl_unbusy(n);
 
-        s = ngx_array_push(list);   /* preallocated: cannot fail */
-        *s = n->s;
+        /* preallocated: cannot fail */
+        if (notebooks) {
+            nb = ngx_array_push(list);
+            *nb = *n->nb;
+            nb->session = n->s;
+
+        } else {
+            s = ngx_array_push(list);
+            *s = n->s;
+        }
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
