@@ -378,7 +378,7 @@ ngx_http_pyrepl_jupyter_restarted(ngx_http_pyrepl_peer_t *peer,
 
     ngx_http_finalize_request(r,
         ngx_http_pyrepl_send_json(r, NGX_HTTP_OK,
-                                  ngx_http_pyrepl_jupyter_kernel(&rs->session)));
+            ngx_http_pyrepl_jupyter_kernel(&rs->session)));
     return NGX_DONE;
 }
 

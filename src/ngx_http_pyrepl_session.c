@@ -567,7 +567,7 @@ ngx_http_pyrepl_create_reply(ngx_http_pyrepl_ctl_t *ctl)
     if (ctl->kernel) {
         ngx_http_finalize_request(r,
             ngx_http_pyrepl_send_json(r, NGX_HTTP_CREATED,
-                                  ngx_http_pyrepl_jupyter_kernel(&ctl->session)));
+                ngx_http_pyrepl_jupyter_kernel(&ctl->session)));
         return;
     }
 

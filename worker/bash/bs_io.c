@@ -9,8 +9,8 @@
  * session_busy"; a detached one is a background command, bs_bg.c),
  * "interrupt" (stop the run), "input" (fail no_pending_input: stdin comes
  * whole with the run, never from input frames), "status" and "tail" (the
- * background command's, bs_bg.c), and fails anything else.  The shell's output goes to the run's
- * connection as wk_io.h says.
+ * background command's, bs_bg.c), and fails anything else.  The shell's
+ * output goes to the run's connection as wk_io.h says.
  *
  * A run ends when its status line arrives (bs_shell.c): the pipes are
  * read until empty, then error (on a non-zero status) and complete go out.

@@ -407,9 +407,10 @@ py_io_lost(wk_io_t *io, const char *why)
 
 
 /*
- * An op between runs (namespace, commit, rollback, checkpoint, restore,
- * place: with py_io.place) from slot i, for the main thread, with arg (malloc'd, taken) as its
- * "code"; the answer is an ok or fail frame (py_io_outcome).
+ * An op between runs (namespace, introspect, commit, rollback,
+ * checkpoint, restore, place: with py_io.place) from slot i, for the main
+ * thread, with arg (malloc'd, taken) as its "code"; the answer is an ok
+ * or fail frame (py_io_outcome).
  */
 static void
 py_io_op(int i, int op, char *arg, size_t len, int64_t max_size)
@@ -795,10 +796,10 @@ py_io_interrupt(const char *why)
 
 /*
  * done_fd was written: the main thread finished a run, or input() or
- * display() asks, or more than one of these.  For a finished run: drain its output, then send result, error
- * and complete to the run's connection, if it is still there; an input()
- * of another thread that still waits then gets EOF.  Returns 0, or -1 on
- * a fatal error (logged).
+ * display() asks, or more than one of these.  For a finished run: drain
+ * its output, then send result, error and complete to the run's
+ * connection, if it is still there; an input() of another thread that
+ * still waits then gets EOF.  Returns 0, or -1 on a fatal error (logged).
  */
 static int
 py_io_done(void)
