@@ -348,8 +348,8 @@ static ngx_int_t
 ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 {
     u_char                   status[32];
-    json_t                  *data, *tb;
-    ngx_uint_t               i, ended;
+    json_t                  *data;
+    ngx_uint_t               ended;
     const char              *event, *code, *message;
     ngx_http_pyrepl_exec_t  *ex;
 
@@ -369,24 +369,12 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
         ex->output += frame->text.len;
 
-        event = (frame->type == PR_T_STDOUT) ? "stdout" : "stderr";
-        data = json_pack("{s:o}", "text",
-                         ngx_http_pyrepl_json_str(&frame->text));
+        data = ngx_http_pyrepl_exec_output(frame, &event);
         break;
 
     case PR_T_RESULT:
-        event = "result";
-        data = ngx_http_pyrepl_exec_bundle(frame);
-
-        if (data != NULL
-            && json_object_set_new(data, "execution_count",
-                                   json_integer((json_int_t) frame->count))
-               != 0)
-        {
-            json_decref(data);
-            data = NULL;
-        }
-
+    case PR_T_ERROR:
+        data = ngx_http_pyrepl_exec_output(frame, &event);
         break;
 
     case PR_T_DISPLAY:
@@ -400,22 +388,7 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
         ex->output += frame->bundle.len;
 
-        event = "display_data";
-        data = ngx_http_pyrepl_exec_bundle(frame);
-        break;
-
-    case PR_T_ERROR:
-        event = "error";
-        tb = json_array();
-        for (i = 0; tb && i < frame->traceback.n; i++) {
-            json_array_append_new(tb, ngx_http_pyrepl_json_str(
-                                           &frame->traceback.items[i]));
-        }
-
-        data = json_pack("{s:o,s:o,s:o}",
-                         "ename", ngx_http_pyrepl_json_str(&frame->ename),
-                         "evalue", ngx_http_pyrepl_json_str(&frame->evalue),
-                         "traceback", tb);
+        data = ngx_http_pyrepl_exec_output(frame, &event);
         break;
 
     case PR_T_INPUT_REQUEST:
@@ -514,6 +487,66 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
     }
 
     return ex->event(ex, event, data) == NGX_ERROR ? NGX_DONE : NGX_OK;
+}
+
+
+/*
+ * The event a session's output frame (stdout, stderr, display, result,
+ * error) is for its sink: *event its name, and its data (a new reference;
+ * NULL: no memory, or not such a frame, *event then NULL).  Copies of a
+ * run's frames to watchers read the same way
+ * (ngx_http_pyrepl_jupyter_ws.c).
+ */
+json_t *
+ngx_http_pyrepl_exec_output(pr_frame_t *frame, const char **event)
+{
+    json_t      *data, *tb;
+    ngx_uint_t   i;
+
+    switch (frame->type) {
+
+    case PR_T_STDOUT:
+    case PR_T_STDERR:
+        *event = (frame->type == PR_T_STDOUT) ? "stdout" : "stderr";
+        return json_pack("{s:o}", "text",
+                         ngx_http_pyrepl_json_str(&frame->text));
+
+    case PR_T_DISPLAY:
+        *event = "display_data";
+        return ngx_http_pyrepl_exec_bundle(frame);
+
+    case PR_T_RESULT:
+        *event = "result";
+        data = ngx_http_pyrepl_exec_bundle(frame);
+
+        if (data != NULL
+            && json_object_set_new(data, "execution_count",
+                                   json_integer((json_int_t) frame->count))
+               != 0)
+        {
+            json_decref(data);
+            data = NULL;
+        }
+
+        return data;
+
+    case PR_T_ERROR:
+        *event = "error";
+        tb = json_array();
+        for (i = 0; tb && i < frame->traceback.n; i++) {
+            json_array_append_new(tb, ngx_http_pyrepl_json_str(
+                                           &frame->traceback.items[i]));
+        }
+
+        return json_pack("{s:o,s:o,s:o}",
+                         "ename", ngx_http_pyrepl_json_str(&frame->ename),
+                         "evalue", ngx_http_pyrepl_json_str(&frame->evalue),
+                         "traceback", tb);
+
+    default:
+        *event = NULL;
+        return NULL;
+    }
 }
 
 

@@ -104,6 +104,7 @@ void ngx_http_pyrepl_exec_resume(ngx_http_pyrepl_exec_t *ex);
 ngx_int_t ngx_http_pyrepl_exec_interrupt(ngx_http_pyrepl_exec_t *ex);
 ngx_int_t ngx_http_pyrepl_exec_input(ngx_http_pyrepl_exec_t *ex,
     json_t *value, json_t *request_id);
+json_t *ngx_http_pyrepl_exec_output(pr_frame_t *frame, const char **event);
 ngx_int_t ngx_http_pyrepl_exec_summary(ngx_http_pyrepl_exec_t *ex,
     json_t *obj);
 

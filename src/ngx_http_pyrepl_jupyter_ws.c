@@ -118,8 +118,8 @@ static ngx_int_t ngx_http_pyrepl_jws_watched(ngx_http_pyrepl_peer_t *peer,
 static void ngx_http_pyrepl_jws_watch_failed(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static void ngx_http_pyrepl_jws_watch_free(ngx_http_pyrepl_jws_t *jws);
-static json_t *ngx_http_pyrepl_jws_copy(ngx_http_pyrepl_jws_t *jws,
-    pr_frame_t *frame, const char **type);
+static json_t *ngx_http_pyrepl_jws_content(const char *event, json_t *data,
+    ngx_uint_t count, const char **channel, const char **type);
 static ngx_int_t ngx_http_pyrepl_jws_event(ngx_http_pyrepl_exec_t *ex,
     const char *event, json_t *data);
 static void ngx_http_pyrepl_jws_done(ngx_http_pyrepl_exec_t *ex,
@@ -785,51 +785,22 @@ ngx_http_pyrepl_jws_event(ngx_http_pyrepl_exec_t *ex, const char *event,
     ws = ex->data;
     jws = ws->data;
 
-    channel = "iopub";
-    content = NULL;
-    type = NULL;
-
     if (data == NULL) {
         ngx_http_pyrepl_ws_close(ws, PR_WS_CLOSE_INTERNAL_ERROR,
                                  "out of memory");
         return NGX_ERROR;
     }
 
-    if (ngx_strcmp(event, "stdout") == 0 || ngx_strcmp(event, "stderr") == 0)
-    {
-        type = "stream";
-        content = json_pack("{s:s,s:O}", "name", event, "text",
-                            json_object_get(data, "text"));
-
-    } else if (ngx_strcmp(event, "display_data") == 0) {
-        type = "display_data";
-        content = json_pack("{s:O,s:O,s:{}}",
-                            "data", json_object_get(data, "data"),
-                            "metadata", json_object_get(data, "metadata"),
-                            "transient");
-
-    } else if (ngx_strcmp(event, "result") == 0) {
-        type = "execute_result";
-        content = json_pack("{s:I,s:O,s:O}",
-                            "execution_count", (json_int_t) jws->count,
-                            "data", json_object_get(data, "data"),
-                            "metadata", json_object_get(data, "metadata"));
-
-    } else if (ngx_strcmp(event, "error") == 0) {
-        type = "error";
+    if (ngx_strcmp(event, "error") == 0) {
         json_decref(jws->error);
         jws->error = json_incref(data);
-        content = json_incref(data);
 
     } else if (ngx_strcmp(event, "input_request") == 0) {
-        channel = "stdin";
-        type = "input_request";
         jws->prompted = 1;
-        content = json_pack("{s:O,s:O}", "prompt",
-                            json_object_get(data, "prompt"), "password",
-                            json_object_get(data, "password"));
     }
 
+    content = ngx_http_pyrepl_jws_content(event, data, jws->count, &channel,
+                                          &type);
     json_decref(data);
 
     if (type == NULL) {
@@ -842,6 +813,58 @@ ngx_http_pyrepl_jws_event(ngx_http_pyrepl_exec_t *ex, const char *event,
     }
 
     return ngx_http_pyrepl_ws_backpressure(ws, ex);
+}
+
+
+/*
+ * The content of the Jupyter message a run's event (its data) is, on
+ * *channel as *type; NULL with *type NULL for an event that is none
+ * (init), or NULL for no memory.  count: the run's execution_count.
+ */
+static json_t *
+ngx_http_pyrepl_jws_content(const char *event, json_t *data,
+    ngx_uint_t count, const char **channel, const char **type)
+{
+    *channel = "iopub";
+    *type = NULL;
+
+    if (ngx_strcmp(event, "stdout") == 0 || ngx_strcmp(event, "stderr") == 0)
+    {
+        *type = "stream";
+        return json_pack("{s:s,s:O}", "name", event, "text",
+                         json_object_get(data, "text"));
+    }
+
+    if (ngx_strcmp(event, "display_data") == 0) {
+        *type = "display_data";
+        return json_pack("{s:O,s:O,s:{}}",
+                         "data", json_object_get(data, "data"),
+                         "metadata", json_object_get(data, "metadata"),
+                         "transient");
+    }
+
+    if (ngx_strcmp(event, "result") == 0) {
+        *type = "execute_result";
+        return json_pack("{s:I,s:O,s:O}",
+                         "execution_count", (json_int_t) count,
+                         "data", json_object_get(data, "data"),
+                         "metadata", json_object_get(data, "metadata"));
+    }
+
+    if (ngx_strcmp(event, "error") == 0) {
+        *type = "error";
+        return json_incref(data);
+    }
+
+    if (ngx_strcmp(event, "input_request") == 0) {
+        *channel = "stdin";
+        *type = "input_request";
+        return json_pack("{s:O,s:O}", "prompt",
+                         json_object_get(data, "prompt"), "password",
+                         json_object_get(data, "password"));
+    }
+
+    return NULL;
 }
 
 
@@ -1113,9 +1136,9 @@ ngx_http_pyrepl_jws_watch(ngx_http_pyrepl_ws_t *ws)
 static ngx_int_t
 ngx_http_pyrepl_jws_watched(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 {
-    json_t                 *content, *tag;
+    json_t                 *content, *tag, *data;
     ngx_uint_t              i;
-    const char             *type;
+    const char             *type, *channel, *event;
     ngx_http_pyrepl_ws_t   *ws;
     ngx_http_pyrepl_jws_t  *jws;
 
@@ -1198,85 +1221,26 @@ ngx_http_pyrepl_jws_watched(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
         return NGX_OK;                  /* a socket that does not read */
     }
 
-    content = ngx_http_pyrepl_jws_copy(jws, frame, &type);
-
-    if (type == NULL) {
+    /* read as the socket's own runs are, the copy's count its own */
+    data = ngx_http_pyrepl_exec_output(frame, &event);
+    if (event == NULL) {
         return NGX_OK;
     }
 
-    return ngx_http_pyrepl_jws_send(ws, "iopub", type, jws->watched,
-                                    content) == NGX_OK ? NGX_OK : NGX_DONE;
-}
+    content = data ? ngx_http_pyrepl_jws_content(event, data,
+                                                 (ngx_uint_t) frame->count,
+                                                 &channel, &type)
+                   : NULL;
+    json_decref(data);
 
-
-/* A copied frame's iopub content (*type NULL: none to send). */
-static json_t *
-ngx_http_pyrepl_jws_copy(ngx_http_pyrepl_jws_t *jws, pr_frame_t *frame,
-    const char **type)
-{
-    json_t      *doc, *tb;
-    ngx_uint_t   i;
-
-    *type = NULL;
-
-    switch (frame->type) {
-
-    case PR_T_STDOUT:
-    case PR_T_STDERR:
-        *type = "stream";
-        return json_pack("{s:s,s:s%}", "name",
-                         frame->type == PR_T_STDOUT ? "stdout" : "stderr",
-                         "text", frame->text.data ? frame->text.data : "",
-                         frame->text.len);
-
-    case PR_T_DISPLAY:
-    case PR_T_RESULT:
-        doc = pr_has(frame, bundle)
-              ? json_loadb(frame->bundle.data, frame->bundle.len, 0, NULL)
-              : NULL;
-
-        if (!json_is_object(json_object_get(doc, "data"))) {
-            json_decref(doc);
-            doc = json_pack("{s:{s:s%},s:{}}", "data", "text/plain",
-                            frame->text.data ? frame->text.data : "",
-                            frame->text.len, "metadata");
-        }
-
-        if (doc == NULL) {
-            return NULL;
-        }
-
-        if (frame->type == PR_T_DISPLAY) {
-            *type = "display_data";
-            (void) json_object_set_new(doc, "transient", json_object());
-            return doc;
-        }
-
-        *type = "execute_result";
-        (void) json_object_set_new(doc, "execution_count",
-                                   json_integer(frame->count));
-        return doc;
-
-    case PR_T_ERROR:
-        tb = json_array();
-        for (i = 0; tb != NULL && i < frame->traceback.n; i++) {
-            (void) json_array_append_new(tb,
-                       json_stringn(frame->traceback.items[i].data,
-                                    frame->traceback.items[i].len));
-        }
-
-        *type = "error";
-        return json_pack("{s:s%,s:s%,s:o?}",
-                         "ename", frame->ename.data ? frame->ename.data : "",
-                         frame->ename.len,
-                         "evalue", frame->evalue.data ? frame->evalue.data
-                                                      : "",
-                         frame->evalue.len,
-                         "traceback", tb);
-
-    default:
-        return NULL;
+    if (content == NULL || type == NULL || ngx_strcmp(channel, "iopub") != 0)
+    {
+        json_decref(content);
+        return NGX_OK;
     }
+
+    return ngx_http_pyrepl_jws_send(ws, channel, type, jws->watched,
+                                    content) == NGX_OK ? NGX_OK : NGX_DONE;
 }
 
 
