@@ -78,6 +78,8 @@ static json_t *ngx_http_pyrepl_jupyter_session_json(
     ngx_http_pyrepl_notebook_t *nb, ngx_http_pyrepl_session_t *s);
 static ngx_uint_t ngx_http_pyrepl_jupyter_kernel_of(ngx_http_request_t *r,
     uint64_t tenant, json_t *kernel, ngx_http_pyrepl_session_t *s);
+static ngx_uint_t ngx_http_pyrepl_jupyter_owned(ngx_http_request_t *r,
+    uint64_t tenant, u_char *p, u_char *last, ngx_http_pyrepl_session_t *s);
 static ngx_int_t ngx_http_pyrepl_jupyter_restarted(
     ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame);
 static void ngx_http_pyrepl_jupyter_restart_failed(
@@ -163,10 +165,8 @@ static ngx_int_t
 ngx_http_pyrepl_jupyter_kernels(ngx_http_request_t *r, uint64_t tenant,
     u_char *p, u_char *last)
 {
-    u_char                        id[PYREPL_ID_LEN];
     ngx_str_t                     allow;
     ngx_http_pyrepl_session_t     s;
-    ngx_http_pyrepl_main_conf_t  *pmcf;
 
     if (p == last || (last - p == 1 && *p == '/')) {
         if (r->method == NGX_HTTP_POST) {
@@ -183,13 +183,8 @@ ngx_http_pyrepl_jupyter_kernels(ngx_http_request_t *r, uint64_t tenant,
 
     p++;                                                  /* the '/' */
 
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
-
     /* another key's kernel, or a bash session, does not exist here */
-    if (!ngx_http_pyrepl_jupyter_id(p, last, id)
-        || ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
-        || s.tenant != tenant || s.lang != PYREPL_LANG_PYTHON)
-    {
+    if (!ngx_http_pyrepl_jupyter_owned(r, tenant, p, last, &s)) {
         ngx_http_discard_request_body(r);
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND,
                                           "not_found", "no such kernel");
@@ -716,20 +711,14 @@ static ngx_uint_t
 ngx_http_pyrepl_jupyter_kernel_of(ngx_http_request_t *r, uint64_t tenant,
     json_t *kernel, ngx_http_pyrepl_session_t *s)
 {
-    u_char                        id[PYREPL_ID_LEN];
-    const char                   *v;
-    ngx_http_pyrepl_main_conf_t  *pmcf;
-
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+    const char  *v;
 
     v = json_string_value(json_object_get(kernel, "id"));
 
     if (v != NULL && json_string_length(json_object_get(kernel, "id"))
                      == PYREPL_UUID_LEN
-        && ngx_http_pyrepl_jupyter_id((u_char *) v,
-                                      (u_char *) v + PYREPL_UUID_LEN, id)
-        && ngx_http_pyrepl_table_get(pmcf->shm_zone, id, s) == NGX_OK
-        && s->tenant == tenant && s->lang == PYREPL_LANG_PYTHON)
+        && ngx_http_pyrepl_jupyter_owned(r, tenant, (u_char *) v,
+                                         (u_char *) v + PYREPL_UUID_LEN, s))
     {
         return 1;
     }
@@ -737,6 +726,25 @@ ngx_http_pyrepl_jupyter_kernel_of(ngx_http_request_t *r, uint64_t tenant,
     ngx_http_pyrepl_finalize_error(r, NGX_HTTP_NOT_FOUND, "not_found",
                                    "no such kernel");
     return 0;
+}
+
+
+/*
+ * Whether p starts with the UUID of a kernel of tenant's (into *s):
+ * another key's session, or a bash session, is no kernel here.
+ */
+static ngx_uint_t
+ngx_http_pyrepl_jupyter_owned(ngx_http_request_t *r, uint64_t tenant,
+    u_char *p, u_char *last, ngx_http_pyrepl_session_t *s)
+{
+    u_char                        id[PYREPL_ID_LEN];
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    return ngx_http_pyrepl_jupyter_id(p, last, id)
+           && ngx_http_pyrepl_table_get(pmcf->shm_zone, id, s) == NGX_OK
+           && s->tenant == tenant && s->lang == PYREPL_LANG_PYTHON;
 }
 
 
