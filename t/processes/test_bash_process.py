@@ -457,6 +457,23 @@ def test_closing_the_connection_stops_the_run(session):
     assert "stopping the run" in session.log()
 
 
+def test_a_run_sent_while_an_abandoned_run_stops_waits_for_it(session):
+    """The abandoned run ignores SIGINT, so stopping it takes until
+    SIGKILL; a run sent meanwhile runs then, instead of being refused."""
+    c = session.connect()
+    c.send(t="run", code="/usr/bin/python3 -c 'import signal, time; "
+                         "signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                         "print(\"started\", flush=True); time.sleep(100)'")
+    c.wait_stdout("started")
+    c.close()
+    wait_for(lambda: "stopping the run" in session.log(),
+             what="the session to see the connection go")
+    nxt = session.connect()
+    nxt.send(t="run", code="echo next")
+    r = nxt.until_complete()
+    ok(r, "next\n")
+
+
 def test_a_second_run_while_busy_is_refused(session):
     c = session.connect()
     c.send(t="run", code="echo started; sleep 100")

@@ -104,6 +104,57 @@ def test_a_second_run_while_busy_is_refused(session):
     assert c.until_complete().complete["status"] == "interrupted"
 
 
+def test_a_run_sent_while_an_abandoned_run_unwinds_waits_for_it(session):
+    """A client that gives up on a run and asks for the next one at once
+    gets it run once the first has unwound, not refused as busy."""
+    c = session.connect()
+    c.send(t="run", code="\n".join([
+        "import time",
+        "try:",
+        "    print('started', flush=True)",
+        "    time.sleep(100)",
+        "except KeyboardInterrupt:",
+        "    time.sleep(0.5)",
+        "    print('unwound')",
+    ]))
+    c.wait_stdout("started")
+    c.close()
+    wait_for(lambda: "interrupting the run" in session.log(),
+             what="the session to see the connection go")
+    nxt = session.connect()
+    nxt.send(t="run", code="'next'")
+    third = session.connect()
+    third.send(t="run", code="'third'")
+    # one run waits; another is refused as before
+    f = third.recv()
+    assert f["t"] == "fail" and f["errcode"] == "session_busy"
+    r = nxt.until_complete()
+    assert r.complete["status"] == "ok"
+    assert r.result["text"] == "'next'"
+    assert "unwound" not in r.stdout
+
+
+def test_a_waiting_run_whose_client_leaves_is_dropped(session):
+    c = session.connect()
+    c.send(t="run", code="\n".join([
+        "import time",
+        "try:",
+        "    print('started', flush=True)",
+        "    time.sleep(100)",
+        "except KeyboardInterrupt:",
+        "    time.sleep(0.3)",
+    ]))
+    c.wait_stdout("started")
+    c.close()
+    wait_for(lambda: "interrupting the run" in session.log(),
+             what="the session to see the connection go")
+    gone = session.connect()
+    gone.send(t="run", code="open('ran', 'w').close()")
+    gone.close()
+    assert session.run_when_idle("'after'").result["text"] == "'after'"
+    assert not os.path.exists(os.path.join(session.dir, "ran"))
+
+
 def test_closing_the_connection_cancels_the_run(session):
     c = session.connect()
     c.send(t="run", code="\n".join([

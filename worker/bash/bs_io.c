@@ -6,7 +6,9 @@
  * and stderr pipes and the open connections.
  *
  * Per connection it answers "run" (bs_shell.c frames it, or "fail
- * session_busy"; a detached one is a background command, bs_bg.c),
+ * session_busy"; one sent while a run whose connection went away is being
+ * stopped waits for it, WK_IO_HOLD; a detached one is a background
+ * command, bs_bg.c),
  * "interrupt" (stop the run), "input" (fail no_pending_input: stdin comes
  * whole with the run, never from input frames), "status" and "tail" (the
  * background command's, bs_bg.c), and fails anything else.  The shell's
@@ -191,6 +193,10 @@ bs_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
     switch (f->type) {
 
     case PR_T_RUN:
+        if (s->io.run_active && wk_io_may_hold(&s->io)) {
+            return WK_IO_HOLD;      /* once the run being stopped ends */
+        }
+
         bs_io_run(s, i, f);
         return 0;
 

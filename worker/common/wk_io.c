@@ -23,6 +23,7 @@
 static int wk_io_accept(wk_io_t *io);
 static void wk_io_conn_event(wk_io_t *io, int i, int fd, short revents);
 static void wk_io_conn_frames(wk_io_t *io, int i);
+static void wk_io_release(wk_io_t *io);
 static ssize_t wk_io_pipe_read(wk_io_t *io, wk_io_pipe_t *p);
 static void wk_io_forward(wk_io_t *io, wk_io_pipe_t *p, const uint8_t *buf,
     size_t len);
@@ -140,6 +141,12 @@ wk_io_poll_set(wk_io_t *io, struct pollfd *pfds, int nown, int *map,
         *wake = io->deadline;
     }
 
+    for (i = 0; i < WK_IO_MAX_CONNS && !io->run_active; i++) {
+        if (io->conns[i].used && io->conns[i].held) {
+            *wake = now;                /* released by wk_io_events() */
+        }
+    }
+
     return n;
 }
 
@@ -166,6 +173,8 @@ wk_io_events(wk_io_t *io, const struct pollfd *pfds, int nfds, int nown,
 {
     int    i, first;
     short  ev;
+
+    wk_io_release(io);
 
     for (i = 0; i < 2; i++) {
         if (pfds[WK_IO_POLL_PIPES + i].revents != 0
@@ -245,6 +254,40 @@ wk_io_run_end(wk_io_t *io)
     io->timed_out = 0;
     io->deadline = 0;
     io->tail = NULL;
+}
+
+
+int
+wk_io_may_hold(const wk_io_t *io)
+{
+    int  i;
+
+    if (!io->run_active || io->run_conn >= 0 || io->tail != NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < WK_IO_MAX_CONNS; i++) {
+        if (io->conns[i].used && io->conns[i].held) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* Once no run is active, a held connection's frames come in again. */
+static void
+wk_io_release(wk_io_t *io)
+{
+    int  i;
+
+    for (i = 0; i < WK_IO_MAX_CONNS && !io->run_active; i++) {
+        if (io->conns[i].used && io->conns[i].held) {
+            io->conns[i].held = 0;
+            wk_io_conn_frames(io, i);
+        }
+    }
 }
 
 
@@ -458,6 +501,7 @@ wk_io_close(wk_io_t *io, int i, const char *why)
     wk_conn_close(&io->conns[i].conn);
     io->conns[i].used = 0;
     io->conns[i].watch = 0;
+    io->conns[i].held = 0;
 
     if (i != io->run_conn) {
         return;
@@ -585,6 +629,7 @@ static void
 wk_io_conn_frames(wk_io_t *io, int i)
 {
     int               rc;
+    size_t            consumed;
     pr_frame_t        f;
     wk_io_conn_t     *c;
     msgpack_unpacked  up;
@@ -593,7 +638,8 @@ wk_io_conn_frames(wk_io_t *io, int i)
 
     msgpack_unpacked_init(&up);
 
-    while (c->used) {
+    while (c->used && !c->held) {
+        consumed = c->conn.rconsumed;
         rc = wk_conn_next(&c->conn, &up, &f);
 
         if (rc == 0) {
@@ -612,7 +658,15 @@ wk_io_conn_frames(wk_io_t *io, int i)
             break;
         }
 
-        if (io->frame(io, i, &f) == WK_IO_UNKNOWN) {
+        rc = io->frame(io, i, &f);
+
+        if (rc == WK_IO_HOLD) {
+            c->conn.rconsumed = consumed;       /* taken again later */
+            c->held = 1;
+            break;
+        }
+
+        if (rc == WK_IO_UNKNOWN) {
             wk_io_fail(io, i, "bad_request",
                        "a session process does not take this frame type");
         }

@@ -28,7 +28,12 @@
  *
  * The run's connection going away while the run is active is the caller's
  * business too (its lost handler): the run is stopped, and its output
- * dropped.
+ * dropped.  A run asked for on another connection meanwhile need not be
+ * refused as busy: its frame handler may answer WK_IO_HOLD
+ * (wk_io_may_hold()), and that connection's frames wait, unread, until the
+ * stopped run has ended; then they come to the frame handler again.  So a
+ * client that gave up on a run and asks for the next one at once gets it
+ * run, not refused, whichever of the two the session heard of first.
  *
  * A background run (bash's detached runs) has no connection: with io->tail
  * set, the active run's output goes there instead, never backed up.
@@ -69,8 +74,9 @@
 /* wk_io_events(): nginx is gone, the caller ends the process */
 #define WK_IO_GONE          1
 
-/* a frame handler's answer: not a frame this session takes */
+/* a frame handler's answers: not a frame this session takes; keep it */
 #define WK_IO_UNKNOWN       1
+#define WK_IO_HOLD          2
 
 
 typedef struct wk_io_s  wk_io_t;
@@ -103,6 +109,8 @@ typedef struct {
     wk_conn_t        conn;
     unsigned         used:1;
     unsigned         watch:1;      /* gets copies of runs' frames */
+    unsigned         held:1;       /* its next frame waits for the run */
+                                   /* to end (WK_IO_HOLD) */
 } wk_io_conn_t;
 
 
@@ -188,6 +196,13 @@ void wk_io_run_begin(wk_io_t *io, int i, int64_t timeout_ms);
 
 /* The run has ended: no run, no connection, no deadline, no tail. */
 void wk_io_run_end(wk_io_t *io);
+
+/*
+ * Whether a run frame that finds the session busy may be held
+ * (WK_IO_HOLD) rather than refused: the active run is being stopped
+ * because its connection went away, and no other run waits yet.
+ */
+int wk_io_may_hold(const wk_io_t *io);
 
 /*
  * The "status" of the active run's complete frame for how it ended

@@ -6,7 +6,8 @@
  * read ends of the pipes behind fds 1 and 2 and the open connections.
  *
  * Per connection it answers "run" (hand the code to the main thread, or
- * "fail session_busy"), "interrupt" (SIGINT to the main thread), "input"
+ * "fail session_busy"; one sent while a run whose connection went away is
+ * being interrupted waits for it, WK_IO_HOLD), "interrupt" (SIGINT to the main thread), "input"
  * (see below) and fails anything else.  The code's output goes to the
  * run's connection as wk_io.h says.  If the run's connection goes away,
  * the run is interrupted and its output dropped.  A run's deadline
@@ -61,7 +62,7 @@ static int py_io_loop(void);
 static int py_io_poll_set(struct pollfd *pfds, int *map, int *timeout);
 static int py_io_frame(wk_io_t *io, int i, const pr_frame_t *f);
 static void py_io_lost(wk_io_t *io, const char *why);
-static void py_io_run(int i, const pr_frame_t *f);
+static int py_io_run(int i, const pr_frame_t *f);
 static void py_io_op(int i, int op, char *arg, size_t len,
     int64_t max_size);
 static void py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
@@ -347,8 +348,7 @@ py_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
     switch (f->type) {
 
     case PR_T_RUN:
-        py_io_run(i, f);
-        return 0;
+        return py_io_run(i, f);
 
     case PR_T_NAMESPACE:
         py_io_op(i, PY_OP_NAMESPACE, NULL, 0, 0);
@@ -471,8 +471,11 @@ py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
 }
 
 
-/* A "run" frame on slot i: hand its code to the main thread. */
-static void
+/*
+ * A "run" frame on slot i: hand its code to the main thread.  Returns 0,
+ * or WK_IO_HOLD while a run whose client went away is being stopped.
+ */
+static int
 py_io_run(int i, const pr_frame_t *f)
 {
     int          tx;
@@ -480,36 +483,40 @@ py_io_run(int i, const pr_frame_t *f)
     pr_frame_t   copy;
 
     if (py_io.io.run_active) {
+        if (wk_io_may_hold(&py_io.io)) {
+            return WK_IO_HOLD;
+        }
+
         wk_io_fail(&py_io.io, i, "session_busy", "another run is in progress");
-        return;
+        return 0;
     }
 
     if (!pr_has(f, code)) {
         wk_io_fail(&py_io.io, i, "bad_request", "a run frame needs \"code\"");
-        return;
+        return 0;
     }
 
     if (py_io.tx_pending) {
         wk_io_fail(&py_io.io, i, "transaction_pending",
                    "the last run waits for a commit or a rollback");
-        return;
+        return 0;
     }
 
     tx = py_io_tx_policy(f);
     if (tx == -1) {
         wk_io_fail(&py_io.io, i, "bad_request", "unknown tx_policy");
-        return;
+        return 0;
     }
 
     if (py_io_place(i, f, &py_io.place, &py_io.place_len) != 0) {
-        return;
+        return 0;
     }
 
     code = py_io_copy(&py_io, i, &f->code, "code");
     if (code == NULL) {
         free(py_io.place);
         py_io.place = NULL;
-        return;
+        return 0;
     }
 
     /* what background children wrote since the last run is not this run's */
@@ -533,6 +540,8 @@ py_io_run(int i, const pr_frame_t *f)
     }
 
     wk_io_send_watchers(&py_io.io, &copy);
+
+    return 0;
 }
 
 
