@@ -2,7 +2,8 @@
  * ngx_http_pyrepl_auth.c: API keys and tenancy.  With no pyrepl_api_key
  * configured the API is open (for local use).  With keys, a request must
  * carry "Authorization: Bearer <key>" (or Jupyter's "token <key>") or
- * "X-API-Key: <key>" (else 401),
+ * "X-API-Key: <key>" (or the header a client dialect sends its token in,
+ * ngx_http_pyrepl_key_headers) (else 401),
  * and its tenant is an 8-byte SHA-1 prefix of the key: sessions record
  * the tenant that created them, and every other tenant is told 404, as if
  * the session did not exist.  Keys are compared in constant time (every
@@ -22,6 +23,16 @@
 
 #define PYREPL_KEY_MIN  16
 #define PYREPL_KEY_MAX  256
+
+
+/* headers whose whole value is the key, as the client dialects send it */
+static ngx_str_t  ngx_http_pyrepl_key_headers[] = {
+    ngx_string("X-API-Key"),
+    ngx_string("X-EXECD-ACCESS-TOKEN"),         /* OpenSandbox's execd */
+    ngx_string("X-Access-Token"),               /* E2B's envd token */
+    ngx_string("E2B-Traffic-Access-Token"),     /* E2B's, on every call */
+    ngx_null_string
+};
 
 
 static char *ngx_http_pyrepl_add_key(ngx_conf_t *cf,
@@ -309,6 +320,7 @@ static ngx_int_t
 ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
 {
     size_t            scheme;
+    ngx_str_t        *k;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
@@ -328,17 +340,13 @@ ngx_http_pyrepl_presented_key(ngx_http_request_t *r, ngx_str_t *key)
             i = 0;
         }
 
-        if ((h[i].key.len == sizeof("X-API-Key") - 1
-             && ngx_strncasecmp(h[i].key.data, (u_char *) "X-API-Key",
-                                sizeof("X-API-Key") - 1) == 0)
-            || (h[i].key.len == sizeof("X-EXECD-ACCESS-TOKEN") - 1
-                && ngx_strncasecmp(h[i].key.data,
-                                   (u_char *) "X-EXECD-ACCESS-TOKEN",
-                                   sizeof("X-EXECD-ACCESS-TOKEN") - 1) == 0))
-        {
-            /* the second: OpenSandbox execd's clients send that one */
-            *key = h[i].value;
-            return NGX_OK;
+        for (k = ngx_http_pyrepl_key_headers; k->len; k++) {
+            if (h[i].key.len == k->len
+                && ngx_strncasecmp(h[i].key.data, k->data, k->len) == 0)
+            {
+                *key = h[i].value;
+                return NGX_OK;
+            }
         }
 
         if (h[i].key.len != sizeof("Authorization") - 1

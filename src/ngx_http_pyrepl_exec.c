@@ -93,13 +93,19 @@ ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
     ngx_pool_cleanup_t         *cln;
     ngx_http_pyrepl_session_t   s;
 
-    cln = ngx_pool_cleanup_add(ex->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
+    /* once: a refused reserve may be tried again */
+
+    if (!ex->cleanup) {
+        cln = ngx_pool_cleanup_add(ex->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_pyrepl_exec_cleanup;
+        cln->data = ex;
+        ex->cleanup = 1;
     }
 
-    cln->handler = ngx_http_pyrepl_exec_cleanup;
-    cln->data = ex;
     ex->ended = 1;
 
     if (getrandom(raw, sizeof(raw), 0) != (ssize_t) sizeof(raw)) {

@@ -90,6 +90,8 @@ struct ngx_http_pyrepl_exec_s {
     unsigned                      has_stdin:1;
     unsigned                      terminated:1; /* ended before this run */
     unsigned                      opensandbox:1; /* that dialect's fields */
+    unsigned                      e2b:1;      /* E2B's: env_vars */
+    unsigned                      cleanup:1;  /* the pool's is there */
     unsigned                      one_shot:1; /* execd's POST /command: */
                                               /* its cwd and env are the */
                                               /* session's, set at create */

@@ -7,7 +7,7 @@
  *                        default (OpenSandbox's dialect: "timeout")
  *   tx_policy            commit_always (bash sessions: the only one),
  *                        commit_on_success, rollback_on_failure, explicit
- *   cwd, env             for that run only
+ *   cwd, env             for that run only (E2B's dialect: env_vars)
  *   stdin                bash sessions only, for that run
  *
  * read into the exec, or refused (PYREPL_REFUSED_BAD_REQUEST or
@@ -203,8 +203,14 @@ ngx_http_pyrepl_exec_parse_place(ngx_http_pyrepl_exec_t *ex, json_t *body)
         ex->has_stdin = 1;
     }
 
-    return ngx_http_pyrepl_parse_env(ex->pool, json_object_get(body, "env"),
-                                     &ex->env);
+    v = json_object_get(body, "env");
+
+    if (v == NULL && ex->e2b) {
+        v = json_object_get(body, "env_vars");      /* E2B's, maybe null */
+        v = json_is_null(v) ? NULL : v;
+    }
+
+    return ngx_http_pyrepl_parse_env(ex->pool, v, &ex->env);
 }
 
 

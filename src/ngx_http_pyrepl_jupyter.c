@@ -40,6 +40,7 @@
 #include "ngx_http_pyrepl_control.h"
 #include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_peer.h"
+#include "ngx_http_pyrepl_restart.h"
 #include "ngx_http_pyrepl_session.h"
 #include "ngx_http_pyrepl_supervisor.h"
 #include "ngx_http_pyrepl_table.h"
@@ -49,15 +50,6 @@
 #define PYREPL_KERNEL_NAME    "python3"
 
 
-/* a kernel restart under way */
-typedef struct {
-    ngx_http_request_t          *request;
-    ngx_http_pyrepl_peer_t       peer;
-    ngx_http_pyrepl_session_t    session;
-    unsigned                     created:1;  /* the kill is done */
-} ngx_http_pyrepl_restart_t;
-
-
 static ngx_int_t ngx_http_pyrepl_jupyter_kernels(ngx_http_request_t *r,
     uint64_t tenant, u_char *p, u_char *last);
 static ngx_int_t ngx_http_pyrepl_jupyter_list(ngx_http_request_t *r,
@@ -65,25 +57,19 @@ static ngx_int_t ngx_http_pyrepl_jupyter_list(ngx_http_request_t *r,
 static json_t *ngx_http_pyrepl_jupyter_spec(void);
 static ngx_uint_t ngx_http_pyrepl_jupyter_id(u_char *p, u_char *last,
     u_char *id);
-static ngx_int_t ngx_http_pyrepl_jupyter_restart(ngx_http_request_t *r,
-    ngx_http_pyrepl_session_t *s);
 static ngx_int_t ngx_http_pyrepl_jupyter_sessions(ngx_http_request_t *r,
     uint64_t tenant, u_char *p, u_char *last);
 static ngx_int_t ngx_http_pyrepl_jupyter_session_find(ngx_http_request_t *r,
-    uint64_t tenant, u_char *id, ngx_http_pyrepl_notebook_t *nb);
+    uint64_t tenant, u_char *id, ngx_http_pyrepl_record_t *nb);
 static void ngx_http_pyrepl_jupyter_patch(ngx_http_request_t *r);
 static const char *ngx_http_pyrepl_jupyter_nb_fields(json_t *body,
-    ngx_http_pyrepl_notebook_t *nb);
+    ngx_http_pyrepl_record_t *nb);
 static json_t *ngx_http_pyrepl_jupyter_session_json(
-    ngx_http_pyrepl_notebook_t *nb, ngx_http_pyrepl_session_t *s);
+    ngx_http_pyrepl_record_t *nb, ngx_http_pyrepl_session_t *s);
 static ngx_uint_t ngx_http_pyrepl_jupyter_kernel_of(ngx_http_request_t *r,
     uint64_t tenant, json_t *kernel, ngx_http_pyrepl_session_t *s);
 static ngx_uint_t ngx_http_pyrepl_jupyter_owned(ngx_http_request_t *r,
     uint64_t tenant, u_char *p, u_char *last, ngx_http_pyrepl_session_t *s);
-static ngx_int_t ngx_http_pyrepl_jupyter_restarted(
-    ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame);
-static void ngx_http_pyrepl_jupyter_restart_failed(
-    ngx_http_pyrepl_peer_t *peer, const char *reason);
 
 
 /*
@@ -225,7 +211,9 @@ ngx_http_pyrepl_jupyter_kernels(ngx_http_request_t *r, uint64_t tenant,
         && ngx_strncmp(p, "/restart", last - p) == 0)
     {
         if (r->method == NGX_HTTP_POST) {
-            return ngx_http_pyrepl_jupyter_restart(r, &s);
+            /* answered with its model */
+            return ngx_http_pyrepl_restart(r, &s,
+                                           ngx_http_pyrepl_jupyter_kernel);
         }
 
         ngx_str_set(&allow, "POST");
@@ -256,153 +244,6 @@ not_allowed:
 }
 
 
-/*
- * POST /kernels/{id}/restart: the supervisor kills the session's
- * processes (its files go with them), then starts a new process under the
- * same id, which a create waits for until the old one is purged.
- */
-static ngx_int_t
-ngx_http_pyrepl_jupyter_restart(ngx_http_request_t *r,
-    ngx_http_pyrepl_session_t *s)
-{
-    ngx_int_t                     rc;
-    ngx_http_pyrepl_restart_t    *rs;
-    ngx_http_pyrepl_main_conf_t  *pmcf;
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
-
-    rs = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_restart_t));
-    if (rs == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_pyrepl_table_restart(pmcf->shm_zone, s->id);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                          "no such kernel");
-    }
-
-    if (rc == NGX_BUSY) {
-        return ngx_http_pyrepl_send_error(r, NGX_HTTP_CONFLICT,
-                                          "session_busy",
-                                          "the kernel is running code or "
-                                          "starting: interrupt it first");
-    }
-
-    rs->request = r;
-    rs->session = *s;
-    rs->peer.data = rs;
-    rs->peer.log = r->connection->log;
-    rs->peer.frame_handler = ngx_http_pyrepl_jupyter_restarted;
-    rs->peer.fail_handler = ngx_http_pyrepl_jupyter_restart_failed;
-
-    return ngx_http_pyrepl_supervisor_wait(r,
-               ngx_http_pyrepl_supervisor_kill(pmcf, r->pool, &rs->peer,
-                                               rs->session.id));
-}
-
-
-/* The kill is done: the create; the create is done: the model. */
-static ngx_int_t
-ngx_http_pyrepl_jupyter_restarted(ngx_http_pyrepl_peer_t *peer,
-    pr_frame_t *frame)
-{
-    ngx_int_t                     rc;
-    ngx_http_request_t           *r;
-    ngx_http_pyrepl_restart_t    *rs;
-    ngx_http_pyrepl_main_conf_t  *pmcf;
-
-    rs = peer->data;
-    r = rs->request;
-    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
-
-    if (frame->type != PR_T_OK
-        || (rs->created && !pr_has(frame, pid)))
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "pyrepl: kernel restart of %*s failed: %*s",
-                      (size_t) PYREPL_ID_LEN, rs->session.id,
-                      frame->message.len, frame->message.data);
-        ngx_http_pyrepl_peer_close(peer);
-        ngx_http_pyrepl_jupyter_restart_failed(peer, "refused");
-        return NGX_DONE;
-    }
-
-    ngx_http_pyrepl_peer_close(peer);
-
-    if (!rs->created) {
-        rs->created = 1;
-
-        ngx_memzero(&rs->peer, sizeof(ngx_http_pyrepl_peer_t));
-        rs->peer.data = rs;
-        rs->peer.log = r->connection->log;
-        rs->peer.frame_handler = ngx_http_pyrepl_jupyter_restarted;
-        rs->peer.fail_handler = ngx_http_pyrepl_jupyter_restart_failed;
-
-        rc = ngx_http_pyrepl_supervisor_create(pmcf, r->pool, &rs->peer,
-                                               rs->session.id,
-                                               PYREPL_LANG_PYTHON);
-        if (rc != NGX_OK) {
-            ngx_http_pyrepl_jupyter_restart_failed(&rs->peer,
-                                                   "no supervisor");
-        }
-
-        return NGX_DONE;
-    }
-
-    rs->session.pid = (ngx_pid_t) frame->pid;
-
-    if (ngx_http_pyrepl_table_set_ready(pmcf->shm_zone, rs->session.id,
-                                        rs->session.pid)
-        != NGX_OK)
-    {
-        ngx_http_pyrepl_supervisor_kill_now(pmcf, rs->session.id,
-                                            r->connection->log);
-        ngx_http_pyrepl_finalize_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                       "the kernel was deleted meanwhile");
-        return NGX_DONE;
-    }
-
-    rs->session.state = PYREPL_STATE_IDLE;
-    rs->session.last_activity = ngx_time();
-
-    ngx_http_finalize_request(r,
-        ngx_http_pyrepl_send_json(r, NGX_HTTP_OK,
-            ngx_http_pyrepl_jupyter_kernel(&rs->session)));
-    return NGX_DONE;
-}
-
-
-/* The kernel has no process now: it reads dead (crashed) until deleted. */
-static void
-ngx_http_pyrepl_jupyter_restart_failed(ngx_http_pyrepl_peer_t *peer,
-    const char *reason)
-{
-    ngx_http_pyrepl_restart_t    *rs;
-    ngx_http_pyrepl_main_conf_t  *pmcf;
-
-    rs = peer->data;
-    pmcf = ngx_http_get_module_main_conf(rs->request,
-                                         ngx_http_pyrepl_module);
-
-    ngx_log_error(NGX_LOG_ERR, peer->log, 0,
-                  "pyrepl: kernel restart failed: %s", reason);
-
-    (void) ngx_http_pyrepl_table_set_state(pmcf->shm_zone, rs->session.id,
-                                           PYREPL_STATE_CRASHED);
-
-    ngx_http_pyrepl_finalize_error(rs->request,
-                                   NGX_HTTP_SERVICE_UNAVAILABLE,
-                                   "unavailable",
-                                   "the kernel could not be restarted");
-}
-
-
 /* /sessions[/{id}], p after "/sessions". */
 static ngx_int_t
 ngx_http_pyrepl_jupyter_sessions(ngx_http_request_t *r, uint64_t tenant,
@@ -414,7 +255,7 @@ ngx_http_pyrepl_jupyter_sessions(ngx_http_request_t *r, uint64_t tenant,
     ngx_str_t                     allow;
     ngx_uint_t                    i;
     ngx_array_t                  *nbs;
-    ngx_http_pyrepl_notebook_t   *nb;
+    ngx_http_pyrepl_record_t   *nb;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
@@ -433,8 +274,8 @@ ngx_http_pyrepl_jupyter_sessions(ngx_http_request_t *r, uint64_t tenant,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        nbs = ngx_http_pyrepl_table_notebooks(pmcf->shm_zone, r->pool,
-                                              tenant);
+        nbs = ngx_http_pyrepl_table_records(pmcf->shm_zone, r->pool,
+                                            tenant, PYREPL_RECORD_NOTEBOOK);
         list = json_array();
 
         if (nbs == NULL || list == NULL) {
@@ -466,7 +307,7 @@ ngx_http_pyrepl_jupyter_sessions(ngx_http_request_t *r, uint64_t tenant,
                                           "no such session");
     }
 
-    nb = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_notebook_t));
+    nb = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_record_t));
     if (nb == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -515,16 +356,17 @@ not_allowed:
  */
 static ngx_int_t
 ngx_http_pyrepl_jupyter_session_find(ngx_http_request_t *r, uint64_t tenant,
-    u_char *id, ngx_http_pyrepl_notebook_t *nb)
+    u_char *id, ngx_http_pyrepl_record_t *nb)
 {
     ngx_uint_t                    i;
     ngx_array_t                  *nbs;
-    ngx_http_pyrepl_notebook_t   *all;
+    ngx_http_pyrepl_record_t   *all;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
-    nbs = ngx_http_pyrepl_table_notebooks(pmcf->shm_zone, r->pool, tenant);
+    nbs = ngx_http_pyrepl_table_records(pmcf->shm_zone, r->pool, tenant,
+                                        PYREPL_RECORD_NOTEBOOK);
     if (nbs == NULL) {
         return NGX_ERROR;
     }
@@ -555,7 +397,7 @@ ngx_http_pyrepl_jupyter_patch(ngx_http_request_t *r)
     ngx_int_t                     rc;
     const char                   *why;
     ngx_http_pyrepl_session_t     s;
-    ngx_http_pyrepl_notebook_t   *nb;
+    ngx_http_pyrepl_record_t   *nb;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
     if (ngx_http_pyrepl_read_json_body(r, &body) != NGX_OK) {
@@ -593,11 +435,11 @@ ngx_http_pyrepl_jupyter_patch(ngx_http_request_t *r)
     json_decref(body);
 
     if (ngx_memcmp(s.id, nb->session.id, PYREPL_ID_LEN) != 0) {
-        (void) ngx_http_pyrepl_table_notebook(pmcf->shm_zone,
+        (void) ngx_http_pyrepl_table_record(pmcf->shm_zone,
                                               nb->session.id, tenant, NULL);
     }
 
-    rc = ngx_http_pyrepl_table_notebook(pmcf->shm_zone, s.id, tenant, nb);
+    rc = ngx_http_pyrepl_table_record(pmcf->shm_zone, s.id, tenant, nb);
 
     if (rc != NGX_OK) {
         ngx_http_pyrepl_finalize_error(r, rc == NGX_DECLINED
@@ -623,7 +465,7 @@ ngx_http_pyrepl_jupyter_patch(ngx_http_request_t *r)
  * kernel.id of the caller's, the record given to that kernel and r
  * answered 201 (NULL returned, as for a bad body, answered 400).
  */
-ngx_http_pyrepl_notebook_t *
+ngx_http_pyrepl_record_t *
 ngx_http_pyrepl_jupyter_notebook(ngx_http_request_t *r, json_t *body,
     json_t **kernel)
 {
@@ -631,11 +473,11 @@ ngx_http_pyrepl_jupyter_notebook(ngx_http_request_t *r, json_t *body,
     uint64_t                     tenant;
     const char                  *why;
     ngx_http_pyrepl_session_t    s;
-    ngx_http_pyrepl_notebook_t  *nb;
+    ngx_http_pyrepl_record_t    *nb;
 
     *kernel = NULL;
 
-    nb = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_notebook_t));
+    nb = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_record_t));
     if (nb == NULL || ngx_http_pyrepl_new_id(nb->id) != NGX_OK
         || ngx_http_pyrepl_authenticate(r, &tenant) != NGX_OK)
     {
@@ -643,6 +485,7 @@ ngx_http_pyrepl_jupyter_notebook(ngx_http_request_t *r, json_t *body,
         return NULL;
     }
 
+    nb->kind = PYREPL_RECORD_NOTEBOOK;
     ngx_memcpy(nb->type, "notebook", sizeof("notebook") - 1);
     nb->type_len = sizeof("notebook") - 1;
 
@@ -682,14 +525,14 @@ ngx_http_pyrepl_jupyter_notebook(ngx_http_request_t *r, json_t *body,
 /* The record given to the new kernel s: 201 with the session model. */
 ngx_int_t
 ngx_http_pyrepl_jupyter_notebook_made(ngx_http_request_t *r,
-    ngx_http_pyrepl_session_t *s, ngx_http_pyrepl_notebook_t *nb)
+    ngx_http_pyrepl_session_t *s, ngx_http_pyrepl_record_t *nb)
 {
     ngx_int_t                     rc;
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
-    rc = ngx_http_pyrepl_table_notebook(pmcf->shm_zone, s->id, s->tenant,
+    rc = ngx_http_pyrepl_table_record(pmcf->shm_zone, s->id, s->tenant,
                                         nb);
     if (rc != NGX_OK) {
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -750,7 +593,7 @@ ngx_http_pyrepl_jupyter_owned(ngx_http_request_t *r, uint64_t tenant,
 
 /* The body's "path", "name" and "type" into nb; NULL, or what is wrong. */
 static const char *
-ngx_http_pyrepl_jupyter_nb_fields(json_t *body, ngx_http_pyrepl_notebook_t *nb)
+ngx_http_pyrepl_jupyter_nb_fields(json_t *body, ngx_http_pyrepl_record_t *nb)
 {
     json_t      *v;
     size_t       max, *len;
@@ -792,7 +635,7 @@ ngx_http_pyrepl_jupyter_nb_fields(json_t *body, ngx_http_pyrepl_notebook_t *nb)
 
 /* Jupyter's session model of nb, on kernel s; NULL: no memory. */
 static json_t *
-ngx_http_pyrepl_jupyter_session_json(ngx_http_pyrepl_notebook_t *nb,
+ngx_http_pyrepl_jupyter_session_json(ngx_http_pyrepl_record_t *nb,
     ngx_http_pyrepl_session_t *s)
 {
     u_char  uuid[PYREPL_UUID_LEN];

@@ -16,10 +16,10 @@ ngx_int_t ngx_http_pyrepl_jupyter_route(ngx_http_request_t *r,
     uint64_t tenant, u_char *p, u_char *last);
 json_t *ngx_http_pyrepl_jupyter_kernel(ngx_http_pyrepl_session_t *s);
 json_t *ngx_http_pyrepl_jupyter_create_body(json_t *body, const char **why);
-ngx_http_pyrepl_notebook_t *ngx_http_pyrepl_jupyter_notebook(
+ngx_http_pyrepl_record_t *ngx_http_pyrepl_jupyter_notebook(
     ngx_http_request_t *r, json_t *body, json_t **kernel);
 ngx_int_t ngx_http_pyrepl_jupyter_notebook_made(ngx_http_request_t *r,
-    ngx_http_pyrepl_session_t *s, ngx_http_pyrepl_notebook_t *nb);
+    ngx_http_pyrepl_session_t *s, ngx_http_pyrepl_record_t *nb);
 void ngx_http_pyrepl_jupyter_uuid(u_char *id, u_char *uuid);
 ngx_uint_t ngx_http_pyrepl_jupyter_is_channels(u_char *p, u_char *last);
 

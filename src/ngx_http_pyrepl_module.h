@@ -85,15 +85,23 @@ typedef struct {
 
 
 /*
- * Jupyter's session of a kernel (a notebook's path, name and type, under
- * an id of its own): kept with its session in the table, given out by
- * value.
+ * What a client dialect keeps with a session in the table, given out by
+ * value: Jupyter's session of a kernel (a notebook's path, name and type,
+ * under an id of its own), or an E2B context (its cwd in path, empty for
+ * the session's home, and whether it is its key's default context for its
+ * language).
  */
 #define PYREPL_NB_PATH       1024
 #define PYREPL_NB_NAME       256
 #define PYREPL_NB_TYPE       32
 
+#define PYREPL_RECORD_NOTEBOOK  1
+#define PYREPL_RECORD_CONTEXT   2
+
 typedef struct {
+    ngx_uint_t                 kind;         /* PYREPL_RECORD_* */
+    unsigned                   is_default:1; /* a context: its key's for */
+                                             /* its language */
     u_char                     id[PYREPL_ID_LEN];
     size_t                     path_len;
     size_t                     name_len;
@@ -102,7 +110,7 @@ typedef struct {
     u_char                     name[PYREPL_NB_NAME];
     u_char                     type[PYREPL_NB_TYPE];
     ngx_http_pyrepl_session_t  session;      /* copies only: its kernel's */
-} ngx_http_pyrepl_notebook_t;
+} ngx_http_pyrepl_record_t;
 
 
 typedef struct {
@@ -182,6 +190,7 @@ typedef struct {
 #define PYREPL_DIALECT_PYREPL       0
 #define PYREPL_DIALECT_OPENSANDBOX  1    /* ngx_http_pyrepl_opensandbox.c */
 #define PYREPL_DIALECT_JUPYTER      2    /* ngx_http_pyrepl_jupyter.c */
+#define PYREPL_DIALECT_E2B          3    /* ngx_http_pyrepl_e2b.c */
 
 typedef struct {
     ngx_flag_t               enable;

@@ -49,6 +49,7 @@ ngx_conf_enum_t  ngx_http_pyrepl_dialects[] = {
     { ngx_string("pyrepl"), PYREPL_DIALECT_PYREPL },
     { ngx_string("opensandbox"), PYREPL_DIALECT_OPENSANDBOX },
     { ngx_string("jupyter"), PYREPL_DIALECT_JUPYTER },
+    { ngx_string("e2b"), PYREPL_DIALECT_E2B },
     { ngx_null_string, 0 }
 };
 

@@ -23,6 +23,7 @@
 #include "ngx_http_pyrepl_auth.h"
 #include "ngx_http_pyrepl_checkpoint.h"
 #include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_e2b.h"
 #include "ngx_http_pyrepl_jupyter.h"
 #include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_origin.h"
@@ -140,6 +141,10 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
 
     if (ngx_http_pyrepl_dialect(r) == PYREPL_DIALECT_JUPYTER) {
         return ngx_http_pyrepl_jupyter_route(r, tenant, p, last);
+    }
+
+    if (ngx_http_pyrepl_dialect(r) == PYREPL_DIALECT_E2B) {
+        return ngx_http_pyrepl_e2b_route(r, tenant, p, last);
     }
 
     if (ngx_http_pyrepl_dialect(r) == PYREPL_DIALECT_OPENSANDBOX) {

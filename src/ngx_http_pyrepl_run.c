@@ -32,6 +32,7 @@
 
 #include "ngx_http_pyrepl_run.h"
 
+#include "ngx_http_pyrepl_e2b.h"
 #include "ngx_http_pyrepl_exec.h"
 #include "ngx_http_pyrepl_exec_parse.h"
 #include "ngx_http_pyrepl_opensandbox.h"
@@ -43,6 +44,7 @@
 
 #define PYREPL_RUN_MIN_BUF    8192
 #define PYREPL_JSON_OUT       65536     /* escaped stdout on its way */
+#define PYREPL_RUN_TURN       10        /* ms: E2B's runs look again */
 
 
 typedef struct {
@@ -54,6 +56,8 @@ typedef struct {
 
     ngx_uint_t                   seq;           /* SSE "id:" of the next */
     ngx_event_t                  ping;
+    ngx_event_t                  turn;          /* E2B's: waits its turn */
+    ngx_msec_t                   waited;
 
     /* the JSON answer */
     ngx_chain_t                 *out;           /* stdout being escaped */
@@ -86,6 +90,9 @@ static void ngx_http_pyrepl_sse_done(ngx_http_pyrepl_exec_t *ex,
     const char *status, ngx_uint_t count, ngx_msec_t ms);
 static ngx_int_t ngx_http_pyrepl_sse_write(ngx_http_pyrepl_run_t *ctx,
     const char *event, json_t *data, ngx_uint_t last);
+static ngx_int_t ngx_http_pyrepl_ndjson_write(ngx_http_pyrepl_run_t *ctx,
+    json_t *lines, ngx_uint_t last);
+static void ngx_http_pyrepl_run_turn(ngx_event_t *ev);
 static ngx_int_t ngx_http_pyrepl_json_event(ngx_http_pyrepl_exec_t *ex,
     const char *event, json_t *data);
 static void ngx_http_pyrepl_json_done(ngx_http_pyrepl_exec_t *ex,
@@ -110,6 +117,7 @@ static ngx_uint_t ngx_http_pyrepl_accepts_json(ngx_http_request_t *r);
 
 
 static u_char  ngx_http_pyrepl_ping_comment[] = ": ping\n\n";
+static u_char  ngx_http_pyrepl_keepalive_line[] = "{\"type\":\"keepalive\"}\n";
 static u_char  ngx_http_pyrepl_json_opening[] = "{\"stdout\":\"";
 static u_char  ngx_http_pyrepl_json_stderr[] = "\",\"stderr\":\"";
 
@@ -190,6 +198,7 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
 
     ctx->exec.opensandbox = (ngx_http_pyrepl_dialect(r)
                              == PYREPL_DIALECT_OPENSANDBOX);
+    ctx->exec.e2b = (ngx_http_pyrepl_dialect(r) == PYREPL_DIALECT_E2B);
 
     rc = ngx_http_pyrepl_exec_parse(&ctx->exec, body);
     json_decref(body);
@@ -199,8 +208,9 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    ctx->json = ngx_http_pyrepl_accepts_json(r);
-    ctx->exec.interactive = !ctx->json;
+    /* E2B's NDJSON goes the SSE way: its client cannot answer input() */
+    ctx->json = !ctx->exec.e2b && ngx_http_pyrepl_accepts_json(r);
+    ctx->exec.interactive = !ctx->json && !ctx->exec.e2b;
     ctx->exec.event = ctx->json ? ngx_http_pyrepl_json_event
                                 : ngx_http_pyrepl_sse_event;
     ctx->exec.done = ctx->json ? ngx_http_pyrepl_json_done
@@ -225,6 +235,27 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
     ngx_int_t  rc;
 
     rc = ngx_http_pyrepl_exec_reserve(&ctx->exec);
+
+    if (rc == NGX_DECLINED && ctx->exec.e2b
+        && ctx->exec.refusal == PYREPL_REFUSED_BUSY
+        && ctx->waited < ctx->exec.timeout)
+    {
+        /*
+         * runs in one E2B context take turns: this one looks again soon,
+         * for as long as it may run (a client that goes away meanwhile
+         * ends the request)
+         */
+        ctx->turn.handler = ngx_http_pyrepl_run_turn;
+        ctx->turn.data = ctx;
+        ctx->turn.log = r->connection->log;
+        ctx->turn.cancelable = 1;
+        ctx->waited += PYREPL_RUN_TURN;
+
+        ngx_add_timer(&ctx->turn, PYREPL_RUN_TURN);
+        r->read_event_handler = ngx_http_pyrepl_run_client_read;
+
+        return NGX_OK;
+    }
 
     if (rc == NGX_DECLINED) {
         ngx_http_pyrepl_run_refused(r, &ctx->exec);
@@ -257,6 +288,23 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
     rc = ngx_http_pyrepl_exec_start(&ctx->exec);
 
     return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+/* An E2B run's turn to look whether its context is free. */
+static void
+ngx_http_pyrepl_run_turn(ngx_event_t *ev)
+{
+    ngx_int_t               rc;
+    ngx_http_pyrepl_run_t  *ctx;
+
+    ctx = ev->data;
+
+    rc = ngx_http_pyrepl_run_start(ctx->request, ctx);
+
+    if (rc != NGX_OK && rc != NGX_DONE) {
+        ngx_http_finalize_request(ctx->request, rc);
+    }
 }
 
 
@@ -381,6 +429,20 @@ ngx_http_pyrepl_sse_done(ngx_http_pyrepl_exec_t *ex, const char *status,
 
     ctx = ex->data;
 
+    if (ex->e2b) {
+        data = ngx_http_pyrepl_e2b_end(count);
+
+        rc = (data == NULL) ? NGX_ERROR
+                            : ngx_http_pyrepl_ndjson_write(ctx, data, 1);
+        if (rc == NGX_ERROR) {
+            ngx_http_finalize_request(ctx->request, NGX_ERROR);
+            return;
+        }
+
+        ngx_http_finalize_request(ctx->request, rc);
+        return;
+    }
+
     /*
      * execd's SDKs read a command's exit code from an error event alone:
      * one interrupted or timed out says so (130: killed by SIGINT)
@@ -436,6 +498,22 @@ ngx_http_pyrepl_sse_write(ngx_http_pyrepl_run_t *ctx, const char *event,
         data = ngx_http_pyrepl_opensandbox_event(event, data);
     }
 
+    if (data != NULL && ctx->exec.e2b) {
+        rc = ngx_http_pyrepl_e2b_line(event, &data);
+
+        if (rc == NGX_DECLINED) {
+            return NGX_OK;                  /* no line for this event */
+        }
+
+        rc = (rc == NGX_OK) ? ngx_http_pyrepl_ndjson_write(ctx, data, last)
+                            : NGX_ERROR;
+        if (rc == NGX_ERROR) {
+            goto failed;
+        }
+
+        return rc;
+    }
+
     if (data == NULL) {
         goto failed;
     }
@@ -477,6 +555,60 @@ failed:
     ngx_http_finalize_request(ctx->request, NGX_ERROR);
 
     return NGX_ERROR;
+}
+
+
+/*
+ * E2B's NDJSON: lines (an object, or an array of them; reference stolen)
+ * each as one line.  As ngx_http_pyrepl_sse_write(), but NGX_ERROR
+ * leaves finalizing to the caller.
+ */
+static ngx_int_t
+ngx_http_pyrepl_ndjson_write(ngx_http_pyrepl_run_t *ctx, json_t *lines,
+    ngx_uint_t last)
+{
+    size_t        len;
+    json_t       *line;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_uint_t    i, n;
+    ngx_chain_t  *cl;
+
+    n = json_is_array(lines) ? json_array_size(lines) : 1;
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+        line = json_is_array(lines) ? json_array_get(lines, i) : lines;
+        len += json_dumpb(line, NULL, 0, JSON_COMPACT) + 1;
+    }
+
+    cl = ngx_http_pyrepl_run_buf(ctx, len);
+    if (cl == NULL) {
+        json_decref(lines);
+        return NGX_ERROR;
+    }
+
+    b = cl->buf;
+
+    for (i = 0; i < n; i++) {
+        line = json_is_array(lines) ? json_array_get(lines, i) : lines;
+        b->last += json_dumpb(line, (char *) b->last, b->end - b->last,
+                              JSON_COMPACT);
+        *b->last++ = '\n';
+    }
+
+    json_decref(lines);
+
+    b->flush = 1;
+    b->last_buf = last;
+
+    rc = ngx_http_pyrepl_run_send(ctx, cl, last);
+
+    if (rc != NGX_ERROR && ctx->ping.timer_set) {
+        ngx_add_timer(&ctx->ping, ctx->exec.pmcf->keepalive);
+    }
+
+    return rc;
 }
 
 
@@ -842,8 +974,14 @@ ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r, ngx_uint_t json,
         return ngx_http_send_header(r);
     }
 
-    ngx_str_set(&r->headers_out.content_type,
-                "text/event-stream; charset=utf-8");
+    if (ngx_http_pyrepl_dialect(r) == PYREPL_DIALECT_E2B) {
+        ngx_str_set(&r->headers_out.content_type, "application/x-ndjson");
+
+    } else {
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/event-stream; charset=utf-8");
+    }
+
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     h = ngx_list_push(&r->headers_out.headers);
@@ -989,8 +1127,15 @@ ngx_http_pyrepl_run_ping(ngx_event_t *ev)
         return;
     }
 
-    b->pos = ngx_http_pyrepl_ping_comment;
-    b->last = b->pos + sizeof(ngx_http_pyrepl_ping_comment) - 1;
+    if (ctx->exec.e2b) {
+        b->pos = ngx_http_pyrepl_keepalive_line;
+        b->last = b->pos + sizeof(ngx_http_pyrepl_keepalive_line) - 1;
+
+    } else {
+        b->pos = ngx_http_pyrepl_ping_comment;
+        b->last = b->pos + sizeof(ngx_http_pyrepl_ping_comment) - 1;
+    }
+
     b->memory = 1;
     b->flush = 1;
     cl->buf = b;
@@ -1012,6 +1157,10 @@ ngx_http_pyrepl_run_cleanup(void *data)
 
     if (ctx->ping.timer_set) {
         ngx_del_timer(&ctx->ping);
+    }
+
+    if (ctx->turn.timer_set) {
+        ngx_del_timer(&ctx->turn);
     }
 
     if (ctx->exec.one_shot) {

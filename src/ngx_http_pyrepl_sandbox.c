@@ -298,7 +298,7 @@ ngx_http_pyrepl_bind(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     static ngx_str_t  taken[] = {
         ngx_string("/proc"), ngx_string("/dev"), ngx_string("/tmp"),
-        ngx_string("/home/pyrepl"), ngx_string("/usr/local/etc"),
+        ngx_string(PYREPL_JAIL_HOME), ngx_string("/usr/local/etc"),
         ngx_string("/usr/local/nginx")
     };
 

@@ -13,6 +13,9 @@
 #define NGX_HTTP_PYREPL_SANDBOX_ARGS  64     /* argv entries, at most */
 #define NGX_HTTP_PYREPL_MAX_BINDS     16
 
+/* a jailed session's home and working directory (worker/sandbox) */
+#define PYREPL_JAIL_HOME              "/home/pyrepl"
+
 
 extern ngx_conf_enum_t  ngx_http_pyrepl_seccomp_modes[];
 

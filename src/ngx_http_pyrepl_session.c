@@ -12,6 +12,7 @@
 #include "ngx_http_pyrepl_checkpoint.h"
 #include "ngx_http_pyrepl_command.h"
 #include "ngx_http_pyrepl_control.h"
+#include "ngx_http_pyrepl_e2b.h"
 #include "ngx_http_pyrepl_exec_parse.h"
 #include "ngx_http_pyrepl_jupyter.h"
 #include "ngx_http_pyrepl_memory.h"
@@ -30,6 +31,8 @@
 #define PYREPL_CREATE_COMMAND  1      /* execd's POST /command */
 #define PYREPL_CREATE_KERNEL   2      /* Jupyter's POST /kernels */
 #define PYREPL_CREATE_NOTEBOOK 3      /* Jupyter's POST /sessions */
+#define PYREPL_CREATE_CONTEXT  4      /* E2B's POST /contexts */
+#define PYREPL_CREATE_DEFAULT  5      /* ... a run's default context */
 
 
 typedef struct {
@@ -42,7 +45,8 @@ typedef struct {
     unsigned                     restore:1;
     unsigned                     one_shot:1;   /* execd's POST /command */
     unsigned                     kernel:1;     /* Jupyter's POST /kernels */
-    ngx_http_pyrepl_notebook_t  *nb;           /* ... POST /sessions */
+    ngx_http_pyrepl_record_t    *nb;           /* ... POST /sessions */
+    ngx_http_pyrepl_record_t    *rec;          /* E2B's context */
     unsigned                     background:1; /* ... {background: true} */
     ngx_str_t                    command;      /* a background one's */
     ngx_msec_t                   timeout;
@@ -53,6 +57,9 @@ static void ngx_http_pyrepl_create_body_handler(ngx_http_request_t *r);
 static void ngx_http_pyrepl_command_body_handler(ngx_http_request_t *r);
 static void ngx_http_pyrepl_kernel_body_handler(ngx_http_request_t *r);
 static void ngx_http_pyrepl_notebook_body_handler(ngx_http_request_t *r);
+static void ngx_http_pyrepl_context_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_pyrepl_create_context(ngx_http_request_t *r,
+    ngx_http_pyrepl_ctl_t *ctl, ngx_uint_t is_default);
 static void ngx_http_pyrepl_create_begin(ngx_http_request_t *r,
     ngx_uint_t mode);
 static ngx_int_t ngx_http_pyrepl_create_parse(ngx_http_request_t *r,
@@ -154,13 +161,43 @@ ngx_http_pyrepl_notebook_body_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * E2B's POST /contexts {language?, cwd?}: a session with a context record,
+ * answered {id, language, cwd} (ngx_http_pyrepl_e2b.c).
+ */
+ngx_int_t
+ngx_http_pyrepl_context_create_handler(ngx_http_request_t *r)
+{
+    return ngx_http_pyrepl_read_body(r, ngx_http_pyrepl_context_body_handler);
+}
+
+
+static void
+ngx_http_pyrepl_context_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_pyrepl_create_begin(r, PYREPL_CREATE_CONTEXT);
+}
+
+
+/*
+ * E2B's POST /execute (its body read) whose key has no default context
+ * for the run's language: one is made and the run goes there; if
+ * another request made one meanwhile, the run goes to that one.
+ */
+void
+ngx_http_pyrepl_context_create_default(ngx_http_request_t *r)
+{
+    ngx_http_pyrepl_create_begin(r, PYREPL_CREATE_DEFAULT);
+}
+
+
 static void
 ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
 {
     json_t                       *body, *asked;
     ngx_int_t                     rc;
     ngx_uint_t                    one_shot;
-    ngx_http_pyrepl_notebook_t   *nb;
+    ngx_http_pyrepl_record_t   *nb;
     const char                   *why;
     ngx_http_pyrepl_ctl_t        *ctl;
     ngx_http_pyrepl_main_conf_t  *pmcf;
@@ -185,9 +222,15 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
         mode = PYREPL_CREATE_KERNEL;
     }
 
-    if (mode == PYREPL_CREATE_KERNEL) {
+    if (mode == PYREPL_CREATE_KERNEL || mode == PYREPL_CREATE_CONTEXT
+        || mode == PYREPL_CREATE_DEFAULT)
+    {
         asked = body;
-        body = ngx_http_pyrepl_jupyter_create_body(asked, &why);
+        body = (mode == PYREPL_CREATE_KERNEL)
+               ? ngx_http_pyrepl_jupyter_create_body(asked, &why)
+               : ngx_http_pyrepl_e2b_create_body(asked,
+                                                 mode == PYREPL_CREATE_DEFAULT,
+                                                 &why);
         json_decref(asked);
 
         if (body == NULL) {
@@ -230,6 +273,15 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
         return;
     }
 
+    if ((mode == PYREPL_CREATE_CONTEXT || mode == PYREPL_CREATE_DEFAULT)
+        && ngx_http_pyrepl_create_context(r, ctl,
+                                          mode == PYREPL_CREATE_DEFAULT)
+           != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
     if (one_shot) {
         ctl->session.lang = PYREPL_LANG_BASH;
     }
@@ -253,8 +305,15 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
     ctl->session.expires += ctl->session.created;
 
     rc = ngx_http_pyrepl_table_insert(pmcf->shm_zone, &ctl->session,
-                                      pmcf->max_sessions,
+                                      ctl->rec, pmcf->max_sessions,
                                       pmcf->max_sessions_per_key);
+
+    if (rc == NGX_DONE) {
+        /* another request made the default context: the run goes there */
+        ngx_http_finalize_request(r,
+            ngx_http_pyrepl_run_handler(r, ctl->session.id));
+        return;
+    }
 
     if (rc != NGX_OK) {
         ngx_http_pyrepl_create_refused(r, rc);
@@ -276,6 +335,37 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
                                        "unavailable",
                                        "the pyrepl supervisor is not running");
     }
+}
+
+
+/*
+ * The context record of an E2B context being made: its cwd (the
+ * create's), and whether it is its key's default for the language.
+ * NGX_OK, or NGX_ERROR out of memory.
+ */
+static ngx_int_t
+ngx_http_pyrepl_create_context(ngx_http_request_t *r,
+    ngx_http_pyrepl_ctl_t *ctl, ngx_uint_t is_default)
+{
+    ngx_http_pyrepl_record_t  *rec;
+
+    rec = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_record_t));
+    if (rec == NULL) {
+        return NGX_ERROR;
+    }
+
+    rec->kind = PYREPL_RECORD_CONTEXT;
+    rec->is_default = is_default;
+
+    /* at most PYREPL_NB_PATH (ngx_http_pyrepl_e2b_create_body) */
+    if (ctl->cwd.len) {
+        rec->path_len = ngx_min(ctl->cwd.len, PYREPL_NB_PATH);
+        ngx_memcpy(rec->path, ctl->cwd.data, rec->path_len);
+    }
+
+    ctl->rec = rec;
+
+    return NGX_OK;
 }
 
 
@@ -546,6 +636,12 @@ ngx_http_pyrepl_create_answer(ngx_http_pyrepl_ctl_t *ctl)
         return;
     }
 
+    if (ctl->rec != NULL && ctl->rec->is_default) {
+        ngx_http_finalize_request(r,
+            ngx_http_pyrepl_run_handler(r, ctl->session.id));
+        return;
+    }
+
     ngx_http_pyrepl_create_reply(ctl);
 }
 
@@ -568,6 +664,13 @@ ngx_http_pyrepl_create_reply(ngx_http_pyrepl_ctl_t *ctl)
         ngx_http_finalize_request(r,
             ngx_http_pyrepl_send_json(r, NGX_HTTP_CREATED,
                 ngx_http_pyrepl_jupyter_kernel(&ctl->session)));
+        return;
+    }
+
+    if (ctl->rec != NULL) {
+        ngx_http_finalize_request(r,
+            ngx_http_pyrepl_send_json(r, NGX_HTTP_OK,
+                ngx_http_pyrepl_e2b_context(r, ctl->rec, &ctl->session)));
         return;
     }
 

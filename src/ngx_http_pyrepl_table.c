@@ -25,7 +25,7 @@ typedef struct {
     ngx_rbtree_node_t            node;     /* must be first */
     ngx_queue_t                  queue;
     ngx_http_pyrepl_session_t    s;
-    ngx_http_pyrepl_notebook_t  *nb;       /* Jupyter's session of it */
+    ngx_http_pyrepl_record_t    *nb;       /* a dialect's record of it */
 } ngx_http_pyrepl_node_t;
 
 
@@ -35,7 +35,9 @@ static ngx_http_pyrepl_node_t *ngx_http_pyrepl_lookup(
     ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id);
 static ngx_uint_t ngx_http_pyrepl_runner_alive(ngx_pid_t pid);
 static ngx_array_t *ngx_http_pyrepl_table_copies(ngx_shm_zone_t *zone,
-    ngx_pool_t *pool, uint64_t tenant, ngx_uint_t notebooks);
+    ngx_pool_t *pool, uint64_t tenant, ngx_uint_t kind);
+static ngx_http_pyrepl_node_t *ngx_http_pyrepl_find_default(
+    ngx_http_pyrepl_zone_ctx_t *ctx, uint64_t tenant, ngx_uint_t lang);
 static ngx_uint_t ngx_http_pyrepl_gone(ngx_http_pyrepl_session_t *s,
     time_t now);
 static ngx_http_pyrepl_node_t *ngx_http_pyrepl_find_live(
@@ -176,24 +178,39 @@ ngx_http_pyrepl_lookup(ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id)
 
 
 /*
+ * Insert s with a copy of rec (a dialect's record of it, or NULL).
  * Returns NGX_OK, NGX_BUSY if the id exists already, NGX_DECLINED if max
  * sessions exist, NGX_ERROR if the zone has no room for one more, or
  * NGX_ABORT if max_per_key (0: no such cap) of them are s->tenant's.  Both
  * caps count every record, as the table holds them: a session being reaped
- * counts until it is gone.
+ * counts until it is gone.  For a default context (rec->is_default), one
+ * of the tenant's for the language that exists already wins: NGX_DONE,
+ * with a copy of it in *s.
  */
 ngx_int_t
 ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
-    ngx_http_pyrepl_session_t *s, ngx_uint_t max, ngx_uint_t max_per_key)
+    ngx_http_pyrepl_session_t *s, ngx_http_pyrepl_record_t *rec,
+    ngx_uint_t max, ngx_uint_t max_per_key)
 {
     ngx_uint_t                   own;
     ngx_queue_t                 *q;
     ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_record_t    *copy;
     ngx_http_pyrepl_zone_ctx_t  *ctx;
 
     ctx = zone->data;
 
     ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    if (rec != NULL && rec->is_default) {
+        n = ngx_http_pyrepl_find_default(ctx, s->tenant, s->lang);
+
+        if (n != NULL) {
+            *s = n->s;
+            ngx_shmtx_unlock(&ctx->shpool->mutex);
+            return NGX_DONE;
+        }
+    }
 
     if (ctx->sh->count >= max) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -223,14 +240,29 @@ ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
     }
 
     n = ngx_slab_alloc_locked(ctx->shpool, sizeof(ngx_http_pyrepl_node_t));
+    copy = NULL;
+
+    if (n != NULL && rec != NULL) {
+        copy = ngx_slab_alloc_locked(ctx->shpool,
+                                     sizeof(ngx_http_pyrepl_record_t));
+        if (copy == NULL) {
+            ngx_slab_free_locked(ctx->shpool, n);
+            n = NULL;
+        }
+    }
+
     if (n == NULL) {
         /* the zone is full (the slab logged it, naming the zone) */
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return NGX_ERROR;
     }
 
+    if (copy != NULL) {
+        *copy = *rec;
+    }
+
     n->s = *s;
-    n->nb = NULL;
+    n->nb = copy;
     n->node.key = ngx_crc32_short(s->id, PYREPL_ID_LEN);
 
     ngx_rbtree_insert(&ctx->sh->rbtree, &n->node);
@@ -241,6 +273,68 @@ ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/*
+ * A copy of the tenant's default context for lang into *s: NGX_OK, or
+ * NGX_DECLINED when it has none.
+ */
+ngx_int_t
+ngx_http_pyrepl_table_default(ngx_shm_zone_t *zone, uint64_t tenant,
+    ngx_uint_t lang, ngx_http_pyrepl_session_t *s)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_find_default(ctx, tenant, lang);
+
+    if (n != NULL) {
+        *s = n->s;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return n != NULL ? NGX_OK : NGX_DECLINED;
+}
+
+
+/*
+ * The tenant's default context for lang, or NULL; under the lock.  One
+ * whose process has ended (its shell exited, it crashed) is the default
+ * no more: the next run without a context makes a new one.
+ */
+static ngx_http_pyrepl_node_t *
+ngx_http_pyrepl_find_default(ngx_http_pyrepl_zone_ctx_t *ctx,
+    uint64_t tenant, ngx_uint_t lang)
+{
+    time_t                   now;
+    ngx_queue_t             *q;
+    ngx_http_pyrepl_node_t  *n;
+
+    now = ngx_time();
+
+    for (q = ngx_queue_head(&ctx->sh->queue);
+         q != ngx_queue_sentinel(&ctx->sh->queue);
+         q = ngx_queue_next(q))
+    {
+        n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
+
+        if (n->nb != NULL && n->nb->kind == PYREPL_RECORD_CONTEXT
+            && n->nb->is_default && n->s.tenant == tenant
+            && n->s.lang == lang && !ngx_http_pyrepl_gone(&n->s, now)
+            && n->s.state != PYREPL_STATE_TERMINATED
+            && n->s.state != PYREPL_STATE_CRASHED)
+        {
+            return n;
+        }
+    }
+
+    return NULL;
 }
 
 
@@ -793,13 +887,13 @@ ngx_http_pyrepl_table_remove(ngx_shm_zone_t *zone, u_char *id)
 
 
 /*
- * Give session id, of tenant, Jupyter's session record nb (a copy), or
- * take it away (nb NULL).  Returns NGX_OK, NGX_DECLINED if the tenant has
+ * Give session id, of tenant, a dialect's record nb (a copy), or take it
+ * away (nb NULL).  Returns NGX_OK, NGX_DECLINED if the tenant has
  * no such live session, NGX_ERROR when the zone is full.
  */
 ngx_int_t
-ngx_http_pyrepl_table_notebook(ngx_shm_zone_t *zone, u_char *id,
-    uint64_t tenant, ngx_http_pyrepl_notebook_t *nb)
+ngx_http_pyrepl_table_record(ngx_shm_zone_t *zone, u_char *id,
+    uint64_t tenant, ngx_http_pyrepl_record_t *nb)
 {
     ngx_int_t                    rc;
     ngx_http_pyrepl_node_t      *n;
@@ -824,7 +918,7 @@ ngx_http_pyrepl_table_notebook(ngx_shm_zone_t *zone, u_char *id,
     } else {
         if (n->nb == NULL) {
             n->nb = ngx_slab_alloc_locked(ctx->shpool,
-                                          sizeof(ngx_http_pyrepl_notebook_t));
+                                          sizeof(ngx_http_pyrepl_record_t));
         }
 
         if (n->nb == NULL) {
@@ -842,15 +936,15 @@ ngx_http_pyrepl_table_notebook(ngx_shm_zone_t *zone, u_char *id,
 
 
 /*
- * Copies of the tenant's sessions that have Jupyter's session record,
- * each an ngx_http_pyrepl_notebook_t with its session in .session; NULL
- * on allocation failure.
+ * Copies of the tenant's sessions that have a record of this kind
+ * (PYREPL_RECORD_*), each an ngx_http_pyrepl_record_t with its session in
+ * .session; NULL on allocation failure.
  */
 ngx_array_t *
-ngx_http_pyrepl_table_notebooks(ngx_shm_zone_t *zone, ngx_pool_t *pool,
-    uint64_t tenant)
+ngx_http_pyrepl_table_records(ngx_shm_zone_t *zone, ngx_pool_t *pool,
+    uint64_t tenant, ngx_uint_t kind)
 {
-    return ngx_http_pyrepl_table_copies(zone, pool, tenant, 1);
+    return ngx_http_pyrepl_table_copies(zone, pool, tenant, kind);
 }
 
 
@@ -865,19 +959,19 @@ ngx_http_pyrepl_table_list(ngx_shm_zone_t *zone, ngx_pool_t *pool,
 
 /*
  * Copies of the tenant's live sessions (ngx_http_pyrepl_session_t), or
- * with notebooks set of those that have Jupyter's session record
- * (ngx_http_pyrepl_notebook_t, its session in .session); NULL on
+ * with kind set (PYREPL_RECORD_*) of those that have such a record
+ * (ngx_http_pyrepl_record_t, its session in .session); NULL on
  * allocation failure.
  */
 static ngx_array_t *
 ngx_http_pyrepl_table_copies(ngx_shm_zone_t *zone, ngx_pool_t *pool,
-    uint64_t tenant, ngx_uint_t notebooks)
+    uint64_t tenant, ngx_uint_t kind)
 {
     time_t                       now;
     ngx_queue_t                 *q;
     ngx_array_t                 *list;
     ngx_http_pyrepl_node_t      *n;
-    ngx_http_pyrepl_notebook_t  *nb;
+    ngx_http_pyrepl_record_t  *nb;
     ngx_http_pyrepl_session_t   *s;
     ngx_http_pyrepl_zone_ctx_t  *ctx;
 
@@ -887,7 +981,7 @@ ngx_http_pyrepl_table_copies(ngx_shm_zone_t *zone, ngx_pool_t *pool,
     ngx_shmtx_lock(&ctx->shpool->mutex);
 
     list = ngx_array_create(pool, ctx->sh->count ? ctx->sh->count : 1,
-                            notebooks ? sizeof(ngx_http_pyrepl_notebook_t)
+                            kind ? sizeof(ngx_http_pyrepl_record_t)
                                       : sizeof(ngx_http_pyrepl_session_t));
     if (list == NULL) {
         ngx_shmtx_unlock(&ctx->shpool->mutex);
@@ -901,7 +995,7 @@ ngx_http_pyrepl_table_copies(ngx_shm_zone_t *zone, ngx_pool_t *pool,
         n = ngx_queue_data(q, ngx_http_pyrepl_node_t, queue);
 
         if (ngx_http_pyrepl_gone(&n->s, now) || n->s.tenant != tenant
-            || (notebooks && n->nb == NULL))
+            || (kind && (n->nb == NULL || n->nb->kind != kind)))
         {
             continue;
         }
@@ -909,7 +1003,7 @@ ngx_http_pyrepl_table_copies(ngx_shm_zone_t *zone, ngx_pool_t *pool,
         ngx_http_pyrepl_unbusy(n);
 
         /* preallocated: cannot fail */
-        if (notebooks) {
+        if (kind) {
             nb = ngx_array_push(list);
             *nb = *n->nb;
             nb->session = n->s;

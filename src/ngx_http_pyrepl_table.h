@@ -22,15 +22,18 @@ typedef struct {
 ngx_int_t ngx_http_pyrepl_table_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
-    ngx_http_pyrepl_session_t *s, ngx_uint_t max, ngx_uint_t max_per_key);
+    ngx_http_pyrepl_session_t *s, ngx_http_pyrepl_record_t *rec,
+    ngx_uint_t max, ngx_uint_t max_per_key);
+ngx_int_t ngx_http_pyrepl_table_default(ngx_shm_zone_t *zone,
+    uint64_t tenant, ngx_uint_t lang, ngx_http_pyrepl_session_t *s);
 ngx_int_t ngx_http_pyrepl_table_renew(ngx_shm_zone_t *zone, u_char *id,
     time_t expires);
 void ngx_http_pyrepl_table_touch(ngx_shm_zone_t *zone, u_char *id);
 ngx_int_t ngx_http_pyrepl_table_restart(ngx_shm_zone_t *zone, u_char *id);
-ngx_int_t ngx_http_pyrepl_table_notebook(ngx_shm_zone_t *zone, u_char *id,
-    uint64_t tenant, ngx_http_pyrepl_notebook_t *nb);
-ngx_array_t *ngx_http_pyrepl_table_notebooks(ngx_shm_zone_t *zone,
-    ngx_pool_t *pool, uint64_t tenant);
+ngx_int_t ngx_http_pyrepl_table_record(ngx_shm_zone_t *zone, u_char *id,
+    uint64_t tenant, ngx_http_pyrepl_record_t *nb);
+ngx_array_t *ngx_http_pyrepl_table_records(ngx_shm_zone_t *zone,
+    ngx_pool_t *pool, uint64_t tenant, ngx_uint_t kind);
 ngx_array_t *ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
     time_t idle_timeout, ngx_pool_t *pool);
 /* counts[PYREPL_STATE_REAPING + 1] */
