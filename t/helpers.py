@@ -67,7 +67,7 @@ PLAIN_GLOBALS = ["__annotations__", "__builtins__", "__doc__", "__loader__",
 # The client packages the tests drive, pinned; npm_install puts them all
 # under build/npm (never committed), where t/clients/*.mjs load them from.
 NPM_PACKAGES = {"eventsource": "3.0.7", "@alibaba-group/opensandbox": "0.1.11",
-                "@jupyterlab/services": "7.6.6"}
+                "@jupyterlab/services": "7.6.6", "@e2b/code-interpreter": "2.8.0"}
 NPM_DIR = os.path.join(BUILD, "npm")
 CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients")
 
