@@ -109,3 +109,5 @@ exec = await sbx.runCode('kept')
 out.afterTimeout = {text: exec.text, error: exec.error && exec.error.name}
 
 console.log(JSON.stringify(out))
+// the SDK leaves the request timer of a call that failed (60 s) running
+process.exit(0)
