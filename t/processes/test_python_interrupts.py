@@ -155,6 +155,23 @@ def test_a_waiting_run_whose_client_leaves_is_dropped(session):
     assert not os.path.exists(os.path.join(session.dir, "ran"))
 
 
+def test_a_run_sent_during_an_op_between_runs_waits_for_it(session):
+    """A client that lists the namespace while another sends code (a web
+    IDE refreshing its variables panel as the next cell starts): the run
+    waits for the listing instead of being refused as busy."""
+    r = session.run("for i in range(30000):\n"
+                    "    globals()[f'v{i}'] = [i] * 20")
+    assert r.complete["status"] == "ok"
+    ns = session.connect()
+    ns.send(t="namespace")
+    run = session.connect()
+    run.send(t="run", code="'ran'")
+    r = run.until_complete()
+    assert r.complete["status"] == "ok" and r.result["text"] == "'ran'"
+    f = ns.recv()
+    assert f["t"] == "ok"
+
+
 def test_closing_the_connection_cancels_the_run(session):
     c = session.connect()
     c.send(t="run", code="\n".join([

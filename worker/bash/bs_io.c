@@ -193,7 +193,7 @@ bs_io_frame(wk_io_t *io, int i, const pr_frame_t *f)
     switch (f->type) {
 
     case PR_T_RUN:
-        if (s->io.run_active && wk_io_may_hold(&s->io)) {
+        if (s->io.run_active && wk_io_may_hold(&s->io, 0)) {
             return WK_IO_HOLD;      /* once the run being stopped ends */
         }
 

@@ -258,11 +258,13 @@ wk_io_run_end(wk_io_t *io)
 
 
 int
-wk_io_may_hold(const wk_io_t *io)
+wk_io_may_hold(const wk_io_t *io, int op)
 {
     int  i;
 
-    if (!io->run_active || io->run_conn >= 0 || io->tail != NULL) {
+    if (!io->run_active
+        || (!op && (io->run_conn >= 0 || io->tail != NULL)))
+    {
         return 0;
     }
 

@@ -28,8 +28,8 @@
  *
  * The run's connection going away while the run is active is the caller's
  * business too (its lost handler): the run is stopped, and its output
- * dropped.  A run asked for on another connection meanwhile need not be
- * refused as busy: its frame handler may answer WK_IO_HOLD
+ * dropped.  A run asked for on another connection meanwhile (or during an
+ * op between runs) need not be refused as busy: its frame handler may answer WK_IO_HOLD
  * (wk_io_may_hold()), and that connection's frames wait, unread, until the
  * stopped run has ended; then they come to the frame handler again.  So a
  * client that gave up on a run and asks for the next one at once gets it
@@ -199,10 +199,12 @@ void wk_io_run_end(wk_io_t *io);
 
 /*
  * Whether a run frame that finds the session busy may be held
- * (WK_IO_HOLD) rather than refused: the active run is being stopped
- * because its connection went away, and no other run waits yet.
+ * (WK_IO_HOLD) rather than refused: no other run waits yet, and the active
+ * job is an op between runs (op: the caller knows it is; namespace,
+ * checkpoint, ..., which end by themselves) or a run being stopped
+ * because its connection went away.
  */
-int wk_io_may_hold(const wk_io_t *io);
+int wk_io_may_hold(const wk_io_t *io, int op);
 
 /*
  * The "status" of the active run's complete frame for how it ended

@@ -7,7 +7,8 @@
  *
  * Per connection it answers "run" (hand the code to the main thread, or
  * "fail session_busy"; one sent while a run whose connection went away is
- * being interrupted waits for it, WK_IO_HOLD), "interrupt" (SIGINT to the main thread), "input"
+ * being interrupted, or while an op between runs goes on (namespace,
+ * checkpoint, ...), waits for it, WK_IO_HOLD), "interrupt" (SIGINT to the main thread), "input"
  * (see below) and fails anything else.  The code's output goes to the
  * run's connection as wk_io.h says.  If the run's connection goes away,
  * the run is interrupted and its output dropped.  A run's deadline
@@ -457,6 +458,7 @@ py_io_hand(int i, int op, char *code, size_t len, int tx_policy,
     s->interrupt = 0;
     s->interactive = interactive;
     py_io.interactive = interactive;
+    py_io.op = (op != PY_OP_RUN);
 
     rc = pthread_cond_signal(&s->cond);
 
@@ -483,7 +485,7 @@ py_io_run(int i, const pr_frame_t *f)
     pr_frame_t   copy;
 
     if (py_io.io.run_active) {
-        if (wk_io_may_hold(&py_io.io)) {
+        if (wk_io_may_hold(&py_io.io, py_io.op)) {
             return WK_IO_HOLD;
         }
 

@@ -262,6 +262,8 @@ typedef struct {
     unsigned         tx_pending:1; /* an explicit run waits for its fate */
     unsigned         display_waiting:1;  /* a display() waits for the */
                                          /* run's connection to drain */
+    unsigned         op:1;         /* the main thread's job is an op */
+                                   /* between runs, not a run */
     int64_t          count;        /* the last run's execution count */
 
     char            *place;        /* the run frame's cwd and env, on */
