@@ -415,7 +415,7 @@ function render(data) {
                        'table{border-collapse:collapse}td,th{padding:2px 8px;' +
                        'border-bottom:1px solid #ddd}</style>' + data['text/html']
         frame.onload = () => {
-            frame.style.height = (frame.contentDocument.documentElement.scrollHeight + 4) + 'px'
+            frame.style.height = (frame.contentDocument.body.scrollHeight + 4) + 'px'
         }
         return frame
     }

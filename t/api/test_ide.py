@@ -28,7 +28,8 @@ SCREENSHOT = os.path.join(BUILD, "ide.png")
 
 @pytest.fixture(scope="module")
 def nginx():
-    n = Nginx(http_extra=f"pyrepl_api_key {KEY};",
+    n = Nginx(http_extra=f"pyrepl_api_key {KEY}; "
+                         "include /etc/nginx/mime.types;",
               server_extra=f"location / {{ root {IDE}; }} "
                            f"location /codemirror/ {{ alias {CODEMIRROR}/; }} "
                            "location = /favicon.ico { return 204; } "
@@ -117,6 +118,9 @@ def prompt_of(cell):
 def test_the_first_cell_has_the_focus_and_output_streams(ide):
     assert ide.execute_script("return !!window.CodeMirror") == \
         os.path.exists(CODEMIRROR + "/lib/codemirror.js")
+    # the page's style is applied (served as text/css)
+    assert ide.execute_script("return getComputedStyle(document"
+                              ".querySelector('header')).display") == "flex"
     first = cells(ide)[0]
     assert ide.execute_script(
         "return arguments[0].contains(document.activeElement)", first)
