@@ -58,6 +58,18 @@ def test_the_namespace_is_main_with_builtins_and_no_runtime(session):
     assert r.result["text"] == "['']"
 
 
+def test_the_warm_up_cell_leaves_no_trace(session):
+    """Before its first request a session runs a throwaway cell (its
+    pages copied from the zygote ahead of the client's first run): no
+    name, no cell source, no execution count of it is to be seen."""
+    r = session.run("import linecache\n"
+                    "[k for k in linecache.cache if k.startswith('<')]")
+    assert r.result["text"] == "['<cell 1>']"
+    assert r.complete["count"] == 1
+    r = session.run("sorted(k for k in globals() if not k.startswith('__'))")
+    assert r.result["text"] == "['linecache']"
+
+
 def test_working_directory_modules_import_and_dist_packages_are_there(
         session):
     with open(os.path.join(session.dir, "mymod.py"), "w") as f:

@@ -66,6 +66,9 @@ py_exec_loop(py_session_t *s)
     interactive = 0;
     home = 0;
 
+    /* while the session waits for its first request (in the pool) */
+    py_start_warm();
+
     for ( ;; ) {
 
         Py_BEGIN_ALLOW_THREADS
