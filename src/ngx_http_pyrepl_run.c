@@ -109,6 +109,8 @@ static ngx_int_t ngx_http_pyrepl_run_send_headers(ngx_http_request_t *r,
     ngx_uint_t json, off_t length);
 static void ngx_http_pyrepl_run_client_write(ngx_http_request_t *r);
 static void ngx_http_pyrepl_run_client_read(ngx_http_request_t *r);
+static void ngx_http_pyrepl_run_client_left(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_pyrepl_run_client_gone(ngx_http_request_t *r);
 static void ngx_http_pyrepl_run_ping(ngx_event_t *ev);
 static ngx_int_t ngx_http_pyrepl_run_begin(ngx_http_request_t *r,
     u_char *id, ngx_uint_t one_shot);
@@ -215,6 +217,18 @@ ngx_http_pyrepl_run_body_handler(ngx_http_request_t *r)
                                 : ngx_http_pyrepl_sse_event;
     ctx->exec.done = ctx->json ? ngx_http_pyrepl_json_done
                                : ngx_http_pyrepl_sse_done;
+
+    /*
+     * a client that left before its run could start (while its E2B
+     * default context was made) was heard by no one: its run never
+     * starts, and its connection's own read handler, posted, ends the
+     * request (which this may not do from another connection's event)
+     */
+    if (r->connection->read->ready && ngx_http_pyrepl_run_client_gone(r)) {
+        r->read_event_handler = ngx_http_pyrepl_run_client_left;
+        ngx_post_event(r->connection->read, &ngx_posted_events);
+        return;
+    }
 
     rc = ngx_http_pyrepl_run_start(r, ctx);
 
@@ -1084,27 +1098,39 @@ ngx_http_pyrepl_run_client_write(ngx_http_request_t *r)
 static void
 ngx_http_pyrepl_run_client_read(ngx_http_request_t *r)
 {
-    u_char             buf;
-    ssize_t            n;
-    ngx_err_t          err;
-    ngx_connection_t  *c;
-
-    c = r->connection;
-
-    n = recv(c->fd, &buf, 1, MSG_PEEK);
-    err = ngx_socket_errno;
-
-    if (n == 0 || (n == -1 && err != NGX_EAGAIN && err != NGX_EINTR)) {
-        ngx_log_error(NGX_LOG_INFO, c->log, n == 0 ? 0 : err,
-                      "pyrepl: client closed the connection during a run");
-        c->error = 1;
-        ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+    if (ngx_http_pyrepl_run_client_gone(r)) {
+        ngx_http_pyrepl_run_client_left(r);
         return;
     }
 
-    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+    if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
         ngx_http_finalize_request(r, NGX_ERROR);
     }
+}
+
+
+static void
+ngx_http_pyrepl_run_client_left(ngx_http_request_t *r)
+{
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "pyrepl: client closed the connection during a run");
+    r->connection->error = 1;
+    ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
+}
+
+
+/* Whether the client has closed its connection (or it failed). */
+static ngx_uint_t
+ngx_http_pyrepl_run_client_gone(ngx_http_request_t *r)
+{
+    u_char     buf;
+    ssize_t    n;
+    ngx_err_t  err;
+
+    n = recv(r->connection->fd, &buf, 1, MSG_PEEK);
+    err = ngx_socket_errno;
+
+    return n == 0 || (n == -1 && err != NGX_EAGAIN && err != NGX_EINTR);
 }
 
 

@@ -1,0 +1,85 @@
+"""pyrepl_dialect e2b under attack: what a client (or an operator) does
+that the happy path of test_e2b.py does not, as a user would see it.
+Each test also checks that the instance still serves another key's run
+afterwards; the fixture's teardown fails on [alert] lines, sanitizer
+reports and processes left behind."""
+
+import json
+import socket
+
+import pytest
+import requests
+
+from helpers import Nginx, wait_for
+
+KEY = "e2b-attack-key-0123456789"
+OTHER = "e2b-attack-other-0123456789"
+FRESH = "e2b-attack-fresh-0123456789"       # its default context: made here
+
+
+@pytest.fixture(scope="module")
+def nginx():
+    n = Nginx(server_extra="location /e2b/ { pyrepl; pyrepl_dialect e2b; }",
+              http_extra=f"pyrepl_api_key {KEY}; pyrepl_api_key {OTHER}; "
+                         f"pyrepl_api_key {FRESH}; "
+                         f"pyrepl_keepalive 500ms;").start()
+    yield n
+    n.check_and_clean()
+
+
+def execute(n, body, key=KEY, **kw):
+    r = requests.post(n.url + "/e2b/execute", json=body,
+                      headers={"X-Access-Token": key} if key else {}, **kw)
+    lines = [json.loads(l) for l in r.text.splitlines()] if r.ok else []
+    return r, lines
+
+
+def of(lines, kind):
+    return [l for l in lines if l["type"] == kind]
+
+
+def contexts(n, key=KEY):
+    r = requests.get(n.url + "/e2b/contexts",
+                     headers={"E2B-Traffic-Access-Token": key})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def new_context(n, key=KEY):
+    r = requests.post(n.url + "/e2b/contexts", json={},
+                      headers={"X-API-Key": key})
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def send_execute(n, body, key=KEY):
+    """POST /execute on a raw socket, the whole request at once."""
+    data = json.dumps(body).encode()
+    s = socket.create_connection(("127.0.0.1", n.port))
+    s.sendall(b"POST /e2b/execute HTTP/1.1\r\nHost: t\r\n"
+              b"X-Access-Token: " + key.encode() + b"\r\n"
+              b"Content-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(data) + data)
+    return s
+
+
+def others_still_served(n):
+    r, lines = execute(n, {"code": "6 * 7"}, key=OTHER)
+    assert r.status_code == 200
+    assert of(lines, "result")[0]["text"] == "42"
+
+
+def test_a_run_whose_client_left_while_its_default_context_was_made_never_runs(
+        nginx):
+    # the key's first run makes its default context; the client is gone
+    # before that is done, so nobody may run its code there afterwards
+    assert contexts(nginx, FRESH) == []
+    send_execute(nginx, {"code": "open('ran', 'w').close()"},
+                 key=FRESH).close()
+    wait_for(lambda: contexts(nginx, FRESH), what="the default context")
+    # this run waits its turn behind the other one, if that one runs
+    r, lines = execute(nginx, {"code": "import os\nos.path.exists('ran')"},
+                       key=FRESH)
+    assert of(lines, "result")[0]["text"] == "False"
+    assert of(lines, "number_of_executions")[0]["execution_count"] == 1
+    others_still_served(nginx)
