@@ -257,12 +257,13 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
         /*
          * runs in one E2B context take turns: this one looks again soon,
          * for as long as it may run (a client that goes away meanwhile
-         * ends the request)
+         * ends the request); a worker that is quitting waits for it, as
+         * for a run going on (not cancelable: one left would be dropped
+         * with its open connection)
          */
         ctx->turn.handler = ngx_http_pyrepl_run_turn;
         ctx->turn.data = ctx;
         ctx->turn.log = r->connection->log;
-        ctx->turn.cancelable = 1;
         ctx->waited += PYREPL_RUN_TURN;
 
         ngx_add_timer(&ctx->turn, PYREPL_RUN_TURN);

@@ -5,12 +5,13 @@ afterwards; the fixture's teardown fails on [alert] lines, sanitizer
 reports and processes left behind."""
 
 import json
+import os
 import socket
 
 import pytest
 import requests
 
-from helpers import Nginx, wait_for
+from helpers import Nginx, cmdline, wait_for
 
 KEY = "e2b-attack-key-0123456789"
 OTHER = "e2b-attack-other-0123456789"
@@ -82,4 +83,72 @@ def test_a_run_whose_client_left_while_its_default_context_was_made_never_runs(
                        key=FRESH)
     assert of(lines, "result")[0]["text"] == "False"
     assert of(lines, "number_of_executions")[0]["execution_count"] == 1
+    others_still_served(nginx)
+
+
+def accepted_by(pids, port, client):
+    """Whether one of the nginx processes pids holds the server side of
+    the TCP connection from client (a socket) to port."""
+    cport = client.getsockname()[1]
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in list(f)[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if (int(local.split(":")[1], 16) == port
+                    and int(remote.split(":")[1], 16) == cport):
+                inodes.add(fields[9])
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+    return False
+
+
+def test_a_reload_while_a_run_waits_its_turn_answers_it(nginx):
+    cid = new_context(nginx)
+    go = os.path.join(nginx.prefix, "work", cid, "go")
+    busy = requests.post(nginx.url + "/e2b/execute",
+                         json={"code": "import os, time\n"
+                                       "print('busy\\n', end='', flush=True)\n"
+                                       "while not os.path.exists('go'):\n"
+                                       "    time.sleep(0.02)\n"
+                                       "'busy done'",
+                               "context_id": cid},
+                         headers={"X-Access-Token": KEY}, stream=True)
+    lines = busy.iter_lines()
+    assert json.loads(next(lines))["text"] == "busy\n"
+
+    # a second run in that context waits in the worker that took it
+    workers = nginx.worker_pids()
+    waiter = send_execute(nginx, {"code": "'waited'", "context_id": cid})
+    wait_for(lambda: accepted_by(workers, nginx.port, waiter),
+             what="a worker to take the waiting run")
+
+    # the busy run ends once its worker is quitting: the waiting one's
+    # turn comes then
+    nginx.send("reload")
+    wait_for(lambda: all("shutting down" in " ".join(cmdline(pid))
+                             for pid in workers),
+             what="the old workers to quit")
+    open(go, "w").close()
+
+    rest = [json.loads(l) for l in lines]
+    assert of(rest, "result")[0]["text"] == "'busy done'"
+
+    # the old worker answered the waiting run before it went away
+    waiter.settimeout(30)
+    answer = b""
+    while b"end_of_execution" not in answer:
+        data = waiter.recv(65536)
+        if not data:
+            break
+        answer += data
+    waiter.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert b'"text":"\'waited\'"' in answer
     others_still_served(nginx)
