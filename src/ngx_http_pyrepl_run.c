@@ -412,7 +412,11 @@ ngx_http_pyrepl_run_send(ngx_http_pyrepl_run_t *ctx, ngx_chain_t *cl,
 
     if (!last) {
         clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-        ngx_add_timer(r->connection->write, clcf->send_timeout);
+
+        /* a write limit_rate delays has its timer: that one wakes it */
+        if (!r->connection->write->delayed) {
+            ngx_add_timer(r->connection->write, clcf->send_timeout);
+        }
 
         if (ngx_handle_write_event(r->connection->write, clcf->send_lowat)
             != NGX_OK)
@@ -1069,7 +1073,8 @@ ngx_http_pyrepl_run_client_write(ngx_http_request_t *r)
         return;
     }
 
-    if (wev->timer_set) {
+    /* limit_rate's delay, when it set one, still wakes the next write */
+    if (wev->timer_set && !wev->delayed) {
         ngx_del_timer(wev);
     }
 

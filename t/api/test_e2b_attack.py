@@ -7,6 +7,7 @@ reports and processes left behind."""
 import json
 import os
 import socket
+import threading
 
 import pytest
 import requests
@@ -152,3 +153,34 @@ def test_a_reload_while_a_run_waits_its_turn_answers_it(nginx):
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert b'"text":"\'waited\'"' in answer
     others_still_served(nginx)
+
+
+@pytest.fixture(scope="module")
+def slow_nginx():
+    n = Nginx(server_extra="location /e2b/ { pyrepl; pyrepl_dialect e2b; "
+                           "limit_rate 20k; }",
+              http_extra="pyrepl_keepalive 500ms;").start()
+    yield n
+    n.check_and_clean()
+
+
+def test_a_run_under_limit_rate_streams_to_its_end(slow_nginx):
+    # limit_rate holds writes back with a timer of its own: a run must
+    # neither replace it by send_timeout nor drop it, else the stream
+    # stops (for good, once the run has ended)
+    got = {}
+
+    def run():
+        r, lines = execute(slow_nginx, {"code": "print('y' * 60000)\n7"},
+                           key=None)
+        got["lines"] = lines
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(40)                      # about 3 s at 20k/s; stuck: never
+    assert not t.is_alive(), "the run's stream stopped"
+    lines = got["lines"]
+    out = "".join(l["text"] for l in of(lines, "stdout"))
+    assert out == "y" * 60000 + "\n"
+    assert of(lines, "result")[0]["text"] == "7"
+    assert lines[-1] == {"type": "end_of_execution"}
