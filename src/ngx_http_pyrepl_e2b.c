@@ -21,7 +21,7 @@
  *   GET /contexts                 200 [{id, language, cwd}, ...]
  *   DELETE /contexts/{id}         204
  *   POST /contexts/{id}/restart   204, a new process: a fresh namespace in
- *                                 the session's home
+ *                                 the session's home (its cwd from then on)
  *
  * A context is a session of the caller's key (so its TTL, limits and
  * jail apply) that carries a record saying so (its cwd, and whether it is
@@ -63,6 +63,8 @@ static ngx_int_t ngx_http_pyrepl_e2b_contexts(ngx_http_request_t *r,
     uint64_t tenant);
 static ngx_int_t ngx_http_pyrepl_e2b_context_route(ngx_http_request_t *r,
     uint64_t tenant, u_char *p, u_char *last);
+static ngx_int_t ngx_http_pyrepl_e2b_restarted(ngx_http_request_t *r,
+    ngx_http_pyrepl_session_t *s);
 static json_t *ngx_http_pyrepl_e2b_result(json_t *in, ngx_uint_t is_main);
 static json_t *ngx_http_pyrepl_e2b_error(json_t *in);
 static json_t *ngx_http_pyrepl_e2b_timestamp(void);
@@ -479,7 +481,8 @@ ngx_http_pyrepl_e2b_context_route(ngx_http_request_t *r, uint64_t tenant,
 
     } else {
         if (r->method == NGX_HTTP_POST) {
-            return ngx_http_pyrepl_restart(r, &s, NULL);     /* 204 */
+            return ngx_http_pyrepl_restart(r, &s,
+                                           ngx_http_pyrepl_e2b_restarted);
         }
 
         ngx_str_set(&allow, "POST");
@@ -488,6 +491,48 @@ ngx_http_pyrepl_e2b_context_route(ngx_http_request_t *r, uint64_t tenant,
     ngx_http_discard_request_body(r);
 
     return ngx_http_pyrepl_send_not_allowed(r, &allow);
+}
+
+
+/*
+ * A restarted context: 204.  Its new process is in the session's home,
+ * and its record says so from now on.
+ */
+static ngx_int_t
+ngx_http_pyrepl_e2b_restarted(ngx_http_request_t *r,
+    ngx_http_pyrepl_session_t *s)
+{
+    ngx_uint_t                    i;
+    ngx_array_t                  *recs;
+    ngx_http_pyrepl_record_t     *rec;
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
+
+    recs = ngx_http_pyrepl_table_records(pmcf->shm_zone, r->pool, s->tenant,
+                                         PYREPL_RECORD_CONTEXT);
+    if (recs == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rec = recs->elts;
+
+    for (i = 0; i < recs->nelts; i++) {
+        if (ngx_strncmp(rec[i].session.id, s->id, PYREPL_ID_LEN) == 0
+            && rec[i].path_len)
+        {
+            rec[i].path_len = 0;
+
+            if (ngx_http_pyrepl_table_record(pmcf->shm_zone, s->id,
+                                             s->tenant, &rec[i])
+                == NGX_ERROR)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    }
+
+    return ngx_http_pyrepl_send_json(r, NGX_HTTP_NO_CONTENT, NULL);
 }
 
 
@@ -528,6 +573,19 @@ ngx_http_pyrepl_e2b_line(const char *event, json_t **data)
     *data = out;
 
     return out != NULL ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * The lines of a run refused once its answer began (it waited its turn
+ * too long, its context went meanwhile): the error, then the end.
+ */
+json_t *
+ngx_http_pyrepl_e2b_refused(const char *code, const char *message)
+{
+    return json_pack("[{s:s,s:s,s:s,s:s},{s:s}]",
+                     "type", "error", "name", code, "value", message,
+                     "traceback", "", "type", "end_of_execution");
 }
 
 

@@ -20,5 +20,6 @@ json_t *ngx_http_pyrepl_e2b_context(ngx_http_request_t *r,
     ngx_http_pyrepl_record_t *rec, ngx_http_pyrepl_session_t *s);
 ngx_int_t ngx_http_pyrepl_e2b_line(const char *event, json_t **data);
 json_t *ngx_http_pyrepl_e2b_end(ngx_uint_t execution_count);
+json_t *ngx_http_pyrepl_e2b_refused(const char *code, const char *message);
 
 #endif /* NGX_HTTP_PYREPL_E2B_H */

@@ -137,6 +137,11 @@ ngx_http_pyrepl_exec_check(ngx_http_pyrepl_exec_t *ex, json_t *body)
     }
 
     v = json_object_get(body, "tx_policy");
+    if (v != NULL && !json_is_null(v) && ex->e2b) {
+        /* E2B's API has no commit or rollback to end an explicit one */
+        return "E2B's runs take no \"tx_policy\"";
+    }
+
     if (v != NULL && !json_is_null(v)) {
         ex->tx_policy = ngx_http_pyrepl_exec_tx_policy(v);
 

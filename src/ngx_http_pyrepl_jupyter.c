@@ -68,6 +68,8 @@ static json_t *ngx_http_pyrepl_jupyter_session_json(
     ngx_http_pyrepl_record_t *nb, ngx_http_pyrepl_session_t *s);
 static ngx_uint_t ngx_http_pyrepl_jupyter_kernel_of(ngx_http_request_t *r,
     uint64_t tenant, json_t *kernel, ngx_http_pyrepl_session_t *s);
+static ngx_int_t ngx_http_pyrepl_jupyter_restarted(ngx_http_request_t *r,
+    ngx_http_pyrepl_session_t *s);
 static ngx_uint_t ngx_http_pyrepl_jupyter_owned(ngx_http_request_t *r,
     uint64_t tenant, u_char *p, u_char *last, ngx_http_pyrepl_session_t *s);
 
@@ -211,9 +213,8 @@ ngx_http_pyrepl_jupyter_kernels(ngx_http_request_t *r, uint64_t tenant,
         && ngx_strncmp(p, "/restart", last - p) == 0)
     {
         if (r->method == NGX_HTTP_POST) {
-            /* answered with its model */
             return ngx_http_pyrepl_restart(r, &s,
-                                           ngx_http_pyrepl_jupyter_kernel);
+                                           ngx_http_pyrepl_jupyter_restarted);
         }
 
         ngx_str_set(&allow, "POST");
@@ -241,6 +242,16 @@ not_allowed:
     ngx_http_discard_request_body(r);
 
     return ngx_http_pyrepl_send_not_allowed(r, &allow);
+}
+
+
+/* A restarted kernel: 200 with its model. */
+static ngx_int_t
+ngx_http_pyrepl_jupyter_restarted(ngx_http_request_t *r,
+    ngx_http_pyrepl_session_t *s)
+{
+    return ngx_http_pyrepl_send_json(r, NGX_HTTP_OK,
+                                     ngx_http_pyrepl_jupyter_kernel(s));
 }
 
 

@@ -31,8 +31,8 @@ static void ngx_http_pyrepl_restart_failed(ngx_http_pyrepl_peer_t *peer,
 
 
 /*
- * Restart session s (the caller's, checked) for request r: answered 200
- * with answer()'s body (204 without answer) once the new process is up, 404 for a session that
+ * Restart session s (the caller's, checked) for request r: answered by
+ * answer() once the new process is up, 404 for a session that
  * is gone, 409 while it runs code or starts.
  */
 ngx_int_t
@@ -145,17 +145,7 @@ ngx_http_pyrepl_restarted(ngx_http_pyrepl_peer_t *peer,
     rs->session.state = PYREPL_STATE_IDLE;
     rs->session.last_activity = ngx_time();
 
-    if (rs->answer == NULL) {
-        r->header_only = 1;
-        r->headers_out.status = NGX_HTTP_NO_CONTENT;
-        r->headers_out.content_length_n = 0;
-        ngx_http_finalize_request(r, ngx_http_send_header(r));
-        return NGX_DONE;
-    }
-
-    ngx_http_finalize_request(r,
-        ngx_http_pyrepl_send_json(r, NGX_HTTP_OK,
-                                  rs->answer(&rs->session)));
+    ngx_http_finalize_request(r, rs->answer(r, &rs->session));
     return NGX_DONE;
 }
 

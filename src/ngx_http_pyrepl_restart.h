@@ -9,11 +9,12 @@
 
 #include "ngx_http_pyrepl_module.h"
 
-#include <jansson.h>
 
-
-/* The 200 answer's body for the restarted session s (NULL: no memory). */
-typedef json_t *(*ngx_http_pyrepl_restarted_pt)(ngx_http_pyrepl_session_t *s);
+/*
+ * Answer r for the restarted session s: returns what to finalize r with.
+ */
+typedef ngx_int_t (*ngx_http_pyrepl_restarted_pt)(ngx_http_request_t *r,
+    ngx_http_pyrepl_session_t *s);
 
 ngx_int_t ngx_http_pyrepl_restart(ngx_http_request_t *r,
     ngx_http_pyrepl_session_t *s, ngx_http_pyrepl_restarted_pt answer);

@@ -93,6 +93,8 @@ static ngx_int_t ngx_http_pyrepl_sse_write(ngx_http_pyrepl_run_t *ctx,
 static ngx_int_t ngx_http_pyrepl_ndjson_write(ngx_http_pyrepl_run_t *ctx,
     json_t *lines, ngx_uint_t last);
 static void ngx_http_pyrepl_run_turn(ngx_event_t *ev);
+static ngx_int_t ngx_http_pyrepl_run_open(ngx_http_request_t *r,
+    ngx_http_pyrepl_run_t *ctx);
 static ngx_int_t ngx_http_pyrepl_json_event(ngx_http_pyrepl_exec_t *ex,
     const char *event, json_t *data);
 static void ngx_http_pyrepl_json_done(ngx_http_pyrepl_exec_t *ex,
@@ -259,8 +261,15 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
          * for as long as it may run (a client that goes away meanwhile
          * ends the request); a worker that is quitting waits for it, as
          * for a run going on (not cancelable: one left would be dropped
-         * with its open connection)
+         * with its open connection).  The answer begins at once, as
+         * E2B's does, keepalives and all: the SDK gives up on an answer
+         * whose headers take longer than its request timeout.
          */
+        rc = ngx_http_pyrepl_run_open(r, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
         ctx->turn.handler = ngx_http_pyrepl_run_turn;
         ctx->turn.data = ctx;
         ctx->turn.log = r->connection->log;
@@ -285,24 +294,46 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
     r->write_event_handler = ngx_http_pyrepl_run_client_write;
 
     if (!ctx->json) {
-        rc = ngx_http_pyrepl_run_send_headers(r, 0, -1);
-        if (rc == NGX_ERROR || rc > NGX_OK) {
+        rc = ngx_http_pyrepl_run_open(r, ctx);
+        if (rc != NGX_OK) {
             return rc;
-        }
-
-        ctx->ping.handler = ngx_http_pyrepl_run_ping;
-        ctx->ping.data = ctx;
-        ctx->ping.log = r->connection->log;
-        ctx->ping.cancelable = 1;
-
-        if (ctx->exec.pmcf->keepalive) {
-            ngx_add_timer(&ctx->ping, ctx->exec.pmcf->keepalive);
         }
     }
 
     rc = ngx_http_pyrepl_exec_start(&ctx->exec);
 
     return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * A stream's answer begins (once): its headers, and keepalives from then
+ * on.  NGX_OK, or what to finalize the request with.
+ */
+static ngx_int_t
+ngx_http_pyrepl_run_open(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
+{
+    ngx_int_t  rc;
+
+    if (r->header_sent) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_pyrepl_run_send_headers(r, 0, -1);
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    ctx->ping.handler = ngx_http_pyrepl_run_ping;
+    ctx->ping.data = ctx;
+    ctx->ping.log = r->connection->log;
+    ctx->ping.cancelable = 1;
+
+    if (ctx->exec.pmcf->keepalive) {
+        ngx_add_timer(&ctx->ping, ctx->exec.pmcf->keepalive);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -323,14 +354,29 @@ ngx_http_pyrepl_run_turn(ngx_event_t *ev)
 }
 
 
-/* Answer a run that did not start with its error, and finalize. */
+/*
+ * Answer a run that did not start with its error, and finalize; an E2B
+ * answer that began already (its run waited its turn) says it in lines.
+ */
 static void
 ngx_http_pyrepl_run_refused(ngx_http_request_t *r, ngx_http_pyrepl_exec_t *ex)
 {
+    json_t      *lines;
+    ngx_int_t    rc;
     ngx_uint_t   status;
     const char  *code, *message;
 
     status = ngx_http_pyrepl_exec_refusal(ex, &code, &message);
+
+    if (r->header_sent) {
+        lines = ngx_http_pyrepl_e2b_refused(code, message);
+
+        rc = (lines == NULL) ? NGX_ERROR
+                             : ngx_http_pyrepl_ndjson_write(ex->data, lines,
+                                                            1);
+        ngx_http_finalize_request(r, rc == NGX_ERROR ? NGX_ERROR : rc);
+        return;
+    }
 
     ngx_http_pyrepl_finalize_error(r, status, code, message);
 }

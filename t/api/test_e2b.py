@@ -346,3 +346,70 @@ def test_bad_routes_and_methods(nginx):
     assert r.status_code == 400
     r = nginx.http.post(nginx.url + "/e2b/contexts", data="[1]", headers=h)
     assert r.status_code == 400
+
+
+def test_a_run_waiting_its_turn_is_answered_at_once(nginx):
+    """Its headers and keepalives come while it waits, as E2B's do: the
+    SDK gives up on headers that take longer than its request timeout."""
+    ctx = nginx.http.post(nginx.url + "/e2b/contexts", json={},
+                          headers={"X-API-Key": KEY}).json()
+
+    def post(body, **kw):
+        return requests.post(nginx.url + "/e2b/execute",
+                             json={"context_id": ctx["id"], **body},
+                             headers={"X-Access-Token": KEY}, stream=True,
+                             **kw)
+
+    busy = post({"code": "import time\nprint('busy\\n', end='', flush=True)"
+                         "\ntime.sleep(60)"})
+    going = busy.iter_lines()
+    assert json.loads(next(going))["text"] == "busy\n"
+    # the timeout only keeps a broken server from hanging the test
+    waiting = post({"code": "'my turn'"}, timeout=30)
+    assert waiting.status_code == 200
+    lines = waiting.iter_lines()
+    assert json.loads(next(lines)) == {"type": "keepalive"}
+    busy.close()                            # interrupts the run ahead
+    rest = [json.loads(l) for l in lines]
+    assert of(rest, "result")[0]["text"] == "'my turn'"
+    assert rest[-1] == {"type": "end_of_execution"}
+
+
+def test_a_run_that_waited_past_its_timeout_says_so_in_its_lines(nginx):
+    ctx = nginx.http.post(nginx.url + "/e2b/contexts", json={},
+                          headers={"X-API-Key": KEY}).json()
+    busy = requests.post(nginx.url + "/e2b/execute",
+                         json={"context_id": ctx["id"],
+                               "code": "import time\nprint('busy\\n', end='',"
+                                       " flush=True)\ntime.sleep(60)"},
+                         headers={"X-Access-Token": KEY}, stream=True)
+    going = busy.iter_lines()
+    assert json.loads(next(going))["text"] == "busy\n"
+    r, lines = execute(nginx, {"code": "1", "context_id": ctx["id"],
+                               "timeout_ms": 300})
+    assert r.status_code == 200
+    assert [l["type"] for l in lines if l["type"] != "keepalive"] == [
+        "error", "end_of_execution"]
+    assert of(lines, "error")[0]["name"] == "session_busy"
+    busy.close()
+
+
+def test_a_restarted_context_is_in_its_home(nginx):
+    ctx = nginx.http.post(nginx.url + "/e2b/contexts", json={"cwd": "/tmp"},
+                          headers={"X-API-Key": KEY}).json()
+    assert ctx["cwd"] == "/tmp"
+    r = nginx.http.post(f"{nginx.url}/e2b/contexts/{ctx['id']}/restart",
+                        headers={"X-API-Key": KEY})
+    assert r.status_code == 204
+    listed = {c["id"]: c for c in contexts(nginx)}[ctx["id"]]
+    _, lines = execute(nginx, {"code": "import os\nos.getcwd()",
+                               "context_id": ctx["id"]})
+    assert of(lines, "result")[0]["text"] == repr(listed["cwd"])
+    assert listed["cwd"] == "/home/pyrepl"
+
+
+def test_transactions_are_not_e2b_s(nginx):
+    r, _ = execute(nginx, {"code": "1", "tx_policy": "explicit"})
+    assert r.status_code == 400
+    r, lines = execute(nginx, {"code": "'still free'"})
+    assert of(lines, "result")[0]["text"] == "'still free'"
