@@ -252,8 +252,12 @@ def warm():
     """
     _ordered_stdio()                    # sys.stdout and sys.stderr keep
     filename = "<pyrepl warm>"          # their order (_Ordered)
+    site.getusersitepackages()          # start() asks again, from HOME
+    site.USER_BASE = site.USER_SITE = None
     ns = {"__name__": "__main__", "__builtins__": builtins}
     run_cell("_ = 1 + 1\n_", filename, ns)
+    sys.stdout.flush()                  # as the C side does after a run
+    sys.stderr.flush()
     linecache.cache.pop(filename, None)
     _cell_bytes[0] -= _cells.pop(filename, 0)
 
