@@ -121,8 +121,10 @@ wk_io_poll_set(wk_io_t *io, struct pollfd *pfds, int nown, int *map,
 
         c = &io->conns[i].conn;
 
+        /* a held one is not read (POLLHUP still says it went away) */
         pfds[n].fd = c->fd;
-        pfds[n].events = POLLIN | (wk_conn_pending(c) ? POLLOUT : 0);
+        pfds[n].events = (io->conns[i].held ? 0 : POLLIN)
+                         | (wk_conn_pending(c) ? POLLOUT : 0);
         map[n - WK_IO_POLL_OWN - nown] = i;
         n++;
     }
