@@ -1227,6 +1227,7 @@ ngx_http_pyrepl_jws_watched(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
         return NGX_OK;
     }
 
+    type = NULL;
     content = data ? ngx_http_pyrepl_jws_content(event, data,
                                                  (ngx_uint_t) frame->count,
                                                  &channel, &type)
