@@ -245,8 +245,8 @@ ngx_http_pyrepl_e2b_execute(ngx_http_request_t *r)
         id = (u_char *) json_string_value(cid);
 
         if (id == NULL || ngx_strlen(id) != PYREPL_ID_LEN
-            || ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
-            || s.tenant != tenant)
+            || ngx_http_pyrepl_table_get_own(pmcf->shm_zone, id, tenant, &s)
+               != NGX_OK)
         {
             json_decref(body);
             ngx_http_pyrepl_finalize_error(r, NGX_HTTP_NOT_FOUND,
@@ -464,8 +464,8 @@ ngx_http_pyrepl_e2b_context_route(ngx_http_request_t *r, uint64_t tenant,
     *ngx_cpymem(id, p, PYREPL_ID_LEN) = '\0';
 
     if (ngx_strlen(id) != PYREPL_ID_LEN
-        || ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
-        || s.tenant != tenant)
+        || ngx_http_pyrepl_table_get_own(pmcf->shm_zone, id, tenant, &s)
+           != NGX_OK)
     {
         ngx_http_discard_request_body(r);
         return ngx_http_pyrepl_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",

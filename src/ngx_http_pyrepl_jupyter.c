@@ -597,8 +597,9 @@ ngx_http_pyrepl_jupyter_owned(ngx_http_request_t *r, uint64_t tenant,
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
     return ngx_http_pyrepl_jupyter_id(p, last, id)
-           && ngx_http_pyrepl_table_get(pmcf->shm_zone, id, s) == NGX_OK
-           && s->tenant == tenant && s->lang == PYREPL_LANG_PYTHON;
+           && ngx_http_pyrepl_table_get_own(pmcf->shm_zone, id, tenant, s)
+              == NGX_OK
+           && s->lang == PYREPL_LANG_PYTHON;
 }
 
 

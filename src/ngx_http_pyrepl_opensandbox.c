@@ -294,8 +294,8 @@ ngx_http_pyrepl_opensandbox_owned(ngx_http_request_t *r, u_char *id,
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
     if (len == PYREPL_ID_LEN
-        && ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) == NGX_OK
-        && s.tenant == tenant)
+        && ngx_http_pyrepl_table_get_own(pmcf->shm_zone, id, tenant, &s)
+           == NGX_OK)
     {
         return 1;
     }

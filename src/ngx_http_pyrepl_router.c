@@ -166,8 +166,8 @@ ngx_http_pyrepl_router_handler(ngx_http_request_t *r)
      */
 
     if (rc == NGX_OK && id != NULL
-        && (ngx_http_pyrepl_table_get(pmcf->shm_zone, id, &s) != NGX_OK
-            || s.tenant != tenant))
+        && ngx_http_pyrepl_table_get_own(pmcf->shm_zone, id, tenant, &s)
+           != NGX_OK)
     {
         ngx_http_discard_request_body(r);
         return ngx_http_pyrepl_send_not_found(r, id);

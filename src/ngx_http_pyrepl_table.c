@@ -277,6 +277,24 @@ ngx_http_pyrepl_table_insert(ngx_shm_zone_t *zone,
 
 
 /*
+ * As ngx_http_pyrepl_table_get(), for tenant: another tenant's session
+ * does not exist, as far as this one is concerned (NGX_DECLINED).
+ */
+ngx_int_t
+ngx_http_pyrepl_table_get_own(ngx_shm_zone_t *zone, u_char *id,
+    uint64_t tenant, ngx_http_pyrepl_session_t *s)
+{
+    if (ngx_http_pyrepl_table_get(zone, id, s) != NGX_OK
+        || s->tenant != tenant)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * A copy of the tenant's default context for lang into *s: NGX_OK, or
  * NGX_DECLINED when it has none.
  */

@@ -42,6 +42,8 @@ ngx_http_pyrepl_counters_t *ngx_http_pyrepl_table_counters(
     ngx_shm_zone_t *zone);
 ngx_int_t ngx_http_pyrepl_table_get(ngx_shm_zone_t *zone, u_char *id,
     ngx_http_pyrepl_session_t *s);
+ngx_int_t ngx_http_pyrepl_table_get_own(ngx_shm_zone_t *zone, u_char *id,
+    uint64_t tenant, ngx_http_pyrepl_session_t *s);
 ngx_int_t ngx_http_pyrepl_table_set_ready(ngx_shm_zone_t *zone, u_char *id,
     ngx_pid_t pid);
 ngx_int_t ngx_http_pyrepl_table_set_state(ngx_shm_zone_t *zone, u_char *id,
