@@ -426,10 +426,10 @@ ngx_http_pyrepl_run_buf(ngx_http_pyrepl_run_t *ctx, size_t size)
 
 
 /*
- * Hand cl to the client.  If it cannot take more, the exec is paused and,
- * unless this was the last of the answer (finalizing the request sees to
- * that), the client's write event armed.  Returns NGX_OK, NGX_AGAIN or
- * NGX_ERROR.
+ * Hand cl to the client, which puts off a stream's next keepalive.  If it
+ * cannot take more, the exec is paused and, unless this was the last of
+ * the answer (finalizing the request sees to that), the client's write
+ * event armed.  Returns NGX_OK, NGX_AGAIN or NGX_ERROR.
  */
 static ngx_int_t
 ngx_http_pyrepl_run_send(ngx_http_pyrepl_run_t *ctx, ngx_chain_t *cl,
@@ -448,6 +448,11 @@ ngx_http_pyrepl_run_send(ngx_http_pyrepl_run_t *ctx, ngx_chain_t *cl,
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
+    }
+
+    /* a stream that sent something needs no keepalive for a while */
+    if (ctx->ping.timer_set) {
+        ngx_add_timer(&ctx->ping, ctx->exec.pmcf->keepalive);
     }
 
     if (rc != NGX_AGAIN && !r->connection->buffered) {
@@ -609,10 +614,6 @@ ngx_http_pyrepl_sse_write(ngx_http_pyrepl_run_t *ctx, const char *event,
         goto failed;
     }
 
-    if (ctx->ping.timer_set) {
-        ngx_add_timer(&ctx->ping, ctx->exec.pmcf->keepalive);
-    }
-
     return rc;
 
 failed:
@@ -634,7 +635,6 @@ ngx_http_pyrepl_ndjson_write(ngx_http_pyrepl_run_t *ctx, json_t *lines,
 {
     size_t        len;
     json_t       *line;
-    ngx_int_t     rc;
     ngx_buf_t    *b;
     ngx_uint_t    i, n;
     ngx_chain_t  *cl;
@@ -667,13 +667,7 @@ ngx_http_pyrepl_ndjson_write(ngx_http_pyrepl_run_t *ctx, json_t *lines,
     b->flush = 1;
     b->last_buf = last;
 
-    rc = ngx_http_pyrepl_run_send(ctx, cl, last);
-
-    if (rc != NGX_ERROR && ctx->ping.timer_set) {
-        ngx_add_timer(&ctx->ping, ctx->exec.pmcf->keepalive);
-    }
-
-    return rc;
+    return ngx_http_pyrepl_run_send(ctx, cl, last);
 }
 
 
