@@ -10,6 +10,10 @@
  * anything but NGX_OK may have freed the peer (by finalizing the request),
  * so the reader returns at once without touching it again; the same holds
  * after fail_handler and the optional sent_handler.
+ *
+ * A connection outlives its peer when the owner hands it to the cache of
+ * idle connections (ngx_http_pyrepl_peer_detach, ngx_http_pyrepl_keepalive.c)
+ * and a later peer takes it from there (ngx_http_pyrepl_peer_attach).
  */
 
 #include "ngx_http_pyrepl_peer.h"
@@ -24,6 +28,10 @@ static void ngx_http_pyrepl_peer_fail(ngx_http_pyrepl_peer_t *peer,
     const char *reason);
 static ngx_int_t ngx_http_pyrepl_peer_dispatch(ngx_http_pyrepl_peer_t *peer);
 static ngx_int_t ngx_http_pyrepl_peer_reserve(ngx_http_pyrepl_peer_t *peer);
+static ngx_int_t ngx_http_pyrepl_peer_prepare(ngx_http_pyrepl_peer_t *peer,
+    ngx_pool_t *pool);
+static void ngx_http_pyrepl_peer_own(ngx_http_pyrepl_peer_t *peer,
+    ngx_pool_t *pool);
 static void ngx_http_pyrepl_peer_cleanup(void *data);
 
 
@@ -37,8 +45,6 @@ ngx_http_pyrepl_peer_connect(ngx_http_pyrepl_peer_t *peer, ngx_str_t *path,
     ngx_pool_t *pool)
 {
     ngx_int_t            rc;
-    ngx_connection_t    *c;
-    ngx_pool_cleanup_t  *cln;
     struct sockaddr_un  *sun;
 
     if (path->len >= sizeof(sun->sun_path)) {
@@ -52,6 +58,62 @@ ngx_http_pyrepl_peer_connect(ngx_http_pyrepl_peer_t *peer, ngx_str_t *path,
 
     sun->sun_family = AF_UNIX;
     ngx_memcpy(sun->sun_path, path->data, path->len);
+
+    if (ngx_http_pyrepl_peer_prepare(peer, pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    peer->pc.sockaddr = (struct sockaddr *) sun;
+    peer->pc.socklen = sizeof(struct sockaddr_un);
+    peer->pc.name = path;
+    peer->pc.get = ngx_event_get_peer;
+    peer->pc.log = peer->log;
+    peer->pc.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&peer->pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        peer->pc.connection = NULL;
+        peer->closed = 1;
+        return rc == NGX_ERROR ? NGX_ERROR : NGX_DECLINED;
+    }
+
+    ngx_http_pyrepl_peer_own(peer, pool);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Take c, an open connection to the socket at path that no one owns (an
+ * idle one from the cache), as if just connected.  Returns NGX_OK, or
+ * NGX_ERROR with c closed.
+ */
+ngx_int_t
+ngx_http_pyrepl_peer_attach(ngx_http_pyrepl_peer_t *peer,
+    ngx_connection_t *c, ngx_str_t *path, ngx_pool_t *pool)
+{
+    if (ngx_http_pyrepl_peer_prepare(peer, pool) != NGX_OK) {
+        ngx_close_connection(c);
+        peer->closed = 1;
+        return NGX_ERROR;
+    }
+
+    peer->pc.name = path;
+    peer->pc.log = peer->log;
+    peer->pc.connection = c;
+
+    ngx_http_pyrepl_peer_own(peer, pool);
+
+    return NGX_OK;
+}
+
+
+/* The receive buffer and the pool cleanup that closes the peer. */
+static ngx_int_t
+ngx_http_pyrepl_peer_prepare(ngx_http_pyrepl_peer_t *peer, ngx_pool_t *pool)
+{
+    ngx_pool_cleanup_t  *cln;
 
     cln = ngx_pool_cleanup_add(pool, 0);
     if (cln == NULL) {
@@ -69,20 +131,15 @@ ngx_http_pyrepl_peer_connect(ngx_http_pyrepl_peer_t *peer, ngx_str_t *path,
     cln->handler = ngx_http_pyrepl_peer_cleanup;
     cln->data = peer;
 
-    peer->pc.sockaddr = (struct sockaddr *) sun;
-    peer->pc.socklen = sizeof(struct sockaddr_un);
-    peer->pc.name = path;
-    peer->pc.get = ngx_event_get_peer;
-    peer->pc.log = peer->log;
-    peer->pc.log_error = NGX_ERROR_ERR;
+    return NGX_OK;
+}
 
-    rc = ngx_event_connect_peer(&peer->pc);
 
-    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
-        peer->pc.connection = NULL;
-        peer->closed = 1;
-        return rc == NGX_ERROR ? NGX_ERROR : NGX_DECLINED;
-    }
+/* The connection's events are the peer's from now on. */
+static void
+ngx_http_pyrepl_peer_own(ngx_http_pyrepl_peer_t *peer, ngx_pool_t *pool)
+{
+    ngx_connection_t  *c;
 
     c = peer->pc.connection;
     c->data = peer;
@@ -96,8 +153,6 @@ ngx_http_pyrepl_peer_connect(ngx_http_pyrepl_peer_t *peer, ngx_str_t *path,
     if (peer->read_timeout) {
         ngx_add_timer(c->read, peer->read_timeout);
     }
-
-    return NGX_OK;
 }
 
 
@@ -311,6 +366,7 @@ ngx_http_pyrepl_peer_dispatch(ngx_http_pyrepl_peer_t *peer)
         }
 
         pos += len;
+        peer->in_next = pos;
 
         hrc = peer->frame_handler ? peer->frame_handler(peer, &frame)
                                   : NGX_OK;
@@ -391,6 +447,55 @@ ngx_http_pyrepl_peer_resume(ngx_http_pyrepl_peer_t *peer)
 
     /* frames may be buffered already and the edge may have passed */
     ngx_post_event(peer->pc.connection->read, &ngx_posted_events);
+}
+
+
+/*
+ * The owner is done with the connection, from its frame handler for the
+ * last frame it expected: if the connection is fit for another exchange
+ * (nothing received after that frame, nothing left to send, not paused,
+ * no error seen), it is taken out of the peer and returned, its events
+ * neither posted nor timed, for the caller to keep; else NULL.  Either
+ * way the peer is closed.
+ */
+ngx_connection_t *
+ngx_http_pyrepl_peer_detach(ngx_http_pyrepl_peer_t *peer)
+{
+    ngx_connection_t  *c;
+
+    c = peer->pc.connection;
+
+    if (c == NULL || peer->closed || peer->paused || peer->out != NULL
+        || peer->in_next != peer->in_len
+        || c->read->eof || c->read->error || c->write->error)
+    {
+        ngx_http_pyrepl_peer_close(peer);
+        return NULL;
+    }
+
+    peer->pc.connection = NULL;
+    ngx_http_pyrepl_peer_close(peer);
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    c->data = NULL;
+    c->pool = NULL;
+
+    return c;
 }
 
 

@@ -43,6 +43,8 @@ struct ngx_http_pyrepl_peer_s {
     u_char                  *in;             /* receive buffer (ngx_alloc) */
     size_t                   in_len;
     size_t                   in_cap;
+    size_t                   in_next;        /* where the frame being */
+                                             /* handled ends in in */
     size_t                   max_frame;
 
     ngx_chain_t             *out;            /* bytes not yet sent, */
@@ -56,6 +58,9 @@ struct ngx_http_pyrepl_peer_s {
 
 ngx_int_t ngx_http_pyrepl_peer_connect(ngx_http_pyrepl_peer_t *peer,
     ngx_str_t *path, ngx_pool_t *pool);
+ngx_int_t ngx_http_pyrepl_peer_attach(ngx_http_pyrepl_peer_t *peer,
+    ngx_connection_t *c, ngx_str_t *path, ngx_pool_t *pool);
+ngx_connection_t *ngx_http_pyrepl_peer_detach(ngx_http_pyrepl_peer_t *peer);
 ngx_int_t ngx_http_pyrepl_peer_send(ngx_http_pyrepl_peer_t *peer,
     ngx_pool_t *pool, const pr_frame_t *frame);
 void ngx_http_pyrepl_peer_pause(ngx_http_pyrepl_peer_t *peer);
