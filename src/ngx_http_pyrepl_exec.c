@@ -1,10 +1,12 @@
 /*
  * ngx_http_pyrepl_exec.c: one run of code in a session, whoever asked for
  * it.  An exec reserves the session in the shared table, connects to the
- * session process, sends the "run" frame and turns the frames that come
- * back into API events ("init", "stdout", "stderr", "result", "error"),
- * handing each to its sink; at the end it releases the session, counts the
- * outcome and calls the sink's done handler once.  The sinks are the HTTP
+ * session process (on the idle connection this worker keeps to it, if any:
+ * ngx_http_pyrepl_keepalive.c), sends the "run" frame and turns the frames
+ * that come back into API events ("init", "stdout", "stderr", "result",
+ * "error"), handing each to its sink; at the end it releases the session,
+ * gives a connection whose run completed cleanly back to be kept, counts
+ * the outcome and calls the sink's done handler once.  The sinks are the HTTP
  * answers (SSE and JSON, ngx_http_pyrepl_run.c) and the WebSocket; what a
  * run request may ask is read by ngx_http_pyrepl_exec_parse.c, and a run
  * that does not start becomes the API's error here, for all of them
@@ -39,6 +41,7 @@
 
 #include "ngx_http_pyrepl_control.h"
 #include "ngx_http_pyrepl_exec_parse.h"
+#include "ngx_http_pyrepl_keepalive.h"
 #include "ngx_http_pyrepl_peer.h"
 #include "ngx_http_pyrepl_reply.h"
 #include "ngx_http_pyrepl_status.h"
@@ -242,7 +245,8 @@ ngx_http_pyrepl_exec_start(ngx_http_pyrepl_exec_t *ex)
         return NGX_ERROR;
     }
 
-    rc = ngx_http_pyrepl_peer_connect(&ex->peer, &sock, ex->pool);
+    rc = ngx_http_pyrepl_keepalive_connect(&ex->peer, ex->id, &sock,
+                                           ex->pool);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -342,7 +346,13 @@ ngx_http_pyrepl_exec_input(ngx_http_pyrepl_exec_t *ex, json_t *value,
                    json_string_length(request_id));
     }
 
-    return ngx_http_pyrepl_peer_send(&ex->peer, ex->pool, &frame);
+    if (ngx_http_pyrepl_peer_send(&ex->peer, ex->pool, &frame) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ex->inputs++;
+
+    return NGX_OK;
 }
 
 
@@ -430,7 +440,17 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
 
         ended = pr_has(frame, ended) && frame->ended;
 
-        ngx_http_pyrepl_peer_close(peer);
+        /*
+         * The connection serves the session's next run, unless the
+         * process goes (the shell exited, a rollback handed the session
+         * to its snapshot: a pid) or an input's answer is still to come.
+         */
+        if (ended || pr_has(frame, pid) || ex->inputs != 0) {
+            ngx_http_pyrepl_peer_close(peer);
+
+        } else {
+            ngx_http_pyrepl_keepalive_release(peer, ex->id);
+        }
 
         if (ended) {
             /* the shell exited: the session is over, and not crashed */
@@ -445,6 +465,8 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
                                            (ngx_msec_t) frame->ms);
 
     case PR_T_OK:                   /* an input was taken */
+        ex->inputs--;
+
         if (ex->input_done != NULL && ex->input_done(ex, 1) == NGX_ERROR) {
             return NGX_DONE;
         }
@@ -459,6 +481,8 @@ ngx_http_pyrepl_exec_frame(ngx_http_pyrepl_peer_t *peer, pr_frame_t *frame)
             ngx_log_error(NGX_LOG_INFO, peer->log, 0,
                           "pyrepl: session %*s had no input() waiting",
                           (size_t) PYREPL_ID_LEN, ex->id);
+
+            ex->inputs--;
 
             if (ex->input_done != NULL
                 && ex->input_done(ex, 0) == NGX_ERROR)

@@ -77,6 +77,8 @@ struct ngx_http_pyrepl_exec_s {
     u_char                        tx[16];     /* what became of it */
     ngx_uint_t                    execution_count;
     size_t                        output;     /* stdout + stderr bytes */
+    ngx_uint_t                    inputs;     /* input frames sent and */
+                                              /* not answered yet */
     ngx_event_t                   watchdog;   /* timeout + grace */
     ngx_uint_t                    refusal;    /* PYREPL_REFUSED_* */
     const char                   *why;        /* a bad request's words */

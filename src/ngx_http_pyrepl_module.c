@@ -1,15 +1,16 @@
 /*
  * ngx_http_pyrepl_module.c: the module's face to nginx.  It declares the
  * pyrepl_* directives, validates and merges them (so "nginx -t" catches
- * mistakes), starts the supervisor from the master process and the
- * reaper in worker 0.  A "pyrepl" location hands its requests to the
- * router (ngx_http_pyrepl_router.c), "pyrepl_status" to
- * ngx_http_pyrepl_status.c.
+ * mistakes), starts the supervisor from the master process, each
+ * worker's cache of idle connections to sessions, and the reaper in
+ * worker 0.  A "pyrepl" location hands its requests to the router
+ * (ngx_http_pyrepl_router.c), "pyrepl_status" to ngx_http_pyrepl_status.c.
  */
 
 #include "ngx_http_pyrepl_module.h"
 
 #include "ngx_http_pyrepl_auth.h"
+#include "ngx_http_pyrepl_keepalive.h"
 #include "ngx_http_pyrepl_opensandbox.h"
 #include "ngx_http_pyrepl_origin.h"
 #include "ngx_http_pyrepl_reaper.h"
@@ -34,6 +35,8 @@ static char *ngx_http_pyrepl_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pyrepl_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_pyrepl_connection_cache(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static void *ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_pyrepl_create_loc_conf(ngx_conf_t *cf);
@@ -248,6 +251,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pyrepl_main_conf_t, keepalive),
+      NULL },
+
+    { ngx_string("pyrepl_connection_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_pyrepl_connection_cache,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("pyrepl_cors_origin"),
@@ -493,6 +503,57 @@ ngx_http_pyrepl_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* pyrepl_connection_cache number|off [timeout] */
+static char *
+ngx_http_pyrepl_connection_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_pyrepl_main_conf_t *pmcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    ngx_msec_t   timeout;
+
+    if (pmcf->conn_cache != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        n = 0;
+
+    } else {
+        n = ngx_atoi(value[1].data, value[1].len);
+
+        if (n == NGX_ERROR || n > 65536) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pyrepl_connection_cache must be \"off\" or "
+                               "a number of connections from 0 to 65536, "
+                               "not \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    pmcf->conn_cache = (ngx_uint_t) n;
+
+    if (cf->args->nelts == 3) {
+        timeout = ngx_parse_time(&value[2], 0);
+
+        if (timeout == (ngx_msec_t) NGX_ERROR || timeout == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pyrepl_connection_cache's timeout must be "
+                               "a positive time, not \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        pmcf->conn_cache_timeout = timeout;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static void *
 ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
 {
@@ -533,6 +594,8 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
     pmcf->checkpoint_quota = NGX_CONF_UNSET;
     pmcf->restore_on_crash = NGX_CONF_UNSET;
     pmcf->keepalive = NGX_CONF_UNSET_MSEC;
+    pmcf->conn_cache = NGX_CONF_UNSET_UINT;
+    pmcf->conn_cache_timeout = NGX_CONF_UNSET_MSEC;
 
     ngx_http_pyrepl_sandbox_create(&pmcf->sandbox);
 
@@ -572,6 +635,8 @@ ngx_http_pyrepl_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(pmcf->checkpoint_quota, 0);
     ngx_conf_init_value(pmcf->restore_on_crash, 0);
     ngx_conf_init_msec_value(pmcf->keepalive, 15000);
+    ngx_conf_init_uint_value(pmcf->conn_cache, 256);
+    ngx_conf_init_msec_value(pmcf->conn_cache_timeout, 60000);
 
     if (pmcf->checkpoint_max_size < 4096) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -912,15 +977,17 @@ ngx_http_pyrepl_init_module(ngx_cycle_t *cycle)
 }
 
 
-/* Worker 0 reaps expired sessions for all of them. */
+/*
+ * Every worker gets its cache of idle connections to sessions; worker 0
+ * reaps expired sessions for all of them.
+ */
 static ngx_int_t
 ngx_http_pyrepl_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_pyrepl_main_conf_t  *pmcf;
 
-    if ((ngx_process != NGX_PROCESS_WORKER
-         && ngx_process != NGX_PROCESS_SINGLE)
-        || ngx_worker != 0)
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
     {
         return NGX_OK;
     }
@@ -931,7 +998,13 @@ ngx_http_pyrepl_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_http_pyrepl_reaper_start(cycle, pmcf);
+    if (ngx_http_pyrepl_keepalive_init(cycle, pmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_worker == 0) {
+        ngx_http_pyrepl_reaper_start(cycle, pmcf);
+    }
 
     return NGX_OK;
 }

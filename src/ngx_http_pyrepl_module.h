@@ -182,6 +182,9 @@ typedef struct {
     off_t                    checkpoint_quota;       /* 0: off */
     ngx_flag_t               restore_on_crash;
     ngx_msec_t               keepalive;      /* SSE ": ping", WS pings */
+    ngx_uint_t               conn_cache;     /* idle connections to */
+                                             /* sessions a worker keeps */
+    ngx_msec_t               conn_cache_timeout;
     ngx_http_pyrepl_sandbox_conf_t  sandbox;
     ngx_flag_t               enabled;        /* some location has "pyrepl" */
 } ngx_http_pyrepl_main_conf_t;
