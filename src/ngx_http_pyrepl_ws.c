@@ -773,10 +773,11 @@ ngx_int_t
 ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws, int opcode,
     const u_char *payload, size_t len)
 {
-    u_char       hdr[PR_WS_MAX_SERVER_HDR];
-    size_t       hlen;
-    ngx_buf_t   *b;
-    ngx_chain_t *cl;
+    u_char             hdr[PR_WS_MAX_SERVER_HDR];
+    size_t             hlen;
+    ngx_buf_t         *b;
+    ngx_chain_t       *cl;
+    ngx_connection_t  *c;
 
     if (ws->finished || ws->closing) {
         return ws->finished ? NGX_DONE : NGX_OK;
@@ -816,6 +817,24 @@ ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws, int opcode,
     ws->out_size += hlen + len + PYREPL_WS_FRAME_COST;
     ws->sent_at = ngx_current_msec;
 
+    /*
+     * A message goes out from the write event, posted: the events a
+     * session's frames bring in one pass of the loop (a run's result,
+     * then its end) leave in one write.  Control frames go at once, with
+     * whatever waits before them: a close must be out before an exiting
+     * worker looks for open connections.
+     */
+
+    c = ws->request->connection;
+
+    if (opcode == PR_WS_OP_TEXT || opcode == PR_WS_OP_BINARY) {
+        if (!c->write->posted) {
+            ngx_post_event(c->write, &ngx_posted_events);
+        }
+
+        return NGX_OK;
+    }
+
     if (ngx_http_pyrepl_ws_flush(ws) == NGX_ERROR) {
         ngx_http_pyrepl_ws_finish(ws);
         return NGX_DONE;
@@ -826,15 +845,14 @@ ngx_http_pyrepl_ws_send_frame(ngx_http_pyrepl_ws_t *ws, int opcode,
 
 
 /*
- * Write queued frames until done or the socket is full.  Returns NGX_OK
- * (all written), NGX_AGAIN, or NGX_ERROR.
+ * Write the queued frames, in one writev(2) as far as the socket takes
+ * them.  Returns NGX_OK (all written), NGX_AGAIN, or NGX_ERROR.
  */
 static ngx_int_t
 ngx_http_pyrepl_ws_flush(ngx_http_pyrepl_ws_t *ws)
 {
-    ssize_t                    n;
-    ngx_buf_t                 *b;
-    ngx_chain_t               *cl;
+    off_t                      sent;
+    ngx_chain_t               *cl, *rest;
     ngx_connection_t          *c;
     ngx_http_request_t        *r;
     ngx_http_core_loc_conf_t  *clcf;
@@ -850,38 +868,31 @@ ngx_http_pyrepl_ws_flush(ngx_http_pyrepl_ws_t *ws)
         return NGX_ERROR;
     }
 
-    while (!r->out && !c->buffered && ws->out) {
-        cl = ws->out;
-        b = cl->buf;
+    if (!r->out && !c->buffered && ws->out) {
+        sent = c->sent;
+        rest = c->send_chain(c, ws->out, 0);
 
-        n = c->send(c, b->pos, b->last - b->pos);
-
-        if (n == NGX_AGAIN) {
-            break;
-        }
-
-        if (n == NGX_ERROR) {
+        if (rest == NGX_CHAIN_ERROR) {
             return NGX_ERROR;
         }
 
-        b->pos += n;
-        ws->out_size -= n;
+        ws->out_size -= c->sent - sent;
 
-        if (b->pos < b->last) {
-            continue;
+        while (ws->out != rest) {
+            cl = ws->out;
+            ws->out = cl->next;
+
+            ngx_free(cl->buf->start);
+            cl->buf->start = NULL;
+            ws->out_size -= PYREPL_WS_FRAME_COST;
+
+            cl->next = ws->free;
+            ws->free = cl;
         }
 
-        ngx_free(b->start);
-        b->start = NULL;
-        ws->out_size -= PYREPL_WS_FRAME_COST;
-
-        ws->out = cl->next;
         if (ws->out == NULL) {
             ws->last_out = &ws->out;
         }
-
-        cl->next = ws->free;
-        ws->free = cl;
     }
 
     if (r->out || c->buffered || ws->out) {
