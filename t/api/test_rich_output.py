@@ -96,6 +96,12 @@ class Anything:
         "text/plain": "<class '__main__.Broken'>"}
     # a plain value: text/plain only, as before
     assert nginx.run_json(session, "1 + 1")["result"] == {"text/plain": "2"}
+    # but a subclass of a built-in type has its own formatters
+    nginx.run_json(session, "class Html(int):\n"
+                            "    def _repr_html_(self):\n"
+                            "        return '<b>%d</b>' % self")
+    assert nginx.run_json(session, "Html(3)")["result"] == {
+        "text/html": "<b>3</b>", "text/plain": "3"}
 
 
 def test_display_sends_display_data_in_order_with_the_output(nginx, session):

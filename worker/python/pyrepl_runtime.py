@@ -389,7 +389,9 @@ def _run(source, filename, ns):
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
-        body = compile(tree, filename, "exec", dont_inherit=True)
+        body = None                    # a lone expression: nothing to exec
+        if tree.body:
+            body = compile(tree, filename, "exec", dont_inherit=True)
         if last is not None:
             last = compile(last, filename, "eval", dont_inherit=True)
     except BaseException as exc:
@@ -398,7 +400,8 @@ def _run(source, filename, ns):
         return _failure(exc, None)
 
     try:
-        exec(body, ns)
+        if body is not None:
+            exec(body, ns)
         if last is not None:
             value = eval(last, ns)
             if value is not None:
@@ -462,8 +465,16 @@ def _mime_value(mime, value):
     return value if isinstance(value, str) else None
 
 
+# Built-in types, which have no _repr_*_() method and take none: their
+# values' bundle is their repr() alone.
+_PLAIN = frozenset((int, float, complex, bool, str, bytes, list, tuple,
+                    dict, set, frozenset, range))
+
+
 def _bundle(value, include=None, exclude=None):
     """value's MIME bundle: (data, metadata), data["text/plain"] always."""
+    if type(value) in _PLAIN:
+        return {"text/plain": repr(value)}, {}
     data, metadata = {}, {}
     method = _method(value, "_repr_mimebundle_")
     if method is not None:
