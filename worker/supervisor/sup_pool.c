@@ -8,7 +8,9 @@
  * It is "forking" until the zygote answers with its pid, then "ready".
  * The pool keeps pool_min_idle entries (ready or forking) plus one for
  * each waiting create, with at most SUP_POOL_INFLIGHT FORKs outstanding,
- * and is refilled after every hand-out, death and zygote (re)start.
+ * and is refilled after every hand-out (SUP_POOL_DEFER_MS later while
+ * another entry is ready: the new session's first run goes first), death
+ * and zygote (re)start.
  *
  * A create takes the oldest ready entry: its directory is renamed to
  * WORKDIR/<id> (the process's cwd follows the inode), then its socket to
@@ -45,6 +47,7 @@
 #define SUP_POOL_RETRY_MAX 5000   /* doubled while failures go on */
 #define SUP_POOL_CALM_MS   10000  /* a failure after this long: 100 again */
 #define SUP_POOL_WAIT_MS   3000   /* a create waits this long */
+#define SUP_POOL_DEFER_MS  20     /* a hand-out's refill waits this long */
 
 
 typedef struct {
@@ -86,6 +89,7 @@ static int64_t         sup_pool_retry_at;
 static int64_t         sup_pool_failed_at;   /* the last failure */
 static int64_t         sup_pool_backoff;
 static unsigned        sup_pool_refill;    /* fill after the replies */
+static int64_t         sup_pool_defer_at;  /* fill then (a hand-out's) */
 
 
 void
@@ -111,6 +115,8 @@ sup_pool_fill(const sup_conf_t *conf)
 
         sup_pool_retry_at = 0;
     }
+
+    sup_pool_defer_at = 0;
 
     want = sup_pool_min + sup_nwaiters;
 
@@ -319,11 +325,22 @@ sup_pool_take(const sup_conf_t *conf, const char *id, pid_t *pid,
     }
 
     /*
-     * Not now: the refill (a directory, a socket, a FORK, and the zygote
-     * forking on another CPU) would delay this reply.  The main loop calls
-     * sup_pool_idle_work() once the replies are out.
+     * Not now: the refill (a directory, a socket, a FORK, then the zygote
+     * forking and the new process building its jail and warming up, some
+     * milliseconds of CPU) would delay this reply, and the session's first
+     * run, which its client sends at once.  While another process is
+     * ready for the next create, the refill waits SUP_POOL_DEFER_MS
+     * (sup_pool_timer); else the main loop calls sup_pool_idle_work() once
+     * the replies are out.
      */
-    sup_pool_refill = 1;
+    if (sup_pool_ready() != -1) {
+        if (sup_pool_defer_at == 0) {
+            sup_pool_defer_at = wk_msec() + SUP_POOL_DEFER_MS;
+        }
+
+    } else {
+        sup_pool_refill = 1;
+    }
 
     return 0;
 }
@@ -588,19 +605,23 @@ sup_pool_files(const sup_conf_t *conf, const char *name)
 }
 
 
+/* The earliest of the retry, the deferred refill and a waiter's end; 0. */
 static int64_t
 sup_pool_ready_at(void)
 {
-    if (sup_nwaiters == 0) {
-        return sup_pool_retry_at;
+    int64_t  at;
+
+    at = sup_pool_retry_at;
+
+    if (sup_pool_defer_at != 0 && (at == 0 || sup_pool_defer_at < at)) {
+        at = sup_pool_defer_at;
     }
 
-    if (sup_pool_retry_at == 0 || sup_waiters[0].deadline < sup_pool_retry_at)
-    {
-        return sup_waiters[0].deadline;
+    if (sup_nwaiters > 0 && (at == 0 || sup_waiters[0].deadline < at)) {
+        at = sup_waiters[0].deadline;
     }
 
-    return sup_pool_retry_at;
+    return at;
 }
 
 
@@ -630,6 +651,11 @@ sup_pool_timer(const sup_conf_t *conf, int64_t now)
     pid_t         pid;
     sup_err_t     err;
     sup_waiter_t  w;
+
+    if (sup_pool_defer_at != 0 && now >= sup_pool_defer_at) {
+        sup_pool_defer_at = 0;
+        sup_pool_fill(conf);
+    }
 
     if (sup_pool_retry_at != 0 && now >= sup_pool_retry_at) {
         sup_pool_fill(conf);
