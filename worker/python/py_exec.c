@@ -29,6 +29,7 @@
 
 
 #define PY_EXEC_FILENAME_LEN  32                  /* "<cell N>" */
+#define PY_EXEC_WARM_FILE     "<pyrepl warm>"     /* py_exec_warm()'s cell */
 
 
 static int py_exec_wait(py_session_t *s, char **code, size_t *len,
@@ -45,6 +46,9 @@ static void py_exec_state(py_session_t *s, int op, const char *name,
     py_outcome_t *o);
 static void py_exec_run(py_session_t *s, const char *code, size_t len,
     py_outcome_t *o);
+static void py_exec_cell(py_session_t *s, const char *code, size_t len,
+    const char *name, PyObject *ns, py_outcome_t *o);
+static void py_exec_warm(py_session_t *s);
 static int py_exec_interrupted(py_session_t *s);
 static PyObject *py_exec_place_kwargs(void);
 static PyObject *py_exec_settle(void);
@@ -66,8 +70,7 @@ py_exec_loop(py_session_t *s)
     interactive = 0;
     home = 0;
 
-    /* while the session waits for its first request (in the pool) */
-    py_start_warm();
+    py_exec_warm(s);
 
     for ( ;; ) {
 
@@ -385,15 +388,8 @@ py_exec_wait(py_session_t *s, char **code, size_t *len, int *interactive,
 static void
 py_exec_run(py_session_t *s, const char *code, size_t len, py_outcome_t *o)
 {
-    int64_t    start;
-    PyObject  *source, *filename, *args, *kwargs, *ret;
-    char       name[PY_EXEC_FILENAME_LEN];
-
-    args = NULL;
-    kwargs = NULL;
-    ret = NULL;
-    source = NULL;
-    filename = NULL;
+    int64_t  start;
+    char     name[PY_EXEC_FILENAME_LEN];
 
     o->count = ++py_exec_count;
     start = wk_msec();
@@ -418,6 +414,28 @@ py_exec_run(py_session_t *s, const char *code, size_t len, py_outcome_t *o)
     (void) snprintf(name, sizeof(name), "<cell %lld>",
                     (long long) o->count);
 
+    py_exec_cell(s, code, len, name, py_runtime.main_dict, o);
+
+    o->ms = wk_msec() - start;
+}
+
+
+/*
+ * The calls of a run: run_cell(code, name, ns, **the place) and the flush
+ * of what the code wrote, o filled from what run_cell() returned.  Never
+ * fails: whatever goes wrong is described in o.
+ */
+static void
+py_exec_cell(py_session_t *s, const char *code, size_t len,
+    const char *name, PyObject *ns, py_outcome_t *o)
+{
+    PyObject  *source, *filename, *args, *kwargs, *ret;
+
+    args = NULL;
+    kwargs = NULL;
+    ret = NULL;
+    filename = NULL;
+
     /* invalid UTF-8 in code becomes U+FFFD, which the parser reports */
     source = PyUnicode_DecodeUTF8(code, (Py_ssize_t) len, "replace");
     if (source == NULL) {
@@ -429,7 +447,7 @@ py_exec_run(py_session_t *s, const char *code, size_t len, py_outcome_t *o)
         goto escaped;
     }
 
-    args = PyTuple_Pack(3, source, filename, py_runtime.main_dict);
+    args = PyTuple_Pack(3, source, filename, ns);
     if (args == NULL) {
         goto escaped;
     }
@@ -467,8 +485,44 @@ done:
     Py_XDECREF(source);
 
     py_exec_flush();
+}
 
-    o->ms = wk_msec() - start;
+
+/*
+ * While the session waits for its first request (a pooled one, in the
+ * pool): a cell that binds nothing, in __main__, through the calls a run
+ * makes (the runtime's warm() says why), then forgotten.
+ */
+static void
+py_exec_warm(py_session_t *s)
+{
+    PyObject      *ret;
+    py_outcome_t   o;
+
+    static const char  code[] = "1 + 1";
+
+    ret = PyObject_CallMethod(py_runtime.module, "warm", NULL);
+    if (ret == NULL) {
+        py_start_log_error("the runtime's warm() failed");
+        return;
+    }
+
+    Py_DECREF(ret);
+
+    memset(&o, 0, sizeof(py_outcome_t));
+
+    py_exec_cell(s, code, sizeof(code) - 1, PY_EXEC_WARM_FILE,
+                 py_runtime.main_dict, &o);
+
+    py_outcome_free(&o);
+
+    ret = PyObject_CallMethod(py_runtime.module, "forget", "s",
+                              PY_EXEC_WARM_FILE);
+    if (ret == NULL) {
+        py_start_log_error("the runtime's forget() failed");
+    }
+
+    Py_XDECREF(ret);
 }
 
 

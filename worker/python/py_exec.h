@@ -35,7 +35,6 @@ extern py_runtime_t  py_runtime;
  * and what depends on it follow the session's working directory, which a
  * pool process gets its name in only when it is handed out.
  */
-void py_start_warm(void);
 void py_start_home(void);
 
 /* Log "what: Name: value" for the pending exception and clear it. */

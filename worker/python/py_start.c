@@ -238,21 +238,6 @@ fail:
 }
 
 
-/* The runtime's warm(): see pyrepl_runtime.py; a failure is logged only. */
-void
-py_start_warm(void)
-{
-    PyObject  *ret;
-
-    ret = PyObject_CallMethod(py_runtime.module, "warm", NULL);
-    if (ret == NULL) {
-        py_start_log_error("the runtime's warm() failed");
-    }
-
-    Py_XDECREF(ret);
-}
-
-
 void
 py_start_home(void)
 {

@@ -241,23 +241,27 @@ def start():
 
 
 def warm():
-    """Run a throwaway cell in a throwaway namespace, leaving no trace.
+    """Make ready for the warm-up cell.
 
     Called once before a session serves anyone (a pooled session does it
-    while it waits in the pool), after it made sys.stdout and sys.stderr
-    keep their order (_Ordered): what every run touches is touched here
-    first, so the pages it shares with the zygote are its own already and
-    the client's first run copies none of them (a pooled session's first
-    1+1 took ten times its second doing so).
+    while it waits in the pool): sys.stdout and sys.stderr keep their
+    order (_Ordered) from now on, then the C side runs a cell that binds
+    nothing in __main__, through the calls a run makes, and forget()s it.
+    What every run touches is touched then, so the pages it shares with
+    the zygote are its own already and the client's first run copies none
+    of them (a pooled session's first 1+1 took ten times its second doing
+    so).
     """
-    _ordered_stdio()                    # sys.stdout and sys.stderr keep
-    filename = "<pyrepl warm>"          # their order (_Ordered)
-    site.getusersitepackages()          # start() asks again, from HOME
+    _ordered_stdio()
+    home = os.environ.get("HOME")       # start() is done again once the
+    start()                             # session knows its directory
+    if home is None:
+        del os.environ["HOME"]
     site.USER_BASE = site.USER_SITE = None
-    ns = {"__name__": "__main__", "__builtins__": builtins}
-    run_cell("_ = 1 + 1\n_", filename, ns)
-    sys.stdout.flush()                  # as the C side does after a run
-    sys.stderr.flush()
+
+
+def forget(filename):
+    """Leave no trace of the cell run as filename (see warm())."""
     linecache.cache.pop(filename, None)
     _cell_bytes[0] -= _cells.pop(filename, 0)
 
