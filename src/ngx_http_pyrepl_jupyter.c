@@ -489,7 +489,7 @@ ngx_http_pyrepl_jupyter_notebook(ngx_http_request_t *r, json_t *body,
     *kernel = NULL;
 
     nb = ngx_pcalloc(r->pool, sizeof(ngx_http_pyrepl_record_t));
-    if (nb == NULL || ngx_http_pyrepl_new_id(nb->id) != NGX_OK
+    if (nb == NULL || ngx_http_pyrepl_new_id(r, nb->id) != NGX_OK
         || ngx_http_pyrepl_authenticate(r, &tenant) != NGX_OK)
     {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -856,8 +856,9 @@ ngx_http_pyrepl_jupyter_uuid(u_char *id, u_char *uuid)
 
 
 /*
- * Whether p starts with a UUID of a session id (lowercase hex, dashes
- * where a UUID has them) followed by last or '/'; its id into id.
+ * Whether p starts with the UUID form of a session id (its characters,
+ * with dashes where a UUID has them) followed by last or '/'; its id into
+ * id.
  */
 static ngx_uint_t
 ngx_http_pyrepl_jupyter_id(u_char *p, u_char *last, u_char *id)
@@ -882,12 +883,8 @@ ngx_http_pyrepl_jupyter_id(u_char *p, u_char *last, u_char *id)
             continue;
         }
 
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return 0;
-        }
-
         id[j++] = c;
     }
 
-    return 1;
+    return pyrepl_id_valid(id, PYREPL_ID_LEN);
 }

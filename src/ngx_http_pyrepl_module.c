@@ -35,6 +35,8 @@ static char *ngx_http_pyrepl_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pyrepl_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_pyrepl_node(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_pyrepl_connection_cache(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static void *ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf);
@@ -104,6 +106,13 @@ static ngx_command_t  ngx_http_pyrepl_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_pyrepl_main_conf_t, socket_dir),
+      NULL },
+
+    { ngx_string("pyrepl_node"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_pyrepl_node,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("pyrepl_workdir"),
@@ -554,6 +563,49 @@ ngx_http_pyrepl_connection_cache(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * pyrepl_node NAME: this host's name in a cluster, which every session id
+ * made here starts with (pyrepl_shared.h), for a front nginx to route on.
+ */
+static char *
+ngx_http_pyrepl_node(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pyrepl_main_conf_t *pmcf = conf;
+
+    u_char      c;
+    ngx_str_t  *value;
+    ngx_uint_t  i;
+
+    if (pmcf->node.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[1].len; i++) {
+        c = value[1].data[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))) {
+            break;
+        }
+    }
+
+    if (value[1].len == 0 || value[1].len > PYREPL_NODE_MAX
+        || i != value[1].len)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pyrepl_node must be 1 to %d lowercase letters "
+                           "and digits, not \"%V\"", PYREPL_NODE_MAX,
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->node = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
 static void *
 ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
 {
@@ -569,6 +621,7 @@ ngx_http_pyrepl_create_main_conf(ngx_conf_t *cf)
      *
      *     pmcf->shm_zone = NULL;
      *     pmcf->bin_dir = { 0, NULL };
+     *     pmcf->node = { 0, NULL };
      *     pmcf->socket_dir = { 0, NULL };
      *     pmcf->workdir = { 0, NULL };
      *     pmcf->supervisor_sock = { 0, NULL };

@@ -178,6 +178,7 @@ typedef struct {
     ngx_uint_t               pool_min_idle;  /* forked, unassigned sessions */
     ngx_str_t                warmup;         /* Python the zygote runs once */
     ngx_str_t                checkpoint_path;
+    ngx_str_t                node;           /* pyrepl_node: in its ids */
     size_t                   checkpoint_max_size;
     off_t                    checkpoint_quota;       /* 0: off */
     ngx_flag_t               restore_on_crash;

@@ -295,6 +295,7 @@ ngx_http_pyrepl_time_json(time_t t)
 json_t *
 ngx_http_pyrepl_session_json(ngx_http_pyrepl_session_t *s, ngx_uint_t full)
 {
+    size_t   node;
     json_t  *o;
 
     o = json_pack("{s:s%,s:s,s:s,s:o,s:o}",
@@ -303,6 +304,16 @@ ngx_http_pyrepl_session_json(ngx_http_pyrepl_session_t *s, ngx_uint_t full)
                   "state", ngx_http_pyrepl_state_name(s->state),
                   "created_at", ngx_http_pyrepl_time_json(s->created),
                   "expires_at", ngx_http_pyrepl_time_json(s->expires));
+
+    node = pyrepl_id_node_len(s->id);
+
+    if (o != NULL && node != 0
+        && json_object_set_new(o, "node",
+                               json_stringn((char *) s->id, node)) != 0)
+    {
+        json_decref(o);
+        return NULL;
+    }
 
     if (o != NULL && s->restored
         && json_object_set_new(o, "restored_from",

@@ -346,21 +346,9 @@ ngx_http_pyrepl_below_prefix(ngx_http_request_t *r, u_char **p,
 }
 
 
-/* Whether p starts with 32 lowercase hex digits before last. */
+/* Whether p starts with a session id (pyrepl_id_valid) before last. */
 static ngx_uint_t
 ngx_http_pyrepl_is_id(u_char *p, u_char *last)
 {
-    ngx_uint_t  i;
-
-    if (last - p < PYREPL_ID_LEN) {
-        return 0;
-    }
-
-    for (i = 0; i < PYREPL_ID_LEN; i++) {
-        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) {
-            return 0;
-        }
-    }
-
-    return 1;
+    return last - p >= PYREPL_ID_LEN && pyrepl_id_valid(p, PYREPL_ID_LEN);
 }

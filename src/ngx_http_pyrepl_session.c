@@ -286,7 +286,7 @@ ngx_http_pyrepl_create_begin(ngx_http_request_t *r, ngx_uint_t mode)
         ctl->session.lang = PYREPL_LANG_BASH;
     }
 
-    if (ngx_http_pyrepl_new_id(ctl->session.id) != NGX_OK) {
+    if (ngx_http_pyrepl_new_id(r, ctl->session.id) != NGX_OK) {
         ngx_http_pyrepl_finalize_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                        "unavailable",
                                        "no randomness for a session id");
@@ -1024,16 +1024,33 @@ ngx_http_pyrepl_delete_failed(ngx_http_pyrepl_peer_t *peer,
 }
 
 
+/*
+ * A new session id (PYREPL_ID_LEN): random hex digits after the node's
+ * name and "_" when pyrepl_node names this host.
+ */
 ngx_int_t
-ngx_http_pyrepl_new_id(u_char *id)
+ngx_http_pyrepl_new_id(ngx_http_request_t *r, u_char *id)
 {
-    u_char  raw[PYREPL_ID_LEN / 2];
+    u_char                       *p, hex[PYREPL_ID_LEN];
+    u_char                        raw[PYREPL_ID_LEN / 2];
+    ngx_http_pyrepl_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_http_pyrepl_module);
 
     if (getrandom(raw, sizeof(raw), 0) != (ssize_t) sizeof(raw)) {
         return NGX_ERROR;
     }
 
-    ngx_hex_dump(id, raw, sizeof(raw));
+    ngx_hex_dump(hex, raw, sizeof(raw));
+
+    p = id;
+
+    if (pmcf->node.len != 0) {
+        p = ngx_cpymem(p, pmcf->node.data, pmcf->node.len);
+        *p++ = '_';
+    }
+
+    ngx_memcpy(p, hex, PYREPL_ID_LEN - (p - id));
 
     return NGX_OK;
 }

@@ -16,7 +16,7 @@ ngx_int_t ngx_http_pyrepl_kernel_create_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyrepl_notebook_create_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyrepl_context_create_handler(ngx_http_request_t *r);
 void ngx_http_pyrepl_context_create_default(ngx_http_request_t *r);
-ngx_int_t ngx_http_pyrepl_new_id(u_char *id);
+ngx_int_t ngx_http_pyrepl_new_id(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_list_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_pyrepl_get_handler(ngx_http_request_t *r, u_char *id);
 ngx_int_t ngx_http_pyrepl_delete_handler(ngx_http_request_t *r, u_char *id);

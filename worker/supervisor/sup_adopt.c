@@ -348,21 +348,7 @@ sup_adopt_sweep_dirs(const sup_conf_t *conf)
 static int
 sup_adopt_is_id(const char *name, size_t len)
 {
-    size_t  i;
-
-    if (len != PYREPL_ID_LEN) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        if (!((name[i] >= '0' && name[i] <= '9')
-              || (name[i] >= 'a' && name[i] <= 'f')))
-        {
-            return 0;
-        }
-    }
-
-    return 1;
+    return pyrepl_id_valid((const unsigned char *) name, len);
 }
 
 

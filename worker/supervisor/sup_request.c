@@ -42,23 +42,14 @@ static void sup_request_fail(pr_frame_t *reply, sup_err_t *err,
 static int
 sup_request_id(const pr_frame_t *req, char *id)
 {
-    size_t  i;
-    char    c;
-
-    if (!pr_has(req, id) || req->id.len != PYREPL_ID_LEN) {
+    if (!pr_has(req, id)
+        || !pyrepl_id_valid((const unsigned char *) req->id.data,
+                            req->id.len))
+    {
         return -1;
     }
 
-    for (i = 0; i < PYREPL_ID_LEN; i++) {
-        c = req->id.data[i];
-
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return -1;
-        }
-
-        id[i] = c;
-    }
-
+    memcpy(id, req->id.data, PYREPL_ID_LEN);
     id[PYREPL_ID_LEN] = '\0';
 
     return 0;
