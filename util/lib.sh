@@ -4,7 +4,7 @@
 # Debian packages PyREPL builds, runs and tests with.
 PYREPL_DEBS="nginx nginx-dev libmsgpack-dev libpython3-dev libseccomp-dev
 libjansson-dev python3-pytest python3-requests python3-websockets
-python3-msgpack python3-dill make gcc"
+python3-msgpack python3-dill python3-yaml make gcc"
 
 # Install whatever of PYREPL_DEBS (and of the packages named as arguments)
 # is missing (needs root the first time).
