@@ -316,3 +316,22 @@ def test_a_named_hosts_ids_carry_its_name_in_every_dialect():
         assert other.status_code == 404
     finally:
         n.check_and_clean()
+
+
+def test_a_named_hosts_sessions_outlive_its_supervisor():
+    # the journal holds named ids: a new supervisor adopts their sessions
+    n = Nginx(http_extra="pyrepl_node n7;")
+    n.start()
+    try:
+        sid = n.create()
+        n.run_json(sid, "kept = 41")
+        old = n.supervisor_pid()
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: n.supervisor_pid() not in (None, old),
+                 what="a new supervisor")
+        assert n.run_json(sid, "kept + 1")["result"] == {"text/plain": "42"}
+        assert f"session {sid} (pid " in n.error_log()
+        assert "ignoring the line" not in n.error_log()
+        assert n.http.delete(f"{n.url}/session/{sid}").status_code == 204
+    finally:
+        n.check_and_clean()

@@ -206,7 +206,7 @@ sup_journal_parse(char *line, sup_jrec_t *r)
 }
 
 
-/* A session id (32 lowercase hex digits) or "pool-<digits>", per kind. */
+/* A session id (pyrepl_id_valid) or "pool-<digits>", per kind. */
 static int
 sup_journal_name_ok(char kind, const char *name)
 {
@@ -216,15 +216,7 @@ sup_journal_name_ok(char kind, const char *name)
     plen = sizeof(SUP_POOL_PREFIX) - 1;
 
     if (len == PYREPL_ID_LEN && kind != SUP_J_POOL) {
-        for (i = 0; i < len; i++) {
-            if (!((name[i] >= '0' && name[i] <= '9')
-                  || (name[i] >= 'a' && name[i] <= 'f')))
-            {
-                return 0;
-            }
-        }
-
-        return 1;
+        return pyrepl_id_valid((const unsigned char *) name, len);
     }
 
     if (kind == SUP_J_SESSION || len <= plen || len >= SUP_NAME_LEN

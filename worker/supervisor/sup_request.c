@@ -21,7 +21,7 @@
  * errcode is "bad_request", "conflict" (the id is in use), "not_found",
  * "too_large", "quota_exceeded" (checkpoints) or "unavailable" (the
  * supervisor could not do it: out of memory, descriptors, processes).
- * The id names files, so it is checked strictly: 32 lowercase hex digits.
+ * The id names files, so it is checked strictly (pyrepl_id_valid).
  */
 
 #include <stdio.h>
@@ -104,7 +104,7 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
     case PR_T_CREATE:
         if (sup_request_id(req, id) == -1) {
             sup_request_fail(reply, err, "bad_request",
-                             "id must be 32 lowercase hex characters");
+                             "id must be a session id");
             return 0;
         }
 
@@ -240,7 +240,7 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
     case PR_T_KILL:
         if (sup_request_id(req, id) == -1) {
             sup_request_fail(reply, err, "bad_request",
-                             "id must be 32 lowercase hex characters");
+                             "id must be a session id");
             return 0;
         }
 
@@ -255,7 +255,7 @@ sup_request(const sup_conf_t *conf, sup_client_t *client,
     case PR_T_ENDED:
         if (sup_request_id(req, id) == -1) {
             sup_request_fail(reply, err, "bad_request",
-                             "id must be 32 lowercase hex characters");
+                             "id must be a session id");
             return 0;
         }
 
