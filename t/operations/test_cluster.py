@@ -79,7 +79,7 @@ class Cluster:
              str(self.port), "--dir", self.dir, "--host-conf", self.extra,
              str(len(HOSTS))],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=env)
+            env=env, start_new_session=True)
         self.http = requests.Session()
         self.http.headers["X-API-Key"] = KEY_A
 
@@ -284,6 +284,16 @@ def test_a_lost_host_loses_only_its_own_sessions():
         assert set(nodes) == {"h1", "h3"}, nodes
     finally:
         c.stop()
+
+
+def test_a_closed_terminal_leaves_nothing():
+    # a hangup reaches the terminal's whole process group: nginx takes it
+    # for a reload, so util/cluster must stop everything itself
+    c = Cluster()
+    c.create()
+    os.killpg(c.proc.pid, signal.SIGHUP)
+    c.proc.wait(timeout=60)
+    c.stop()
 
 
 # one host's side -------------------------------------------------------------
