@@ -225,6 +225,37 @@ def test_streams_and_websockets_go_through_the_front(cluster):
     cluster.http.delete(f"{cluster.url}/session/{sid}")
 
 
+def test_the_fronts_logs_show_no_key(cluster):
+    # a browser's WebSocket sends its key in the URI; the hosts blank it out
+    # of their logs, and so must the front (whose logs a Kubernetes
+    # deployment prints)
+    sid = cluster.create()["session_id"]
+
+    async def over_ws():
+        url = f"ws://127.0.0.1:{cluster.port}/session/{sid}/ws" \
+              f"?a=1&TOKEN={KEY_B}&token={KEY_A}"
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"type": "run", "id": "r1",
+                                      "code": "1"}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 30))[
+                    "type"] not in ("execution_complete", "error"):
+                pass
+
+    asyncio.run(over_ws())
+    logs = os.path.join(cluster.dir, "front", "logs")
+
+    def logged():
+        with open(os.path.join(logs, "access.log")) as f:
+            return f"/session/{sid}/ws?a=1&TOKEN=****" in f.read()
+
+    wait_for(logged, what="the WebSocket in the front's access log")
+    for name in os.listdir(logs):
+        with open(os.path.join(logs, name)) as f:
+            text = f.read()
+        assert KEY_A not in text and KEY_B not in text, name
+    cluster.http.delete(f"{cluster.url}/session/{sid}")
+
+
 def test_a_node_the_front_does_not_know_is_a_json_404(cluster):
     for path in ("/session/zz_" + "0" * 29, "/node/zz/session"):
         r = cluster.http.get(cluster.url + path)
