@@ -72,7 +72,7 @@ class Cluster:
             self.logs = os.path.join(self.dir, "san")
             os.mkdir(self.logs)
             os.chmod(self.logs, 0o1777)
-            env.update(san_env(self.logs, preload=True))
+            env.update(san_env(self.logs))    # util/cluster preloads
             env["ASAN_OPTIONS"] += ":detect_leaks=0"
         self.proc = subprocess.Popen(
             [os.path.join(ROOT, "util", "cluster"), "--no-build", "--port",
@@ -254,6 +254,13 @@ def test_the_fronts_logs_show_no_key(cluster):
             text = f.read()
         assert KEY_A not in text and KEY_B not in text, name
     cluster.http.delete(f"{cluster.url}/session/{sid}")
+
+
+def test_a_route_no_host_serves_is_a_json_404(cluster):
+    for path in ("/node/h1/nothing", "/elsewhere", "/node/h3/api/x"):
+        r = cluster.http.get(cluster.url + path)
+        assert r.status_code == 404, path
+        assert r.json()["error"]["code"] == "not_found"
 
 
 def test_a_node_the_front_does_not_know_is_a_json_404(cluster):
