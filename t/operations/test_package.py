@@ -15,6 +15,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import zlib
 
 import pytest
@@ -40,6 +41,7 @@ http {{
     access_log off;
     client_body_temp_path tmp/body;
     pyrepl_zone pyrepl 4m;
+    {http_extra}
     server {{
         listen 127.0.0.1:{port};
         location /session {{
@@ -158,9 +160,9 @@ def package(deb):
 
 
 @contextlib.contextmanager
-def serving():
+def serving(http_extra=""):
     """PackagedNginx started; stopped after, whatever happened."""
-    n = PackagedNginx().start()
+    n = PackagedNginx(http_extra=http_extra).start()
     try:
         yield n
     finally:
@@ -238,6 +240,31 @@ def test_a_purge_keeps_the_folders_of_an_nginx_still_serving(package):
              what="the package's processes to exit")
     # what the purge kept of that instance: its (empty) checkpoints
     os.rmdir(ckpt)
+    for d in ("/run/pyrepl", "/var/lib/pyrepl"):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
+def test_a_purge_keeps_the_folders_of_a_serving_nginx_with_its_own_sockets(
+        package):
+    # no keeper lock in /run/pyrepl: the supervisor's command line tells
+    top = tempfile.mkdtemp(prefix="pyrepl-t-sockets-")
+    os.chmod(top, 0o755)                # nginx's workers reach the sockets
+    with serving(f"pyrepl_socket_dir {top}/run;") as n:
+        _, work, ckpt = defaults(n)
+        sid = n.create()
+        assert n.run_json(sid, "x = 21")["status"] == "ok"
+
+        apt("purge", PKG)
+
+        assert os.path.isdir(os.path.join(work, sid))
+        assert n.run_json(sid, "x * 2")["result"] == {"text/plain": "42"}
+        n.check_and_clean()
+
+    wait_for(lambda: not packaged_processes(), timeout=20,
+             what="the package's processes to exit")
+    os.rmdir(ckpt)
+    shutil.rmtree(top)
     for d in ("/run/pyrepl", "/var/lib/pyrepl"):
         with contextlib.suppress(OSError):
             os.rmdir(d)
