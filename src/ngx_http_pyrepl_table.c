@@ -523,9 +523,11 @@ ngx_http_pyrepl_table_touch(ngx_shm_zone_t *zone, u_char *id)
 
 /*
  * Mark every session past its expiry, or idle longer than idle_timeout
- * (0: never), as reaping and return their ids (u_char[32] each) for the
- * reaper to have killed; reaping sessions whose kill has not been
- * confirmed yet are returned again.  NULL on allocation failure.
+ * (0: never), or a key's default E2B context whose shell exited (no client
+ * names it: the next run without a context has made, or makes, another),
+ * as reaping and return their ids (u_char[32] each) for the reaper to have
+ * killed; reaping sessions whose kill has not been confirmed yet are
+ * returned again.  NULL on allocation failure.
  */
 ngx_array_t *
 ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
@@ -573,7 +575,10 @@ ngx_http_pyrepl_table_reap(ngx_shm_zone_t *zone, time_t now,
                 && !(idle_timeout
                      && n->s.state != PYREPL_STATE_BUSY
                      && n->s.state != PYREPL_STATE_STARTING
-                     && n->s.last_activity + idle_timeout <= now))
+                     && n->s.last_activity + idle_timeout <= now)
+                && !(n->s.state == PYREPL_STATE_TERMINATED && n->nb != NULL
+                     && n->nb->kind == PYREPL_RECORD_CONTEXT
+                     && n->nb->is_default))
             {
                 continue;
             }

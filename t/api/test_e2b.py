@@ -13,7 +13,7 @@ import threading
 import pytest
 import requests
 
-from helpers import Nginx, node, npm_install
+from helpers import Nginx, node, npm_install, wait_for
 
 KEY = "e2b-key-0123456789abcdef"
 OTHER = "e2b-other-key-0123456789"
@@ -413,3 +413,21 @@ def test_transactions_are_not_e2b_s(nginx):
     assert r.status_code == 400
     r, lines = execute(nginx, {"code": "'still free'"})
     assert of(lines, "result")[0]["text"] == "'still free'"
+
+
+def test_a_default_context_whose_shell_exited_goes(nginx):
+    execute(nginx, {"code": "mark=first", "language": "bash"})
+
+    def bash_contexts():
+        return {c["id"] for c in contexts(nginx) if c["language"] == "bash"}
+
+    old = bash_contexts()
+    execute(nginx, {"code": "exit 3", "language": "bash"})
+    # the next bash run without a context has a new shell
+    r, lines = execute(nginx, {"code": "echo ${mark:-new}",
+                               "language": "bash"})
+    assert "".join(l["text"] for l in of(lines, "stdout")) == "new\n"
+    # and the one that exited is listed no more (nor counts for the key)
+    wait_for(lambda: len(old - bash_contexts()) == 1,
+             what="the exited default context to go")
+    assert len(bash_contexts()) == len(old)
