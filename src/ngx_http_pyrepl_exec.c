@@ -117,7 +117,8 @@ ngx_http_pyrepl_exec_reserve(ngx_http_pyrepl_exec_t *ex)
 
     ngx_hex_dump(ex->exec_id, raw, sizeof(raw));
 
-    rc = ngx_http_pyrepl_table_start_run(ex->pmcf->shm_zone, ex->id, &s);
+    rc = ngx_http_pyrepl_table_start_run(ex->pmcf->shm_zone, ex->id, &s,
+                                         ex->e2b ? &ex->turn : NULL);
 
     if (rc == NGX_DECLINED) {
         ex->refusal = PYREPL_REFUSED_NOT_FOUND;
@@ -846,6 +847,8 @@ static void
 ngx_http_pyrepl_exec_cleanup(void *data)
 {
     ngx_http_pyrepl_exec_t  *ex = data;
+
+    ngx_http_pyrepl_table_leave_turn(ex->pmcf->shm_zone, ex->id, &ex->turn);
 
     if (!ex->ended) {
         ngx_http_pyrepl_table_end_run(ex->pmcf->shm_zone, ex->id,

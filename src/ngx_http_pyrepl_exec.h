@@ -80,6 +80,7 @@ struct ngx_http_pyrepl_exec_s {
     ngx_uint_t                    inputs;     /* input frames sent and */
                                               /* not answered yet */
     ngx_event_t                   watchdog;   /* timeout + grace */
+    ngx_http_pyrepl_turn_t        turn;       /* E2B's: waiting in line */
     ngx_uint_t                    refusal;    /* PYREPL_REFUSED_* */
     const char                   *why;        /* a bad request's words */
     u_char                        text[96];   /* room for them */

@@ -78,10 +78,25 @@ typedef struct {
                                              /* wait for commit/rollback */
     u_char                   checkpoint[PYREPL_ID_LEN];    /* the latest */
     u_char                   restored_from[PYREPL_ID_LEN];
+    uint32_t                 turn_next;      /* the ticket the next run */
+                                             /* that waits takes */
+    uint32_t                 turn_now;       /* the ticket whose turn it */
+                                             /* is (all served: turn_next) */
+    ngx_msec_t               turn_since;     /* turn_now's since */
     unsigned                 has_checkpoint:1;
     unsigned                 restored:1;     /* restored_from is set */
     unsigned                 reviving:1;     /* being restored after a crash */
 } ngx_http_pyrepl_session_t;
+
+
+/*
+ * A run's place in the line of runs waiting for a session (E2B's, which
+ * take turns in the order they came): its ticket, once it has one.
+ */
+typedef struct {
+    uint32_t                 ticket;
+    unsigned                 held:1;
+} ngx_http_pyrepl_turn_t;
 
 
 /*

@@ -21,6 +21,10 @@
 #include "ngx_http_pyrepl_table.h"
 
 
+/* how long the run whose turn it is has to come (see start_run) */
+#define PYREPL_TURN_LOST  100
+
+
 typedef struct {
     ngx_rbtree_node_t            node;     /* must be first */
     ngx_queue_t                  queue;
@@ -40,6 +44,8 @@ static ngx_http_pyrepl_node_t *ngx_http_pyrepl_find_default(
     ngx_http_pyrepl_zone_ctx_t *ctx, uint64_t tenant, ngx_uint_t lang);
 static ngx_uint_t ngx_http_pyrepl_gone(ngx_http_pyrepl_session_t *s,
     time_t now);
+static ngx_uint_t ngx_http_pyrepl_my_turn(ngx_http_pyrepl_session_t *s,
+    ngx_http_pyrepl_turn_t *turn);
 static ngx_http_pyrepl_node_t *ngx_http_pyrepl_find_live(
     ngx_http_pyrepl_zone_ctx_t *ctx, u_char *id);
 static void ngx_http_pyrepl_set(ngx_http_pyrepl_zone_ctx_t *ctx,
@@ -647,10 +653,17 @@ ngx_http_pyrepl_table_counters(ngx_shm_zone_t *zone)
  * *s, NGX_DECLINED if there is no such session, NGX_BUSY if another run
  * holds it, NGX_ABORT if it is not ready to run (crashed, starting); *s is
  * filled in every case but the first.
+ *
+ * With turn (E2B's runs), runs that find the session busy, or others
+ * waiting, take a ticket and wait in line: each one's turn comes in the
+ * order they took them (the next on the session's release, turn_now).
+ * A run whose turn it is and that does not come for PYREPL_TURN_LOST
+ * (its client left, its worker died) is passed over; one passed over
+ * that comes after all runs as soon as the session is free.
  */
 ngx_int_t
 ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
-    ngx_http_pyrepl_session_t *s)
+    ngx_http_pyrepl_session_t *s, ngx_http_pyrepl_turn_t *turn)
 {
     ngx_int_t                    rc;
     ngx_http_pyrepl_node_t      *n;
@@ -667,6 +680,12 @@ ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
         return NGX_DECLINED;
     }
 
+    if (turn != NULL && !ngx_http_pyrepl_my_turn(&n->s, turn)) {
+        *s = n->s;
+        ngx_shmtx_unlock(&ctx->shpool->mutex);
+        return NGX_BUSY;
+    }
+
     switch (n->s.state) {
 
     case PYREPL_STATE_IDLE:
@@ -678,10 +697,25 @@ ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
         n->s.state = PYREPL_STATE_BUSY;
         n->s.runner = ngx_pid;
         n->s.last_activity = ngx_time();
+
+        if (turn != NULL && turn->held) {
+            if (turn->ticket == n->s.turn_now) {
+                n->s.turn_now++;
+                n->s.turn_since = ngx_current_msec;
+            }
+
+            turn->held = 0;
+        }
+
         rc = NGX_OK;
         break;
 
     case PYREPL_STATE_BUSY:
+        if (turn != NULL && !turn->held) {
+            turn->ticket = n->s.turn_next++;
+            turn->held = 1;
+        }
+
         rc = NGX_BUSY;
         break;
 
@@ -695,6 +729,67 @@ ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return rc;
+}
+
+
+/*
+ * Whether a run with turn may have a go at session s now (under the
+ * lock): it has no ticket and none waits, or its ticket's turn has come
+ * (or passed: it was passed over).  A run that waits while others do
+ * takes its ticket here.
+ */
+static ngx_uint_t
+ngx_http_pyrepl_my_turn(ngx_http_pyrepl_session_t *s,
+    ngx_http_pyrepl_turn_t *turn)
+{
+    if (!turn->held) {
+        if (s->turn_next == s->turn_now) {
+            return 1;
+        }
+
+        turn->ticket = s->turn_next++;
+        turn->held = 1;
+    }
+
+    /* the run whose turn it is does not come: its turn passes */
+
+    if (turn->ticket != s->turn_now
+        && s->state == PYREPL_STATE_IDLE
+        && ngx_current_msec - s->turn_since >= PYREPL_TURN_LOST)
+    {
+        s->turn_now++;
+        s->turn_since = ngx_current_msec;
+    }
+
+    return (int32_t) (turn->ticket - s->turn_now) <= 0;
+}
+
+
+/* A run that waited in line goes without its turn: the next one's comes. */
+void
+ngx_http_pyrepl_table_leave_turn(ngx_shm_zone_t *zone, u_char *id,
+    ngx_http_pyrepl_turn_t *turn)
+{
+    ngx_http_pyrepl_node_t      *n;
+    ngx_http_pyrepl_zone_ctx_t  *ctx;
+
+    if (!turn->held) {
+        return;
+    }
+
+    turn->held = 0;
+    ctx = zone->data;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    n = ngx_http_pyrepl_lookup(ctx, id);
+
+    if (n != NULL && n->s.turn_now == turn->ticket) {
+        n->s.turn_now++;
+        n->s.turn_since = ngx_current_msec;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
 }
 
 
@@ -871,6 +966,9 @@ ngx_http_pyrepl_table_end_run(ngx_shm_zone_t *zone, u_char *id,
         if (n->s.state == PYREPL_STATE_BUSY) {
             ngx_http_pyrepl_set(ctx, n, state);
         }
+
+        /* the run whose turn is next has from now on to come */
+        n->s.turn_since = ngx_current_msec;
 
         if (execution_count > n->s.execution_count) {
             n->s.execution_count = execution_count;

@@ -49,7 +49,9 @@ ngx_int_t ngx_http_pyrepl_table_set_ready(ngx_shm_zone_t *zone, u_char *id,
 ngx_int_t ngx_http_pyrepl_table_set_state(ngx_shm_zone_t *zone, u_char *id,
     ngx_uint_t state);
 ngx_int_t ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
-    ngx_http_pyrepl_session_t *s);
+    ngx_http_pyrepl_session_t *s, ngx_http_pyrepl_turn_t *turn);
+void ngx_http_pyrepl_table_leave_turn(ngx_shm_zone_t *zone, u_char *id,
+    ngx_http_pyrepl_turn_t *turn);
 ngx_int_t ngx_http_pyrepl_table_set_tx(ngx_shm_zone_t *zone, u_char *id,
     ngx_uint_t pending, ngx_pid_t pid);
 void ngx_http_pyrepl_table_set_checkpoint(ngx_shm_zone_t *zone, u_char *id,

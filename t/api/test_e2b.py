@@ -431,3 +431,27 @@ def test_a_default_context_whose_shell_exited_goes(nginx):
     wait_for(lambda: len(old - bash_contexts()) == 1,
              what="the exited default context to go")
     assert len(bash_contexts()) == len(old)
+
+
+def test_runs_waiting_their_turn_run_in_the_order_they_came(nginx):
+    ctx = nginx.http.post(nginx.url + "/e2b/contexts", json={},
+                          headers={"X-API-Key": KEY}).json()
+
+    def post(code):
+        return requests.post(nginx.url + "/e2b/execute",
+                             json={"code": code, "context_id": ctx["id"]},
+                             headers={"X-Access-Token": KEY}, stream=True,
+                             timeout=30)
+
+    busy = post("import time\norder = []\n"
+                "print('busy\\n', end='', flush=True)\ntime.sleep(1)")
+    going = busy.iter_lines()
+    assert json.loads(next(going))["text"] == "busy\n"
+    # each answer begins at once: each run is in line before the next comes
+    waiting = [post(f"order.append({i})") for i in range(10)]
+    list(going)
+    for r in waiting:
+        assert json.loads(list(r.iter_lines())[-1]) == {
+            "type": "end_of_execution"}
+    _, lines = execute(nginx, {"code": "order", "context_id": ctx["id"]})
+    assert of(lines, "result")[0]["text"] == str(list(range(10)))
