@@ -260,12 +260,12 @@ ngx_http_pyrepl_run_start(ngx_http_request_t *r, ngx_http_pyrepl_run_t *ctx)
          * runs in one E2B context take turns, in the order they came
          * (the exec's ticket, ngx_http_pyrepl_table_start_run): this one
          * looks again soon, for as long as it may run (a client that
-         * goes away meanwhile
-         * ends the request); a worker that is quitting waits for it, as
-         * for a run going on (not cancelable: one left would be dropped
-         * with its open connection).  The answer begins at once, as
-         * E2B's does, keepalives and all: the SDK gives up on an answer
-         * whose headers take longer than its request timeout.
+         * goes away meanwhile ends the request); a worker that is
+         * quitting waits for it, as for a run going on (not cancelable:
+         * one left would be dropped with its open connection).  The
+         * answer begins at once, as E2B's does, keepalives and all: the
+         * SDK gives up on an answer whose headers take longer than its
+         * request timeout.
          */
         rc = ngx_http_pyrepl_run_open(r, ctx);
         if (rc != NGX_OK) {
