@@ -177,6 +177,17 @@ def defaults(n):
         f"/var/lib/pyrepl/{h}-checkpoints"
 
 
+def forget_kept(ckpt):
+    """Once the instance a purge kept is gone, what it kept: its (empty)
+    checkpoints folder, and the default folders if nothing else is there."""
+    wait_for(lambda: not packaged_processes(), timeout=20,
+             what="the package's processes to exit")
+    os.rmdir(ckpt)
+    for d in ("/run/pyrepl", "/var/lib/pyrepl"):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
 def test_the_package_installs_serves_and_purges_without_a_trace(package):
     assert "/usr/lib/nginx/modules/ngx_http_pyrepl_module.so" in package
     assert os.readlink(LINK) == SNIPPET
@@ -236,13 +247,7 @@ def test_a_purge_keeps_the_folders_of_an_nginx_still_serving(package):
         assert n.run_json(sid, "x * 2")["result"] == {"text/plain": "42"}
         n.check_and_clean()
 
-    wait_for(lambda: not packaged_processes(), timeout=20,
-             what="the package's processes to exit")
-    # what the purge kept of that instance: its (empty) checkpoints
-    os.rmdir(ckpt)
-    for d in ("/run/pyrepl", "/var/lib/pyrepl"):
-        with contextlib.suppress(OSError):
-            os.rmdir(d)
+    forget_kept(ckpt)
 
 
 def test_a_purge_keeps_the_folders_of_a_serving_nginx_with_its_own_sockets(
@@ -261,10 +266,5 @@ def test_a_purge_keeps_the_folders_of_a_serving_nginx_with_its_own_sockets(
         assert n.run_json(sid, "x * 2")["result"] == {"text/plain": "42"}
         n.check_and_clean()
 
-    wait_for(lambda: not packaged_processes(), timeout=20,
-             what="the package's processes to exit")
-    os.rmdir(ckpt)
+    forget_kept(ckpt)
     shutil.rmtree(top)
-    for d in ("/run/pyrepl", "/var/lib/pyrepl"):
-        with contextlib.suppress(OSError):
-            os.rmdir(d)
