@@ -658,8 +658,8 @@ ngx_http_pyrepl_table_counters(ngx_shm_zone_t *zone)
  * waiting, take a ticket and wait in line: each one's turn comes in the
  * order they took them (the next on the session's release, turn_now).
  * A run whose turn it is and that does not come for PYREPL_TURN_LOST
- * (its client left, its worker died) is passed over; one passed over
- * that comes after all runs as soon as the session is free.
+ * (its client left, its worker died) is passed over; if it does come
+ * after all, it runs as soon as the session is free.
  */
 ngx_int_t
 ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
