@@ -24,7 +24,7 @@ import requests
 import websockets
 
 from helpers import (BAD_LOG, BUILD, PRELOAD, ROOT, Nginx, bad_lines,
-                     children, kill_all, leftovers, nginx_t_refusal,
+                     children, cmdline, kill_all, leftovers, nginx_t_refusal,
                      parse_sse, processes_under, running, san_env,
                      san_reports, stdout_of, wait_for)
 
@@ -93,6 +93,12 @@ class Cluster:
                 return False
 
         wait_for(up, timeout=30, what="the cluster to answer")
+        # nginx's workers: neither their command line nor their working
+        # directory names the cluster's folder (processes_under)
+        self.workers = set()
+        for name in HOSTS + ("front",):
+            with open(os.path.join(self.dir, name, "logs", "nginx.pid")) as f:
+                self.workers.update(children(int(f.read())))
 
     def create(self, node=None, key=KEY_A, **body):
         where = f"/node/{node}" if node else ""
@@ -135,6 +141,8 @@ class Cluster:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         left = leftovers(self.dir + "/", timeout=20)
+        left += [p for p in self.workers if running(p)
+                 and "nginx" in " ".join(cmdline(p))]
         kill_all(left)
         problems = []
         if left:
