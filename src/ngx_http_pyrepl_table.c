@@ -711,11 +711,6 @@ ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
         break;
 
     case PYREPL_STATE_BUSY:
-        if (turn != NULL && !turn->held) {
-            turn->ticket = n->s.turn_next++;
-            turn->held = 1;
-        }
-
         rc = NGX_BUSY;
         break;
 
@@ -734,16 +729,16 @@ ngx_http_pyrepl_table_start_run(ngx_shm_zone_t *zone, u_char *id,
 
 /*
  * Whether a run with turn may have a go at session s now (under the
- * lock): it has no ticket and none waits, or its ticket's turn has come
- * (or passed: it was passed over).  A run that waits while others do
- * takes its ticket here.
+ * lock): it has no ticket, none waits and no run holds the session, or
+ * its ticket's turn has come (or passed: it was passed over).  A run
+ * that finds the session busy, or others waiting, takes its ticket here.
  */
 static ngx_uint_t
 ngx_http_pyrepl_my_turn(ngx_http_pyrepl_session_t *s,
     ngx_http_pyrepl_turn_t *turn)
 {
     if (!turn->held) {
-        if (s->turn_next == s->turn_now) {
+        if (s->turn_next == s->turn_now && s->state != PYREPL_STATE_BUSY) {
             return 1;
         }
 
